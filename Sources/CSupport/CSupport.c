@@ -1,0 +1,3 @@
+#include "CSupport.h"
+
+int vfs_syncfs(int fd) { return syncfs(fd); }

@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// A backup registered in the catalog as `creating`, holding its server's lock and its open
+/// disks until `run` ends.
+public final class BackupJob: @unchecked Sendable {
+    // Sources and locks are touched only by `run`, which callers invoke once.
+    public let point: Point
+    private let repository: Repository
+    private let server: Server
+    private let sources: [DiskSource]
+    private var locks: [FileLock]
+    private let stop = Atomic<Bool>(false)
+    private let logger = Logger(label: "vaultfs.backup")
+
+    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], locks: [FileLock]) {
+        self.point = point
+        self.repository = repository
+        self.server = server
+        self.sources = sources
+        self.locks = locks
+    }
+
+    /// Asks a running backup to stop; it then ends as failed.
+    public func cancel() { stop.store(true, ordering: .relaxed) }
+
+    /// Reads the disks, writes chunks and maps, and commits the point as active, or leaves
+    /// it failed with the reason. Returns the point as it ended.
+    @discardableResult
+    public func run(clock: Date? = nil, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) -> Point {
+        let started = Date()
+        let catalog = repository.catalog
+        let id = point.id
+        let lastStored = Mutex<Double>(0)
+        let meter = ProgressMeter { snapshot in
+            progress(snapshot)
+            let due = lastStored.withLock { last in
+                guard snapshot.elapsed - last >= 1 else { return false }
+                last = snapshot.elapsed
+                return true
+            }
+            if due { catalog.updateProgress(point: id, done: snapshot.done, total: snapshot.total) }
+        }
+        defer { locks.removeAll() }
+        do {
+            let records = try withFreezeAndThaw { try backUpDisks(meter: meter) }
+            meter.finish()
+            try repository.syncData()
+            let finished = (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started))
+            try catalog.finishPoint(id, disks: records, at: finished)
+        } catch {
+            let reason = (error as? VaultError)?.description ?? "\(error)"
+            logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
+            repository.maps.remove(point: id)
+            catalog.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)))
+        }
+        return (try? catalog.point(id: id)) ?? point
+    }
+
+    private func backUpDisks(meter: ProgressMeter) throws -> [PointDisk] {
+        let chunkSize = repository.config.chunkSize
+        let parentDisks = try point.parentId.map { Set(try repository.catalog.pointDisks($0).map(\.disk)) } ?? []
+        let positions = sources.map { $0.dataPositions(chunkSize: chunkSize) }
+        for (source, list) in zip(sources, positions) {
+            meter.addTotal(list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
+        }
+        var records: [PointDisk] = []
+        for (source, list) in zip(sources, positions) {
+            var parent: FlatImage?
+            if let parentId = point.parentId, parentDisks.contains(source.name) {
+                parent = try repository.flatten(point: parentId, disk: source.name)
+            }
+            let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
+                                        compressionLevel: repository.config.compressionLevel, parent: parent,
+                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) })
+                .run(pointId: point.id)
+            try repository.maps.write(result.map, point: point.id, disk: source.name)
+            records.append(result.record)
+        }
+        return records
+    }
+
+    /// Runs the server's freeze command before `body` and its thaw command after, even when
+    /// `body` fails. A failing hook fails the backup.
+    private func withFreezeAndThaw<T>(_ body: () throws -> T) throws -> T {
+        if let freeze = server.freezeCommand, !freeze.isEmpty {
+            try runHook(freeze, what: "freeze")
+        }
+        let result: Result<T, any Error> = Result { try body() }
+        if let thaw = server.thawCommand, !thaw.isEmpty {
+            try runHook(thaw, what: "thaw")
+        }
+        return try result.get()
+    }
+
+    private func runHook(_ command: String, what: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        var environment = ProcessInfo.processInfo.environment
+        environment["VAULT_SERVER"] = server.name
+        environment["VAULT_POINT"] = point.name
+        environment["VAULT_POINT_ID"] = point.id
+        process.environment = environment
+        do {
+            try process.run()
+        } catch {
+            throw VaultError(.io, "cannot run the \(what) command of server '\(server.name)'", cause: error)
+        }
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw VaultError(.io, "the \(what) command of server '\(server.name)' failed with exit status \(process.terminationStatus)")
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// What backing up one disk produced.
+struct DiskBackupResult {
+    var map: ChunkMap
+    var record: PointDisk
+}
+
+/// Reads one disk on every core: each worker takes the next data position, reads it, marks
+/// it zero or hashes it, and stores chunks the store does not have yet.
+struct DiskBackup {
+    let source: DiskSource
+    let store: ChunkStore
+    let chunkSize: Int
+    let compressionLevel: Int
+    /// The parent point's image of this disk, for an incremental.
+    let parent: FlatImage?
+    /// Chunk positions holding data (from `DiskSource.dataPositions`).
+    let positions: [Int]
+    let meter: ProgressMeter
+    let cancelled: @Sendable () -> Bool
+
+    func run(pointId: String) throws -> DiskBackupResult {
+        let count = ChunkMap.positions(diskSize: source.size, chunkSize: chunkSize)
+        var refs = [ChunkRef](repeating: .zero, count: count)
+        let next = Atomic<Int>(0)
+        let newBytes = Atomic<Int>(0)
+        let failure = Mutex<VaultError?>(nil)
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+        let size = source.size, chunkSize = self.chunkSize
+        let fd = source.fd, path = source.path, parent = self.parent, positions = self.positions
+
+        refs.withUnsafeMutableBufferPointer { out in
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                let compressor = ZstdCompressor(level: compressionLevel)
+                var buffer = [UInt8](repeating: 0, count: chunkSize)
+                var scratch: [UInt8] = []
+                while failure.withLock({ $0 == nil }) {
+                    let k = next.add(1, ordering: .relaxed).oldValue
+                    guard k < positions.count else { break }
+                    if cancelled() {
+                        failure.withLock { $0 = $0 ?? VaultError(.cancelled, "the backup was cancelled") }
+                        break
+                    }
+                    let position = positions[k]
+                    let offset = Int64(position) * Int64(chunkSize)
+                    let length = Int(min(Int64(chunkSize), size - offset))
+                    do {
+                        try buffer.withUnsafeMutableBytes { raw in
+                            let n = try Posix.pread(fd, raw.baseAddress!, length, offset, path: path)
+                            guard n == length else {
+                                throw VaultError(.io, "disk \(path) ended at \(offset + Int64(n)) while reading; it changed size during the backup")
+                            }
+                            let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<length])
+                            if chunk.isAllZero { return }
+                            let hash = ChunkHash(of: chunk)
+                            out[position] = .data(hash)
+                            if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
+                            let written = try store.store(chunk, hash: hash, compressor: compressor, scratch: &scratch)
+                            newBytes.add(written, ordering: .relaxed)
+                        }
+                    } catch {
+                        let wrapped = error as? VaultError ?? VaultError(.io, "reading \(path)", cause: error)
+                        failure.withLock { $0 = $0 ?? wrapped }
+                    }
+                    meter.advance(Int64(length))
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+
+        let image = FlatImage(size: size, chunkSize: chunkSize, refs: refs)
+        var entries: [ChunkMap.Entry] = []
+        var changed: Int64 = 0
+        for (position, ref) in refs.enumerated() {
+            if let parent, position < parent.refs.count, parent.refs[position] == ref { continue }
+            entries.append(.init(position: position, ref: ref))
+            if ref != .zero { changed += Int64(image.length(of: position)) }
+        }
+        let map = ChunkMap(kind: parent == nil ? .full : .incremental, chunkSize: chunkSize, diskSize: size, entries: entries)
+        let record = PointDisk(pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
+                               changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
+        return DiskBackupResult(map: map, record: record)
+    }
+}

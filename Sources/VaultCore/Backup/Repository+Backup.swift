@@ -1,0 +1,96 @@
+import Foundation
+import GRDB
+
+extension Repository {
+    public static let defaultVaultName = "default"
+
+    /// Registers a backup: checks the plan, locks the server, opens its disks and records the
+    /// point as `creating`. Nothing is stored when this throws. Call `run` on the result.
+    public func prepareBackup(_ plan: BackupPlan, now: Date = Date()) throws -> BackupJob {
+        try Names.validatePointName(plan.name)
+        try Names.validateDescription(plan.description)
+        var server = try catalog.server(named: plan.server)
+        var disks = try catalog.disks(ofServer: server.id!)
+        if let wanted = plan.disks {
+            for name in wanted where !disks.contains(where: { $0.name == name }) {
+                throw VaultError.notFound("server '\(server.name)' has no disk named '\(name)'")
+            }
+            disks = disks.filter { wanted.contains($0.name) }
+        }
+        guard let serverLock = try lockServer(server.id!) else {
+            throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
+        }
+        let sources = try disks.map { try DiskSource(name: $0.name, path: $0.path, server: server.name) }
+        if plan.kind == .incremental {
+            guard let parentId = plan.parentId, let parent = try catalog.point(id: parentId),
+                  parent.status == .active, parent.deletion == .none else {
+                throw VaultError.invalid("an incremental needs an active parent point")
+            }
+        }
+        let vault = try vaultForBackup(&server, now: now)
+        let gcLock = try lockForBackup()
+        let id = UUID().uuidString.lowercased()
+        let point = Point(
+            id: id, serverId: server.id, serverName: server.name, vaultId: vault.id, vaultName: vault.name,
+            name: plan.name, description: plan.description, kind: plan.kind, schedule: plan.schedule,
+            status: .creating, error: nil, parentId: plan.kind == .incremental ? plan.parentId : nil,
+            chainId: plan.kind == .incremental ? try chainId(of: plan.parentId!) : id,
+            slot: plan.slot, startedAt: now, finishedAt: nil, deletion: .none, deletedAt: nil,
+            progressDone: 0, progressTotal: 0)
+        try catalog.insertPoint(point, tags: plan.tags)
+        return BackupJob(point: point, repository: self, server: server, sources: sources, locks: [serverLock, gcLock])
+    }
+
+    /// The server's vault; a server in no vault is put in the default vault, created with the
+    /// default policy when missing (seed 000).
+    private func vaultForBackup(_ server: inout Server, now: Date) throws -> Vault {
+        if let id = server.vaultId, let vault = try catalog.vault(id: id) { return vault }
+        let serverId = server.id!
+        let vault: Vault = try catalog.write { db in
+            var vault = try Vault.filter(Column("name") == Self.defaultVaultName).fetchOne(db)
+            if vault == nil {
+                var created = Vault(id: nil, name: Self.defaultVaultName, createdAt: now)
+                created.policy = .makeDefault(since: now)
+                try created.insert(db)
+                vault = created
+            }
+            try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [vault!.id, serverId])
+            return vault!
+        }
+        server.vaultId = vault.id
+        return vault
+    }
+
+    private func chainId(of parent: String) throws -> String {
+        guard let point = try catalog.point(id: parent) else { throw VaultError.notFound("no point \(parent)") }
+        return point.chainId
+    }
+
+    /// Backs up several servers now under one name (`NAME-0001`, ... when more than one).
+    /// Every server is checked and locked before any is read, so a bad name, an unknown
+    /// server, a missing disk or a busy server stores nothing at all.
+    public func prepareManualBackups(servers: [String], name: String?, description: String,
+                                     tags: [(key: String, value: String)], disks: [String]?,
+                                     now: Date = Date()) throws -> [BackupJob] {
+        guard !servers.isEmpty else { throw VaultError.invalid("name at least one server to back up") }
+        guard Set(servers).count == servers.count else { throw VaultError.invalid("a server is named twice") }
+        let names = try Names.namesForServers(base: name ?? Names.defaultManualName(), count: servers.count)
+        for server in servers { _ = try catalog.server(named: server) }
+        var jobs: [BackupJob] = []
+        do {
+            for (server, pointName) in zip(servers, names) {
+                jobs.append(try prepareBackup(.manual(server: server, name: pointName, description: description,
+                                                      tags: tags, disks: disks), now: now))
+            }
+        } catch {
+            for job in jobs { discard(job) }
+            throw error
+        }
+        return jobs
+    }
+
+    /// Unregisters a prepared job that will not run.
+    func discard(_ job: BackupJob) {
+        _ = try? catalog.write { db in try db.execute(sql: "DELETE FROM point WHERE id = ? AND status = 'creating'", arguments: [job.point.id]) }
+    }
+}

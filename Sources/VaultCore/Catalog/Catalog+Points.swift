@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+
+/// Points: registering, finishing, finding and listing them.
+extension Catalog {
+    /// Registers a point as `creating`. A name already used by a live or soft-deleted point of
+    /// the same server is refused.
+    func insertPoint(_ point: Point, tags: [(key: String, value: String)]) throws {
+        try write { db in
+            let clash = try Point.filter(Column("serverId") == point.serverId && Column("name") == point.name
+                                         && Column("deletion") != Deletion.deleted.rawValue).fetchCount(db)
+            if clash > 0 {
+                throw VaultError(.alreadyExists, "server '\(point.serverName)' already has a point named '\(point.name)'")
+            }
+            try point.insert(db)
+            for tag in tags { try PointTag(pointId: point.id, key: tag.key, value: tag.value).insert(db) }
+        }
+    }
+
+    func updateProgress(point id: String, done: Int64, total: Int64) {
+        _ = try? write { db in
+            try db.execute(sql: "UPDATE point SET progressDone = ?, progressTotal = ? WHERE id = ? AND status = 'creating'",
+                           arguments: [done, total, id])
+        }
+    }
+
+    /// Commits a finished point with its per-disk sizes in one transaction.
+    func finishPoint(_ id: String, disks: [PointDisk], at time: Date) throws {
+        try write { db in
+            for disk in disks { try disk.insert(db) }
+            try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
+                           arguments: [time, id])
+        }
+    }
+
+    func failPoint(_ id: String, error: String, at time: Date) {
+        _ = try? write { db in
+            try db.execute(sql: "UPDATE point SET status = 'failed', error = ?, finishedAt = ? WHERE id = ? AND status = 'creating'",
+                           arguments: [error, time, id])
+        }
+    }
+
+    public func point(id: String) throws -> Point? {
+        try read { try Point.fetchOne($0, key: id) }
+    }
+
+    /// Finds a point by id, unique id prefix (at least 4 characters), or `SERVER/NAME`.
+    public func point(matching reference: String) throws -> Point {
+        let found: [Point] = try read { db in
+            if let exact = try Point.fetchOne(db, key: reference), exact.deletion != .deleted { return [exact] }
+            if let slash = reference.firstIndex(of: "/") {
+                let server = String(reference[..<slash]), name = String(reference[reference.index(after: slash)...])
+                return try Point.filter(Column("serverName") == server && Column("name") == name
+                                        && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+            }
+            guard reference.count >= 4 else { return [] }
+            return try Point.filter(Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+        }
+        guard let point = found.first else { throw VaultError.notFound("no point matches '\(reference)'") }
+        guard found.count == 1 else {
+            throw VaultError.invalid("'\(reference)' matches \(found.count) points; give more of the id")
+        }
+        return point
+    }
+
+    /// Points not deleted for good, oldest first; optionally of one server, optionally
+    /// including soft-deleted ones.
+    public func points(server: Int64? = nil, includeSoftDeleted: Bool = false) throws -> [Point] {
+        try read { db in
+            var request = Point.filter(Column("deletion") != Deletion.deleted.rawValue)
+            if !includeSoftDeleted { request = request.filter(Column("deletion") == Deletion.none.rawValue) }
+            if let server { request = request.filter(Column("serverId") == server) }
+            return try request.order(Column("startedAt"), Column("id")).fetchAll(db)
+        }
+    }
+
+    /// Every point ever attempted, for history.
+    public func allPoints(server: Int64? = nil) throws -> [Point] {
+        try read { db in
+            var request = Point.all()
+            if let server { request = request.filter(Column("serverId") == server) }
+            return try request.order(Column("startedAt"), Column("id")).fetchAll(db)
+        }
+    }
+
+    public func pointDisks(_ id: String) throws -> [PointDisk] {
+        try read { try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll($0) }
+    }
+
+    public func tags(_ id: String) throws -> [PointTag] {
+        try read { try PointTag.filter(Column("pointId") == id).order(Column("key")).fetchAll($0) }
+    }
+
+    /// Points whose parent is `id` and which are not deleted for good.
+    func dependants(of id: String, db: Database) throws -> [Point] {
+        try Point.filter(Column("parentId") == id && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+    }
+
+    /// The points of a chain, from its full to `id`, following parent links.
+    public func chain(endingAt id: String) throws -> [Point] {
+        try read { db in
+            var chain: [Point] = []
+            var next: String? = id
+            while let current = next {
+                guard let point = try Point.fetchOne(db, key: current) else {
+                    throw VaultError(.corrupt, "point \(current) in a chain is missing from the catalog")
+                }
+                chain.append(point)
+                next = point.parentId
+                if chain.count > 100_000 { throw VaultError(.corrupt, "point \(id) has a cyclic chain") }
+            }
+            return chain.reversed()
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import GRDB
+
+/// Keeps the N most recent policy chains of each server in a vault (seed 000). When a new
+/// full makes N+1, the oldest chain — its full and all its incrementals — is deleted.
+/// Manual points are never touched.
+public struct Retention {
+    public let repository: Repository
+
+    public init(repository: Repository) { self.repository = repository }
+
+    /// Points retention would delete now, without deleting them.
+    public func plan(vault name: String) throws -> [Point] {
+        let vault = try repository.catalog.vault(named: name)
+        guard let policy = vault.policy else { return [] }
+        let points = try repository.catalog.read { db in
+            try Point.filter(Column("vaultId") == vault.id && Column("schedule") == ScheduleType.policy.rawValue
+                             && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+        }
+        var doomed: [Point] = []
+        for (_, serverPoints) in Dictionary(grouping: points, by: { $0.serverId }) {
+            let fulls = serverPoints.filter { $0.kind == .full && $0.status == .active && $0.deletion == .none }
+                .sorted { $0.startedAt > $1.startedAt }
+            guard fulls.count > policy.keepFulls else { continue }
+            let expired = Set(fulls[policy.keepFulls...].map(\.id))
+            doomed += serverPoints.filter { expired.contains($0.chainId) && $0.status != .creating }
+        }
+        return doomed.sorted { $0.startedAt < $1.startedAt }
+    }
+
+    /// Deletes what `plan` lists, then collects chunks no point uses any more.
+    @discardableResult
+    public func apply(vault name: String, now: Date = Date()) throws -> [Point] {
+        let doomed = try plan(vault: name)
+        guard !doomed.isEmpty else { return [] }
+        try repository.deleteForGood(doomed, at: now)
+        _ = try? GarbageCollector(repository: repository).collect()
+        return doomed
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+
+/// Runs policy backups when their slot is due, then applies retention.
+public struct Scheduler {
+    public let repository: Repository
+    private let logger = Logger(label: "vaultfs.scheduler")
+
+    public init(repository: Repository) { self.repository = repository }
+
+    /// One line per backup attempted or skipped, for the command's output.
+    public struct Outcome: Sendable {
+        public var server: String
+        public var point: Point?
+        public var message: String
+    }
+
+    /// Runs every slot due at `now` once: a missed slot runs once, never several times.
+    public func runDue(now: Date, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        for vault in try repository.catalog.vaults() {
+            guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
+            for server in try repository.catalog.servers(inVault: vault.id!) {
+                let history = try repository.catalog.allPoints(server: server.id!).filter { $0.schedule == .policy }
+                if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
+                outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
+                outcomes += try Retention(repository: repository).apply(vault: vault.name, now: now).map {
+                    Outcome(server: $0.serverName, point: $0, message: "deleted by retention")
+                }
+            }
+        }
+        return outcomes
+    }
+
+    private func runSlot(_ slot: Date, server: Server, policy: Policy, history: [Point], now: Date,
+                         progress: @escaping @Sendable (BackupProgress) -> Void) -> Outcome {
+        let next = ChainRule.next(policyPoints: history, incrementals: policy.incrementals)
+        let plan = BackupPlan(server: server.name, name: Units.compactUTC(slot), description: "", tags: [],
+                              disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)
+        do {
+            let job = try repository.prepareBackup(plan, now: now)
+            let point = job.run(clock: now, progress: progress)
+            return Outcome(server: server.name, point: point, message: point.status == .active ? "made" : "failed: \(point.error ?? "")")
+        } catch let error as VaultError where error.code == .busy {
+            return Outcome(server: server.name, point: nil, message: "skipped: \(error.message)")
+        } catch {
+            // A slot that cannot even start (a missing disk, say) is recorded as a failed point,
+            // so the history shows it and the slot is not retried forever.
+            let reason = (error as? VaultError)?.description ?? "\(error)"
+            logger.error("policy backup of \(server.name) failed: \(reason)")
+            let point = try? repository.recordFailedAttempt(plan, server: server, error: reason, now: now)
+            return Outcome(server: server.name, point: point, message: "failed: \(reason)")
+        }
+    }
+}
+
+extension Repository {
+    /// Records a backup attempt that failed before it could start.
+    func recordFailedAttempt(_ plan: BackupPlan, server: Server, error: String, now: Date) throws -> Point {
+        let vault = try server.vaultId.flatMap { try catalog.vault(id: $0) }
+        let id = UUID().uuidString.lowercased()
+        let point = Point(
+            id: id, serverId: server.id, serverName: server.name, vaultId: vault?.id, vaultName: vault?.name ?? "",
+            name: plan.name, description: plan.description, kind: plan.kind, schedule: plan.schedule,
+            status: .failed, error: error, parentId: nil, chainId: id, slot: plan.slot, startedAt: now,
+            finishedAt: now, deletion: .none, deletedAt: nil, progressDone: 0, progressTotal: 0)
+        try catalog.insertPoint(point, tags: [])
+        return point
+    }
+}

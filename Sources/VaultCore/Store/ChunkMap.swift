@@ -1,0 +1,109 @@
+import Crypto
+
+/// The chunk map of one disk in one point. A full map has an entry for every chunk position;
+/// an incremental map only for the positions that differ from the parent point.
+///
+/// File layout (little-endian):
+///
+///     0  "VFSMAP01"   magic
+///     8  UInt32       chunk size
+///     12 UInt8        kind: 0 full, 1 incremental
+///     13 3 bytes      reserved
+///     16 UInt64       disk size in bytes
+///     24 UInt64       entry count
+///     32 entries      UInt64 position, UInt8 flag (0 zero, 1 data), 32-byte hash
+///     .. 32 bytes     SHA-256 of everything before it
+public struct ChunkMap: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable { case full = 0, incremental = 1 }
+
+    public struct Entry: Equatable, Sendable {
+        public var position: Int
+        public var ref: ChunkRef
+    }
+
+    public var kind: Kind
+    public var chunkSize: Int
+    public var diskSize: Int64
+    public var entries: [Entry]
+
+    static let magic: [UInt8] = Array("VFSMAP01".utf8)
+    static let entrySize = 41
+
+    /// Number of chunk positions a disk of `size` bytes has.
+    public static func positions(diskSize: Int64, chunkSize: Int) -> Int {
+        Int((diskSize + Int64(chunkSize) - 1) / Int64(chunkSize))
+    }
+
+    public func encoded() -> [UInt8] {
+        var out = Self.magic
+        out.reserveCapacity(64 + entries.count * Self.entrySize)
+        out += ChunkFile.littleEndian(UInt32(chunkSize))
+        out += [kind.rawValue, 0, 0, 0]
+        out += ChunkFile.littleEndian(UInt64(diskSize))
+        out += ChunkFile.littleEndian(UInt64(entries.count))
+        let zeroHash = [UInt8](repeating: 0, count: ChunkHash.byteCount)
+        for entry in entries {
+            out += ChunkFile.littleEndian(UInt64(entry.position))
+            switch entry.ref {
+            case .zero: out.append(0); out += zeroHash
+            case .data(let hash): out.append(1); out += hash.bytes
+            }
+        }
+        out += Array(SHA256.hash(data: out))
+        return out
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> ChunkMap {
+        func bad(_ why: String) -> VaultError { VaultError(.corrupt, "chunk map is damaged: \(why)") }
+        guard bytes.count >= 64, Array(bytes[0..<8]) == magic else { throw bad("bad header") }
+        let body = bytes[0..<(bytes.count - 32)]
+        guard Array(SHA256.hash(data: body)) == Array(bytes[(bytes.count - 32)...]) else { throw bad("checksum mismatch") }
+        return try bytes.withUnsafeBytes { raw in
+            func u64(_ at: Int) -> UInt64 { raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian }
+            let chunkSize = Int(raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+            guard let kind = Kind(rawValue: raw[12]) else { throw bad("unknown kind") }
+            let diskSize = Int64(u64(16))
+            let count = Int(u64(24))
+            guard count * entrySize == bytes.count - 64 else { throw bad("entry count mismatch") }
+            let positions = Self.positions(diskSize: diskSize, chunkSize: chunkSize)
+            var entries: [Entry] = []
+            entries.reserveCapacity(count)
+            for i in 0..<count {
+                let at = 32 + i * entrySize
+                let position = Int(u64(at))
+                guard position < positions else { throw bad("position \(position) past the disk's end") }
+                let ref: ChunkRef = raw[at + 8] == 0 ? .zero : .data(ChunkHash(bytes: raw[(at + 9)..<(at + 41)]))
+                entries.append(Entry(position: position, ref: ref))
+            }
+            return ChunkMap(kind: kind, chunkSize: chunkSize, diskSize: diskSize, entries: entries)
+        }
+    }
+}
+
+/// Chunk maps on disk: `maps/<point id>/<disk>.map`.
+public struct MapStore: Sendable {
+    public let root: String
+
+    func directory(_ point: String) -> String { "\(root)/\(point)" }
+    func path(_ point: String, _ disk: String) -> String { "\(root)/\(point)/\(disk).map" }
+
+    func write(_ map: ChunkMap, point: String, disk: String) throws {
+        try Posix.makeDirectory(directory(point))
+        try Posix.writeFileAtomically(path(point, disk), map.encoded(), sync: false)
+    }
+
+    public func read(point: String, disk: String) throws -> ChunkMap {
+        let file = path(point, disk)
+        do {
+            return try ChunkMap.decode(Posix.readFile(file))
+        } catch let error as VaultError where error.code == .notFound {
+            throw VaultError(.corrupt, "chunk map \(file) is missing")
+        } catch let error as VaultError {
+            throw VaultError(error.code, "\(file): \(error.message)")
+        }
+    }
+
+    func remove(point: String) { Posix.removeTree(directory(point)) }
+
+    func pointDirectories() -> [String] { Posix.listDirectory(root).filter { !$0.hasPrefix(".") } }
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// Parsing and printing of sizes, durations and times as users type and read them.
+public enum Units {
+    /// Parses `1M`, `64K`, `4MiB`, `1048576` into bytes.
+    public static func parseSize(_ text: String) -> Int? {
+        let lower = text.lowercased().replacingOccurrences(of: "ib", with: "").replacingOccurrences(of: "b", with: "")
+        guard let last = lower.last else { return nil }
+        let multipliers: [Character: Int] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+        if let multiplier = multipliers[last] {
+            guard let value = Int(lower.dropLast()), value >= 0 else { return nil }
+            return value * multiplier
+        }
+        guard let value = Int(lower), value >= 0 else { return nil }
+        return value
+    }
+
+    /// Prints a byte count for people: `1.5 GiB`, `512 KiB`, `0 B`.
+    public static func formatSize(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    /// Parses `7d`, `12h`, `30m`, `45s` or plain seconds.
+    public static func parseDuration(_ text: String) -> TimeInterval? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
+        guard let last = text.last else { return nil }
+        if let unit = units[last] {
+            guard let value = Double(text.dropLast()), value >= 0 else { return nil }
+            return value * unit
+        }
+        guard let value = Double(text), value >= 0 else { return nil }
+        return value
+    }
+
+    /// Parses `2026-11-25T16:00`, `2026-11-25 16:00:30`, with an optional `Z` for UTC;
+    /// without it the time is local.
+    public static func parseTime(_ text: String) -> Date? {
+        let formats = ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd"]
+        var body = text
+        var zone = TimeZone.current
+        if body.hasSuffix("Z") {
+            body.removeLast()
+            zone = TimeZone(identifier: "UTC")!
+        }
+        for format in formats {
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = zone
+            formatter.dateFormat = format
+            if let date = formatter.date(from: body) { return date }
+        }
+        return nil
+    }
+
+    /// `2026-11-25T16:00:00Z`, the form JSON and tables use.
+    public static func formatTime(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    /// `20261125T160000Z`: a policy point's directory name, sortable and free of colons.
+    public static func compactUTC(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,26 @@
+/// An error a user can act on: what kind of failure, one line saying what happened, and the
+/// underlying cause when there is one.
+public struct VaultError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case invalidArgument, notFound, alreadyExists, busy, notARepository, unsupportedFormat
+        case corrupt, io, hasDependants, notEmpty, cancelled, noSpace
+    }
+
+    public let code: Code
+    public let message: String
+    public let cause: String?
+
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause.map { "\($0)" }
+    }
+
+    public var description: String {
+        guard let cause, !cause.isEmpty else { return message }
+        return "\(message): \(cause)"
+    }
+
+    static func invalid(_ message: String) -> VaultError { VaultError(.invalidArgument, message) }
+    static func notFound(_ message: String) -> VaultError { VaultError(.notFound, message) }
+}

@@ -1,0 +1,153 @@
+import Foundation
+
+/// A point as users see it (seed 001): in `vaultctl points --json` and in `point.json`.
+public struct PointView: Codable, Sendable {
+    public struct DiskView: Codable, Sendable {
+        public var name: String
+        public var size: Int64
+        public var storedBytes: Int64
+        public var changedBytes: Int64
+        public var newBytes: Int64
+    }
+
+    public struct ProgressView: Codable, Sendable {
+        public var doneBytes: Int64
+        public var totalBytes: Int64
+        public var percent: Int
+    }
+
+    public var id: String
+    public var name: String
+    public var server: String
+    public var vault: String
+    public var type: String
+    public var scheduleType: String
+    public var status: String
+    public var error: String?
+    public var estimatedSize: Int64
+    public var location: String
+    public var time: String
+    public var finishedAt: String?
+    public var parent: String?
+    public var description: String
+    public var tags: [String: String]
+    public var disks: [DiskView]
+    public var progress: ProgressView?
+    public var deletion: String
+
+    public init(_ point: Point, disks: [PointDisk], tags: [PointTag], location: String) {
+        id = point.id
+        name = point.name
+        server = point.serverName
+        vault = point.vaultName
+        type = point.kind == .full ? "Full" : "Incremental"
+        scheduleType = point.schedule == .policy ? "Policy" : "Manual"
+        status = Self.statusText(point.status)
+        error = point.error
+        estimatedSize = disks.reduce(0) { $0 + $1.changedBytes }
+        self.location = location
+        time = Units.formatTime(point.startedAt)
+        finishedAt = point.finishedAt.map(Units.formatTime)
+        parent = point.parentId
+        description = point.description
+        self.tags = Dictionary(uniqueKeysWithValues: tags.map { ($0.key, $0.value) })
+        self.disks = disks.map { DiskView(name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
+                                          changedBytes: $0.changedBytes, newBytes: $0.newBytes) }
+        if point.status == .creating {
+            let percent = point.progressTotal > 0 ? Int(point.progressDone * 100 / point.progressTotal) : 0
+            progress = ProgressView(doneBytes: point.progressDone, totalBytes: point.progressTotal, percent: percent)
+        }
+        deletion = HistoryEntry.deletionText(point.deletion)
+    }
+
+    static func statusText(_ status: PointStatus) -> String {
+        switch status {
+        case .creating: return "Creating"
+        case .active: return "Active"
+        case .failed: return "Failed"
+        }
+    }
+}
+
+/// One backup attempt in the history (seed 001).
+public struct HistoryEntry: Codable, Sendable {
+    public var id: String
+    public var server: String
+    public var vault: String
+    public var name: String
+    public var status: String
+    public var type: String
+    public var scheduleType: String
+    public var size: Int64
+    public var start: String
+    public var end: String?
+    public var deletionStatus: String
+    public var error: String?
+
+    public init(_ point: Point, disks: [PointDisk]) {
+        id = point.id
+        server = point.serverName
+        vault = point.vaultName
+        name = point.name
+        switch point.status {
+        case .active: status = "Active"
+        case .failed: status = "Error"
+        case .creating: status = "Running"
+        }
+        type = point.kind == .full ? "Full" : "Incremental"
+        scheduleType = point.schedule == .policy ? "Policy" : "Manual"
+        size = disks.reduce(0) { $0 + $1.changedBytes }
+        start = Units.formatTime(point.startedAt)
+        end = point.finishedAt.map(Units.formatTime)
+        deletionStatus = Self.deletionText(point.deletion)
+        error = point.error
+    }
+
+    static func deletionText(_ deletion: Deletion) -> String {
+        switch deletion {
+        case .none: return ""
+        case .soft: return "Soft deleted"
+        case .deleted: return "Deleted"
+        }
+    }
+}
+
+/// A vault's policy as `policy.json` and `policy show --json` print it.
+public struct PolicyView: Codable, Sendable {
+    public var vault: String
+    public var enabled: Bool
+    public var start: String?
+    public var everyHours: Int?
+    public var incrementals: Int?
+    public var keepFulls: Int?
+    public var since: String?
+
+    public init(_ vault: Vault) {
+        self.vault = vault.name
+        enabled = vault.policy != nil
+        start = vault.policy?.startText
+        everyHours = vault.policy?.everyHours
+        incrementals = vault.policy?.incrementals
+        keepFulls = vault.policy?.keepFulls
+        since = vault.policy.map { Units.formatTime($0.since) }
+    }
+}
+
+extension Repository {
+    public func view(of point: Point) throws -> PointView {
+        PointView(point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: root)
+    }
+
+    public func history(server: Int64? = nil) throws -> [HistoryEntry] {
+        try catalog.allPoints(server: server).map { HistoryEntry($0, disks: try catalog.pointDisks($0.id)) }
+    }
+}
+
+/// JSON as vaultfs prints it: pretty, keys sorted, one trailing newline.
+public enum JSON {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
+    }
+}

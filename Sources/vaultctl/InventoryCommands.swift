@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import VaultCore
+
+struct VaultCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vault", abstract: "Create, list, show and remove vaults.",
+        subcommands: [Create.self, List.self, Show.self, Remove.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a vault (optionally with its policy).")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+        @OptionGroup var policy: PolicyOptions
+
+        func run() throws {
+            let repo = try repository.open()
+            try repo.catalog.createVault(named: name, policy: try policy.policy(now: Date()), now: Date())
+            print("created vault \(name)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List vaults.")
+        @OptionGroup var repository: RepositoryOptions
+        @Flag var json = false
+
+        func run() throws {
+            let repo = try repository.open()
+            let vaults = try repo.catalog.vaults()
+            if json { return printJSON(vaults.map(PolicyView.init)) }
+            printTable(["VAULT", "SERVERS", "POLICY"], try vaults.map { vault in
+                [vault.name, "\(try repo.catalog.servers(inVault: vault.id!).count)", policyText(vault.policy)]
+            })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a vault, its policy and servers.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+        @Flag var json = false
+
+        func run() throws {
+            let repo = try repository.open()
+            let vault = try repo.catalog.vault(named: name)
+            if json { return printJSON(PolicyView(vault)) }
+            print("vault:   \(vault.name)")
+            print("policy:  \(policyText(vault.policy))")
+            print("servers: \(try repo.catalog.servers(inVault: vault.id!).map(\.name).joined(separator: ", "))")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an empty vault.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+
+        func run() throws {
+            try repository.open().catalog.removeVault(named: name)
+            print("removed vault \(name)")
+        }
+    }
+}
+
+func policyText(_ policy: Policy?) -> String {
+    guard let policy else { return "none (manual backups only)" }
+    return "start \(policy.startText), every \(policy.everyHours)h, \(policy.incrementals) incrementals between fulls, keep \(policy.keepFulls) fulls"
+}
+
+struct ServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server", abstract: "Add, list, show, move and remove servers.",
+        subcommands: [Add.self, List.self, Show.self, Move.self, Remove.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a server and its disks.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+        @Option(help: "The vault the server belongs to.") var vault: String?
+        @Option(name: .customLong("disk"), help: "A disk as NAME=PATH (block device or image file); repeat for more.")
+        var disks: [String] = []
+        @Option(help: "Shell command run before the disks are read.") var freezeCommand: String?
+        @Option(help: "Shell command run after the disks are read.") var thawCommand: String?
+
+        func run() throws {
+            let parsed = try disks.map { text -> (name: String, path: String) in
+                guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+                    throw VaultError(.invalidArgument, "bad --disk '\(text)': use NAME=PATH")
+                }
+                return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+            }
+            try repository.open().catalog.addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
+                                                    thawCommand: thawCommand, now: Date())
+            print("added server \(name)" + (vault.map { " to vault \($0)" } ?? ""))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List servers.")
+        @OptionGroup var repository: RepositoryOptions
+
+        func run() throws {
+            let repo = try repository.open()
+            let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id!, $0.name) })
+            printTable(["SERVER", "VAULT", "DISKS"], try repo.catalog.servers().map { server in
+                [server.name, server.vaultId.flatMap { vaults[$0] } ?? "-",
+                 try repo.catalog.disks(ofServer: server.id!).map(\.name).joined(separator: ",")]
+            })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a server, its disks and hooks.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+
+        func run() throws {
+            let repo = try repository.open()
+            let server = try repo.catalog.server(named: name)
+            print("server: \(server.name)")
+            print("vault:  \(try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name } ?? "-")")
+            for disk in try repo.catalog.disks(ofServer: server.id!) { print("disk:   \(disk.name)=\(disk.path)") }
+            if let freeze = server.freezeCommand { print("freeze: \(freeze)") }
+            if let thaw = server.thawCommand { print("thaw:   \(thaw)") }
+        }
+    }
+
+    struct Move: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Move a server to another vault; its points stay where they are.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+        @Option var vault: String
+
+        func run() throws {
+            try repository.open().catalog.moveServer(named: name, toVault: vault)
+            print("moved server \(name) to vault \(vault)")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a server that has no points left.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+
+        func run() throws {
+            try repository.open().catalog.removeServer(named: name)
+            print("removed server \(name)")
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import VaultCore
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Back up servers now: a full point of schedule type manual for each.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Servers to back up.") var servers: [String]
+    @Option(help: "Point name (default manualbk_xxxx; -0001, -0002... are added for several servers).") var name: String?
+    @Option(help: "Description, up to 255 characters.") var description = ""
+    @Option(name: .customLong("tag"), help: "A tag KEY=VALUE; up to 10.") var tags: [String] = []
+    @Option(name: .customLong("disk"), help: "Back up only this disk; repeat for more.") var disks: [String] = []
+
+    func run() throws {
+        let repo = try repository.open()
+        let jobs = try repo.prepareManualBackups(servers: servers, name: name, description: description,
+                                                 tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
+        var failed = false
+        for job in jobs {
+            let printer = ProgressPrinter(label: "\(job.point.serverName)/\(job.point.name)")
+            let point = job.run(progress: printer.callback())
+            printer.end()
+            print(describe(point, disks: try repo.catalog.pointDisks(point.id)))
+            failed = failed || point.status != .active
+        }
+        if failed { throw ExitCode.failure }
+    }
+}
+
+struct Points: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List restore points.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Only this server's points.") var server: String?
+    @Flag(help: "Include soft-deleted points.") var all = false
+    @Flag var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all)
+        let views = try points.map { try repo.view(of: $0) }
+        if json { return printJSON(views) }
+        printTable(["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "SIZE", "TIME", "PARENT", "LOCATION"], views.map { v in
+            [String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,
+             v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))",
+             Units.formatSize(v.estimatedSize), v.time, v.parent.map { String($0.prefix(8)) } ?? "-", v.location]
+        })
+    }
+}
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show every backup attempt and its deletion status.")
+    @OptionGroup var repository: RepositoryOptions
+    @Option(help: "Only this server's history.") var server: String?
+    @Flag var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let entries = try repo.history(server: serverId)
+        if json { return printJSON(entries) }
+        printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION"], entries.map { e in
+            [String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType, Units.formatSize(e.size),
+             e.start, e.end ?? "-", e.deletionStatus]
+        })
+    }
+}
+
+struct Delete: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Soft-delete a point (restorable with undelete until purged). A point others depend on is refused.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+
+    func run() throws {
+        let deleted = try repository.open().softDelete(point)
+        print("soft-deleted \(deleted.serverName)/\(deleted.name) (\(deleted.id))")
+    }
+}
+
+struct Undelete: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Restore a soft-deleted point.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+
+    func run() throws {
+        let restored = try repository.open().undelete(point)
+        print("restored \(restored.serverName)/\(restored.name) (\(restored.id))")
+    }
+}
+
+struct Purge: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete soft-deleted points for good and free their space.")
+    @OptionGroup var repository: RepositoryOptions
+    @Option(help: "Only points soft-deleted at least this long ago (e.g. 7d, 12h).") var olderThan: String?
+
+    func run() throws {
+        let age = try olderThan.map { text -> TimeInterval in
+            guard let value = Units.parseDuration(text) else { throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m") }
+            return value
+        } ?? 0
+        let purged = try repository.open().purge(olderThan: age)
+        for point in purged { print("purged \(point.serverName)/\(point.name) (\(point.id))") }
+        if purged.isEmpty { print("nothing to purge") }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Rebuild a point's disk as a raw image file, or stream it.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+    @Option(help: "Disk to export (needed when the point has several).") var disk: String?
+    @Option(name: .shortAndLong, help: "Output file, or - for standard output.") var output: String
+
+    func run() throws {
+        let repo = try repository.open()
+        if output == "-" {
+            _ = try repo.export(point: point, disk: disk, to: STDOUT_FILENO, path: "standard output")
+            return
+        }
+        let existed = FileManager.default.fileExists(atPath: output)
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw VaultError(.io, "cannot create \(output): \(String(cString: strerror(errno)))") }
+        do {
+            let image = try repo.export(point: point, disk: disk, to: fd, path: output)
+            guard fsync(fd) == 0 else { throw VaultError(.io, "cannot write \(output): \(String(cString: strerror(errno)))") }
+            close(fd)
+            FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(output)\n".utf8))
+        } catch {
+            close(fd)
+            if !existed { unlink(output) }
+            throw error
+        }
+    }
+}

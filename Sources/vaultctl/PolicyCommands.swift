@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import VaultCore
+
+/// `--start HH:MM --every Nh --incrementals K --keep-fulls N`.
+struct PolicyOptions: ParsableArguments {
+    @Option(help: "Launch time, HH:MM (local time).") var start: String?
+    @Option(help: "Interval between backups, e.g. 4h.") var every: String?
+    @Option(help: "Incremental points between two fulls.") var incrementals: Int?
+    @Option(help: "Number of fulls (chains) to keep.") var keepFulls: Int?
+
+    /// The policy given, nil when no option was given; all four are needed together.
+    func policy(now: Date) throws -> Policy? {
+        if start == nil && every == nil && incrementals == nil && keepFulls == nil { return nil }
+        guard let start, let every, let incrementals, let keepFulls else {
+            throw VaultError(.invalidArgument, "a policy needs all of --start, --every, --incrementals and --keep-fulls")
+        }
+        let parts = start.split(separator: ":")
+        guard parts.count == 2, let hour = Int(parts[0]), let minute = Int(parts[1]),
+              (0..<24).contains(hour), (0..<60).contains(minute) else {
+            throw VaultError(.invalidArgument, "bad --start '\(start)': use HH:MM")
+        }
+        let hoursText = every.hasSuffix("h") ? String(every.dropLast()) : every
+        guard let hours = Int(hoursText), (1...8760).contains(hours) else {
+            throw VaultError(.invalidArgument, "bad --every '\(every)': use a whole number of hours such as 4h")
+        }
+        guard incrementals >= 0 else { throw VaultError(.invalidArgument, "--incrementals must be 0 or more") }
+        guard keepFulls >= 1 else { throw VaultError(.invalidArgument, "--keep-fulls must be 1 or more") }
+        return Policy(startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,
+                      keepFulls: keepFulls, since: now)
+    }
+}
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Set or show a vault's backup policy.", subcommands: [Set.self, Show.self, Clear.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a vault's policy.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var vault: String
+        @OptionGroup var options: PolicyOptions
+        @Option(help: "Take the policy as set at this time (for testing schedules).") var now: String?
+
+        func run() throws {
+            let clock = try parseClock(now)
+            guard let policy = try options.policy(now: clock) else {
+                throw VaultError(.invalidArgument, "give --start, --every, --incrementals and --keep-fulls")
+            }
+            try repository.open().catalog.setPolicy(policy, vault: vault)
+            print("vault \(vault): \(policyText(policy))")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a vault's policy.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var vault: String
+        @Flag var json = false
+
+        func run() throws {
+            let found = try repository.open().catalog.vault(named: vault)
+            if json { return printJSON(PolicyView(found)) }
+            print("vault \(vault): \(policyText(found.policy))")
+            if let policy = found.policy { print("next slot: \(Units.formatTime(policy.nextSlot(after: Date())))") }
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a vault's policy (manual backups only).")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var vault: String
+
+        func run() throws {
+            try repository.open().catalog.setPolicy(nil, vault: vault)
+            print("vault \(vault): no policy")
+        }
+    }
+}
+
+func parseClock(_ text: String?) throws -> Date {
+    guard let text else { return Date() }
+    guard let date = Units.parseTime(text) else {
+        throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DDTHH:MM[:SS][Z]")
+    }
+    return date
+}
+
+struct ScheduleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schedule", abstract: "Run policy backups when they are due.", subcommands: [Run.self])
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run due policy backups and retention; keeps running unless --once.")
+        @OptionGroup var repository: RepositoryOptions
+        @Flag(help: "Run what is due now, then exit.") var once = false
+        @Option(help: "Use this time as now (YYYY-MM-DDTHH:MM, local; Z for UTC).") var now: String?
+
+        func run() throws {
+            let repo = try repository.open()
+            let scheduler = Scheduler(repository: repo)
+            let fixed = try now.map { _ in try parseClock(now) }
+            repeat {
+                let clock = fixed ?? Date()
+                for outcome in try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback()) {
+                    let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
+                    print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
+                }
+                if once { break }
+                if let fixed { throw VaultError(.invalidArgument, "--now \(Units.formatTime(fixed)) needs --once") }
+                Thread.sleep(forTimeInterval: 30)
+            } while true
+        }
+    }
+}
+
+struct RetentionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retention", abstract: "Apply retention now.", subcommands: [Apply.self])
+
+    struct Apply: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete the policy chains past each vault's keep-fulls; manual points are never touched.")
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var vault: String?
+        @Flag(help: "Only list what would be deleted.") var dryRun = false
+
+        func run() throws {
+            let repo = try repository.open()
+            let retention = Retention(repository: repo)
+            let vaults = try vault.map { [try repo.catalog.vault(named: $0)] } ?? repo.catalog.vaults()
+            for vault in vaults {
+                let points = dryRun ? try retention.plan(vault: vault.name) : try retention.apply(vault: vault.name)
+                for point in points {
+                    print("\(dryRun ? "would delete" : "deleted") \(vault.name)/\(point.serverName)/\(point.name) (\(point.kind.rawValue), \(point.id))")
+                }
+                if points.isEmpty { print("\(vault.name): nothing to delete") }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+
+/// A temporary directory removed when the value goes away.
+public final class Scratch {
+    public let path: String
+
+    public init(_ label: String = "test") {
+        var template = Array("/tmp/vaultfs-\(label)-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    public func file(_ name: String) -> String { "\(path)/\(name)" }
+}
+
+/// What a finished command printed and returned.
+public struct CommandResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var timedOut: Bool
+}
+
+public enum TestError: Error, CustomStringConvertible {
+    case failed(String)
+    public var description: String { if case .failed(let text) = self { return text }; return "" }
+}
+
+/// Runs a program to completion, killing it after `timeout` seconds. Output goes through
+/// files, so a chatty program cannot block on a full pipe.
+@discardableResult
+public func runCommand(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120,
+                       stdinPath: String? = nil) throws -> CommandResult {
+    let scratch = Scratch("cmd")
+    let out = scratch.file("out"), err = scratch.file("err")
+    FileManager.default.createFile(atPath: out, contents: nil)
+    FileManager.default.createFile(atPath: err, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: arguments[0].hasPrefix("/") ? arguments[0] : "/usr/bin/env")
+    process.arguments = arguments[0].hasPrefix("/") ? Array(arguments.dropFirst()) : arguments
+    var env = ProcessInfo.processInfo.environment
+    env["PATH"] = (env["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    process.standardOutput = FileHandle(forWritingAtPath: out)
+    process.standardError = FileHandle(forWritingAtPath: err)
+    process.standardInput = stdinPath.flatMap { FileHandle(forReadingAtPath: $0) } ?? FileHandle.nullDevice
+    let done = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in done.signal() }
+    try process.run()
+    var timedOut = false
+    if done.wait(timeout: .now() + timeout) == .timedOut {
+        timedOut = true
+        kill(process.processIdentifier, SIGKILL)
+        _ = done.wait(timeout: .now() + 10)
+    }
+    return CommandResult(status: timedOut ? -1 : process.terminationStatus,
+                         stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "", timedOut: timedOut)
+}
+
+/// Runs a program and throws unless it exits 0.
+@discardableResult
+public func mustRun(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> String {
+    let result = try runCommand(arguments, environment: environment, timeout: timeout)
+    guard result.status == 0 else {
+        throw TestError.failed("\(arguments.joined(separator: " ")) exited \(result.status)\(result.timedOut ? " (timed out)" : ""): \(result.stderr)\(result.stdout)")
+    }
+    return result.stdout
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so images differ but tests repeat.
+public func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed == 0 ? 0x9E3779B97F4A7C15 : seed
+    var bytes = [UInt8](repeating: 0, count: count)
+    for i in stride(from: 0, to: count, by: 8) {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        withUnsafeBytes(of: state) { word in
+            for j in 0..<min(8, count - i) { bytes[i + j] = word[j] }
+        }
+    }
+    return bytes
+}
+
+public func readBytes(_ path: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw TestError.failed("cannot read \(path)") }
+    return [UInt8](data)
+}
+
+/// Allocated bytes of a file (st_blocks * 512).
+public func allocatedBytes(_ path: String) -> Int64 {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return -1 }
+    return Int64(st.st_blocks) * 512
+}

@@ -1,0 +1,140 @@
+import TestSupport
+import XCTest
+@testable import VaultCore
+
+final class BackupTests: XCTestCase {
+    func testFullPointExportsByteIdenticalToTheDisk() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("one")
+        XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))
+    }
+
+    func testSecondFullOfUnchangedDiskWritesNoNewChunk() throws {
+        let fixture = try Fixture()
+        try fixture.backup("one")
+        let before = fixture.chunkCount
+        let second = try fixture.backup("two")
+        XCTAssertEqual(fixture.chunkCount, before)
+        XCTAssertEqual(try fixture.repository.catalog.pointDisks(second.id).first?.newBytes, 0)
+    }
+
+    func testHolesAreNeverReadAndZeroChunksNeverStored() throws {
+        let fixture = try Fixture()
+        let path = fixture.scratch.file("sparse.img")
+        let chunk = 64 << 10
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        ftruncate(fd, off_t(64 * chunk))
+        let data = pseudoRandomBytes(chunk, seed: 5)
+        data.withUnsafeBytes { _ = pwrite(fd, $0.baseAddress, chunk, off_t(10 * chunk)) }
+        let zeros = [UInt8](repeating: 0, count: 4 * chunk)
+        zeros.withUnsafeBytes { _ = pwrite(fd, $0.baseAddress, zeros.count, off_t(20 * chunk)) }
+        close(fd)
+
+        let source = try DiskSource(name: "d", path: path, server: "s")
+        XCTAssertEqual(source.dataPositions(chunkSize: chunk), [10, 20, 21, 22, 23])
+
+        try fixture.repository.catalog.addServer(named: "sparse", vault: "prod", disks: [("d", path)],
+                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        let before = fixture.chunkCount
+        let point = try fixture.repository.prepareBackup(.manual(server: "sparse", name: "s1")).run()
+        XCTAssertEqual(fixture.chunkCount - before, 1)
+        let sizes = try XCTUnwrap(fixture.repository.catalog.pointDisks(point.id).first)
+        XCTAssertEqual(sizes.dataBytes, Int64(chunk))
+        XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
+    }
+
+    func testIncrementalRecordsOnlyChangedPositions() throws {
+        let fixture = try Fixture()
+        let full = try fixture.backup("full")
+        let v1 = try readBytes(fixture.disk.path)
+        try fixture.disk.write("data/new.bin", pseudoRandomBytes(300_000, seed: 11))
+        let incremental = try fixture.backup("inc", kind: .incremental, parent: full.id)
+
+        let fullMap = try fixture.repository.maps.read(point: full.id, disk: "root")
+        let incMap = try fixture.repository.maps.read(point: incremental.id, disk: "root")
+        XCTAssertEqual(fullMap.entries.count, 24 * 16)
+        XCTAssertEqual(incMap.kind, .incremental)
+        XCTAssertGreaterThan(incMap.entries.count, 0)
+        XCTAssertLessThan(incMap.entries.count, 40)
+        XCTAssertEqual(try fixture.exported(full), v1)
+        XCTAssertEqual(try fixture.exported(incremental), try readBytes(fixture.disk.path))
+    }
+
+    func testDiskThatGrewOrShrankSinceItsParent() throws {
+        let fixture = try Fixture()
+        let path = fixture.scratch.file("raw.img")
+        let chunk = 64 << 10
+        FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1)))
+        try fixture.repository.catalog.addServer(named: "raw", vault: "prod", disks: [("d", path)],
+                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        func backup(_ name: String, parent: Point?) throws -> Point {
+            var plan = BackupPlan.manual(server: "raw", name: name)
+            if let parent { plan.kind = .incremental; plan.schedule = .policy; plan.parentId = parent.id }
+            return try fixture.repository.prepareBackup(plan).run()
+        }
+        var parent = try backup("p0", parent: nil)
+        var expected = [try readBytes(path)]
+        var points = [parent]
+        for (i, size) in [9 * chunk + 17, 2 * chunk - 3, 7 * chunk].enumerated() {
+            var bytes = try readBytes(path)
+            bytes = Array(bytes.prefix(size)) + pseudoRandomBytes(max(0, size - bytes.count), seed: UInt64(20 + i))
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            parent = try backup("p\(i + 1)", parent: parent)
+            XCTAssertEqual(parent.status, .active, parent.error ?? "")
+            points.append(parent)
+            expected.append(bytes)
+        }
+        for (point, bytes) in zip(points, expected) { XCTAssertEqual(try fixture.exported(point, disk: "d"), bytes, point.name) }
+    }
+
+    func testDiskBackupTakesOnlyTheNamedDisks() throws {
+        let fixture = try Fixture()
+        let second = fixture.scratch.file("second.img")
+        FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2)))
+        try fixture.repository.catalog.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)],
+                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "only-b", disks: ["b"])).run()
+        XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).map(\.disk), ["b"])
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "two", name: "x", disks: ["nope"])))
+    }
+
+    func testFreezeAndThawRunAroundTheRead() throws {
+        let fixture = try Fixture()
+        let log = fixture.scratch.file("hooks.log")
+        try fixture.repository.catalog.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                                                 freezeCommand: "echo freeze $VAULT_SERVER >> \(log)",
+                                                 thawCommand: "echo thaw $VAULT_POINT >> \(log)", now: Date())
+        _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked")).run()
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze db\nthaw hooked\n")
+    }
+
+    func testFailingFreezeCommandFailsThePointWithItsReason() throws {
+        let fixture = try Fixture()
+        try fixture.repository.catalog.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                                                 freezeCommand: "exit 3", thawCommand: nil, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen")).run()
+        XCTAssertEqual(point.status, .failed)
+        XCTAssertTrue(point.error?.contains("freeze command") == true, point.error ?? "")
+    }
+
+    func testSecondBackupOfABusyServerIsRefused() throws {
+        let fixture = try Fixture()
+        let first = try fixture.repository.prepareBackup(.manual(server: fixture.server, name: "first"))
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: fixture.server, name: "second"))) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .busy)
+        }
+        XCTAssertEqual(first.run().status, .active)
+    }
+
+    func testInterruptedBackupBecomesFailedOnNextOpen() throws {
+        let fixture = try Fixture()
+        var job: BackupJob? = try fixture.repository.prepareBackup(.manual(server: fixture.server, name: "dies"))
+        let id = job!.point.id
+        job = nil
+        _ = job
+        let reopened = try Repository(path: fixture.repository.root)
+        let point = try XCTUnwrap(reopened.catalog.point(id: id))
+        XCTAssertEqual(point.status, .failed)
+        XCTAssertTrue(point.error?.contains("interrupted") == true)
+    }
+}

@@ -1,0 +1,61 @@
+import TestSupport
+import XCTest
+@testable import VaultCore
+
+final class DeletionTests: XCTestCase {
+    func testPointWithDependantsCannotBeDeletedAlone() throws {
+        let fixture = try Fixture()
+        let full = try fixture.backup("full")
+        let inc = try fixture.backup("inc", kind: .incremental, parent: full.id)
+        XCTAssertThrowsError(try fixture.repository.softDelete(full.id)) { XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants) }
+        _ = try fixture.repository.softDelete(inc.id)
+        _ = try fixture.repository.softDelete(full.id)
+        XCTAssertThrowsError(try fixture.repository.undelete(inc.id)) { XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants) }
+        _ = try fixture.repository.undelete(full.id)
+        _ = try fixture.repository.undelete(inc.id)
+        XCTAssertEqual(try fixture.exported(inc), try readBytes(fixture.disk.path))
+    }
+
+    func testSoftDeleteUndeleteAndPurgeShowInHistory() throws {
+        let fixture = try Fixture()
+        let keep = try fixture.backup("keep")
+        try fixture.disk.write("data/other.bin", pseudoRandomBytes(500_000, seed: 4))
+        let gone = try fixture.backup("gone")
+        let soft = try fixture.backup("soft")
+        _ = try fixture.repository.softDelete("web/gone")
+        _ = try fixture.repository.softDelete(soft.id)
+        _ = try fixture.repository.undelete(soft.id)
+        _ = try fixture.repository.softDelete(soft.id)
+
+        var status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletionStatus) })
+        XCTAssertEqual(status, ["keep": "", "gone": "Soft deleted", "soft": "Soft deleted"])
+        XCTAssertEqual(try fixture.repository.catalog.points().map(\.name), ["keep"])
+
+        let purged = try fixture.repository.purge()
+        XCTAssertEqual(Set(purged.map(\.id)), [gone.id, soft.id])
+        status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletionStatus) })
+        XCTAssertEqual(status, ["keep": "", "gone": "Deleted", "soft": "Deleted"])
+        XCTAssertEqual(try fixture.exported(keep), try fixture.exported(keep))
+        XCTAssertThrowsError(try fixture.repository.undelete(gone.id))
+    }
+
+    func testPurgeFreesChunksNoPointUses() throws {
+        let fixture = try Fixture()
+        try fixture.backup("one")
+        let base = fixture.chunkCount
+        try fixture.disk.write("data/big.bin", pseudoRandomBytes(1 << 20, seed: 8))
+        let two = try fixture.backup("two")
+        XCTAssertGreaterThan(fixture.chunkCount, base)
+        _ = try fixture.repository.softDelete(two.id)
+        _ = try fixture.repository.purge()
+        XCTAssertEqual(fixture.chunkCount, base)
+    }
+
+    func testPurgeOlderThanKeepsRecentlyDeletedPoints() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("recent")
+        _ = try fixture.repository.softDelete(point.id)
+        XCTAssertTrue(try fixture.repository.purge(olderThan: 3600).isEmpty)
+        XCTAssertEqual(try fixture.repository.purge(olderThan: 3600, now: Date().addingTimeInterval(7200)).count, 1)
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import TestSupport
+@testable import VaultCore
+
+/// A repository with one vault and one server whose single disk is a real ext4 image.
+final class Fixture {
+    let scratch = Scratch("core")
+    let repository: Repository
+    let disk: Ext4Image
+    let server = "web"
+
+    init(chunkSize: Int = 64 << 10, diskSize: String = "24M") throws {
+        repository = try Repository.create(at: scratch.file("repo"), chunkSize: chunkSize, compressionLevel: 3)
+        disk = try Ext4Image.make(at: scratch.file("disk.img"), size: diskSize, files: [
+            "data/random.bin": pseudoRandomBytes(2 << 20, seed: 1),
+            "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
+        ])
+        try repository.catalog.createVault(named: "prod", policy: nil, now: Date())
+        try repository.catalog.addServer(named: server, vault: "prod", disks: [("root", disk.path)],
+                                         freezeCommand: nil, thawCommand: nil, now: Date())
+    }
+
+    /// Backs up now and returns the point, which must be active.
+    @discardableResult
+    func backup(_ name: String, kind: PointKind = .full, parent: String? = nil) throws -> Point {
+        var plan = BackupPlan.manual(server: server, name: name)
+        plan.kind = kind
+        plan.parentId = parent
+        if kind == .incremental { plan.schedule = .policy }
+        let point = try repository.prepareBackup(plan).run()
+        guard point.status == .active else { throw TestError.failed("backup \(name) failed: \(point.error ?? "")") }
+        return point
+    }
+
+    func exported(_ point: Point, disk: String = "root") throws -> [UInt8] {
+        let out = scratch.file("export-\(point.id)")
+        let fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        defer { close(fd); unlink(out) }
+        _ = try repository.export(point: point.id, disk: disk, to: fd, path: out)
+        return try readBytes(out)
+    }
+
+    var chunkCount: Int { repository.chunks.allHashes().count }
+}

@@ -1,0 +1,96 @@
+import TestSupport
+import XCTest
+@testable import VaultCore
+
+final class FormatTests: XCTestCase {
+    func testChunkMapRoundTrips() throws {
+        let hash = ChunkHash(bytes: pseudoRandomBytes(32, seed: 3))
+        let map = ChunkMap(kind: .incremental, chunkSize: 65536, diskSize: 200_000,
+                           entries: [.init(position: 0, ref: .zero), .init(position: 3, ref: .data(hash))])
+        XCTAssertEqual(try ChunkMap.decode(map.encoded()), map)
+    }
+
+    func testDamagedChunkMapIsRefused() throws {
+        let map = ChunkMap(kind: .full, chunkSize: 65536, diskSize: 65536, entries: [.init(position: 0, ref: .zero)])
+        var bytes = map.encoded()
+        bytes[40] ^= 1
+        XCTAssertThrowsError(try ChunkMap.decode(bytes)) { XCTAssertEqual(($0 as? VaultError)?.code, .corrupt) }
+    }
+
+    func testChunkHashHexRoundTrips() {
+        let hash = ChunkHash(bytes: pseudoRandomBytes(32, seed: 9))
+        XCTAssertEqual(ChunkHash(hex: hash.hex), hash)
+        XCTAssertEqual(hash.hex.count, 64)
+    }
+
+    func testStoredChunkReadsBackAndDamageIsDetected() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("one")
+        let image = try fixture.repository.flatten(point: point.id, disk: "root")
+        guard let (position, hash) = image.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
+            if case .data(let h) = ref { return (i, h) } else { return nil }
+        }).first else { return XCTFail("no data chunk") }
+        var buffer = [UInt8](repeating: 0, count: image.length(of: position))
+        try buffer.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
+
+        let path = fixture.repository.chunks.path(for: hash)
+        chmod(path, 0o644)
+        var bytes = try readBytes(path)
+        bytes[bytes.count - 1] ^= 0xff
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .corrupt)
+        }
+    }
+
+    func testRepositoryOfNewerFormatIsRefused() throws {
+        let fixture = try Fixture()
+        let path = "\(fixture.repository.root)/repository.json"
+        let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"format\" : 1", with: "\"format\" : 99")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Repository(path: fixture.repository.root)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .unsupportedFormat)
+        }
+    }
+
+    func testPathThatIsNotARepositoryIsRefused() {
+        let scratch = Scratch()
+        XCTAssertThrowsError(try Repository(path: scratch.path)) { XCTAssertEqual(($0 as? VaultError)?.code, .notARepository) }
+    }
+}
+
+final class NameRuleTests: XCTestCase {
+    func testPointNamesAllowLettersDigitsUnderscoreAndHyphen() throws {
+        try Names.validatePointName("nightly_db-01")
+        try Names.validatePointName(String(repeating: "a", count: 255))
+        for bad in ["", "has space", "dot.name", "slash/name", String(repeating: "a", count: 256), "ümlaut"] {
+            XCTAssertThrowsError(try Names.validatePointName(bad), bad)
+        }
+    }
+
+    func testDefaultNameIsManualbkAndFourHexDigits() {
+        let name = Names.defaultManualName()
+        XCTAssertNotNil(name.range(of: "^manualbk_[0-9a-f]{4}$", options: .regularExpression), name)
+    }
+
+    func testSeveralServersGetNumberedSuffixes() throws {
+        XCTAssertEqual(try Names.namesForServers(base: "backup", count: 2), ["backup-0001", "backup-0002"])
+        XCTAssertEqual(try Names.namesForServers(base: "backup", count: 1), ["backup"])
+        XCTAssertThrowsError(try Names.namesForServers(base: String(repeating: "a", count: 253), count: 2))
+    }
+
+    func testTagRules() throws {
+        XCTAssertEqual(try Names.parseTags(["Key_0001=Value_0001", "empty="]).map(\.value), ["Value_0001", ""])
+        XCTAssertThrowsError(try Names.parseTags((0...10).map { "k\($0)=v" }))
+        XCTAssertThrowsError(try Names.parseTags([String(repeating: "k", count: 37) + "=v"]))
+        XCTAssertThrowsError(try Names.parseTags(["k=" + String(repeating: "v", count: 44)]))
+        XCTAssertThrowsError(try Names.parseTags(["k=v v"]))
+        XCTAssertThrowsError(try Names.parseTags(["novalue"]))
+        XCTAssertThrowsError(try Names.parseTags(["k=1", "k=2"]))
+    }
+
+    func testDescriptionAtMost255Characters() throws {
+        try Names.validateDescription(String(repeating: "d", count: 255))
+        XCTAssertThrowsError(try Names.validateDescription(String(repeating: "d", count: 256)))
+    }
+}

@@ -1,0 +1,53 @@
+import TestSupport
+import XCTest
+@testable import VaultCore
+
+final class PolicyTests: XCTestCase {
+    let since = Units.parseTime("2030-01-01T15:00")!
+    var policy: Policy { Policy(startMinute: 16 * 60, everyHours: 4, incrementals: 4, keepFulls: 2, since: since) }
+
+    func testSlotsStartAtLaunchTimeAndRepeatEveryInterval() {
+        XCTAssertNil(policy.latestSlot(atOrBefore: Units.parseTime("2030-01-01T15:59")!))
+        XCTAssertEqual(policy.latestSlot(atOrBefore: Units.parseTime("2030-01-01T16:00")!), Units.parseTime("2030-01-01T16:00"))
+        XCTAssertEqual(policy.latestSlot(atOrBefore: Units.parseTime("2030-01-02T01:30")!), Units.parseTime("2030-01-02T00:00"))
+        XCTAssertEqual(policy.nextSlot(after: Units.parseTime("2030-01-02T01:30")!), Units.parseTime("2030-01-02T04:00"))
+    }
+
+    func testMissedSlotsCollapseIntoTheLatestOne() {
+        XCTAssertEqual(policy.latestSlot(atOrBefore: Units.parseTime("2030-01-05T13:10")!), Units.parseTime("2030-01-05T12:00"))
+    }
+
+    private func point(_ id: String, _ kind: PointKind, chain: String, status: PointStatus = .active,
+                       deletion: Deletion = .none, at hour: Double) -> Point {
+        Point(id: id, serverId: 1, serverName: "s", vaultId: 1, vaultName: "v", name: id, description: "", kind: kind,
+              schedule: .policy, status: status, error: nil, parentId: nil, chainId: chain, slot: nil,
+              startedAt: since.addingTimeInterval(hour * 3600), finishedAt: nil, deletion: deletion, deletedAt: nil,
+              progressDone: 0, progressTotal: 0)
+    }
+
+    func testChainRuleTakesKIncrementalsThenAFull() {
+        XCTAssertEqual(ChainRule.next(policyPoints: [], incrementals: 4).kind, .full)
+        var points = [point("f1", .full, chain: "f1", at: 1)]
+        for i in 1...4 {
+            let next = ChainRule.next(policyPoints: points, incrementals: 4)
+            XCTAssertEqual(next.kind, .incremental)
+            XCTAssertEqual(next.parent, points.last!.id)
+            points.append(point("i\(i)", .incremental, chain: "f1", at: Double(1 + i)))
+        }
+        XCTAssertEqual(ChainRule.next(policyPoints: points, incrementals: 4).kind, .full)
+    }
+
+    func testChainWhoseFullFailedOrWasDeletedStartsWithAFull() {
+        let good = point("f1", .full, chain: "f1", at: 1)
+        XCTAssertEqual(ChainRule.next(policyPoints: [good, point("f2", .full, chain: "f2", status: .failed, at: 2)], incrementals: 4).kind, .full)
+        XCTAssertEqual(ChainRule.next(policyPoints: [point("f1", .full, chain: "f1", deletion: .soft, at: 1)], incrementals: 4).kind, .full)
+    }
+
+    func testFailedIncrementalIsSkippedAsParent() {
+        let points = [point("f1", .full, chain: "f1", at: 1), point("i1", .incremental, chain: "f1", at: 2),
+                      point("i2", .incremental, chain: "f1", status: .failed, at: 3)]
+        let next = ChainRule.next(policyPoints: points, incrementals: 4)
+        XCTAssertEqual(next.kind, .incremental)
+        XCTAssertEqual(next.parent, "i1")
+    }
+}
