@@ -38,7 +38,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vaultfs",
-            dependencies: ["VaultFS", "VaultCore"],
+            dependencies: ["VaultFS", "VaultCore", "CSupport"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(

@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
+#include <stddef.h>
 #include <errno.h>
 
 /* fuse_session_new is a macro over a versioned symbol. */
@@ -29,14 +30,12 @@ static inline void vfs_fi_set_keep_cache(struct fuse_file_info *fi, int on) { fi
 static inline void vfs_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
 static inline int vfs_fi_flags(const struct fuse_file_info *fi) { return fi->flags; }
 
-/* fuse_conn_info fields set in init. */
-static inline void vfs_conn_tune(struct fuse_conn_info *conn, unsigned max_read, unsigned max_readahead) {
-    conn->max_read = max_read;
-    if (conn->max_readahead > max_readahead || conn->max_readahead == 0) conn->max_readahead = max_readahead;
+/* fuse_conn_info fields set in init: large requests (libfuse derives the kernel's page limit
+ * per request from max_write) and a matching read-ahead. */
+static inline void vfs_conn_tune(struct fuse_conn_info *conn, unsigned max_io, unsigned max_readahead) {
+    conn->max_write = max_io;
+    conn->max_read = max_io;
     conn->max_readahead = max_readahead;
 }
 
-/* The request's caller, for telling the mounting user from others. */
-static inline unsigned vfs_req_uid(fuse_req_t req) { return fuse_req_ctx(req)->uid; }
-static inline unsigned vfs_req_gid(fuse_req_t req) { return fuse_req_ctx(req)->gid; }
 #endif

@@ -1,1 +1,4 @@
-print("vaultfs")
+import Foundation
+import VaultFS
+
+exit(VaultfsCommand.main(CommandLine.arguments))

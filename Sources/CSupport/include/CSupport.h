@@ -1,9 +1,12 @@
 #ifndef VAULTFS_CSUPPORT_H
 #define VAULTFS_CSUPPORT_H
 /* GNU-only system calls that Swift's Glibc module hides behind _GNU_SOURCE. */
-#define _GNU_SOURCE
-#include <unistd.h>
+#include <sys/types.h>
 
 /* syncfs(2): flush the repository's filesystem once before a point is committed. */
 int vfs_syncfs(int fd);
+
+/* Starts `path` with `argv` in a new session (POSIX_SPAWN_SETSID, a GNU flag), stdin from
+ * /dev/null and `notify_fd` as its fd 3. Returns the pid, or -errno. */
+pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd);
 #endif

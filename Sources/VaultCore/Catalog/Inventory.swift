@@ -1,0 +1,34 @@
+import Foundation
+import GRDB
+
+/// Everything the mount shows, read in one consistent transaction.
+public struct Inventory: Sendable {
+    public var vaults: [Vault]
+    public var servers: [Server]
+    /// Points that are not deleted (soft or for good), oldest first.
+    public var points: [Point]
+    public var disks: [String: [PointDisk]]
+
+    public init(vaults: [Vault], servers: [Server], points: [Point], disks: [String: [PointDisk]]) {
+        self.vaults = vaults
+        self.servers = servers
+        self.points = points
+        self.disks = disks
+    }
+}
+
+extension Catalog {
+    public func inventory() throws -> Inventory {
+        try read { db in
+            let points = try Point.filter(Column("deletion") == Deletion.none.rawValue)
+                .order(Column("startedAt"), Column("id")).fetchAll(db)
+            let disks = try PointDisk.fetchAll(db, sql: """
+                SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
+                WHERE point.deletion = '' ORDER BY pointDisk.disk
+                """)
+            return Inventory(vaults: try Vault.order(Column("name")).fetchAll(db),
+                             servers: try Server.order(Column("name")).fetchAll(db),
+                             points: points, disks: Dictionary(grouping: disks, by: \.pointId))
+        }
+    }
+}

@@ -1,0 +1,19 @@
+import Glibc
+import VaultCore
+
+extension VaultError {
+    /// The errno a FUSE reply returns for this error.
+    var errno: Int32 {
+        switch code {
+        case .invalidArgument: return EINVAL
+        case .notFound: return ENOENT
+        case .alreadyExists: return EEXIST
+        case .busy, .hasDependants: return EBUSY
+        case .notEmpty: return ENOTEMPTY
+        case .noSpace: return ENOSPC
+        case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled: return EIO
+        }
+    }
+}
+
+func errnoOf(_ error: any Error) -> Int32 { (error as? VaultError)?.errno ?? EIO }

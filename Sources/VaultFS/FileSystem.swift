@@ -1,0 +1,303 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import VaultCore
+
+/// The mount's behaviour, in Swift terms: each request handler returns the one `Reply` the
+/// bridge sends. Shared state sits behind mutexes; libfuse calls in from many threads.
+final class FileSystem: Sendable {
+    let repository: Repository
+    let options: MountOptions
+    let uid = getuid()
+    let gid = getgid()
+    private let cache: ChunkCache
+    private let inodes = InodeTable()
+    private let logger = Logger(label: "vaultfs")
+    private let snapshot: Mutex<(tree: Tree?, taken: Date)> = Mutex((nil, .distantPast))
+    private let handles = Mutex<(next: UInt64, open: [UInt64: Handle])>((1, [:]))
+    private let images = Mutex<[String: FlatImage]>([:])
+    private let jobs = Mutex<[String: BackupJob]>([:])
+
+    /// How old a catalog snapshot may be before the next request reads a new one.
+    static let refreshInterval: TimeInterval = 1
+    /// Kernel cache time for names and attributes that can change (new points, deletions).
+    static let shortTimeout = 1.0
+    /// Kernel cache time for disk images, which never change.
+    static let imageTimeout = 3600.0
+
+    private enum Handle: Sendable {
+        case image(ImageReader)
+        case bytes([UInt8])
+        case directory([DirectoryEntry])
+    }
+
+    init(repository: Repository, options: MountOptions) {
+        self.repository = repository
+        self.options = options
+        cache = ChunkCache(store: repository.chunks, budget: options.cacheSize)
+    }
+
+    // MARK: Tree
+
+    /// The current tree, re-read from the catalog when older than `refreshInterval`, so
+    /// changes made by other processes show without a remount.
+    func tree() -> Tree {
+        let now = Date()
+        let current = snapshot.withLock { $0 }
+        if let tree = current.tree, now.timeIntervalSince(current.taken) < Self.refreshInterval { return tree }
+        do {
+            let inventory = try repository.catalog.inventory()
+            if inventory.points.contains(where: { $0.status == .creating }) { repository.recoverInterrupted() }
+            let tree = Tree(inventory, singleVault: options.vault, now: now)
+            snapshot.withLock { $0 = (tree, now) }
+            return tree
+        } catch {
+            logger.error("cannot read the catalog: \(error)")
+            return current.tree ?? Tree(Inventory(vaults: [], servers: [], points: [], disks: [:]), singleVault: options.vault)
+        }
+    }
+
+    private func invalidate() { snapshot.withLock { $0.taken = .distantPast } }
+
+    private func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
+        guard let node = inodes.node(for: inode), tree.contains(node) else { return nil }
+        return node
+    }
+
+    private func attributes(of node: Node, in tree: Tree) -> Attributes? {
+        let inode = inodes.inode(for: node)
+        let time = tree.time(of: node)
+        switch node {
+        case .server:
+            return Attributes(inode: inode, kind: .directory, mode: 0o755, size: 4096, blocks: 8, time: time)
+        case .root, .vault, .byId, .point:
+            return Attributes(inode: inode, kind: .directory, mode: 0o555, size: 4096, blocks: 8, time: time)
+        case .latest, .byIdLink:
+            guard let target = tree.links[node] else { return nil }
+            return Attributes(inode: inode, kind: .symlink, mode: 0o777, size: Int64(target.utf8.count), blocks: 0, time: time)
+        case .image(let point, let disk):
+            guard let sizes = tree.inventory.disks[point]?.first(where: { $0.disk == disk }) else { return nil }
+            return Attributes(inode: inode, kind: .file, mode: 0o444, size: sizes.size,
+                              blocks: (sizes.dataBytes + 511) / 512, time: time)
+        case .policy, .history, .pointJSON:
+            guard let bytes = try? content(of: node, in: tree) else { return nil }
+            return Attributes(inode: inode, kind: .file, mode: 0o444, size: Int64(bytes.count),
+                              blocks: Int64((bytes.count + 511) / 512), time: time)
+        }
+    }
+
+    private func content(of node: Node, in tree: Tree) throws -> [UInt8] {
+        switch node {
+        case .policy(let vault):
+            guard let record = tree.vaults[vault] else { throw VaultError(.notFound, "no vault \(vault)") }
+            return JSON.encode(PolicyView(record))
+        case .history(let vault, let server):
+            return JSON.encode(try repository.history().filter { $0.vault == vault && $0.server == server })
+        case .pointJSON(let id):
+            guard let point = try repository.catalog.point(id: id) else { throw VaultError(.notFound, "no point \(id)") }
+            return JSON.encode(try repository.view(of: point))
+        default:
+            throw VaultError(.invalidArgument, "not a generated file")
+        }
+    }
+
+    private func timeout(for node: Node) -> Double {
+        if case .image = node { return Self.imageTimeout }
+        return Self.shortTimeout
+    }
+
+    // MARK: Requests
+
+    func lookup(parent: UInt64, name: String) -> Reply {
+        let tree = tree()
+        guard let parentNode = resolve(parent, in: tree), let child = tree.child(of: parentNode, named: name),
+              let attributes = attributes(of: child, in: tree) else { return .error(ENOENT) }
+        return .entry(attributes, timeout: timeout(for: child))
+    }
+
+    func getattr(_ inode: UInt64) -> Reply {
+        let tree = tree()
+        guard let node = resolve(inode, in: tree), let attributes = attributes(of: node, in: tree) else { return .error(ENOENT) }
+        return .attributes(attributes, timeout: timeout(for: node))
+    }
+
+    func readlink(_ inode: UInt64) -> Reply {
+        let tree = tree()
+        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        guard let target = tree.links[node] else { return .error(EINVAL) }
+        return .link(target)
+    }
+
+    func opendir(_ inode: UInt64) -> Reply {
+        let tree = tree()
+        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        guard node.kind == .directory else { return .error(ENOTDIR) }
+        var entries = [DirectoryEntry(name: ".", inode: inode, kind: .directory),
+                       DirectoryEntry(name: "..", inode: InodeTable.rootInode, kind: .directory)]
+        for (name, child) in tree.entries[node] ?? [] {
+            entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: child.kind))
+        }
+        return .opened(handle: store(.directory(entries)), keepCache: false, directIO: false)
+    }
+
+    func readdir(handle: UInt64, offset: Int, size: Int) -> Reply {
+        guard case .directory(let entries)? = lookupHandle(handle) else { return .error(EBADF) }
+        return .directory(entries, offset: offset, maxSize: size)
+    }
+
+    func open(_ inode: UInt64, flags: Int32) -> Reply {
+        guard flags & O_ACCMODE == O_RDONLY else { return .error(EROFS) }
+        let tree = tree()
+        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        switch node {
+        case .image(let point, let disk):
+            do {
+                let reader = ImageReader(image: try flattened(point: point, disk: disk), cache: cache)
+                return .opened(handle: store(.image(reader)), keepCache: true, directIO: false)
+            } catch {
+                logger.error("cannot open \(disk).img of point \(point): \(error)")
+                return .error(errnoOf(error))
+            }
+        case .policy, .history, .pointJSON:
+            do {
+                return .opened(handle: store(.bytes(try content(of: node, in: tree))), keepCache: false, directIO: true)
+            } catch {
+                return .error(errnoOf(error))
+            }
+        default:
+            return .error(EISDIR)
+        }
+    }
+
+    func read(handle: UInt64, offset: Int64, size: Int) -> Reply {
+        switch lookupHandle(handle) {
+        case .image(let reader)?:
+            var buffer = [UInt8](repeating: 0, count: min(size, Int(max(0, reader.image.size - offset))))
+            do {
+                let count = try buffer.withUnsafeMutableBytes { try reader.read(at: offset, into: $0) }
+                if count < buffer.count { buffer.removeLast(buffer.count - count) }
+                return .data(buffer)
+            } catch {
+                logger.error("read error at offset \(offset): \(error)")
+                return .error(EIO)
+            }
+        case .bytes(let bytes)?:
+            guard offset < bytes.count else { return .data([]) }
+            return .data(Array(bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]))
+        default:
+            return .error(EBADF)
+        }
+    }
+
+    func lseek(handle: UInt64, offset: Int64, whence: Int32) -> Reply {
+        guard case .image(let reader)? = lookupHandle(handle) else { return .error(EINVAL) }
+        let image = reader.image
+        switch whence {
+        case 3: // SEEK_DATA
+            guard offset >= 0, let data = image.nextData(from: offset) else { return .error(ENXIO) }
+            return .offset(data)
+        case 4: // SEEK_HOLE
+            guard offset >= 0, offset < image.size else { return .error(ENXIO) }
+            return .offset(image.nextHole(from: offset))
+        default:
+            return .error(EINVAL)
+        }
+    }
+
+    func release(handle: UInt64) -> Reply {
+        _ = handles.withLock { $0.open.removeValue(forKey: handle) }
+        return .done
+    }
+
+    func statfs() -> Reply {
+        var sv = Glibc.statvfs()
+        guard statvfs(repository.root, &sv) == 0 else { return .statfs(blocks: 0, free: 0, files: 0) }
+        let scale = UInt64(sv.f_frsize) / 4096
+        return .statfs(blocks: UInt64(sv.f_blocks) * max(scale, 1), free: 0, files: UInt64(sv.f_files))
+    }
+
+    // MARK: Backup now and delete
+
+    /// `mkdir <vault>/<server>/<name>`: registers a manual full point and runs the backup in
+    /// the background; the directory exists as soon as this returns.
+    func mkdir(parent: UInt64, name: String) -> Reply {
+        let tree = tree()
+        guard let parentNode = resolve(parent, in: tree) else { return .error(ENOENT) }
+        guard case .server(let vault, let server) = parentNode else { return .error(EPERM) }
+        do { try Names.validatePointName(name) } catch { return .error(EINVAL) }
+        guard let record = tree.inventory.servers.first(where: { $0.name == server }) else { return .error(ENOENT) }
+        guard record.vaultId == tree.vaults[vault]?.id else {
+            logger.error("mkdir \(vault)/\(server)/\(name): server \(server) now belongs to another vault")
+            return .error(EPERM)
+        }
+        do {
+            let job = try repository.prepareBackup(.manual(server: server, name: name))
+            let id = job.point.id
+            jobs.withLock { $0[id] = job }
+            invalidate()
+            Thread.detachNewThread { [self] in
+                let point = job.run()
+                if point.status != .active { logger.error("backup \(server)/\(name) failed: \(point.error ?? "")") }
+                _ = jobs.withLock { $0.removeValue(forKey: id) }
+                invalidate()
+            }
+            let attributes = Attributes(inode: inodes.inode(for: .point(id)), kind: .directory, mode: 0o555,
+                                        size: 4096, blocks: 8, time: job.point.startedAt)
+            return .entry(attributes, timeout: Self.shortTimeout)
+        } catch {
+            logger.error("mkdir \(vault)/\(server)/\(name): \(error)")
+            return .error(errnoOf(error))
+        }
+    }
+
+    /// `rmdir` of a point soft-deletes it, with the same rules as `vaultctl delete`.
+    func rmdir(parent: UInt64, name: String) -> Reply {
+        let tree = tree()
+        guard let parentNode = resolve(parent, in: tree), let child = tree.child(of: parentNode, named: name) else {
+            return .error(ENOENT)
+        }
+        guard case .point(let id) = child else { return .error(child.kind == .directory ? EROFS : ENOTDIR) }
+        do {
+            _ = try repository.softDelete(id)
+            invalidate()
+            return .done
+        } catch {
+            logger.error("rmdir \(name): \(error)")
+            return .error(errnoOf(error))
+        }
+    }
+
+    /// Stops backups started by mkdir when the mount ends; they end as failed, never half-shown.
+    func shutdown() {
+        let running = jobs.withLock { Array($0.values) }
+        running.forEach { $0.cancel() }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, jobs.withLock({ !$0.isEmpty }) { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    // MARK: Handles and images
+
+    private func store(_ handle: Handle) -> UInt64 {
+        handles.withLock { state in
+            let number = state.next
+            state.next += 1
+            state.open[number] = handle
+            return number
+        }
+    }
+
+    private func lookupHandle(_ number: UInt64) -> Handle? { handles.withLock { $0.open[number] } }
+
+    /// A point's disk with its chain applied, computed once per point and disk: points never change.
+    private func flattened(point: String, disk: String) throws -> FlatImage {
+        let key = "\(point)/\(disk)"
+        if let image = images.withLock({ $0[key] }) { return image }
+        let image = try repository.flatten(point: point, disk: disk)
+        images.withLock { cache in
+            if cache.count >= 512 { cache.removeAll() }
+            cache[key] = image
+        }
+        return image
+    }
+}

@@ -1,0 +1,34 @@
+import VaultCore
+
+/// What `-o` may say. Anything else is refused, so a typo never mounts something unexpected.
+public struct MountOptions: Sendable, Equatable {
+    public var vault: String?
+    public var allowOther = false
+    public var cacheSize = 256 << 20
+    public var fsname: String?
+
+    public init() {}
+
+    /// Parses comma-separated options (several `-o` may be joined with commas first).
+    public init(parsing text: String) throws {
+        for option in text.split(separator: ",").map(String.init) where !option.isEmpty {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
+            switch (key, value) {
+            case ("vault", let name?) where !name.isEmpty: vault = name
+            case ("allow_other", nil): allowOther = true
+            case ("cache_size", let size?):
+                guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
+                    throw VaultError(.invalidArgument, "bad cache_size '\(size)': give a size of at least 1M, e.g. 512M")
+                }
+                cacheSize = bytes
+            case ("fsname", let name?): fsname = name
+            case ("ro", nil), ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
+                 ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
+                continue
+            default:
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, ro)")
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+internal import CFuse3
+import Foundation
+import Glibc
+
+/// The low-level operations table. Every callback is a non-capturing closure that finds the
+/// `FileSystem` through the session's userdata and hands its `Reply` to `Bridge.send`.
+/// Built in a nonisolated function: closures in top-level code would be main-actor isolated
+/// and trap when libfuse calls them from its worker threads.
+func makeOperations() -> fuse_lowlevel_ops {
+    var ops = fuse_lowlevel_ops()
+    ops.`init` = { _, conn in
+        if let conn { vfs_conn_tune(conn, 1 << 20, 1 << 20) }
+    }
+    ops.lookup = { req, parent, name in
+        respond(req) { $0.lookup(parent: UInt64(parent), name: String(cString: name!)) }
+    }
+    ops.forget = { req, _, _ in fuse_reply_none(req) }
+    ops.getattr = { req, ino, _ in respond(req) { $0.getattr(UInt64(ino)) } }
+    ops.readlink = { req, ino in respond(req) { $0.readlink(UInt64(ino)) } }
+    ops.opendir = { req, ino, fi in respond(req, fi) { $0.opendir(UInt64(ino)) } }
+    ops.readdir = { req, _, size, off, fi in
+        respond(req, fi) { $0.readdir(handle: fi!.pointee.fh, offset: Int(off), size: size) }
+    }
+    ops.releasedir = { req, _, fi in respond(req, fi) { $0.release(handle: fi!.pointee.fh) } }
+    ops.open = { req, ino, fi in respond(req, fi) { $0.open(UInt64(ino), flags: vfs_fi_flags(fi)) } }
+    ops.read = { req, _, size, off, fi in
+        respond(req, fi) { $0.read(handle: fi!.pointee.fh, offset: Int64(off), size: size) }
+    }
+    ops.release = { req, _, fi in respond(req, fi) { $0.release(handle: fi!.pointee.fh) } }
+    ops.lseek = { req, _, off, whence, fi in
+        respond(req, fi) { $0.lseek(handle: fi!.pointee.fh, offset: Int64(off), whence: whence) }
+    }
+    ops.statfs = { req, _ in respond(req) { $0.statfs() } }
+    ops.mkdir = { req, parent, name, _ in
+        respond(req) { $0.mkdir(parent: UInt64(parent), name: String(cString: name!)) }
+    }
+    ops.rmdir = { req, parent, name in
+        respond(req) { $0.rmdir(parent: UInt64(parent), name: String(cString: name!)) }
+    }
+    // Everything that would change the tree or a file is refused: backups are read-only.
+    ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.unlink = { req, _, _ in fuse_reply_err(req, EROFS) }
+    ops.symlink = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.link = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.create = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.removexattr = { req, _, _ in fuse_reply_err(req, EROFS) }
+    ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    return ops
+}
+
+/// Finds the request's `FileSystem`, runs the handler and sends its one reply.
+private func respond(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply) {
+    let fs = Unmanaged<FileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    Bridge.send(handler(fs), req, fi, uid: fs.uid, gid: fs.gid)
+}

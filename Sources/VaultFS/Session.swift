@@ -1,0 +1,75 @@
+internal import CFuse3
+import Foundation
+import Glibc
+import VaultCore
+
+/// Mounts a repository and serves it until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
+public enum Mount {
+    /// Runs the session on this thread; `ready` is called once the mount is up.
+    public static func serve(repository: Repository, at mountpoint: String, options: MountOptions,
+                             ready: () -> Void) throws {
+        if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
+        guard Posix_isDirectory(mountpoint) else {
+            throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
+        }
+        let fs = FileSystem(repository: repository, options: options)
+        var mountOptions = "fsname=vaultfs:\(repository.root),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
+        if options.allowOther { mountOptions += ",allow_other" }
+        let argv = ["vaultfs", "-o", mountOptions].map(duplicateCString)
+        defer { argv.forEach { free($0) } }
+        var pointers: [UnsafeMutablePointer<CChar>?] = argv + [nil]
+        var ops = makeOperations()
+        let userdata = Unmanaged.passRetained(fs)
+        defer { userdata.release() }
+        try pointers.withUnsafeMutableBufferPointer { buffer in
+            var args = fuse_args(argc: Int32(argv.count), argv: buffer.baseAddress, allocated: 0)
+            guard let session = vfs_session_new(&args, &ops, userdata.toOpaque()) else {
+                throw VaultError(.io, "cannot start a FUSE session (is /dev/fuse available?)")
+            }
+            defer { fuse_session_destroy(session) }
+            guard fuse_set_signal_handlers(session) == 0 else { throw VaultError(.io, "cannot install signal handlers") }
+            defer { fuse_remove_signal_handlers(session) }
+            guard fuse_session_mount(session, mountpoint) == 0 else {
+                throw VaultError(.io, "cannot mount at \(mountpoint) (see the message above)")
+            }
+            defer { fuse_session_unmount(session) }
+            tuneReadAhead(mountpoint)
+            ready()
+            _ = vfs_session_loop_mt(session, 16)
+            fs.shutdown()
+        }
+    }
+
+    /// Raises the kernel's read-ahead for this mount (its bdi) to 1 MiB, when allowed, so
+    /// sequential readers get large requests. Best effort: without it reads still work.
+    static func tuneReadAhead(_ mountpoint: String) {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
+        let target = Posix_realpath(mountpoint)
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == target else { continue }
+            let path = "/sys/class/bdi/\(fields[2])/read_ahead_kb"
+            let fd = open(path, O_WRONLY)
+            if fd >= 0 {
+                _ = "1024".withCString { write(fd, $0, 4) }
+                close(fd)
+            }
+        }
+    }
+}
+
+func Posix_isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+func Posix_realpath(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// A malloc'd copy of a string for C argument vectors; free it with `free`.
+func duplicateCString(_ text: String) -> UnsafeMutablePointer<CChar>? {
+    text.withCString { strdup($0) }
+}

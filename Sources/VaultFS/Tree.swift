@@ -1,0 +1,123 @@
+import Foundation
+import VaultCore
+
+/// One thing the mount shows.
+enum Node: Hashable, Sendable {
+    case root
+    case vault(String)
+    case policy(vault: String)
+    case byId(vault: String)
+    case byIdLink(vault: String, point: String)
+    case server(vault: String, server: String)
+    case history(vault: String, server: String)
+    case latest(vault: String, server: String)
+    case point(String)
+    case pointJSON(String)
+    case image(point: String, disk: String)
+
+    enum Kind { case directory, file, symlink }
+
+    var kind: Kind {
+        switch self {
+        case .root, .vault, .byId, .server, .point: return .directory
+        case .byIdLink, .latest: return .symlink
+        case .policy, .history, .pointJSON, .image: return .file
+        }
+    }
+}
+
+/// The directory tree for one catalog snapshot: vaults, servers, points and their files.
+/// Built once per refresh, then looked up without touching the catalog.
+struct Tree: Sendable {
+    private(set) var entries: [Node: [(name: String, node: Node)]] = [:]
+    private var byName: [Node: [String: Node]] = [:]
+    private(set) var links: [Node: String] = [:]
+    private(set) var times: [Node: Date] = [:]
+    let inventory: Inventory
+    let points: [String: Point]
+    let vaults: [String: Vault]
+
+    /// `singleVault` shows that vault's content at the root (`-o vault=NAME`).
+    init(_ inventory: Inventory, singleVault: String?, now: Date = Date()) {
+        self.inventory = inventory
+        points = Dictionary(uniqueKeysWithValues: inventory.points.map { ($0.id, $0) })
+        vaults = Dictionary(uniqueKeysWithValues: inventory.vaults.map { ($0.name, $0) })
+        let shown = inventory.vaults.filter { singleVault == nil || $0.name == singleVault }
+        for vault in shown {
+            let vaultNode: Node = singleVault == nil ? .vault(vault.name) : .root
+            if singleVault == nil { add(.root, vault.name, vaultNode) }
+            addVault(vault, at: vaultNode)
+        }
+        if entries[.root] == nil { entries[.root] = [] }
+        times[.root] = inventory.points.map(\.startedAt).max() ?? inventory.vaults.map(\.createdAt).min() ?? now
+    }
+
+    private mutating func addVault(_ vault: Vault, at node: Node) {
+        add(node, "policy.json", .policy(vault: vault.name))
+        let byId = Node.byId(vault: vault.name)
+        add(node, ".by-id", byId)
+        let points = inventory.points.filter { $0.vaultId == vault.id }
+        var serverNames = Set(inventory.servers.filter { $0.vaultId == vault.id }.map(\.name))
+        serverNames.formUnion(points.map(\.serverName))
+        for server in serverNames.sorted() {
+            let serverNode = Node.server(vault: vault.name, server: server)
+            add(node, server, serverNode)
+            add(serverNode, "history.json", .history(vault: vault.name, server: server))
+            let own = points.filter { $0.serverName == server }
+            for point in own {
+                let pointNode = Node.point(point.id)
+                add(serverNode, point.name, pointNode)
+                times[pointNode] = point.startedAt
+                add(pointNode, "point.json", .pointJSON(point.id))
+                if point.status == .active {
+                    for disk in inventory.disks[point.id] ?? [] { add(pointNode, "\(disk.disk).img", .image(point: point.id, disk: disk.disk)) }
+                }
+                let link = Node.byIdLink(vault: vault.name, point: point.id)
+                add(byId, point.id, link)
+                links[link] = "../\(server)/\(point.name)"
+            }
+            if let latest = own.last(where: { $0.status == .active }) {
+                let link = Node.latest(vault: vault.name, server: server)
+                add(serverNode, "latest", link)
+                links[link] = latest.name
+            }
+            times[serverNode] = own.map(\.startedAt).max() ?? vault.createdAt
+        }
+        times[node] = points.map(\.startedAt).max() ?? vault.createdAt
+        times[byId] = times[node]
+    }
+
+    private mutating func add(_ parent: Node, _ name: String, _ child: Node) {
+        entries[parent, default: []].append((name, child))
+        byName[parent, default: [:]][name] = child
+    }
+
+    func child(of parent: Node, named name: String) -> Node? { byName[parent]?[name] }
+
+    func contains(_ node: Node) -> Bool {
+        switch node {
+        case .root: return true
+        case .point(let id), .pointJSON(let id): return points[id] != nil
+        case .image(let id, let disk): return points[id]?.status == .active && inventory.disks[id]?.contains { $0.disk == disk } == true
+        case .byIdLink, .latest: return links[node] != nil
+        default: return entries[node] != nil || times[node] != nil || isFileOfVault(node)
+        }
+    }
+
+    private func isFileOfVault(_ node: Node) -> Bool {
+        switch node {
+        case .policy(let vault): return vaults[vault] != nil
+        case .history(let vault, let server): return byName[.server(vault: vault, server: server)] != nil
+        default: return false
+        }
+    }
+
+    /// The time shown for a node: a point's time, or the newest point's time below it.
+    func time(of node: Node) -> Date {
+        switch node {
+        case .pointJSON(let id), .image(let id, _): return points[id]?.startedAt ?? Date()
+        case .byIdLink(_, let id): return points[id]?.startedAt ?? Date()
+        default: return times[node] ?? times[.root] ?? Date()
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Glibc
+import VaultCore
+import VaultFS
+
+/// `vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]`.
+enum VaultfsCommand {
+    static let usage = """
+        usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]
+          -f            stay in the foreground (default: detach once mounted)
+          -o OPTIONS    comma-separated: vault=NAME (show one vault at the root),
+                        allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 256M)
+        unmount with: fusermount3 -u MOUNTPOINT
+        """
+
+    static func main(_ arguments: [String]) -> Int32 {
+        var positional: [String] = []
+        var foreground = false
+        var optionText: [String] = []
+        var rest = arguments.dropFirst()
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "-f": foreground = true
+            case "-o":
+                guard let value = rest.popFirst() else { return fail("-o needs a value") }
+                optionText.append(value)
+            case "-h", "--help": print(usage); return 0
+            case "--version": print("vaultfs 0.1.0"); return 0
+            default:
+                if argument.hasPrefix("-o") && argument.count > 2 { optionText.append(String(argument.dropFirst(2))); continue }
+                if argument.hasPrefix("-") { return fail("unknown flag \(argument)\n\(usage)") }
+                positional.append(argument)
+            }
+        }
+        guard positional.count == 2 else { return fail("give a repository and a mount point\n\(usage)") }
+        let options: MountOptions
+        do { options = try MountOptions(parsing: optionText.joined(separator: ",")) } catch { return fail("\(error)") }
+
+        let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
+        if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }
+        do {
+            let repository = try Repository(path: positional[0])
+            try Mount.serve(repository: repository, at: positional[1], options: options) {
+                if let fd = notifyFd { Detach.notifyReady(fd) }
+            }
+            return 0
+        } catch {
+            if let fd = notifyFd { Detach.notifyFailure(fd, "\(error)") }
+            return fail("\(error)")
+        }
+    }
+
+    static func fail(_ message: String) -> Int32 {
+        FileHandle.standardError.write(Data("vaultfs: \(message)\n".utf8))
+        return 1
+    }
+}
