@@ -74,8 +74,25 @@ extension Repository {
                                      now: Date = Date()) throws -> [BackupJob] {
         guard !servers.isEmpty else { throw VaultError.invalid("name at least one server to back up") }
         guard Set(servers).count == servers.count else { throw VaultError.invalid("a server is named twice") }
-        let names = try Names.namesForServers(base: name ?? Names.defaultManualName(), count: servers.count)
         for server in servers { _ = try catalog.server(named: server) }
+        guard name == nil else {
+            return try prepareNamedBackups(servers: servers, name: name!, description: description, tags: tags, disks: disks, now: now)
+        }
+        // A generated name that happens to be taken is drawn again, a few times.
+        for attempt in 1...8 {
+            do {
+                return try prepareNamedBackups(servers: servers, name: Names.defaultManualName(), description: description,
+                                               tags: tags, disks: disks, now: now)
+            } catch let error as VaultError where error.code == .alreadyExists && attempt < 8 {
+                continue
+            }
+        }
+        throw VaultError(.alreadyExists, "no free manualbk_ name; give one with --name")
+    }
+
+    private func prepareNamedBackups(servers: [String], name: String, description: String,
+                                     tags: [(key: String, value: String)], disks: [String]?, now: Date) throws -> [BackupJob] {
+        let names = try Names.namesForServers(base: name, count: servers.count)
         var jobs: [BackupJob] = []
         do {
             for (server, pointName) in zip(servers, names) {

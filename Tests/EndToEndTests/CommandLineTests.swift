@@ -1,0 +1,136 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `vaultctl` as a user runs it: names, tags, defaults, deletion, and refusals.
+final class CommandLineTests: XCTestCase {
+    var scratch: Scratch!
+    var ctl: Vaultctl!
+    var disk: Ext4Image!
+
+    override func setUpWithError() throws {
+        scratch = Scratch("cli")
+        ctl = Vaultctl(repository: scratch.file("repo"))
+        disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["f": pseudoRandomBytes(200_000, seed: 1)])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+    }
+
+    /// Everything a refused command must leave as it was.
+    private func storedState() throws -> String {
+        let files = try mustRun(["find", scratch.file("repo/chunks"), scratch.file("repo/maps"), "-type", "f"])
+        return try ctl.run("history", "--json") + ctl.run("vault", "list", "--json") + ctl.run("server", "list")
+            + files.split(separator: "\n").sorted().joined(separator: "\n")
+    }
+
+    private func assertRefused(_ arguments: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try ctl.attempt(arguments)
+        XCTAssertNotEqual(result.status, 0, "\(arguments) succeeded", file: file, line: line)
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "\(arguments) printed: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "\(arguments): '\(result.stderr)' lacks '\(text)'", file: file, line: line)
+    }
+
+    func testBadInputGivesOneClearLineAndChangesNothing() throws {
+        try ctl.run("backup", "web", "--name", "first")
+        try ctl.run("server", "add", "ghost", "--vault", "prod", "--disk", "root=\(scratch.file("missing.img"))")
+        try FileManager.default.createDirectory(atPath: scratch.file("adir"), withIntermediateDirectories: true)
+        try ctl.run("server", "add", "odd", "--vault", "prod", "--disk", "root=\(scratch.file("adir"))")
+        let before = try storedState()
+
+        try assertRefused(["backup", "ghost"], mentions: "missing.img")
+        try assertRefused(["backup", "odd"], mentions: "not a block device or an image file")
+        try assertRefused(["backup", "web", "--name", "bad name"], mentions: "bad point name")
+        try assertRefused(["backup", "web", "--name", "first"], mentions: "already has a point named 'first'")
+        try assertRefused(["backup", "web", "--tag", "k=v v"], mentions: "bad tag value")
+        try assertRefused(["backup", "web", "--description", String(repeating: "d", count: 256)], mentions: "at most 255")
+        try assertRefused(["backup", "nosuch"], mentions: "no server named 'nosuch'")
+        try assertRefused(["backup", "web", "ghost"], mentions: "missing.img")
+        try assertRefused(["backup", "web", "--disk", "nope"], mentions: "no disk named 'nope'")
+        try assertRefused(["server", "add", "x", "--vault", "nosuch", "--disk", "r=/tmp/x"], mentions: "no vault named 'nosuch'")
+        try assertRefused(["export", "nosuch", "-o", scratch.file("out.img")], mentions: "no point matches 'nosuch'")
+        try assertRefused(["delete", "nosuch"], mentions: "no point matches")
+        try assertRefused(["vault", "remove", "prod"], mentions: "still has")
+        try assertRefused(["points", "--repo", scratch.path], mentions: "is not a vaultfs repository")
+        XCTAssertEqual(try storedState(), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.file("out.img")))
+    }
+
+    func testSecondBackupOfABusyServerIsRefused() throws {
+        try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 3")
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
+        first.arguments = ["backup", "slow", "--name", "first"]
+        first.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
+        first.standardOutput = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        try assertRefused(["backup", "slow", "--name", "second"], mentions: "busy")
+        XCTAssertTrue(eventually(timeout: 30) { !first.isRunning })
+        XCTAssertEqual(first.terminationStatus, 0)
+        XCTAssertEqual(try ctl.json("points").map { $0["name"] as! String }, ["first"])
+    }
+
+    func testNamesDescriptionsTagsAndSuffixes() throws {
+        try ctl.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try ctl.run("backup", "web", "db", "--name", "nightly", "--description", "before upgrade", "--tag", "env=prod", "--tag", "ticket=")
+        try ctl.run("backup", "web")
+        let points = try ctl.json("points")
+        XCTAssertEqual(Set(points.map { "\($0["server"]!)/\($0["name"]!)" }).subtracting(points.filter {
+            ($0["name"] as! String).hasPrefix("manualbk_") }.map { "\($0["server"]!)/\($0["name"]!)" }),
+            ["web/nightly-0001", "db/nightly-0002"])
+        let nightly = try XCTUnwrap(points.first { $0["name"] as? String == "nightly-0001" })
+        XCTAssertEqual(nightly["description"] as? String, "before upgrade")
+        XCTAssertEqual(nightly["tags"] as? [String: String], ["env": "prod", "ticket": ""])
+        XCTAssertEqual(nightly["scheduleType"] as? String, "Manual")
+        XCTAssertEqual(nightly["type"] as? String, "Full")
+        let generated = try XCTUnwrap(points.first { ($0["name"] as! String).hasPrefix("manualbk_") })["name"] as! String
+        XCTAssertNotNil(generated.range(of: "^manualbk_[0-9a-f]{4}$", options: .regularExpression), generated)
+    }
+
+    func testBackupOfServerWithoutVaultCreatesTheDefaultVault() throws {
+        try ctl.run("server", "add", "lonely", "--disk", "root=\(disk.path)")
+        XCTAssertTrue(try ctl.run("server", "list").contains("lonely  -"))
+        try ctl.run("backup", "lonely", "--name", "now")
+        let vaults = try ctl.json("vault", "list")
+        let fallback = try XCTUnwrap(vaults.first { $0["vault"] as? String == "default" })
+        XCTAssertEqual(fallback["enabled"] as? Bool, true)
+        XCTAssertEqual(fallback["everyHours"] as? Int, 24)
+        XCTAssertTrue(try ctl.run("server", "show", "lonely").contains("vault:  default"))
+        XCTAssertEqual(try ctl.json("points", "lonely").first?["vault"] as? String, "default")
+    }
+
+    func testSoftDeleteUndeleteAndPurgeThroughTheCommand() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        try ctl.run("backup", "web", "--name", "two")
+        try ctl.run("delete", "web/one")
+        XCTAssertEqual(try ctl.json("points").map { $0["name"] as! String }, ["two"])
+        XCTAssertEqual(try ctl.json("points", "--all").count, 2)
+        try ctl.run("undelete", "web/one")
+        XCTAssertEqual(try ctl.json("points").count, 2)
+        try ctl.run("delete", "web/one")
+        XCTAssertTrue(try ctl.run("purge", "--older-than", "1d").contains("nothing to purge"))
+        XCTAssertTrue(try ctl.run("purge").contains("purged web/one"))
+        let status = try ctl.json("history").map { "\($0["name"]!)=\($0["deletionStatus"]!)" }
+        XCTAssertEqual(status, ["one=Deleted", "two="])
+        try assertRefused(["undelete", "web/one"], mentions: "no point matches")
+    }
+
+    func testServerMoveLeavesPointsInTheirVault() throws {
+        try ctl.run("backup", "web", "--name", "in-prod")
+        try ctl.run("vault", "create", "dr")
+        try ctl.run("server", "move", "web", "--vault", "dr")
+        try ctl.run("backup", "web", "--name", "in-dr")
+        let vaults = Dictionary(uniqueKeysWithValues: try ctl.json("points").map { ($0["name"] as! String, $0["vault"] as! String) })
+        XCTAssertEqual(vaults, ["in-prod": "prod", "in-dr": "dr"])
+    }
+
+    func testExportStreamsToStandardOutput() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        let out = scratch.file("streamed.img")
+        try mustRun(["sh", "-c", "\"$0\" export web/one -o - > \(out)", productPath("vaultctl")], environment: ["VAULT_REPO": ctl.repository])
+        try mustRun(["cmp", out, disk.path])
+    }
+}

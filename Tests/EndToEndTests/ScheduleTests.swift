@@ -1,0 +1,114 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The seed 000 schedule, end to end through `vaultctl schedule run --once --now`.
+final class ScheduleTests: XCTestCase {
+    func testSeed000ScheduleKeepsTwoChainsAndManualPoints() throws {
+        let scratch = Scratch("seed000")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["etc/hostname": Array("web\n".utf8)])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+                    "--now", "2030-01-01T12:00")
+
+        let start = Units_parse("2030-01-01T16:00")
+        var expectedBytes: [String: String] = [:]
+        var slotNames: [String] = []
+        for k in 0..<14 {
+            let slot = start.addingTimeInterval(Double(k) * 4 * 3600)
+            try disk.write("data/slot-\(k).bin", pseudoRandomBytes(150_000 + k * 7000, seed: UInt64(100 + k)))
+            let name = compactUTC(slot)
+            slotNames.append(name)
+            let snapshot = scratch.file("as-at-\(name).img")
+            try disk.snapshot(to: snapshot)
+            expectedBytes[name] = snapshot
+            try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot))
+            // Between slots nothing is due.
+            XCTAssertEqual(try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(3600))), "")
+            if k == 3 {
+                try ctl.run("backup", "web", "--name", "keepme")
+                expectedBytes["keepme"] = snapshot
+            }
+        }
+
+        let points = try ctl.json("points")
+        let remaining = points.map { "\($0["name"]!):\($0["type"]!):\($0["scheduleType"]!)" }.sorted()
+        var expected = ["keepme:Full:Manual"]
+        for k in 5..<14 { expected.append("\(slotNames[k]):\(k == 5 || k == 10 ? "Full" : "Incremental"):Policy") }
+        XCTAssertEqual(remaining, expected.sorted())
+
+        let history = try ctl.json("history")
+        XCTAssertEqual(history.count, 15)
+        let deleted = history.filter { $0["deletionStatus"] as? String == "Deleted" }.map { $0["name"] as! String }
+        XCTAssertEqual(deleted.sorted(), Array(slotNames[0..<5]).sorted())
+        XCTAssertTrue(history.allSatisfy { $0["status"] as? String == "Active" })
+        XCTAssertEqual(history.filter { ($0["deletionStatus"] as? String)?.isEmpty == true }.count, 10)
+
+        for point in points {
+            let name = point["name"] as! String
+            let out = scratch.file("export-\(name).img")
+            try ctl.run("export", "web/\(name)", "--disk", "root", "-o", out)
+            try mustRun(["cmp", out, expectedBytes[name]!])
+            unlink(out)
+        }
+    }
+
+    func testMissedSlotsRunOnceWhenTheSchedulerComesBack() throws {
+        let scratch = Scratch("missed")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1, 2, 3]])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        let later = Date().addingTimeInterval(5 * 86400)
+        try ctl.run("schedule", "run", "--once", "--now", isoLocal(later))
+        try ctl.run("schedule", "run", "--once", "--now", isoLocal(later.addingTimeInterval(60)))
+        let points = try ctl.json("points")
+        XCTAssertEqual(points.count, 1)
+        XCTAssertEqual(points.first?["type"] as? String, "Full")
+    }
+
+    func testFailedSlotIsRecordedAsErrorAndNextSlotStartsAFull() throws {
+        let scratch = Scratch("failslot")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod")
+        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+                    "--now", "2030-01-01T12:00")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try FileManager.default.moveItem(atPath: disk.path, toPath: disk.path + ".away")
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        try FileManager.default.moveItem(atPath: disk.path + ".away", toPath: disk.path)
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
+        let history = try ctl.json("history")
+        XCTAssertEqual(history.map { $0["status"] as! String }, ["Error", "Active"])
+        XCTAssertEqual(history.map { $0["type"] as! String }, ["Full", "Full"])
+    }
+}
+
+func Units_parse(_ text: String) -> Date {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm"
+    return formatter.date(from: text)!
+}
+
+/// Local time as `--now` takes it.
+func isoLocal(_ date: Date) -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+    return formatter.string(from: date)
+}
+
+func compactUTC(_ date: Date) -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    return formatter.string(from: date)
+}

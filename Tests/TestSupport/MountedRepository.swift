@@ -1,0 +1,96 @@
+import Foundation
+
+/// The real `vaultfs` binary mounted as a child process. It is unmounted (and the daemon
+/// stopped) in every outcome: by `unmount()`, or when the value goes away.
+public final class MountedRepository {
+    public let mountpoint: String
+    private let process: Process
+    private let log: String
+    private var mounted = true
+
+    /// Mounts and waits (at most `timeout` seconds) until the kernel shows the mount.
+    public init(repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20) throws {
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        self.mountpoint = mountpoint
+        log = mountpoint + ".log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: productPath("vaultfs"))
+        process.arguments = [repository, mountpoint, "-f"] + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !Self.isMounted(mountpoint) {
+            if !process.isRunning {
+                mounted = false
+                throw TestError.failed("vaultfs exited before mounting: \(logText)")
+            }
+            if Date() > deadline {
+                unmount()
+                throw TestError.failed("vaultfs did not mount within \(timeout) s: \(logText)")
+            }
+            usleep(20_000)
+        }
+    }
+
+    deinit { unmount() }
+
+    public var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    public func path(_ relative: String) -> String { "\(mountpoint)/\(relative)" }
+
+    /// Unmounts, lazily if the plain unmount is refused, and stops the daemon; bounded.
+    public func unmount() {
+        guard mounted else { return }
+        mounted = false
+        if Self.isMounted(mountpoint) {
+            _ = try? runCommand(["fusermount3", "-u", mountpoint], timeout: 10)
+            if Self.isMounted(mountpoint) { _ = try? runCommand(["fusermount3", "-uz", mountpoint], timeout: 10) }
+        }
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Whether the daemon is still running (it must survive bad reads).
+    public var isRunning: Bool { process.isRunning }
+
+    /// Runs mount I/O in this process with a bound: when `body` does not finish in time, the
+    /// mount is torn down (which fails its pending requests) and the test gets an error.
+    public func io<T>(timeout: TimeInterval = 30, _ body: @escaping () throws -> T) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Result<T, Error>?
+        Thread.detachNewThread {
+            result = Result { try body() }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            unmount()
+            _ = done.wait(timeout: .now() + 10)
+            throw TestError.failed("mount I/O did not finish within \(timeout) s; the daemon was stopped")
+        }
+        return try result!.get()
+    }
+
+    public static func isMounted(_ path: String) -> Bool {
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
+        let resolved = realpath(target, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? target
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        return text.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == resolved }
+    }
+}
+
+/// Waits until `condition` holds, polling; false when `timeout` passes first.
+public func eventually(timeout: TimeInterval, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    repeat {
+        if try condition() { return true }
+        usleep(50_000)
+    } while Date() < deadline
+    return false
+}
