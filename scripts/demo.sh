@@ -41,3 +41,16 @@ cmp "$work/restored-full.img" "$work/as-at-full.img" && echo "full: identical"
 vaultctl export web/20300101T200000Z -o "$work/restored-incremental.img"
 cmp "$work/restored-incremental.img" "$work/as-at-incremental.img" && echo "incremental: identical"
 ls -ls "$work"/restored-*.img
+
+echo "== mount the repository, show the tree, read an image through it, unmount"
+mnt="$work/mnt"
+mkdir -p "$mnt"
+trap 'fusermount3 -uz "$mnt" 2>/dev/null || true' EXIT
+"$bin/vaultfs" "$VAULT_REPO" "$mnt"
+find "$mnt" -maxdepth 4 | sed "s|^$mnt|mnt|" | sort
+echo "-- mnt/prod/web/latest/"
+ls -l "$mnt/prod/web/latest/"
+cmp "$mnt/prod/web/20300101T200000Z/root.img" "$work/as-at-incremental.img" && echo "image read through the mount: identical"
+e2fsck -fn "$mnt/prod/web/latest/root.img" >/dev/null 2>&1 && echo "e2fsck -fn on the mounted image: clean"
+fusermount3 -u "$mnt"
+echo "unmounted $mnt"

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import VaultCore
 import XCTest
 
 /// The seed 000 schedule, end to end through `vaultctl schedule run --once --now`.
@@ -14,13 +15,13 @@ final class ScheduleTests: XCTestCase {
         try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
                     "--now", "2030-01-01T12:00")
 
-        let start = Units_parse("2030-01-01T16:00")
+        let start = Units.parseTime("2030-01-01T16:00")!
         var expectedBytes: [String: String] = [:]
         var slotNames: [String] = []
         for k in 0..<14 {
             let slot = start.addingTimeInterval(Double(k) * 4 * 3600)
             try disk.write("data/slot-\(k).bin", pseudoRandomBytes(150_000 + k * 7000, seed: UInt64(100 + k)))
-            let name = compactUTC(slot)
+            let name = Units.compactUTC(slot)
             slotNames.append(name)
             let snapshot = scratch.file("as-at-\(name).img")
             try disk.snapshot(to: snapshot)
@@ -90,25 +91,3 @@ final class ScheduleTests: XCTestCase {
     }
 }
 
-func Units_parse(_ text: String) -> Date {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm"
-    return formatter.date(from: text)!
-}
-
-/// Local time as `--now` takes it.
-func isoLocal(_ date: Date) -> String {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
-    return formatter.string(from: date)
-}
-
-func compactUTC(_ date: Date) -> String {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-    return formatter.string(from: date)
-}

@@ -7,6 +7,6 @@
 int vfs_syncfs(int fd);
 
 /* Starts `path` with `argv` in a new session (POSIX_SPAWN_SETSID, a GNU flag), stdin from
- * /dev/null and `notify_fd` as its fd 3. Returns the pid, or -errno. */
+ * /dev/null, `notify_fd` as its fd 3 and no other inherited descriptor. Returns the pid, or -errno. */
 pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd);
 #endif

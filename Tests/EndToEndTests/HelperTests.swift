@@ -1,0 +1,64 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The helpers in mount-helpers/, with the real vaultfs where they use it.
+final class HelperTests: XCTestCase {
+    let helpers = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("mount-helpers").path
+
+    func testHelperScriptSuitePasses() throws {
+        let result = try runCommand(["\(helpers)/tests/test-helpers.sh"], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains(" 0 failed"), result.stdout)
+    }
+
+    func testMountHelperMountsTheRealRepository() throws {
+        let fixture = try MountFixture(policyPoints: 1)
+        let mnt = fixture.scratch.file("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
+        try mustRun(["\(helpers)/mount.vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod,nofail,_netdev,defaults"],
+                    environment: ["VAULTFS_BIN": productPath("vaultfs")], timeout: 30)
+        XCTAssertTrue(MountedRepository.isMounted(mnt))
+        try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
+        try mustRun(["fusermount3", "-u", mnt], timeout: 10)
+    }
+
+    func testMountTypeVaultfsAndAnFstabLine() throws {
+        let installed = "/sbin/mount.vaultfs"
+        guard !FileManager.default.fileExists(atPath: installed) else { throw XCTSkip("\(installed) is already installed") }
+        try FileManager.default.createSymbolicLink(atPath: installed, withDestinationPath: "\(helpers)/mount.vaultfs")
+        defer { unlink(installed) }
+        let fixture = try MountFixture(policyPoints: 1)
+        let mnt = fixture.scratch.file("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
+        let env = ["VAULTFS_BIN": productPath("vaultfs")]
+
+        try mustRun(["mount", "-t", "vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod"], environment: env, timeout: 30)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(mnt)/web/latest/root.img"))
+        try mustRun(["umount", mnt], timeout: 10)
+        XCTAssertFalse(MountedRepository.isMounted(mnt))
+
+        let fstab = fixture.scratch.file("fstab")
+        try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,nofail,_netdev 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
+        try mustRun(["mount", "--fstab", fstab, mnt], environment: env, timeout: 30)
+        try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
+        try mustRun(["umount", mnt], timeout: 10)
+    }
+
+    func testAttachCopiesASingleFileOutOfAMountedImage() throws {
+        let fixture = try MountFixture(policyPoints: 1)
+        let mount = try fixture.mount()
+        defer { mount.unmount() }
+        let dir = fixture.scratch.file("attached")
+        defer { _ = try? runCommand(["\(helpers)/vaultfs-attach", "--detach", dir], timeout: 30) }
+        try mustRun(["\(helpers)/vaultfs-attach", mount.path("prod/web/latest/root.img"), dir], timeout: 30)
+        let copied = fixture.scratch.file("slot-0.bin")
+        try mustRun(["cp", "\(dir)/data/slot-0.bin", copied], timeout: 30)
+        XCTAssertEqual(try readBytes(copied), pseudoRandomBytes(120_000, seed: 50))
+        try mustRun(["\(helpers)/vaultfs-attach", "--detach", dir], timeout: 30)
+        XCTAssertEqual(try mustRun(["losetup", "-j", mount.path("prod/web/latest/root.img")]), "")
+    }
+}
