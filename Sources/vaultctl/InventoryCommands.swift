@@ -88,7 +88,9 @@ struct ServerCommand: ParsableCommand {
                 guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
                     throw VaultError(.invalidArgument, "bad --disk '\(text)': use NAME=PATH")
                 }
-                return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+                let path = String(text[text.index(after: eq)...])
+                let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+                return (String(text[..<eq]), absolute)
             }
             try repository.open().catalog.addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
                                                     thawCommand: thawCommand, now: Date())

@@ -133,4 +133,29 @@ final class CommandLineTests: XCTestCase {
         try mustRun(["sh", "-c", "\"$0\" export web/one -o - > \(out)", productPath("vaultctl")], environment: ["VAULT_REPO": ctl.repository])
         try mustRun(["cmp", out, disk.path])
     }
+
+    func testFullRepositoryDiskFailsTheBackupAndKeepsEarlierPoints() throws {
+        let small = scratch.file("small")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try mustRun(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", small])
+        defer { _ = try? runCommand(["umount", "-l", small], timeout: 10) }
+        let tight = Vaultctl(repository: "\(small)/repo")
+        try tight.run("init", tight.repository, "--chunk-size", "64K")
+        try tight.run("vault", "create", "prod")
+        try tight.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try tight.run("backup", "web", "--name", "fits")
+        let big = scratch.file("big.img")
+        FileManager.default.createFile(atPath: big, contents: Data(pseudoRandomBytes(12 << 20, seed: 77)))
+        try tight.run("server", "add", "big", "--vault", "prod", "--disk", "root=\(big)")
+
+        let result = try tight.attempt(["backup", "big", "--name", "too-big"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stdout.contains("disk is full"), result.stdout + result.stderr)
+        let history = try tight.json("history")
+        XCTAssertEqual(history.map { "\($0["name"]!)=\($0["status"]!)" }, ["fits=Active", "too-big=Error"])
+        let out = scratch.file("fits.img")
+        try tight.run("export", "web/fits", "-o", out)
+        try mustRun(["cmp", out, disk.path])
+        try tight.run("backup", "web", "--name", "after")
+    }
 }

@@ -50,9 +50,16 @@ public final class BackupJob: @unchecked Sendable {
             let finished = (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started))
             try catalog.finishPoint(id, disks: records, at: finished)
         } catch {
-            let reason = (error as? VaultError)?.description ?? "\(error)"
+            var reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
             repository.maps.remove(point: id)
+            if (error as? VaultError)?.code == .noSpace {
+                // Give back what this backup wrote, so the catalog can record the failure and
+                // the next backup has room; points already stored are untouched.
+                reason = "the repository's disk is full: \(reason)"
+                locks.removeAll()
+                _ = try? GarbageCollector(repository: repository).collect()
+            }
             catalog.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)))
         }
         return (try? catalog.point(id: id)) ?? point
