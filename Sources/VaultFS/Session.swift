@@ -9,7 +9,7 @@ public enum Mount {
     public static func serve(repository: Repository, at mountpoint: String, options: MountOptions,
                              ready: () -> Void) throws {
         if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
-        guard Posix_isDirectory(mountpoint) else {
+        guard Posix.isDirectory(mountpoint) else {
             throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
         }
         let fs = FileSystem(repository: repository, options: options)
@@ -44,7 +44,7 @@ public enum Mount {
     /// sequential readers get large requests. Best effort: without it reads still work.
     static func tuneReadAhead(_ mountpoint: String) {
         guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
-        let target = Posix_realpath(mountpoint)
+        let target = resolvedPath(mountpoint)
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")
             guard fields.count > 4, fields[4] == target else { continue }
@@ -58,12 +58,7 @@ public enum Mount {
     }
 }
 
-func Posix_isDirectory(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-}
-
-func Posix_realpath(_ path: String) -> String {
+func resolvedPath(_ path: String) -> String {
     guard let resolved = realpath(path, nil) else { return path }
     defer { free(resolved) }
     return String(cString: resolved)

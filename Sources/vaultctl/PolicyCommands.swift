@@ -101,16 +101,20 @@ struct ScheduleCommand: ParsableCommand {
             let repo = try repository.open()
             let scheduler = Scheduler(repository: repo)
             let fixed = try now.map { _ in try parseClock(now) }
+            if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
+            let signals = stopOnSignals(scheduler)
+            defer { signals.forEach { $0.cancel() } }
             repeat {
                 let clock = fixed ?? Date()
                 for outcome in try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback()) {
                     let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
                     print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
+                    fflush(stdout)
                 }
                 if once { break }
-                if let fixed { throw VaultError(.invalidArgument, "--now \(Units.formatTime(fixed)) needs --once") }
-                Thread.sleep(forTimeInterval: 30)
-            } while true
+                for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }
+            } while !scheduler.isStopped
+            if scheduler.isStopped { print("scheduler stopped") }
         }
     }
 }
@@ -138,5 +142,17 @@ struct RetentionCommand: ParsableCommand {
                 if points.isEmpty { print("\(vault.name): nothing to delete") }
             }
         }
+    }
+}
+
+/// SIGINT and SIGTERM stop the scheduler cleanly: a running backup is cancelled and recorded
+/// as failed, and the command exits.
+func stopOnSignals(_ scheduler: Scheduler) -> [any DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { scheduler.stop() }
+        source.resume()
+        return source
     }
 }

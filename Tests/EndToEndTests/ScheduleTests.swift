@@ -89,5 +89,36 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(history.map { $0["status"] as! String }, ["Error", "Active"])
         XCTAssertEqual(history.map { $0["type"] as! String }, ["Full", "Full"])
     }
-}
 
+    func testSigtermStopsTheSchedulerAndFailsTheRunningBackupCleanly() throws {
+        let scratch = Scratch("sched-stop")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        let anHourAgo = Date().addingTimeInterval(-3600)
+        let hhmm = DateFormatter()
+        hhmm.dateFormat = "HH:mm"
+        try ctl.run("vault", "create", "prod")
+        try ctl.run("policy", "set", "prod", "--start", hhmm.string(from: anHourAgo), "--every", "1h", "--incrementals", "2",
+                    "--keep-fulls", "2", "--now", isoLocal(anHourAgo))
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
+        let out = scratch.file("scheduler.out")
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let scheduler = Process()
+        scheduler.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
+        scheduler.arguments = ["schedule", "run"]
+        scheduler.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
+        scheduler.standardOutput = FileHandle(forWritingAtPath: out)
+        try scheduler.run()
+        defer { if scheduler.isRunning { kill(scheduler.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(try eventually(timeout: 15) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        kill(scheduler.processIdentifier, SIGTERM)
+        XCTAssertTrue(eventually(timeout: 20) { !scheduler.isRunning })
+        XCTAssertEqual(scheduler.terminationStatus, 0)
+        XCTAssertTrue(try String(contentsOfFile: out, encoding: .utf8).contains("scheduler stopped"))
+        let history = try ctl.json("history")
+        XCTAssertEqual(history.count, 1)
+        XCTAssertEqual(history.first?["status"] as? String, "Error")
+        XCTAssertTrue((history.first?["error"] as? String)?.contains("cancelled") == true, "\(history)")
+    }
+}

@@ -1,12 +1,24 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Runs policy backups when their slot is due, then applies retention.
-public struct Scheduler {
+public final class Scheduler: Sendable {
     public let repository: Repository
     private let logger = Logger(label: "vaultfs.scheduler")
+    private let running = Mutex<BackupJob?>(nil)
+    private let stopped = Atomic<Bool>(false)
 
     public init(repository: Repository) { self.repository = repository }
+
+    /// Stops the scheduler: the running backup is cancelled (it ends as failed) and no other
+    /// starts. Safe to call from a signal handler's queue.
+    public func stop() {
+        stopped.store(true, ordering: .relaxed)
+        running.withLock { $0?.cancel() }
+    }
+
+    public var isStopped: Bool { stopped.load(ordering: .relaxed) }
 
     /// One line per backup attempted or skipped, for the command's output.
     public struct Outcome: Sendable {
@@ -20,7 +32,7 @@ public struct Scheduler {
         var outcomes: [Outcome] = []
         for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
-            for server in try repository.catalog.servers(inVault: vault.id!) {
+            for server in try repository.catalog.servers(inVault: vault.id!) where !isStopped {
                 let history = try repository.catalog.allPoints(server: server.id!).filter { $0.schedule == .policy }
                 if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
                 outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
@@ -39,7 +51,10 @@ public struct Scheduler {
                               disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)
         do {
             let job = try repository.prepareBackup(plan, now: now)
+            running.withLock { $0 = job }
+            if isStopped { job.cancel() }
             let point = job.run(clock: now, progress: progress)
+            running.withLock { $0 = nil }
             return Outcome(server: server.name, point: point, message: point.status == .active ? "made" : "failed: \(point.error ?? "")")
         } catch let error as VaultError where error.code == .busy {
             return Outcome(server: server.name, point: nil, message: "skipped: \(error.message)")

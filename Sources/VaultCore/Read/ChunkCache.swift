@@ -22,6 +22,12 @@ public final class ChunkCache: Sendable {
     private let store: ChunkStore
     private let state = Mutex(State())
     private let prefetchQueue = DispatchQueue(label: "vaultfs.prefetch", attributes: .concurrent)
+    private let decoded = Atomic<Int>(0)
+
+    /// Chunks decoded from the store so far (each load, not each request).
+    var decodes: Int { decoded.load(ordering: .relaxed) }
+    /// Bytes of decoded chunks held now.
+    var cachedBytes: Int { state.withLock { $0.bytes } }
 
     public init(store: ChunkStore, budget: Int) {
         self.store = store
@@ -51,6 +57,7 @@ public final class ChunkCache: Sendable {
             return try pending.result.get()
         case .load(let pending):
             let result: Result<[UInt8], VaultError>
+            decoded.add(1, ordering: .relaxed)
             do {
                 var data = [UInt8](repeating: 0, count: length)
                 try data.withUnsafeMutableBytes { try store.load(hash, into: $0) }

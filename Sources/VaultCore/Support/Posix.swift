@@ -2,7 +2,7 @@ import Glibc
 
 /// Thin, EINTR-safe wrappers over the system calls the core uses, turning failures into
 /// `VaultError`s that name the file involved.
-enum Posix {
+public enum Posix {
     /// lseek whence values behind _GNU_SOURCE, which Swift's Glibc module does not expose.
     static let seekData: Int32 = 3
     static let seekHole: Int32 = 4
@@ -97,7 +97,8 @@ enum Posix {
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    static func isDirectory(_ path: String) -> Bool {
+    /// Whether `path` names a directory (following links).
+    public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
