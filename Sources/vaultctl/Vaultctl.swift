@@ -11,6 +11,22 @@ struct Vaultctl: ParsableCommand {
         subcommands: [Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
                       ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
                       Undelete.self, Purge.self, Export.self])
+
+    /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
+    /// points`), as the repository for every subcommand.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if let first = arguments.first {
+            if (first == "-R" || first == "--repo"), arguments.count > 1 {
+                setenv("VAULT_REPO", arguments[1], 1)
+                arguments.removeFirst(2)
+            } else if first.hasPrefix("--repo=") {
+                setenv("VAULT_REPO", String(first.dropFirst("--repo=".count)), 1)
+                arguments.removeFirst()
+            }
+        }
+        main(arguments)
+    }
 }
 
 /// `-R/--repo PATH`, or `VAULT_REPO`.

@@ -158,4 +158,11 @@ final class CommandLineTests: XCTestCase {
         try mustRun(["cmp", out, disk.path])
         try tight.run("backup", "web", "--name", "after")
     }
+
+    func testRepositoryMayBeGivenBeforeTheSubcommand() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        let listing = try mustRun([productPath("vaultctl"), "-R", ctl.repository, "points"])
+        XCTAssertTrue(listing.contains("one"), listing)
+        XCTAssertTrue(try mustRun([productPath("vaultctl"), "--repo=\(ctl.repository)", "history"]).contains("one"))
+    }
 }
