@@ -38,7 +38,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vaultfs",
-            dependencies: ["VaultFS", "VaultCore", "CSupport"],
+            dependencies: ["VaultFS", "VaultCore", "CSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(

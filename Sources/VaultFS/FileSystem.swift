@@ -16,7 +16,7 @@ final class FileSystem: Sendable {
     private let logger = Logger(label: "vaultfs")
     private let snapshot: Mutex<(tree: Tree?, taken: Date)> = Mutex((nil, .distantPast))
     private let handles = Mutex<(next: UInt64, open: [UInt64: Handle])>((1, [:]))
-    private let images = Mutex<[String: FlatImage]>([:])
+    private let images = Mutex(FlatImageCache())
     private let jobs = Mutex<[String: BackupJob]>([:])
 
     /// How old a catalog snapshot may be before the next request reads a new one.
@@ -289,15 +289,13 @@ final class FileSystem: Sendable {
 
     private func lookupHandle(_ number: UInt64) -> Handle? { handles.withLock { $0.open[number] } }
 
-    /// A point's disk with its chain applied, computed once per point and disk: points never change.
+    /// A point's disk with its chain applied, computed once per point and disk while it stays
+    /// in the bounded cache: points never change.
     private func flattened(point: String, disk: String) throws -> FlatImage {
         let key = "\(point)/\(disk)"
-        if let image = images.withLock({ $0[key] }) { return image }
+        if let image = images.withLock({ $0.image(for: key) }) { return image }
         let image = try repository.flatten(point: point, disk: disk)
-        images.withLock { cache in
-            if cache.count >= 512 { cache.removeAll() }
-            cache[key] = image
-        }
+        images.withLock { $0.insert(image, for: key) }
         return image
     }
 }

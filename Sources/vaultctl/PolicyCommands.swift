@@ -106,10 +106,15 @@ struct ScheduleCommand: ParsableCommand {
             defer { signals.forEach { $0.cancel() } }
             repeat {
                 let clock = fixed ?? Date()
-                for outcome in try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback()) {
-                    let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
-                    print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
-                    fflush(stdout)
+                do {
+                    for outcome in try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback()) {
+                        let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
+                        print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
+                        fflush(stdout)
+                    }
+                } catch where !once {
+                    // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
+                    FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))
                 }
                 if once { break }
                 for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }

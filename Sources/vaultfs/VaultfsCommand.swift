@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import VaultCore
 import VaultFS
 
@@ -38,6 +39,10 @@ enum VaultfsCommand {
 
         let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
         if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }
+        if notifyFd != nil {
+            SyslogLogHandler.open()
+            LoggingSystem.bootstrap { SyslogLogHandler(label: $0) }
+        }
         do {
             let repository = try Repository(path: positional[0])
             try Mount.serve(repository: repository, at: positional[1], options: options) {

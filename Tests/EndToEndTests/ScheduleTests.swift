@@ -120,5 +120,28 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(history.count, 1)
         XCTAssertEqual(history.first?["status"] as? String, "Error")
         XCTAssertTrue((history.first?["error"] as? String)?.contains("cancelled") == true, "\(history)")
+
+        // The cancelled slot was not done: the scheduler runs it when it comes back.
+        try ctl.run("schedule", "run", "--once")
+        XCTAssertEqual(try ctl.json("history").map { $0["status"] as! String }, ["Error", "Active"])
+    }
+
+    func testServerMovedToAnotherVaultStartsAFreshChainThere() throws {
+        let scratch = Scratch("moved")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        for vault in ["a", "b"] {
+            try ctl.run("vault", "create", vault)
+            try ctl.run("policy", "set", vault, "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "1",
+                        "--now", "2030-01-01T12:00")
+        }
+        try ctl.run("server", "add", "web", "--vault", "a", "--disk", "root=\(disk.path)")
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
+        try ctl.run("server", "move", "web", "--vault", "b")
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-02T00:00")
+        let points = try ctl.json("points").map { "\($0["vault"]!):\($0["type"]!)" }
+        XCTAssertEqual(points, ["a:Full", "a:Incremental", "b:Full"])
     }
 }

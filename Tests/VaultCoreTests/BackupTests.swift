@@ -126,6 +126,14 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(first.run().status, .active)
     }
 
+    func testFailingAPointThatAlreadyCommittedChangesNothing() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("done")
+        XCTAssertFalse(fixture.repository.catalog.failPoint(point.id, error: "late", at: Date(), retrySlot: true))
+        XCTAssertEqual(try fixture.repository.catalog.point(id: point.id)?.status, .active)
+        XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))
+    }
+
     func testInterruptedBackupBecomesFailedOnNextOpen() throws {
         let fixture = try Fixture()
         var job: BackupJob? = try fixture.repository.prepareBackup(.manual(server: fixture.server, name: "dies"))

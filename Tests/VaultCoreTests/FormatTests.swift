@@ -63,7 +63,7 @@ final class NameRuleTests: XCTestCase {
     func testPointNamesAllowLettersDigitsUnderscoreAndHyphen() throws {
         try Names.validatePointName("nightly_db-01")
         try Names.validatePointName(String(repeating: "a", count: 255))
-        for bad in ["", "has space", "dot.name", "slash/name", String(repeating: "a", count: 256), "ümlaut"] {
+        for bad in ["", "has space", "dot.name", "slash/name", String(repeating: "a", count: 256), "ümlaut", "latest"] {
             XCTAssertThrowsError(try Names.validatePointName(bad), bad)
         }
     }

@@ -13,6 +13,30 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(policy.nextSlot(after: Units.parseTime("2030-01-02T01:30")!), Units.parseTime("2030-01-02T04:00"))
     }
 
+    func testLaunchTimeStaysOnTheWallClockAcrossDaylightSavingTime() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Europe/Berlin")!
+        let formatter = DateFormatter()
+        formatter.calendar = calendar
+        formatter.timeZone = calendar.timeZone
+        formatter.dateFormat = "yyyy-MM-dd HH:mm"
+        let daily = Policy(startMinute: 16 * 60, everyHours: 24, incrementals: 6, keepFulls: 2,
+                           since: formatter.date(from: "2030-03-20 12:00")!)
+        // Summer time starts on 2030-03-31 in Berlin; the launch stays at 16:00 local.
+        for day in ["2030-03-30", "2030-03-31", "2030-04-01"] {
+            XCTAssertEqual(daily.latestSlot(atOrBefore: formatter.date(from: "\(day) 18:00")!, calendar: calendar),
+                           formatter.date(from: "\(day) 16:00"), day)
+        }
+        XCTAssertEqual(daily.nextSlot(after: formatter.date(from: "2030-03-30 17:00")!, calendar: calendar),
+                       formatter.date(from: "2030-03-31 16:00"))
+    }
+
+    func testIntervalThatDoesNotDivideADayStepsFromTheFirstLaunch() {
+        let odd = Policy(startMinute: 16 * 60, everyHours: 5, incrementals: 4, keepFulls: 2, since: since)
+        XCTAssertEqual(odd.latestSlot(atOrBefore: Units.parseTime("2030-01-02T03:00")!), Units.parseTime("2030-01-02T02:00"))
+        XCTAssertEqual(odd.nextSlot(after: Units.parseTime("2030-01-02T03:00")!), Units.parseTime("2030-01-02T07:00"))
+    }
+
     func testMissedSlotsCollapseIntoTheLatestOne() {
         XCTAssertEqual(policy.latestSlot(atOrBefore: Units.parseTime("2030-01-05T13:10")!), Units.parseTime("2030-01-05T12:00"))
     }

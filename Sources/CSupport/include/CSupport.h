@@ -6,7 +6,8 @@
 /* syncfs(2): flush the repository's filesystem once before a point is committed. */
 int vfs_syncfs(int fd);
 
-/* Starts `path` with `argv` in a new session (POSIX_SPAWN_SETSID, a GNU flag), stdin from
- * /dev/null, `notify_fd` as its fd 3 and no other inherited descriptor. Returns the pid, or -errno. */
+/* Starts `path` with `argv` in a new session (POSIX_SPAWN_SETSID, a GNU flag), standard
+ * input and output on /dev/null, `notify_fd` as its fd 3 and no other inherited descriptor.
+ * Returns the pid, or -errno. */
 pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd);
 #endif

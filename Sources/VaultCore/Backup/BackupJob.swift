@@ -60,7 +60,8 @@ public final class BackupJob: @unchecked Sendable {
                 locks.removeAll()
                 _ = try? GarbageCollector(repository: repository).collect()
             }
-            catalog.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)))
+            catalog.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
+                              retrySlot: (error as? VaultError)?.code == .cancelled)
         }
         return (try? catalog.point(id: id)) ?? point
     }

@@ -48,6 +48,7 @@ final class DiskSource {
             if hole < 0 { hole = off_t(size) }
             let first = Int(Int64(data) / Int64(chunkSize))
             let last = Int((Int64(hole) - 1) / Int64(chunkSize))
+            if first >= count { break }  // the source grew after it was sized; its new end is not part of this backup
             if first <= last { for position in first...min(last, count - 1) { marked[position] = true } }
             offset = hole
         }

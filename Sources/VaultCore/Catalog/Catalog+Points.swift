@@ -33,11 +33,19 @@ extension Catalog {
         }
     }
 
-    func failPoint(_ id: String, error: String, at time: Date) {
-        _ = try? write { db in
-            try db.execute(sql: "UPDATE point SET status = 'failed', error = ?, finishedAt = ? WHERE id = ? AND status = 'creating'",
-                           arguments: [error, time, id])
-        }
+    /// Marks a point that is still `creating` as failed; returns false when it was not
+    /// (another process committed or failed it first). `retrySlot` clears a policy point's
+    /// slot, so the scheduler runs that slot again: for backups that were cancelled or cut
+    /// off rather than ones that failed on their own.
+    @discardableResult
+    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) -> Bool {
+        (try? write { db in
+            try db.execute(sql: """
+                UPDATE point SET status = 'failed', error = ?, finishedAt = ?, slot = CASE WHEN ? THEN NULL ELSE slot END
+                WHERE id = ? AND status = 'creating'
+                """, arguments: [error, time, retrySlot, id])
+            return db.changesCount > 0
+        }) ?? false
     }
 
     public func point(id: String) throws -> Point? {

@@ -11,6 +11,9 @@ public enum Names {
         guard (1...255).contains(name.count), onlyAllowed(name) else {
             throw VaultError.invalid("bad point name '\(name)': use 1-255 letters, digits, '_' and '-'")
         }
+        guard name != "latest" else {
+            throw VaultError.invalid("the point name 'latest' is reserved: it is the link to a server's newest point")
+        }
     }
 
     /// Vault and server names follow the point name rules, and may not start with `.` anyway.

@@ -50,11 +50,17 @@ extension Repository {
         var purged: [Point] = []
         var purgedIds = Set<String>()
         for point in candidates {
-            let blocked = try catalog.read { db in
-                try catalog.dependants(of: point.id, db: db).contains { !purgedIds.contains($0.id) }
+            // The check and the deletion share one transaction, so a point undeleted meanwhile
+            // (or given a dependant) is left alone.
+            let done = try catalog.write { db -> Bool in
+                let blocked = try catalog.dependants(of: point.id, db: db).contains { !purgedIds.contains($0.id) }
+                if blocked { return false }
+                try db.execute(sql: "UPDATE point SET deletion = 'deleted', deletedAt = ? WHERE id = ? AND deletion = 'soft'",
+                               arguments: [now, point.id])
+                return db.changesCount > 0
             }
-            if blocked { continue }
-            try deleteForGood([point], at: now)
+            guard done else { continue }
+            maps.remove(point: point.id)
             purged.append(point)
             purgedIds.insert(point.id)
         }

@@ -22,8 +22,12 @@ public struct Retention {
             let fulls = serverPoints.filter { $0.kind == .full && $0.status == .active && $0.deletion == .none }
                 .sorted { $0.startedAt > $1.startedAt }
             guard fulls.count > policy.keepFulls else { continue }
-            let expired = Set(fulls[policy.keepFulls...].map(\.id))
-            doomed += serverPoints.filter { expired.contains($0.chainId) && $0.status != .creating }
+            let expired = Array(fulls[policy.keepFulls...].map(\.id))
+            // The whole chain goes, wherever its points are, so no incremental outlives its parent.
+            doomed += try repository.catalog.read { db in
+                try Point.filter(expired.contains(Column("chainId")) && Column("deletion") != Deletion.deleted.rawValue
+                                 && Column("status") != PointStatus.creating.rawValue).fetchAll(db)
+            }
         }
         return doomed.sorted { $0.startedAt < $1.startedAt }
     }

@@ -28,17 +28,30 @@ public final class Scheduler: Sendable {
     }
 
     /// Runs every slot due at `now` once: a missed slot runs once, never several times.
+    /// A server or vault that fails is reported in the outcomes and the others go on.
     public func runDue(now: Date, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
             for server in try repository.catalog.servers(inVault: vault.id!) where !isStopped {
-                let history = try repository.catalog.allPoints(server: server.id!).filter { $0.schedule == .policy }
-                if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
-                outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
+                do {
+                    // Chains stay inside one vault: a server moved here starts with a full.
+                    let history = try repository.catalog.allPoints(server: server.id!)
+                        .filter { $0.schedule == .policy && $0.vaultId == vault.id }
+                    if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
+                    outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
+                } catch {
+                    logger.error("scheduling \(server.name) failed: \(error)")
+                    outcomes.append(Outcome(server: server.name, point: nil, message: "error: \(error)"))
+                }
+            }
+            do {
                 outcomes += try Retention(repository: repository).apply(vault: vault.name, now: now).map {
                     Outcome(server: $0.serverName, point: $0, message: "deleted by retention")
                 }
+            } catch {
+                logger.error("retention of vault \(vault.name) failed: \(error)")
+                outcomes.append(Outcome(server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)"))
             }
         }
         return outcomes
@@ -47,7 +60,12 @@ public final class Scheduler: Sendable {
     private func runSlot(_ slot: Date, server: Server, policy: Policy, history: [Point], now: Date,
                          progress: @escaping @Sendable (BackupProgress) -> Void) -> Outcome {
         let next = ChainRule.next(policyPoints: history, incrementals: policy.incrementals)
-        let plan = BackupPlan(server: server.name, name: Units.compactUTC(slot), description: "", tags: [],
+        // A slot run again after a cancelled or cut-off attempt keeps that attempt (history
+        // shows it) and takes the next free name: 20301231T160000Z-2, -3, ...
+        let base = Units.compactUTC(slot)
+        let taken = Set(((try? repository.catalog.points(server: server.id!, includeSoftDeleted: true)) ?? []).map(\.name))
+        let name = taken.contains(base) ? (2...).lazy.map { "\(base)-\($0)" }.first { !taken.contains($0) }! : base
+        let plan = BackupPlan(server: server.name, name: name, description: "", tags: [],
                               disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)
         do {
             let job = try repository.prepareBackup(plan, now: now)

@@ -3,26 +3,44 @@ import Foundation
 extension Policy {
     var interval: TimeInterval { TimeInterval(everyHours) * 3600 }
 
-    /// The launch time on the day the policy was set, in local time: every slot is this
-    /// plus a whole number of intervals.
-    var anchor: Date {
-        let day = Calendar.current.startOfDay(for: since)
-        return day.addingTimeInterval(TimeInterval(startMinute) * 60)
+    /// The wall-clock hours of a day's slots, when the interval divides a day: the launch
+    /// time and every `everyHours` after it, the same every day (so a change to or from
+    /// daylight saving time moves no launch).
+    private var dailyHours: [Int]? {
+        guard 24 % everyHours == 0 else { return nil }
+        return (0..<(24 / everyHours)).map { (startMinute / 60 + $0 * everyHours) % 24 }.sorted()
     }
 
+    /// Slots on the local days around `date`, oldest first.
+    private func slots(around date: Date, calendar: Calendar) -> [Date] {
+        let today = calendar.startOfDay(for: date)
+        if let hours = dailyHours {
+            return (-1...1).flatMap { offset -> [Date] in
+                guard let day = calendar.date(byAdding: .day, value: offset, to: today) else { return [] }
+                return hours.compactMap { calendar.date(bySettingHour: $0, minute: startMinute % 60, second: 0, of: day) }
+            }.sorted()
+        }
+        // An interval that does not divide a day steps from the first launch.
+        let anchor = calendar.date(bySettingHour: startMinute / 60, minute: startMinute % 60, second: 0,
+                                   of: calendar.startOfDay(for: since)) ?? since
+        let steps = (date.timeIntervalSince(anchor) / interval).rounded(.down)
+        return (-1...1).map { anchor.addingTimeInterval((steps + Double($0)) * interval) }
+    }
+
+    private func eligible(_ slot: Date) -> Bool { slot >= since.addingTimeInterval(-60) }
+
     /// The latest slot at or before `now` that is not before the policy was set, if any.
-    public func latestSlot(atOrBefore now: Date) -> Date? {
-        let steps = (now.timeIntervalSince(anchor) / interval).rounded(.down)
-        let slot = anchor.addingTimeInterval(steps * interval)
-        return slot >= since.addingTimeInterval(-60) && slot <= now ? slot : nil
+    public func latestSlot(atOrBefore now: Date, calendar: Calendar = .current) -> Date? {
+        slots(around: now, calendar: calendar).last { $0 <= now && eligible($0) }
     }
 
     /// The first slot after `now`.
-    public func nextSlot(after now: Date) -> Date {
-        let steps = (now.timeIntervalSince(anchor) / interval).rounded(.down) + 1
-        var slot = anchor.addingTimeInterval(steps * interval)
-        while slot < since.addingTimeInterval(-60) { slot += interval }
-        return slot
+    public func nextSlot(after now: Date, calendar: Calendar = .current) -> Date {
+        var probe = now
+        while true {
+            if let slot = slots(around: probe, calendar: calendar).first(where: { $0 > now && eligible($0) }) { return slot }
+            probe = probe.addingTimeInterval(86400)
+        }
     }
 }
 

@@ -58,8 +58,9 @@ public final class Repository: Sendable {
         guard let creating = try? catalog.read({ try Point.filter(sql: "status = 'creating'").fetchAll($0) }) else { return }
         for point in creating {
             guard let serverId = point.serverId, let lock = try? lockServer(serverId) else { continue }
-            catalog.failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date())
-            maps.remove(point: point.id)
+            let failed = catalog.failPoint(point.id, error: "interrupted: the process making this backup ended before it finished",
+                                           at: Date(), retrySlot: true)
+            if failed { maps.remove(point: point.id) }
             _ = lock
         }
     }
