@@ -41,6 +41,9 @@ public final class ChunkStore: Sendable {
             } else {
                 try Posix.writeAll(fd, plain, path: temporary)
             }
+            // Durable before it has its name: a later backup trusts any chunk it finds by name,
+            // so one cut short by a power loss must never appear under it.
+            if fsync(fd) != 0 { throw Posix.error("cannot sync chunk", temporary) }
             close(fd)
         } catch {
             close(fd)
