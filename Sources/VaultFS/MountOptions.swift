@@ -4,7 +4,9 @@ import VaultCore
 public struct MountOptions: Sendable, Equatable {
     public var vault: String?
     public var allowOther = false
-    public var cacheSize = 256 << 20
+    /// Decoded chunks are a second cache behind the kernel's page cache of the images, so a
+    /// moderate budget serves concurrent readers and read-ahead.
+    public var cacheSize = 128 << 20
     public var fsname: String?
 
     public init() {}

@@ -10,7 +10,7 @@ enum VaultfsCommand {
         usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]
           -f            stay in the foreground (default: detach once mounted)
           -o OPTIONS    comma-separated: vault=NAME (show one vault at the root),
-                        allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 256M)
+                        allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M)
         unmount with: fusermount3 -u MOUNTPOINT
         """
 
