@@ -173,10 +173,12 @@ final class FileSystem: Sendable {
     func read(handle: UInt64, offset: Int64, size: Int) -> Reply {
         switch lookupHandle(handle) {
         case .image(let reader)?:
-            var buffer = [UInt8](repeating: 0, count: min(size, Int(max(0, reader.image.size - offset))))
+            let wanted = min(size, Int(max(0, reader.image.size - offset)))
             do {
-                let count = try buffer.withUnsafeMutableBytes { try reader.read(at: offset, into: $0) }
-                if count < buffer.count { buffer.removeLast(buffer.count - count) }
+                // ImageReader writes every byte it reports (zeros included), so no zero-fill first.
+                let buffer = try [UInt8](unsafeUninitializedCapacity: wanted) { raw, count in
+                    count = try reader.read(at: offset, into: UnsafeMutableRawBufferPointer(raw))
+                }
                 return .data(buffer)
             } catch {
                 logger.error("read error at offset \(offset): \(error)")

@@ -87,13 +87,17 @@ public final class ChunkCache: Sendable {
         }
     }
 
+    /// Over budget, evicts the least recently used down to 90% of it in one pass, so the
+    /// sort is paid once per tenth of the cache rather than once per chunk.
     private func insert(_ hash: ChunkHash, _ data: [UInt8], into state: inout State) {
         state.entries[hash] = (data, state.tick)
         state.bytes += data.count
-        while state.bytes > budget, state.entries.count > 1 {
-            guard let oldest = state.entries.min(by: { $0.value.tick < $1.value.tick }) else { break }
-            state.entries[oldest.key] = nil
-            state.bytes -= oldest.value.data.count
+        guard state.bytes > budget else { return }
+        let target = budget - budget / 10
+        for (key, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where key != hash {
+            if state.bytes <= target { break }
+            state.entries[key] = nil
+            state.bytes -= entry.data.count
         }
     }
 }
