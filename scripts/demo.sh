@@ -52,5 +52,15 @@ echo "-- mnt/prod/web/latest/"
 ls -l "$mnt/prod/web/latest/"
 cmp "$mnt/prod/web/20300101T200000Z/root.img" "$work/as-at-incremental.img" && echo "image read through the mount: identical"
 e2fsck -fn "$mnt/prod/web/latest/root.img" >/dev/null 2>&1 && echo "e2fsck -fn on the mounted image: clean"
+
+echo "== backup now by mkdir inside the mount"
+mkdir "$mnt/prod/web/from-mkdir"
+for i in $(seq 600); do
+  grep -q '"status" : "Active"' "$mnt/prod/web/from-mkdir/point.json" && break
+  [ "$i" -eq 600 ] && { echo "the mkdir backup did not finish in 60 s" >&2; exit 1; }
+  sleep 0.1
+done
+grep -E '"(name|status|scheduleType|type)"' "$mnt/prod/web/from-mkdir/point.json"
+cmp "$mnt/prod/web/from-mkdir/root.img" "$work/web-root.img" && echo "from-mkdir/root.img equals the disk now"
 fusermount3 -u "$mnt"
 echo "unmounted $mnt"

@@ -184,6 +184,22 @@ final class MountTests: XCTestCase {
         XCTAssertTrue(mount.logText.contains("fails its checksum") || mount.logText.contains("does not decompress"), mount.logText)
     }
 
+    func testEachDiskOfAPointIsAnImageAndADiskBackupShowsOnlyItsDisks() throws {
+        let fixture = try MountFixture(policyPoints: 1)
+        let data = fixture.scratch.file("data.raw")
+        FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(3 << 20, seed: 9) + [UInt8](repeating: 0, count: 2 << 20)))
+        try fixture.ctl.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(fixture.disk.path)", "--disk", "data=\(data)")
+        try fixture.ctl.run("backup", "db", "--name", "both")
+        try fixture.ctl.run("backup", "db", "--name", "data-only", "--disk", "data")
+        let mount = try fixture.mount()
+        defer { mount.unmount() }
+        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/both")], timeout: 10), "data.img\npoint.json\nroot.img\n")
+        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/data-only")], timeout: 10), "data.img\npoint.json\n")
+        try mustRun(["cmp", mount.path("prod/db/both/root.img"), fixture.disk.path], timeout: 60)
+        try mustRun(["cmp", mount.path("prod/db/both/data.img"), data], timeout: 60)
+        try mustRun(["cmp", mount.path("prod/db/data-only/data.img"), data], timeout: 60)
+    }
+
     func testFailedPointShowsItsErrorAndNoImages() throws {
         let fixture = try MountFixture(policyPoints: 1)
         try fixture.ctl.run("server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
