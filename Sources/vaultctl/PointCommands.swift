@@ -134,3 +134,21 @@ struct Export: ParsableCommand {
         }
     }
 }
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read back every chunk and map that points use and check them; exit 1 on damage.")
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Only this server's points.") var server: String?
+
+    func run() throws {
+        let repo = try repository.open()
+        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let report = try Verifier(repository: repo).verify(server: serverId)
+        for problem in report.problems { print("damaged: \(problem.what): \(problem.reason)") }
+        for point in report.affected { print("affected point: \(point.serverName)/\(point.name) (\(point.id))") }
+        print("checked \(report.chunks) chunks of \(report.points) points: "
+              + (report.isClean ? "all intact" : "\(report.problems.count) damaged, \(report.affected.count) points affected"))
+        if !report.isClean { throw ExitCode.failure }
+    }
+}

@@ -144,4 +144,42 @@ final class ScheduleTests: XCTestCase {
         let points = try ctl.json("points").map { "\($0["vault"]!):\($0["type"]!)" }
         XCTAssertEqual(points, ["a:Full", "a:Incremental", "b:Full"])
     }
+
+    func testVerifyFindsADamagedChunkAndThePointsThatUseIt() throws {
+        let scratch = Scratch("verify")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": pseudoRandomBytes(400_000, seed: 3)])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+                    "--now", "2030-01-01T12:00")
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        try disk.write("b", pseudoRandomBytes(100_000, seed: 4))
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+
+        // Damage a chunk only the full holds; the incremental built on it is affected too.
+        let repository = try Repository(path: ctl.repository)
+        let full = try repository.catalog.point(matching: "web/20300101T160000Z")
+        let inc = try repository.catalog.point(matching: "web/20300101T200000Z")
+        let rewritten = Set(try repository.maps.read(point: inc.id, disk: "root").entries.map(\.position))
+        let fullEntries = try repository.maps.read(point: full.id, disk: "root").entries
+        let counts = Dictionary(fullEntries.map { ($0.ref, 1) }, uniquingKeysWith: +)
+        let victim = try XCTUnwrap(fullEntries.lazy.compactMap { entry -> ChunkHash? in
+            guard case .data(let hash) = entry.ref, !rewritten.contains(entry.position), counts[entry.ref] == 1 else { return nil }
+            return hash
+        }.first)
+        let file = "\(ctl.repository)/chunks/\(victim.hex.prefix(2))/\(victim.hex)"
+        chmod(file, 0o644)
+        var bytes = try readBytes(file)
+        bytes[60] ^= 0xff
+        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+
+        let result = try ctl.attempt(["verify"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stdout.contains("damaged: chunk \(victim.hex)"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("affected point: web/20300101T160000Z"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("affected point: web/20300101T200000Z"), result.stdout)
+    }
 }

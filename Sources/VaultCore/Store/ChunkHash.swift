@@ -56,7 +56,7 @@ public struct ChunkHash: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What one chunk position of a disk holds: nothing but zeros, or a stored chunk.
-public enum ChunkRef: Equatable, Sendable {
+public enum ChunkRef: Hashable, Sendable {
     case zero
     case data(ChunkHash)
 }

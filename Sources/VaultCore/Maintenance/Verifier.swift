@@ -1,0 +1,98 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Reads back every chunk that points use and checks it against its address, and every
+/// chunk map; reports what is damaged and which points it affects.
+public struct Verifier {
+    public let repository: Repository
+
+    public init(repository: Repository) { self.repository = repository }
+
+    public struct Problem: Sendable {
+        public var what: String
+        public var reason: String
+    }
+
+    public struct Report: Sendable {
+        public var points: Int
+        public var chunks: Int
+        public var problems: [Problem]
+        /// Points with a damaged chunk or map anywhere in their chain.
+        public var affected: [Point]
+        public var isClean: Bool { problems.isEmpty }
+    }
+
+    /// Verifies the points of one server, or all points (soft-deleted ones too: they can be restored).
+    public func verify(server: Int64? = nil) throws -> Report {
+        let points = try repository.catalog.points(server: server, includeSoftDeleted: true).filter { $0.status == .active }
+        var problems: [Problem] = []
+        var badMaps = Set<String>()
+        var hashes = Set<ChunkHash>()
+        var chains: [String: [String]] = [:]
+        for point in points {
+            for disk in try repository.catalog.pointDisks(point.id) {
+                do {
+                    for case .data(let hash) in try repository.maps.read(point: point.id, disk: disk.disk).entries.map(\.ref) {
+                        hashes.insert(hash)
+                    }
+                } catch {
+                    badMaps.insert(point.id)
+                    problems.append(Problem(what: "map of \(point.serverName)/\(point.name) disk \(disk.disk)", reason: "\(error)"))
+                }
+            }
+            chains[point.id] = try repository.catalog.chain(endingAt: point.id).map(\.id)
+        }
+        let damaged = check(Array(hashes))
+        problems += damaged.map { Problem(what: "chunk \($0.key)", reason: $0.value) }
+        var affected: [Point] = []
+        for point in points {
+            if chains[point.id, default: []].contains(where: badMaps.contains) { affected.append(point); continue }
+            guard !damaged.isEmpty else { continue }
+            let uses = try repository.catalog.pointDisks(point.id).contains { disk in
+                ((try? repository.flatten(point: point.id, disk: disk.disk))?.refs ?? []).contains {
+                    if case .data(let hash) = $0 { return damaged[hash] != nil }
+                    return false
+                }
+            }
+            if uses { affected.append(point) }
+        }
+        return Report(points: points.count, chunks: hashes.count, problems: problems, affected: affected)
+    }
+
+    /// Checks chunks on every core; returns the damaged ones with the reason.
+    private func check(_ hashes: [ChunkHash]) -> [ChunkHash: String] {
+        let next = Atomic<Int>(0)
+        let damaged = Mutex<[ChunkHash: String]>([:])
+        let store = repository.chunks
+        DispatchQueue.concurrentPerform(iterations: max(1, ProcessInfo.processInfo.activeProcessorCount)) { _ in
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                guard i < hashes.count else { break }
+                if let reason = store.verify(hashes[i]) { damaged.withLock { $0[hashes[i]] = reason } }
+            }
+        }
+        return damaged.withLock { $0 }
+    }
+}
+
+extension ChunkStore {
+    /// Reads and decodes one chunk at whatever length its header gives; nil when it is whole.
+    func verify(_ hash: ChunkHash) -> String? {
+        guard let bytes = try? Posix.readFile(path(for: hash)) else { return "missing or unreadable" }
+        let header: ChunkFile.Header
+        switch bytes.withUnsafeBytes({ ChunkFile.decodeHeader($0) }) {
+        case .success(let value): header = value
+        case .failure(let error): return error.message
+        }
+        var plain = [UInt8](repeating: 0, count: header.plainLength)
+        do {
+            try plain.withUnsafeMutableBytes { try load(hash, into: $0) }
+            return nil
+        } catch let error as VaultError {
+            return error.message
+        } catch {
+            return "\(error)"
+        }
+    }
+}
