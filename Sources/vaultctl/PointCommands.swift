@@ -119,17 +119,24 @@ struct Export: ParsableCommand {
             _ = try repo.export(point: point, disk: disk, to: STDOUT_FILENO, path: "standard output")
             return
         }
-        let existed = FileManager.default.fileExists(atPath: output)
-        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw VaultError(.io, "cannot create \(output): \(String(cString: strerror(errno)))") }
+        // A device is written in place; a file is written beside its final name and renamed
+        // when complete, so a failed export never leaves a partial file or spoils an old one.
+        var st = stat()
+        let device = stat(output, &st) == 0 && (st.st_mode & S_IFMT == S_IFBLK || st.st_mode & S_IFMT == S_IFCHR)
+        let target = device ? output : "\(output).vaultfs-partial"
+        let fd = open(target, device ? (O_WRONLY | O_CLOEXEC) : (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC), 0o644)
+        guard fd >= 0 else { throw VaultError(.io, "cannot write \(target): \(String(cString: strerror(errno)))") }
         do {
             let image = try repo.export(point: point, disk: disk, to: fd, path: output)
             guard fsync(fd) == 0 else { throw VaultError(.io, "cannot write \(output): \(String(cString: strerror(errno)))") }
             close(fd)
+            if !device && rename(target, output) != 0 {
+                throw VaultError(.io, "cannot rename \(target) to \(output): \(String(cString: strerror(errno)))")
+            }
             FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(output)\n".utf8))
         } catch {
             close(fd)
-            if !existed { unlink(output) }
+            if !device { unlink(target) }
             throw error
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import VaultCore
 import XCTest
 
 /// `vaultctl` as a user runs it: names, tags, defaults, deletion, and refusals.
@@ -164,5 +165,35 @@ final class CommandLineTests: XCTestCase {
         let listing = try mustRun([productPath("vaultctl"), "-R", ctl.repository, "points"])
         XCTAssertTrue(listing.contains("one"), listing)
         XCTAssertTrue(try mustRun([productPath("vaultctl"), "--repo=\(ctl.repository)", "history"]).contains("one"))
+    }
+
+    func testFailedExportLeavesAnExistingFileAlone() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        let repository = try Repository(path: ctl.repository)
+        let point = try repository.catalog.point(matching: "web/one")
+        guard case .data(let hash)? = try repository.flatten(point: point.id, disk: "root").refs.first(where: { $0 != .zero }) else {
+            return XCTFail("no data chunk")
+        }
+        unlink("\(ctl.repository)/chunks/\(hash.hex.prefix(2))/\(hash.hex)")
+        let out = scratch.file("precious.img")
+        try "keep me".write(toFile: out, atomically: true, encoding: .utf8)
+        let result = try ctl.attempt(["export", "web/one", "-o", out])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("missing from the store"), result.stderr)
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "keep me")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + ".vaultfs-partial"))
+    }
+
+    func testBlockDeviceDiskIsBackedUpAndRestoredToADevice() throws {
+        let loop = try mustRun(["losetup", "--find", "--show", disk.path]).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? runCommand(["losetup", "-d", loop], timeout: 10) }
+        try ctl.run("server", "add", "metal", "--vault", "prod", "--disk", "vda=\(loop)")
+        try ctl.run("backup", "metal", "--name", "dev")
+        let target = scratch.file("target.img")
+        FileManager.default.createFile(atPath: target, contents: Data(count: 16 << 20))
+        let targetLoop = try mustRun(["losetup", "--find", "--show", target]).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? runCommand(["losetup", "-d", targetLoop], timeout: 10) }
+        try ctl.run("export", "metal/dev", "-o", targetLoop)
+        try mustRun(["cmp", targetLoop, disk.path])
     }
 }
