@@ -16,6 +16,8 @@ struct Backup: ParsableCommand {
         let repo = try repository.open()
         let jobs = try repo.prepareManualBackups(servers: servers, name: name, description: description,
                                                  tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
+        let signals = onStopSignals { jobs.forEach { $0.cancel() } }
+        defer { signals.forEach { $0.cancel() } }
         var failed = false
         for job in jobs {
             let printer = ProgressPrinter(label: "\(job.point.serverName)/\(job.point.name)")

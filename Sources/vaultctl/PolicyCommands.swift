@@ -102,7 +102,7 @@ struct ScheduleCommand: ParsableCommand {
             let scheduler = Scheduler(repository: repo)
             let fixed = try now.map { _ in try parseClock(now) }
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
-            let signals = stopOnSignals(scheduler)
+            let signals = onStopSignals { scheduler.stop() }
             defer { signals.forEach { $0.cancel() } }
             repeat {
                 let clock = fixed ?? Date()
@@ -150,13 +150,13 @@ struct RetentionCommand: ParsableCommand {
     }
 }
 
-/// SIGINT and SIGTERM stop the scheduler cleanly: a running backup is cancelled and recorded
-/// as failed, and the command exits.
-func stopOnSignals(_ scheduler: Scheduler) -> [any DispatchSourceSignal] {
+/// Runs `stop` on SIGINT or SIGTERM instead of dying, so a running backup is cancelled and
+/// recorded as failed rather than left for the next command to find interrupted.
+func onStopSignals(_ stop: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
     [SIGINT, SIGTERM].map { number in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler { scheduler.stop() }
+        source.setEventHandler(handler: stop)
         source.resume()
         return source
     }

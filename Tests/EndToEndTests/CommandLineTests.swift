@@ -196,4 +196,23 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("export", "metal/dev", "-o", targetLoop)
         try mustRun(["cmp", targetLoop, disk.path])
     }
+
+    func testInterruptedBackupIsRecordedAsCancelled() throws {
+        try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
+        let backup = Process()
+        backup.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
+        backup.arguments = ["backup", "slow", "--name", "stopped"]
+        backup.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
+        backup.standardOutput = FileHandle.nullDevice
+        backup.standardError = FileHandle.nullDevice
+        try backup.run()
+        defer { if backup.isRunning { kill(backup.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        kill(backup.processIdentifier, SIGINT)
+        XCTAssertTrue(eventually(timeout: 20) { !backup.isRunning })
+        XCTAssertNotEqual(backup.terminationStatus, 0)
+        let entry = try XCTUnwrap(ctl.json("history").first)
+        XCTAssertEqual(entry["status"] as? String, "Error")
+        XCTAssertTrue((entry["error"] as? String)?.contains("cancelled") == true, "\(entry)")
+    }
 }
