@@ -29,7 +29,7 @@ public struct MountOptions: Sendable, Equatable {
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, ro)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, fsname=NAME, ro)")
             }
         }
     }

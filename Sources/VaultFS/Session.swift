@@ -13,7 +13,8 @@ public enum Mount {
             throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
         }
         let fs = FileSystem(repository: repository, options: options)
-        var mountOptions = "fsname=vaultfs:\(repository.root),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
+        let fsname = options.fsname ?? "vaultfs:\(repository.root)"
+        var mountOptions = "fsname=\(fsname),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
         if options.allowOther { mountOptions += ",allow_other" }
         let argv = ["vaultfs", "-o", mountOptions].map(duplicateCString)
         defer { argv.forEach { free($0) } }

@@ -26,8 +26,9 @@ final class DaemonTests: XCTestCase {
 
     func testVaultOptionShowsOneVaultAtTheRoot() throws {
         let fixture = try MountFixture(policyPoints: 1)
-        let mount = try fixture.mount(["vault=prod", "cache_size=64M"])
+        let mount = try fixture.mount(["vault=prod", "cache_size=64M", "fsname=backups-prod"])
         defer { mount.unmount() }
+        XCTAssertTrue(try String(contentsOfFile: "/proc/mounts", encoding: .utf8).contains("backups-prod \(mount.mountpoint) fuse.vaultfs"))
         let listing = try mustRun(["ls", "-a", mount.mountpoint], timeout: 10).split(separator: "\n").map(String.init)
         XCTAssertEqual(Set(listing), [".", "..", ".by-id", "policy.json", "web"])
         try mustRun(["cmp", mount.path("web/latest/root.img"), fixture.asItWas[fixture.names[0]]!], timeout: 60)
