@@ -60,12 +60,7 @@ final class CommandLineTests: XCTestCase {
 
     func testSecondBackupOfABusyServerIsRefused() throws {
         try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 3")
-        let first = Process()
-        first.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
-        first.arguments = ["backup", "slow", "--name", "first"]
-        first.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
-        first.standardOutput = FileHandle.nullDevice
-        try first.run()
+        let first = try ctl.start(["backup", "slow", "--name", "first"])
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         try assertRefused(["backup", "slow", "--name", "second"], mentions: "busy")
@@ -199,13 +194,7 @@ final class CommandLineTests: XCTestCase {
 
     func testInterruptedBackupIsRecordedAsCancelled() throws {
         try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
-        let backup = Process()
-        backup.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
-        backup.arguments = ["backup", "slow", "--name", "stopped"]
-        backup.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
-        backup.standardOutput = FileHandle.nullDevice
-        backup.standardError = FileHandle.nullDevice
-        try backup.run()
+        let backup = try ctl.start(["backup", "slow", "--name", "stopped"])
         defer { if backup.isRunning { kill(backup.processIdentifier, SIGKILL) } }
         XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         kill(backup.processIdentifier, SIGINT)

@@ -104,12 +104,7 @@ final class ScheduleTests: XCTestCase {
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
         let out = scratch.file("scheduler.out")
         FileManager.default.createFile(atPath: out, contents: nil)
-        let scheduler = Process()
-        scheduler.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
-        scheduler.arguments = ["schedule", "run"]
-        scheduler.environment = ["VAULT_REPO": ctl.repository, "PATH": "/usr/bin:/bin"]
-        scheduler.standardOutput = FileHandle(forWritingAtPath: out)
-        try scheduler.run()
+        let scheduler = try ctl.start(["schedule", "run"], output: out)
         defer { if scheduler.isRunning { kill(scheduler.processIdentifier, SIGKILL) } }
         XCTAssertTrue(try eventually(timeout: 15) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         kill(scheduler.processIdentifier, SIGTERM)

@@ -21,6 +21,19 @@ public struct Vaultctl {
         try mustRun([productPath("vaultctl")] + arguments, environment: ["VAULT_REPO": repository], timeout: timeout)
     }
 
+    /// Starts `vaultctl` in the background (the caller stops or waits for it), its standard
+    /// output going to `output` when given.
+    public func start(_ arguments: [String], output: String? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
+        process.arguments = arguments
+        process.environment = ["VAULT_REPO": repository, "PATH": "/usr/bin:/bin"]
+        process.standardOutput = output.flatMap { FileHandle(forWritingAtPath: $0) } ?? FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     public func attempt(_ arguments: [String], timeout: TimeInterval = 120) throws -> CommandResult {
         try runCommand([productPath("vaultctl")] + arguments, environment: ["VAULT_REPO": repository], timeout: timeout)
     }
