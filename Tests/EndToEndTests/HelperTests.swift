@@ -37,7 +37,7 @@ final class HelperTests: XCTestCase {
         let env = ["VAULTFS_BIN": productPath("vaultfs")]
 
         try mustRun(["mount", "-t", "vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod"], environment: env, timeout: 30)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(mnt)/web/latest/root.img"))
+        try mustRun(["test", "-f", "\(mnt)/web/latest/root.img"], timeout: 10)
         try mustRun(["umount", mnt], timeout: 10)
         XCTAssertFalse(MountedRepository.isMounted(mnt))
 

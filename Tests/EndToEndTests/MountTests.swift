@@ -19,7 +19,7 @@ final class MountTests: XCTestCase {
         let listing = try mustRun(["ls", "-a", mount.path("prod/web")], timeout: 10).split(separator: "\n").map(String.init)
         XCTAssertEqual(Set(listing), Set([".", "..", "history.json", "latest"] + fixture.names))
         // The scheduler ran with a 2030 clock, so its last slot is the newest point.
-        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: mount.path("prod/web/latest")), deepest)
+        XCTAssertEqual(try mount.linkTarget("prod/web/latest"), deepest)
         let id = try XCTUnwrap(points.first { $0["name"] as? String == deepest }?["id"] as? String)
         try mustRun(["cmp", mount.path("prod/.by-id/\(id)/root.img"), fixture.asItWas[deepest]!], timeout: 60)
         let history = try JSONSerialization.jsonObject(with: Data(try mustRun(["cat", mount.path("prod/web/history.json")]).utf8)) as? [[String: Any]]
@@ -110,11 +110,11 @@ final class MountTests: XCTestCase {
         }
 
         try mustRun(["rmdir", point], timeout: 10)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: point))
+        XCTAssertFalse(try mount.exists("prod/web/now-1"))
         XCTAssertEqual(try fixture.ctl.json("history").first { $0["name"] as? String == "now-1" }?["deletionStatus"] as? String,
                        "Soft deleted")
         try fixture.ctl.run("undelete", "web/now-1")
-        XCTAssertTrue(eventually(timeout: 2.5) { FileManager.default.fileExists(atPath: point) })
+        XCTAssertTrue(try eventually(timeout: 2.5) { try mount.exists("prod/web/now-1") })
     }
 
     func testRmdirOfAPointOthersDependOnIsRefused() throws {
@@ -132,12 +132,12 @@ final class MountTests: XCTestCase {
         let mount = try fixture.mount()
         defer { mount.unmount() }
         let dir = mount.path("prod/web/from-vaultctl")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
+        XCTAssertFalse(try mount.exists("prod/web/from-vaultctl"))
         try fixture.ctl.run("backup", "web", "--name", "from-vaultctl")
-        XCTAssertTrue(eventually(timeout: 2.5) { FileManager.default.fileExists(atPath: "\(dir)/root.img") })
+        XCTAssertTrue(try eventually(timeout: 2.5) { try mount.exists("prod/web/from-vaultctl/root.img") })
         try mustRun(["cmp", "\(dir)/root.img", fixture.disk.path], timeout: 60)
         try fixture.ctl.run("delete", "web/from-vaultctl")
-        XCTAssertTrue(eventually(timeout: 2.5) { !FileManager.default.fileExists(atPath: dir) })
+        XCTAssertTrue(try eventually(timeout: 2.5) { try !mount.exists("prod/web/from-vaultctl") })
     }
 
     func testDamagedChunkGivesEIOForItsRangeOnly() throws {
@@ -213,7 +213,7 @@ final class MountTests: XCTestCase {
         let json = try mustRun(["cat", "\(dir)/point.json"], timeout: 10)
         XCTAssertTrue(json.contains("\"status\" : \"Failed\""), json)
         XCTAssertTrue(json.contains("missing.img"), json)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: mount.path("prod/gone/latest")))
+        XCTAssertFalse(try mount.exists("prod/gone/latest"))
     }
 
     func testWritesAreRefusedAsReadOnly() throws {

@@ -77,9 +77,25 @@ public final class MountedRepository {
         return try result!.get()
     }
 
+    /// Whether `relative` exists in the mount, asked with a bound (see `io`).
+    public func exists(_ relative: String, timeout: TimeInterval = 10) throws -> Bool {
+        let full = path(relative)
+        return try io(timeout: timeout) { FileManager.default.fileExists(atPath: full) }
+    }
+
+    /// The target of a symlink in the mount, read with a bound.
+    public func linkTarget(_ relative: String, timeout: TimeInterval = 10) throws -> String {
+        let full = path(relative)
+        return try io(timeout: timeout) { try FileManager.default.destinationOfSymbolicLink(atPath: full) }
+    }
+
+    /// Reads /proc/self/mountinfo only: resolving the parent folder, never the mount point
+    /// itself, so a hung daemon cannot make this call hang.
     public static func isMounted(_ path: String) -> Bool {
-        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
-        let resolved = realpath(target, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? target
+        let url = URL(fileURLWithPath: path)
+        let parent = url.deletingLastPathComponent().path
+        let resolvedParent = realpath(parent, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? parent
+        let resolved = (resolvedParent == "/" ? "" : resolvedParent) + "/" + url.lastPathComponent
         guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
         return text.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == resolved }
     }
