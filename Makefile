@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench soak fuzz clean
 
 all: build
 
@@ -16,6 +16,15 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	SWIFT=$(SWIFT) scripts/test.sh
+
+# Long forms of the bounded soak and fuzz runs in `make test`.
+soak: deps
+	$(SWIFT) build --build-tests
+	VAULTFS_SOAK_SECONDS=900 SWIFT=$(SWIFT) scripts/test.sh --filter SoakTests
+
+fuzz: deps
+	$(SWIFT) build --build-tests
+	VAULTFS_FUZZ_ITERATIONS=200000 SWIFT=$(SWIFT) scripts/test.sh --filter DecoderFuzzTests
 
 demo: build
 	scripts/demo.sh $(BIN)

@@ -11,7 +11,10 @@ extension VaultError {
         case .busy, .hasDependants: return EBUSY
         case .notEmpty: return ENOTEMPTY
         case .noSpace: return ENOSPC
-        case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled: return EIO
+        case .readOnly: return EROFS
+        case .permissionDenied: return EACCES
+        case .diskMissing: return ENXIO
+        case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled, .needsRepair: return EIO
         }
     }
 }

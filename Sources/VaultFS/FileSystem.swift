@@ -27,7 +27,8 @@ final class FileSystem: Sendable {
     static let imageTimeout = 3600.0
 
     private enum Handle: Sendable {
-        case image(ImageReader)
+        /// An open image keeps its lease: the point's data stays until it is released.
+        case image(ImageReader, ReaderLease?)
         case bytes([UInt8])
         case directory([DirectoryEntry])
     }
@@ -78,7 +79,7 @@ final class FileSystem: Sendable {
             return Attributes(inode: inode, kind: .symlink, mode: 0o777, size: Int64(target.utf8.count), blocks: 0, time: time)
         case .image(let point, let disk):
             guard let sizes = tree.inventory.disks[point]?.first(where: { $0.disk == disk }) else { return nil }
-            return Attributes(inode: inode, kind: .file, mode: 0o444, size: sizes.size,
+            return Attributes(inode: inode, kind: .file, mode: mode_t(options.imageMode), size: sizes.size,
                               blocks: (sizes.dataBytes + 511) / 512, time: time)
         case .policy, .history, .pointJSON:
             guard let bytes = try? content(of: node, in: tree) else { return nil }
@@ -153,8 +154,12 @@ final class FileSystem: Sendable {
         switch node {
         case .image(let point, let disk):
             do {
-                let reader = ImageReader(image: try flattened(point: point, disk: disk), cache: cache)
-                return .opened(handle: store(.image(reader)), keepCache: true, directIO: false)
+                let key = "\(point)/\(disk)"
+                let cached = images.withLock { $0.image(for: key) }
+                let (image, lease) = try repository.openImage(point: point, disk: disk, cached: cached)
+                if cached == nil { images.withLock { $0.insert(image, for: key) } }
+                let reader = ImageReader(image: image, cache: cache)
+                return .opened(handle: store(.image(reader, lease)), keepCache: true, directIO: false)
             } catch {
                 logger.error("cannot open \(disk).img of point \(point): \(error)")
                 return .error(errnoOf(error))
@@ -172,7 +177,7 @@ final class FileSystem: Sendable {
 
     func read(handle: UInt64, offset: Int64, size: Int) -> Reply {
         switch lookupHandle(handle) {
-        case .image(let reader)?:
+        case .image(let reader, _)?:
             let wanted = min(size, Int(max(0, reader.image.size - offset)))
             do {
                 // ImageReader writes every byte it reports (zeros included), so no zero-fill first.
@@ -193,7 +198,7 @@ final class FileSystem: Sendable {
     }
 
     func lseek(handle: UInt64, offset: Int64, whence: Int32) -> Reply {
-        guard case .image(let reader)? = lookupHandle(handle) else { return .error(EINVAL) }
+        guard case .image(let reader, _)? = lookupHandle(handle) else { return .error(EINVAL) }
         let image = reader.image
         switch whence {
         case 3: // SEEK_DATA
@@ -233,8 +238,13 @@ final class FileSystem: Sendable {
             logger.error("mkdir \(vault)/\(server)/\(name): server \(server) now belongs to another vault")
             return .error(EPERM)
         }
+        if let reason = repository.readOnlyReason {
+            logger.error("mkdir \(vault)/\(server)/\(name): the repository cannot be written: \(reason)")
+            return .error(EROFS)
+        }
+        let plan = BackupPlan.manual(server: server, name: name)
         do {
-            let job = try repository.prepareBackup(.manual(server: server, name: name))
+            let job = try repository.prepareBackup(plan, waitForCollection: false)
             let id = job.point.id
             jobs.withLock { $0[id] = job }
             invalidate()
@@ -248,7 +258,14 @@ final class FileSystem: Sendable {
                                         size: 4096, blocks: 8, time: job.point.startedAt)
             return .entry(attributes, timeout: Self.shortTimeout)
         } catch {
+            // A backup that cannot start is still an attempt: history shows it and why. A
+            // name in use or a busy server is a refusal, not an attempt.
+            let code = (error as? VaultError)?.code
             logger.error("mkdir \(vault)/\(server)/\(name): \(error)")
+            if code != .alreadyExists && code != .busy && code != .invalidArgument {
+                _ = try? repository.recordFailedAttempt(plan, server: record, error: "\(error)", now: Date())
+                invalidate()
+            }
             return .error(errnoOf(error))
         }
     }
@@ -290,14 +307,4 @@ final class FileSystem: Sendable {
     }
 
     private func lookupHandle(_ number: UInt64) -> Handle? { handles.withLock { $0.open[number] } }
-
-    /// A point's disk with its chain applied, computed once per point and disk while it stays
-    /// in the bounded cache: points never change.
-    private func flattened(point: String, disk: String) throws -> FlatImage {
-        let key = "\(point)/\(disk)"
-        if let image = images.withLock({ $0.image(for: key) }) { return image }
-        let image = try repository.flatten(point: point, disk: disk)
-        images.withLock { $0.insert(image, for: key) }
-        return image
-    }
 }

@@ -8,6 +8,11 @@ public struct MountOptions: Sendable, Equatable {
     /// moderate budget serves concurrent readers and read-ahead.
     public var cacheSize = 128 << 20
     public var fsname: String?
+    /// Mode of disk images: owner-only unless asked (`image_mode=0440` or `0444`), so
+    /// `allow_other` opens the tree without opening every disk to every user.
+    public var imageMode: UInt16 = 0o400
+    /// Where a detached daemon logs when there is no journal or syslog (`log=FILE`).
+    public var logFile: String?
 
     public init() {}
 
@@ -25,11 +30,17 @@ public struct MountOptions: Sendable, Equatable {
                 }
                 cacheSize = bytes
             case ("fsname", let name?): fsname = name
+            case ("image_mode", let text?):
+                guard let mode = UInt16(text, radix: 8), mode & ~0o444 == 0, mode & 0o400 != 0 else {
+                    throw VaultError(.invalidArgument, "bad image_mode '\(text)': give read bits in octal, e.g. 0400, 0440 or 0444")
+                }
+                imageMode = mode
+            case ("log", let path?) where path.hasPrefix("/"): logFile = path
             case ("ro", nil), ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, fsname=NAME, ro)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, fsname=NAME, ro)")
             }
         }
     }

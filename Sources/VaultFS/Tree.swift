@@ -64,7 +64,11 @@ struct Tree: Sendable {
             add(node, server, serverNode)
             add(serverNode, "history.json", .history(vault: vault.name, server: server))
             let own = points.filter { $0.serverName == server }
-            for point in own {
+            // A failed attempt shows (its point.json says why) until a point takes its name.
+            let named = Dictionary(grouping: own, by: \.name).mapValues { group in
+                group.first { $0.status != .failed } ?? group.last!
+            }
+            for point in own where named[point.name]?.id == point.id {
                 let pointNode = Node.point(point.id)
                 add(serverNode, point.name, pointNode)
                 times[pointNode] = point.startedAt

@@ -15,7 +15,7 @@ struct VaultCommand: ParsableCommand {
 
         func run() throws {
             let repo = try repository.open()
-            try repo.catalog.createVault(named: name, policy: try policy.policy(now: Date()), now: Date())
+            try repo.createVault(named: name, policy: try policy.policy(now: Date()), now: Date())
             print("created vault \(name)")
         }
     }
@@ -57,7 +57,7 @@ struct VaultCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
-            try repository.open().catalog.removeVault(named: name)
+            try repository.open().removeVault(named: name)
             print("removed vault \(name)")
         }
     }
@@ -92,7 +92,7 @@ struct ServerCommand: ParsableCommand {
                 let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
                 return (String(text[..<eq]), absolute)
             }
-            try repository.open().catalog.addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
+            try repository.open().addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
                                                     thawCommand: thawCommand, now: Date())
             print("added server \(name)" + (vault.map { " to vault \($0)" } ?? ""))
         }
@@ -135,7 +135,7 @@ struct ServerCommand: ParsableCommand {
         @Option var vault: String
 
         func run() throws {
-            try repository.open().catalog.moveServer(named: name, toVault: vault)
+            try repository.open().moveServer(named: name, toVault: vault)
             print("moved server \(name) to vault \(vault)")
         }
     }
@@ -146,7 +146,7 @@ struct ServerCommand: ParsableCommand {
         @Argument var name: String
 
         func run() throws {
-            try repository.open().catalog.removeServer(named: name)
+            try repository.open().removeServer(named: name)
             print("removed server \(name)")
         }
     }

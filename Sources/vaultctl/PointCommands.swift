@@ -62,9 +62,9 @@ struct History: ParsableCommand {
         let serverId = try server.map { try repo.catalog.server(named: $0).id! }
         let entries = try repo.history(server: serverId)
         if json { return printJSON(entries) }
-        printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION"], entries.map { e in
+        printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"], entries.map { e in
             [String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType, Units.formatSize(e.size),
-             e.start, e.end ?? "-", e.deletionStatus]
+             e.start, e.end ?? "-", e.deletionStatus.isEmpty ? "-" : e.deletionStatus, e.error ?? "-"]
         })
     }
 }
@@ -113,34 +113,15 @@ struct Export: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "Disk to export (needed when the point has several).") var disk: String?
-    @Option(name: .shortAndLong, help: "Output file, or - for standard output.") var output: String
+    @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output.") var output: String
 
     func run() throws {
         let repo = try repository.open()
-        if output == "-" {
-            _ = try repo.export(point: point, disk: disk, to: STDOUT_FILENO, path: "standard output")
-            return
-        }
-        // A device is written in place; a file is written beside its final name and renamed
-        // when complete, so a failed export never leaves a partial file or spoils an old one.
-        var st = stat()
-        let device = stat(output, &st) == 0 && (st.st_mode & S_IFMT == S_IFBLK || st.st_mode & S_IFMT == S_IFCHR)
-        let target = device ? output : "\(output).vaultfs-partial"
-        let fd = open(target, device ? (O_WRONLY | O_CLOEXEC) : (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC), 0o644)
-        guard fd >= 0 else { throw VaultError(.io, "cannot write \(target): \(String(cString: strerror(errno)))") }
-        do {
-            let image = try repo.export(point: point, disk: disk, to: fd, path: output)
-            guard fsync(fd) == 0 else { throw VaultError(.io, "cannot write \(output): \(String(cString: strerror(errno)))") }
-            close(fd)
-            if !device && rename(target, output) != 0 {
-                throw VaultError(.io, "cannot rename \(target) to \(output): \(String(cString: strerror(errno)))")
-            }
-            FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(output)\n".utf8))
-        } catch {
-            close(fd)
-            if !device { unlink(target) }
-            throw error
-        }
+        let source = try repo.exportSource(point: point, disk: disk)
+        let target = try ExportTarget.open(output)
+        let image = try repo.export(point: source.point, disk: source.disk, to: target)
+        try target.commit()
+        FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(target.name)\n".utf8))
     }
 }
 
@@ -159,5 +140,55 @@ struct Verify: ParsableCommand {
         print("checked \(report.chunks) chunks of \(report.points) points: "
               + (report.isClean ? "all intact" : "\(report.problems.count) damaged, \(report.affected.count) points affected"))
         if !report.isClean { throw ExitCode.failure }
+    }
+}
+
+struct Collect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Remove chunks, maps and temporary files that no point needs, and report what was freed.",
+        discussion: """
+            A chunk is kept while any point that the catalog or the repository's manifests hold restorable \
+            uses it, or while a reader (the mount, an export) has an image of a point open. Backups wait \
+            for a running collection; gc does not start while a backup runs.
+            """)
+    @OptionGroup var repository: RepositoryOptions
+    @Flag(help: "Only count what would be removed.") var dryRun = false
+    @Flag var json = false
+
+    func run() throws {
+        let result = try GarbageCollector(repository: try repository.open()).collect(dryRun: dryRun)
+        if json { return printJSON(result) }
+        guard result.ran else {
+            throw VaultError(.busy, "a backup is running; nothing was collected. Run gc again when it ends")
+        }
+        let verb = dryRun ? "would remove" : "removed"
+        print("\(verb) \(result.removedChunks) chunk(s) (\(Units.formatSize(result.removedChunkBytes))), "
+              + "\(result.removedMaps) map folder(s), \(result.removedTemporaries) temporary file(s) "
+              + "(\(Units.formatSize(result.removedTemporaryBytes))); kept \(result.keptChunks) chunk(s) in use")
+        for point in result.disagreements {
+            print("kept: \(point) is deleted or failed in the catalog but restorable in its manifest; 'vaultctl repair --rebuild-catalog' settles it")
+        }
+    }
+}
+
+struct Repair: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild the catalog from the repository's manifests.",
+        discussion: """
+            The catalog is an index; the repository's manifests describe every vault, policy, server and \
+            point. When the catalog is missing, damaged or older than the repository, every command refuses \
+            and names this one. A catalog that is replaced is kept beside as catalog.sqlite.replaced-TIME.
+            """)
+    @OptionGroup var repository: RepositoryOptions
+    @Flag(help: "Make a new catalog from the manifests.") var rebuildCatalog = false
+    @Flag var json = false
+
+    func run() throws {
+        guard rebuildCatalog else { throw VaultError(.invalidArgument, "say what to repair: --rebuild-catalog") }
+        let report = try CatalogRebuild.run(repository: try repository.path())
+        if json { return printJSON(report) }
+        print("rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable")
+        if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
     }
 }

@@ -47,7 +47,7 @@ struct PolicyCommand: ParsableCommand {
             guard let policy = try options.policy(now: clock) else {
                 throw VaultError(.invalidArgument, "give --start, --every, --incrementals and --keep-fulls")
             }
-            try repository.open().catalog.setPolicy(policy, vault: vault)
+            try repository.open().setPolicy(policy, vault: vault)
             print("vault \(vault): \(policyText(policy))")
         }
     }
@@ -72,7 +72,7 @@ struct PolicyCommand: ParsableCommand {
         @Argument var vault: String
 
         func run() throws {
-            try repository.open().catalog.setPolicy(nil, vault: vault)
+            try repository.open().setPolicy(nil, vault: vault)
             print("vault \(vault): no policy")
         }
     }

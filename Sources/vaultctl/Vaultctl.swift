@@ -10,7 +10,7 @@ struct Vaultctl: ParsableCommand {
         version: "0.1.0",
         subcommands: [Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
                       ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
-                      Undelete.self, Purge.self, Export.self, Verify.self])
+                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self])
 
     /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
     /// points`), as the repository for every subcommand.
@@ -34,12 +34,14 @@ struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("R"), .customLong("repo")], help: "The repository (default: $VAULT_REPO).")
     var repo: String?
 
-    func open() throws -> Repository {
+    func path() throws -> String {
         guard let path = repo ?? ProcessInfo.processInfo.environment["VAULT_REPO"], !path.isEmpty else {
             throw VaultError(.invalidArgument, "no repository given: use -R/--repo PATH or set VAULT_REPO")
         }
-        return try Repository(path: path)
+        return path
     }
+
+    func open() throws -> Repository { try Repository(path: try path()) }
 }
 
 struct Init: ParsableCommand {
@@ -48,10 +50,11 @@ struct Init: ParsableCommand {
     @Argument(help: "Directory to create the repository in (new or empty).") var path: String
     @Option(help: "Chunk size, a power of two from 64K to 4M.") var chunkSize = "1M"
     @Option(help: "zstd compression level, 1-19.") var compressionLevel = 3
+    @Option(help: "Let this group read the repository (default: only its owner can).") var group: String?
 
     func run() throws {
         guard let size = Units.parseSize(chunkSize) else { throw VaultError(.invalidArgument, "bad chunk size '\(chunkSize)'") }
-        let repository = try Repository.create(at: path, chunkSize: size, compressionLevel: compressionLevel)
+        let repository = try Repository.create(at: path, chunkSize: size, compressionLevel: compressionLevel, group: group)
         print("created repository \(repository.root) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel))")
     }
 }

@@ -10,7 +10,10 @@ enum VaultfsCommand {
         usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]
           -f            stay in the foreground (default: detach once mounted)
           -o OPTIONS    comma-separated: vault=NAME (show one vault at the root),
-                        allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M)
+                        allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M),
+                        image_mode=OCTAL (disk images' mode, default 0400: only the mounting user),
+                        log=/FILE (log here; by default a detached daemon logs to syslog or the journal),
+                        fsname=NAME (the source /proc/mounts shows), ro (accepted; the mount is always read-only)
         unmount with: fusermount3 -u MOUNTPOINT
         """
 
@@ -39,9 +42,12 @@ enum VaultfsCommand {
 
         let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
         if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }
-        if notifyFd != nil {
-            SyslogLogHandler.open()
-            LoggingSystem.bootstrap { SyslogLogHandler(label: $0) }
+        if notifyFd != nil || options.logFile != nil {
+            let destination = bootstrapDaemonLogging(logFile: options.logFile, repository: Posix.absolutePath(positional[0]))
+            if destination == "nowhere" && notifyFd != nil {
+                Detach.notifyFailure(notifyFd!, "no log destination: give -o log=FILE")
+                return 1
+            }
         }
         do {
             let repository = try Repository(path: positional[0])

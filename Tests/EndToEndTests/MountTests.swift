@@ -205,13 +205,13 @@ final class MountTests: XCTestCase {
         try fixture.ctl.run("server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
         try fixture.ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
         let failed = try XCTUnwrap(fixture.ctl.json("points", "gone").first)
-        XCTAssertEqual(failed["status"] as? String, "Failed")
+        XCTAssertEqual(failed["status"] as? String, "Error")
         let mount = try fixture.mount()
         defer { mount.unmount() }
         let dir = mount.path("prod/gone/\(failed["name"] as! String)")
         XCTAssertEqual(try mustRun(["ls", dir], timeout: 10), "point.json\n")
         let json = try mustRun(["cat", "\(dir)/point.json"], timeout: 10)
-        XCTAssertTrue(json.contains("\"status\" : \"Failed\""), json)
+        XCTAssertTrue(json.contains("\"status\" : \"Error\""), json)
         XCTAssertTrue(json.contains("missing.img"), json)
         XCTAssertFalse(try mount.exists("prod/gone/latest"))
     }

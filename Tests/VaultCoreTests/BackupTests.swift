@@ -33,7 +33,7 @@ final class BackupTests: XCTestCase {
         let source = try DiskSource(name: "d", path: path, server: "s")
         XCTAssertEqual(source.dataPositions(chunkSize: chunk), [10, 20, 21, 22, 23])
 
-        try fixture.repository.catalog.addServer(named: "sparse", vault: "prod", disks: [("d", path)],
+        try fixture.repository.addServer(named: "sparse", vault: "prod", disks: [("d", path)],
                                                  freezeCommand: nil, thawCommand: nil, now: Date())
         let before = fixture.chunkCount
         let point = try fixture.repository.prepareBackup(.manual(server: "sparse", name: "s1")).run()
@@ -65,7 +65,7 @@ final class BackupTests: XCTestCase {
         let path = fixture.scratch.file("raw.img")
         let chunk = 64 << 10
         FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1)))
-        try fixture.repository.catalog.addServer(named: "raw", vault: "prod", disks: [("d", path)],
+        try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)],
                                                  freezeCommand: nil, thawCommand: nil, now: Date())
         func backup(_ name: String, parent: Point?) throws -> Point {
             var plan = BackupPlan.manual(server: "raw", name: name)
@@ -91,7 +91,7 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let second = fixture.scratch.file("second.img")
         FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2)))
-        try fixture.repository.catalog.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)],
+        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)],
                                                  freezeCommand: nil, thawCommand: nil, now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "only-b", disks: ["b"])).run()
         XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).map(\.disk), ["b"])
@@ -101,7 +101,7 @@ final class BackupTests: XCTestCase {
     func testFreezeAndThawRunAroundTheRead() throws {
         let fixture = try Fixture()
         let log = fixture.scratch.file("hooks.log")
-        try fixture.repository.catalog.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
                                                  freezeCommand: "echo freeze $VAULT_SERVER >> \(log)",
                                                  thawCommand: "echo thaw $VAULT_POINT >> \(log)", now: Date())
         _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked")).run()
@@ -110,7 +110,7 @@ final class BackupTests: XCTestCase {
 
     func testFailingFreezeCommandFailsThePointWithItsReason() throws {
         let fixture = try Fixture()
-        try fixture.repository.catalog.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
                                                  freezeCommand: "exit 3", thawCommand: nil, now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen")).run()
         XCTAssertEqual(point.status, .failed)

@@ -15,8 +15,8 @@ final class Fixture {
             "data/random.bin": pseudoRandomBytes(2 << 20, seed: 1),
             "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
         ])
-        try repository.catalog.createVault(named: "prod", policy: nil, now: Date())
-        try repository.catalog.addServer(named: server, vault: "prod", disks: [("root", disk.path)],
+        try repository.createVault(named: "prod", policy: nil, now: Date())
+        try repository.addServer(named: server, vault: "prod", disks: [("root", disk.path)],
                                          freezeCommand: nil, thawCommand: nil, now: Date())
     }
 
@@ -34,9 +34,10 @@ final class Fixture {
 
     func exported(_ point: Point, disk: String = "root") throws -> [UInt8] {
         let out = scratch.file("export-\(point.id)")
-        let fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        defer { close(fd); unlink(out) }
-        _ = try repository.export(point: point.id, disk: disk, to: fd, path: out)
+        defer { unlink(out) }
+        let target = try ExportTarget.open(out)
+        _ = try repository.export(point: point, disk: disk, to: target)
+        try target.commit()
         return try readBytes(out)
     }
 

@@ -46,7 +46,7 @@ final class FormatTests: XCTestCase {
     func testRepositoryOfNewerFormatIsRefused() throws {
         let fixture = try Fixture()
         let path = "\(fixture.repository.root)/repository.json"
-        let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"format\" : 1", with: "\"format\" : 99")
+        let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"format\" : \(RepositoryConfig.currentFormat)", with: "\"format\" : 99")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Repository(path: fixture.repository.root)) {
             XCTAssertEqual(($0 as? VaultError)?.code, .unsupportedFormat)

@@ -5,21 +5,25 @@ import Synchronization
 /// A backup registered in the catalog as `creating`, holding its server's lock and its open
 /// disks until `run` ends.
 public final class BackupJob: @unchecked Sendable {
-    // Sources and locks are touched only by `run`, which callers invoke once.
+    // Sources and locks are touched only by `run`, which callers invoke once: the invariant
+    // that makes this type safe to send, since `run` is the only mutating member.
     public let point: Point
     private let repository: Repository
     private let server: Server
     private let sources: [DiskSource]
-    private var locks: [FileLock]
+    private var serverLock: FileLock?
+    /// The shared backup lock that keeps garbage collection out while chunks are unmapped.
+    private var collectionLock: FileLock?
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
-    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], locks: [FileLock]) {
+    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: FileLock, collectionLock: FileLock) {
         self.point = point
         self.repository = repository
         self.server = server
         self.sources = sources
-        self.locks = locks
+        self.serverLock = serverLock
+        self.collectionLock = collectionLock
     }
 
     /// Asks a running backup to stop; it then ends as failed.
@@ -42,13 +46,27 @@ public final class BackupJob: @unchecked Sendable {
             }
             if due { catalog.updateProgress(point: id, done: snapshot.done, total: snapshot.total) }
         }
-        defer { locks.removeAll() }
+        defer {
+            collectionLock = nil
+            serverLock = nil
+        }
         do {
             let records = try withFreezeAndThaw { try backUpDisks(meter: meter) }
             meter.finish()
-            try repository.syncData()
             let finished = (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started))
+            // The manifest says active before the catalog does, and both after every chunk
+            // and map is on stable storage: a crash anywhere leaves a point that is either
+            // whole or not shown.
+            guard var manifest = try catalog.manifest(ofPoint: id) else { throw VaultError(.io, "point \(id) left the catalog") }
+            manifest.point.status = .active
+            manifest.point.finishedAt = finished
+            manifest.point.progressDone = manifest.point.progressTotal
+            manifest.disks = records
+            try repository.manifests.write(manifest)
+            FaultInjection.reached("manifest-written")
+            try repository.syncData()
             try catalog.finishPoint(id, disks: records, at: finished)
+            FaultInjection.reached("committed")
         } catch {
             var reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
@@ -57,11 +75,13 @@ public final class BackupJob: @unchecked Sendable {
                 // Give back what this backup wrote, so the catalog can record the failure and
                 // the next backup has room; points already stored are untouched.
                 reason = "the repository's disk is full: \(reason)"
-                locks.removeAll()
+                // The server stays locked, so the collection does not take this point for one
+                // whose process died; it is failed below with the real reason.
+                collectionLock = nil
                 _ = try? GarbageCollector(repository: repository).collect()
             }
-            catalog.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
-                              retrySlot: (error as? VaultError)?.code == .cancelled)
+            repository.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
+                                 retrySlot: (error as? VaultError)?.code == .cancelled)
         }
         return (try? catalog.point(id: id)) ?? point
     }
@@ -84,6 +104,7 @@ public final class BackupJob: @unchecked Sendable {
                                         positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) })
                 .run(pointId: point.id)
             try repository.maps.write(result.map, point: point.id, disk: source.name)
+            FaultInjection.reached("map-written")
             records.append(result.record)
         }
         return records

@@ -12,7 +12,9 @@ final class DiskSource {
         self.path = path
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
-            throw VaultError(errno == ENOENT ? .notFound : .io,
+            let code: VaultError.Code = errno == ENOENT || errno == ENXIO || errno == ENODEV ? .diskMissing
+                : errno == EACCES || errno == EPERM ? .permissionDenied : .io
+            throw VaultError(code,
                              "cannot read disk '\(name)' of server '\(server)' (\(path)): \(Posix.message(errno))")
         }
         var st = stat()

@@ -6,7 +6,10 @@ extension Repository {
 
     /// Registers a backup: checks the plan, locks the server, opens its disks and records the
     /// point as `creating`. Nothing is stored when this throws. Call `run` on the result.
-    public func prepareBackup(_ plan: BackupPlan, now: Date = Date()) throws -> BackupJob {
+    /// With `waitForCollection` false, a running garbage collection refuses the backup
+    /// (`.busy`) instead of waiting for it: the mount's mkdir never blocks on one.
+    public func prepareBackup(_ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true) throws -> BackupJob {
+        try requireWritable("back up")
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
         var server = try catalog.server(named: plan.server)
@@ -27,8 +30,10 @@ extension Repository {
                 throw VaultError.invalid("an incremental needs an active parent point")
             }
         }
+        guard let gcLock = try lockForBackup(wait: waitForCollection) else {
+            throw VaultError(.busy, "garbage collection is running; try the backup again when it ends")
+        }
         let vault = try vaultForBackup(&server, now: now)
-        let gcLock = try lockForBackup()
         let id = UUID().uuidString.lowercased()
         let point = Point(
             id: id, serverId: server.id, serverName: server.name, vaultId: vault.id, vaultName: vault.name,
@@ -37,8 +42,8 @@ extension Repository {
             chainId: plan.kind == .incremental ? try chainId(of: plan.parentId!) : id,
             slot: plan.slot, startedAt: now, finishedAt: nil, deletion: .none, deletedAt: nil,
             progressDone: 0, progressTotal: 0)
-        try catalog.insertPoint(point, tags: plan.tags)
-        return BackupJob(point: point, repository: self, server: server, sources: sources, locks: [serverLock, gcLock])
+        try register(point, tags: plan.tags)
+        return BackupJob(point: point, repository: self, server: server, sources: sources, serverLock: serverLock, collectionLock: gcLock)
     }
 
     /// The server's vault; a server in no vault is put in the default vault, created with the
@@ -58,7 +63,23 @@ extension Repository {
             return vault!
         }
         server.vaultId = vault.id
+        try writeVaultManifest(vault.name)
+        try writeServerManifest(server.name)
         return vault
+    }
+
+    /// Records a new point: its manifest, then the catalog row. A manifest whose point the
+    /// catalog refused (a name in use, say) is removed again.
+    func register(_ point: Point, tags: [(key: String, value: String)]) throws {
+        let manifest = PointManifest(point: point, tags: tags.map { PointTag(pointId: point.id, key: $0.key, value: $0.value) },
+                                     disks: [])
+        try manifests.write(manifest)
+        do {
+            try catalog.insertPoint(point, tags: tags)
+        } catch {
+            manifests.remove(point: point.id)
+            throw error
+        }
     }
 
     private func chainId(of parent: String) throws -> String {
@@ -108,6 +129,6 @@ extension Repository {
 
     /// Unregisters a prepared job that will not run.
     func discard(_ job: BackupJob) {
-        _ = try? catalog.write { db in try db.execute(sql: "DELETE FROM point WHERE id = ? AND status = 'creating'", arguments: [job.point.id]) }
+        if catalog.discardPoint(job.point.id) { manifests.remove(point: job.point.id) }
     }
 }

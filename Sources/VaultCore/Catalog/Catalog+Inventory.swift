@@ -19,7 +19,7 @@ extension Catalog {
     }
 
     @discardableResult
-    public func createVault(named name: String, policy: Policy?, now: Date) throws -> Vault {
+    func createVault(named name: String, policy: Policy?, now: Date) throws -> Vault {
         try Names.validateVaultOrServer(name, what: "vault")
         return try write { db in
             if try Vault.filter(Column("name") == name).fetchCount(db) > 0 {
@@ -32,7 +32,7 @@ extension Catalog {
         }
     }
 
-    public func setPolicy(_ policy: Policy?, vault name: String) throws {
+    func setPolicy(_ policy: Policy?, vault name: String) throws {
         try write { db in
             guard var vault = try Vault.filter(Column("name") == name).fetchOne(db) else {
                 throw VaultError.notFound("no vault named '\(name)'")
@@ -44,7 +44,7 @@ extension Catalog {
 
     /// Removes an empty vault. A vault that still holds servers or points is refused, so no
     /// stored point loses its place.
-    public func removeVault(named name: String) throws {
+    func removeVault(named name: String) throws {
         try write { db in
             guard let vault = try Vault.filter(Column("name") == name).fetchOne(db) else {
                 throw VaultError.notFound("no vault named '\(name)'")
@@ -82,7 +82,7 @@ extension Catalog {
     }
 
     @discardableResult
-    public func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
+    func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
                           freezeCommand: String?, thawCommand: String?, now: Date) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         guard !disks.isEmpty else { throw VaultError.invalid("server '\(name)' needs at least one --disk NAME=PATH") }
@@ -115,7 +115,7 @@ extension Catalog {
     }
 
     /// Moves a server to another vault; its existing points stay in the vault they were taken in.
-    public func moveServer(named name: String, toVault vault: String) throws {
+    func moveServer(named name: String, toVault vault: String) throws {
         try write { db in
             guard var server = try Server.filter(Column("name") == name).fetchOne(db) else {
                 throw VaultError.notFound("no server named '\(name)'")
@@ -129,7 +129,7 @@ extension Catalog {
     }
 
     /// Removes a server that has no stored points left; one with points is refused.
-    public func removeServer(named name: String) throws {
+    func removeServer(named name: String) throws {
         try write { db in
             guard let server = try Server.filter(Column("name") == name).fetchOne(db) else {
                 throw VaultError.notFound("no server named '\(name)'")
@@ -139,6 +139,29 @@ extension Catalog {
                 throw VaultError(.notEmpty, "server '\(name)' still has \(points) point(s); delete and purge them first")
             }
             _ = try server.delete(db)
+        }
+    }
+}
+
+/// Vaults and servers as their manifests describe them.
+extension Catalog {
+    func vaultManifests(named name: String? = nil) throws -> [VaultManifest] {
+        try read { db in
+            var request = Vault.order(Column("name"))
+            if let name { request = request.filter(Column("name") == name) }
+            return try request.fetchAll(db).map { VaultManifest(vault: $0) }
+        }
+    }
+
+    func serverManifests(named name: String? = nil) throws -> [ServerManifest] {
+        try read { db in
+            var request = Server.order(Column("name"))
+            if let name { request = request.filter(Column("name") == name) }
+            let vaults = Dictionary(uniqueKeysWithValues: try Vault.fetchAll(db).map { ($0.id!, $0.name) })
+            return try request.fetchAll(db).map { server in
+                ServerManifest(server: server, vault: server.vaultId.flatMap { vaults[$0] },
+                               disks: try Disk.filter(Column("serverId") == server.id).order(Column("name")).fetchAll(db))
+            }
         }
     }
 }

@@ -4,17 +4,26 @@ import GRDB
 /// Points: registering, finishing, finding and listing them.
 extension Catalog {
     /// Registers a point as `creating`. A name already used by a live or soft-deleted point of
-    /// the same server is refused.
+    /// the same server is refused; a failed attempt does not hold its name.
     func insertPoint(_ point: Point, tags: [(key: String, value: String)]) throws {
         try write { db in
             let clash = try Point.filter(Column("serverId") == point.serverId && Column("name") == point.name
-                                         && Column("deletion") != Deletion.deleted.rawValue).fetchCount(db)
+                                         && Column("deletion") != Deletion.deleted.rawValue
+                                         && Column("status") != PointStatus.failed.rawValue).fetchCount(db)
             if clash > 0 {
                 throw VaultError(.alreadyExists, "server '\(point.serverName)' already has a point named '\(point.name)'")
             }
             try point.insert(db)
             for tag in tags { try PointTag(pointId: point.id, key: tag.key, value: tag.value).insert(db) }
         }
+    }
+
+    /// Removes a point registered but never run; false when it had already started.
+    func discardPoint(_ id: String) -> Bool {
+        (try? write { db in
+            try db.execute(sql: "DELETE FROM point WHERE id = ? AND status = 'creating'", arguments: [id])
+            return db.changesCount > 0
+        }) ?? false
     }
 
     func updateProgress(point id: String, done: Int64, total: Int64) {
@@ -64,7 +73,12 @@ extension Catalog {
             guard reference.count >= 4 else { return [] }
             return try Point.filter(Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
         }
-        guard let point = found.first else { throw VaultError.notFound("no point matches '\(reference)'") }
+        guard let point = found.first else {
+            let hint = reference.count < 4 && !reference.contains("/") ? " (an id prefix needs 4 or more characters)" : ""
+            throw VaultError.notFound("no point matches '\(reference)'\(hint)")
+        }
+        let restorable = found.filter { $0.status != .failed }
+        if found.count > 1 && restorable.count == 1 { return restorable[0] }
         guard found.count == 1 else {
             throw VaultError.invalid("'\(reference)' matches \(found.count) points; give more of the id")
         }
@@ -118,6 +132,43 @@ extension Catalog {
                 if chain.count > 100_000 { throw VaultError(.corrupt, "point \(id) has a cyclic chain") }
             }
             return chain.reversed()
+        }
+    }
+}
+
+/// Points as their manifests describe them.
+extension Catalog {
+    /// What the catalog knows of one point, as its manifest holds it.
+    func manifest(ofPoint id: String) throws -> PointManifest? {
+        try read { db in
+            guard let point = try Point.fetchOne(db, key: id) else { return nil }
+            return PointManifest(point: point,
+                                 tags: try PointTag.filter(Column("pointId") == id).order(Column("key")).fetchAll(db),
+                                 disks: try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll(db))
+        }
+    }
+
+    /// Every point the catalog knows, as manifests, read in one transaction.
+    func allPointManifests() throws -> [PointManifest] {
+        try read { db in
+            let tags = Dictionary(grouping: try PointTag.order(Column("key")).fetchAll(db), by: \.pointId)
+            let disks = Dictionary(grouping: try PointDisk.order(Column("disk")).fetchAll(db), by: \.pointId)
+            return try Point.order(Column("startedAt"), Column("id")).fetchAll(db).map {
+                PointManifest(point: $0, tags: tags[$0.id] ?? [], disks: disks[$0.id] ?? [])
+            }
+        }
+    }
+
+    /// Commits a point whose backup finished but whose process died before the catalog
+    /// said so: its manifest and maps were complete. False when it was not `creating`.
+    func rollForward(_ manifest: PointManifest) throws -> Bool {
+        try write { db in
+            guard let current = try Point.fetchOne(db, key: manifest.point.id), current.status == .creating else { return false }
+            try PointDisk.filter(Column("pointId") == current.id).deleteAll(db)
+            for disk in manifest.disks { try disk.insert(db) }
+            try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
+                           arguments: [manifest.point.finishedAt ?? Date(), current.id])
+            return true
         }
     }
 }

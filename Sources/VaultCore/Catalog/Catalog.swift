@@ -1,21 +1,76 @@
 import Foundation
 import GRDB
 
-/// The SQLite catalog (WAL mode) shared by every process using a repository.
+/// The SQLite catalog (WAL mode) shared by every process using a repository. It is an index
+/// of what the repository's manifests say: opening never creates one, and when the
+/// repository cannot be written it is opened read-only, so every reading command still works.
 public final class Catalog: Sendable {
-    let pool: DatabasePool
+    let database: any DatabaseWriter
+    /// Why the catalog cannot be written (read-only media, a full disk, another user's
+    /// repository), or nil when it can.
+    public let readOnlyReason: String?
     public static let schemaVersion = "v1"
 
-    init(path: String) throws {
+    /// Creates a new, empty catalog at `path` with exactly `mode`.
+    static func create(at path: String, mode: mode_t) throws -> Catalog {
+        close(try Posix.createFile(path, mode: mode, what: "cannot create the catalog"))
+        return try Catalog(path: path, readOnlyReason: nil)
+    }
+
+    /// Opens an existing catalog; `readOnlyReason` says why the repository cannot be
+    /// written, when that is already known. A missing or damaged catalog is refused with the
+    /// command that rebuilds it, and never recreated empty.
+    init(path: String, readOnlyReason knownReason: String?, foreignKeys: Bool = true) throws {
+        guard Posix.exists(path) else {
+            throw VaultError(.needsRepair, "the catalog \(path) is missing; nothing was changed. Rebuild it from the repository's manifests with 'vaultctl -R \((path as NSString).deletingLastPathComponent) repair --rebuild-catalog'")
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
-        configuration.foreignKeysEnabled = true
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
-        } catch {
-            throw Self.wrap(error, "cannot open the catalog \(path)")
+        configuration.foreignKeysEnabled = foreignKeys
+        var reason = knownReason
+        if reason == nil {
+            do {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try Self.migrator.migrate(pool)
+                database = pool
+                readOnlyReason = nil
+                return
+            } catch let error as DatabaseError where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
+                        .contains(error.resultCode) {
+                reason = error.resultCode == .SQLITE_FULL || error.resultCode == .SQLITE_IOERR
+                    ? "its disk is full or failing (\(error.message ?? "\(error.resultCode)"))"
+                    : "its catalog cannot be written (\(error.message ?? "\(error.resultCode)"))"
+            } catch {
+                throw Self.wrap(error, "cannot open the catalog \(path)")
+            }
         }
+        configuration.readonly = true
+        // Read-only media cannot hold SQLite's shared-memory file: fall back to reading the
+        // file as immutable, which needs neither locks nor the -shm file.
+        var lastError: (any Error)?
+        for parameter in ["mode=ro", "immutable=1"] {
+            do {
+                let queue = try DatabaseQueue(path: "file:\(Self.uriPath(path))?\(parameter)", configuration: configuration)
+                guard try queue.read({ try Self.migrator.hasCompletedMigrations($0) }) else {
+                    throw VaultError(.unsupportedFormat, "the catalog \(path) needs an upgrade that a read-only repository cannot take")
+                }
+                database = queue
+                readOnlyReason = reason
+                return
+            } catch let error as VaultError {
+                throw error
+            } catch {
+                lastError = error
+            }
+        }
+        throw Self.wrap(lastError!, "cannot open the catalog \(path)")
+    }
+
+    /// A path as the path part of an SQLite URI.
+    private static func uriPath(_ path: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "?#%")
+        return path.addingPercentEncoding(withAllowedCharacters: allowed) ?? path
     }
 
     static var migrator: DatabaseMigrator {
@@ -54,17 +109,29 @@ public final class Catalog: Sendable {
                   newBytes INTEGER NOT NULL, PRIMARY KEY(pointId, disk));
                 """)
         }
+        // A failed attempt no longer holds its name: a backup-now that could not start can be
+        // tried again under the same name once its cause is fixed.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                DROP INDEX pointNameInUse;
+                CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted' AND status != 'failed';
+                """)
+        }
         return migrator
     }
 
     /// Reads in a snapshot-isolated transaction.
-    public func read<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try pool.read(body) } catch { throw Self.wrap(error, "catalog read failed") }
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try database.read(body) } catch { throw Self.wrap(error, "catalog read failed") }
     }
 
-    /// Writes in one immediate transaction.
-    public func write<T>(_ body: (Database) throws -> T) throws -> T {
-        do { return try pool.write(body) } catch { throw Self.wrap(error, "catalog write failed") }
+    /// Writes in one immediate transaction; refused with the reason when the repository
+    /// cannot be written.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        if let readOnlyReason {
+            throw VaultError(.readOnly, "the repository cannot be written: \(readOnlyReason); only listing, export, verify and the mount work")
+        }
+        do { return try database.write(body) } catch { throw Self.wrap(error, "catalog write failed") }
     }
 
     static func wrap(_ error: any Error, _ what: String) -> VaultError {
@@ -73,7 +140,9 @@ public final class Catalog: Sendable {
             switch error.resultCode {
             case .SQLITE_FULL: return VaultError(.noSpace, "\(what): no space left on device")
             case .SQLITE_BUSY, .SQLITE_LOCKED: return VaultError(.busy, "\(what): the catalog is busy")
-            case .SQLITE_NOTADB, .SQLITE_CORRUPT: return VaultError(.corrupt, "\(what): the catalog is damaged")
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+                return VaultError(.needsRepair, "\(what): the catalog is damaged; rebuild it from the repository's manifests with 'vaultctl repair --rebuild-catalog'")
+            case .SQLITE_READONLY: return VaultError(.readOnly, "\(what): the catalog is read-only")
             default: return VaultError(.io, what, cause: error.message.map { VaultError(.io, $0) } ?? error)
             }
         }

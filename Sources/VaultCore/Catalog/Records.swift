@@ -84,7 +84,7 @@ public enum PointStatus: String, Codable, Sendable { case creating, active, fail
 /// Deletion state: none, soft-deleted (restorable) or deleted for good.
 public enum Deletion: String, Codable, Sendable { case none = "", soft, deleted }
 
-public struct Point: Codable, FetchableRecord, PersistableRecord, Sendable {
+public struct Point: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
     public static let databaseTableName = "point"
     public var id: String
     public var serverId: Int64?

@@ -79,7 +79,14 @@ public struct Verifier {
 extension ChunkStore {
     /// Reads and decodes one chunk at whatever length its header gives; nil when it is whole.
     func verify(_ hash: ChunkHash) -> String? {
-        guard let bytes = try? Posix.readFile(path(for: hash)) else { return "missing or unreadable" }
+        let bytes: [UInt8]
+        do {
+            bytes = try Posix.readFile(path(for: hash), limit: ChunkFile.maxFileSize)
+        } catch let error as VaultError {
+            return error.code == .notFound ? "missing" : error.message
+        } catch {
+            return "unreadable: \(error)"
+        }
         let header: ChunkFile.Header
         switch bytes.withUnsafeBytes({ ChunkFile.decodeHeader($0) }) {
         case .success(let value): header = value

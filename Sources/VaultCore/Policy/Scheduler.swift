@@ -88,8 +88,8 @@ public final class Scheduler: Sendable {
 }
 
 extension Repository {
-    /// Records a backup attempt that failed before it could start.
-    func recordFailedAttempt(_ plan: BackupPlan, server: Server, error: String, now: Date) throws -> Point {
+    /// Records a backup attempt that failed before it could start, so history shows why.
+    public func recordFailedAttempt(_ plan: BackupPlan, server: Server, error: String, now: Date) throws -> Point {
         let vault = try server.vaultId.flatMap { try catalog.vault(id: $0) }
         let id = UUID().uuidString.lowercased()
         let point = Point(
@@ -97,7 +97,7 @@ extension Repository {
             name: plan.name, description: plan.description, kind: plan.kind, schedule: plan.schedule,
             status: .failed, error: error, parentId: nil, chainId: id, slot: plan.slot, startedAt: now,
             finishedAt: now, deletion: .none, deletedAt: nil, progressDone: 0, progressTotal: 0)
-        try catalog.insertPoint(point, tags: [])
+        try register(point, tags: [])
         return point
     }
 }

@@ -54,6 +54,12 @@ extension Repository {
         var pending: [ChunkMap] = []
         for point in chain.reversed() {
             let map = try maps.read(point: point.id, disk: disk)
+            // Sizes come from files that may be damaged: each must match what the catalog
+            // recorded for that point before any array is sized from it.
+            let recorded = try catalog.pointDisks(point.id).first { $0.disk == disk }?.size
+            guard map.chunkSize == config.chunkSize, map.diskSize == recorded else {
+                throw VaultError(.corrupt, "the map of point \(point.id) disk '\(disk)' gives \(map.diskSize) bytes in \(map.chunkSize)-byte chunks; the repository recorded \(recorded.map(String.init) ?? "no") bytes in \(config.chunkSize)-byte chunks")
+            }
             pending.append(map)
             if map.kind == .full { break }
         }
@@ -63,7 +69,6 @@ extension Repository {
         var refs = [ChunkRef](repeating: .zero, count: ChunkMap.positions(diskSize: base.diskSize, chunkSize: base.chunkSize))
         var size = base.diskSize
         for map in pending.reversed() {
-            guard map.chunkSize == base.chunkSize else { throw VaultError(.corrupt, "point \(id): chunk size changes inside its chain") }
             let count = ChunkMap.positions(diskSize: map.diskSize, chunkSize: map.chunkSize)
             if count < refs.count { refs.removeLast(refs.count - count) }
             if count > refs.count { refs.append(contentsOf: repeatElement(.zero, count: count - refs.count)) }

@@ -2,70 +2,164 @@ import Foundation
 internal import CSupport
 import Glibc
 
-/// One backup location on disk: configuration, catalog, chunk store and chunk maps.
+/// One backup location on disk: configuration, catalog, chunk store, chunk maps and
+/// manifests.
 public final class Repository: Sendable {
     public let root: String
     public let config: RepositoryConfig
     public let catalog: Catalog
     public let chunks: ChunkStore
     public let maps: MapStore
+    let manifests: ManifestStore
+    let modes: FileModes
 
-    /// Opens an existing repository and settles backups whose process died.
+    /// Why nothing can be written here, or nil when the repository is writable.
+    public var readOnlyReason: String? { catalog.readOnlyReason }
+
+    /// Opens an existing repository and settles backups whose process died. A repository
+    /// that cannot be written is opened read-only: every reading command still works.
     public init(path: String) throws {
         root = Posix.absolutePath(path)
-        config = try RepositoryConfig.load(from: root)
+        var config = try RepositoryConfig.load(from: root)
         for folder in ["chunks", "maps", "locks"] where !Posix.isDirectory("\(root)/\(folder)") {
             throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
         }
-        catalog = try Catalog(path: "\(root)/catalog.sqlite")
-        chunks = ChunkStore(root: "\(root)/chunks")
-        maps = MapStore(root: "\(root)/maps")
+        modes = FileModes.of(config)
+        catalog = try Catalog(path: "\(root)/catalog.sqlite", readOnlyReason: Self.writeProblem(root))
+        chunks = ChunkStore(root: "\(root)/chunks", modes: modes)
+        maps = MapStore(root: "\(root)/maps", modes: modes)
+        manifests = ManifestStore(root: "\(root)/manifests", modes: modes)
+        if catalog.readOnlyReason == nil && config.format < RepositoryConfig.currentFormat {
+            try Self.upgrade(root: root, config: &config, catalog: catalog, manifests: manifests, modes: modes)
+        }
+        if config.format >= 2 && !Posix.isDirectory(manifests.root) {
+            throw VaultError(.corrupt, "\(root) is damaged: its manifests/ folder is missing")
+        }
+        self.config = config
         recoverInterrupted()
     }
 
-    /// Creates a new, empty repository at `path` (an empty or missing directory).
+    /// Creates a new, empty repository at `path` (an empty or missing directory). Everything
+    /// in it is owner-only, or readable by `group` when one is given.
     @discardableResult
-    public static func create(at path: String, chunkSize: Int, compressionLevel: Int) throws -> Repository {
+    public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil) throws -> Repository {
         let root = Posix.absolutePath(path)
-        let config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel)
+        let config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
+        let gid = try group.map(FileModes.groupId)
         if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
             throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
         }
         if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
             throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
         }
-        try Posix.makeDirectory(root)
-        try ChunkStore.create(at: "\(root)/chunks")
-        try Posix.makeDirectory("\(root)/maps")
-        try Posix.makeDirectory("\(root)/locks")
-        _ = try Catalog(path: "\(root)/catalog.sqlite")
-        try config.save(to: root)
+        let modes = FileModes.of(config)
+        try Posix.makeDirectory(root, mode: modes.directory)
+        if let gid {
+            // Folders carry the setgid bit, so everything made below inherits the group.
+            guard chown(root, uid_t.max, gid) == 0, chmod(root, modes.directory) == 0 else {
+                throw Posix.error("cannot give the group '\(group!)'", root)
+            }
+        } else if chmod(root, modes.directory) != 0 {
+            throw Posix.error("cannot set the mode of", root)
+        }
+        try ChunkStore.create(at: "\(root)/chunks", modes: modes)
+        try Posix.makeDirectory("\(root)/maps", mode: modes.directory)
+        try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
+        try ManifestStore.create(at: "\(root)/manifests", modes: modes)
+        _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
+        try config.save(to: root, mode: modes.file)
         return try Repository(path: root)
+    }
+
+    /// Why the repository at `root` cannot be written, or nil when it can.
+    static func writeProblem(_ root: String) -> String? {
+        var sv = statvfs()
+        if statvfs(root, &sv) == 0 && sv.f_flag & UInt(ST_RDONLY) != 0 { return "it is on read-only media" }
+        if access(root, W_OK) != 0 { return "you may not write to it (\(Posix.message(errno)))" }
+        return nil
+    }
+
+    /// Throws, saying why, when the repository cannot be written; `what` names the command.
+    public func requireWritable(_ what: String) throws {
+        if let readOnlyReason {
+            throw VaultError(.readOnly, "cannot \(what): the repository \(root) cannot be written: \(readOnlyReason)")
+        }
+    }
+
+    /// Brings a format-1 repository to format 2: manifests for everything the catalog knows,
+    /// and owner-only folders.
+    private static func upgrade(root: String, config: inout RepositoryConfig, catalog: Catalog,
+                                manifests: ManifestStore, modes: FileModes) throws {
+        let lock = try FileLock.lock("\(root)/locks/upgrade.lock", shared: false, mode: modes.file)
+        defer { _ = lock }
+        if let current = try? RepositoryConfig.load(from: root), current.format >= RepositoryConfig.currentFormat {
+            config = current
+            return
+        }
+        try ManifestStore.create(at: manifests.root, modes: modes)
+        for manifest in try catalog.allPointManifests() { try manifests.write(manifest) }
+        for vault in try catalog.vaultManifests() { try manifests.write(vault) }
+        for server in try catalog.serverManifests() { try manifests.write(server) }
+        if chmod(root, modes.directory) != 0 { throw Posix.error("cannot set the mode of", root) }
+        config.format = RepositoryConfig.currentFormat
+        try config.save(to: root, mode: modes.file)
     }
 
     /// Locks one server for a backup; nil when another backup of it is running.
     func lockServer(_ id: Int64) throws -> FileLock? {
-        try FileLock.tryLock("\(root)/locks/server-\(id).lock")
+        try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file)
     }
 
     /// Held (shared) by every backup; garbage collection takes it exclusively, so it never
-    /// removes chunks a running backup has written but not yet recorded in a map.
-    func lockForBackup() throws -> FileLock { try FileLock.lock("\(root)/locks/gc.lock", shared: true) }
-    func tryLockForCollection() throws -> FileLock? { try FileLock.tryLock("\(root)/locks/gc.lock") }
+    /// removes chunks a running backup has written but not yet recorded in a map. With
+    /// `wait` false, nil when a collection is running.
+    func lockForBackup(wait: Bool = true) throws -> FileLock? {
+        wait ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+            : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+    }
+    func tryLockForCollection() throws -> FileLock? { try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) }
 
-    /// Turns `creating` points whose server lock is free (their process died) into `failed`.
+    /// Settles `creating` points whose server lock is free (their process died): one whose
+    /// manifest already says active had finished writing and is committed; any other fails.
     public func recoverInterrupted() {
-        guard let creating = try? catalog.read({ try Point.filter(sql: "status = 'creating'").fetchAll($0) }) else { return }
+        guard readOnlyReason == nil,
+              let creating = try? catalog.read({ try Point.filter(sql: "status = 'creating'").fetchAll($0) }) else { return }
         for point in creating {
             guard let serverId = point.serverId, let lock = try? lockServer(serverId) else { continue }
-            let failed = catalog.failPoint(point.id, error: "interrupted: the process making this backup ended before it finished",
-                                           at: Date(), retrySlot: true)
-            if failed { maps.remove(point: point.id) }
-            _ = lock
+            defer { _ = lock }
+            if let manifest = try? manifests.point(point.id), manifest.isLive, mapsAreWhole(manifest) {
+                if (try? catalog.rollForward(manifest)) == true { continue }
+            }
+            failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(), retrySlot: true)
         }
     }
 
-    /// Flushes written chunks and maps to stable storage before the catalog says they exist.
+    /// Whether every map a manifest names is there and decodes.
+    private func mapsAreWhole(_ manifest: PointManifest) -> Bool {
+        manifest.disks.allSatisfy { (try? maps.read(point: manifest.point.id, disk: $0.disk)) != nil }
+    }
+
+    /// Marks a `creating` point failed, manifest first; false when it was not creating.
+    @discardableResult
+    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) -> Bool {
+        if var manifest = try? catalog.manifest(ofPoint: id), manifest.point.status == .creating {
+            manifest.point.status = .failed
+            manifest.point.error = error
+            manifest.point.finishedAt = time
+            try? manifests.write(manifest)
+        }
+        let failed = catalog.failPoint(id, error: error, at: time, retrySlot: retrySlot)
+        if !failed { try? syncManifest(of: id) }
+        return failed
+    }
+
+    /// Rewrites a point's manifest from the catalog, after a change the catalog refused.
+    func syncManifest(of id: String) throws {
+        if let manifest = try catalog.manifest(ofPoint: id) { try manifests.write(manifest) }
+    }
+
+    /// Flushes written chunks, maps and manifests to stable storage before the catalog says
+    /// they exist.
     func syncData() throws {
         let fd = try Posix.open(root, O_RDONLY | O_DIRECTORY)
         defer { close(fd) }

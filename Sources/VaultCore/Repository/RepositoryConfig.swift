@@ -2,7 +2,9 @@ import Foundation
 
 /// `repository.json`: what kind of repository this is and how it stores chunks.
 public struct RepositoryConfig: Codable, Equatable, Sendable {
-    public static let currentFormat = 1
+    /// Format 2 added manifests and owner-only files; a format-1 repository is upgraded in
+    /// place the first time it is opened for writing.
+    public static let currentFormat = 2
     public static let fileName = "repository.json"
 
     public var format: Int
@@ -10,10 +12,12 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
     public var chunkSize: Int
     public var compressionLevel: Int
     public var createdAt: String
+    /// The group that may read the repository (`init --group`); nil for owner-only.
+    public var group: String?
 
-    public init(chunkSize: Int, compressionLevel: Int) throws {
+    public init(chunkSize: Int, compressionLevel: Int, group: String? = nil) throws {
         guard chunkSize >= 64 << 10, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {
-            throw VaultError.invalid("chunk size \(chunkSize) must be a power of two from 64K to 4M")
+            throw VaultError.invalid("chunk size \(Units.formatSize(Int64(chunkSize))) must be a power of two from 64K to 4M")
         }
         guard (1...19).contains(compressionLevel) else {
             throw VaultError.invalid("compression level \(compressionLevel) must be 1-19")
@@ -23,6 +27,7 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         self.chunkSize = chunkSize
         self.compressionLevel = compressionLevel
         createdAt = Units.formatTime(Date())
+        self.group = group
     }
 
     static func load(from root: String) throws -> RepositoryConfig {
@@ -33,7 +38,7 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         }
         let config: RepositoryConfig
         do {
-            config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(Posix.readFile(path)))
+            config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(Posix.readFile(path, limit: 64 << 10)))
         } catch let error as VaultError {
             throw error
         } catch {
@@ -42,12 +47,16 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         guard config.format <= currentFormat else {
             throw VaultError(.unsupportedFormat, "\(root) uses repository format \(config.format); this vaultfs reads up to format \(currentFormat), upgrade vaultfs")
         }
+        guard config.chunkSize >= 64 << 10, config.chunkSize <= 4 << 20, config.chunkSize & (config.chunkSize - 1) == 0,
+              (1...22).contains(config.compressionLevel) else {
+            throw VaultError(.corrupt, "\(path) is damaged: chunk size \(config.chunkSize) or compression level \(config.compressionLevel) is out of range")
+        }
         return config
     }
 
-    func save(to root: String) throws {
+    func save(to root: String, mode: mode_t) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try Posix.writeFileAtomically("\(root)/\(Self.fileName)", Array(try encoder.encode(self)) + [10])
+        try Posix.writeFileAtomically("\(root)/\(Self.fileName)", Array(try encoder.encode(self)) + [10], mode: mode)
     }
 }

@@ -12,6 +12,10 @@ enum ChunkFile {
     static let headerSize = 48
     static let magic: [UInt8] = Array("VFSC".utf8)
     static let version: UInt8 = 1
+    /// The largest chunk any repository may hold (the largest chunk size `init` accepts).
+    static let maxPlainLength = 4 << 20
+    /// The largest chunk file: a header and a payload never bigger than the plain bytes.
+    static let maxFileSize = headerSize + maxPlainLength
 
     enum Codec: UInt8 { case raw = 0, zstd = 1 }
 
@@ -41,8 +45,15 @@ enum ChunkFile {
         guard let codec = Codec(rawValue: bytes[5]) else { return .failure(VaultError(.corrupt, "chunk file has unknown codec \(bytes[5])")) }
         let plain = Int(bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
         let payload = Int(bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
+        guard (1...maxPlainLength).contains(plain) else {
+            return .failure(VaultError(.corrupt, "chunk file gives a plain length of \(plain) bytes, past the \(maxPlainLength) a chunk may have"))
+        }
         guard bytes.count == headerSize + payload else {
             return .failure(VaultError(.corrupt, "chunk file holds \(bytes.count - headerSize) payload bytes, header says \(payload)"))
+        }
+        // Only a payload smaller than the plain bytes is stored compressed; raw is stored as is.
+        guard codec == .raw ? payload == plain : payload < plain else {
+            return .failure(VaultError(.corrupt, "chunk file has a \(payload)-byte payload for \(plain) plain bytes"))
         }
         let hash = ChunkHash(bytes: bytes[16..<48])
         return .success(Header(codec: codec, plainLength: plain, payloadLength: payload, hash: hash))

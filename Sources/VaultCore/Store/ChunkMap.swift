@@ -53,6 +53,14 @@ public struct ChunkMap: Equatable, Sendable {
         return out
     }
 
+    /// The largest disk a map may describe (1 PiB): bounds every size read from a map.
+    static let maxDiskSize: Int64 = 1 << 50
+    /// The largest map file: one entry per 64 KiB of the largest disk would be far past this,
+    /// so maps of such disks are refused as damaged rather than read into memory.
+    static let maxFileSize = 2 << 30
+
+    /// Decodes a map, checking every field against what a repository allows before it is
+    /// used: a damaged map is a `.corrupt` error, never a trap or a huge allocation.
     public static func decode(_ bytes: [UInt8]) throws -> ChunkMap {
         func bad(_ why: String) -> VaultError { VaultError(.corrupt, "chunk map is damaged: \(why)") }
         guard bytes.count >= 64, Array(bytes[0..<8]) == magic else { throw bad("bad header") }
@@ -61,19 +69,27 @@ public struct ChunkMap: Equatable, Sendable {
         return try bytes.withUnsafeBytes { raw in
             func u64(_ at: Int) -> UInt64 { raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian }
             let chunkSize = Int(raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
+            guard chunkSize >= 64 << 10, chunkSize <= ChunkFile.maxPlainLength, chunkSize & (chunkSize - 1) == 0 else {
+                throw bad("chunk size \(chunkSize) is not a power of two from 64K to 4M")
+            }
             guard let kind = Kind(rawValue: raw[12]) else { throw bad("unknown kind") }
+            guard u64(16) <= UInt64(maxDiskSize) else { throw bad("disk size \(u64(16)) is past 1 PiB") }
             let diskSize = Int64(u64(16))
-            let count = Int(u64(24))
-            guard count * entrySize == bytes.count - 64 else { throw bad("entry count mismatch") }
             let positions = Self.positions(diskSize: diskSize, chunkSize: chunkSize)
+            guard u64(24) <= UInt64(positions), Int(u64(24)) * entrySize == bytes.count - 64 else { throw bad("entry count mismatch") }
+            let count = Int(u64(24))
             var entries: [Entry] = []
             entries.reserveCapacity(count)
             for i in 0..<count {
                 let at = 32 + i * entrySize
-                let position = Int(u64(at))
-                guard position < positions else { throw bad("position \(position) past the disk's end") }
-                let ref: ChunkRef = raw[at + 8] == 0 ? .zero : .data(ChunkHash(bytes: raw[(at + 9)..<(at + 41)]))
-                entries.append(Entry(position: position, ref: ref))
+                guard u64(at) < UInt64(positions) else { throw bad("position \(u64(at)) past the disk's end") }
+                let ref: ChunkRef
+                switch raw[at + 8] {
+                case 0: ref = .zero
+                case 1: ref = .data(ChunkHash(bytes: raw[(at + 9)..<(at + 41)]))
+                default: throw bad("entry \(i) has an unknown flag \(raw[at + 8])")
+                }
+                entries.append(Entry(position: Int(u64(at)), ref: ref))
             }
             return ChunkMap(kind: kind, chunkSize: chunkSize, diskSize: diskSize, entries: entries)
         }
@@ -83,19 +99,20 @@ public struct ChunkMap: Equatable, Sendable {
 /// Chunk maps on disk: `maps/<point id>/<disk>.map`.
 public struct MapStore: Sendable {
     public let root: String
+    let modes: FileModes
 
     func directory(_ point: String) -> String { "\(root)/\(point)" }
     func path(_ point: String, _ disk: String) -> String { "\(root)/\(point)/\(disk).map" }
 
     func write(_ map: ChunkMap, point: String, disk: String) throws {
-        try Posix.makeDirectory(directory(point))
-        try Posix.writeFileAtomically(path(point, disk), map.encoded(), sync: false)
+        try Posix.makeDirectory(directory(point), mode: modes.directory)
+        try Posix.writeFileAtomically(path(point, disk), map.encoded(), mode: modes.file, sync: false)
     }
 
     public func read(point: String, disk: String) throws -> ChunkMap {
         let file = path(point, disk)
         do {
-            return try ChunkMap.decode(Posix.readFile(file))
+            return try ChunkMap.decode(Posix.readFile(file, limit: ChunkMap.maxFileSize))
         } catch let error as VaultError where error.code == .notFound {
             throw VaultError(.corrupt, "chunk map \(file) is missing")
         } catch let error as VaultError {

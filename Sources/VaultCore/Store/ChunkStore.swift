@@ -4,16 +4,18 @@ import Glibc
 /// A chunk is written once, through a temporary file linked into place, and never rewritten.
 public final class ChunkStore: Sendable {
     public let root: String
+    let modes: FileModes
     private let decompressor = ZstdDecompressor()
 
-    init(root: String) {
+    init(root: String, modes: FileModes) {
         self.root = root
+        self.modes = modes
     }
 
     /// Creates the 256 fan-out folders of a new repository.
-    static func create(at root: String) throws {
-        try Posix.makeDirectory(root)
-        for byte in 0..<256 { try Posix.makeDirectory("\(root)/\(hexByte(byte))") }
+    static func create(at root: String, modes: FileModes) throws {
+        try Posix.makeDirectory(root, mode: modes.directory)
+        for byte in 0..<256 { try Posix.makeDirectory("\(root)/\(hexByte(byte))", mode: modes.directory) }
     }
 
     func path(for hash: ChunkHash) -> String {
@@ -32,8 +34,8 @@ public final class ChunkStore: Sendable {
         let header = ChunkFile.encodeHeader(.init(
             codec: compressed == nil ? .raw : .zstd, plainLength: plain.count,
             payloadLength: compressed ?? plain.count, hash: hash))
-        let temporary = "\(final).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try Posix.open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444, what: "cannot create chunk")
+        let temporary = Posix.temporaryName(for: final)
+        let fd = try Posix.createFile(temporary, mode: modes.sealed, what: "cannot create chunk")
         do {
             try header.withUnsafeBytes { try Posix.writeAll(fd, $0, path: temporary) }
             if let compressed {
@@ -45,6 +47,7 @@ public final class ChunkStore: Sendable {
             // so one cut short by a power loss must never appear under it.
             if fsync(fd) != 0 { throw Posix.error("cannot sync chunk", temporary) }
             close(fd)
+            FaultInjection.reached("chunk-written")
         } catch {
             close(fd)
             unlink(temporary)
@@ -55,6 +58,7 @@ public final class ChunkStore: Sendable {
             if errno == EEXIST { return 0 }
             throw Posix.error("cannot store chunk", final)
         }
+        FaultInjection.reached("chunk-linked")
         return header.count + (compressed ?? plain.count)
     }
 
@@ -64,7 +68,7 @@ public final class ChunkStore: Sendable {
         let file = path(for: hash)
         let bytes: [UInt8]
         do {
-            bytes = try Posix.readFile(file)
+            bytes = try Posix.readFile(file, limit: ChunkFile.maxFileSize)
         } catch let error as VaultError where error.code == .notFound {
             throw VaultError(.corrupt, "chunk \(hash) is missing from the store")
         }
@@ -101,15 +105,10 @@ public final class ChunkStore: Sendable {
 
     func remove(_ hash: ChunkHash) { unlink(path(for: hash)) }
 
-    /// Removes temporary files left by writers that died; only ones older than an hour, so a
-    /// running backup's are never touched.
-    func removeStaleTemporaries(now: Double) {
-        for byte in 0..<256 {
-            let dir = "\(root)/\(Self.hexByte(byte))"
-            for name in Posix.listDirectory(dir) where name.contains(".tmp-") {
-                var st = stat()
-                if stat("\(dir)/\(name)", &st) == 0 && Double(st.st_mtim.tv_sec) < now - 3600 { unlink("\(dir)/\(name)") }
-            }
+    /// Temporary files of chunk writers (all of them: call only while no backup runs).
+    func temporaries() -> [String] {
+        (0..<256).flatMap { byte in
+            Posix.staleTemporaries(in: "\(root)/\(Self.hexByte(byte))", olderThan: 0, now: .greatestFiniteMagnitude)
         }
     }
 

@@ -22,15 +22,35 @@ public enum Posix {
         switch code {
         case ENOENT: kind = .notFound
         case ENOSPC, EDQUOT: kind = .noSpace
+        case EACCES, EPERM: kind = .permissionDenied
+        case EROFS: kind = .readOnly
         default: kind = .io
         }
         return VaultError(kind, "\(what) \(path): \(message(code))")
     }
 
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644, what: String = "cannot open") throws -> Int32 {
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600, what: String = "cannot open") throws -> Int32 {
         let fd = retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
         if fd < 0 { throw error(what, path) }
         return fd
+    }
+
+    /// Creates a new file (never following a link, never reusing a name) with exactly `mode`,
+    /// whatever the umask.
+    static func createFile(_ path: String, mode: mode_t, what: String = "cannot create") throws -> Int32 {
+        let fd = try open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode & 0o777, what: what)
+        if fchmod(fd, mode) != 0 {
+            let failure = error("cannot set the mode of", path)
+            close(fd)
+            unlink(path)
+            throw failure
+        }
+        return fd
+    }
+
+    /// A name beside `path` that no other writer uses: `path.tmp-PID-RANDOM`.
+    static func temporaryName(for path: String) -> String {
+        "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     }
 
     /// Reads exactly `count` bytes at `offset` unless the file ends first; returns bytes read.
@@ -63,11 +83,16 @@ public enum Posix {
         }
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
+    /// Reads a whole file; one larger than `limit` bytes is refused as damaged before any
+    /// allocation, so a corrupt size can never cost memory.
+    static func readFile(_ path: String, limit: Int = Int.max) throws -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
+        guard Int(st.st_size) <= limit else {
+            throw VaultError(.corrupt, "\(path) is damaged: it holds \(st.st_size) bytes, more than the \(limit) its kind may have")
+        }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         let n = try bytes.withUnsafeMutableBytes { try pread(fd, $0.baseAddress!, $0.count, 0, path: path) }
         if n != bytes.count { bytes.removeLast(bytes.count - n) }
@@ -76,9 +101,9 @@ public enum Posix {
 
     /// Writes a whole file through a temporary name and a rename, so readers see the old
     /// content or the new, never a mix.
-    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], sync: Bool = true) throws {
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC, what: "cannot create")
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, sync: Bool = true) throws {
+        let temporary = temporaryName(for: path)
+        let fd = try createFile(temporary, mode: mode)
         do {
             try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
             if sync && fsync(fd) != 0 { throw error("cannot sync", temporary) }
@@ -97,14 +122,34 @@ public enum Posix {
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Bytes a file holds (0 when it is gone).
+    static func fileSize(_ path: String) -> Int64 {
+        var st = stat()
+        return lstat(path, &st) == 0 ? Int64(st.st_size) : 0
+    }
+
+    /// Files named `*.tmp-*` in `directory` last changed more than `age` seconds before `now`.
+    static func staleTemporaries(in directory: String, olderThan age: Double, now: Double) -> [String] {
+        listDirectory(directory).filter { $0.contains(".tmp-") }.map { "\(directory)/\($0)" }.filter { path in
+            var st = stat()
+            return lstat(path, &st) == 0 && Double(st.st_mtim.tv_sec) <= now - age
+        }
+    }
+
     /// Whether `path` names a directory (following links).
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    static func makeDirectory(_ path: String) throws {
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("cannot create directory", path) }
+    /// Creates a directory with exactly `mode` (set again after mkdir, so the umask cannot
+    /// widen or narrow it); an existing one is left as it is.
+    static func makeDirectory(_ path: String, mode: mode_t) throws {
+        if mkdir(path, mode & 0o777) != 0 {
+            if errno == EEXIST { return }
+            throw error("cannot create directory", path)
+        }
+        if chmod(path, mode) != 0 { throw error("cannot set the mode of", path) }
     }
 
     /// Removes a directory tree; used only for a point's own map folder.
@@ -135,7 +180,7 @@ public enum Posix {
         return names
     }
 
-    static func absolutePath(_ path: String) -> String {
+    public static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
         guard getcwd(&buffer, buffer.count) != nil else { return path }

@@ -4,6 +4,14 @@ public struct VaultError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
         case invalidArgument, notFound, alreadyExists, busy, notARepository, unsupportedFormat
         case corrupt, io, hasDependants, notEmpty, cancelled, noSpace
+        /// The repository cannot be written (read-only media, another user's files).
+        case readOnly
+        case permissionDenied
+        /// A server's disk is not there to read.
+        case diskMissing
+        /// The catalog is missing, damaged or older than the repository: only
+        /// `vaultctl repair --rebuild-catalog` may go on.
+        case needsRepair
     }
 
     public let code: Code

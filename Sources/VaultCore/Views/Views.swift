@@ -60,11 +60,13 @@ public struct PointView: Codable, Sendable {
         deletion = HistoryEntry.deletionText(point.deletion)
     }
 
+    /// One word per state, the same in `points`, `history`, `point.json` and `history.json`
+    /// (seed 001's history words: a failed attempt is "Error").
     static func statusText(_ status: PointStatus) -> String {
         switch status {
         case .creating: return "Creating"
         case .active: return "Active"
-        case .failed: return "Failed"
+        case .failed: return "Error"
         }
     }
 }
@@ -89,11 +91,7 @@ public struct HistoryEntry: Codable, Sendable {
         server = point.serverName
         vault = point.vaultName
         name = point.name
-        switch point.status {
-        case .active: status = "Active"
-        case .failed: status = "Error"
-        case .creating: status = "Running"
-        }
+        status = PointView.statusText(point.status)
         type = point.kind == .full ? "Full" : "Incremental"
         scheduleType = point.schedule == .policy ? "Policy" : "Manual"
         size = disks.reduce(0) { $0 + $1.changedBytes }

@@ -1,0 +1,138 @@
+import Foundation
+import Glibc
+
+/// Everything the catalog knows of one point, kept in the repository so that the repository
+/// alone is enough to restore: `manifests/points/<id>.json`.
+struct PointManifest: Codable, Sendable, Equatable {
+    static let format = 1
+    var format = Self.format
+    var point: Point
+    var tags: [PointTag]
+    var disks: [PointDisk]
+
+    /// Whether this says the point is stored and restorable (its chunks must be kept).
+    var isLive: Bool { point.status == .active && point.deletion != .deleted }
+}
+
+/// A vault and its policy: `manifests/vaults/<name>.json`.
+struct VaultManifest: Codable, Sendable {
+    var format = PointManifest.format
+    var vault: Vault
+}
+
+/// A server, its vault (by name), hooks and disks: `manifests/servers/<name>.json`.
+struct ServerManifest: Codable, Sendable {
+    var format = PointManifest.format
+    var server: Server
+    var vault: String?
+    var disks: [Disk]
+}
+
+/// The manifests folder. Point manifests are written before the catalog commits a change
+/// (the catalog transaction is the commit point); vault and server manifests after it.
+struct ManifestStore: Sendable {
+    let root: String
+    let modes: FileModes
+    /// A manifest is a few kilobytes; anything past this is damaged.
+    static let maxFileSize = 1 << 20
+    static let folders = ["points", "vaults", "servers"]
+
+    static func create(at root: String, modes: FileModes) throws {
+        try Posix.makeDirectory(root, mode: modes.directory)
+        for folder in folders { try Posix.makeDirectory("\(root)/\(folder)", mode: modes.directory) }
+    }
+
+    private func path(_ folder: String, _ name: String) -> String { "\(root)/\(folder)/\(name).json" }
+
+    private func write<T: Encodable>(_ value: T, folder: String, name: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes: [UInt8]
+        do { bytes = Array(try encoder.encode(value)) } catch { throw VaultError(.io, "cannot encode manifest \(name)", cause: error) }
+        try Posix.writeFileAtomically(path(folder, name), bytes, mode: modes.file)
+    }
+
+    private func read<T: Decodable>(_ type: T.Type, folder: String, name: String) throws -> T? {
+        let file = path(folder, name)
+        let bytes: [UInt8]
+        do {
+            bytes = try Posix.readFile(file, limit: Self.maxFileSize)
+        } catch let error as VaultError where error.code == .notFound {
+            return nil
+        }
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw VaultError(.corrupt, "manifest \(file) is damaged: it does not decode")
+        }
+    }
+
+    private func names(in folder: String) -> [String] {
+        Posix.listDirectory("\(root)/\(folder)").filter { $0.hasSuffix(".json") && !$0.contains(".tmp-") }
+            .map { String($0.dropLast(5)) }.sorted()
+    }
+
+    // MARK: Points
+
+    func write(_ manifest: PointManifest) throws { try write(manifest, folder: "points", name: manifest.point.id) }
+    func remove(point id: String) { unlink(path("points", id)) }
+
+    func point(_ id: String) throws -> PointManifest? {
+        guard let manifest = try read(PointManifest.self, folder: "points", name: id) else { return nil }
+        try Self.check(manifest, file: path("points", id))
+        return manifest
+    }
+
+    /// Every point manifest; a damaged one throws, naming its file.
+    func allPoints() throws -> [PointManifest] {
+        try names(in: "points").compactMap { try point($0) }
+    }
+
+    /// Checks what a manifest says against what a repository allows, so a damaged one that
+    /// still parses is refused rather than trusted.
+    static func check(_ manifest: PointManifest, file: String) throws {
+        func bad(_ why: String) -> VaultError { VaultError(.corrupt, "manifest \(file) is damaged: \(why)") }
+        guard manifest.format == PointManifest.format else { throw bad("unknown format \(manifest.format)") }
+        let point = manifest.point
+        guard file.hasSuffix("/\(point.id).json"), UUID(uuidString: point.id) != nil else { throw bad("its point id does not match its name") }
+        guard (try? Names.validatePointName(point.name)) != nil, !point.serverName.isEmpty else { throw bad("bad point or server name") }
+        guard manifest.disks.count <= 256, manifest.tags.count <= 10 else { throw bad("too many disks or tags") }
+        for disk in manifest.disks {
+            guard disk.pointId == point.id, (0...ChunkMap.maxDiskSize).contains(disk.size),
+                  (0...disk.size).contains(disk.dataBytes), (0...disk.size).contains(disk.changedBytes),
+                  disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil else { throw bad("bad disk record '\(disk.disk)'") }
+        }
+        for tag in manifest.tags where tag.pointId != point.id { throw bad("a tag of another point") }
+        if let parent = point.parentId, UUID(uuidString: parent) == nil { throw bad("bad parent id") }
+    }
+
+    // MARK: Vaults and servers
+
+    func write(_ manifest: VaultManifest) throws { try write(manifest, folder: "vaults", name: manifest.vault.name) }
+    func write(_ manifest: ServerManifest) throws { try write(manifest, folder: "servers", name: manifest.server.name) }
+    func removeVault(_ name: String) { unlink(path("vaults", name)) }
+    func removeServer(_ name: String) { unlink(path("servers", name)) }
+
+    func allVaults() throws -> [VaultManifest] {
+        try names(in: "vaults").compactMap { name in
+            guard let manifest = try read(VaultManifest.self, folder: "vaults", name: name) else { return nil }
+            guard manifest.vault.name == name else { throw VaultError(.corrupt, "manifest \(path("vaults", name)) is damaged: it names vault '\(manifest.vault.name)'") }
+            return manifest
+        }
+    }
+
+    func allServers() throws -> [ServerManifest] {
+        try names(in: "servers").compactMap { name in
+            guard let manifest = try read(ServerManifest.self, folder: "servers", name: name) else { return nil }
+            guard manifest.server.name == name else { throw VaultError(.corrupt, "manifest \(path("servers", name)) is damaged: it names server '\(manifest.server.name)'") }
+            return manifest
+        }
+    }
+
+    /// Temporary files left by writers that died, older than `age` seconds.
+    func staleTemporaries(olderThan age: Double, now: Double) -> [String] {
+        Self.folders.flatMap { folder in
+            Posix.staleTemporaries(in: "\(root)/\(folder)", olderThan: age, now: now)
+        }
+    }
+}
