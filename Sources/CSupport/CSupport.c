@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CSupport.h"
+#include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -27,4 +28,8 @@ pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd) {
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     return rc == 0 ? pid : -rc;
+}
+
+int vfs_limit_malloc_arenas(int count) {
+    return mallopt(M_ARENA_MAX, count);
 }

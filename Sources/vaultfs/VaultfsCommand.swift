@@ -1,3 +1,4 @@
+internal import CSupport
 import Foundation
 import Glibc
 import Logging
@@ -50,6 +51,8 @@ enum VaultfsCommand {
             }
         }
         do {
+            // Two arenas for 16 FUSE threads: resident memory stays near the cache budget.
+            _ = vfs_limit_malloc_arenas(2)
             let repository = try Repository(path: positional[0])
             try Mount.serve(repository: repository, at: positional[1], options: options) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }

@@ -19,7 +19,7 @@ final class ChunkCacheTests: XCTestCase {
         let (hash, length) = try XCTUnwrap(dataChunks(fixture).first)
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 64 << 20)
         DispatchQueue.concurrentPerform(iterations: 16) { _ in
-            XCTAssertEqual((try? cache.chunk(hash, length: length))?.count, length)
+            XCTAssertEqual((try? cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)))?.reduce(0) { $0 + $1.count }, length)
         }
         XCTAssertEqual(cache.decodes, 1)
     }
@@ -29,11 +29,23 @@ final class ChunkCacheTests: XCTestCase {
         let chunks = try dataChunks(fixture)
         XCTAssertGreaterThan(chunks.count, 20)
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 1 << 20)
-        for (hash, length) in chunks { _ = try cache.chunk(hash, length: length) }
+        for (hash, length) in chunks { _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)) }
         XCTAssertLessThanOrEqual(cache.cachedBytes, 1 << 20)
         XCTAssertEqual(cache.decodes, chunks.count)
         let (lastHash, lastLength) = chunks.last!
-        _ = try cache.chunk(lastHash, length: lastLength)
+        _ = try cache.frames(lastHash, length: lastLength, 0..<1)
         XCTAssertEqual(cache.decodes, chunks.count, "the most recent chunk is still cached")
+    }
+
+    func testASmallReadDecodesOnlyItsFrame() throws {
+        let fixture = try Fixture(chunkSize: 1 << 20, diskSize: "24M")
+        let (hash, length) = try XCTUnwrap(dataChunks(fixture).first { $0.1 == 1 << 20 })
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: 64 << 20)
+        let frame = try cache.frames(hash, length: length, 5..<6)[0]
+        XCTAssertEqual(frame.count, ChunkFile.frameSize)
+        XCTAssertEqual(cache.cachedBytes, ChunkFile.frameSize, "only the frame read is decoded and kept")
+        var whole = [UInt8](repeating: 0, count: length)
+        try whole.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
+        XCTAssertEqual(frame, Array(whole[(5 * ChunkFile.frameSize)..<(6 * ChunkFile.frameSize)]))
     }
 }

@@ -43,6 +43,27 @@ final class FormatTests: XCTestCase {
         }
     }
 
+    func testChunksOfTheFirstFormatStayReadable() throws {
+        let fixture = try Fixture(chunkSize: 1 << 20)
+        let point = try fixture.backup("one")
+        let image = try fixture.repository.flatten(point: point.id, disk: "root")
+        let (position, hash) = try XCTUnwrap(image.refs.enumerated().lazy.compactMap { i, ref -> (Int, ChunkHash)? in
+            if case .data(let h) = ref, image.length(of: i) == image.chunkSize { return (i, h) } else { return nil }
+        }.first)
+        var plain = [UInt8](repeating: 0, count: image.length(of: position))
+        try plain.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
+        // Rewrite it as format 1 wrote raw chunks: a version-1 header and the plain bytes.
+        var v1 = ChunkFile.magic + [1, 0, 0, 0] + ChunkFile.littleEndian(UInt32(plain.count))
+        v1 += ChunkFile.littleEndian(UInt32(plain.count)) + hash.bytes + plain
+        let path = fixture.repository.chunks.path(for: hash)
+        unlink(path)
+        FileManager.default.createFile(atPath: path, contents: Data(v1))
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)
+        XCTAssertEqual(try cache.frames(hash, length: plain.count, 1..<2)[0], Array(plain[ChunkFile.frameSize..<(2 * ChunkFile.frameSize)]))
+        XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))
+        XCTAssertNil(fixture.repository.chunks.verify(hash))
+    }
+
     func testRepositoryOfNewerFormatIsRefused() throws {
         let fixture = try Fixture()
         let path = "\(fixture.repository.root)/repository.json"

@@ -77,23 +77,14 @@ public struct Verifier {
 }
 
 extension ChunkStore {
-    /// Reads and decodes one chunk at whatever length its header gives; nil when it is whole.
+    /// Reads, decodes and checks one whole chunk at whatever length its header gives (at
+    /// most 4 MiB); nil when it is whole.
     func verify(_ hash: ChunkHash) -> String? {
-        let bytes: [UInt8]
         do {
-            bytes = try Posix.readFile(path(for: hash), limit: ChunkFile.maxFileSize)
-        } catch let error as VaultError {
-            return error.code == .notFound ? "missing" : error.message
-        } catch {
-            return "unreadable: \(error)"
-        }
-        let header: ChunkFile.Header
-        switch bytes.withUnsafeBytes({ ChunkFile.decodeHeader($0) }) {
-        case .success(let value): header = value
-        case .failure(let error): return error.message
-        }
-        var plain = [UInt8](repeating: 0, count: header.plainLength)
-        do {
+            let file = try ChunkReader(store: self, hash: hash)
+            let length = file.header.plainLength
+            file.close()
+            var plain = [UInt8](repeating: 0, count: length)
             try plain.withUnsafeMutableBytes { try load(hash, into: $0) }
             return nil
         } catch let error as VaultError {

@@ -1,19 +1,27 @@
 import Dispatch
+import Foundation
 import Synchronization
 
-/// Decoded chunks shared by every reader of a repository, bounded by a byte budget and
-/// evicting the least recently used. Concurrent requests for one chunk decode it once.
+/// Decoded frames of chunks (64 KiB each) shared by every reader of a repository, bounded
+/// by a byte budget and evicting the least recently used. A small read decodes only the
+/// frames it touches; concurrent requests for one frame decode it once.
 public final class ChunkCache: Sendable {
-    /// A decode in progress; waiters block on `done` and read `result` after it is signalled.
+    struct Key: Hashable {
+        var hash: ChunkHash
+        var frame: Int
+    }
+
+    /// Frames being decoded by one load; waiters block on `done` and read `result` after it
+    /// is signalled.
     private final class Pending: @unchecked Sendable {
         // Written once by the loading thread before `done.leave()`, read only after `wait()`.
-        var result: Result<[UInt8], VaultError> = .failure(VaultError(.io, "chunk load did not finish"))
+        var result: Result<[Int: [UInt8]], VaultError> = .failure(VaultError(.io, "chunk load did not finish"))
         let done = DispatchGroup()
     }
 
     private struct State {
-        var entries: [ChunkHash: (data: [UInt8], tick: UInt64)] = [:]
-        var pending: [ChunkHash: Pending] = [:]
+        var entries: [Key: (data: [UInt8], tick: UInt64)] = [:]
+        var pending: [Key: Pending] = [:]
         var bytes = 0
         var tick: UInt64 = 0
     }
@@ -21,83 +29,116 @@ public final class ChunkCache: Sendable {
     public let budget: Int
     private let store: ChunkStore
     private let state = Mutex(State())
+    /// Read-ahead decodes on at most as many threads as there are cores, whatever the number
+    /// of readers, so it never starves the reads that wait.
     private let prefetchQueue = DispatchQueue(label: "vaultfs.prefetch", attributes: .concurrent)
+    private let prefetchSlots: DispatchSemaphore
     private let decoded = Atomic<Int>(0)
 
-    /// Chunks decoded from the store so far (each load, not each request).
+    /// Loads from the store so far (each file read, not each request).
     var decodes: Int { decoded.load(ordering: .relaxed) }
-    /// Bytes of decoded chunks held now.
+    /// Bytes of decoded frames held now.
     var cachedBytes: Int { state.withLock { $0.bytes } }
 
-    public init(store: ChunkStore, budget: Int) {
+    public init(store: ChunkStore, budget: Int, prefetchThreads: Int = System.coreCount) {
         self.store = store
         self.budget = max(budget, 1 << 20)
+        prefetchSlots = DispatchSemaphore(value: max(1, prefetchThreads))
     }
 
-    /// The plain bytes of `hash`, `length` long, from the cache or the store.
-    public func chunk(_ hash: ChunkHash, length: Int) throws -> [UInt8] {
-        enum Step { case hit([UInt8]), wait(Pending), load(Pending) }
-        let step: Step = state.withLock { state in
+    /// Frames `frames` of chunk `hash` (`length` plain bytes), decoded, in order.
+    public func frames(_ hash: ChunkHash, length: Int, _ frames: Range<Int>) throws -> [[UInt8]] {
+        guard frames.lowerBound >= 0, frames.upperBound <= ChunkFile.frameCount(length) else {
+            throw VaultError.invalid("frames \(frames) of a \(length)-byte chunk")
+        }
+        var found: [Int: [UInt8]] = [:]
+        var waits: [Pending] = []
+        var missing: [Int] = []
+        let mine = Pending()
+        state.withLock { state in
             state.tick += 1
-            if let entry = state.entries[hash] {
-                state.entries[hash] = (entry.data, state.tick)
-                return .hit(entry.data)
+            for i in frames {
+                let key = Key(hash: hash, frame: i)
+                if let entry = state.entries[key] {
+                    state.entries[key] = (entry.data, state.tick)
+                    found[i] = entry.data
+                } else if let pending = state.pending[key] {
+                    if !waits.contains(where: { $0 === pending }) { waits.append(pending) }
+                } else {
+                    state.pending[key] = mine
+                    missing.append(i)
+                }
             }
-            if let pending = state.pending[hash] { return .wait(pending) }
-            let pending = Pending()
-            pending.done.enter()
-            state.pending[hash] = pending
-            return .load(pending)
         }
-        switch step {
-        case .hit(let data):
-            return data
-        case .wait(let pending):
+        if !missing.isEmpty {
+            mine.done.enter()
+            load(hash, length: length, frames: missing.min()!..<(missing.max()! + 1), pending: mine, claimed: Set(missing))
+            for (i, data) in try mine.result.get() where frames.contains(i) { found[i] = data }
+        }
+        for pending in waits {
             pending.done.wait()
-            return try pending.result.get()
-        case .load(let pending):
-            let result: Result<[UInt8], VaultError>
-            decoded.add(1, ordering: .relaxed)
-            do {
-                var data = [UInt8](repeating: 0, count: length)
-                try data.withUnsafeMutableBytes { try store.load(hash, into: $0) }
-                result = .success(data)
-            } catch let error as VaultError {
-                result = .failure(error)
-            } catch {
-                result = .failure(VaultError(.io, "chunk \(hash)", cause: error))
-            }
-            pending.result = result
-            state.withLock { state in
-                state.pending[hash] = nil
-                if case .success(let data) = result { insert(hash, data, into: &state) }
-            }
-            pending.done.leave()
-            return try result.get()
+            for (i, data) in try pending.result.get() where frames.contains(i) && found[i] == nil { found[i] = data }
+        }
+        // A frame evicted between another loader's insert and this read is loaded again.
+        return try frames.map { i in
+            if let data = found[i] { return data }
+            return try self.frames(hash, length: length, i..<(i + 1))[0]
         }
     }
 
-    /// Starts decoding chunks a sequential reader will want next, without waiting.
+    /// Decodes frames and publishes them: to the cache, and to waiters through `pending`.
+    private func load(_ hash: ChunkHash, length: Int, frames: Range<Int>, pending: Pending, claimed: Set<Int>) {
+        decoded.add(1, ordering: .relaxed)
+        let result: Result<[Int: [UInt8]], VaultError>
+        do {
+            let loaded = try store.loadFrames(hash, length: length, frames: frames)
+            result = .success(Dictionary(loaded.map { ($0.index, $0.bytes) }, uniquingKeysWith: { a, _ in a }))
+        } catch let error as VaultError {
+            result = .failure(error)
+        } catch {
+            result = .failure(VaultError(.io, "chunk \(hash)", cause: error))
+        }
+        pending.result = result
+        state.withLock { state in
+            for i in claimed { state.pending[Key(hash: hash, frame: i)] = nil }
+            if case .success(let decoded) = result {
+                for (i, data) in decoded { insert(Key(hash: hash, frame: i), data, into: &state) }
+            }
+        }
+        pending.done.leave()
+    }
+
+    /// Starts decoding whole chunks a sequential reader will want next, without waiting.
     public func prefetch(_ wanted: [(hash: ChunkHash, length: Int)]) {
         let missing = state.withLock { state in
-            wanted.filter { state.entries[$0.hash] == nil && state.pending[$0.hash] == nil }
+            wanted.filter { state.entries[Key(hash: $0.hash, frame: 0)] == nil && state.pending[Key(hash: $0.hash, frame: 0)] == nil }
         }
         for item in missing {
-            prefetchQueue.async { _ = try? self.chunk(item.hash, length: item.length) }
+            prefetchQueue.async { [self] in
+                prefetchSlots.wait()
+                defer { prefetchSlots.signal() }
+                _ = try? frames(item.hash, length: item.length, 0..<ChunkFile.frameCount(item.length))
+            }
         }
     }
 
     /// Over budget, evicts the least recently used down to 90% of it in one pass, so the
-    /// sort is paid once per tenth of the cache rather than once per chunk.
-    private func insert(_ hash: ChunkHash, _ data: [UInt8], into state: inout State) {
-        state.entries[hash] = (data, state.tick)
+    /// sort is paid once per tenth of the cache rather than once per frame.
+    private func insert(_ key: Key, _ data: [UInt8], into state: inout State) {
+        if let old = state.entries[key] { state.bytes -= old.data.count }
+        state.entries[key] = (data, state.tick)
         state.bytes += data.count
         guard state.bytes > budget else { return }
         let target = budget - budget / 10
-        for (key, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where key != hash {
+        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where other != key {
             if state.bytes <= target { break }
-            state.entries[key] = nil
+            state.entries[other] = nil
             state.bytes -= entry.data.count
         }
     }
+}
+
+/// Facts about the machine the cache sizes itself by.
+public enum System {
+    public static let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 }

@@ -1,22 +1,25 @@
 import Synchronization
 
-/// Reads a flattened disk image through the shared chunk cache, with read-ahead for
-/// sequential readers.
+/// Reads a flattened disk image through the shared frame cache, with read-ahead that grows
+/// while its reader stays sequential.
 public final class ImageReader: Sendable {
     public let image: FlatImage
     private let cache: ChunkCache
-    private let readAhead: Int
-    private let lastEnd = Mutex<Int64>(-1)
+    private let maxReadAhead: Int
+    /// Where the last read ended, and how many chunks ahead to decode now.
+    private let stream = Mutex<(end: Int64, window: Int)>((-1, 0))
 
-    /// `readAhead` is how many chunks to decode ahead of a sequential reader.
-    public init(image: FlatImage, cache: ChunkCache, readAhead: Int = 8) {
+    /// `readAhead` is the most chunks decoded ahead of a sequential reader; the window starts
+    /// at two and doubles with each sequential read up to it.
+    public init(image: FlatImage, cache: ChunkCache, readAhead: Int = 32) {
         self.image = image
         self.cache = cache
-        self.readAhead = readAhead
+        maxReadAhead = readAhead
     }
 
     /// Copies up to `destination.count` bytes at `offset`; returns how many (0 at the end).
-    /// A missing or damaged chunk in the range throws `.corrupt` naming its byte range.
+    /// Every byte it reports is written, zeros included. A missing or damaged chunk in the
+    /// range throws `.corrupt` naming its byte range.
     public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0, offset < image.size, destination.count > 0 else { return 0 }
         let end = min(image.size, offset + Int64(destination.count))
@@ -32,13 +35,22 @@ public final class ImageReader: Sendable {
             case .zero:
                 target.initializeMemory(as: UInt8.self, repeating: 0, count: take)
             case .data(let hash):
-                let data: [UInt8]
+                let length = image.length(of: position)
+                let first = within / ChunkFile.frameSize, last = (within + take - 1) / ChunkFile.frameSize
+                let frames: [[UInt8]]
                 do {
-                    data = try cache.chunk(hash, length: image.length(of: position))
+                    frames = try cache.frames(hash, length: length, first..<(last + 1))
                 } catch let error as VaultError {
-                    throw VaultError(.corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(image.length(of: position)) - 1): \(error.message)")
+                    throw VaultError(.corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
                 }
-                data.withUnsafeBytes { target.copyMemory(from: $0.baseAddress! + within, byteCount: take) }
+                var copied = 0
+                for (k, frame) in frames.enumerated() {
+                    let frameStart = (first + k) * ChunkFile.frameSize
+                    let from = max(within, frameStart) - frameStart
+                    let count = min(frame.count - from, take - copied)
+                    frame.withUnsafeBytes { (target + copied).copyMemory(from: $0.baseAddress! + from, byteCount: count) }
+                    copied += count
+                }
             }
             cursor += Int64(take)
         }
@@ -47,13 +59,15 @@ public final class ImageReader: Sendable {
     }
 
     private func scheduleReadAhead(offset: Int64, end: Int64) {
-        let sequential = lastEnd.withLock { last in
-            defer { last = end }
-            return last == offset
+        guard maxReadAhead > 0 else { return }
+        let window = stream.withLock { state -> Int in
+            state.window = state.end == offset ? min(maxReadAhead, max(2, state.window * 2)) : 0
+            state.end = end
+            return state.window
         }
-        guard sequential, readAhead > 0 else { return }
+        guard window > 0 else { return }
         let first = Int((end + Int64(image.chunkSize) - 1) / Int64(image.chunkSize))
-        let last = min(image.refs.count, first + readAhead)
+        let last = min(image.refs.count, first + window)
         guard first < last else { return }
         var wanted: [(hash: ChunkHash, length: Int)] = []
         for position in first..<last {

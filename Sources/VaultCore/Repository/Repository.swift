@@ -86,8 +86,8 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Brings a format-1 repository to format 2: manifests for everything the catalog knows,
-    /// and owner-only folders.
+    /// Brings an older repository to the current format: for format 1, manifests for
+    /// everything the catalog knows and owner-only folders. Stored chunks are not rewritten.
     private static func upgrade(root: String, config: inout RepositoryConfig, catalog: Catalog,
                                 manifests: ManifestStore, modes: FileModes) throws {
         let lock = try FileLock.lock("\(root)/locks/upgrade.lock", shared: false, mode: modes.file)
@@ -96,11 +96,13 @@ public final class Repository: Sendable {
             config = current
             return
         }
-        try ManifestStore.create(at: manifests.root, modes: modes)
-        for manifest in try catalog.allPointManifests() { try manifests.write(manifest) }
-        for vault in try catalog.vaultManifests() { try manifests.write(vault) }
-        for server in try catalog.serverManifests() { try manifests.write(server) }
-        if chmod(root, modes.directory) != 0 { throw Posix.error("cannot set the mode of", root) }
+        if config.format < 2 {
+            try ManifestStore.create(at: manifests.root, modes: modes)
+            for manifest in try catalog.allPointManifests() { try manifests.write(manifest) }
+            for vault in try catalog.vaultManifests() { try manifests.write(vault) }
+            for server in try catalog.serverManifests() { try manifests.write(server) }
+            if chmod(root, modes.directory) != 0 { throw Posix.error("cannot set the mode of", root) }
+        }
         config.format = RepositoryConfig.currentFormat
         try config.save(to: root, mode: modes.file)
     }

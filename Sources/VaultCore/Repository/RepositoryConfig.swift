@@ -2,9 +2,10 @@ import Foundation
 
 /// `repository.json`: what kind of repository this is and how it stores chunks.
 public struct RepositoryConfig: Codable, Equatable, Sendable {
-    /// Format 2 added manifests and owner-only files; a format-1 repository is upgraded in
-    /// place the first time it is opened for writing.
-    public static let currentFormat = 2
+    /// Format 2 added manifests and owner-only files; format 3 writes chunks as independent
+    /// checksummed 64 KiB frames. Older repositories are upgraded in place the first time they
+    /// are opened for writing; chunks already stored stay as they are and stay readable.
+    public static let currentFormat = 3
     public static let fileName = "repository.json"
 
     public var format: Int

@@ -5,7 +5,7 @@ import Glibc
 public final class ChunkStore: Sendable {
     public let root: String
     let modes: FileModes
-    private let decompressor = ZstdDecompressor()
+    let decompressor = ZstdDecompressor()
 
     init(root: String, modes: FileModes) {
         self.root = root
@@ -25,24 +25,19 @@ public final class ChunkStore: Sendable {
 
     public func contains(_ hash: ChunkHash) -> Bool { Posix.exists(path(for: hash)) }
 
-    /// Stores `plain` under `hash` unless the store already has it; returns the bytes
-    /// written to disk (0 when the chunk was already there).
+    /// Stores `plain` under `hash` unless the store already has it, as independent
+    /// checksummed zstd frames; returns the bytes written to disk (0 when it was there).
     func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8]) throws -> Int {
         let final = path(for: hash)
         if Posix.exists(final) { return 0 }
-        let compressed = compressor.compress(plain, into: &scratch)
-        let header = ChunkFile.encodeHeader(.init(
-            codec: compressed == nil ? .raw : .zstd, plainLength: plain.count,
-            payloadLength: compressed ?? plain.count, hash: hash))
+        let lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
+        let header = ChunkFile.encodeHeader(plainLength: plain.count, frameLengths: lengths, hash: hash)
+        let payload = lengths.reduce(0, +)
         let temporary = Posix.temporaryName(for: final)
         let fd = try Posix.createFile(temporary, mode: modes.sealed, what: "cannot create chunk")
         do {
             try header.withUnsafeBytes { try Posix.writeAll(fd, $0, path: temporary) }
-            if let compressed {
-                try scratch.withUnsafeBytes { try Posix.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<compressed]), path: temporary) }
-            } else {
-                try Posix.writeAll(fd, plain, path: temporary)
-            }
+            try scratch.withUnsafeBytes { try Posix.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<payload]), path: temporary) }
             // Durable before it has its name: a later backup trusts any chunk it finds by name,
             // so one cut short by a power loss must never appear under it.
             if fsync(fd) != 0 { throw Posix.error("cannot sync chunk", temporary) }
@@ -59,36 +54,54 @@ public final class ChunkStore: Sendable {
             throw Posix.error("cannot store chunk", final)
         }
         FaultInjection.reached("chunk-linked")
-        return header.count + (compressed ?? plain.count)
+        return header.count + payload
     }
 
-    /// Reads, decodes and verifies one chunk into `destination`, which must be exactly the
-    /// chunk's plain length. A missing, damaged or mismatched chunk throws `.corrupt`.
+    /// Reads, decodes and checks one whole chunk into `destination`, which must be exactly
+    /// the chunk's plain length, and checks it against its address (SHA-256): what `verify`
+    /// and export of old chunks use. A missing, damaged or mismatched chunk throws `.corrupt`.
     public func load(_ hash: ChunkHash, into destination: UnsafeMutableRawBufferPointer) throws {
-        let file = path(for: hash)
-        let bytes: [UInt8]
-        do {
-            bytes = try Posix.readFile(file, limit: ChunkFile.maxFileSize)
-        } catch let error as VaultError where error.code == .notFound {
-            throw VaultError(.corrupt, "chunk \(hash) is missing from the store")
+        let file = try ChunkReader(store: self, hash: hash)
+        defer { file.close() }
+        guard file.header.plainLength == destination.count else {
+            throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(destination.count)")
         }
-        try bytes.withUnsafeBytes { raw in
-            let header = try ChunkFile.decodeHeader(raw).get()
-            guard header.hash == hash else { throw VaultError(.corrupt, "chunk \(hash) holds chunk \(header.hash)") }
-            guard header.plainLength == destination.count else {
-                throw VaultError(.corrupt, "chunk \(hash) is \(header.plainLength) bytes, expected \(destination.count)")
-            }
-            let payload = UnsafeRawBufferPointer(rebasing: raw[ChunkFile.headerSize...])
-            switch header.codec {
-            case .raw: destination.copyMemory(from: payload)
-            case .zstd:
-                guard decompressor.decompress(payload, into: destination) else {
-                    throw VaultError(.corrupt, "chunk \(hash) does not decompress")
-                }
-            }
-        }
+        try file.decode(frames: 0..<max(1, file.header.frames.count), into: destination)
         guard ChunkHash(of: UnsafeRawBufferPointer(destination)) == hash else {
             throw VaultError(.corrupt, "chunk \(hash) fails its checksum")
+        }
+    }
+
+    /// Decodes frames `frames` of a chunk of `length` plain bytes, for reads: each frame is
+    /// checked by its own checksum, without hashing the whole chunk. A chunk of the first
+    /// format (one frame) is decoded whole and checked by its address instead. Returns the
+    /// decoded frames by index; a chunk of the first format gives all of its frames.
+    func loadFrames(_ hash: ChunkHash, length: Int, frames: Range<Int>) throws -> [(index: Int, bytes: [UInt8])] {
+        let file = try ChunkReader(store: self, hash: hash)
+        defer { file.close() }
+        guard file.header.plainLength == length else {
+            throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(length)")
+        }
+        if file.header.version == 1 {
+            let whole = try [UInt8](unsafeUninitializedCapacity: length) { raw, count in
+                let buffer = UnsafeMutableRawBufferPointer(raw)
+                try file.decode(frames: 0..<1, into: buffer)
+                guard ChunkHash(of: UnsafeRawBufferPointer(buffer)) == hash else {
+                    throw VaultError(.corrupt, "chunk \(hash) fails its checksum")
+                }
+                count = length
+            }
+            return (0..<ChunkFile.frameCount(length)).map { i in
+                (i, Array(whole[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + ChunkFile.frameLength(i, of: length))]))
+            }
+        }
+        return try frames.map { i in
+            let plain = ChunkFile.frameLength(i, of: length)
+            let bytes = try [UInt8](unsafeUninitializedCapacity: plain) { raw, count in
+                try file.decode(frames: i..<(i + 1), into: UnsafeMutableRawBufferPointer(raw))
+                count = plain
+            }
+            return (i, bytes)
         }
     }
 

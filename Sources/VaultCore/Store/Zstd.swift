@@ -1,28 +1,42 @@
 internal import CZstd
 import Synchronization
 
-/// One zstd compression context, owned by one thread at a time.
+/// One zstd compression context, owned by one thread at a time. Every frame it makes
+/// carries its content checksum, which decoding verifies.
 final class ZstdCompressor {
     private let context: OpaquePointer
-    private let level: Int32
 
     init(level: Int) {
         context = ZSTD_createCCtx()
-        self.level = Int32(level)
+        ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level))
+        ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
     }
 
     deinit { ZSTD_freeCCtx(context) }
 
-    /// Compresses `source` into `destination`; returns nil when the result would not be
-    /// smaller than the input, so the caller keeps the raw bytes.
-    func compress(_ source: UnsafeRawBufferPointer, into destination: inout [UInt8]) -> Int? {
-        let bound = ZSTD_compressBound(source.count)
+    /// Compresses `source` as independent frames of `frameSize` plain bytes into
+    /// `destination`; returns each frame's length.
+    func compressFrames(_ source: UnsafeRawBufferPointer, frameSize: Int, into destination: inout [UInt8]) -> [Int] {
+        let count = (source.count + frameSize - 1) / frameSize
+        let bound = count * ZSTD_compressBound(frameSize)
         if destination.count < bound { destination = [UInt8](repeating: 0, count: bound) }
-        let size = destination.withUnsafeMutableBytes {
-            ZSTD_compressCCtx(context, $0.baseAddress, $0.count, source.baseAddress, source.count, level)
+        var lengths: [Int] = []
+        lengths.reserveCapacity(count)
+        destination.withUnsafeMutableBytes { out in
+            var written = 0
+            for i in 0..<count {
+                let start = i * frameSize
+                let length = min(frameSize, source.count - start)
+                let size = ZSTD_compress2(context, out.baseAddress! + written, out.count - written,
+                                          source.baseAddress! + start, length)
+                // A context that cannot compress 64 KiB into its own bound is broken memory;
+                // nothing sensible can be stored.
+                precondition(ZSTD_isError(size) == 0, "zstd failed: \(String(cString: ZSTD_getErrorName(size)))")
+                lengths.append(size)
+                written += size
+            }
         }
-        if ZSTD_isError(size) != 0 || size >= source.count { return nil }
-        return size
+        return lengths
     }
 }
 

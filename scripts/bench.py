@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""vaultfs against borg and restic, side by side in one run, on the benchmark corpus.
+
+Every figure is the median of BENCH_RUNS runs (default 3) with its min and max. Prints a
+Markdown table and writes the same figures to WORK/results.json. Run through
+scripts/bench.sh, which installs the tools, builds vaultfs in release mode and makes the
+corpus. Needs root: it drops the page cache and mounts.
+"""
+import json, os, random, shutil, signal, sqlite3, statistics, subprocess, sys, time, uuid
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TOP, "bench-work")
+BIN = os.path.join(TOP, ".build", "release")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+CORPUS = os.path.join(WORK, "corpus")
+RUN = os.path.join(WORK, "run")
+DISK = os.path.join(RUN, "disk.img")
+MNT = os.path.join(RUN, "mnt")
+VAULTCTL, VAULTFS = os.path.join(BIN, "vaultctl"), os.path.join(BIN, "vaultfs")
+ENV = dict(os.environ, VAULT_REPO=os.path.join(RUN, "vaultfs-repo"), RESTIC_REPOSITORY=os.path.join(RUN, "restic-repo"),
+           RESTIC_PASSWORD="bench", BORG_REPO=os.path.join(RUN, "borg-repo"),
+           BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+SLOT = {1: "2030-01-01T00:00Z", 2: "2030-01-01T01:00Z", 3: "2030-01-01T02:00Z"}
+POINT = {1: "20300101T000000Z", 2: "20300101T010000Z", 3: "20300101T020000Z"}
+
+samples = {}          # (measurement, tool) -> [values]
+units = {}            # measurement -> unit
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def record(name, tool, value, unit="s"):
+    samples.setdefault((name, tool), []).append(value)
+    units[name] = unit
+    log(f"  {name:<34} {tool:<8} {value:10.3f} {unit}")
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed(*args, cold=True):
+    if cold:
+        drop_caches()
+    start = time.monotonic()
+    done = subprocess.run(list(args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()}")
+    return elapsed
+
+
+def use_version(v):
+    subprocess.run(["cp", "--sparse=always", os.path.join(CORPUS, f"disk-v{v}.img"), DISK], check=True)
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", path], stdout=subprocess.PIPE, text=True).stdout.split()[0])
+
+
+def unmount(path):
+    if subprocess.run(["mountpoint", "-q", path]).returncode == 0:
+        subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL)
+        if subprocess.run(["mountpoint", "-q", path]).returncode == 0:
+            subprocess.run(["fusermount3", "-uz", path], stderr=subprocess.DEVNULL)
+
+
+def wait_for(predicate, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class VaultfsMount:
+    """A fresh vaultfs daemon in the foreground (so its pid and peak RSS are known)."""
+
+    def __init__(self, repo, path, options=""):
+        os.makedirs(path, exist_ok=True)
+        args = [VAULTFS, repo, path, "-f"] + (["-o", options] if options else [])
+        self.process = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.path = path
+        if not wait_for(lambda: subprocess.run(["mountpoint", "-q", path]).returncode == 0, 30):
+            raise SystemExit("bench: vaultfs did not mount")
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+
+    def close(self):
+        unmount(self.path)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def fio(path, name, rw, bs, jobs=1, size=None, runtime=15):
+    """fio on one file; returns (IOPS, MB/s, p50, p99, p99.9 in ms)."""
+    args = ["fio", "--name", name, "--filename", path, "--readonly", "--rw", rw, "--bs", bs, "--ioengine", "psync",
+            "--numjobs", str(jobs), "--group_reporting", "--output-format=json", "--invalidate=1"]
+    if rw == "randread":
+        args += ["--time_based", "--runtime", str(runtime), "--randrepeat=0", "--norandommap"]
+    if size:
+        args += ["--size", size]
+    out = subprocess.run(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: fio failed: {out.stderr}")
+    job = json.loads(out.stdout)["jobs"][0]["read"]
+    pct = job["clat_ns"].get("percentile", {})
+    ms = lambda key: pct.get(key, 0) / 1e6
+    return job["iops"], job["bw_bytes"] / 1e6, ms("50.000000"), ms("99.000000"), ms("99.900000")
+
+
+def data_extent(path):
+    """Bytes from the start of the image that hold most of its data (fio stays there)."""
+    allocated = os.stat(path).st_blocks * 512
+    return f"{max(64, allocated // (1 << 20))}M"
+
+
+def one_run(r):
+    log(f"== run {r + 1} of {RUNS}")
+    shutil.rmtree(RUN, ignore_errors=True)
+    os.makedirs(MNT)
+    sh(VAULTCTL, "init", ENV["VAULT_REPO"])
+    sh(VAULTCTL, "vault", "create", "bench")
+    sh(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
+       "--now", "2030-01-01T00:00Z")
+    sh(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+    sh("restic", "init")
+    sh("borg", "init", "-e", "none")
+    for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
+        use_version(v)
+        record(name, "vaultfs", timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
+        record(name, "restic", timed("restic", "backup", "--quiet", DISK))
+        record(name, "borg", timed("borg", "create", f"::v{v}", DISK))
+    record("repository size", "vaultfs", du(ENV["VAULT_REPO"]) / 1e6, "MB")
+    record("repository size", "restic", du(ENV["RESTIC_REPOSITORY"]) / 1e6, "MB")
+    record("repository size", "borg", du(ENV["BORG_REPO"]) / 1e6, "MB")
+
+    v2 = os.path.join(CORPUS, "disk-v2.img")
+    image = lambda m: os.path.join(m.path, "bench", "web", POINT[2], "root.img")
+    # Cold sequential read of the whole image through each tool's mount.
+    m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+    record("cold read of the image (dd 1M)", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+    record("daemon peak RSS after a cold read", "vaultfs", m.peak_rss_kib() / 1024, "MiB")
+    record("warm re-read of the image", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
+    if subprocess.run(["cmp", image(m), v2]).returncode != 0:
+        raise SystemExit("bench: the vaultfs image differs from disk-v2.img")
+    m.close()
+    for tool, mount_args in [("restic", ["restic", "mount"]), ("borg", ["borg", "mount", "-f", "::v2"])]:
+        path = os.path.join(MNT, tool)
+        os.makedirs(path, exist_ok=True)
+        p = subprocess.Popen(mount_args + [path], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = path + DISK
+        if tool == "restic":
+            wait_for(lambda: os.path.isdir(os.path.join(path, "snapshots")), 60)
+            snaps = sorted(d for d in os.listdir(os.path.join(path, "snapshots")) if d != "latest")
+            target = os.path.join(path, "snapshots", snaps[1]) + DISK
+        wait_for(lambda: os.path.exists(target), 60)
+        record("cold read of the image (dd 1M)", tool, timed("dd", f"if={target}", "of=/dev/null", "bs=1M"))
+        with open(f"/proc/{p.pid}/status") as f:
+            record("daemon peak RSS after a cold read", tool, next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024, "MiB")
+        unmount(path)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+
+    # fio on the vaultfs image, each from a fresh daemon and an empty page cache.
+    extent = data_extent(v2)
+    for label, rw, bs, jobs in [("fio 4K random QD1", "randread", "4k", 1), ("fio 4K random 4 jobs", "randread", "4k", 4),
+                                ("fio 1M sequential", "read", "1m", 1)]:
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        drop_caches()
+        iops, mbs, p50, p99, p999 = fio(image(m), label.replace(" ", "-"), rw, bs, jobs, size=extent if rw == "randread" else None)
+        if rw == "randread":
+            record(f"{label} IOPS", "vaultfs", iops, "IOPS")
+            record(f"{label} p50", "vaultfs", p50, "ms")
+            record(f"{label} p99", "vaultfs", p99, "ms")
+            record(f"{label} p99.9", "vaultfs", p999, "ms")
+        else:
+            record(f"{label} throughput", "vaultfs", mbs, "MB/s")
+        m.close()
+
+    # Export against borg extract, to a fresh file each.
+    out = os.path.join(RUN, "export.img")
+    record("export of the image", "vaultfs", timed(VAULTCTL, "export", f"web/{POINT[2]}", "-o", out))
+    os.unlink(out)
+    extract = os.path.join(RUN, "extract")
+    os.makedirs(extract)
+    drop_caches()
+    start = time.monotonic()
+    subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
+    record("export of the image", "borg", time.monotonic() - start)
+    shutil.rmtree(extract)
+
+
+def chain_depth(runs):
+    """A full and 30 incrementals of small random writes: cold reads of each end."""
+    log("== chain depth 30")
+    repo = os.path.join(WORK, "chain-repo")
+    disk = os.path.join(WORK, "chain-disk.img")
+    if not os.path.exists(os.path.join(repo, "chain-ready")):
+        shutil.rmtree(repo, ignore_errors=True)
+        subprocess.run(["cp", "--sparse=always", os.path.join(CORPUS, "disk-v1.img"), disk], check=True)
+        env = dict(ENV, VAULT_REPO=repo)
+        run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+        run(VAULTCTL, "init", repo)
+        run(VAULTCTL, "vault", "create", "bench")
+        run(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "30", "--keep-fulls", "2",
+            "--now", "2030-01-01T00:00Z")
+        run(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={disk}")
+        rng = random.Random(30)
+        size = os.path.getsize(disk)
+        for k in range(31):
+            if k:
+                with open(disk, "r+b") as f:
+                    for _ in range(64):
+                        f.seek(rng.randrange(size // 4096) * 4096)
+                        f.write(rng.randbytes(4096))
+            slot = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(1893542400 + k * 3600))  # 2030-01-02T00:00Z + k hours
+            run(VAULTCTL, "schedule", "run", "--once", "--now", slot)
+        open(os.path.join(repo, "chain-ready"), "w").close()
+    for r in range(runs):
+        m = VaultfsMount(repo, os.path.join(WORK, "chain-mnt"))
+        points = sorted(d for d in os.listdir(os.path.join(m.path, "bench", "web")) if d not in ("latest", "history.json"))
+        full, deepest = points[0], points[-1]
+        record("cold read, full point", "vaultfs", timed("dd", f"if={m.path}/bench/web/{full}/root.img", "of=/dev/null", "bs=1M"))
+        record("cold read, chain depth 30", "vaultfs", timed("dd", f"if={m.path}/bench/web/{deepest}/root.img", "of=/dev/null", "bs=1M"))
+        m.close()
+
+
+def many_points(runs):
+    """`ls -l` of a server with 10,000 points (catalog rows cloned from one real point)."""
+    log("== ls -l of 10,000 points")
+    repo = os.path.join(WORK, "many-repo")
+    shutil.rmtree(repo, ignore_errors=True)
+    env = dict(ENV, VAULT_REPO=repo)
+    run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+    small = os.path.join(WORK, "small.img")
+    with open(small, "wb") as f:
+        f.write(os.urandom(1 << 20))
+    run(VAULTCTL, "init", repo)
+    run(VAULTCTL, "vault", "create", "bench")
+    run(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={small}")
+    run(VAULTCTL, "backup", "web", "--name", "seed")
+    db = sqlite3.connect(os.path.join(repo, "catalog.sqlite"))
+    point = db.execute("SELECT * FROM point").fetchone()
+    columns = [d[0] for d in db.execute("SELECT * FROM point").description]
+    disk = db.execute("SELECT * FROM pointDisk").fetchone()
+    rows, disks = [], []
+    for i in range(9999):
+        row = dict(zip(columns, point))
+        row["id"], row["name"] = str(uuid.uuid4()), f"p{i:05d}"
+        rows.append(tuple(row[c] for c in columns))
+        disks.append((row["id"],) + tuple(disk[1:]))
+    db.executemany(f"INSERT INTO point VALUES ({','.join('?' * len(columns))})", rows)
+    db.executemany(f"INSERT INTO pointDisk VALUES ({','.join('?' * len(disk))})", disks)
+    db.commit()
+    db.close()
+    for r in range(runs):
+        m = VaultfsMount(repo, os.path.join(WORK, "many-mnt"))
+        start = time.monotonic()
+        out = subprocess.run(["ls", "-l", os.path.join(m.path, "bench", "web")], stdout=subprocess.PIPE, text=True, check=True)
+        record("ls -l of 10,000 points, cold", "vaultfs", time.monotonic() - start)
+        if out.stdout.count("\n") < 10000:
+            raise SystemExit("bench: ls -l listed fewer than 10,000 points")
+        m.close()
+
+
+def report():
+    table = []
+    for (name, tool), values in samples.items():
+        table.append({"measurement": name, "tool": tool, "unit": units[name], "median": statistics.median(values),
+                      "min": min(values), "max": max(values), "runs": len(values)})
+    with open(os.path.join(WORK, "results.json"), "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "results": table}, f, indent=2)
+    order = []
+    for (name, _tool) in samples:
+        if name not in order:
+            order.append(name)
+    cell = lambda row: f"{row['median']:.2f} ({row['min']:.2f}-{row['max']:.2f})"
+    print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
+    print("| measurement | unit | vaultfs | borg | restic | vaultfs / borg |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in order:
+        rows = {r["tool"]: r for r in table if r["measurement"] == name}
+        v, b, r = rows.get("vaultfs"), rows.get("borg"), rows.get("restic")
+        ratio = f"{v['median'] / b['median']:.2f}x" if v and b and b["median"] else "-"
+        print(f"| {name} | {units[name]} | {cell(v) if v else '-'} | {cell(b) if b else '-'} | {cell(r) if r else '-'} | {ratio} |")
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (it drops the page cache and mounts)")
+    try:
+        for r in range(RUNS):
+            one_run(r)
+        chain_depth(RUNS)
+        many_points(RUNS)
+    finally:
+        for path in [os.path.join(MNT, t) for t in ("vaultfs", "restic", "borg")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
+            unmount(path)
+    report()
+
+
+if __name__ == "__main__":
+    main()
