@@ -88,7 +88,8 @@ class VaultfsMount:
     def __init__(self, repo, path, options=""):
         os.makedirs(path, exist_ok=True)
         args = [VAULTFS, repo, path, "-f"] + (["-o", options] if options else [])
-        self.process = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(ENV, VAULT_PASSPHRASE=os.environ.get("VAULT_PASSPHRASE", ""))
+        self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.path = path
         if not wait_for(lambda: subprocess.run(["mountpoint", "-q", path]).returncode == 0, 30):
             raise SystemExit("bench: vaultfs did not mount")
@@ -174,6 +175,27 @@ def one_run(r):
         unmount(path)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
+
+    # The same on an encrypted repository (AES-256-GCM, keyed chunk ids).
+    crypt = os.path.join(RUN, "vaultfs-encrypted")
+    cenv = dict(ENV, VAULT_REPO=crypt, VAULT_PASSPHRASE="bench passphrase")
+    crun = lambda *a: subprocess.run(list(a), env=cenv, check=True, stdout=subprocess.DEVNULL)
+    crun(VAULTCTL, "init", crypt, "--encryption", "aes-256-gcm")
+    crun(VAULTCTL, "vault", "create", "bench")
+    crun(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
+         "--now", "2030-01-01T00:00Z")
+    crun(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+    for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)")]:
+        use_version(v)
+        drop_caches()
+        start = time.monotonic()
+        crun(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])
+        record(name, "vaultfs encrypted", time.monotonic() - start)
+    os.environ["VAULT_PASSPHRASE"] = "bench passphrase"
+    m = VaultfsMount(crypt, os.path.join(MNT, "encrypted"))
+    record("cold read of the image (dd 1M)", "vaultfs encrypted", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+    m.close()
+    del os.environ["VAULT_PASSPHRASE"]
 
     # fio on the vaultfs image, each from a fresh daemon and an empty page cache.
     extent = data_extent(v2)
@@ -290,13 +312,14 @@ def report():
             order.append(name)
     cell = lambda row: f"{row['median']:.2f} ({row['min']:.2f}-{row['max']:.2f})"
     print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
-    print("| measurement | unit | vaultfs | borg | restic | vaultfs / borg |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | vaultfs / borg | encrypted / plain |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in order:
         rows = {r["tool"]: r for r in table if r["measurement"] == name}
-        v, b, r = rows.get("vaultfs"), rows.get("borg"), rows.get("restic")
-        ratio = f"{v['median'] / b['median']:.2f}x" if v and b and b["median"] else "-"
-        print(f"| {name} | {units[name]} | {cell(v) if v else '-'} | {cell(b) if b else '-'} | {cell(r) if r else '-'} | {ratio} |")
+        v, e, b, r = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic")
+        ratio = lambda x, y: f"{x['median'] / y['median']:.2f}x" if x and y and y["median"] else "-"
+        print(f"| {name} | {units[name]} | {cell(v) if v else '-'} | {cell(e) if e else '-'} | {cell(b) if b else '-'} "
+              f"| {cell(r) if r else '-'} | {ratio(v, b)} | {ratio(e, v)} |")
 
 
 def main():
@@ -308,7 +331,7 @@ def main():
         chain_depth(RUNS)
         many_points(RUNS)
     finally:
-        for path in [os.path.join(MNT, t) for t in ("vaultfs", "restic", "borg")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
+        for path in [os.path.join(MNT, t) for t in ("vaultfs", "restic", "borg", "encrypted")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
             unmount(path)
     report()
 

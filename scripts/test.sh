@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Runs the whole suite (XCTest) and ends with one plain summary line:
+# Runs the whole suite (XCTest), then the schedule, retention, mount, export and crash tests
+# again on encrypted repositories, and ends with one plain summary line over both passes:
 # "N passed, N failed" (", N skipped" when tests were skipped, each named above it).
+# Arguments (e.g. --filter X) run that selection once, unencrypted.
 set -uo pipefail
 swift="${SWIFT:-swift}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$swift" test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-# XCTest's last summary: "Executed 72 tests, with 1 test skipped and 0 failures (0 unexpected) ..."
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with " "$log" | tail -1)
-if [ -z "$summary" ]; then
-  echo "no test summary found"
-  exit 1
+passed=0 failed=0 skipped=0 status=0
+
+# run_pass LABEL ARGS...: one `swift test`, its counts added to the totals.
+run_pass() {
+  local label=$1; shift
+  echo "== $label" >&2
+  "$swift" test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
+  local code=${PIPESTATUS[0]}
+  # XCTest's last summary: "Executed 72 tests, with 1 test skipped and 0 failures (0 unexpected) ..."
+  local summary total fails skips
+  summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with " "$log" | tail -1)
+  if [ -z "$summary" ]; then
+    echo "no test summary found in the $label pass"
+    exit 1
+  fi
+  total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+  fails=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+  skips=0
+  if echo "$summary" | grep -qE "[0-9]+ tests? skipped"; then
+    skips=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? skipped.*/\1/')
+    grep -E "Test Case .* skipped|: Test skipped" "$log" | sed 's/^/skipped: /' || true
+  fi
+  passed=$((passed + total - fails - skips)) failed=$((failed + fails)) skipped=$((skipped + skips))
+  [ "$code" -eq 0 ] || status=$code
+}
+
+if [ $# -gt 0 ]; then
+  run_pass "selected tests" "$@"
+else
+  run_pass "all tests"
+  VAULTFS_TEST_ENCRYPTION=1 VAULT_PASSPHRASE=vaultfs-test-passphrase \
+    run_pass "encrypted repositories" --filter "ScheduleTests|MountTests|CommandLineTests|CrashTests"
 fi
-total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
-skipped=0
-if echo "$summary" | grep -qE "[0-9]+ tests? skipped"; then
-  skipped=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests? skipped.*/\1/')
-  grep -E "Test Case .* skipped|: Test skipped" "$log" | sed 's/^/skipped: /' || true
-fi
-passed=$((total - failed - skipped))
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
 else

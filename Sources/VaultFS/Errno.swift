@@ -12,7 +12,7 @@ extension VaultError {
         case .notEmpty: return ENOTEMPTY
         case .noSpace: return ENOSPC
         case .readOnly: return EROFS
-        case .permissionDenied: return EACCES
+        case .permissionDenied, .wrongKey: return EACCES
         case .diskMissing: return ENXIO
         case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled, .needsRepair: return EIO
         }

@@ -13,6 +13,10 @@ public struct MountOptions: Sendable, Equatable {
     public var imageMode: UInt16 = 0o400
     /// Where a detached daemon logs when there is no journal or syslog (`log=FILE`).
     public var logFile: String?
+    /// An encrypted repository's passphrase, in a file (`passphrase_file=`), or its key file
+    /// (`key_file=`). Paths only: a secret never appears in the options or /proc/mounts.
+    public var passphraseFile: String?
+    public var keyFile: String?
 
     public init() {}
 
@@ -36,12 +40,24 @@ public struct MountOptions: Sendable, Equatable {
                 }
                 imageMode = mode
             case ("log", let path?) where path.hasPrefix("/"): logFile = path
+            case ("passphrase_file", let path?) where !path.isEmpty: passphraseFile = path
+            case ("key_file", let path?) where !path.isEmpty: keyFile = path
             case ("ro", nil), ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, fsname=NAME, ro)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, fsname=NAME, ro)")
             }
         }
+    }
+}
+
+extension MountOptions {
+    /// How to unlock the repository if it is encrypted: `key_file=`, `passphrase_file=`, or
+    /// the passphrase sources every command reads (the environment, a systemd credential).
+    public var unlock: Unlock {
+        if let keyFile { return .keyFile(keyFile) }
+        if let passphraseFile { return .passphrase { try Passphrase.fromFile(passphraseFile) } }
+        return .passphrase { try Passphrase.read() }
     }
 }

@@ -10,7 +10,7 @@ struct Vaultctl: ParsableCommand {
         version: "0.1.0",
         subcommands: [Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
                       ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
-                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self])
+                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self])
 
     /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
     /// points`), as the repository for every subcommand.
@@ -41,7 +41,19 @@ struct RepositoryOptions: ParsableArguments {
         return path
     }
 
-    func open() throws -> Repository { try Repository(path: try path()) }
+    @Option(help: "The key file of an encrypted repository made with --key-file (default: $VAULT_KEY_FILE).")
+    var keyFile: String?
+    @Option(help: "Read the passphrase of an encrypted repository from this file descriptor.")
+    var passphraseFd: Int32?
+
+    /// How to unlock the repository if it is encrypted; the passphrase is read only then.
+    var unlock: Unlock {
+        if let file = keyFile ?? ProcessInfo.processInfo.environment["VAULT_KEY_FILE"], !file.isEmpty { return .keyFile(file) }
+        let fd = passphraseFd
+        return .passphrase { try Passphrase.read(fd: fd) }
+    }
+
+    func open() throws -> Repository { try Repository(path: try path(), unlock: unlock) }
 }
 
 struct Init: ParsableCommand {
@@ -51,10 +63,30 @@ struct Init: ParsableCommand {
     @Option(help: "Chunk size, a power of two from 64K to 4M.") var chunkSize = "1M"
     @Option(help: "zstd compression level, 1-19.") var compressionLevel = 3
     @Option(help: "Let this group read the repository (default: only its owner can).") var group: String?
+    @Option(help: "aes-256-gcm, or none (the default): encrypt chunks, maps and manifests.") var encryption = "none"
+    @Option(help: "With encryption: write the key to this new file instead of wrapping it with a passphrase.")
+    var keyFile: String?
+    @Option(help: "Read the passphrase from this file descriptor.") var passphraseFd: Int32?
 
     func run() throws {
         guard let size = Units.parseSize(chunkSize) else { throw VaultError(.invalidArgument, "bad chunk size '\(chunkSize)'") }
-        let repository = try Repository.create(at: path, chunkSize: size, compressionLevel: compressionLevel, group: group)
-        print("created repository \(repository.root) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel))")
+        let protection: Repository.Encryption
+        switch (encryption, keyFile) {
+        case ("none", nil): protection = .none
+        case ("none", _): throw VaultError(.invalidArgument, "--key-file needs --encryption aes-256-gcm")
+        case (RepositoryConfig.cipher, let file?): protection = .keyFile(file)
+        case (RepositoryConfig.cipher, nil):
+            let passphrase = try Passphrase.read(fd: passphraseFd, prompt: "New passphrase: ")
+            if ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] == nil && isatty(STDIN_FILENO) == 1 && passphraseFd == nil,
+               try Passphrase.read(prompt: "Repeat it: ") != passphrase {
+                throw VaultError(.invalidArgument, "the passphrases differ; nothing was created")
+            }
+            protection = .passphrase(passphrase)
+        default: throw VaultError(.invalidArgument, "unknown encryption '\(encryption)': use aes-256-gcm or none")
+        }
+        let repository = try Repository.create(at: path, chunkSize: size, compressionLevel: compressionLevel, group: group,
+                                               encryption: protection)
+        let what = protection == .none ? "not encrypted" : "encrypted with aes-256-gcm" + (keyFile.map { ", key in \($0)" } ?? "")
+        print("created repository \(repository.root) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))")
     }
 }

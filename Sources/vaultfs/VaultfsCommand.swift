@@ -14,6 +14,8 @@ enum VaultfsCommand {
                         allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M),
                         image_mode=OCTAL (disk images' mode, default 0400: only the mounting user),
                         log=/FILE (log here; by default a detached daemon logs to syslog or the journal),
+                        passphrase_file=FILE or key_file=FILE (an encrypted repository's key; else
+                        VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE or a systemd credential named passphrase),
                         fsname=NAME (the source /proc/mounts shows), ro (accepted; the mount is always read-only)
         unmount with: fusermount3 -u MOUNTPOINT
         """
@@ -53,7 +55,7 @@ enum VaultfsCommand {
         do {
             // Two arenas for 16 FUSE threads: resident memory stays near the cache budget.
             _ = vfs_limit_malloc_arenas(2)
-            let repository = try Repository(path: positional[0])
+            let repository = try Repository(path: positional[0], unlock: options.unlock)
             try Mount.serve(repository: repository, at: positional[1], options: options) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }
             }

@@ -164,7 +164,7 @@ final class CommandLineTests: XCTestCase {
 
     func testFailedExportLeavesAnExistingFileAlone() throws {
         try ctl.run("backup", "web", "--name", "one")
-        let repository = try Repository(path: ctl.repository)
+        let repository = try openRepository(ctl.repository)
         let point = try repository.catalog.point(matching: "web/one")
         guard case .data(let hash)? = try repository.flatten(point: point.id, disk: "root").refs.first(where: { $0 != .zero }) else {
             return XCTFail("no data chunk")

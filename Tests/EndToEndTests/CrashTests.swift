@@ -143,7 +143,7 @@ final class CrashTests: XCTestCase {
     /// use, and no temporary file.
     private func assertCollectsEverythingUnused(file: StaticString = #filePath, line: UInt = #line) throws {
         try ctl.run("gc")
-        let repository = try Repository(path: ctl.repository)
+        let repository = try openRepository(ctl.repository)
         var referenced = Set<String>()
         let live = try repository.catalog.points(includeSoftDeleted: true).filter { $0.status == .active }
         for point in live {

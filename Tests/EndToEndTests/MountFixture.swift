@@ -46,5 +46,11 @@ final class MountFixture {
         try MountedRepository(repository: ctl.repository, at: scratch.file("mnt"), options: options)
     }
 
-    func repository() throws -> Repository { try Repository(path: ctl.repository) }
+    func repository() throws -> Repository { try openRepository(ctl.repository) }
+}
+
+/// Opens a repository in-process as the tests' commands do: an encrypted one with the
+/// passphrase in the environment.
+func openRepository(_ path: String) throws -> Repository {
+    try Repository(path: path, unlock: .passphrase { try Passphrase.read() })
 }

@@ -155,7 +155,7 @@ final class ScheduleTests: XCTestCase {
         XCTAssertTrue(try ctl.run("verify").contains("all intact"))
 
         // Damage a chunk only the full holds; the incremental built on it is affected too.
-        let repository = try Repository(path: ctl.repository)
+        let repository = try openRepository(ctl.repository)
         let full = try repository.catalog.point(matching: "web/20300101T160000Z")
         let inc = try repository.catalog.point(matching: "web/20300101T200000Z")
         let rewritten = Set(try repository.maps.read(point: inc.id, disk: "root").entries.map(\.position))

@@ -13,12 +13,28 @@ public func productPath(_ name: String) -> String {
 /// Runs `vaultctl` against a repository.
 public struct Vaultctl {
     public let repository: String
+    /// Set for every run, besides VAULT_REPO (a passphrase, a key file).
+    public let environment: [String: String]
 
-    public init(repository: String) { self.repository = repository }
+    public init(repository: String, environment: [String: String] = [:]) {
+        self.repository = repository
+        self.environment = environment
+    }
+
+    /// With VAULTFS_TEST_ENCRYPTION set (the second pass of `make test`), every repository a
+    /// test makes with `init` is encrypted; VAULT_PASSPHRASE then comes from the environment.
+    public static var encryptsByDefault: Bool { ProcessInfo.processInfo.environment["VAULTFS_TEST_ENCRYPTION"] != nil }
+
+    private func prepared(_ arguments: [String]) -> [String] {
+        guard Self.encryptsByDefault, arguments.first == "init", !arguments.contains("--encryption") else { return arguments }
+        return arguments + ["--encryption", "aes-256-gcm"]
+    }
+
+    private var variables: [String: String] { environment.merging(["VAULT_REPO": repository]) { a, _ in a } }
 
     @discardableResult
     public func run(_ arguments: String..., timeout: TimeInterval = 120) throws -> String {
-        try mustRun([productPath("vaultctl")] + arguments, environment: ["VAULT_REPO": repository], timeout: timeout)
+        try mustRun([productPath("vaultctl")] + prepared(arguments), environment: variables, timeout: timeout)
     }
 
     /// Starts `vaultctl` in the background (the caller stops or waits for it), its standard
@@ -27,7 +43,10 @@ public struct Vaultctl {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: productPath("vaultctl"))
         process.arguments = arguments
-        process.environment = ["VAULT_REPO": repository, "PATH": "/usr/bin:/bin"]
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(variables) { _, new in new }
+        environment["PATH"] = "/usr/bin:/bin"
+        process.environment = environment
         process.standardOutput = output.flatMap { FileHandle(forWritingAtPath: $0) } ?? FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -35,12 +54,12 @@ public struct Vaultctl {
     }
 
     public func attempt(_ arguments: [String], timeout: TimeInterval = 120) throws -> CommandResult {
-        try runCommand([productPath("vaultctl")] + arguments, environment: ["VAULT_REPO": repository], timeout: timeout)
+        try runCommand([productPath("vaultctl")] + prepared(arguments), environment: variables, timeout: timeout)
     }
 
     /// `points --json` (or `history --json`) decoded.
     public func json(_ arguments: String...) throws -> [[String: Any]] {
-        let text = try mustRun([productPath("vaultctl")] + arguments + ["--json"], environment: ["VAULT_REPO": repository])
+        let text = try mustRun([productPath("vaultctl")] + arguments + ["--json"], environment: variables)
         guard let value = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else {
             throw TestError.failed("not a JSON array: \(text)")
         }

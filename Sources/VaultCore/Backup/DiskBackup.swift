@@ -55,7 +55,7 @@ struct DiskBackup {
                             }
                             let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<length])
                             if chunk.isAllZero { return }
-                            let hash = ChunkHash(of: chunk)
+                            let hash = store.chunkId(of: chunk)
                             out[position] = .data(hash)
                             if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
                             let written = try store.store(chunk, hash: hash, compressor: compressor, scratch: &scratch)

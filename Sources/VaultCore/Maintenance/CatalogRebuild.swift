@@ -15,14 +15,15 @@ public enum CatalogRebuild {
     /// Builds the catalog of the repository at `path` from its manifests beside the old one,
     /// then puts it in place; an old catalog is kept as `catalog.sqlite.replaced-TIME`.
     /// Refused while a backup or collection runs.
-    public static func run(repository path: String) throws -> Report {
+    public static func run(repository path: String, unlock: Unlock = .none) throws -> Report {
         let root = Posix.absolutePath(path)
         let config = try RepositoryConfig.load(from: root)
+        let sealer = try unlock.keys(for: config, at: root).map(Sealer.init)
         if let problem = Repository.writeProblem(root) {
             throw VaultError(.readOnly, "cannot rebuild the catalog: the repository \(root) cannot be written: \(problem)")
         }
         let modes = FileModes.of(config)
-        let manifests = ManifestStore(root: "\(root)/manifests", modes: modes)
+        let manifests = ManifestStore(root: "\(root)/manifests", modes: modes, sealer: sealer)
         guard Posix.isDirectory(manifests.root) else {
             throw VaultError(.corrupt, "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt")
         }

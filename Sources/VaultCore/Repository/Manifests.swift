@@ -33,6 +33,7 @@ struct ServerManifest: Codable, Sendable {
 struct ManifestStore: Sendable {
     let root: String
     let modes: FileModes
+    let sealer: Sealer?
     /// A manifest is a few kilobytes; anything past this is damaged.
     static let maxFileSize = 1 << 20
     static let folders = ["points", "vaults", "servers"]
@@ -49,7 +50,7 @@ struct ManifestStore: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let bytes: [UInt8]
         do { bytes = Array(try encoder.encode(value)) } catch { throw VaultError(.io, "cannot encode manifest \(name)", cause: error) }
-        try Posix.writeFileAtomically(path(folder, name), bytes, mode: modes.file)
+        try Posix.writeFileAtomically(path(folder, name), sealer.sealFile(bytes, context: "manifest \(folder)/\(name)"), mode: modes.file)
     }
 
     private func read<T: Decodable>(_ type: T.Type, folder: String, name: String) throws -> T? {
@@ -60,8 +61,9 @@ struct ManifestStore: Sendable {
         } catch let error as VaultError where error.code == .notFound {
             return nil
         }
+        let plain = try sealer.openFile(bytes, context: "manifest \(folder)/\(name)", what: "manifest \(file)")
         do {
-            return try JSONDecoder().decode(type, from: Data(bytes))
+            return try JSONDecoder().decode(type, from: Data(plain))
         } catch {
             throw VaultError(.corrupt, "manifest \(file) is damaged: it does not decode")
         }

@@ -18,17 +18,20 @@ public final class Repository: Sendable {
 
     /// Opens an existing repository and settles backups whose process died. A repository
     /// that cannot be written is opened read-only: every reading command still works.
-    public init(path: String) throws {
+    /// `unlock` gives the key of an encrypted repository; a wrong one is refused before
+    /// anything is read or written.
+    public init(path: String, unlock: Unlock = .none) throws {
         root = Posix.absolutePath(path)
         var config = try RepositoryConfig.load(from: root)
         for folder in ["chunks", "maps", "locks"] where !Posix.isDirectory("\(root)/\(folder)") {
             throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
         }
+        let sealer = try unlock.keys(for: config, at: root).map(Sealer.init)
         modes = FileModes.of(config)
         catalog = try Catalog(path: "\(root)/catalog.sqlite", readOnlyReason: Self.writeProblem(root))
-        chunks = ChunkStore(root: "\(root)/chunks", modes: modes)
-        maps = MapStore(root: "\(root)/maps", modes: modes)
-        manifests = ManifestStore(root: "\(root)/manifests", modes: modes)
+        chunks = ChunkStore(root: "\(root)/chunks", modes: modes, sealer: sealer)
+        maps = MapStore(root: "\(root)/maps", modes: modes, sealer: sealer)
+        manifests = ManifestStore(root: "\(root)/manifests", modes: modes, sealer: sealer)
         if catalog.readOnlyReason == nil && config.format < RepositoryConfig.currentFormat {
             try Self.upgrade(root: root, config: &config, catalog: catalog, manifests: manifests, modes: modes)
         }
@@ -41,16 +44,36 @@ public final class Repository: Sendable {
 
     /// Creates a new, empty repository at `path` (an empty or missing directory). Everything
     /// in it is owner-only, or readable by `group` when one is given.
+    /// `encryption` makes it encrypted, its key wrapped by a passphrase or written to a key
+    /// file outside the repository.
     @discardableResult
-    public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil) throws -> Repository {
+    public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil,
+                              encryption: Encryption = .none) throws -> Repository {
         let root = Posix.absolutePath(path)
-        let config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
+        var config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
         let gid = try group.map(FileModes.groupId)
         if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
             throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
         }
         if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
             throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
+        }
+        let keys = encryption == .none ? nil : RepositoryKeys.random()
+        var unlock = Unlock.none
+        if let keys {
+            config.encryption = RepositoryConfig.cipher
+            config.keyCheck = keys.check(repository: config.id)
+            switch encryption {
+            case .passphrase(let passphrase):
+                guard !passphrase.isEmpty else { throw VaultError.invalid("an empty passphrase protects nothing; give one") }
+                config.key = try WrappedKey.wrap(keys, passphrase: passphrase, repository: config.id)
+                unlock = .passphrase { passphrase }
+            case .keyFile(let file):
+                if Posix.exists(file) { throw VaultError(.alreadyExists, "\(file) already exists; give a new file for the key") }
+                unlock = .keyFile(file)
+            case .none:
+                break
+            }
         }
         let modes = FileModes.of(config)
         try Posix.makeDirectory(root, mode: modes.directory)
@@ -67,8 +90,18 @@ public final class Repository: Sendable {
         try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
         try ManifestStore.create(at: "\(root)/manifests", modes: modes)
         _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
+        if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
         try config.save(to: root, mode: modes.file)
-        return try Repository(path: root)
+        return try Repository(path: root, unlock: unlock)
+    }
+
+    /// How `create` protects a new repository.
+    public enum Encryption: Equatable, Sendable {
+        case none
+        /// AES-256-GCM, the key wrapped by this passphrase in `repository.json`.
+        case passphrase(String)
+        /// AES-256-GCM, the key written to this new file and kept nowhere else.
+        case keyFile(String)
     }
 
     /// Why the repository at `root` cannot be written, or nil when it can.

@@ -15,6 +15,15 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
     public var createdAt: String
     /// The group that may read the repository (`init --group`); nil for owner-only.
     public var group: String?
+    /// `aes-256-gcm`, or nil when the repository is not encrypted. Chosen at `init`.
+    public var encryption: String?
+    /// The master key wrapped by the passphrase; nil when it is kept in a key file.
+    public var key: WrappedKey?
+    /// Tells the right key from a wrong one (see `RepositoryKeys.check`).
+    public var keyCheck: String?
+
+    public static let cipher = "aes-256-gcm"
+    public var isEncrypted: Bool { encryption != nil }
 
     public init(chunkSize: Int, compressionLevel: Int, group: String? = nil) throws {
         guard chunkSize >= 64 << 10, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {
@@ -47,6 +56,9 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         }
         guard config.format <= currentFormat else {
             throw VaultError(.unsupportedFormat, "\(root) uses repository format \(config.format); this vaultfs reads up to format \(currentFormat), upgrade vaultfs")
+        }
+        guard config.encryption == nil || config.encryption == cipher && config.keyCheck != nil else {
+            throw VaultError(.corrupt, "\(path) is damaged or from a newer vaultfs: unknown encryption '\(config.encryption ?? "")'")
         }
         guard config.chunkSize >= 64 << 10, config.chunkSize <= 4 << 20, config.chunkSize & (config.chunkSize - 1) == 0,
               (1...22).contains(config.compressionLevel) else {

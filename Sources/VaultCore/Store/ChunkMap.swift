@@ -100,19 +100,23 @@ public struct ChunkMap: Equatable, Sendable {
 public struct MapStore: Sendable {
     public let root: String
     let modes: FileModes
+    let sealer: Sealer?
 
     func directory(_ point: String) -> String { "\(root)/\(point)" }
     func path(_ point: String, _ disk: String) -> String { "\(root)/\(point)/\(disk).map" }
 
     func write(_ map: ChunkMap, point: String, disk: String) throws {
         try Posix.makeDirectory(directory(point), mode: modes.directory)
-        try Posix.writeFileAtomically(path(point, disk), map.encoded(), mode: modes.file, sync: false)
+        try Posix.writeFileAtomically(path(point, disk), sealer.sealFile(map.encoded(), context: "map \(point)/\(disk)"),
+                                      mode: modes.file, sync: false)
     }
 
     public func read(point: String, disk: String) throws -> ChunkMap {
         let file = path(point, disk)
         do {
-            return try ChunkMap.decode(Posix.readFile(file, limit: ChunkMap.maxFileSize))
+            let bytes = try sealer.openFile(Posix.readFile(file, limit: ChunkMap.maxFileSize), context: "map \(point)/\(disk)",
+                                            what: "chunk map \(file)")
+            return try ChunkMap.decode(bytes)
         } catch let error as VaultError where error.code == .notFound {
             throw VaultError(.corrupt, "chunk map \(file) is missing")
         } catch let error as VaultError {

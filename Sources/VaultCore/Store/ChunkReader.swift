@@ -41,6 +41,10 @@ struct ChunkReader {
             Glibc.close(fd)
             throw VaultError(.corrupt, "chunk \(hash) holds chunk \(header.hash)")
         }
+        guard (header.codec == .sealedFrames) == (store.sealer != nil) else {
+            Glibc.close(fd)
+            throw VaultError(.corrupt, "chunk \(hash) is \(store.sealer == nil ? "sealed in an unencrypted" : "not sealed in an encrypted") repository")
+        }
     }
 
     func close() { Glibc.close(fd) }
@@ -66,9 +70,10 @@ struct ChunkReader {
         }
         let first = header.frames[frames.lowerBound], last = header.frames[frames.upperBound - 1]
         let start = first.offset, end = last.offset + last.length
-        var bytes = [UInt8](repeating: 0, count: end - start)
-        let n = try bytes.withUnsafeMutableBytes { try Posix.pread(fd, $0.baseAddress!, $0.count, Int64(start), path: path) }
-        guard n == bytes.count else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
+        let bytes = try [UInt8](unsafeUninitializedCapacity: end - start) { raw, count in
+            count = try Posix.pread(fd, raw.baseAddress!, end - start, Int64(start), path: path)
+        }
+        guard bytes.count == end - start else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
         var written = 0
         try bytes.withUnsafeBytes { raw in
             for i in frames {
@@ -77,7 +82,18 @@ struct ChunkReader {
                 guard written + plain <= destination.count else { throw VaultError(.corrupt, "chunk \(hash) frame \(i) overruns") }
                 let source = UnsafeRawBufferPointer(rebasing: raw[(frame.offset - start)..<(frame.offset - start + frame.length)])
                 let target = UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + plain)])
-                guard store.decompressor.decompress(source, into: target) else {
+                let decoded: Bool
+                if let sealer = store.sealer {
+                    let opened = try sealer.open(source, context: ChunkFile.frameContext(hash, frame: i, plainLength: header.plainLength),
+                                                 what: "chunk \(hash) frame \(i)")
+                    decoded = opened.withUnsafeBytes { store.decompressor.decompress($0, into: target) }
+                } else {
+                    guard ChunkFile.frameCheck(source) == frame.check else {
+                        throw VaultError(.corrupt, "chunk \(hash) frame \(i) is not the frame its index names (moved, replaced or without its checksum)")
+                    }
+                    decoded = store.decompressor.decompress(source, into: target)
+                }
+                guard decoded else {
                     throw VaultError(.corrupt, "chunk \(hash) frame \(i) does not decompress or fails its checksum")
                 }
                 written += plain

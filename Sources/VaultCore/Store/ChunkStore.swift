@@ -5,12 +5,18 @@ import Glibc
 public final class ChunkStore: Sendable {
     public let root: String
     let modes: FileModes
+    /// Seals frames and keys chunk ids in an encrypted repository.
+    let sealer: Sealer?
     let decompressor = ZstdDecompressor()
 
-    init(root: String, modes: FileModes) {
+    init(root: String, modes: FileModes, sealer: Sealer?) {
         self.root = root
         self.modes = modes
+        self.sealer = sealer
     }
+
+    /// The id a chunk with these plain bytes has here.
+    func chunkId(of plain: UnsafeRawBufferPointer) -> ChunkHash { sealer.chunkId(of: plain) }
 
     /// Creates the 256 fan-out folders of a new repository.
     static func create(at root: String, modes: FileModes) throws {
@@ -30,8 +36,34 @@ public final class ChunkStore: Sendable {
     func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8]) throws -> Int {
         let final = path(for: hash)
         if Posix.exists(final) { return 0 }
-        let lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
-        let header = ChunkFile.encodeHeader(plainLength: plain.count, frameLengths: lengths, hash: hash)
+        var lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
+        var checks = [UInt32](repeating: 0, count: lengths.count)
+        if sealer == nil {
+            scratch.withUnsafeBytes { raw in
+                var start = 0
+                for (i, length) in lengths.enumerated() {
+                    checks[i] = ChunkFile.frameCheck(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])) ?? 0
+                    start += length
+                }
+            }
+        }
+        if let sealer {
+            // Compressed, then sealed: each frame on its own, bound to the chunk and its place.
+            var sealed: [UInt8] = []
+            var start = 0
+            scratch.withUnsafeBytes { raw in
+                for (i, length) in lengths.enumerated() {
+                    let frame = sealer.seal(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]),
+                                            context: ChunkFile.frameContext(hash, frame: i, plainLength: plain.count))
+                    sealed += frame
+                    lengths[i] = frame.count
+                    start += length
+                }
+            }
+            scratch = sealed
+        }
+        let header = ChunkFile.encodeHeader(plainLength: plain.count, frames: Array(zip(lengths, checks)), hash: hash,
+                                            sealed: sealer != nil)
         let payload = lengths.reduce(0, +)
         let temporary = Posix.temporaryName(for: final)
         let fd = try Posix.createFile(temporary, mode: modes.sealed, what: "cannot create chunk")
@@ -67,7 +99,7 @@ public final class ChunkStore: Sendable {
             throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(destination.count)")
         }
         try file.decode(frames: 0..<max(1, file.header.frames.count), into: destination)
-        guard ChunkHash(of: UnsafeRawBufferPointer(destination)) == hash else {
+        guard chunkId(of: UnsafeRawBufferPointer(destination)) == hash else {
             throw VaultError(.corrupt, "chunk \(hash) fails its checksum")
         }
     }
@@ -86,7 +118,7 @@ public final class ChunkStore: Sendable {
             let whole = try [UInt8](unsafeUninitializedCapacity: length) { raw, count in
                 let buffer = UnsafeMutableRawBufferPointer(raw)
                 try file.decode(frames: 0..<1, into: buffer)
-                guard ChunkHash(of: UnsafeRawBufferPointer(buffer)) == hash else {
+                guard chunkId(of: UnsafeRawBufferPointer(buffer)) == hash else {
                     throw VaultError(.corrupt, "chunk \(hash) fails its checksum")
                 }
                 count = length

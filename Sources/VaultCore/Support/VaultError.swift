@@ -12,6 +12,9 @@ public struct VaultError: Error, CustomStringConvertible, Sendable {
         /// The catalog is missing, damaged or older than the repository: only
         /// `vaultctl repair --rebuild-catalog` may go on.
         case needsRepair
+        /// A wrong passphrase, a missing or damaged key file, or no key for an encrypted
+        /// repository.
+        case wrongKey
     }
 
     public let code: Code
