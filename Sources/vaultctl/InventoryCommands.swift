@@ -94,6 +94,9 @@ struct ServerCommand: ParsableCommand {
             }
             try repository.open().addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
                                                     thawCommand: thawCommand, now: Date())
+            for disk in parsed where !FileManager.default.fileExists(atPath: disk.path) {
+                FileHandle.standardError.write(Data("warning: disk '\(disk.name)' (\(disk.path)) does not exist yet; backups of \(name) fail until it does\n".utf8))
+            }
             print("added server \(name)" + (vault.map { " to vault \($0)" } ?? ""))
         }
     }

@@ -43,7 +43,7 @@ func describe(_ point: Point, disks: [PointDisk]) -> String {
     let written = disks.reduce(Int64(0)) { $0 + $1.newBytes }
     switch point.status {
     case .active:
-        return "\(point.serverName)/\(point.name): \(point.kind.rawValue) point \(point.id) (\(Units.formatSize(size)), \(Units.formatSize(written)) new)"
+        return "\(point.serverName)/\(point.name): \(point.kind.rawValue) point \(point.id) (\(Units.formatSize(size)) changed, \(Units.formatSize(written)) newly stored)"
     case .failed:
         return "\(point.serverName)/\(point.name): failed: \(point.error ?? "unknown error")"
     case .creating:

@@ -137,7 +137,7 @@ struct Verify: ParsableCommand {
         let report = try Verifier(repository: repo).verify(server: serverId)
         for problem in report.problems { print("damaged: \(problem.what): \(problem.reason)") }
         for point in report.affected { print("affected point: \(point.serverName)/\(point.name) (\(point.id))") }
-        print("checked \(report.chunks) chunks of \(report.points) points: "
+        print("checked \(report.chunks) chunk(s) of \(report.points) point(s): "
               + (report.isClean ? "all intact" : "\(report.problems.count) damaged, \(report.affected.count) points affected"))
         if !report.isClean { throw ExitCode.failure }
     }

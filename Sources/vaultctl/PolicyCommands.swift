@@ -107,7 +107,9 @@ struct ScheduleCommand: ParsableCommand {
             repeat {
                 let clock = fixed ?? Date()
                 do {
-                    for outcome in try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback()) {
+                    let outcomes = try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback())
+                    if outcomes.isEmpty && once { print("\(Units.formatTime(clock)) nothing is due") }
+                    for outcome in outcomes {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
                         print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
                         fflush(stdout)

@@ -15,10 +15,9 @@ struct SyslogLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         let priority: Int32
-        switch level {
+        switch event.level {
         case .trace, .debug: priority = LOG_DEBUG
         case .info: priority = LOG_INFO
         case .notice: priority = LOG_NOTICE
@@ -26,7 +25,7 @@ struct SyslogLogHandler: LogHandler {
         case .error: priority = LOG_ERR
         case .critical: priority = LOG_CRIT
         }
-        let text = "\(message)"
+        let text = "\(event.message)"
         withVaList([text]) { vsyslog(priority, "%s", $0) }
     }
 }
@@ -49,14 +48,13 @@ struct FileLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var now = time(nil)
         var parts = tm()
         gmtime_r(&now, &parts)
         let stamp = String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
                            parts.tm_hour, parts.tm_min, parts.tm_sec)
-        let text = "\(stamp) vaultfs[\(getpid())] \(level): \(message)\n"
+        let text = "\(stamp) vaultfs[\(getpid())] \(event.level): \(event.message)\n"
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
     }
 }

@@ -28,7 +28,7 @@ final class ScheduleTests: XCTestCase {
             expectedBytes[name] = snapshot
             try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot))
             // Between slots nothing is due.
-            XCTAssertEqual(try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(3600))), "")
+            XCTAssertTrue(try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(3600))).hasSuffix("nothing is due\n"))
             if k == 3 {
                 try ctl.run("backup", "web", "--name", "keepme")
                 expectedBytes["keepme"] = snapshot

@@ -7,7 +7,9 @@ import XCTest
 /// Proves that the chunk, map and manifest decoders survive damage. Real files from a real
 /// backup are mutated by a seeded fuzzer and read back in place: no mutation may trap, cost
 /// a huge allocation, write outside the caller's buffer, or be reported as success with
-/// bytes other than the ones that were stored.
+/// bytes other than the ones that were stored. Whole-chunk loads (checked against the
+/// chunk's address) must hold to that whatever the damage; frame reads must too, unless the
+/// damage forged the frame index's digest, which only the address can catch.
 ///
 /// Every iteration draws its mutations from its own generator, seeded from the run's seed and
 /// the iteration number, so a failure (or a trap, through `Breadcrumb`) names both and the
@@ -82,10 +84,11 @@ final class DecoderFuzzTests: XCTestCase {
         XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged chunks cost a huge allocation")
     }
 
-    /// Regression, found by the chunk fuzzer in an earlier framed format: a frame stripped of
-    /// its zstd checksum (flag cleared, last four bytes dropped) and then damaged read back as
-    /// success through a frame read (`loadFrames`, what every mount read goes through), even
-    /// with its index rewritten to match, digest and all.
+    /// Regression, found by the chunk fuzzer in the first framed format (no index digest, no
+    /// per-frame check): a frame stripped of its zstd checksum (flag cleared, last four bytes
+    /// dropped) and then damaged read back as success through a frame read (`loadFrames`, what
+    /// every mount read goes through). It must be refused whatever became of the index, even
+    /// one rewritten to match under a fresh digest.
     func testFrameReadRefusesAFrameWithoutItsChecksum() throws {
         let (chunk, _) = try twoIncompressibleChunks()
         var file = try XCTUnwrap(ChunkFrames(chunk.file))
@@ -100,9 +103,9 @@ final class DecoderFuzzTests: XCTestCase {
         }
     }
 
-    /// Regression, found by the chunk fuzzer in an earlier framed format: the frames of another
+    /// Regression, found by the chunk fuzzer in the first framed format: the frames of another
     /// chunk of the same length, behind this chunk's header and index, read back as this
-    /// chunk's bytes through a frame read: a frame's checksum covers its content only.
+    /// chunk's bytes through a frame read, since a zstd checksum covers a frame's content only.
     func testFrameReadRefusesTheFramesOfAnotherChunk() throws {
         let (chunk, other) = try twoIncompressibleChunks()
         var file = try XCTUnwrap(ChunkFrames(chunk.file))
@@ -335,8 +338,8 @@ extension FuzzRandom {
     }
 
     /// Chunk damage: byte damage; a header field, the frame count or a frame length set to an
-    /// edge value; the header of another chunk; or, keeping the frame index consistent, a
-    /// frame of another chunk, two frames swapped, or a frame without its checksum.
+    /// edge value; the header of another chunk; or a frame of another chunk, two frames
+    /// swapped, or a frame without its checksum, behind an index kept, rewritten or resealed.
     mutating func damageChunk(_ damage: inout Damage, plainLength: Int, corpus: [StoredChunk]) {
         let size = damage.bytes.count
         func field(_ offset: Int) -> Int {
@@ -506,7 +509,7 @@ struct ChunkFrames {
                                           sealed: header.codec == .sealedFrames)
             if index == .rewritten { head.replaceSubrange((head.count - ChunkFile.digestSize)..., with: self.head.suffix(ChunkFile.digestSize)) }
         }
-        return head + frames.joined()
+        return frames.reduce(into: head) { $0 += $1 }
     }
 }
 
