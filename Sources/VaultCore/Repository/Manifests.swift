@@ -100,8 +100,9 @@ struct ManifestStore: Sendable {
         guard (try? Names.validatePointName(point.name)) != nil, !point.serverName.isEmpty else { throw bad("bad point or server name") }
         guard manifest.disks.count <= 256, manifest.tags.count <= 10 else { throw bad("too many disks or tags") }
         for disk in manifest.disks {
-            guard disk.pointId == point.id, (0...ChunkMap.maxDiskSize).contains(disk.size),
-                  (0...disk.size).contains(disk.dataBytes), (0...disk.size).contains(disk.changedBytes),
+            // Plain comparisons: a range built from a damaged size could itself trap.
+            guard disk.pointId == point.id, disk.size >= 0, disk.size <= ChunkMap.maxDiskSize,
+                  disk.dataBytes >= 0, disk.dataBytes <= disk.size, disk.changedBytes >= 0, disk.changedBytes <= disk.size,
                   disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil else { throw bad("bad disk record '\(disk.disk)'") }
         }
         for tag in manifest.tags where tag.pointId != point.id { throw bad("a tag of another point") }
