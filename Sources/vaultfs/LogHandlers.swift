@@ -40,7 +40,15 @@ struct FileLogHandler: LogHandler {
     /// Opens `path` for appending (owner-only when created); nil when it cannot be written.
     static func open(_ path: String) -> Int32? {
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        return fd >= 0 ? fd : nil
+        guard fd >= 0 else { return nil }
+        // In a shared folder such as /tmp another user may have made the file first: never
+        // write the log into a file someone else owns.
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_uid == getuid(), st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -115,3 +115,40 @@ final class NameRuleTests: XCTestCase {
         XCTAssertThrowsError(try Names.validateDescription(String(repeating: "d", count: 256)))
     }
 }
+
+final class UpgradeTests: XCTestCase {
+    /// A repository as format 1 left it: no manifests, format 1 in repository.json, folders
+    /// readable by others. Opening it for writing upgrades it in place.
+    func testFormatOneRepositoryIsUpgradedAndItsCatalogCanThenBeRebuilt() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("one")
+        let expected = try fixture.exported(point)
+        let root = fixture.repository.root
+        try FileManager.default.removeItem(atPath: "\(root)/manifests")
+        let path = "\(root)/repository.json"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+            .replacingOccurrences(of: "\"format\" : \(RepositoryConfig.currentFormat)", with: "\"format\" : 1")
+        unlink(path)
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(root, 0o755)
+
+        let upgraded = try Repository(path: root)
+        XCTAssertEqual(upgraded.config.format, RepositoryConfig.currentFormat)
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8).contains("\"format\" : \(RepositoryConfig.currentFormat)"), true)
+        var st = stat()
+        XCTAssertEqual(stat(root, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        XCTAssertEqual(try upgraded.manifests.point(point.id)?.point.status, .active)
+        XCTAssertEqual(try upgraded.manifests.allVaults().map(\.vault.name), ["prod"])
+
+        for suffix in ["", "-wal", "-shm"] { unlink("\(root)/catalog.sqlite\(suffix)") }
+        let report = try CatalogRebuild.run(repository: root)
+        XCTAssertEqual(report.restorable, 1)
+        let rebuilt = try Repository(path: root)
+        let out = fixture.scratch.file("after.img")
+        let target = try ExportTarget.open(out)
+        _ = try rebuilt.export(point: try rebuilt.catalog.point(matching: "web/one"), disk: "root", to: target)
+        try target.commit()
+        XCTAssertEqual(try readBytes(out), expected)
+    }
+}
