@@ -52,7 +52,14 @@ extension Repository {
         let gate = try FileLock.lock("\(root)/locks/leases.lock", shared: true, mode: modes.file)
         defer { _ = gate }
         let chain = try catalog.chain(endingAt: id)
-        let lease = try takeLease(on: chain.map(\.id))
+        // A disk too full for a lease file still lets the image open: restores come first,
+        // and such a reader is then not protected from a deletion that runs meanwhile.
+        let lease: ReaderLease?
+        do {
+            lease = try takeLease(on: chain.map(\.id))
+        } catch let error as VaultError where error.code == .noSpace {
+            lease = nil
+        }
         guard Posix.isDirectory(maps.directory(id)) else { throw VaultError.notFound("point \(id) was deleted") }
         return (try cached ?? flatten(point: id, disk: disk), lease)
     }
