@@ -54,7 +54,8 @@ public final class ChunkCache: Sendable {
         var found: [Int: [UInt8]] = [:]
         var waits: [Pending] = []
         var missing: [Int] = []
-        let mine = Pending()
+        // Made only on a miss: a read served from the cache allocates no pending load.
+        var claim: Pending?
         state.withLock { state in
             state.tick += 1
             for i in frames {
@@ -65,13 +66,16 @@ public final class ChunkCache: Sendable {
                 } else if let pending = state.pending[key] {
                     if !waits.contains(where: { $0 === pending }) { waits.append(pending) }
                 } else {
+                    let mine = claim ?? Pending()
+                    // Entered before any waiter can find it, so a waiter always waits.
+                    if claim == nil { mine.done.enter() }
+                    claim = mine
                     state.pending[key] = mine
                     missing.append(i)
                 }
             }
         }
-        if !missing.isEmpty {
-            mine.done.enter()
+        if let mine = claim {
             load(hash, length: length, frames: missing.min()!..<(missing.max()! + 1), pending: mine, claimed: Set(missing))
             for (i, data) in try mine.result.get() where frames.contains(i) { found[i] = data }
         }
