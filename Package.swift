@@ -18,6 +18,9 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "CSupport"),
+        // libext2fs (Debian libext2fs-dev) behind a small C shim: an io_manager over a Swift
+        // byte source, and the inode, directory and xattr calls whose C forms are macros.
+        .target(name: "CExt2fs", linkerSettings: [.linkedLibrary("ext2fs"), .linkedLibrary("com_err")]),
         .target(
             name: "VaultCore",
             dependencies: [
@@ -31,8 +34,13 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(
+            name: "VaultFiles",
+            dependencies: ["VaultCore", "CExt2fs"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .target(
             name: "VaultFS",
-            dependencies: ["VaultCore", "CFuse3", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VaultCore", "VaultFiles", "CFuse3", .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(
@@ -42,7 +50,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vaultctl",
-            dependencies: ["VaultCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["VaultCore", "VaultFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(
@@ -52,12 +60,12 @@ let package = Package(
         ),
         .testTarget(
             name: "VaultCoreTests",
-            dependencies: ["VaultCore", "TestSupport"],
+            dependencies: ["VaultCore", "VaultFiles", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["VaultCore", "TestSupport"],
+            dependencies: ["VaultCore", "VaultFiles", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

@@ -28,6 +28,7 @@ static inline int vfs_session_loop_mt(struct fuse_session *se, unsigned int max_
 /* fuse_file_info flags are bitfields; setters keep Swift off the layout. */
 static inline void vfs_fi_set_keep_cache(struct fuse_file_info *fi, int on) { fi->keep_cache = on ? 1 : 0; }
 static inline void vfs_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
+static inline void vfs_fi_set_cache_readdir(struct fuse_file_info *fi, int on) { fi->cache_readdir = on ? 1 : 0; }
 static inline int vfs_fi_flags(const struct fuse_file_info *fi) { return fi->flags; }
 
 /* fuse_conn_info fields set in init: large requests (libfuse derives the kernel's page limit

@@ -21,14 +21,15 @@ enum Bridge {
         case .attributes(let attributes, let timeout):
             var st = stat(attributes, uid: uid, gid: gid)
             fuse_reply_attr(req, &st, timeout)
-        case .opened(let handle, let keepCache, let directIO):
+        case .opened(let handle, let keepCache, let directIO, let cacheDirectory):
             guard let fi else { fuse_reply_err(req, EIO); return }
             fi.pointee.fh = handle
             vfs_fi_set_keep_cache(fi, keepCache ? 1 : 0)
             vfs_fi_set_direct_io(fi, directIO ? 1 : 0)
+            vfs_fi_set_cache_readdir(fi, cacheDirectory ? 1 : 0)
             fuse_reply_open(req, fi)
         case .data(let bytes):
-            bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+            _ = bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
         case .directory(let entries, let offset, let maxSize):
             var buffer = [CChar](repeating: 0, count: maxSize)
             var used = 0
@@ -36,7 +37,7 @@ enum Bridge {
                 for index in entries.indices where index >= offset {
                     var st = Glibc.stat()
                     st.st_ino = UInt(entries[index].inode)
-                    st.st_mode = mode(of: entries[index].kind)
+                    st.st_mode = entries[index].kind.map(mode(of:)) ?? 0
                     let size = entries[index].name.withCString {
                         fuse_add_direntry(req, out.baseAddress! + used, maxSize - used, $0, &st, off_t(index + 1))
                     }
@@ -45,6 +46,35 @@ enum Bridge {
                 }
                 fuse_reply_buf(req, out.baseAddress, used)
             }
+        case .directoryPlus(let entries, let offset, let maxSize, let attributesOf):
+            var buffer = [CChar](repeating: 0, count: maxSize)
+            var used = 0
+            buffer.withUnsafeMutableBufferPointer { out in
+                for index in entries.indices where index >= offset {
+                    let item = entries[index]
+                    var entry = fuse_entry_param()
+                    // "." and "..", and entries whose attributes cannot be read, go without
+                    // attributes (inode 0): the kernel then looks them up itself.
+                    if item.name != ".", item.name != "..", let (attributes, timeout) = attributesOf(item) {
+                        entry.ino = fuse_ino_t(attributes.inode)
+                        entry.generation = 1
+                        entry.attr = stat(attributes, uid: uid, gid: gid)
+                        entry.attr_timeout = timeout
+                        entry.entry_timeout = timeout
+                    } else {
+                        entry.attr.st_ino = UInt(item.inode)
+                        entry.attr.st_mode = item.kind.map(mode(of:)) ?? 0
+                    }
+                    let size = item.name.withCString {
+                        fuse_add_direntry_plus(req, out.baseAddress! + used, maxSize - used, $0, &entry, off_t(index + 1))
+                    }
+                    if size > maxSize - used { break }
+                    used += size
+                }
+                fuse_reply_buf(req, out.baseAddress, used)
+            }
+        case .xattrSize(let size):
+            fuse_reply_xattr(req, size)
         case .link(let target):
             fuse_reply_readlink(req, target)
         case .offset(let offset):
@@ -67,24 +97,35 @@ enum Bridge {
         case .directory: return S_IFDIR
         case .file: return S_IFREG
         case .symlink: return S_IFLNK
+        case .characterDevice: return S_IFCHR
+        case .blockDevice: return S_IFBLK
+        case .fifo: return S_IFIFO
+        case .socket: return S_IFSOCK
         }
+    }
+
+    /// glibc's makedev, a macro Swift cannot see: the Linux dev_t layout.
+    static func deviceNumber(_ major: UInt32, _ minor: UInt32) -> UInt {
+        let major = UInt(major), minor = UInt(minor)
+        return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12) | ((major & ~0xfff) << 32)
     }
 
     static func stat(_ a: Attributes, uid: UInt32, gid: UInt32) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = UInt(a.inode)
         st.st_mode = mode(of: a.kind) | a.mode
-        st.st_nlink = a.kind == .directory ? 2 : 1
-        st.st_uid = uid
-        st.st_gid = gid
+        st.st_nlink = UInt(a.links ?? (a.kind == .directory ? 2 : 1))
+        st.st_uid = a.owner?.uid ?? uid
+        st.st_gid = a.owner?.gid ?? gid
+        if let device = a.device { st.st_rdev = deviceNumber(device.major, device.minor) }
         st.st_size = off_t(a.size)
         st.st_blocks = blkcnt_t(a.blocks)
         st.st_blksize = 1 << 20
         let seconds = a.time.timeIntervalSince1970
         let time = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
-        st.st_atim = time
-        st.st_mtim = time
-        st.st_ctim = time
+        st.st_atim = a.times?.access ?? time
+        st.st_mtim = a.times?.modify ?? time
+        st.st_ctim = a.times?.change ?? time
         return st
     }
 }

@@ -14,6 +14,7 @@ extension VaultError {
         case .readOnly: return EROFS
         case .permissionDenied, .wrongKey: return EACCES
         case .diskMissing: return ENXIO
+        case .noAttribute: return ENODATA
         case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled, .needsRepair: return EIO
         }
     }

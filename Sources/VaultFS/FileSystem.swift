@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import Synchronization
 import VaultCore
+import VaultFiles
 
 /// The mount's behaviour, in Swift terms: each request handler returns the one `Reply` the
 /// bridge sends. Shared state sits behind mutexes; libfuse calls in from many threads.
@@ -12,11 +13,14 @@ final class FileSystem: Sendable {
     let uid = getuid()
     let gid = getgid()
     private let cache: ChunkCache
-    private let inodes = InodeTable()
-    private let logger = Logger(label: "vaultfs")
+    let inodes = InodeTable()
+    let logger = Logger(label: "vaultfs")
     private let snapshot: Mutex<(tree: Tree?, taken: Date)> = Mutex((nil, .distantPast))
     private let handles = Mutex<(next: UInt64, open: [UInt64: Handle])>((1, [:]))
-    private let images = Mutex(FlatImageCache())
+    private let images: ImageOpener
+    /// Partitions and filesystems of points' disks, looked at once and kept.
+    let files: PointFiles
+    let volumes = VolumeTable()
     private let jobs = Mutex<[String: BackupJob]>([:])
 
     /// How old a catalog snapshot may be before the next request reads a new one.
@@ -29,6 +33,10 @@ final class FileSystem: Sendable {
     private enum Handle: Sendable {
         /// An open image keeps its lease: the point's data stays until it is released.
         case image(ImageReader, ReaderLease?)
+        /// A partition of a disk: `base` is where it starts in `reader`'s image.
+        case partition(SliceSource, reader: ImageReader, lease: ReaderLease?)
+        /// A regular file inside a filesystem, with the lease of the disk it lies on.
+        case inside(Volume, inode: UInt64, size: Int64, lease: ReaderLease?)
         case bytes([UInt8])
         case directory([DirectoryEntry])
     }
@@ -36,7 +44,13 @@ final class FileSystem: Sendable {
     init(repository: Repository, options: MountOptions) {
         self.repository = repository
         self.options = options
-        cache = ChunkCache(store: repository.chunks, budget: options.cacheSize)
+        let cache = ChunkCache(store: repository.chunks, budget: options.cacheSize)
+        let images = ImageOpener(repository: repository, cache: cache)
+        self.cache = cache
+        self.images = images
+        // Looking at a disk needs no lease: what it finds is metadata, and files opened
+        // inside take their own.
+        files = PointFiles { point, disk in try images.open(point: point, disk: disk).reader }
     }
 
     // MARK: Tree
@@ -52,6 +66,7 @@ final class FileSystem: Sendable {
             if inventory.points.contains(where: { $0.status == .creating }) { repository.recoverInterrupted() }
             let tree = Tree(inventory, singleVault: options.vault, now: now)
             snapshot.withLock { $0 = (tree, now) }
+            files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id)))
             return tree
         } catch {
             logger.error("cannot read the catalog: \(error)")
@@ -61,9 +76,13 @@ final class FileSystem: Sendable {
 
     private func invalidate() { snapshot.withLock { $0.taken = .distantPast } }
 
-    private func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
-        guard let node = inodes.node(for: inode), tree.contains(node) else { return nil }
-        return node
+    func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
+        guard let node = inodes.node(for: inode) else { return nil }
+        if case .inside(let number, _) = node {
+            guard let key = volumes.key(for: number), tree.points[key.point]?.status == .active else { return nil }
+            return node
+        }
+        return tree.contains(node) ? node : nil
     }
 
     private func attributes(of node: Node, in tree: Tree) -> Attributes? {
@@ -72,7 +91,7 @@ final class FileSystem: Sendable {
         switch node {
         case .server:
             return Attributes(inode: inode, kind: .directory, mode: 0o755, size: 4096, blocks: 8, time: time)
-        case .root, .vault, .byId, .point:
+        case .root, .vault, .byId, .point, .files:
             return Attributes(inode: inode, kind: .directory, mode: 0o555, size: 4096, blocks: 8, time: time)
         case .latest, .byIdLink:
             guard let target = tree.links[node] else { return nil }
@@ -85,6 +104,12 @@ final class FileSystem: Sendable {
             guard let bytes = try? content(of: node, in: tree) else { return nil }
             return Attributes(inode: inode, kind: .file, mode: 0o444, size: Int64(bytes.count),
                               blocks: Int64((bytes.count + 511) / 512), time: time)
+        case .partitionImage(let point, let disk, let number):
+            guard let span = try? files.contents(point: point, disk: disk).partitions[number] else { return nil }
+            return Attributes(inode: inode, kind: .file, mode: mode_t(options.imageMode), size: span.size,
+                              blocks: span.size / 512, time: time)
+        case .inside:
+            return try? insideAttributes(of: node)
         }
     }
 
@@ -97,35 +122,60 @@ final class FileSystem: Sendable {
             return JSON.encode(try repository.history().filter { $0.vault == vault && $0.server == server })
         case .pointJSON(let id):
             guard let point = try repository.catalog.point(id: id) else { throw VaultError(.notFound, "no point \(id)") }
-            return JSON.encode(try repository.view(of: point))
+            var view = try repository.view(of: point)
+            if point.status == .active {
+                for index in view.disks.indices {
+                    view.disks[index].contents = try? files.contents(point: id, disk: view.disks[index].name).view
+                }
+            }
+            return JSON.encode(view)
         default:
             throw VaultError(.invalidArgument, "not a generated file")
         }
     }
 
     private func timeout(for node: Node) -> Double {
-        if case .image = node { return Self.imageTimeout }
-        return Self.shortTimeout
+        node.isImmutable ? Self.imageTimeout : Self.shortTimeout
     }
 
     // MARK: Requests
 
     func lookup(parent: UInt64, name: String) -> Reply {
         let tree = tree()
-        guard let parentNode = resolve(parent, in: tree), let child = tree.child(of: parentNode, named: name),
-              let attributes = attributes(of: child, in: tree) else { return .error(ENOENT) }
-        return .entry(attributes, timeout: timeout(for: child))
+        guard let parentNode = resolve(parent, in: tree) else { return .error(ENOENT) }
+        do {
+            guard let child = try child(of: parentNode, named: name, in: tree) else { return .error(ENOENT) }
+            if case .inside = child { return .entry(try insideAttributes(of: child), timeout: Self.imageTimeout) }
+            guard let attributes = attributes(of: child, in: tree) else { return .error(ENOENT) }
+            return .entry(attributes, timeout: timeout(for: child))
+        } catch {
+            logger.error("lookup \(name): \(error)")
+            return .error(errnoOf(error))
+        }
     }
 
     func getattr(_ inode: UInt64) -> Reply {
         let tree = tree()
-        guard let node = resolve(inode, in: tree), let attributes = attributes(of: node, in: tree) else { return .error(ENOENT) }
+        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        if case .inside = node {
+            do { return .attributes(try insideAttributes(of: node), timeout: Self.imageTimeout) } catch {
+                logger.error("stat of a file inside a point: \(error)")
+                return .error(errnoOf(error))
+            }
+        }
+        guard let attributes = attributes(of: node, in: tree) else { return .error(ENOENT) }
         return .attributes(attributes, timeout: timeout(for: node))
     }
 
     func readlink(_ inode: UInt64) -> Reply {
         let tree = tree()
         guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        if case .inside(_, let number) = node {
+            do { return .link(try volume(of: node).reader.linkTarget(number)) } catch {
+                logger.error("readlink inside a point: \(error)")
+                return .error(errnoOf(error))
+            }
+        }
         guard let target = tree.links[node] else { return .error(EINVAL) }
         return .link(target)
     }
@@ -133,18 +183,37 @@ final class FileSystem: Sendable {
     func opendir(_ inode: UInt64) -> Reply {
         let tree = tree()
         guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
-        guard node.kind == .directory else { return .error(ENOTDIR) }
-        var entries = [DirectoryEntry(name: ".", inode: inode, kind: .directory),
-                       DirectoryEntry(name: "..", inode: InodeTable.rootInode, kind: .directory)]
-        for (name, child) in tree.entries[node] ?? [] {
-            entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: child.kind))
+        do {
+            let kind = try node.kind ?? insideAttributes(of: node).kind
+            guard kind == .directory else { return .error(ENOTDIR) }
+            var entries = [DirectoryEntry(name: ".", inode: inode, kind: .directory),
+                           DirectoryEntry(name: "..", inode: InodeTable.rootInode, kind: .directory)]
+            for (name, child, kind) in try children(of: node, in: tree) {
+                entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: kind))
+            }
+            // What never changes is listed once: the kernel keeps the listing.
+            return .opened(handle: store(.directory(entries)), keepCache: node.isImmutable, directIO: false,
+                           cacheDirectory: node.isImmutable)
+        } catch {
+            logger.error("cannot list a folder inside a point: \(error)")
+            return .error(errnoOf(error))
         }
-        return .opened(handle: store(.directory(entries)), keepCache: false, directIO: false)
     }
 
     func readdir(handle: UInt64, offset: Int, size: Int) -> Reply {
         guard case .directory(let entries)? = lookupHandle(handle) else { return .error(EBADF) }
         return .directory(entries, offset: offset, maxSize: size)
+    }
+
+    /// readdir with each entry's attributes, so `ls -l` needs no lookup per name.
+    func readdirplus(handle: UInt64, offset: Int, size: Int) -> Reply {
+        guard case .directory(let entries)? = lookupHandle(handle) else { return .error(EBADF) }
+        let tree = tree()
+        return .directoryPlus(entries, offset: offset, maxSize: size) { [self] entry in
+            guard let node = inodes.node(for: entry.inode) else { return nil }
+            if case .inside = node { return (try? insideAttributes(of: node)).map { ($0, Self.imageTimeout) } }
+            return attributes(of: node, in: tree).map { ($0, timeout(for: node)) }
+        }
     }
 
     func open(_ inode: UInt64, flags: Int32) -> Reply {
@@ -154,14 +223,33 @@ final class FileSystem: Sendable {
         switch node {
         case .image(let point, let disk):
             do {
-                let key = "\(point)/\(disk)"
-                let cached = images.withLock { $0.image(for: key) }
-                let (image, lease) = try repository.openImage(point: point, disk: disk, cached: cached)
-                if cached == nil { images.withLock { $0.insert(image, for: key) } }
-                let reader = ImageReader(image: image, cache: cache)
+                let (reader, lease) = try images.open(point: point, disk: disk)
                 return .opened(handle: store(.image(reader, lease)), keepCache: true, directIO: false)
             } catch {
                 logger.error("cannot open \(disk).img of point \(point): \(error)")
+                return .error(errnoOf(error))
+            }
+        case .partitionImage(let point, let disk, let number):
+            do {
+                guard let span = try files.contents(point: point, disk: disk).partitions[number] else { return .error(ENOENT) }
+                let (reader, lease) = try images.open(point: point, disk: disk)
+                let slice = SliceSource(reader, offset: span.offset, length: span.size)
+                return .opened(handle: store(.partition(slice, reader: reader, lease: lease)), keepCache: true, directIO: false)
+            } catch {
+                logger.error("cannot open \(disk).part\(number).img of point \(point): \(error)")
+                return .error(errnoOf(error))
+            }
+        case .inside(let number, let inode):
+            do {
+                let attributes = try volume(of: node).reader.attributes(inode)
+                // Devices, FIFOs and sockets are shown, never opened.
+                guard attributes.kind == .file else { return .error(attributes.kind == .directory ? EISDIR : EACCES) }
+                guard let key = volumes.key(for: number) else { return .error(ENOENT) }
+                let lease = try images.open(point: key.point, disk: key.disk).lease
+                let handle = Handle.inside(try volume(of: node), inode: inode, size: attributes.size, lease: lease)
+                return .opened(handle: store(handle), keepCache: true, directIO: false)
+            } catch {
+                logger.error("cannot open a file inside a point: \(error)")
                 return .error(errnoOf(error))
             }
         case .policy, .history, .pointJSON:
@@ -178,16 +266,14 @@ final class FileSystem: Sendable {
     func read(handle: UInt64, offset: Int64, size: Int) -> Reply {
         switch lookupHandle(handle) {
         case .image(let reader, _)?:
-            let wanted = min(size, Int(max(0, reader.image.size - offset)))
-            do {
-                // ImageReader writes every byte it reports (zeros included), so no zero-fill first.
-                let buffer = try [UInt8](unsafeUninitializedCapacity: wanted) { raw, count in
-                    count = try reader.read(at: offset, into: UnsafeMutableRawBufferPointer(raw))
-                }
-                return .data(buffer)
-            } catch {
-                logger.error("read error at offset \(offset): \(error)")
-                return .error(EIO)
+            return readBytes(size: min(size, Int(max(0, reader.image.size - offset))), at: offset) {
+                try reader.read(at: offset, into: $0)
+            }
+        case .partition(let slice, _, _)?:
+            return readBytes(size: min(size, Int(max(0, slice.size - offset))), at: offset) { try slice.readFully(at: offset, into: $0) }
+        case .inside(let volume, let inode, let fileSize, _)?:
+            return readBytes(size: min(size, Int(max(0, fileSize - offset))), at: offset) {
+                try volume.reader.read(inode, at: offset, into: $0)
             }
         case .bytes(let bytes)?:
             guard offset < bytes.count else { return .data([]) }
@@ -197,8 +283,45 @@ final class FileSystem: Sendable {
         }
     }
 
+    /// A read's reply of up to `size` bytes that `body` writes (every byte it counts, zeros
+    /// included, so no zero-fill first). A failure is logged and answered with EIO.
+    private func readBytes(size: Int, at offset: Int64, _ body: (UnsafeMutableRawBufferPointer) throws -> Int) -> Reply {
+        guard size > 0 else { return .data([]) }
+        do {
+            return .data(try [UInt8](unsafeUninitializedCapacity: size) { raw, count in
+                count = try body(UnsafeMutableRawBufferPointer(raw))
+            })
+        } catch {
+            logger.error("read error at offset \(offset): \(error)")
+            return .error(EIO)
+        }
+    }
+
     func lseek(handle: UInt64, offset: Int64, whence: Int32) -> Reply {
-        guard case .image(let reader, _)? = lookupHandle(handle) else { return .error(EINVAL) }
+        let found = lookupHandle(handle)
+        if case .inside(let volume, let inode, _, _)? = found, whence == 3 || whence == 4 {
+            do {
+                guard let position = try volume.reader.seek(inode, from: offset, data: whence == 3) else { return .error(ENXIO) }
+                return .offset(position)
+            } catch {
+                logger.error("seek inside a point: \(error)")
+                return .error(errnoOf(error))
+            }
+        }
+        if case .partition(let slice, let reader, _)? = found {
+            let image = reader.image, base = slice.offset, end = slice.offset + slice.size
+            switch whence {
+            case 3:
+                guard offset >= 0, offset < slice.size, let data = image.nextData(from: base + offset), data < end else { return .error(ENXIO) }
+                return .offset(data - base)
+            case 4:
+                guard offset >= 0, offset < slice.size else { return .error(ENXIO) }
+                return .offset(min(end, image.nextHole(from: base + offset)) - base)
+            default:
+                return .error(EINVAL)
+            }
+        }
+        guard case .image(let reader, _)? = found else { return .error(EINVAL) }
         let image = reader.image
         switch whence {
         case 3: // SEEK_DATA

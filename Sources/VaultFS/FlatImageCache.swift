@@ -1,3 +1,4 @@
+import Synchronization
 import VaultCore
 
 /// Flattened images kept for reopening, least recently used evicted first, bounded by chunk
@@ -28,5 +29,26 @@ struct FlatImageCache {
             entries[oldest.key] = nil
             positions -= oldest.value.image.refs.count
         }
+    }
+}
+
+/// Opens points' disk images for the mount: each open takes a reader lease (kept by the
+/// caller for as long as it reads) and reuses the flattened image when it was kept.
+final class ImageOpener: Sendable {
+    private let repository: Repository
+    private let cache: ChunkCache
+    private let images = Mutex(FlatImageCache())
+
+    init(repository: Repository, cache: ChunkCache) {
+        self.repository = repository
+        self.cache = cache
+    }
+
+    func open(point: String, disk: String) throws -> (reader: ImageReader, lease: ReaderLease?) {
+        let key = "\(point)/\(disk)"
+        let cached = images.withLock { $0.image(for: key) }
+        let (image, lease) = try repository.openImage(point: point, disk: disk, cached: cached)
+        if cached == nil { images.withLock { $0.insert(image, for: key) } }
+        return (ImageReader(image: image, cache: cache), lease)
     }
 }

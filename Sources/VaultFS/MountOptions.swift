@@ -17,6 +17,9 @@ public struct MountOptions: Sendable, Equatable {
     /// (`key_file=`). Paths only: a secret never appears in the options or /proc/mounts.
     public var passphraseFile: String?
     public var keyFile: String?
+    /// `files_owner=me`: files under `files/` show as the mounting user's, so an operator
+    /// can restore any of them; by default they keep their original owners and groups.
+    public var filesOwnedByMounter = false
 
     public init() {}
 
@@ -42,11 +45,13 @@ public struct MountOptions: Sendable, Equatable {
             case ("log", let path?) where path.hasPrefix("/"): logFile = path
             case ("passphrase_file", let path?) where !path.isEmpty: passphraseFile = path
             case ("key_file", let path?) where !path.isEmpty: keyFile = path
+            case ("files_owner", "me"): filesOwnedByMounter = true
+            case ("files_owner", "original"): filesOwnedByMounter = false
             case ("ro", nil), ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, fsname=NAME, ro)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro)")
             }
         }
     }

@@ -21,6 +21,13 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.readdir = { req, _, size, off, fi in
         respond(req, fi) { $0.readdir(handle: fi!.pointee.fh, offset: Int(off), size: size) }
     }
+    ops.readdirplus = { req, _, size, off, fi in
+        respond(req, fi) { $0.readdirplus(handle: fi!.pointee.fh, offset: Int(off), size: size) }
+    }
+    ops.getxattr = { req, ino, name, size in
+        respond(req) { $0.getxattr(UInt64(ino), name: String(cString: name!), size: size) }
+    }
+    ops.listxattr = { req, ino, size in respond(req) { $0.listxattr(UInt64(ino), size: size) } }
     ops.releasedir = { req, _, fi in respond(req, fi) { $0.release(handle: fi!.pointee.fh) } }
     ops.open = { req, ino, fi in respond(req, fi) { $0.open(UInt64(ino), flags: vfs_fi_flags(fi)) } }
     ops.read = { req, _, size, off, fi in

@@ -8,12 +8,20 @@ struct Attributes {
     var size: Int64
     var blocks: Int64
     var time: Date
+    /// Owner and group of a node that has its own (inside a filesystem); otherwise the
+    /// mounting user's.
+    var owner: (uid: UInt32, gid: UInt32)? = nil
+    var links: UInt32? = nil
+    /// Access, modification and change times of a node that keeps them apart.
+    var times: (access: timespec, modify: timespec, change: timespec)? = nil
+    var device: (major: UInt32, minor: UInt32)? = nil
 }
 
 struct DirectoryEntry {
     var name: String
     var inode: UInt64
-    var kind: Node.Kind
+    /// nil when the filesystem does not record it (the kernel then asks).
+    var kind: Node.Kind?
 }
 
 /// The one answer each request gets. Handlers return a `Reply`; only the bridge sends it,
@@ -22,9 +30,14 @@ enum Reply {
     case error(Int32)
     case entry(Attributes, timeout: Double)
     case attributes(Attributes, timeout: Double)
-    case opened(handle: UInt64, keepCache: Bool, directIO: Bool)
+    case opened(handle: UInt64, keepCache: Bool, directIO: Bool, cacheDirectory: Bool = false)
     case data([UInt8])
     case directory([DirectoryEntry], offset: Int, maxSize: Int)
+    /// readdirplus: each entry with its attributes and their cache time, asked for only for
+    /// the entries that fit (nil sends the name alone).
+    case directoryPlus([DirectoryEntry], offset: Int, maxSize: Int, attributes: (DirectoryEntry) -> (Attributes, Double)?)
+    /// The size an extended attribute value or name list needs (a size query).
+    case xattrSize(Int)
     case link(String)
     case offset(Int64)
     case statfs(blocks: UInt64, free: UInt64, files: UInt64)

@@ -14,14 +14,30 @@ enum Node: Hashable, Sendable {
     case point(String)
     case pointJSON(String)
     case image(point: String, disk: String)
+    /// `<point>/files/`: one folder per filesystem found on the point's disks.
+    case files(point: String)
+    /// `<point>/<disk>.part<N>.img`.
+    case partitionImage(point: String, disk: String, partition: Int)
+    /// A file or folder inside a filesystem under `files/` (its root is `files/<volume>`).
+    case inside(volume: UInt32, inode: UInt64)
 
-    enum Kind { case directory, file, symlink }
+    enum Kind { case directory, file, symlink, characterDevice, blockDevice, fifo, socket }
 
-    var kind: Kind {
+    /// The kind of the tree's own nodes; a node inside a filesystem has the kind its inode says.
+    var kind: Kind? {
         switch self {
-        case .root, .vault, .byId, .server, .point: return .directory
+        case .root, .vault, .byId, .server, .point, .files: return .directory
         case .byIdLink, .latest: return .symlink
-        case .policy, .history, .pointJSON, .image: return .file
+        case .policy, .history, .pointJSON, .image, .partitionImage: return .file
+        case .inside: return nil
+        }
+    }
+
+    /// Whether the node never changes while it exists: cached by the kernel for long.
+    var isImmutable: Bool {
+        switch self {
+        case .image, .partitionImage, .files, .inside: return true
+        default: return false
         }
     }
 }
@@ -74,6 +90,7 @@ struct Tree: Sendable {
                 times[pointNode] = point.startedAt
                 add(pointNode, "point.json", .pointJSON(point.id))
                 if point.status == .active {
+                    add(pointNode, "files", .files(point: point.id))
                     for disk in inventory.disks[point.id] ?? [] { add(pointNode, "\(disk.disk).img", .image(point: point.id, disk: disk.disk)) }
                 }
                 let link = Node.byIdLink(vault: vault.name, point: point.id)
@@ -102,7 +119,9 @@ struct Tree: Sendable {
         switch node {
         case .root: return true
         case .point(let id), .pointJSON(let id): return points[id] != nil
-        case .image(let id, let disk): return points[id]?.status == .active && inventory.disks[id]?.contains { $0.disk == disk } == true
+        case .image(let id, let disk), .partitionImage(let id, let disk, _):
+            return points[id]?.status == .active && inventory.disks[id]?.contains { $0.disk == disk } == true
+        case .files(let id): return points[id]?.status == .active
         case .byIdLink, .latest: return links[node] != nil
         default: return entries[node] != nil || times[node] != nil || isFileOfVault(node)
         }
@@ -119,7 +138,7 @@ struct Tree: Sendable {
     /// The time shown for a node: a point's time, or the newest point's time below it.
     func time(of node: Node) -> Date {
         switch node {
-        case .pointJSON(let id), .image(let id, _): return points[id]?.startedAt ?? Date()
+        case .pointJSON(let id), .image(let id, _), .partitionImage(let id, _, _), .files(let id): return points[id]?.startedAt ?? Date()
         case .byIdLink(_, let id): return points[id]?.startedAt ?? Date()
         default: return times[node] ?? times[.root] ?? Date()
         }

@@ -15,7 +15,7 @@ public enum Posix {
         }
     }
 
-    static func message(_ code: Int32) -> String { String(cString: strerror(code)) }
+    public static func message(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     static func error(_ what: String, _ path: String, _ code: Int32 = errno) -> VaultError {
         let kind: VaultError.Code
@@ -29,7 +29,7 @@ public enum Posix {
         return VaultError(kind, "\(what) \(path): \(message(code))")
     }
 
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600, what: String = "cannot open") throws -> Int32 {
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600, what: String = "cannot open") throws -> Int32 {
         let fd = retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
         if fd < 0 { throw error(what, path) }
         return fd
@@ -54,7 +54,7 @@ public enum Posix {
     }
 
     /// Reads exactly `count` bytes at `offset` unless the file ends first; returns bytes read.
-    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
+    public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
         var done = 0
         while done < count {
             let n = retrying { Glibc.pread(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }

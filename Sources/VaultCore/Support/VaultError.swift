@@ -15,6 +15,8 @@ public struct VaultError: Error, CustomStringConvertible, Sendable {
         /// A wrong passphrase, a missing or damaged key file, or no key for an encrypted
         /// repository.
         case wrongKey
+        /// A file has no extended attribute of that name.
+        case noAttribute
     }
 
     public let code: Code

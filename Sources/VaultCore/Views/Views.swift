@@ -1,6 +1,43 @@
 import Foundation
 
 /// A point as users see it (seed 001): in `vaultctl points --json` and in `point.json`.
+/// What a disk holds: its partition table, if any, and each filesystem found, with why one
+/// is not shown under `files/`.
+public struct DiskContentsView: Codable, Sendable {
+    public struct VolumeView: Codable, Sendable {
+        /// The name under `files/`: the disk's (`root`) or a partition's (`data.part1`).
+        public var name: String
+        public var partition: Int?
+        public var offset: Int64
+        public var size: Int64
+        public var partitionType: String?
+        public var partitionName: String?
+        public var filesystem: String?
+        public var label: String?
+        public var uuid: String?
+        public var shown: Bool
+        public var notes: [String]
+        public var reason: String?
+
+        public init(name: String, partition: Int?, offset: Int64, size: Int64) {
+            self.name = name
+            self.partition = partition
+            self.offset = offset
+            self.size = size
+            shown = false
+            notes = []
+        }
+    }
+
+    public var partitionTable: String?
+    public var volumes: [VolumeView]
+
+    public init(partitionTable: String?, volumes: [VolumeView]) {
+        self.partitionTable = partitionTable
+        self.volumes = volumes
+    }
+}
+
 public struct PointView: Codable, Sendable {
     public struct DiskView: Codable, Sendable {
         public var name: String
@@ -8,6 +45,9 @@ public struct PointView: Codable, Sendable {
         public var storedBytes: Int64
         public var changedBytes: Int64
         public var newBytes: Int64
+        /// Partitions and filesystems found on the disk, where a reader looked (the mount's
+        /// point.json); nil otherwise.
+        public var contents: DiskContentsView?
     }
 
     public struct ProgressView: Codable, Sendable {

@@ -1,0 +1,174 @@
+internal import CExt2fs
+import Glibc
+import Synchronization
+import VaultCore
+
+/// ext2, ext3 and ext4 through libext2fs, read-only, with the bytes coming from a point's
+/// image in memory: no loop device, no kernel mount, no child process. The journal is never
+/// replayed: a filesystem taken while mounted shows as its last checkpoint left it.
+public final class Ext2Filesystem: FilesystemReader {
+    /// The source and the last error it gave, reachable from the C read callback.
+    private final class SourceBox: Sendable {
+        let source: any ByteSource
+        let lastError = Mutex<String?>(nil)
+        init(_ source: any ByteSource) { self.source = source }
+    }
+
+    /// libext2fs handles are not thread-safe: every call on `fs` holds this lock.
+    private let fs: Mutex<OpaquePointer>
+    private let box: SourceBox
+    public let rootInode: UInt64 = 2
+    /// Directory entry file types (EXT2_FT_*) by number.
+    static let kinds: [Int: FileKind] = [1: .file, 2: .directory, 3: .characterDevice, 4: .blockDevice, 5: .fifo, 6: .socket, 7: .symlink]
+    public let summary: FilesystemSummary
+
+    public static func recognizes(_ header: [UInt8]) -> Bool {
+        header.count >= 1024 + 58 && header[1024 + 56] == 0x53 && header[1024 + 57] == 0xEF
+    }
+
+    public required init(source: any ByteSource) throws {
+        let box = SourceBox(source)
+        let unmanaged = Unmanaged.passRetained(box)
+        var handle: OpaquePointer?
+        let code = vfs_ext2_open({ context, offset, buffer, length in
+            let box = Unmanaged<SourceBox>.fromOpaque(context!).takeUnretainedValue()
+            do {
+                let got = try box.source.readFully(at: Int64(offset), into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+                if got < length {
+                    buffer!.advanced(by: got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got)
+                    return EIO
+                }
+                return 0
+            } catch {
+                box.lastError.withLock { $0 = "\(error)" }
+                return EIO
+            }
+        }, unmanaged.toOpaque(), UInt64(source.size), &handle)
+        guard code == 0, let handle else {
+            unmanaged.release()
+            throw Self.error(code, "not a readable ext2/3/4 filesystem", box)
+        }
+        // The box lives as long as the handle; deinit releases both.
+        self.box = box
+        var info = vfs_ext2_info()
+        vfs_ext2_info(handle, &info)
+        fs = Mutex(handle)
+        var notes: [String] = []
+        if info.needs_recovery != 0 {
+            notes.append("taken while mounted: its journal was not replayed, so files show as its last checkpoint left them")
+        }
+        if info.errors_recorded != 0 { notes.append("the filesystem had recorded errors when the point was taken") }
+        let label = withUnsafeBytes(of: info.label) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let uuid = withUnsafeBytes(of: info.uuid) { bytes in
+            bytes.enumerated().map { (i, b) in ([4, 6, 8, 10].contains(i) ? "-" : "") + String(b, radix: 16).leftPadded(2) }.joined()
+        }
+        summary = FilesystemSummary(type: info.is_ext4 != 0 ? "ext4" : info.has_journal != 0 ? "ext3" : "ext2",
+                                    label: label.isEmpty ? nil : label, uuid: uuid, notes: notes)
+    }
+
+    deinit {
+        fs.withLock { vfs_ext2_close($0) }
+        Unmanaged.passUnretained(box).release()
+    }
+
+    public func attributes(_ inode: UInt64) throws -> FileAttributes {
+        var a = vfs_ext2_attr()
+        try call("cannot read inode \(inode)") { vfs_ext2_stat($0, try number(inode), &a) }
+        guard let kind = FileKind(mode: a.mode) else { throw VaultError(.corrupt, "inode \(inode) has no valid type") }
+        return FileAttributes(inode: inode, kind: kind, permissions: a.mode & 0o7777, uid: a.uid, gid: a.gid, links: a.nlink,
+                              size: Int64(bitPattern: a.size), blocks: Int64(bitPattern: a.blocks512),
+                              accessed: FileTime(seconds: a.atime, nanoseconds: a.atime_nsec),
+                              modified: FileTime(seconds: a.mtime, nanoseconds: a.mtime_nsec),
+                              changed: FileTime(seconds: a.ctime, nanoseconds: a.ctime_nsec),
+                              deviceMajor: a.rdev_major, deviceMinor: a.rdev_minor)
+    }
+
+    public func entries(_ directory: UInt64) throws -> [FileEntry] {
+        var entries: [FileEntry] = []
+        try call("cannot list directory inode \(directory)") { fs in
+            let dir = try number(directory)
+            return withUnsafeMutablePointer(to: &entries) { list in
+                vfs_ext2_list(fs, dir, { context, name, length, inode, type in
+                    let list = context!.assumingMemoryBound(to: [FileEntry].self)
+                    let text = String(decoding: UnsafeRawBufferPointer(start: name, count: Int(length)), as: UTF8.self)
+                    list.pointee.append(FileEntry(name: text, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)]))
+                    return 0
+                }, list)
+            }
+        }
+        return entries
+    }
+
+    public func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard offset >= 0, destination.count > 0 else { return 0 }
+        var got = 0
+        try call("cannot read inode \(inode) at \(offset)") {
+            vfs_ext2_read($0, try number(inode), UInt64(offset), destination.baseAddress, destination.count, &got)
+        }
+        return got
+    }
+
+    public func linkTarget(_ inode: UInt64) throws -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        var length = 0
+        try call("cannot read symlink inode \(inode)") { vfs_ext2_readlink($0, try number(inode), &buffer, buffer.count, &length) }
+        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64? {
+        guard offset >= 0 else { return nil }
+        var result: UInt64 = 0
+        var code = 0
+        try call("cannot map inode \(inode)") { fs in
+            code = vfs_ext2_seek(fs, try number(inode), UInt64(offset), data ? 1 : 0, &result)
+            return code == ENXIO ? 0 : code
+        }
+        return code == ENXIO ? nil : Int64(result)
+    }
+
+    public func attributeNames(_ inode: UInt64) throws -> [String] {
+        var needed = 0
+        try call("cannot read attributes of inode \(inode)") { vfs_ext2_xattr_names($0, try number(inode), nil, 0, &needed) }
+        guard needed > 0 else { return [] }
+        var buffer = [CChar](repeating: 0, count: needed)
+        try call("cannot read attributes of inode \(inode)") { vfs_ext2_xattr_names($0, try number(inode), &buffer, buffer.count, &needed) }
+        return buffer.prefix(needed).split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
+    public func attribute(_ inode: UInt64, named name: String) throws -> [UInt8] {
+        var needed = 0
+        try call("cannot read attribute \(name) of inode \(inode)") { vfs_ext2_xattr_value($0, try number(inode), name, nil, 0, &needed) }
+        var value = [UInt8](repeating: 0, count: needed)
+        try call("cannot read attribute \(name) of inode \(inode)") { fs in
+            value.withUnsafeMutableBytes { vfs_ext2_xattr_value(fs, try! number(inode), name, $0.baseAddress, $0.count, &needed) }
+        }
+        return Array(value.prefix(needed))
+    }
+
+    // MARK: Calls into libext2fs
+
+    private func number(_ inode: UInt64) throws -> UInt32 {
+        guard inode > 0, inode <= UInt64(UInt32.max) else { throw VaultError(.notFound, "no inode \(inode)") }
+        return UInt32(inode)
+    }
+
+    /// Runs one libext2fs call under the lock; a non-zero result becomes an error that says
+    /// what failed and why (the chunk store's own message when a read failed below).
+    private func call(_ what: String, _ body: (OpaquePointer) throws -> Int) throws {
+        let code = try fs.withLock { fs -> Int in
+            box.lastError.withLock { $0 = nil }
+            return try body(fs)
+        }
+        if code != 0 { throw Self.error(code, what, box) }
+    }
+
+    private static func error(_ code: Int, _ what: String, _ box: SourceBox) -> VaultError {
+        let reason = box.lastError.withLock { $0 } ?? String(cString: vfs_ext2_error(code))
+        switch Int32(truncatingIfNeeded: code) {
+        case ENODATA: return VaultError(.noAttribute, "\(what): no such attribute")
+        case EINVAL where code < 256: return VaultError(.invalidArgument, "\(what): \(reason)")
+        case ENAMETOOLONG where code < 256: return VaultError(.invalidArgument, "\(what): \(reason)")
+        default: return VaultError(.corrupt, "\(what): \(reason)")
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Synchronization
+import VaultCore
+
+/// The files inside points: each disk looked at once, its filesystems kept open, shared by
+/// every reader of a mount (or by one command). Bounded: the disks looked at longest ago
+/// are closed first; open files keep what they use.
+public final class PointFiles: Sendable {
+    /// Opens one disk of a point for reading (the mount leases its chain).
+    public typealias Opener = @Sendable (_ point: String, _ disk: String) throws -> any ByteSource
+
+    private let open: Opener
+    private let kept = Mutex<(disks: [String: (contents: DiskContents, tick: UInt64)], tick: UInt64)>(([:], 0))
+    /// Disks kept open at once; each holds its flattened image and filesystem metadata.
+    static let keptDisks = 64
+
+    public init(open: @escaping Opener) { self.open = open }
+
+    /// What a point's disk holds; looked at on first use, then kept.
+    public func contents(point: String, disk: String) throws -> DiskContents {
+        let key = "\(point)/\(disk)"
+        if let found = kept.withLock({ state -> DiskContents? in
+            guard let entry = state.disks[key] else { return nil }
+            state.tick += 1
+            state.disks[key]!.tick = state.tick
+            return entry.contents
+        }) { return found }
+        let contents = DiskContents.probe(disk: disk, source: try open(point, disk))
+        return kept.withLock { state in
+            if let raced = state.disks[key] { return raced.contents }
+            state.tick += 1
+            state.disks[key] = (contents, state.tick)
+            if state.disks.count > Self.keptDisks, let oldest = state.disks.min(by: { $0.value.tick < $1.value.tick }) {
+                state.disks[oldest.key] = nil
+            }
+            return contents
+        }
+    }
+
+    /// The volume named `name` (`root`, `data.part1`) of a point's disk.
+    public func volume(point: String, disk: String, name: String) throws -> Volume {
+        guard let volume = try contents(point: point, disk: disk).volumes[name] else {
+            throw VaultError(.notFound, "no filesystem \(name) shown in point \(point)")
+        }
+        return volume
+    }
+
+    /// Partition `number` of a point's disk, as bytes of its own.
+    public func partition(point: String, disk: String, number: Int) throws -> any ByteSource {
+        let contents = try contents(point: point, disk: disk)
+        guard let span = contents.partitions[number] else { throw VaultError(.notFound, "disk \(disk) has no partition \(number)") }
+        return SliceSource(contents.source, offset: span.offset, length: span.size)
+    }
+
+    /// Closes what is kept of points no longer shown (deleted), releasing their leases.
+    public func keep(points: Set<String>) {
+        kept.withLock { state in
+            state.disks = state.disks.filter { points.contains(String($0.key.prefix { $0 != "/" })) }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Synchronization
+import VaultCore
+
+/// A filesystem shown under `files/`, with its directories kept once listed (they never
+/// change), so lookups and repeated listings cost a dictionary access.
+public final class Volume: Sendable {
+    public let name: String
+    public let reader: any FilesystemReader
+    private let directories = Mutex(DirectoryCache())
+
+    /// Names kept across all directories before the oldest listings are dropped.
+    static let entryBudget = 1 << 20
+
+    init(name: String, reader: any FilesystemReader) {
+        self.name = name
+        self.reader = reader
+    }
+
+    public var rootInode: UInt64 { reader.rootInode }
+
+    /// A directory's entries (without `.` and `..`), in the order the filesystem keeps them.
+    public func entries(_ directory: UInt64) throws -> [FileEntry] {
+        try listing(directory).entries
+    }
+
+    /// The inode a name in a directory refers to, or nil when there is no such name.
+    public func child(of directory: UInt64, named name: String) throws -> UInt64? {
+        try listing(directory).byName[name]
+    }
+
+    /// Follows a path of names from the root (`/etc/hostname`); symlinks are not followed.
+    public func resolve(_ path: String) throws -> UInt64 {
+        var inode = rootInode
+        for part in path.split(separator: "/") where part != "." {
+            guard try reader.attributes(inode).kind == .directory else {
+                throw VaultError(.invalidArgument, "\(path): \(part) lies below something that is not a folder")
+            }
+            guard let next = try child(of: inode, named: String(part)) else {
+                throw VaultError(.notFound, "no \(path) in \(name)")
+            }
+            inode = next
+        }
+        return inode
+    }
+
+    private func listing(_ directory: UInt64) throws -> DirectoryCache.Listing {
+        if let cached = directories.withLock({ $0.listing(directory) }) { return cached }
+        let entries = try reader.entries(directory)
+        var byName: [String: UInt64] = [:]
+        for entry in entries { byName[entry.name] = entry.inode }
+        let listing = DirectoryCache.Listing(entries: entries, byName: byName)
+        directories.withLock { $0.insert(listing, for: directory, budget: Self.entryBudget) }
+        return listing
+    }
+}
+
+/// Directory listings by inode, least recently used dropped first beyond a budget of names.
+struct DirectoryCache {
+    struct Listing {
+        var entries: [FileEntry]
+        var byName: [String: UInt64]
+    }
+
+    private var listings: [UInt64: (listing: Listing, tick: UInt64)] = [:]
+    private var names = 0
+    private var tick: UInt64 = 0
+
+    mutating func listing(_ directory: UInt64) -> Listing? {
+        guard let entry = listings[directory] else { return nil }
+        tick += 1
+        listings[directory]!.tick = tick
+        return entry.listing
+    }
+
+    mutating func insert(_ listing: Listing, for directory: UInt64, budget: Int) {
+        guard listings[directory] == nil else { return }
+        tick += 1
+        listings[directory] = (listing, tick)
+        names += listing.entries.count
+        if names > budget {
+            // Drop the older half at once, so a tree larger than the budget costs one sort
+            // per half-budget of new names rather than one per listing.
+            let sorted = listings.sorted { $0.value.tick < $1.value.tick }
+            for (key, value) in sorted.prefix(sorted.count / 2) where key != directory {
+                listings[key] = nil
+                names -= value.listing.entries.count
+            }
+        }
+    }
+}
