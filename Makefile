@@ -27,7 +27,7 @@ soak: deps
 
 fuzz: deps
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
-	VAULTFS_FUZZ_ITERATIONS=200000 SWIFT=$(SWIFT) scripts/test.sh --filter DecoderFuzzTests
+	VAULTFS_FUZZ_ITERATIONS=200000 SWIFT=$(SWIFT) scripts/test.sh --filter 'DecoderFuzzTests|FilesystemFuzzTests'
 
 demo: build
 	scripts/demo.sh $(BIN)

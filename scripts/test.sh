@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole suite (XCTest), then the schedule, retention, mount, export and crash tests
+# Runs the whole suite (XCTest), then the schedule, retention, mount, export, crash and files tests
 # again on encrypted repositories, and ends with one plain summary line over both passes:
 # "N passed, N failed" (", N skipped" when tests were skipped, each named above it).
 # Arguments (e.g. --filter X) run that selection once, unencrypted.
@@ -38,7 +38,7 @@ if [ $# -gt 0 ]; then
 else
   run_pass "all tests"
   VAULTFS_TEST_ENCRYPTION=1 VAULT_PASSPHRASE=vaultfs-test-passphrase \
-    run_pass "encrypted repositories" --filter "ScheduleTests|MountTests|CommandLineTests|CrashTests"
+    run_pass "encrypted repositories" --filter "ScheduleTests|MountTests|CommandLineTests|CrashTests|FilesInsideTests"
 fi
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"

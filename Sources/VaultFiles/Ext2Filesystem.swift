@@ -75,6 +75,9 @@ public final class Ext2Filesystem: FilesystemReader {
         var a = vfs_ext2_attr()
         try call("cannot read inode \(inode)") { vfs_ext2_stat($0, try number(inode), &a) }
         guard let kind = FileKind(mode: a.mode) else { throw VaultError(.corrupt, "inode \(inode) has no valid type") }
+        guard a.size <= UInt64(Int64.max), a.blocks512 <= UInt64(Int64.max) else {
+            throw VaultError(.corrupt, "inode \(inode) has an impossible size")
+        }
         return FileAttributes(inode: inode, kind: kind, permissions: a.mode & 0o7777, uid: a.uid, gid: a.gid, links: a.nlink,
                               size: Int64(bitPattern: a.size), blocks: Int64(bitPattern: a.blocks512),
                               accessed: FileTime(seconds: a.atime, nanoseconds: a.atime_nsec),
@@ -123,7 +126,9 @@ public final class Ext2Filesystem: FilesystemReader {
             code = vfs_ext2_seek(fs, try number(inode), UInt64(offset), data ? 1 : 0, &result)
             return code == ENXIO ? 0 : code
         }
-        return code == ENXIO ? nil : Int64(result)
+        guard code != ENXIO else { return nil }
+        guard let position = Int64(exactly: result) else { throw VaultError(.corrupt, "inode \(inode) maps data beyond any file size") }
+        return position
     }
 
     public func attributeNames(_ inode: UInt64) throws -> [String] {

@@ -129,3 +129,26 @@ public enum Filesystems {
         return nil
     }
 }
+
+extension FileAttributes {
+    /// The mode as `ls -l` shows it (`drwxr-xr-x`).
+    public var modeText: String {
+        let type: Character
+        switch kind {
+        case .file: type = "-"
+        case .directory: type = "d"
+        case .symlink: type = "l"
+        case .characterDevice: type = "c"
+        case .blockDevice: type = "b"
+        case .fifo: type = "p"
+        case .socket: type = "s"
+        }
+        var text = [type]
+        let bits = Array("rwxrwxrwx")
+        for i in 0..<9 { text.append(permissions & (0o400 >> UInt32(i)) != 0 ? bits[i] : "-") }
+        if permissions & 0o4000 != 0 { text[3] = text[3] == "x" ? "s" : "S" }
+        if permissions & 0o2000 != 0 { text[6] = text[6] == "x" ? "s" : "S" }
+        if permissions & 0o1000 != 0 { text[9] = text[9] == "x" ? "t" : "T" }
+        return String(text)
+    }
+}

@@ -58,3 +58,58 @@ public final class PointFiles: Sendable {
         }
     }
 }
+
+extension PointFiles {
+    /// The filesystems of a point's command-line readers: every disk opened with a lease
+    /// held for as long as the reader lives, read through `cache`.
+    public static func reading(_ repository: Repository, cache: ChunkCache) -> PointFiles {
+        PointFiles { point, disk in
+            let (image, lease) = try repository.openImage(point: point, disk: disk)
+            return LeasedImage(reader: ImageReader(image: image, cache: cache), lease: lease)
+        }
+    }
+
+    /// The volume a user means: `partition` of `disk`, the disk's own filesystem, or the
+    /// only filesystem the point holds. Says what there is when the choice is unclear.
+    public func select(point: String, disks: [String], disk: String?, partition: Int?) throws -> Volume {
+        if let disk, !disks.contains(disk) {
+            throw VaultError(.notFound, "the point has no disk '\(disk)' (it has: \(disks.joined(separator: ", ")))")
+        }
+        let candidates = disk.map { [$0] } ?? disks
+        if let partition {
+            guard let disk = disk ?? (candidates.count == 1 ? candidates[0] : nil) else {
+                throw VaultError(.invalidArgument, "the point has disks \(disks.joined(separator: ", ")); say which with --disk")
+            }
+            let name = "\(disk).part\(partition)"
+            let contents = try contents(point: point, disk: disk)
+            guard let view = contents.view.volumes.first(where: { $0.name == name }) else {
+                let numbers = contents.partitions.keys.sorted().map(String.init)
+                throw VaultError(.notFound, "disk \(disk) has no partition \(partition)"
+                                 + (numbers.isEmpty ? " (it has no partition table)" : " (it has: \(numbers.joined(separator: ", ")))"))
+            }
+            guard let volume = contents.volumes[name] else { throw VaultError(.unsupportedFormat, "\(name): \(view.reason ?? "not readable")") }
+            return volume
+        }
+        var shown: [Volume] = [], reasons: [String] = []
+        for disk in candidates {
+            let contents = try contents(point: point, disk: disk)
+            for view in contents.view.volumes {
+                if let volume = contents.volumes[view.name] { shown.append(volume) } else { reasons.append("\(view.name): \(view.reason ?? "not readable")") }
+            }
+        }
+        if shown.count == 1 { return shown[0] }
+        if shown.isEmpty { throw VaultError(.unsupportedFormat, "no filesystem vaultfs reads in this point (\(reasons.joined(separator: "; ")))") }
+        throw VaultError(.invalidArgument, "the point holds several filesystems (\(shown.map(\.name).joined(separator: ", "))); choose one with --disk and --partition")
+    }
+}
+
+/// A point's disk read by a command, with the lease that keeps its chunks while it reads.
+public struct LeasedImage: ByteSource {
+    public let reader: ImageReader
+    let lease: ReaderLease?
+    public var size: Int64 { reader.size }
+
+    public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+        try reader.read(at: offset, into: destination)
+    }
+}

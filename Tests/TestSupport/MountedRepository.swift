@@ -8,15 +8,20 @@ public final class MountedRepository {
     private let log: String
     private var mounted = true
 
-    /// Mounts and waits (at most `timeout` seconds) until the kernel shows the mount.
-    public init(repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20) throws {
+    /// Mounts and waits (at most `timeout` seconds) until the kernel shows the mount; as
+    /// `user` when given (who must own the mount point).
+    public init(repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20,
+                as user: TestUser? = nil) throws {
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        if let user { chown(mountpoint, user.uid, user.gid) }
         self.mountpoint = mountpoint
         log = mountpoint + ".log"
         FileManager.default.createFile(atPath: log, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: productPath("vaultfs"))
-        process.arguments = [repository, mountpoint, "-f"] + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
+        let arguments = [productPath("vaultfs"), repository, mountpoint, "-f"] + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
+        let command = user?.command(arguments) ?? arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

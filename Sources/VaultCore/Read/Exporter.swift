@@ -3,12 +3,17 @@ import Glibc
 extension Repository {
     /// The active point and the disk an export of `reference` would write; `disk` may be
     /// nil when the point has one disk.
-    public func exportSource(point reference: String, disk: String?) throws -> (point: Point, disk: String) {
+    /// The point a reference names, with its disks, when it can be read (it is active).
+    public func readablePoint(_ reference: String) throws -> (point: Point, disks: [String]) {
         let point = try catalog.point(matching: reference)
         guard point.status == .active else {
-            throw VaultError.invalid("point \(point.name) is \(PointView.statusText(point.status)); only active points can be exported")
+            throw VaultError.invalid("point \(point.name) is \(PointView.statusText(point.status)); only active points can be read")
         }
-        let disks = try catalog.pointDisks(point.id).map(\.disk)
+        return (point, try catalog.pointDisks(point.id).map(\.disk))
+    }
+
+    public func exportSource(point reference: String, disk: String?) throws -> (point: Point, disk: String) {
+        let (point, disks) = try readablePoint(reference)
         if let disk {
             guard disks.contains(disk) else {
                 throw VaultError.notFound("point \(point.name) has no disk '\(disk)' (it has: \(disks.joined(separator: ", ")))")

@@ -65,7 +65,7 @@ public enum Posix {
         return done
     }
 
-    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
         var done = 0
         while done < buffer.count {
             let n = retrying { Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done) }
@@ -74,7 +74,7 @@ public enum Posix {
         }
     }
 
-    static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64, path: String) throws {
+    public static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64, path: String) throws {
         var done = 0
         while done < buffer.count {
             let n = retrying { Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }

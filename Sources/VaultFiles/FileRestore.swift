@@ -1,0 +1,104 @@
+import VaultCore
+
+/// Copies files and folders out of a filesystem inside a point, for `vaultctl files get`.
+public enum FileRestore {
+    /// Deeper folders than this are not followed: a damaged filesystem could loop.
+    static let maxDepth = 4096
+    static let blockSize = 1 << 20
+
+    /// Calls `write` with each run of a regular file's bytes and its offset, in order,
+    /// skipping holes when `skipHoles` (the caller then makes the file `size` long).
+    public static func copy(_ volume: Volume, file inode: UInt64, size: Int64, skipHoles: Bool,
+                            write: (Int64, UnsafeRawBufferPointer) throws -> Void) throws {
+        var buffer = [UInt8](repeating: 0, count: blockSize)
+        var offset: Int64 = 0
+        while offset < size {
+            var end = size
+            if skipHoles {
+                guard let data = try volume.reader.seek(inode, from: offset, data: true) else { return }
+                offset = data
+                end = min(size, try volume.reader.seek(inode, from: data, data: false) ?? size)
+            }
+            while offset < end {
+                let want = Int(min(Int64(blockSize), end - offset))
+                let got = try buffer.withUnsafeMutableBytes {
+                    try volume.reader.read(inode, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<want]))
+                }
+                guard got > 0 else { throw VaultError(.corrupt, "file inode \(inode) ends at \(offset), before its size \(size)") }
+                try buffer.withUnsafeBytes { try write(offset, UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+                offset += Int64(got)
+            }
+        }
+    }
+
+    /// Writes a folder and everything below it as tar entries named from `top`. A file or
+    /// folder that cannot be read is reported, not fatal: the rest is still written (a file
+    /// whose bytes fail partway is padded with zeros to its size). Returns the reports.
+    public static func archive(_ volume: Volume, folder inode: UInt64, as top: String, to tar: TarWriter) throws -> [String] {
+        var failures: [String] = []
+        var firstNames: [UInt64: String] = [:]
+        var visiting: Set<UInt64> = []
+
+        func add(_ inode: UInt64, path: String, depth: Int) throws {
+            let attributes: FileAttributes
+            do { attributes = try volume.reader.attributes(inode) } catch {
+                failures.append("\(path): \(message(error))")
+                return
+            }
+            if attributes.kind == .socket { return }
+            var entry = TarWriter.Entry(path: path, attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: [])
+            do {
+                for name in try volume.reader.attributeNames(inode) {
+                    entry.xattrs.append((name, try volume.reader.attribute(inode, named: name)))
+                }
+            } catch {
+                failures.append("\(path): extended attributes: \(message(error))")
+            }
+            if attributes.kind != .directory, attributes.links > 1 {
+                if let first = firstNames[inode] { entry.hardLinkTo = first } else { firstNames[inode] = path }
+            }
+            if attributes.kind == .symlink {
+                do { entry.linkTarget = try volume.reader.linkTarget(inode) } catch {
+                    failures.append("\(path): \(message(error))")
+                    return
+                }
+            }
+            try tar.begin(entry)
+            if attributes.kind == .file, entry.hardLinkTo == nil {
+                var written: Int64 = 0
+                do {
+                    try copy(volume, file: inode, size: attributes.size, skipHoles: false) { _, bytes in
+                        try tar.writeData(bytes)
+                        written += Int64(bytes.count)
+                    }
+                } catch {
+                    failures.append("\(path): \(message(error)); its bytes from \(written) on are zeros in the archive")
+                }
+                let zeros = [UInt8](repeating: 0, count: blockSize)
+                while written < attributes.size {
+                    let count = Int(min(Int64(zeros.count), attributes.size - written))
+                    try zeros.withUnsafeBytes { try tar.writeData(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+                    written += Int64(count)
+                }
+                try tar.endData(size: attributes.size)
+            }
+            guard attributes.kind == .directory else { return }
+            guard depth < maxDepth, visiting.insert(inode).inserted else {
+                failures.append("\(path): the folder contains itself (damaged filesystem); not followed")
+                return
+            }
+            defer { visiting.remove(inode) }
+            do {
+                for child in try volume.entries(inode) { try add(child.inode, path: "\(path)/\(child.name)", depth: depth + 1) }
+            } catch let error as VaultError where error.code == .corrupt || error.code == .notFound {
+                failures.append("\(path): \(error.message)")
+            }
+        }
+
+        try add(inode, path: top, depth: 0)
+        try tar.finish()
+        return failures
+    }
+
+    static func message(_ error: any Error) -> String { (error as? VaultError)?.message ?? "\(error)" }
+}

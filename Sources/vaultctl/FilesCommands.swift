@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import VaultCore
+import VaultFiles
+
+struct FilesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "files",
+        abstract: "List and copy out files inside a point's disks (ext2/3/4, on the whole disk or in MBR/GPT partitions).",
+        subcommands: [FilesList.self, FilesGet.self])
+}
+
+/// Which filesystem of which point: `POINT [--disk D] [--partition N]`.
+struct VolumeOptions: ParsableArguments {
+    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+    @Option(help: "The disk, when the point has several with filesystems.") var disk: String?
+    @Option(help: "The partition's number on that disk (MBR: 1-4, logical from 5; GPT: entry number).") var partition: Int?
+
+    func open(_ repository: Repository) throws -> Volume {
+        let (record, disks) = try repository.readablePoint(point)
+        let files = PointFiles.reading(repository, cache: ChunkCache(store: repository.chunks, budget: 64 << 20))
+        return try files.select(point: record.id, disks: disks, disk: disk, partition: partition)
+    }
+}
+
+/// One listed file, for `files ls --json`.
+struct FileView: Encodable {
+    var name: String
+    var kind: String
+    var mode: String
+    var uid: UInt32
+    var gid: UInt32
+    var size: Int64
+    var links: UInt32
+    var inode: UInt64
+    var modified: String
+    var target: String?
+
+    init(name: String, _ a: FileAttributes, target: String?) {
+        self.name = name
+        kind = a.kind.rawValue
+        mode = String(a.permissions, radix: 8)
+        uid = a.uid
+        gid = a.gid
+        size = a.size
+        links = a.links
+        inode = a.inode
+        modified = Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds)))
+        self.target = target
+    }
+}
+
+struct FilesList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls", abstract: "List a folder (or show one file) inside a point, with original owners and modes.")
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var volume: VolumeOptions
+    @Argument(help: "Path inside the filesystem (default /).") var path = "/"
+    @Flag var json = false
+
+    func run() throws {
+        let volume = try volume.open(try repository.open())
+        let inode = try volume.resolve(path)
+        let attributes = try volume.reader.attributes(inode)
+        var rows: [(String, FileAttributes)] = []
+        if attributes.kind == .directory {
+            for entry in try volume.entries(inode) { rows.append((entry.name, try volume.reader.attributes(entry.inode))) }
+        } else {
+            rows.append((path.split(separator: "/").last.map(String.init) ?? path, attributes))
+        }
+        let views = try rows.map { name, a in
+            FileView(name: name, a, target: a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil)
+        }
+        if json { return printJSON(views) }
+        printTable(["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "NAME"], views.map { v in
+            [rows.first { $0.0 == v.name }!.1.modeText, "\(v.links)", "\(v.uid)", "\(v.gid)", "\(v.size)", v.modified,
+             v.target.map { "\(v.name) -> \($0)" } ?? v.name]
+        })
+    }
+}
+
+struct FilesGet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Copy one file out of a point, or a folder as a tar stream with owners, modes, times, links and xattrs.",
+        discussion: """
+            A file is written with its mode and modification time (owners need tar and root). A folder becomes a \
+            POSIX tar archive: unpack it with `tar -xpf FILE --xattrs --xattrs-include='*' --numeric-owner` \
+            (as root to restore owners). A file or folder that cannot be read is named on stderr, the rest is \
+            still written, and the command exits 1.
+            """)
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var volume: VolumeOptions
+    @Argument(help: "Path inside the filesystem.") var path: String
+    @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), or - for standard output.")
+    var output: String
+
+    func run() throws {
+        let volume = try volume.open(try repository.open())
+        let inode = try volume.resolve(path)
+        let attributes = try volume.reader.attributes(inode)
+        let target = try ExportTarget.open(output)
+        let fd = target.fd, name = target.name
+        switch attributes.kind {
+        case .file:
+            try FileRestore.copy(volume, file: inode, size: attributes.size, skipHoles: target.isFile) { offset, bytes in
+                if target.isFile { try Posix.pwriteAll(fd, bytes, offset, path: name) } else { try Posix.writeAll(fd, bytes, path: name) }
+            }
+            if target.isFile {
+                guard ftruncate(fd, off_t(attributes.size)) == 0, fchmod(fd, mode_t(attributes.permissions & 0o777)) == 0 else {
+                    throw VaultError(.io, "cannot finish \(name): \(Posix.message(errno))")
+                }
+                let times = [timespec(tv_sec: Int(attributes.accessed.seconds), tv_nsec: Int(attributes.accessed.nanoseconds)),
+                             timespec(tv_sec: Int(attributes.modified.seconds), tv_nsec: Int(attributes.modified.nanoseconds))]
+                _ = futimens(fd, times)
+            }
+            try target.commit()
+            FileHandle.standardError.write(Data("copied \(path) (\(Units.formatSize(attributes.size))) to \(name)\n".utf8))
+        case .directory:
+            let tar = TarWriter { try Posix.writeAll(fd, $0, path: name) }
+            let top = path.split(separator: "/").last.map(String.init) ?? volume.name
+            let failures = try FileRestore.archive(volume, folder: inode, as: top, to: tar)
+            try target.commit()
+            for failure in failures { FileHandle.standardError.write(Data("cannot read: \(failure)\n".utf8)) }
+            FileHandle.standardError.write(Data("wrote \(path) as tar to \(name)\(failures.isEmpty ? "" : " (\(failures.count) unreadable)")\n".utf8))
+            if !failures.isEmpty { throw ExitCode.failure }
+        default:
+            throw VaultError(.invalidArgument, "\(path) is a \(attributes.kind.rawValue); only files and folders can be copied out")
+        }
+    }
+}
