@@ -261,6 +261,55 @@ def chain_depth(runs):
         m.close()
 
 
+def files_listing(runs):
+    """`find -ls` of the point's files (the /usr/share tree) through files/, against fuse2fs -o
+    ro on the same image read through the vaultfs mount (the way to browse the files without
+    vaultfs reading them), cold (fresh daemons, empty page cache) and warm (again). `ls -lR`
+    for vaultfs too: it also asks for two extended attributes per file, which the kernel
+    never caches, so its warm pass costs 100,000 requests to the daemon."""
+    log("== find -ls and ls -lR of the files inside a point")
+    point = os.path.join("bench", "web", POINT[2])
+    fuse2fs_mnt = os.path.join(MNT, "fuse2fs")
+    os.makedirs(fuse2fs_mnt, exist_ok=True)
+    listings = {}
+
+    def find_ls(tool, root, cold):
+        drop_caches() if cold else None
+        start = time.monotonic()
+        out = subprocess.run(["find", root, "-ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        elapsed = time.monotonic() - start
+        if out.returncode != 0:
+            raise SystemExit(f"bench: find -ls on {tool} failed: {out.stderr.strip()[:300]}")
+        record(f"find -ls of /usr/share via files/, {'cold' if cold else 'warm'}", tool, elapsed)
+        # Modes, links, owners, sizes, times and names: not inode numbers or blocks.
+        listings[tool] = sorted(" ".join(line.split()[2:]).replace(root, "") for line in out.stdout.splitlines())
+
+    for r in range(runs):
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        tree = os.path.join(m.path, point, "files", "root")
+        find_ls("vaultfs", tree, cold=True)
+        find_ls("vaultfs", tree, cold=False)
+        m.close()
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        record("ls -lR of /usr/share via files/, cold", "vaultfs", timed("ls", "-lR", tree))
+        record("ls -lR of /usr/share via files/, warm", "vaultfs", timed("ls", "-lR", tree, cold=False))
+        m.close()
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        f = subprocess.Popen(["fuse2fs", "-f", "-o", "ro", os.path.join(m.path, point, "root.img"), fuse2fs_mnt],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_for(lambda: subprocess.run(["mountpoint", "-q", fuse2fs_mnt]).returncode == 0, 60):
+            raise SystemExit("bench: fuse2fs did not mount")
+        find_ls("fuse2fs", fuse2fs_mnt, cold=True)
+        find_ls("fuse2fs", fuse2fs_mnt, cold=False)
+        unmount(fuse2fs_mnt)
+        f.wait(timeout=60)
+        m.close()
+        # Both show the same tree, or the race is void.
+        if listings["vaultfs"] != listings["fuse2fs"]:
+            diff = next((a, b) for a, b in zip(listings["vaultfs"], listings["fuse2fs"]) if a != b)
+            raise SystemExit(f"bench: files/ and fuse2fs list different trees: {diff}")
+
+
 def many_points(runs):
     """`ls -l` of a server with 10,000 points (catalog rows cloned from one real point)."""
     log("== ls -l of 10,000 points")
@@ -312,14 +361,15 @@ def report():
             order.append(name)
     cell = lambda row: f"{row['median']:.2f} ({row['min']:.2f}-{row['max']:.2f})"
     print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
-    print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | vaultfs / borg | encrypted / plain |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | fuse2fs | vaultfs / borg (or fuse2fs) | encrypted / plain |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in order:
         rows = {r["tool"]: r for r in table if r["measurement"] == name}
-        v, e, b, r = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic")
+        v, e, b, r, f = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         ratio = lambda x, y: f"{x['median'] / y['median']:.2f}x" if x and y and y["median"] else "-"
-        print(f"| {name} | {units[name]} | {cell(v) if v else '-'} | {cell(e) if e else '-'} | {cell(b) if b else '-'} "
-              f"| {cell(r) if r else '-'} | {ratio(v, b)} | {ratio(e, v)} |")
+        show = lambda x: cell(x) if x else "-"
+        print(f"| {name} | {units[name]} | {show(v)} | {show(e)} | {show(b)} | {show(r)} | {show(f)} "
+              f"| {ratio(v, b) if b else ratio(v, f)} | {ratio(e, v)} |")
 
 
 def main():
@@ -328,10 +378,11 @@ def main():
     try:
         for r in range(RUNS):
             one_run(r)
+        files_listing(RUNS)
         chain_depth(RUNS)
         many_points(RUNS)
     finally:
-        for path in [os.path.join(MNT, t) for t in ("vaultfs", "restic", "borg", "encrypted")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
+        for path in [os.path.join(MNT, t) for t in ("fuse2fs", "vaultfs", "restic", "borg", "encrypted")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
             unmount(path)
     report()
 

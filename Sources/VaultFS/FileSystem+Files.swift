@@ -96,11 +96,13 @@ extension FileSystem {
         guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
         guard case .inside(_, let number) = node else { return .error(ENODATA) }
         do {
-            let value = try volume(of: node).reader.attribute(number, named: name)
+            guard let value = try volume(of: node).extendedAttributes(number).first(where: { $0.name == name })?.value else {
+                return .error(ENODATA)
+            }
             if size == 0 { return .xattrSize(value.count) }
             return value.count > size ? .error(ERANGE) : .data(value)
         } catch {
-            if (error as? VaultError)?.code != .noAttribute { logger.error("getxattr \(name): \(error)") }
+            logger.error("getxattr \(name): \(error)")
             return .error(errnoOf(error))
         }
     }
@@ -112,7 +114,7 @@ extension FileSystem {
         var bytes: [UInt8] = []
         if case .inside(_, let number) = node {
             do {
-                for name in try volume(of: node).reader.attributeNames(number) { bytes += Array(name.utf8) + [0] }
+                for (name, _) in try volume(of: node).extendedAttributes(number) { bytes += Array(name.utf8) + [0] }
             } catch {
                 logger.error("listxattr: \(error)")
                 return .error(errnoOf(error))

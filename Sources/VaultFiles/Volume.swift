@@ -7,6 +7,9 @@ public final class Volume: Sendable {
     public let name: String
     public let reader: any FilesystemReader
     private let directories = Mutex(DirectoryCache())
+    /// Extended attributes by inode: `ls -l` asks for two on every file, and most have none.
+    private let xattrs = Mutex<[UInt64: [(name: String, value: [UInt8])]]>([:])
+    static let xattrBudget = 1 << 18
 
     /// Names kept across all directories before the oldest listings are dropped.
     static let entryBudget = 1 << 20
@@ -26,6 +29,17 @@ public final class Volume: Sendable {
     /// The inode a name in a directory refers to, or nil when there is no such name.
     public func child(of directory: UInt64, named name: String) throws -> UInt64? {
         try listing(directory).byName[name]
+    }
+
+    /// A file's extended attributes (names with `user.`, `system.` ... prefixes), read once.
+    public func extendedAttributes(_ inode: UInt64) throws -> [(name: String, value: [UInt8])] {
+        if let cached = xattrs.withLock({ $0[inode] }) { return cached }
+        let list = try reader.attributeNames(inode).map { (name: $0, value: try reader.attribute(inode, named: $0)) }
+        xattrs.withLock { cache in
+            if cache.count >= Self.xattrBudget { cache.removeAll(keepingCapacity: true) }
+            cache[inode] = list
+        }
+        return list
     }
 
     /// Follows a path of names from the root (`/etc/hostname`); symlinks are not followed.
