@@ -193,8 +193,8 @@ final class MountTests: XCTestCase {
         try fixture.ctl.run("backup", "db", "--name", "data-only", "--disk", "data")
         let mount = try fixture.mount()
         defer { mount.unmount() }
-        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/both")], timeout: 10), "data.img\npoint.json\nroot.img\n")
-        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/data-only")], timeout: 10), "data.img\npoint.json\n")
+        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/both")], timeout: 10), "data.img\nfiles\npoint.json\nroot.img\n")
+        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/data-only")], timeout: 10), "data.img\nfiles\npoint.json\n")
         try mustRun(["cmp", mount.path("prod/db/both/root.img"), fixture.disk.path], timeout: 60)
         try mustRun(["cmp", mount.path("prod/db/both/data.img"), data], timeout: 60)
         try mustRun(["cmp", mount.path("prod/db/data-only/data.img"), data], timeout: 60)
