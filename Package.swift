@@ -64,6 +64,11 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
+            name: "VaultFSTests",
+            dependencies: ["VaultFS", "VaultCore", "VaultFiles", "TestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["VaultCore", "VaultFiles", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v5)]

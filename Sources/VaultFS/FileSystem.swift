@@ -396,10 +396,11 @@ final class FileSystem: Sendable {
     /// `rmdir` of a point soft-deletes it, with the same rules as `vaultctl delete`.
     func rmdir(parent: UInt64, name: String) -> Reply {
         let tree = tree()
-        guard let parentNode = resolve(parent, in: tree), let child = tree.child(of: parentNode, named: name) else {
+        guard let parentNode = resolve(parent, in: tree), let child = try? child(of: parentNode, named: name, in: tree) else {
             return .error(ENOENT)
         }
-        guard case .point(let id) = child else { return .error(child.kind == .directory ? EROFS : ENOTDIR) }
+        // Only a point's folder can go; everything else, files inside points included, stays.
+        guard case .point(let id) = child else { return .error(child.kind == .directory || child.kind == nil ? EROFS : ENOTDIR) }
         do {
             _ = try repository.softDelete(id)
             invalidate()

@@ -1,0 +1,151 @@
+import Foundation
+import Glibc
+import TestSupport
+@testable import VaultCore
+@testable import VaultFS
+import XCTest
+
+/// The mount's logic in process, without a kernel mount: the tree a catalog gives, and the
+/// replies `FileSystem` gives to lookups, listings, attributes and reads of files inside
+/// points (a real ext4 disk backed up into a real repository).
+final class FileSystemTests: XCTestCase {
+    private final class Setup {
+        let scratch = Scratch("fs")
+        let repository: Repository
+        let tree: SourceTree
+        let point: Point
+
+        init() throws {
+            tree = try SourceTree.make(at: scratch.file("src"))
+            try tree.ext4(at: scratch.file("root.img"), size: "32M")
+            repository = try Repository.create(at: scratch.file("repo"), chunkSize: 64 << 10, compressionLevel: 3)
+            try repository.createVault(named: "prod", policy: nil, now: Date())
+            try repository.addServer(named: "web", vault: "prod", disks: [("root", scratch.file("root.img"))],
+                                     freezeCommand: nil, thawCommand: nil, now: Date())
+            point = try repository.prepareBackup(.manual(server: "web", name: "one")).run()
+        }
+
+        func fileSystem(_ options: String = "") throws -> FileSystem {
+            FileSystem(repository: repository, options: try MountOptions(parsing: options))
+        }
+    }
+
+    /// Follows names from the root, as the kernel's lookups would.
+    private func lookup(_ fs: FileSystem, _ path: String) throws -> Attributes {
+        var inode = InodeTable.rootInode
+        var last: Attributes?
+        for name in path.split(separator: "/") {
+            guard case .entry(let attributes, _) = fs.lookup(parent: inode, name: String(name)) else {
+                throw TestError.failed("lookup of \(name) in \(path) failed: \(fs.lookup(parent: inode, name: String(name)))")
+            }
+            inode = attributes.inode
+            last = attributes
+        }
+        return try XCTUnwrap(last)
+    }
+
+    private func names(_ fs: FileSystem, _ inode: UInt64) throws -> [String] {
+        guard case .opened(let handle, _, _, _) = fs.opendir(inode) else { throw TestError.failed("opendir failed") }
+        defer { _ = fs.release(handle: handle) }
+        guard case .directory(let entries, _, _) = fs.readdir(handle: handle, offset: 0, size: 1 << 16) else {
+            throw TestError.failed("readdir failed")
+        }
+        return entries.map(\.name)
+    }
+
+    func testTreeShowsFilesOnlyForActivePoints() throws {
+        let setup = try Setup()
+        let inventory = try setup.repository.catalog.inventory()
+        let tree = Tree(inventory, singleVault: nil)
+        let names = (tree.entries[.point(setup.point.id)] ?? []).map(\.name)
+        XCTAssertEqual(names, ["point.json", "files", "root.img"])
+        var failed = inventory
+        failed.points = failed.points.map { var p = $0; p.status = .failed; return p }
+        XCTAssertEqual((Tree(failed, singleVault: nil).entries[.point(setup.point.id)] ?? []).map(\.name), ["point.json"])
+        XCTAssertFalse(Tree(failed, singleVault: nil).contains(.files(point: setup.point.id)))
+    }
+
+    func testLookupsReachFilesWithTheirOriginalOwnersAndModes() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        XCTAssertEqual(try names(fs, try lookup(fs, "prod/web/one/files").inode), [".", "..", "root"])
+        let shadow = try lookup(fs, "prod/web/one/files/root/etc/shadow")
+        XCTAssertEqual(shadow.kind, .file)
+        XCTAssertEqual(shadow.mode, 0o600)
+        XCTAssertEqual(shadow.owner?.uid, 0)
+        let key = try lookup(fs, "prod/web/one/files/root/home/user/private.key")
+        XCTAssertEqual(key.owner?.uid, 4242)
+        XCTAssertEqual(key.owner?.gid, 4242)
+        // files_owner=me: no owner of its own, so the bridge shows the mounting user's.
+        let mine = try setup.fileSystem("files_owner=me")
+        XCTAssertNil(try lookup(mine, "prod/web/one/files/root/etc/shadow").owner)
+        // A name that is not there is ENOENT, and so is a made-up inode number.
+        let etc = try lookup(fs, "prod/web/one/files/root/etc")
+        guard case .error(ENOENT) = fs.lookup(parent: etc.inode, name: "nope") else { return XCTFail("lookup of a missing name") }
+        guard case .error(ENOENT) = fs.getattr(InodeTable.insideBit | 77 << 40 | 2) else { return XCTFail("unknown volume") }
+    }
+
+    func testReadsSeeksLinksAndXattrsOfFilesInside() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        let large = try lookup(fs, "prod/web/one/files/root/var/lib/data/large.bin")
+        guard case .opened(let handle, true, false, _) = fs.open(large.inode, flags: O_RDONLY) else { return XCTFail("open") }
+        guard case .data(let bytes) = fs.read(handle: handle, offset: 1000, size: 70_000) else { return XCTFail("read") }
+        XCTAssertEqual(bytes, Array(try readBytes(setup.tree.path + "/var/lib/data/large.bin")[1000..<71_000]))
+        guard case .data(let tail) = fs.read(handle: handle, offset: large.size - 10, size: 4096) else { return XCTFail("read") }
+        XCTAssertEqual(tail.count, 10)
+        _ = fs.release(handle: handle)
+
+        let sparse = try lookup(fs, "prod/web/one/files/root/var/lib/data/sparse.img")
+        guard case .opened(let s, _, _, _) = fs.open(sparse.inode, flags: O_RDONLY) else { return XCTFail("open sparse") }
+        guard case .offset(4096) = fs.lseek(handle: s, offset: 0, whence: 4) else { return XCTFail("SEEK_HOLE") }
+        guard case .offset(6_144_000) = fs.lseek(handle: s, offset: 4096, whence: 3) else { return XCTFail("SEEK_DATA") }
+        _ = fs.release(handle: s)
+
+        guard case .error(EROFS) = fs.open(large.inode, flags: O_RDWR) else { return XCTFail("write open must be EROFS") }
+        let fifo = try lookup(fs, "prod/web/one/files/root/srv/fifo")
+        XCTAssertEqual(fifo.kind, .fifo)
+        guard case .error(EACCES) = fs.open(fifo.inode, flags: O_RDONLY) else { return XCTFail("a FIFO is never opened") }
+        let null = try lookup(fs, "prod/web/one/files/root/srv/null")
+        XCTAssertEqual(null.kind, .characterDevice)
+        XCTAssertEqual(null.device?.major, 1)
+        XCTAssertEqual(null.device?.minor, 3)
+
+        let link = try lookup(fs, "prod/web/one/files/root/etc/nginx/current")
+        guard case .link("nginx.conf") = fs.readlink(link.inode) else { return XCTFail("readlink") }
+
+        let hostname = try lookup(fs, "prod/web/one/files/root/etc/hostname")
+        guard case .xattrSize(let size) = fs.getxattr(hostname.inode, name: "user.origin", size: 0) else { return XCTFail("size") }
+        XCTAssertEqual(size, "web01 backup test".utf8.count)
+        guard case .data(let value) = fs.getxattr(hostname.inode, name: "user.origin", size: 64) else { return XCTFail("value") }
+        XCTAssertEqual(value, Array("web01 backup test".utf8))
+        guard case .error(ERANGE) = fs.getxattr(hostname.inode, name: "user.origin", size: 3) else { return XCTFail("ERANGE") }
+        guard case .error(ENODATA) = fs.getxattr(hostname.inode, name: "user.none", size: 64) else { return XCTFail("ENODATA") }
+        guard case .data(let list) = fs.listxattr(hostname.inode, size: 256) else { return XCTFail("listxattr") }
+        XCTAssertEqual(list, Array("user.origin".utf8) + [0])
+        // The tree's own nodes have none.
+        guard case .error(ENODATA) = fs.getxattr(InodeTable.rootInode, name: "user.origin", size: 64) else { return XCTFail("root") }
+    }
+
+    func testReaddirplusGivesAttributesAndHardLinksShareAnInode() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        let data = try lookup(fs, "prod/web/one/files/root/var/lib/data")
+        guard case .opened(let handle, true, false, true) = fs.opendir(data.inode) else { return XCTFail("immutable folders are cached") }
+        guard case .directoryPlus(let entries, _, _, let attributesOf) = fs.readdirplus(handle: handle, offset: 0, size: 1 << 16) else {
+            return XCTFail("readdirplus")
+        }
+        var byName: [String: Attributes] = [:]
+        for entry in entries where entry.name != "." && entry.name != ".." {
+            byName[entry.name] = try XCTUnwrap(attributesOf(entry)?.0, entry.name)
+        }
+        XCTAssertEqual(Set(byName.keys), ["large.bin", "large.hardlink", "sparse.img", "long-link"])
+        XCTAssertEqual(byName["large.bin"]?.inode, byName["large.hardlink"]?.inode)
+        XCTAssertEqual(byName["large.bin"]?.links, 2)
+        XCTAssertEqual(byName["long-link"]?.kind, .symlink)
+        _ = fs.release(handle: handle)
+        // Nothing under files/ can be removed or made.
+        guard case .error(EPERM) = fs.mkdir(parent: data.inode, name: "x") else { return XCTFail("mkdir inside") }
+        guard case .error(EROFS) = fs.rmdir(parent: data.inode, name: "large.bin") else { return XCTFail("rmdir inside") }
+    }
+}
