@@ -20,6 +20,9 @@ public struct MountOptions: Sendable, Equatable {
     /// `files_owner=me`: files under `files/` show as the mounting user's, so an operator
     /// can restore any of them; by default they keep their original owners and groups.
     public var filesOwnedByMounter = false
+    /// `ro`: the kernel mounts it read-only (as /proc/mounts then says), so mkdir and rmdir
+    /// of points are refused too.
+    public var readOnly = false
 
     public init() {}
 
@@ -47,7 +50,9 @@ public struct MountOptions: Sendable, Equatable {
             case ("key_file", let path?) where !path.isEmpty: keyFile = path
             case ("files_owner", "me"): filesOwnedByMounter = true
             case ("files_owner", "original"): filesOwnedByMounter = false
-            case ("ro", nil), ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
+            case ("ro", nil): readOnly = true
+            case ("rw", nil): readOnly = false
+            case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:

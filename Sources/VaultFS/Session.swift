@@ -12,10 +12,16 @@ public enum Mount {
         guard Posix.isDirectory(mountpoint) else {
             throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
         }
+        if let current = mountSource(at: mountpoint) {
+            throw VaultError(.busy, "\(mountpoint) is already a mount point (of \(current)); unmount it first (fusermount3 -u \(mountpoint))")
+        }
         let fs = FileSystem(repository: repository, options: options)
-        let fsname = options.fsname ?? "vaultfs:\(repository.root)"
+        // The repository's path as /proc/mounts' source, as an fstab line names it, so
+        // `mount -a` sees the mount it already made.
+        let fsname = options.fsname ?? repository.root
         var mountOptions = "fsname=\(fsname),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
         if options.allowOther { mountOptions += ",allow_other" }
+        if options.readOnly { mountOptions += ",ro" }
         let argv = ["vaultfs", "-o", mountOptions].map(duplicateCString)
         defer { argv.forEach { free($0) } }
         var pointers: [UnsafeMutablePointer<CChar>?] = argv + [nil]
@@ -39,6 +45,18 @@ public enum Mount {
             _ = vfs_session_loop_mt(session, 16)
             fs.shutdown()
         }
+    }
+
+    /// The source of the mount at `mountpoint`, or nil when nothing is mounted there.
+    static func mountSource(at mountpoint: String) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        let target = resolvedPath(mountpoint)
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == target, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
+            return "\(fields[dash + 2]) \(fields[dash + 1])"
+        }
+        return nil
     }
 
     /// Raises the kernel's read-ahead for this mount (its bdi) to 1 MiB, when allowed, so

@@ -16,7 +16,10 @@ enum VaultfsCommand {
                         log=/FILE (log here; by default a detached daemon logs to syslog or the journal),
                         passphrase_file=FILE or key_file=FILE (an encrypted repository's key; else
                         VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE or a systemd credential named passphrase),
-                        fsname=NAME (the source /proc/mounts shows), ro (accepted; the mount is always read-only)
+                        files_owner=me (files under files/ show as the mounting user's; default: their original owners),
+                        fsname=NAME (the source /proc/mounts shows; default: the repository's path, as fstab names it),
+                        ro (mounted read-only: files and images always are; ro also refuses mkdir/rmdir of points)
+        A mount point that is already mounted is refused.
         unmount with: fusermount3 -u MOUNTPOINT
         """
 

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TestSupport
 import XCTest
 
@@ -45,6 +46,38 @@ final class HelperTests: XCTestCase {
         try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,nofail,_netdev 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
         try mustRun(["mount", "--fstab", fstab, mnt], environment: env, timeout: 30)
         try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
+        try mustRun(["umount", mnt], timeout: 10)
+    }
+
+    func testMountingTwiceMountsOnceAndRoShowsInProcMounts() throws {
+        let installed = "/sbin/mount.vaultfs"
+        guard !FileManager.default.fileExists(atPath: installed) else { throw XCTSkip("\(installed) is already installed") }
+        try FileManager.default.createSymbolicLink(atPath: installed, withDestinationPath: "\(helpers)/mount.vaultfs")
+        defer { unlink(installed) }
+        let fixture = try MountFixture(policyPoints: 1)
+        let mnt = fixture.scratch.file("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
+        let env = ["VAULTFS_BIN": productPath("vaultfs")]
+        let fstab = fixture.scratch.file("fstab")
+        try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,ro 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
+        // mount -a twice: the second sees the first (the sources match) and mounts nothing.
+        try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
+        try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
+        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+            .filter { $0.split(separator: " ")[4] == mnt }
+        XCTAssertEqual(mounts.count, 1, mounts.joined(separator: "\n"))
+        let line = try mustRun(["findmnt", "-n", "-o", "SOURCE,OPTIONS", "--mountpoint", mnt])
+        XCTAssertTrue(line.hasPrefix(fixture.ctl.repository + " "), line)
+        XCTAssertTrue(line.contains("ro,") || line.contains(" ro"), line)
+        // ro: mkdir of a point is refused by the kernel.
+        XCTAssertNotEqual(Glibc.mkdir("\(mnt)/web/now", 0o755), 0)
+        XCTAssertEqual(errno, EROFS)
+        // A second daemon on the same directory is refused with one line.
+        let again = try runCommand([productPath("vaultfs"), fixture.ctl.repository, mnt], timeout: 30)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.contains("already a mount point"), again.stderr)
+        XCTAssertEqual(again.stderr.split(separator: "\n").count, 1, again.stderr)
         try mustRun(["umount", mnt], timeout: 10)
     }
 
