@@ -28,7 +28,9 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let vaults = try repo.catalog.vaults()
-            if json { return printJSON(vaults.map(PolicyView.init)) }
+            if json {
+                return printJSON(try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id!).map(\.name)) })
+            }
             printTable(["VAULT", "SERVERS", "POLICY"], try vaults.map { vault in
                 [vault.name, "\(try repo.catalog.servers(inVault: vault.id!).count)", policyText(vault.policy)]
             })
@@ -44,7 +46,7 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let vault = try repo.catalog.vault(named: name)
-            if json { return printJSON(PolicyView(vault)) }
+            if json { return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id!).map(\.name))) }
             print("vault:   \(vault.name)")
             print("policy:  \(policyText(vault.policy))")
             print("servers: \(try repo.catalog.servers(inVault: vault.id!).map(\.name).joined(separator: ", "))")
@@ -104,14 +106,16 @@ struct ServerCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List servers.")
         @OptionGroup var repository: RepositoryOptions
+        @Flag var json = false
 
         func run() throws {
             let repo = try repository.open()
             let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id!, $0.name) })
-            printTable(["SERVER", "VAULT", "DISKS"], try repo.catalog.servers().map { server in
-                [server.name, server.vaultId.flatMap { vaults[$0] } ?? "-",
-                 try repo.catalog.disks(ofServer: server.id!).map(\.name).joined(separator: ",")]
-            })
+            let views = try repo.catalog.servers().map { server in
+                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id!))
+            }
+            if json { return printJSON(views) }
+            printTable(["SERVER", "VAULT", "DISKS"], views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
         }
     }
 
@@ -119,10 +123,15 @@ struct ServerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a server, its disks and hooks.")
         @OptionGroup var repository: RepositoryOptions
         @Argument var name: String
+        @Flag var json = false
 
         func run() throws {
             let repo = try repository.open()
             let server = try repo.catalog.server(named: name)
+            if json {
+                let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
+                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!)))
+            }
             print("server: \(server.name)")
             print("vault:  \(try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name } ?? "-")")
             for disk in try repo.catalog.disks(ofServer: server.id!) { print("disk:   \(disk.name)=\(disk.path)") }

@@ -11,6 +11,7 @@ struct Backup: ParsableCommand {
     @Option(help: "Description, up to 255 characters.") var description = ""
     @Option(name: .customLong("tag"), help: "A tag KEY=VALUE; up to 10.") var tags: [String] = []
     @Option(name: .customLong("disk"), help: "Back up only this disk; repeat for more.") var disks: [String] = []
+    @Flag(help: "Print the points made (or failed) as JSON, as `points --json` shows them.") var json = false
 
     func run() throws {
         let repo = try repository.open()
@@ -19,13 +20,15 @@ struct Backup: ParsableCommand {
         let signals = onStopSignals { jobs.forEach { $0.cancel() } }
         defer { signals.forEach { $0.cancel() } }
         var failed = false
+        var views: [PointView] = []
         for job in jobs {
             let printer = ProgressPrinter(label: "\(job.point.serverName)/\(job.point.name)")
             let point = job.run(progress: printer.callback())
             printer.end()
-            print(describe(point, disks: try repo.catalog.pointDisks(point.id)))
+            if json { views.append(try repo.view(of: point)) } else { print(describe(point, disks: try repo.catalog.pointDisks(point.id))) }
             failed = failed || point.status != .active
         }
+        if json { printJSON(views) }
         if failed { throw ExitCode.failure }
     }
 }
@@ -74,9 +77,12 @@ struct Delete: ParsableCommand {
         abstract: "Soft-delete a point (restorable with undelete until purged). A point others depend on is refused.")
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+    @Flag var json = false
 
     func run() throws {
-        let deleted = try repository.open().softDelete(point)
+        let repo = try repository.open()
+        let deleted = try repo.softDelete(point)
+        if json { return printJSON(try repo.view(of: try repo.catalog.point(id: deleted.id) ?? deleted)) }
         print("soft-deleted \(deleted.serverName)/\(deleted.name) (\(deleted.id))")
     }
 }
@@ -86,8 +92,12 @@ struct Undelete: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
 
+    @Flag var json = false
+
     func run() throws {
-        let restored = try repository.open().undelete(point)
+        let repo = try repository.open()
+        let restored = try repo.undelete(point)
+        if json { return printJSON(try repo.view(of: try repo.catalog.point(id: restored.id) ?? restored)) }
         print("restored \(restored.serverName)/\(restored.name) (\(restored.id))")
     }
 }
@@ -96,13 +106,16 @@ struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete soft-deleted points for good and free their space.")
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "Only points soft-deleted at least this long ago (e.g. 7d, 12h).") var olderThan: String?
+    @Flag var json = false
 
     func run() throws {
         let age = try olderThan.map { text -> TimeInterval in
             guard let value = Units.parseDuration(text) else { throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m") }
             return value
         } ?? 0
-        let purged = try repository.open().purge(olderThan: age)
+        let repo = try repository.open()
+        let purged = try repo.purge(olderThan: age)
+        if json { return printJSON(try purged.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }) }
         for point in purged { print("purged \(point.serverName)/\(point.name) (\(point.id))") }
         if purged.isEmpty { print("nothing to purge") }
     }
@@ -114,6 +127,11 @@ struct Export: ParsableCommand {
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "Disk to export (needed when the point has several).") var disk: String?
     @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output.") var output: String
+    @Flag(help: "Report what was written as JSON (on standard output, so not with -o -).") var json = false
+
+    func validate() throws {
+        if json && output == "-" { throw ValidationError("--json needs -o FILE: standard output carries the image") }
+    }
 
     func run() throws {
         let repo = try repository.open()
@@ -121,6 +139,7 @@ struct Export: ParsableCommand {
         let target = try ExportTarget.open(output)
         let image = try repo.export(point: source.point, disk: source.disk, to: target)
         try target.commit()
+        if json { return printJSON(ExportView(point: source.point, disk: source.disk, output: output, size: image.size)) }
         FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(target.name)\n".utf8))
     }
 }
@@ -130,11 +149,17 @@ struct Verify: ParsableCommand {
         abstract: "Read back every chunk and map that points use and check them; exit 1 on damage.")
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Only this server's points.") var server: String?
+    @Flag(help: "Report as JSON; the exit status still says whether anything is damaged.") var json = false
 
     func run() throws {
         let repo = try repository.open()
         let serverId = try server.map { try repo.catalog.server(named: $0).id! }
         let report = try Verifier(repository: repo).verify(server: serverId)
+        if json {
+            printJSON(try repo.view(of: report))
+            if !report.isClean { throw ExitCode.failure }
+            return
+        }
         for problem in report.problems { print("damaged: \(problem.what): \(problem.reason)") }
         for point in report.affected { print("affected point: \(point.serverName)/\(point.name) (\(point.id))") }
         print("checked \(report.chunks) chunk(s) of \(report.points) point(s): "

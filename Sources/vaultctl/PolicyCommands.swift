@@ -136,13 +136,20 @@ struct RetentionCommand: ParsableCommand {
         @OptionGroup var repository: RepositoryOptions
         @Argument var vault: String?
         @Flag(help: "Only list what would be deleted.") var dryRun = false
+        @Flag var json = false
 
         func run() throws {
             let repo = try repository.open()
             let retention = Retention(repository: repo)
             let vaults = try vault.map { [try repo.catalog.vault(named: $0)] } ?? repo.catalog.vaults()
+            var views: [RetentionView] = []
+            defer { if json { printJSON(views) } }
             for vault in vaults {
                 let points = dryRun ? try retention.plan(vault: vault.name) : try retention.apply(vault: vault.name)
+                if json {
+                    views.append(RetentionView(vault: vault.name, dryRun: dryRun, points: try points.map { try repo.view(of: $0) }))
+                    continue
+                }
                 for point in points {
                     print("\(dryRun ? "would delete" : "deleted") \(vault.name)/\(point.serverName)/\(point.name) (\(point.kind.rawValue), \(point.id))")
                 }

@@ -204,4 +204,60 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(entry["status"] as? String, "Error")
         XCTAssertTrue((entry["error"] as? String)?.contains("cancelled") == true, "\(entry)")
     }
+
+    /// Parses a command's `--json` output.
+    private func json(_ arguments: String...) throws -> Any {
+        let text = try ctl.run(arguments + ["--json"])
+        return try JSONSerialization.jsonObject(with: Data(text.utf8))
+    }
+
+    func testEveryReportingCommandGivesJSONWithWhatItsTableShows() throws {
+        // backup: the points made, as `points --json` shows them.
+        let made = try XCTUnwrap(try json("backup", "web", "--name", "first") as? [[String: Any]])
+        XCTAssertEqual(made.count, 1)
+        let id = try XCTUnwrap(made[0]["id"] as? String)
+        let listed = try XCTUnwrap(try json("points") as? [[String: Any]])
+        XCTAssertEqual(Set(made[0].keys), Set(listed[0].keys))
+        XCTAssertEqual(listed[0]["id"] as? String, id)
+        for key in ["id", "server", "name", "type", "scheduleType", "status", "estimatedSize", "time", "location"] {
+            XCTAssertNotNil(made[0][key], key)
+        }
+        // vault list: the server count the table shows, as the servers' names.
+        let vaults = try XCTUnwrap(try json("vault", "list") as? [[String: Any]])
+        XCTAssertEqual(vaults.first?["vault"] as? String, "prod")
+        XCTAssertEqual(vaults.first?["servers"] as? [String], ["web"])
+        XCTAssertNotNil((vaults.first?["policy"] as? [String: Any])?["enabled"])
+        XCTAssertEqual((try json("vault", "show", "prod") as? [String: Any])?["servers"] as? [String], ["web"])
+        // server list and show: vault and disks.
+        let servers = try XCTUnwrap(try json("server", "list") as? [[String: Any]])
+        XCTAssertEqual(servers.first?["server"] as? String, "web")
+        XCTAssertEqual(servers.first?["vault"] as? String, "prod")
+        XCTAssertEqual((servers.first?["disks"] as? [[String: Any]])?.first?["name"] as? String, "root")
+        let shown = try XCTUnwrap(try json("server", "show", "web") as? [String: Any])
+        XCTAssertEqual((shown["disks"] as? [[String: Any]])?.first?["path"] as? String, disk.path)
+        // verify: counts and problems.
+        let verified = try XCTUnwrap(try json("verify") as? [String: Any])
+        XCTAssertEqual(verified["clean"] as? Bool, true)
+        XCTAssertEqual(verified["points"] as? Int, 1)
+        XCTAssertGreaterThan(verified["chunks"] as? Int ?? 0, 0)
+        // export: what was written where.
+        let exported = try XCTUnwrap(try json("export", id, "-o", scratch.file("out.img")) as? [String: Any])
+        XCTAssertEqual(exported["size"] as? Int, 16 << 20)
+        XCTAssertEqual(exported["disk"] as? String, "root")
+        XCTAssertEqual(try readBytes(scratch.file("out.img")), try readBytes(disk.path))
+        // delete, undelete and purge: the point after the change.
+        let deleted = try XCTUnwrap(try json("delete", id) as? [String: Any])
+        XCTAssertEqual(deleted["deletion"] as? String, "Soft deleted")
+        XCTAssertEqual((try json("undelete", id) as? [String: Any])?["deletion"] as? String, "")
+        _ = try json("delete", id)
+        let purged = try XCTUnwrap(try json("purge") as? [[String: Any]])
+        XCTAssertEqual(purged.map { $0["id"] as? String }, [id])
+        // retention apply: per vault, what it deleted.
+        let retention = try XCTUnwrap(try json("retention", "apply", "--dry-run") as? [[String: Any]])
+        XCTAssertEqual(retention.first?["vault"] as? String, "prod")
+        XCTAssertEqual(retention.first?["dryRun"] as? Bool, true)
+        XCTAssertEqual((retention.first?["points"] as? [Any])?.count, 0)
+        // gc and files ls already had theirs; they still parse.
+        XCTAssertNotNil(try json("gc") as? [String: Any])
+    }
 }

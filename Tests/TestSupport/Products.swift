@@ -34,6 +34,11 @@ public struct Vaultctl {
 
     @discardableResult
     public func run(_ arguments: String..., timeout: TimeInterval = 120) throws -> String {
+        try run(arguments, timeout: timeout)
+    }
+
+    @discardableResult
+    public func run(_ arguments: [String], timeout: TimeInterval = 120) throws -> String {
         try mustRun([productPath("vaultctl")] + prepared(arguments), environment: variables, timeout: timeout)
     }
 

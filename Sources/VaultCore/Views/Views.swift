@@ -189,3 +189,93 @@ public enum JSON {
         return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
     }
 }
+
+/// A vault as `vault list --json` and `vault show --json` give it: its servers and policy.
+public struct VaultView: Codable, Sendable {
+    public var vault: String
+    public var servers: [String]
+    public var policy: PolicyView
+
+    public init(_ vault: Vault, servers: [String]) {
+        self.vault = vault.name
+        self.servers = servers
+        policy = PolicyView(vault)
+    }
+}
+
+/// A server as `server list --json` and `server show --json` give it.
+public struct ServerView: Codable, Sendable {
+    public struct DiskView: Codable, Sendable {
+        public var name: String
+        public var path: String
+    }
+
+    public var server: String
+    public var vault: String?
+    public var disks: [DiskView]
+    public var freezeCommand: String?
+    public var thawCommand: String?
+
+    public init(_ server: Server, vault: String?, disks: [Disk]) {
+        self.server = server.name
+        self.vault = vault
+        self.disks = disks.map { DiskView(name: $0.name, path: $0.path) }
+        freezeCommand = server.freezeCommand
+        thawCommand = server.thawCommand
+    }
+}
+
+/// What `verify --json` found.
+public struct VerifyView: Codable, Sendable {
+    public struct ProblemView: Codable, Sendable {
+        public var what: String
+        public var reason: String
+    }
+
+    public var clean: Bool
+    public var points: Int
+    public var chunks: Int
+    public var problems: [ProblemView]
+    public var affected: [PointView]
+}
+
+/// What `retention apply --json` deleted (or, with `--dry-run`, would delete) in one vault.
+public struct RetentionView: Codable, Sendable {
+    public var vault: String
+    public var dryRun: Bool
+    public var points: [PointView]
+
+    public init(vault: String, dryRun: Bool, points: [PointView]) {
+        self.vault = vault
+        self.dryRun = dryRun
+        self.points = points
+    }
+}
+
+/// What `export --json` wrote.
+public struct ExportView: Codable, Sendable {
+    public var point: String
+    public var server: String
+    public var name: String
+    public var disk: String
+    public var output: String
+    public var size: Int64
+
+    public init(point: Point, disk: String, output: String, size: Int64) {
+        self.point = point.id
+        server = point.serverName
+        name = point.name
+        self.disk = disk
+        self.output = output
+        self.size = size
+    }
+}
+
+extension Repository {
+    /// A verification report as `verify --json` gives it.
+    public func view(of report: Verifier.Report) throws -> VerifyView {
+        VerifyView(clean: report.isClean, points: report.points, chunks: report.chunks,
+                   problems: report.problems.map { VerifyView.ProblemView(what: $0.what, reason: $0.reason) },
+                   affected: try report.affected.map { try view(of: $0) })
+    }
+}
