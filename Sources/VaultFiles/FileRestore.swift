@@ -34,7 +34,8 @@ public enum FileRestore {
     /// Writes a folder and everything below it as tar entries named from `top`. A file or
     /// folder that cannot be read is reported, not fatal: the rest is still written (a file
     /// whose bytes fail partway is padded with zeros to its size). Returns the reports.
-    public static func archive(_ volume: Volume, folder inode: UInt64, as top: String, to tar: TarWriter) throws -> [String] {
+    public static func archive(_ volume: Volume, folder inode: UInt64, as top: String, to tar: TarWriter,
+                               meter: ProgressMeter? = nil) throws -> [String] {
         var failures: [String] = []
         var firstNames: [UInt64: String] = [:]
         var visiting: Set<UInt64> = []
@@ -70,6 +71,7 @@ public enum FileRestore {
                     try copy(volume, file: inode, size: attributes.size, skipHoles: false) { _, bytes in
                         try tar.writeData(bytes)
                         written += Int64(bytes.count)
+                        meter?.advance(Int64(bytes.count))
                     }
                 } catch {
                     failures.append("\(path): \(message(error)); its bytes from \(written) on are zeros in the archive")

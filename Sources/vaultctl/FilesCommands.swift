@@ -94,16 +94,22 @@ struct FilesGet: ParsableCommand {
     @Argument(help: "Path inside the filesystem.") var path: String
     @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), or - for standard output.")
     var output: String
+    @OptionGroup var progress: ProgressOptions
 
     func run() throws {
         let volume = try volume.open(try repository.open())
+        let printer = progress.printer()
+        let meter = ProgressMeter(label: path, report: printer.callback())
+        defer { printer.clear() }
         let inode = try volume.resolve(path)
         let attributes = try volume.reader.attributes(inode)
         let target = try ExportTarget.open(output)
         let fd = target.fd, name = target.name
         switch attributes.kind {
         case .file:
+            meter.addTotal(attributes.size)
             try FileRestore.copy(volume, file: inode, size: attributes.size, skipHoles: target.isFile) { offset, bytes in
+                meter.advance(Int64(bytes.count))
                 if target.isFile { try Posix.pwriteAll(fd, bytes, offset, path: name) } else { try Posix.writeAll(fd, bytes, path: name) }
             }
             if target.isFile {
@@ -114,12 +120,16 @@ struct FilesGet: ParsableCommand {
                              timespec(tv_sec: Int(attributes.modified.seconds), tv_nsec: Int(attributes.modified.nanoseconds))]
                 _ = futimens(fd, times)
             }
+            meter.finish()
+            printer.clear()
             try target.commit()
             FileHandle.standardError.write(Data("copied \(path) (\(Units.formatSize(attributes.size))) to \(name)\n".utf8))
         case .directory:
             let tar = TarWriter { try Posix.writeAll(fd, $0, path: name) }
             let top = path.split(separator: "/").last.map(String.init) ?? volume.name
-            let failures = try FileRestore.archive(volume, folder: inode, as: top, to: tar)
+            let failures = try FileRestore.archive(volume, folder: inode, as: top, to: tar, meter: meter)
+            meter.finish()
+            printer.clear()
             try target.commit()
             for failure in failures { FileHandle.standardError.write(Data("cannot read: \(failure)\n".utf8)) }
             FileHandle.standardError.write(Data("wrote \(path) as tar to \(name)\(failures.isEmpty ? "" : " (\(failures.count) unreadable)")\n".utf8))

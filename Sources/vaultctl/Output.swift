@@ -18,26 +18,6 @@ func printJSON<T: Encodable>(_ value: T) {
     FileHandle.standardOutput.write(Data(JSON.encode(value)))
 }
 
-/// A progress line on a terminal (bytes, rate, ETA); nothing when stderr is not a terminal.
-struct ProgressPrinter {
-    let label: String
-    let enabled = isatty(STDERR_FILENO) == 1
-
-    func callback() -> @Sendable (BackupProgress) -> Void {
-        guard enabled else { return { _ in } }
-        let label = self.label
-        return { progress in
-            let eta = progress.remaining.map { String(format: "ETA %d:%02d", Int($0) / 60, Int($0) % 60) } ?? "ETA --:--"
-            let line = "\r\(label): \(Units.formatSize(progress.done)) / \(Units.formatSize(progress.total))  \(Units.formatSize(Int64(progress.rate)))/s  \(eta)   "
-            FileHandle.standardError.write(Data(line.utf8))
-        }
-    }
-
-    func end() {
-        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}
-
 func describe(_ point: Point, disks: [PointDisk]) -> String {
     let size = disks.reduce(Int64(0)) { $0 + $1.changedBytes }
     let written = disks.reduce(Int64(0)) { $0 + $1.newBytes }

@@ -12,6 +12,7 @@ struct Backup: ParsableCommand {
     @Option(name: .customLong("tag"), help: "A tag KEY=VALUE; up to 10.") var tags: [String] = []
     @Option(name: .customLong("disk"), help: "Back up only this disk; repeat for more.") var disks: [String] = []
     @Flag(help: "Print the points made (or failed) as JSON, as `points --json` shows them.") var json = false
+    @OptionGroup var progress: ProgressOptions
 
     func run() throws {
         let repo = try repository.open()
@@ -22,9 +23,10 @@ struct Backup: ParsableCommand {
         var failed = false
         var views: [PointView] = []
         for job in jobs {
-            let printer = ProgressPrinter(label: "\(job.point.serverName)/\(job.point.name)")
+            let printer = progress.printer()
+            defer { printer.clear() }
             let point = job.run(progress: printer.callback())
-            printer.end()
+            printer.clear()
             if json { views.append(try repo.view(of: point)) } else { print(describe(point, disks: try repo.catalog.pointDisks(point.id))) }
             failed = failed || point.status != .active
         }
@@ -128,6 +130,7 @@ struct Export: ParsableCommand {
     @Option(help: "Disk to export (needed when the point has several).") var disk: String?
     @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output.") var output: String
     @Flag(help: "Report what was written as JSON (on standard output, so not with -o -).") var json = false
+    @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
         if json && output == "-" { throw ValidationError("--json needs -o FILE: standard output carries the image") }
@@ -137,7 +140,10 @@ struct Export: ParsableCommand {
         let repo = try repository.open()
         let source = try repo.exportSource(point: point, disk: disk)
         let target = try ExportTarget.open(output)
-        let image = try repo.export(point: source.point, disk: source.disk, to: target)
+        let printer = progress.printer()
+        defer { printer.clear() }
+        let image = try repo.export(point: source.point, disk: source.disk, to: target, progress: printer.callback())
+        printer.clear()
         try target.commit()
         if json { return printJSON(ExportView(point: source.point, disk: source.disk, output: output, size: image.size)) }
         FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(target.name)\n".utf8))
@@ -150,11 +156,15 @@ struct Verify: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Only this server's points.") var server: String?
     @Flag(help: "Report as JSON; the exit status still says whether anything is damaged.") var json = false
+    @OptionGroup var progress: ProgressOptions
 
     func run() throws {
         let repo = try repository.open()
         let serverId = try server.map { try repo.catalog.server(named: $0).id! }
-        let report = try Verifier(repository: repo).verify(server: serverId)
+        let printer = progress.printer()
+        defer { printer.clear() }
+        let report = try Verifier(repository: repo).verify(server: serverId, progress: printer.callback())
+        printer.clear()
         if json {
             printJSON(try repo.view(of: report))
             if !report.isClean { throw ExitCode.failure }

@@ -96,6 +96,7 @@ struct ScheduleCommand: ParsableCommand {
         @OptionGroup var repository: RepositoryOptions
         @Flag(help: "Run what is due now, then exit.") var once = false
         @Option(help: "Use this time as now (YYYY-MM-DDTHH:MM, local; Z for UTC).") var now: String?
+        @OptionGroup var progress: ProgressOptions
 
         func run() throws {
             let repo = try repository.open()
@@ -107,7 +108,9 @@ struct ScheduleCommand: ParsableCommand {
             repeat {
                 let clock = fixed ?? Date()
                 do {
-                    let outcomes = try scheduler.runDue(now: clock, progress: ProgressPrinter(label: "backup").callback())
+                    let printer = progress.printer()
+                    let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
+                    printer.clear()
                     if outcomes.isEmpty && once { print("\(Units.formatTime(clock)) nothing is due") }
                     for outcome in outcomes {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""

@@ -260,4 +260,35 @@ final class CommandLineTests: XCTestCase {
         // gc and files ls already had theirs; they still parse.
         XCTAssertNotNil(try json("gc") as? [String: Any])
     }
+
+    func testProgressGoesToATerminalAsOneClearedLineAndToScriptsAsJSON() throws {
+        let vaultctl = productPath("vaultctl")
+        let env = ["VAULT_REPO": ctl.repository]
+        // On a terminal (script gives the command one): a line redrawn in place, naming the
+        // server, point and disk, and cleared before the result is printed.
+        let tty = try mustRun(["script", "-qec", "\(vaultctl) backup web --name on-tty", "/dev/null"], environment: env)
+        XCTAssertTrue(tty.contains("\r\u{1B}[Kweb/on-tty disk root: "), tty)
+        XCTAssertTrue(tty.contains("\r\u{1B}[Kweb/on-tty: full point"), tty)
+        let verify = try mustRun(["script", "-qec", "\(vaultctl) verify", "/dev/null"], environment: env)
+        XCTAssertTrue(verify.contains(" chunks"), verify)
+        // Through a pipe: no progress at all.
+        let piped = try ctl.attempt(["backup", "web", "--name", "piped"])
+        XCTAssertEqual(piped.status, 0)
+        XCTAssertFalse(piped.stderr.contains("\r"), piped.stderr)
+        XCTAssertEqual(piped.stderr, "")
+        // --progress json: one event per line on stderr, the result alone on stdout.
+        for arguments in [["backup", "web", "--name", "as-json"], ["export", "web/as-json", "-o", scratch.file("e.img")], ["verify"]] {
+            let result = try ctl.attempt(arguments + ["--progress", "json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let events = result.stderr.split(separator: "\n").filter { $0.hasPrefix("{") }
+            XCTAssertFalse(events.isEmpty, "\(arguments): \(result.stderr)")
+            for event in events {
+                let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])
+                XCTAssertNotNil(object["label"] as? String)
+                XCTAssertNotNil(object["done"] as? Int)
+                XCTAssertNotNil(object["total"] as? Int)
+                XCTAssertTrue(["bytes", "chunks"].contains(object["unit"] as? String ?? ""))
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ public final class BackupJob: @unchecked Sendable {
         let catalog = repository.catalog
         let id = point.id
         let lastStored = Mutex<Double>(0)
-        let meter = ProgressMeter { snapshot in
+        let meter = ProgressMeter(label: "\(point.serverName)/\(point.name)") { snapshot in
             progress(snapshot)
             let due = lastStored.withLock { last in
                 guard snapshot.elapsed - last >= 1 else { return false }
@@ -95,6 +95,7 @@ public final class BackupJob: @unchecked Sendable {
         }
         var records: [PointDisk] = []
         for (source, list) in zip(sources, positions) {
+            meter.setLabel("\(point.serverName)/\(point.name) disk \(source.name)")
             var parent: FlatImage?
             if let parentId = point.parentId, parentDisks.contains(source.name) {
                 parent = try repository.flatten(point: parentId, disk: source.name)

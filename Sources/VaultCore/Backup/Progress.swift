@@ -1,8 +1,14 @@
 import Foundation
 import Synchronization
 
-/// How far a backup is: bytes read of the bytes to read, and seconds since it started.
-public struct BackupProgress: Sendable {
+/// How far a long job is (a backup, an export, a verification, a copy of files): what it
+/// works on now, how much of the total is done (0 total: not known), and seconds since it
+/// started.
+public struct BackupProgress: Sendable, Codable {
+    public enum Unit: String, Sendable, Codable { case bytes, chunks }
+
+    public var label: String
+    public var unit: Unit
     public var done: Int64
     public var total: Int64
     public var elapsed: Double
@@ -12,24 +18,33 @@ public struct BackupProgress: Sendable {
 
     /// Seconds left at the current rate, when known.
     public var remaining: Double? {
-        guard rate > 0, total >= done else { return nil }
+        guard rate > 0, total > 0, total >= done else { return nil }
         return Double(total - done) / rate
     }
 }
 
-/// Counts bytes from the reading threads and reports at most every half second.
-final class ProgressMeter: Sendable {
+/// Counts work from any thread and reports at most every half second, and once at the end.
+public final class ProgressMeter: Sendable {
     private let done = Atomic<Int64>(0)
     private let total = Atomic<Int64>(0)
     private let lastReport = Mutex<Double>(0)
+    private let label: Mutex<String>
+    private let unit: BackupProgress.Unit
     private let start = Date()
     private let report: @Sendable (BackupProgress) -> Void
 
-    init(report: @escaping @Sendable (BackupProgress) -> Void) { self.report = report }
+    public init(label: String = "", unit: BackupProgress.Unit = .bytes, report: @escaping @Sendable (BackupProgress) -> Void) {
+        self.label = Mutex(label)
+        self.unit = unit
+        self.report = report
+    }
 
-    func addTotal(_ bytes: Int64) { total.add(bytes, ordering: .relaxed) }
+    /// Names what is worked on from now (a server's disk).
+    public func setLabel(_ text: String) { label.withLock { $0 = text } }
 
-    func advance(_ bytes: Int64) {
+    public func addTotal(_ bytes: Int64) { total.add(bytes, ordering: .relaxed) }
+
+    public func advance(_ bytes: Int64) {
         done.add(bytes, ordering: .relaxed)
         let now = Date().timeIntervalSince(start)
         let due = lastReport.withLock { last in
@@ -40,10 +55,10 @@ final class ProgressMeter: Sendable {
         if due { report(snapshot()) }
     }
 
-    func snapshot() -> BackupProgress {
-        BackupProgress(done: done.load(ordering: .relaxed), total: total.load(ordering: .relaxed),
-                       elapsed: Date().timeIntervalSince(start))
+    public func snapshot() -> BackupProgress {
+        BackupProgress(label: label.withLock { $0 }, unit: unit, done: done.load(ordering: .relaxed),
+                       total: total.load(ordering: .relaxed), elapsed: Date().timeIntervalSince(start))
     }
 
-    func finish() { report(snapshot()) }
+    public func finish() { report(snapshot()) }
 }

@@ -24,7 +24,7 @@ public struct Verifier {
     }
 
     /// Verifies the points of one server, or all points (soft-deleted ones too: they can be restored).
-    public func verify(server: Int64? = nil) throws -> Report {
+    public func verify(server: Int64? = nil, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Report {
         let points = try repository.catalog.points(server: server, includeSoftDeleted: true).filter { $0.status == .active }
         var problems: [Problem] = []
         var badMaps = Set<String>()
@@ -43,7 +43,10 @@ public struct Verifier {
             }
             chains[point.id] = try repository.catalog.chain(endingAt: point.id).map(\.id)
         }
-        let damaged = check(Array(hashes))
+        let meter = ProgressMeter(label: "chunks of \(points.count) point\(points.count == 1 ? "" : "s")", unit: .chunks, report: progress)
+        meter.addTotal(Int64(hashes.count))
+        let damaged = check(Array(hashes), meter: meter)
+        meter.finish()
         problems += damaged.map { Problem(what: "chunk \($0.key)", reason: $0.value) }
         var affected: [Point] = []
         for point in points {
@@ -61,7 +64,7 @@ public struct Verifier {
     }
 
     /// Checks chunks on every core; returns the damaged ones with the reason.
-    private func check(_ hashes: [ChunkHash]) -> [ChunkHash: String] {
+    private func check(_ hashes: [ChunkHash], meter: ProgressMeter) -> [ChunkHash: String] {
         let next = Atomic<Int>(0)
         let damaged = Mutex<[ChunkHash: String]>([:])
         let store = repository.chunks
@@ -70,6 +73,7 @@ public struct Verifier {
                 let i = next.add(1, ordering: .relaxed).oldValue
                 guard i < hashes.count else { break }
                 if let reason = store.verify(hashes[i]) { damaged.withLock { $0[hashes[i]] = reason } }
+                meter.advance(1)
             }
         }
         return damaged.withLock { $0 }

@@ -27,14 +27,19 @@ extension Repository {
     /// Writes a point's disk, rebuilt from its chain, to `target`. A new file gets holes
     /// where the disk was zero; a pipe or device gets every byte. The point is leased while
     /// it is read, so retention or purge meanwhile cannot take its chunks away.
-    public func export(point: Point, disk: String, to target: ExportTarget, cache: ChunkCache? = nil) throws -> FlatImage {
+    public func export(point: Point, disk: String, to target: ExportTarget, cache: ChunkCache? = nil,
+                       progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> FlatImage {
         let (image, lease) = try openImage(point: point.id, disk: disk)
         defer { _ = lease }
         let reader = ImageReader(image: image, cache: cache ?? ChunkCache(store: chunks, budget: 64 << 20), readAhead: 0)
         var buffer = [UInt8](repeating: 0, count: image.chunkSize)
+        let meter = ProgressMeter(label: "\(point.serverName)/\(point.name) disk \(disk)", report: progress)
+        meter.addTotal(image.size)
+        defer { meter.finish() }
         for position in image.refs.indices {
             let offset = Int64(position) * Int64(image.chunkSize)
             let length = image.length(of: position)
+            meter.advance(Int64(length))
             if target.isFile && image.refs[position] == .zero { continue }
             try buffer.withUnsafeMutableBytes { raw in
                 let slice = UnsafeMutableRawBufferPointer(rebasing: raw[0..<length])
