@@ -5,7 +5,14 @@ BIN := .build/debug
 # repository derives its key once per command, and at -O0 that takes a second.
 SWIFTFLAGS ?= -Xcc -O2
 
-.PHONY: all deps build test demo bench soak fuzz clean
+.PHONY: all deps build release install uninstall deb test demo bench soak fuzz clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+# Release binaries with the Swift runtime linked in (they run without a toolchain), and the
+# man pages made from the ArgumentParser definitions (by swift-argument-parser's own
+# generate-manual, built in a folder of its own: sharing one would rebuild everything each
+# time); kept apart from the debug build.
+STATIC := .build-static
 
 all: build
 
@@ -16,7 +23,26 @@ build: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product vaultctl
 	$(SWIFT) build $(SWIFTFLAGS) --product vaultfs
 
-test: deps
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib --build-path $(STATIC) --product vaultctl
+	$(SWIFT) build -c release --static-swift-stdlib --build-path $(STATIC) --product vaultfs
+	$(SWIFT) build -c release --build-path $(STATIC)/tools --product generate-manual
+	rm -rf $(STATIC)/man && mkdir -p $(STATIC)/man
+	$(STATIC)/tools/release/generate-manual $(STATIC)/release/vaultctl --multi-page --section 8 \
+		--authors "the vaultfs developers" --output-directory $(STATIC)/man
+	for page in $(STATIC)/man/*.8; do awk -f scripts/man-names.awk "$$page" > "$$page.tmp" && mv "$$page.tmp" "$$page"; done
+
+install: release
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh install
+
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install.sh uninstall
+
+deb: release
+	scripts/make-deb.sh
+
+test: deps release
+	scripts/make-deb.sh
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	SWIFT=$(SWIFT) scripts/test.sh
 
@@ -36,4 +62,4 @@ bench: deps
 	scripts/bench.sh
 
 clean:
-	rm -rf .build demo-work bench-work
+	rm -rf .build $(STATIC) demo-work bench-work vaultfs_*.deb
