@@ -92,8 +92,9 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("backup", "lonely", "--name", "now")
         let vaults = try ctl.json("vault", "list")
         let fallback = try XCTUnwrap(vaults.first { $0["vault"] as? String == "default" })
-        XCTAssertEqual(fallback["enabled"] as? Bool, true)
-        XCTAssertEqual(fallback["everyHours"] as? Int, 24)
+        let policy = try XCTUnwrap(fallback["policy"] as? [String: Any])
+        XCTAssertEqual(policy["enabled"] as? Bool, true)
+        XCTAssertEqual(policy["everyHours"] as? Int, 24)
         XCTAssertTrue(try ctl.run("server", "show", "lonely").contains("vault:  default"))
         XCTAssertEqual(try ctl.json("points", "lonely").first?["vault"] as? String, "default")
     }
