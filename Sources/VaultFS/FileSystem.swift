@@ -22,6 +22,9 @@ final class FileSystem: Sendable {
     let files: PointFiles
     let volumes = VolumeTable()
     private let jobs = Mutex<[String: BackupJob]>([:])
+    /// history.json of each server, made once per catalog snapshot: `ls -l` asks for its
+    /// size with every listing, and the whole history takes a while to encode.
+    private let histories = Mutex<(taken: Date, files: [Node: [UInt8]])>((.distantPast, [:]))
 
     /// How old a catalog snapshot may be before the next request reads a new one.
     static let refreshInterval: TimeInterval = 1
@@ -119,7 +122,14 @@ final class FileSystem: Sendable {
             guard let record = tree.vaults[vault] else { throw VaultError(.notFound, "no vault \(vault)") }
             return JSON.encode(PolicyView(record))
         case .history(let vault, let server):
-            return JSON.encode(try repository.history().filter { $0.vault == vault && $0.server == server })
+            let taken = snapshot.withLock { $0.taken }
+            if let cached = histories.withLock({ $0.taken == taken ? $0.files[node] : nil }) { return cached }
+            let bytes = JSON.encode(try repository.history().filter { $0.vault == vault && $0.server == server })
+            histories.withLock { state in
+                if state.taken != taken { state = (taken, [:]) }
+                state.files[node] = bytes
+            }
+            return bytes
         case .pointJSON(let id):
             guard let point = try repository.catalog.point(id: id) else { throw VaultError(.notFound, "no point \(id)") }
             var view = try repository.view(of: point)

@@ -105,6 +105,22 @@ extension Catalog {
         }
     }
 
+    /// The disks of every point (of one server's points), by point id, in one query.
+    public func pointDisksByPoint(server: Int64? = nil) throws -> [String: [PointDisk]] {
+        try read { db in
+            let disks: [PointDisk]
+            if let server {
+                disks = try PointDisk.fetchAll(db, sql: """
+                    SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
+                    WHERE point.serverId = ? ORDER BY pointDisk.disk
+                    """, arguments: [server])
+            } else {
+                disks = try PointDisk.order(Column("disk")).fetchAll(db)
+            }
+            return Dictionary(grouping: disks, by: \.pointId)
+        }
+    }
+
     public func pointDisks(_ id: String) throws -> [PointDisk] {
         try read { try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll($0) }
     }

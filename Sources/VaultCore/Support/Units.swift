@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Parsing and printing of sizes, durations and times as users type and read them.
 public enum Units {
@@ -59,19 +60,29 @@ public enum Units {
         return nil
     }
 
-    /// `2026-11-25T16:00:00Z`, the form JSON and tables use.
+    /// `2026-11-25T16:00:00Z`, the form JSON and tables use. Formatted by hand from the UTC
+    /// calendar fields: a formatter per call cost a listing of 10,000 points seconds in ICU.
     public static func formatTime(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        let t = utcFields(date)
+        return "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2))Z"
     }
 
     /// `20261125T160000Z`: a policy point's directory name, sortable and free of colons.
     public static func compactUTC(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: date)
+        let t = utcFields(date)
+        return "\(pad(t.year, 4))\(pad(t.month, 2))\(pad(t.day, 2))T\(pad(t.hour, 2))\(pad(t.minute, 2))\(pad(t.second, 2))Z"
+    }
+
+    private static func utcFields(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var fields = tm()
+        gmtime_r(&seconds, &fields)
+        return (Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday), Int(fields.tm_hour),
+                Int(fields.tm_min), Int(fields.tm_sec))
+    }
+
+    private static func pad(_ value: Int, _ width: Int) -> String {
+        let text = String(value)
+        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
 }

@@ -177,7 +177,8 @@ extension Repository {
     }
 
     public func history(server: Int64? = nil) throws -> [HistoryEntry] {
-        try catalog.allPoints(server: server).map { HistoryEntry($0, disks: try catalog.pointDisks($0.id)) }
+        let disks = try catalog.pointDisksByPoint(server: server)
+        return try catalog.allPoints(server: server).map { HistoryEntry($0, disks: disks[$0.id] ?? []) }
     }
 }
 
