@@ -190,9 +190,13 @@ struct Collect: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @Flag(help: "Only count what would be removed.") var dryRun = false
     @Flag var json = false
+    @OptionGroup var progress: ProgressOptions
 
     func run() throws {
-        let result = try GarbageCollector(repository: try repository.open()).collect(dryRun: dryRun)
+        let printer = progress.printer()
+        defer { printer.clear() }
+        let result = try GarbageCollector(repository: try repository.open()).collect(dryRun: dryRun, progress: printer.callback())
+        printer.clear()
         if json { return printJSON(result) }
         guard result.ran else {
             throw VaultError(.busy, "a backup is running; nothing was collected. Run gc again when it ends")

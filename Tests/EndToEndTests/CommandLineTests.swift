@@ -278,7 +278,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(piped.stderr.contains("\r"), piped.stderr)
         XCTAssertEqual(piped.stderr, "")
         // --progress json: one event per line on stderr, the result alone on stdout.
-        for arguments in [["backup", "web", "--name", "as-json"], ["export", "web/as-json", "-o", scratch.file("e.img")], ["verify"]] {
+        for arguments in [["backup", "web", "--name", "as-json"], ["export", "web/as-json", "-o", scratch.file("e.img")], ["verify"],
+                          ["gc", "--dry-run"]] {
             let result = try ctl.attempt(arguments + ["--progress", "json"])
             XCTAssertEqual(result.status, 0, result.stderr)
             let events = result.stderr.split(separator: "\n").filter { $0.hasPrefix("{") }

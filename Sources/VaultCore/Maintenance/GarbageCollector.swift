@@ -31,7 +31,7 @@ public struct GarbageCollector {
     }
 
     /// Collects now, or with `dryRun` only counts what it would remove.
-    public func collect(dryRun: Bool = false) throws -> Result {
+    public func collect(dryRun: Bool = false, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Result {
         try repository.requireWritable("collect garbage")
         guard let lock = try repository.tryLockForCollection() else { return Result() }
         defer { _ = lock }
@@ -54,7 +54,12 @@ public struct GarbageCollector {
         }
         _ = gate
 
-        for hash in repository.chunks.allHashes() {
+        let hashes = repository.chunks.allHashes()
+        let meter = ProgressMeter(label: dryRun ? "chunks looked at" : "chunks swept", unit: .chunks, report: progress)
+        meter.addTotal(Int64(hashes.count))
+        defer { meter.finish() }
+        for hash in hashes {
+            meter.advance(1)
             if referenced.contains(hash) { result.keptChunks += 1; continue }
             result.removedChunks += 1
             result.removedChunkBytes += Posix.fileSize(repository.chunks.path(for: hash))
