@@ -52,10 +52,9 @@ static errcode_t source_read_blk64(io_channel io, unsigned long long block, int 
     size_t length = count < 0 ? (size_t)(-(long long)count) : (size_t)count * (size_t)io->block_size;
     if (block > UINT64_MAX / (uint64_t)io->block_size) return EXT2_ET_SHORT_READ;
     uint64_t offset = block * (uint64_t)io->block_size;
-    if (offset > source->size || length > source->size - offset) {
-        memset(data, 0, length);
-        return EXT2_ET_SHORT_READ;
-    }
+    /* Out of range: an error, without touching the buffer (a damaged superblock can ask
+     * for gigabytes of group descriptors; writing them would make them resident). */
+    if (offset > source->size || length > source->size - offset) return EXT2_ET_SHORT_READ;
     int error = source->read(source->context, offset, data, length);
     return error ? (errcode_t)error : 0;
 }
@@ -207,6 +206,9 @@ long vfs_ext2_stat(vfs_ext2_fs fs, uint32_t ino, struct vfs_ext2_attr *out) {
 struct list_state {
     vfs_ext2_entry_fn emit;
     void *context;
+    uint64_t left; /* entries the directory's size can hold; a damaged extent tree can map
+                      one block many times over */
+    int overflow;
 };
 
 static int list_entry(struct ext2_dir_entry *dirent, int offset, int blocksize, char *buf, void *priv) {
@@ -214,22 +216,40 @@ static int list_entry(struct ext2_dir_entry *dirent, int offset, int blocksize, 
     struct list_state *state = priv;
     int length = ext2fs_dirent_name_len(dirent);
     if (dirent->inode == 0 || length == 0) return 0;
+    if (state->left == 0) {
+        state->overflow = 1;
+        return DIRENT_ABORT;
+    }
+    state->left--;
     if (dirent->name[0] == '.' && (length == 1 || (length == 2 && dirent->name[1] == '.'))) return 0;
     return state->emit(state->context, dirent->name, length, dirent->inode, ext2fs_dirent_file_type(dirent))
         ? DIRENT_ABORT : 0;
 }
 
 long vfs_ext2_list(vfs_ext2_fs fs, uint32_t dir, vfs_ext2_entry_fn emit, void *context) {
-    if (dir == 0 || dir > fs->super->s_inodes_count) return EXT2_ET_BAD_INODE_NUM;
-    struct list_state state = { emit, context };
-    return ext2fs_dir_iterate(fs, dir, 0, NULL, list_entry, &state);
+    struct ext2_inode_large inode;
+    long error = read_inode(fs, dir, &inode);
+    if (error) return error;
+    /* The smallest entry takes 12 bytes; inline directories hold a few in the inode. */
+    struct list_state state = { emit, context, EXT2_I_SIZE(&inode) / 12 + 64, 0 };
+    error = ext2fs_dir_iterate(fs, dir, 0, NULL, list_entry, &state);
+    return error ? error : state.overflow ? EXT2_ET_DIR_CORRUPTED : 0;
 }
 
 /* ---- File contents ---- */
 
 long vfs_ext2_read(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, void *buffer, size_t size, size_t *got) {
     *got = 0;
-    if (ino == 0 || ino > fs->super->s_inodes_count) return EXT2_ET_BAD_INODE_NUM;
+    struct ext2_inode_large inode;
+    long checked = read_inode(fs, ino, &inode);
+    if (checked) return checked;
+    if (inode.i_flags & EXT4_INLINE_DATA_FL) {
+        /* libext2fs copies inline data into a buffer of three blocks without checking. */
+        size_t inline_size = 0;
+        checked = ext2fs_inline_data_size(fs, ino, &inline_size);
+        if (checked) return checked;
+        if (inline_size > fs->blocksize) return EXT2_ET_INODE_CORRUPTED;
+    }
     ext2_file_t file;
     errcode_t error = ext2fs_file_open(fs, ino, 0, &file);
     if (error) return error;
@@ -257,7 +277,11 @@ long vfs_ext2_readlink(vfs_ext2_fs fs, uint32_t ino, char *buffer, size_t capaci
         memcpy(buffer, (char *)inode.i_block, size);
         *length = size;
     } else if (inode.i_flags & EXT4_INLINE_DATA_FL) {
-        size_t inline_size = capacity - 1;
+        /* ext2fs_inline_data_get writes all it holds, whatever the size given. */
+        size_t inline_size = 0;
+        error = ext2fs_inline_data_size(fs, ino, &inline_size);
+        if (error) return error;
+        if (inline_size >= capacity) return ENAMETOOLONG;
         error = ext2fs_inline_data_get(fs, ino, (struct ext2_inode *)&inode, buffer, &inline_size);
         if (error) return error;
         *length = inline_size < size ? inline_size : size;
@@ -291,7 +315,7 @@ long vfs_ext2_seek(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, int data, uint
     for (long visited = 0; !step && visited < (1L << 24); visited++) {
         if (extent.e_flags & EXT2_EXTENT_FLAGS_LEAF) {
             uint64_t start = extent.e_lblk, end = (uint64_t)extent.e_lblk + extent.e_len;
-            int written = !(extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT);
+            int written = !(extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT) && extent.e_len > 0;
             if (end > cursor && written) {
                 if (data) {
                     cursor = start > cursor ? start : cursor;

@@ -18,6 +18,7 @@ public final class Ext2Filesystem: FilesystemReader {
     private let fs: Mutex<OpaquePointer>
     private let box: SourceBox
     public let rootInode: UInt64 = 2
+    private let blockSize: UInt32
     /// Directory entry file types (EXT2_FT_*) by number.
     static let kinds: [Int: FileKind] = [1: .file, 2: .directory, 3: .characterDevice, 4: .blockDevice, 5: .fifo, 6: .socket, 7: .symlink]
     public let summary: FilesystemSummary
@@ -27,6 +28,10 @@ public final class Ext2Filesystem: FilesystemReader {
     }
 
     public required init(source: any ByteSource) throws {
+        let superblock = try source.bytes(at: 1024, count: 1024)
+        guard Self.descriptorsFit(superblock, in: source.size) else {
+            throw VaultError(.corrupt, "not a readable ext2/3/4 filesystem: its group descriptors would not fit in \(source.size) bytes")
+        }
         let box = SourceBox(source)
         let unmanaged = Unmanaged.passRetained(box)
         var handle: OpaquePointer?
@@ -52,6 +57,7 @@ public final class Ext2Filesystem: FilesystemReader {
         self.box = box
         var info = vfs_ext2_info()
         vfs_ext2_info(handle, &info)
+        blockSize = info.block_size
         fs = Mutex(handle)
         var notes: [String] = []
         if info.needs_recovery != 0 {
@@ -66,6 +72,21 @@ public final class Ext2Filesystem: FilesystemReader {
                                     label: label.isEmpty ? nil : label, uuid: uuid, notes: notes)
     }
 
+    /// Whether a superblock's group descriptors fit in the source: a damaged one can ask
+    /// libext2fs for gigabytes of them before anything else is checked.
+    static func descriptorsFit(_ sb: [UInt8], in size: Int64) -> Bool {
+        let log = le32(sb, 24), perGroup = UInt64(le32(sb, 32))
+        guard log <= 6, perGroup > 0 else { return false }
+        let is64 = le32(sb, 96) & 0x80 != 0
+        let blocks = UInt64(le32(sb, 4)) | (is64 ? UInt64(le32(sb, 336)) << 32 : 0)
+        let first = UInt64(le32(sb, 20))
+        guard blocks > first else { return false }
+        let groups = (blocks - first + perGroup - 1) / perGroup
+        let descriptor = is64 ? max(32, UInt64(sb[254]) | UInt64(sb[255]) << 8) : 32
+        let (bytes, overflow) = groups.multipliedReportingOverflow(by: descriptor)
+        return !overflow && bytes <= UInt64(max(0, size))
+    }
+
     deinit {
         fs.withLock { vfs_ext2_close($0) }
         Unmanaged.passUnretained(box).release()
@@ -75,7 +96,9 @@ public final class Ext2Filesystem: FilesystemReader {
         var a = vfs_ext2_attr()
         try call("cannot read inode \(inode)") { vfs_ext2_stat($0, try number(inode), &a) }
         guard let kind = FileKind(mode: a.mode) else { throw VaultError(.corrupt, "inode \(inode) has no valid type") }
-        guard a.size <= UInt64(Int64.max), a.blocks512 <= UInt64(Int64.max) else {
+        // ext4's largest file is 2^32 blocks; a larger size is damage, and copying it out
+        // would write zeros for ever.
+        guard a.size <= UInt64(blockSize) << 32, a.blocks512 <= UInt64(Int64.max) else {
             throw VaultError(.corrupt, "inode \(inode) has an impossible size")
         }
         return FileAttributes(inode: inode, kind: kind, permissions: a.mode & 0o7777, uid: a.uid, gid: a.gid, links: a.nlink,
@@ -93,7 +116,10 @@ public final class Ext2Filesystem: FilesystemReader {
             return withUnsafeMutablePointer(to: &entries) { list in
                 vfs_ext2_list(fs, dir, { context, name, length, inode, type in
                     let list = context!.assumingMemoryBound(to: [FileEntry].self)
-                    let text = String(decoding: UnsafeRawBufferPointer(start: name, count: Int(length)), as: UTF8.self)
+                    let bytes = UnsafeRawBufferPointer(start: name, count: Int(length))
+                    // A damaged entry naming a path ("a/b", "../x") or holding NUL is no name.
+                    if bytes.contains(0x2F) || bytes.contains(0) { return 0 }
+                    let text = String(decoding: bytes, as: UTF8.self)
                     list.pointee.append(FileEntry(name: text, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)]))
                     return 0
                 }, list)
@@ -160,13 +186,16 @@ public final class Ext2Filesystem: FilesystemReader {
     /// Runs one libext2fs call under the lock; a non-zero result becomes an error that says
     /// what failed and why (the chunk store's own message when a read failed below).
     private func call(_ what: String, _ body: (OpaquePointer) throws -> Int) throws {
-        let code = try fs.withLock { fs -> Int in
+        // The reason is taken while the lock is held: after it, another call may replace it.
+        let failure = try fs.withLock { fs -> VaultError? in
             box.lastError.withLock { $0 = nil }
-            return try body(fs)
+            let code = try body(fs)
+            return code == 0 ? nil : Self.error(code, what, box)
         }
-        if code != 0 { throw Self.error(code, what, box) }
+        if let failure { throw failure }
     }
 
+    /// Call with the handle's lock held, or before the handle exists.
     private static func error(_ code: Int, _ what: String, _ box: SourceBox) -> VaultError {
         let reason = box.lastError.withLock { $0 } ?? String(cString: vfs_ext2_error(code))
         switch Int32(truncatingIfNeeded: code) {

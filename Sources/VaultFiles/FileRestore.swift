@@ -16,8 +16,10 @@ public enum FileRestore {
             var end = size
             if skipHoles {
                 guard let data = try volume.reader.seek(inode, from: offset, data: true) else { return }
+                guard data >= offset else { throw VaultError(.corrupt, "file inode \(inode) maps data backwards") }
                 offset = data
                 end = min(size, try volume.reader.seek(inode, from: data, data: false) ?? size)
+                guard end > offset else { throw VaultError(.corrupt, "file inode \(inode) maps an empty run of data at \(offset)") }
             }
             while offset < end {
                 let want = Int(min(Int64(blockSize), end - offset))
@@ -38,7 +40,7 @@ public enum FileRestore {
                                meter: ProgressMeter? = nil) throws -> [String] {
         var failures: [String] = []
         var firstNames: [UInt64: String] = [:]
-        var visiting: Set<UInt64> = []
+        var visiting: Set<UInt64> = [], archived: Set<UInt64> = []
 
         func add(_ inode: UInt64, path: String, depth: Int) throws {
             let attributes: FileAttributes
@@ -55,7 +57,7 @@ public enum FileRestore {
             } catch {
                 failures.append("\(path): extended attributes: \(message(error))")
             }
-            if attributes.kind != .directory, attributes.links > 1 {
+            if attributes.kind == .file, attributes.links > 1 {
                 if let first = firstNames[inode] { entry.hardLinkTo = first } else { firstNames[inode] = path }
             }
             if attributes.kind == .symlink {
@@ -85,8 +87,8 @@ public enum FileRestore {
                 try tar.endData(size: attributes.size)
             }
             guard attributes.kind == .directory else { return }
-            guard depth < maxDepth, visiting.insert(inode).inserted else {
-                failures.append("\(path): the folder contains itself (damaged filesystem); not followed")
+            guard depth < maxDepth, visiting.insert(inode).inserted, archived.insert(inode).inserted else {
+                failures.append("\(path): the folder appears twice (damaged filesystem); not followed again")
                 return
             }
             defer { visiting.remove(inode) }

@@ -42,9 +42,13 @@ public struct PartitionTable: Sendable, Equatable {
         guard entries.contains(where: { $0.type != 0 && $0.sectors != 0 }),
               entries.allSatisfy({ $0.status == 0 || $0.status == 0x80 }) else { return nil }
         var partitions: [Partition] = []
+        var followedExtended = false
         for (index, entry) in entries.enumerated() where entry.type != 0 && entry.sectors != 0 {
             guard let span = entry.span(base: 0, within: disk.size) else { continue }
             if entry.isExtended {
+                // Only one extended partition counts, as in Linux: logicals number from 5.
+                guard !followedExtended else { continue }
+                followedExtended = true
                 partitions += try readLogical(disk, extended: span)
             } else {
                 partitions.append(Partition(number: index + 1, offset: span.offset, size: span.size, type: entry.typeName))
@@ -59,7 +63,9 @@ public struct PartitionTable: Sendable, Equatable {
         var partitions: [Partition] = []
         var seen: Set<Int64> = []
         var ebr = extended.offset
-        while partitions.count < maxLogical, seen.insert(ebr).inserted, ebr + sector <= extended.offset + extended.size {
+        var records = 0
+        while records < maxLogical, seen.insert(ebr).inserted, ebr + sector <= extended.offset + extended.size {
+            records += 1
             let record = try disk.bytes(at: ebr, count: Int(sector))
             guard record[510] == 0x55, record[511] == 0xAA else { break }
             let logical = MBREntry(record, at: 446), next = MBREntry(record, at: 462)

@@ -114,4 +114,23 @@ final class FilesystemFuzzTests: XCTestCase {
             }
         }
     }
+
+    func testASuperblockWhoseGroupDescriptorsCannotFitIsRefusedBeforeLibext2fsAllocates() throws {
+        let scratch = Scratch("sbfit")
+        let source = scratch.file("src")
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        let image = scratch.file("fs.img")
+        try SourceTree(path: source).ext4(at: image, size: "4M")
+        var bytes = try readBytes(image)
+        XCTAssertTrue(Ext2Filesystem.descriptorsFit(Array(bytes[1024..<2048]), in: Int64(bytes.count)))
+        XCTAssertNotNil(try? Ext2Filesystem(source: MemorySource(bytes)))
+        // Eight blocks per group and a 64-bit block count: millions of groups on a 4 MiB image.
+        bytes[1024 + 32] = 8; bytes[1024 + 33] = 0; bytes[1024 + 34] = 0; bytes[1024 + 35] = 0
+        bytes[1024 + 96] |= 0x80
+        bytes[1024 + 336] = 0x40
+        XCTAssertFalse(Ext2Filesystem.descriptorsFit(Array(bytes[1024..<2048]), in: Int64(bytes.count)))
+        XCTAssertThrowsError(try Ext2Filesystem(source: MemorySource(bytes))) {
+            XCTAssertTrue("\($0)".contains("group descriptors would not fit"), "\($0)")
+        }
+    }
 }
