@@ -53,6 +53,12 @@ ls -l "$mnt/prod/web/latest/"
 cmp "$mnt/prod/web/20300101T200000Z/root.img" "$work/as-at-incremental.img" && echo "image read through the mount: identical"
 e2fsck -fn "$mnt/prod/web/latest/root.img" >/dev/null 2>&1 && echo "e2fsck -fn on the mounted image: clean"
 
+echo "== files inside the point, without root or a loop device"
+ls -l "$mnt/prod/web/latest/files/root/" | sed -n 1,5p
+first=$(ls /usr/share/doc | sed -n 1p)
+cp -a "$mnt/prod/web/latest/files/root/$first" "$work/restored-folder"
+diff -r --no-dereference "$work/restored-folder" "/usr/share/doc/$first" >/dev/null && echo "a folder copied out of files/: identical to the source"
+
 echo "== backup now by mkdir inside the mount"
 mkdir "$mnt/prod/web/from-mkdir"
 for i in $(seq 600); do
