@@ -251,7 +251,8 @@ long vfs_ext2_read(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, void *buffer, 
         if (inline_size > fs->blocksize) return EXT2_ET_INODE_CORRUPTED;
     }
     ext2_file_t file;
-    errcode_t error = ext2fs_file_open(fs, ino, 0, &file);
+    /* The inode just read serves the open too: one inode read per FUSE read, not two. */
+    errcode_t error = ext2fs_file_open2(fs, ino, (struct ext2_inode *)&inode, 0, &file);
     if (error) return error;
     error = ext2fs_file_llseek(file, offset, EXT2_SEEK_SET, NULL);
     while (!error && *got < size) {

@@ -167,11 +167,12 @@ public final class Ext2Filesystem: FilesystemReader {
     }
 
     public func attribute(_ inode: UInt64, named name: String) throws -> [UInt8] {
+        let n = try number(inode)
         var needed = 0
-        try call("cannot read attribute \(name) of inode \(inode)") { vfs_ext2_xattr_value($0, try number(inode), name, nil, 0, &needed) }
+        try call("cannot read attribute \(name) of inode \(inode)") { vfs_ext2_xattr_value($0, n, name, nil, 0, &needed) }
         var value = [UInt8](repeating: 0, count: needed)
         try call("cannot read attribute \(name) of inode \(inode)") { fs in
-            value.withUnsafeMutableBytes { vfs_ext2_xattr_value(fs, try! number(inode), name, $0.baseAddress, $0.count, &needed) }
+            value.withUnsafeMutableBytes { vfs_ext2_xattr_value(fs, n, name, $0.baseAddress, $0.count, &needed) }
         }
         return Array(value.prefix(needed))
     }

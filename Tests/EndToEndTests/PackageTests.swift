@@ -86,7 +86,7 @@ final class PackageTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
         try mustRun(["mount", "-t", "vaultfs", scratch.file("repo"), mnt], timeout: 30)
-        XCTAssertEqual(try readBytes("\(mnt)/default/web/one/files/root/etc/hostname"), Array("deb\n".utf8))
+        XCTAssertEqual(try mustRun(["cat", "\(mnt)/default/web/one/files/root/etc/hostname"], timeout: 10), "deb\n")
         try mustRun(["cmp", "\(mnt)/default/web/one/root.img", disk.path], timeout: 60)
         try mustRun(["umount", mnt], timeout: 10)
         XCTAssertFalse(MountedRepository.isMounted(mnt))
