@@ -68,8 +68,8 @@ struct History: ParsableCommand {
         let entries = try repo.history(server: serverId)
         if json { return printJSON(entries) }
         printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"], entries.map { e in
-            [String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType, Units.formatSize(e.size),
-             e.start, e.end ?? "-", e.deletionStatus.isEmpty ? "-" : e.deletionStatus, e.error ?? "-"]
+            [String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType, Units.formatSize(e.estimatedSize),
+             e.time, e.finishedAt ?? "-", e.deletion.isEmpty ? "-" : e.deletion, e.error ?? "-"]
         })
     }
 }

@@ -110,7 +110,7 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("delete", "web/one")
         XCTAssertTrue(try ctl.run("purge", "--older-than", "1d").contains("nothing to purge"))
         XCTAssertTrue(try ctl.run("purge").contains("purged web/one"))
-        let status = try ctl.json("history").map { "\($0["name"]!)=\($0["deletionStatus"]!)" }
+        let status = try ctl.json("history").map { "\($0["name"]!)=\($0["deletion"]!)" }
         XCTAssertEqual(status, ["one=Deleted", "two="])
         try assertRefused(["undelete", "web/one"], mentions: "no point matches")
     }
@@ -223,6 +223,10 @@ final class CommandLineTests: XCTestCase {
         for key in ["id", "server", "name", "type", "scheduleType", "status", "estimatedSize", "time", "location"] {
             XCTAssertNotNil(made[0][key], key)
         }
+        // history: the same point object, one per attempt.
+        let history = try XCTUnwrap(try json("history") as? [[String: Any]])
+        XCTAssertEqual(history.count, 1)
+        XCTAssertEqual(NSDictionary(dictionary: history[0]), NSDictionary(dictionary: listed[0]))
         // vault list: the server count the table shows, as the servers' names.
         let vaults = try XCTUnwrap(try json("vault", "list") as? [[String: Any]])
         XCTAssertEqual(vaults.first?["vault"] as? String, "prod")

@@ -111,7 +111,7 @@ final class MountTests: XCTestCase {
 
         try mustRun(["rmdir", point], timeout: 10)
         XCTAssertFalse(try mount.exists("prod/web/now-1"))
-        XCTAssertEqual(try fixture.ctl.json("history").first { $0["name"] as? String == "now-1" }?["deletionStatus"] as? String,
+        XCTAssertEqual(try fixture.ctl.json("history").first { $0["name"] as? String == "now-1" }?["deletion"] as? String,
                        "Soft deleted")
         try fixture.ctl.run("undelete", "web/now-1")
         XCTAssertTrue(try eventually(timeout: 2.5) { try mount.exists("prod/web/now-1") })

@@ -43,10 +43,10 @@ final class ScheduleTests: XCTestCase {
 
         let history = try ctl.json("history")
         XCTAssertEqual(history.count, 15)
-        let deleted = history.filter { $0["deletionStatus"] as? String == "Deleted" }.map { $0["name"] as! String }
+        let deleted = history.filter { $0["deletion"] as? String == "Deleted" }.map { $0["name"] as! String }
         XCTAssertEqual(deleted.sorted(), Array(slotNames[0..<5]).sorted())
         XCTAssertTrue(history.allSatisfy { $0["status"] as? String == "Active" })
-        XCTAssertEqual(history.filter { ($0["deletionStatus"] as? String)?.isEmpty == true }.count, 10)
+        XCTAssertEqual(history.filter { ($0["deletion"] as? String)?.isEmpty == true }.count, 10)
 
         for point in points {
             let name = point["name"] as! String

@@ -139,7 +139,7 @@ final class SoakTests: XCTestCase {
             XCTAssertTrue(shown.contains("web/\(name)"), "retention lost web/\(name), which the policy keeps")
         }
         let history = try ctl.json("history")
-        for entry in history where entry["status"] as? String == "Active" && (entry["deletionStatus"] as? String ?? "").isEmpty {
+        for entry in history where entry["status"] as? String == "Active" && (entry["deletion"] as? String ?? "").isEmpty {
             let key = "\(entry["server"]!)/\(entry["name"]!)"
             XCTAssertTrue(shown.contains(key), "\(key) is Active in history but not listed")
             XCTAssertFalse(ledger.wasDeleted(key), "\(key) was deleted but shows")

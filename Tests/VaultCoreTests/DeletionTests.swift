@@ -28,13 +28,13 @@ final class DeletionTests: XCTestCase {
         _ = try fixture.repository.undelete(soft.id)
         _ = try fixture.repository.softDelete(soft.id)
 
-        var status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletionStatus) })
+        var status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletion) })
         XCTAssertEqual(status, ["keep": "", "gone": "Soft deleted", "soft": "Soft deleted"])
         XCTAssertEqual(try fixture.repository.catalog.points().map(\.name), ["keep"])
 
         let purged = try fixture.repository.purge()
         XCTAssertEqual(Set(purged.map(\.id)), [gone.id, soft.id])
-        status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletionStatus) })
+        status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletion) })
         XCTAssertEqual(status, ["keep": "", "gone": "Deleted", "soft": "Deleted"])
         XCTAssertEqual(try fixture.exported(keep), asKept, "purging other points left the kept one intact")
         XCTAssertThrowsError(try fixture.repository.undelete(gone.id))

@@ -125,6 +125,22 @@ extension Catalog {
         try read { try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll($0) }
     }
 
+    /// The tags of every point (of one server's points), by point id, in one query.
+    public func tagsByPoint(server: Int64? = nil) throws -> [String: [PointTag]] {
+        try read { db in
+            let tags: [PointTag]
+            if let server {
+                tags = try PointTag.fetchAll(db, sql: """
+                    SELECT pointTag.* FROM pointTag JOIN point ON point.id = pointTag.pointId
+                    WHERE point.serverId = ? ORDER BY pointTag.key
+                    """, arguments: [server])
+            } else {
+                tags = try PointTag.order(Column("key")).fetchAll(db)
+            }
+            return Dictionary(grouping: tags, by: \.pointId)
+        }
+    }
+
     public func tags(_ id: String) throws -> [PointTag] {
         try read { try PointTag.filter(Column("pointId") == id).order(Column("key")).fetchAll($0) }
     }

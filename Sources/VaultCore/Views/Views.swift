@@ -97,7 +97,15 @@ public struct PointView: Codable, Sendable {
             let percent = point.progressTotal > 0 ? Int(point.progressDone * 100 / point.progressTotal) : 0
             progress = ProgressView(doneBytes: point.progressDone, totalBytes: point.progressTotal, percent: percent)
         }
-        deletion = HistoryEntry.deletionText(point.deletion)
+        deletion = Self.deletionText(point.deletion)
+    }
+
+    static func deletionText(_ deletion: Deletion) -> String {
+        switch deletion {
+        case .none: return ""
+        case .soft: return "Soft deleted"
+        case .deleted: return "Deleted"
+        }
     }
 
     /// One word per state, the same in `points`, `history`, `point.json` and `history.json`
@@ -107,45 +115,6 @@ public struct PointView: Codable, Sendable {
         case .creating: return "Creating"
         case .active: return "Active"
         case .failed: return "Error"
-        }
-    }
-}
-
-/// One backup attempt in the history (seed 001).
-public struct HistoryEntry: Codable, Sendable {
-    public var id: String
-    public var server: String
-    public var vault: String
-    public var name: String
-    public var status: String
-    public var type: String
-    public var scheduleType: String
-    public var size: Int64
-    public var start: String
-    public var end: String?
-    public var deletionStatus: String
-    public var error: String?
-
-    public init(_ point: Point, disks: [PointDisk]) {
-        id = point.id
-        server = point.serverName
-        vault = point.vaultName
-        name = point.name
-        status = PointView.statusText(point.status)
-        type = point.kind == .full ? "Full" : "Incremental"
-        scheduleType = point.schedule == .policy ? "Policy" : "Manual"
-        size = disks.reduce(0) { $0 + $1.changedBytes }
-        start = Units.formatTime(point.startedAt)
-        end = point.finishedAt.map(Units.formatTime)
-        deletionStatus = Self.deletionText(point.deletion)
-        error = point.error
-    }
-
-    static func deletionText(_ deletion: Deletion) -> String {
-        switch deletion {
-        case .none: return ""
-        case .soft: return "Soft deleted"
-        case .deleted: return "Deleted"
         }
     }
 }
@@ -176,9 +145,14 @@ extension Repository {
         PointView(point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: root)
     }
 
-    public func history(server: Int64? = nil) throws -> [HistoryEntry] {
+    /// Every backup attempt (every point, failed and deleted ones too), oldest first, as the
+    /// same point objects `points` shows: three queries whatever the number of points.
+    public func history(server: Int64? = nil) throws -> [PointView] {
         let disks = try catalog.pointDisksByPoint(server: server)
-        return try catalog.allPoints(server: server).map { HistoryEntry($0, disks: disks[$0.id] ?? []) }
+        let tags = try catalog.tagsByPoint(server: server)
+        return try catalog.allPoints(server: server).map {
+            PointView($0, disks: disks[$0.id] ?? [], tags: tags[$0.id] ?? [], location: root)
+        }
     }
 }
 
