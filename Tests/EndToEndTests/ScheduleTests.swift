@@ -64,7 +64,9 @@ final class ScheduleTests: XCTestCase {
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
-        let later = Date().addingTimeInterval(5 * 86400)
+        // 13:00 five days on: a slot (16:00 every 4 h: 12:00) is missed, and the minute after
+        // it crosses no other slot whatever the time the test runs.
+        let later = Calendar.current.date(byAdding: .hour, value: 5 * 24 + 13, to: Calendar.current.startOfDay(for: Date()))!
         try ctl.run("schedule", "run", "--once", "--now", isoLocal(later))
         try ctl.run("schedule", "run", "--once", "--now", isoLocal(later.addingTimeInterval(60)))
         let points = try ctl.json("points")
