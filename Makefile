@@ -42,6 +42,7 @@ deb: release
 	scripts/make-deb.sh
 
 test: deps release
+	scripts/install-deps.sh --test
 	scripts/make-deb.sh
 	$(SWIFT) build $(SWIFTFLAGS) --build-tests
 	SWIFT=$(SWIFT) scripts/test.sh

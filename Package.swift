@@ -18,6 +18,9 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "CSupport"),
+        // libcurl (Debian libcurl4-openssl-dev) for the S3 backend: HTTP with keep-alive and
+        // AWS Signature Version 4 done by libcurl itself, behind one C function.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         // libext2fs (Debian libext2fs-dev) behind a small C shim: an io_manager over a Swift
         // byte source, and the inode, directory and xattr calls whose C forms are macros.
         .target(name: "CExt2fs", linkerSettings: [.linkedLibrary("ext2fs"), .linkedLibrary("com_err")]),
@@ -26,6 +29,7 @@ let package = Package(
             dependencies: [
                 "CZstd",
                 "CSupport",
+                "CCurl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),

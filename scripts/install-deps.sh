@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
 # Installs the system packages vaultfs builds and tests with, when they are missing.
 # As root it uses apt-get; otherwise it prints the command to run.
+# With --test it adds what only the tests need: a single-node Ceph with its S3 gateway
+# (ceph-mon, ceph-osd, radosgw, ceph-common; without recommends, about 60 MB).
 set -euo pipefail
-packages=(libfuse3-dev fuse3 libzstd-dev libsqlite3-dev e2fsprogs libext2fs-dev pkg-config util-linux fdisk attr acl dpkg-dev man-db)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
+packages=(libfuse3-dev fuse3 libzstd-dev libsqlite3-dev libcurl4-openssl-dev e2fsprogs libext2fs-dev pkg-config util-linux
+  fdisk attr acl dpkg-dev man-db)
+test_packages=(ceph-mon ceph-osd radosgw ceph-common)
+[ "${1:-}" = --test ] || test_packages=()
+
+# missing NAME...: the packages of NAME... that are not installed.
+missing() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t build < <(missing "${packages[@]}")
+mapfile -t tests < <(missing "${test_packages[@]}")
+[ ${#build[@]} -eq 0 ] && [ ${#tests[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing system packages: ${missing[*]}" >&2
-  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  echo "missing system packages: ${build[*]} ${tests[*]}" >&2
+  [ ${#build[@]} -eq 0 ] || echo "install them with: sudo apt-get install -y ${build[*]}" >&2
+  [ ${#tests[@]} -eq 0 ] || echo "and for the tests: sudo apt-get install -y --no-install-recommends ${tests[*]}" >&2
   exit 1
 fi
-echo "installing ${missing[*]}" >&2
+echo "installing ${build[*]} ${tests[*]}" >&2
 apt-get update -q
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+[ ${#build[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${build[@]}"
+[ ${#tests[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${tests[@]}"

@@ -15,7 +15,7 @@ extension VaultError {
         case .permissionDenied, .wrongKey: return EACCES
         case .diskMissing: return ENXIO
         case .noAttribute: return ENODATA
-        case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled, .needsRepair: return EIO
+        case .notARepository, .unsupportedFormat, .corrupt, .io, .cancelled, .needsRepair, .unreachable: return EIO
         }
     }
 }

@@ -64,6 +64,8 @@ final class FileSystem: Sendable {
         let now = Date()
         let current = snapshot.withLock { $0 }
         if let tree = current.tree, now.timeIntervalSince(current.taken) < Self.refreshInterval { return tree }
+        // Other hosts' new points, from a shared object store, reach the catalog in the background.
+        repository.refreshFromStoreInBackground(every: 15)
         do {
             let inventory = try repository.catalog.inventory()
             if inventory.points.contains(where: { $0.status == .creating }) { repository.recoverInterrupted() }

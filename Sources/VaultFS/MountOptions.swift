@@ -23,6 +23,11 @@ public struct MountOptions: Sendable, Equatable {
     /// `ro`: the kernel mounts it read-only (as /proc/mounts then says), so mkdir and rmdir
     /// of points are refused too.
     public var readOnly = false
+    /// An `s3://` repository's endpoint, region and state folder (`s3_endpoint=`,
+    /// `s3_region=`, `state_dir=`), for fstab and units where the environment is not set.
+    public var s3Endpoint: String?
+    public var s3Region: String?
+    public var stateDirectory: String?
 
     public init() {}
 
@@ -50,13 +55,16 @@ public struct MountOptions: Sendable, Equatable {
             case ("key_file", let path?) where !path.isEmpty: keyFile = path
             case ("files_owner", "me"): filesOwnedByMounter = true
             case ("files_owner", "original"): filesOwnedByMounter = false
+            case ("s3_endpoint", let url?) where !url.isEmpty: s3Endpoint = url
+            case ("s3_region", let region?) where !region.isEmpty: s3Region = region
+            case ("state_dir", let path?) where path.hasPrefix("/"): stateDirectory = path
             case ("ro", nil): readOnly = true
             case ("rw", nil): readOnly = false
             case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR)")
             }
         }
     }

@@ -18,7 +18,7 @@ public enum Mount {
         let fs = FileSystem(repository: repository, options: options)
         // The repository's path as /proc/mounts' source, as an fstab line names it, so
         // `mount -a` sees the mount it already made.
-        let fsname = options.fsname ?? repository.root
+        let fsname = options.fsname ?? repository.location.name
         var mountOptions = "fsname=\(fsname),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
         if options.allowOther { mountOptions += ",allow_other" }
         if options.readOnly { mountOptions += ",ro" }

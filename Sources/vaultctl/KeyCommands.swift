@@ -15,7 +15,12 @@ struct Info: ParsableCommand {
         print("format:      \(info.format)")
         print("chunk size:  \(Units.formatSize(Int64(info.chunkSize))), zstd level \(info.compressionLevel)")
         print("encryption:  \(info.encryption)" + (info.keyLocation.map { " (key \($0))" } ?? ""))
-        print("readable by: \(info.group.map { "its owner and group \($0)" } ?? "its owner only")")
+        if let state = info.stateDirectory {
+            print("state:       \(state) (catalog and locks)")
+            print("readable by: whoever the bucket's policy lets read it")
+        } else {
+            print("readable by: \(info.group.map { "its owner and group \($0)" } ?? "its owner only")")
+        }
         print("contents:    \(info.vaults) vault(s), \(info.servers) server(s), \(info.points) point(s), \(info.chunks) chunk(s), \(Units.formatSize(info.storedBytes)) stored")
         if let reason = info.readOnly { print("read-only:   \(reason)") }
     }
@@ -44,7 +49,7 @@ struct KeyCommand: ParsableCommand {
                 passphrase = first
             }
             try repo.changePassphrase(to: passphrase)
-            print("changed the passphrase of \(repo.root); the old one no longer opens it")
+            print("changed the passphrase of \(repo.location.name); the old one no longer opens it")
         }
     }
 
@@ -57,7 +62,7 @@ struct KeyCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             try repo.exportKey(to: file)
-            print("wrote the key of \(repo.root) to \(file); whoever has it can read every backup")
+            print("wrote the key of \(repo.location.name) to \(file); whoever has it can read every backup")
         }
     }
 }

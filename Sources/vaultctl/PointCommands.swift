@@ -225,7 +225,7 @@ struct Repair: ParsableCommand {
 
     func run() throws {
         guard rebuildCatalog else { throw VaultError(.invalidArgument, "say what to repair: --rebuild-catalog") }
-        let report = try CatalogRebuild.run(repository: try repository.path(), unlock: repository.unlock)
+        let report = try CatalogRebuild.run(location: try repository.location(), unlock: repository.unlock)
         if json { return printJSON(report) }
         print("rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable")
         if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }

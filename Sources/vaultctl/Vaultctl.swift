@@ -53,13 +53,31 @@ struct RepositoryOptions: ParsableArguments {
         return .passphrase { try Passphrase.read(fd: fd) }
     }
 
-    func open() throws -> Repository { try Repository(path: try path(), unlock: unlock) }
+    @OptionGroup var store: StoreOptions
+
+    func location() throws -> RepositoryLocation { try store.location(of: try path()) }
+
+    func open() throws -> Repository { try Repository(location: try location(), unlock: unlock) }
+}
+
+/// How to reach a repository in S3 (`s3://BUCKET/PREFIX`); credentials come from
+/// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, never from options.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The S3 endpoint of an s3:// repository (default: $VAULT_S3_ENDPOINT).") var endpoint: String?
+    @Option(help: "The S3 region (default: $AWS_REGION, else us-east-1).") var region: String?
+    @Option(help: "The local state folder of an s3:// repository: its catalog and locks (default: $VAULT_STATE_DIR, else /var/lib/vaultfs/s3/... for root, ~/.local/state/vaultfs/s3/... for others).")
+    var stateDir: String?
+
+    func location(of path: String) throws -> RepositoryLocation {
+        try RepositoryLocation.parse(path, endpoint: endpoint, region: region, stateDirectory: stateDir)
+    }
 }
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a new, empty repository.")
 
-    @Argument(help: "Directory to create the repository in (new or empty).") var path: String
+    @Argument(help: "Directory to create the repository in (new or empty), or s3://BUCKET/PREFIX.") var path: String
+    @OptionGroup var store: StoreOptions
     @Option(help: "Chunk size, a power of two from 64K to 4M.") var chunkSize = "1M"
     @Option(help: "zstd compression level, 1-19.") var compressionLevel = 3
     @Option(help: "Let this group read the repository (default: only its owner can).") var group: String?
@@ -84,9 +102,9 @@ struct Init: ParsableCommand {
             protection = .passphrase(passphrase)
         default: throw VaultError(.invalidArgument, "unknown encryption '\(encryption)': use aes-256-gcm or none")
         }
-        let repository = try Repository.create(at: path, chunkSize: size, compressionLevel: compressionLevel, group: group,
+        let repository = try Repository.create(at: try store.location(of: path), chunkSize: size, compressionLevel: compressionLevel, group: group,
                                                encryption: protection)
         let what = protection == .none ? "not encrypted" : "encrypted with aes-256-gcm" + (keyFile.map { ", key in \($0)" } ?? "")
-        print("created repository \(repository.root) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))")
+        print("created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))")
     }
 }

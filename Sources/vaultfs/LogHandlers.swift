@@ -70,7 +70,7 @@ struct FileLogHandler: LogHandler {
 /// Where a detached daemon's log goes: the file `-o log=` names; else the journal or syslog
 /// when the machine has one; else `vaultfs.log` in the repository, or in /tmp when the
 /// repository cannot be written. Returns a line saying where, for the start-up message.
-func bootstrapDaemonLogging(logFile: String?, repository: String) -> String {
+func bootstrapDaemonLogging(logFile: String?, repository: String?) -> String {
     var candidates: [String] = []
     if let logFile {
         candidates = [logFile]
@@ -79,7 +79,7 @@ func bootstrapDaemonLogging(logFile: String?, repository: String) -> String {
         LoggingSystem.bootstrap { SyslogLogHandler(label: $0) }
         return "syslog"
     } else {
-        candidates = ["\(repository)/vaultfs.log", "/tmp/vaultfs-\(getuid()).log"]
+        candidates = (repository.map { ["\($0)/vaultfs.log"] } ?? []) + ["/tmp/vaultfs-\(getuid()).log"]
     }
     for path in candidates {
         if let fd = FileLogHandler.open(path) {

@@ -8,7 +8,7 @@ import VaultFS
 /// `vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]`.
 enum VaultfsCommand {
     static let usage = """
-        usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]
+        usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]      (REPOSITORY: a folder or s3://BUCKET/PREFIX)
           -f            stay in the foreground (default: detach once mounted)
           -o OPTIONS    comma-separated: vault=NAME (show one vault at the root),
                         allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M),
@@ -18,7 +18,10 @@ enum VaultfsCommand {
                         VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE or a systemd credential named passphrase),
                         files_owner=me (files under files/ show as the mounting user's; default: their original owners),
                         fsname=NAME (the source /proc/mounts shows; default: the repository's path, as fstab names it),
-                        ro (mounted read-only: files and images always are; ro also refuses mkdir/rmdir of points)
+                        ro (mounted read-only: files and images always are; ro also refuses mkdir/rmdir of points),
+                        s3_endpoint=URL, s3_region=NAME, state_dir=/DIR (an s3:// repository's endpoint, region and
+                        local state folder; default: VAULT_S3_ENDPOINT, AWS_REGION, VAULT_STATE_DIR; credentials
+                        from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)
         A mount point that is already mounted is refused.
         unmount with: fusermount3 -u MOUNTPOINT
         """
@@ -49,7 +52,8 @@ enum VaultfsCommand {
         let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
         if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }
         if notifyFd != nil || options.logFile != nil {
-            let destination = bootstrapDaemonLogging(logFile: options.logFile, repository: Posix.absolutePath(positional[0]))
+            let local = S3Location.isURL(positional[0]) ? nil : Posix.absolutePath(positional[0])
+            let destination = bootstrapDaemonLogging(logFile: options.logFile, repository: local)
             if destination == "nowhere" && notifyFd != nil {
                 Detach.notifyFailure(notifyFd!, "no log destination: give -o log=FILE")
                 return 1
@@ -58,7 +62,9 @@ enum VaultfsCommand {
         do {
             // Two arenas for 16 FUSE threads: resident memory stays near the cache budget.
             _ = vfs_limit_malloc_arenas(2)
-            let repository = try Repository(path: positional[0], unlock: options.unlock)
+            let location = try RepositoryLocation.parse(positional[0], endpoint: options.s3Endpoint, region: options.s3Region,
+                                                        stateDirectory: options.stateDirectory)
+            let repository = try Repository(location: location, unlock: options.unlock)
             try Mount.serve(repository: repository, at: positional[1], options: options) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }
             }

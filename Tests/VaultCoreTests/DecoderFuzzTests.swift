@@ -47,7 +47,7 @@ final class DecoderFuzzTests: XCTestCase {
         let corpus = try fixtures.flatMap { try StoredChunk.all(of: $0.repository, point: $0.backup("one")) }
         for fixture in fixtures {
             XCTAssertEqual(Set(corpus.filter { $0.store === fixture.repository.chunks }.map(\.hash)),
-                           Set(fixture.repository.chunks.allHashes()), "the point uses every stored chunk")
+                           Set(try fixture.repository.chunks.allChunks().map(\.hash)), "the point uses every stored chunk")
         }
         XCTAssert(corpus.contains { $0.file.count < $0.plain.count } && corpus.contains { $0.file.count > $0.plain.count },
                   "the corpus has compressed and incompressible chunks")
@@ -133,7 +133,7 @@ final class DecoderFuzzTests: XCTestCase {
         let recorded = try XCTUnwrap(repository.catalog.pointDisks(incremental.id).first { $0.disk == "root" }).size
         let positions = ChunkMap.positions(diskSize: recorded, chunkSize: repository.config.chunkSize)
         let maps = try [full.id, incremental.id].map { id in
-            let path = repository.maps.path(id, "root")
+            let path = "\(repository.root)/" + repository.maps.key(id, "root")
             return (point: id, path: path, bytes: try readBytes(path))
         }
         XCTAssertEqual(try repository.maps.read(point: incremental.id, disk: "root").kind, .incremental)
@@ -178,7 +178,7 @@ final class DecoderFuzzTests: XCTestCase {
         let points = try twoPoints(fixture)
         let manifests = fixture.repository.manifests
         let files = try [points.0.id, points.1.id].map { id in
-            let path = "\(manifests.root)/points/\(id).json"
+            let path = "\(fixture.repository.root)/manifests/points/\(id).json"
             return (id: id, path: path, bytes: try readBytes(path))
         }
         XCTAssertNotNil(try manifests.point(points.1.id))
@@ -551,7 +551,7 @@ struct StoredChunk: CustomStringConvertible {
     var file: [UInt8]
     var plain: [UInt8]
 
-    var path: String { store.path(for: hash) }
+    var path: String { store.location(of: hash) }
     var description: String { "chunk at position \(position) of a \(chunkSize >> 10) KiB-chunk repository" }
 
     /// The plain bytes of frame `index`.
@@ -569,7 +569,7 @@ struct StoredChunk: CustomStringConvertible {
             guard case .data(let hash) = ref, seen.insert(hash).inserted else { continue }
             var plain = [UInt8](repeating: 0, count: image.length(of: position))
             try plain.withUnsafeMutableBytes { try repository.chunks.load(hash, into: $0) }
-            let file = try readBytes(repository.chunks.path(for: hash))
+            let file = try readBytes(repository.chunks.location(of: hash))
             chunks.append(StoredChunk(store: repository.chunks, chunkSize: image.chunkSize, position: position,
                                       hash: hash, file: file, plain: plain))
         }

@@ -41,5 +41,5 @@ final class Fixture {
         return try readBytes(out)
     }
 
-    var chunkCount: Int { repository.chunks.allHashes().count }
+    var chunkCount: Int { (try! repository.chunks.allChunks()).count }
 }

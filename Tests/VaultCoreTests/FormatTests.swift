@@ -33,7 +33,7 @@ final class FormatTests: XCTestCase {
         var buffer = [UInt8](repeating: 0, count: image.length(of: position))
         try buffer.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
 
-        let path = fixture.repository.chunks.path(for: hash)
+        let path = fixture.repository.chunks.location(of: hash)
         chmod(path, 0o644)
         var bytes = try readBytes(path)
         bytes[bytes.count - 1] ^= 0xff
@@ -55,7 +55,7 @@ final class FormatTests: XCTestCase {
         // Rewrite it as format 1 wrote raw chunks: a version-1 header and the plain bytes.
         var v1 = ChunkFile.magic + [1, 0, 0, 0] + ChunkFile.littleEndian(UInt32(plain.count))
         v1 += ChunkFile.littleEndian(UInt32(plain.count)) + hash.bytes + plain
-        let path = fixture.repository.chunks.path(for: hash)
+        let path = fixture.repository.chunks.location(of: hash)
         unlink(path)
         FileManager.default.createFile(atPath: path, contents: Data(v1))
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)

@@ -11,13 +11,13 @@ public final class BackupJob: @unchecked Sendable {
     private let repository: Repository
     private let server: Server
     private let sources: [DiskSource]
-    private var serverLock: FileLock?
+    private var serverLock: ServerLock?
     /// The shared backup lock that keeps garbage collection out while chunks are unmapped.
     private var collectionLock: FileLock?
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
-    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: FileLock, collectionLock: FileLock) {
+    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: ServerLock, collectionLock: FileLock) {
         self.point = point
         self.repository = repository
         self.server = server
@@ -57,6 +57,7 @@ public final class BackupJob: @unchecked Sendable {
             // The manifest says active before the catalog does, and both after every chunk
             // and map is on stable storage: a crash anywhere leaves a point that is either
             // whole or not shown.
+            try serverLock?.requireHeld(server.name)
             guard var manifest = try catalog.manifest(ofPoint: id) else { throw VaultError(.io, "point \(id) left the catalog") }
             manifest.point.status = .active
             manifest.point.finishedAt = finished
@@ -70,7 +71,7 @@ public final class BackupJob: @unchecked Sendable {
         } catch {
             var reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
-            repository.maps.remove(point: id)
+            try? repository.maps.remove(point: id)
             if (error as? VaultError)?.code == .noSpace {
                 // Give back what this backup wrote, so the catalog can record the failure and
                 // the next backup has room; points already stored are untouched.
@@ -102,7 +103,7 @@ public final class BackupJob: @unchecked Sendable {
             }
             let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
                                         compressionLevel: repository.config.compressionLevel, parent: parent,
-                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) })
+                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) || serverLock?.isLost == true })
                 .run(pointId: point.id)
             try repository.maps.write(result.map, point: point.id, disk: source.name)
             FaultInjection.reached("map-written")

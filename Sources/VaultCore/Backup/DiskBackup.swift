@@ -8,8 +8,9 @@ struct DiskBackupResult {
     var record: PointDisk
 }
 
-/// Reads one disk on every core: each worker takes the next data position, reads it, marks
-/// it zero or hashes it, and stores chunks the store does not have yet.
+/// Reads one disk on every core (or with as many workers as the store takes requests at once):
+/// each worker takes the next data position, reads it, marks it zero or hashes it, and stores
+/// chunks the store does not have yet.
 struct DiskBackup {
     let source: DiskSource
     let store: ChunkStore
@@ -28,7 +29,7 @@ struct DiskBackup {
         let next = Atomic<Int>(0)
         let newBytes = Atomic<Int>(0)
         let failure = Mutex<VaultError?>(nil)
-        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
+        let workers = store.objects.writers
         let size = source.size, chunkSize = self.chunkSize
         let fd = source.fd, path = source.path, parent = self.parent, positions = self.positions
 

@@ -20,7 +20,7 @@ extension Repository {
             }
             disks = disks.filter { wanted.contains($0.name) }
         }
-        guard let serverLock = try lockServer(server.id!) else {
+        guard let serverLock = try lockServer(server.id!, name: server.name) else {
             throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
         }
         let sources = try disks.map { try DiskSource(name: $0.name, path: $0.path, server: server.name) }
@@ -77,7 +77,7 @@ extension Repository {
         do {
             try catalog.insertPoint(point, tags: tags)
         } catch {
-            manifests.remove(point: point.id)
+            try? manifests.remove(point: point.id)
             throw error
         }
     }
@@ -129,6 +129,6 @@ extension Repository {
 
     /// Unregisters a prepared job that will not run.
     func discard(_ job: BackupJob) {
-        if catalog.discardPoint(job.point.id) { manifests.remove(point: job.point.id) }
+        if catalog.discardPoint(job.point.id) { try? manifests.remove(point: job.point.id) }
     }
 }

@@ -38,4 +38,77 @@ extension Catalog {
             }
         }
     }
+
+    /// Brings in what other hosts sharing an object store wrote: vaults and servers this
+    /// catalog lacks, points it lacks, and for points it has, only moves forward (a point
+    /// another host finished, a deletion made elsewhere), so a manifest read just before this
+    /// host changed a point never undoes the change. Returns how many records changed.
+    func merge(vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest]) throws -> Int {
+        try write { db in
+            var changed = 0
+            for manifest in vaults where try Vault.filter(Column("name") == manifest.vault.name).fetchOne(db) == nil {
+                var vault = manifest.vault
+                vault.id = nil
+                try vault.insert(db)
+                changed += 1
+            }
+            for manifest in servers where try Server.filter(Column("name") == manifest.server.name).fetchOne(db) == nil {
+                var server = manifest.server
+                server.id = nil
+                server.vaultId = try manifest.vault.flatMap { try Vault.filter(Column("name") == $0).fetchOne(db)?.id }
+                try server.insert(db)
+                for var disk in manifest.disks {
+                    disk.id = nil
+                    disk.serverId = server.id!
+                    try disk.insert(db)
+                }
+                changed += 1
+            }
+            for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) }) {
+                var point = manifest.point
+                point.serverId = try Server.filter(Column("name") == point.serverName).fetchOne(db)?.id
+                point.vaultId = try Vault.filter(Column("name") == point.vaultName).fetchOne(db)?.id
+                guard var local = try Point.fetchOne(db, key: point.id) else {
+                    if let parent = point.parentId, try Point.fetchOne(db, key: parent) == nil { continue }
+                    try point.insert(db)
+                    for tag in manifest.tags { try tag.insert(db) }
+                    for disk in manifest.disks { try disk.insert(db) }
+                    changed += 1
+                    continue
+                }
+                var updated = false
+                if local.status == .creating && point.status != .creating {
+                    local.status = point.status
+                    local.error = point.error
+                    local.finishedAt = point.finishedAt
+                    local.progressDone = point.progressDone
+                    local.progressTotal = point.progressTotal
+                    try PointDisk.filter(Column("pointId") == point.id).deleteAll(db)
+                    for disk in manifest.disks { try disk.insert(db) }
+                    updated = true
+                }
+                if point.deletion.rank > local.deletion.rank {
+                    local.deletion = point.deletion
+                    local.deletedAt = point.deletedAt
+                    updated = true
+                }
+                if updated {
+                    try local.update(db)
+                    changed += 1
+                }
+            }
+            return changed
+        }
+    }
+}
+
+extension Deletion {
+    /// Deletions only move forward when merged from another host: none, soft, deleted.
+    var rank: Int {
+        switch self {
+        case .none: return 0
+        case .soft: return 1
+        case .deleted: return 2
+        }
+    }
 }

@@ -12,30 +12,49 @@ public enum CatalogRebuild {
         public var previousCatalog: String?
     }
 
-    /// Builds the catalog of the repository at `path` from its manifests beside the old one,
-    /// then puts it in place; an old catalog is kept as `catalog.sqlite.replaced-TIME`.
-    /// Refused while a backup or collection runs.
+    /// Builds the catalog of the repository at `path` (a folder or an `s3://` URL) from its
+    /// manifests beside the old one, then puts it in place; an old catalog is kept as
+    /// `catalog.sqlite.replaced-TIME`. Refused while a backup or collection runs.
     public static func run(repository path: String, unlock: Unlock = .none) throws -> Report {
-        let root = Posix.absolutePath(path)
-        let config = try RepositoryConfig.load(from: root)
-        let sealer = try unlock.keys(for: config, at: root).map(Sealer.init)
+        try run(location: try RepositoryLocation.parse(path), unlock: unlock)
+    }
+
+    public static func run(location: RepositoryLocation, unlock: Unlock = .none) throws -> Report {
+        let root = location.root
+        let objects: any ObjectStore
+        let modes: FileModes
+        switch location {
+        case .directory:
+            let config = try RepositoryConfig.load(from: root)
+            modes = FileModes.of(config)
+            guard Posix.isDirectory("\(root)/manifests") else {
+                throw VaultError(.corrupt, "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt")
+            }
+            objects = DirectoryStore(root: root, modes: modes)
+        case .s3(let s3, let state):
+            objects = try S3Store(s3)
+            modes = .ownerOnly
+            try Repository.prepareState(state)
+        }
+        let config = try RepositoryConfig.load(from: objects)
+        let sealer = try unlock.keys(for: config, at: location.name).map(Sealer.init)
         if let problem = Repository.writeProblem(root) {
             throw VaultError(.readOnly, "cannot rebuild the catalog: the repository \(root) cannot be written: \(problem)")
-        }
-        let modes = FileModes.of(config)
-        let manifests = ManifestStore(root: "\(root)/manifests", modes: modes, sealer: sealer)
-        guard Posix.isDirectory(manifests.root) else {
-            throw VaultError(.corrupt, "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt")
         }
         guard let lock = try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) else {
             throw VaultError(.busy, "a backup or garbage collection is running; rebuild the catalog when it ends")
         }
         defer { _ = lock }
+        return try build(at: "\(root)/catalog.sqlite", from: ManifestStore(objects: objects, sealer: sealer), modes: modes)
+    }
+
+    /// Makes the catalog at `final` from `manifests` (beside it first, then renamed into
+    /// place); one that was there is kept as `catalog.sqlite.replaced-TIME`.
+    static func build(at final: String, from manifests: ManifestStore, modes: FileModes) throws -> Report {
         let vaults = try manifests.allVaults()
         let servers = try manifests.allServers()
         let points = try manifests.allPoints()
 
-        let final = "\(root)/catalog.sqlite"
         let fresh = "\(final).rebuild-\(getpid())"
         for suffix in ["", "-wal", "-shm"] { unlink(fresh + suffix) }
         do {

@@ -43,39 +43,40 @@ public struct GarbageCollector {
         let keep = try pointsInUse(&result, dryRun: dryRun)
         var referenced = Set<ChunkHash>()
         for id in keep {
-            for file in Posix.listDirectory(repository.maps.directory(id)) where file.hasSuffix(".map") {
-                let map = try repository.maps.read(point: id, disk: String(file.dropLast(4)))
+            for disk in try repository.maps.disks(of: id) {
+                let map = try repository.maps.read(point: id, disk: disk)
                 for case .data(let hash) in map.entries.map(\.ref) { referenced.insert(hash) }
             }
         }
-        for folder in repository.maps.pointDirectories() where !keep.contains(folder) {
+        for point in try repository.maps.points() where !keep.contains(point) {
             result.removedMaps += 1
-            if !dryRun { repository.maps.remove(point: folder) }
+            if !dryRun { try repository.maps.remove(point: point) }
         }
         _ = gate
 
-        let hashes = repository.chunks.allHashes()
+        let stored = try repository.chunks.allChunks()
         let meter = ProgressMeter(label: dryRun ? "chunks looked at" : "chunks swept", unit: .chunks, report: progress)
-        meter.addTotal(Int64(hashes.count))
+        meter.addTotal(Int64(stored.count))
         defer { meter.finish() }
-        for hash in hashes {
+        for (hash, size) in stored {
             meter.advance(1)
             if referenced.contains(hash) { result.keptChunks += 1; continue }
             result.removedChunks += 1
-            result.removedChunkBytes += Posix.fileSize(repository.chunks.path(for: hash))
+            result.removedChunkBytes += size
             if !dryRun {
-                repository.chunks.remove(hash)
+                try repository.chunks.remove(hash)
                 FaultInjection.reached("gc-chunk-removed")
             }
         }
         // No backup runs now, so every temporary chunk or map is a dead writer's; other
         // temporaries are left an hour in case a command is writing one right now.
         let now = Date().timeIntervalSince1970
-        var temporaries = repository.chunks.temporaries()
-        temporaries += repository.maps.pointDirectories().flatMap {
-            Posix.staleTemporaries(in: repository.maps.directory($0), olderThan: 0, now: now)
+        var temporaries: [String] = []
+        if let directory = repository.objects as? DirectoryStore {
+            temporaries += directory.staleTemporaries(prefix: ChunkStore.prefix, olderThan: 0, now: now)
+            temporaries += directory.staleTemporaries(prefix: MapStore.prefix, olderThan: 0, now: now)
+            temporaries += directory.staleTemporaries(prefix: ManifestStore.prefix, olderThan: 3600, now: now)
         }
-        temporaries += repository.manifests.staleTemporaries(olderThan: 3600, now: now)
         temporaries += Posix.staleTemporaries(in: repository.root, olderThan: 3600, now: now)
         for path in temporaries {
             result.removedTemporaries += 1

@@ -60,7 +60,7 @@ extension Repository {
         } catch let error as VaultError where error.code == .noSpace {
             lease = nil
         }
-        guard Posix.isDirectory(maps.directory(id)) else { throw VaultError.notFound("point \(id) was deleted") }
+        guard try !maps.disks(of: id).isEmpty else { throw VaultError.notFound("point \(id) was deleted") }
         return (try cached ?? flatten(point: id, disk: disk), lease)
     }
 

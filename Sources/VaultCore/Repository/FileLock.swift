@@ -41,3 +41,25 @@ final class FileLock: Sendable {
         return FileLock(fd: fd)
     }
 }
+
+/// One backup of a server at a time: a lock file in the local folder and, for a repository in
+/// an object store, a lease every host sharing it honours. Released when the value goes away.
+final class ServerLock: Sendable {
+    let file: FileLock
+    let lease: ObjectLease?
+
+    init(file: FileLock, lease: ObjectLease?) {
+        self.file = file
+        self.lease = lease
+    }
+
+    /// True when another host took the lease (ours expired unrenewed): the backup must stop.
+    var isLost: Bool { lease?.isLost ?? false }
+
+    /// Throws when the lease was lost, so a backup never commits without it.
+    func requireHeld(_ server: String) throws {
+        if isLost {
+            throw VaultError(.busy, "lost the lease on server '\(server)' to another host (the object store was unreachable for longer than the lease lasts); this backup is abandoned")
+        }
+    }
+}

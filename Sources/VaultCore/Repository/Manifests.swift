@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 
 /// Everything the catalog knows of one point, kept in the repository so that the repository
 /// alone is enough to restore: `manifests/points/<id>.json`.
@@ -31,36 +30,33 @@ struct ServerManifest: Codable, Sendable {
 /// The manifests folder. Point manifests are written before the catalog commits a change
 /// (the catalog transaction is the commit point); vault and server manifests after it.
 struct ManifestStore: Sendable {
-    let root: String
-    let modes: FileModes
+    let objects: any ObjectStore
     let sealer: Sealer?
     /// A manifest is a few kilobytes; anything past this is damaged.
     static let maxFileSize = 1 << 20
     static let folders = ["points", "vaults", "servers"]
+    static let prefix = "manifests/"
 
-    static func create(at root: String, modes: FileModes) throws {
-        try Posix.makeDirectory(root, mode: modes.directory)
-        for folder in folders { try Posix.makeDirectory("\(root)/\(folder)", mode: modes.directory) }
+    /// Creates the manifest folders of a repository in a folder.
+    static func create(in directory: DirectoryStore) throws {
+        try Posix.makeDirectory(directory.path("manifests"), mode: directory.modes.directory)
+        for folder in folders { try Posix.makeDirectory(directory.path("manifests/\(folder)"), mode: directory.modes.directory) }
     }
 
-    private func path(_ folder: String, _ name: String) -> String { "\(root)/\(folder)/\(name).json" }
+    private func key(_ folder: String, _ name: String) -> String { "\(Self.prefix)\(folder)/\(name).json" }
+    private func path(_ folder: String, _ name: String) -> String { "\(objects.location)/\(key(folder, name))" }
 
     private func write<T: Encodable>(_ value: T, folder: String, name: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let bytes: [UInt8]
         do { bytes = Array(try encoder.encode(value)) } catch { throw VaultError(.io, "cannot encode manifest \(name)", cause: error) }
-        try Posix.writeFileAtomically(path(folder, name), sealer.sealFile(bytes, context: "manifest \(folder)/\(name)"), mode: modes.file)
+        try objects.put(key(folder, name), sealer.sealFile(bytes, context: "manifest \(folder)/\(name)"), durable: true)
     }
 
     private func read<T: Decodable>(_ type: T.Type, folder: String, name: String) throws -> T? {
         let file = path(folder, name)
-        let bytes: [UInt8]
-        do {
-            bytes = try Posix.readFile(file, limit: Self.maxFileSize)
-        } catch let error as VaultError where error.code == .notFound {
-            return nil
-        }
+        guard let bytes = try objects.get(key(folder, name), limit: Self.maxFileSize) else { return nil }
         let plain = try sealer.openFile(bytes, context: "manifest \(folder)/\(name)", what: "manifest \(file)")
         do {
             return try JSONDecoder().decode(type, from: Data(plain))
@@ -69,15 +65,16 @@ struct ManifestStore: Sendable {
         }
     }
 
-    private func names(in folder: String) -> [String] {
-        Posix.listDirectory("\(root)/\(folder)").filter { $0.hasSuffix(".json") && !$0.contains(".tmp-") }
-            .map { String($0.dropLast(5)) }.sorted()
+    private func names(in folder: String) throws -> [String] {
+        let prefix = "\(Self.prefix)\(folder)/"
+        return try objects.list(prefix: prefix).map { String($0.key.dropFirst(prefix.count)) }
+            .filter { $0.hasSuffix(".json") && !$0.contains("/") }.map { String($0.dropLast(5)) }.sorted()
     }
 
     // MARK: Points
 
     func write(_ manifest: PointManifest) throws { try write(manifest, folder: "points", name: manifest.point.id) }
-    func remove(point id: String) { unlink(path("points", id)) }
+    func remove(point id: String) throws { try objects.delete(key("points", id)) }
 
     func point(_ id: String) throws -> PointManifest? {
         guard let manifest = try read(PointManifest.self, folder: "points", name: id) else { return nil }
@@ -113,8 +110,8 @@ struct ManifestStore: Sendable {
 
     func write(_ manifest: VaultManifest) throws { try write(manifest, folder: "vaults", name: manifest.vault.name) }
     func write(_ manifest: ServerManifest) throws { try write(manifest, folder: "servers", name: manifest.server.name) }
-    func removeVault(_ name: String) { unlink(path("vaults", name)) }
-    func removeServer(_ name: String) { unlink(path("servers", name)) }
+    func removeVault(_ name: String) throws { try objects.delete(key("vaults", name)) }
+    func removeServer(_ name: String) throws { try objects.delete(key("servers", name)) }
 
     func allVaults() throws -> [VaultManifest] {
         try names(in: "vaults").compactMap { name in
@@ -132,10 +129,36 @@ struct ManifestStore: Sendable {
         }
     }
 
-    /// Temporary files left by writers that died, older than `age` seconds.
-    func staleTemporaries(olderThan age: Double, now: Double) -> [String] {
-        Self.folders.flatMap { folder in
-            Posix.staleTemporaries(in: "\(root)/\(folder)", olderThan: age, now: now)
+    // MARK: Other hosts
+
+    /// What changed in a shared store: the manifests whose tag differs from `seen` (key ->
+    /// tag), decoded, and the tags of every manifest there now. One that cannot be read is
+    /// left out of both, so it is tried again next time.
+    func changed(since seen: [String: String]) throws
+        -> (vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest], tags: [String: String]) {
+        var vaults: [VaultManifest] = [], servers: [ServerManifest] = [], points: [PointManifest] = []
+        var tags: [String: String] = [:]
+        for object in try objects.list(prefix: Self.prefix) {
+            guard let tag = object.tag else { continue }
+            let parts = object.key.dropFirst(Self.prefix.count).split(separator: "/")
+            guard parts.count == 2, parts[1].hasSuffix(".json") else { continue }
+            let name = String(parts[1].dropLast(5))
+            if seen[object.key] == tag { tags[object.key] = tag; continue }
+            switch parts[0] {
+            case "points":
+                guard let manifest = try? point(name) else { continue }
+                points.append(manifest)
+            case "vaults":
+                guard let manifest = try? read(VaultManifest.self, folder: "vaults", name: name) else { continue }
+                vaults.append(manifest)
+            case "servers":
+                guard let manifest = try? read(ServerManifest.self, folder: "servers", name: name) else { continue }
+                servers.append(manifest)
+            default:
+                continue
+            }
+            tags[object.key] = tag
         }
+        return (vaults, servers, points, tags)
     }
 }

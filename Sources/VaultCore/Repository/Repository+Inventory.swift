@@ -17,7 +17,7 @@ extension Repository {
 
     public func removeVault(named name: String) throws {
         try catalog.removeVault(named: name)
-        manifests.removeVault(name)
+        try? manifests.removeVault(name)
     }
 
     @discardableResult
@@ -36,7 +36,7 @@ extension Repository {
 
     public func removeServer(named name: String) throws {
         try catalog.removeServer(named: name)
-        manifests.removeServer(name)
+        try? manifests.removeServer(name)
     }
 
     func writeVaultManifest(_ name: String) throws {

@@ -8,12 +8,12 @@ extension Repository {
         try requireWritable("change the passphrase")
         guard let keys = chunks.sealer?.keys else { throw VaultError.invalid("\(root) is not encrypted") }
         guard !passphrase.isEmpty else { throw VaultError.invalid("an empty passphrase protects nothing; give one") }
-        var current = try RepositoryConfig.load(from: root)
+        var current = try RepositoryConfig.load(from: objects)
         guard current.key != nil else {
             throw VaultError.invalid("\(root) keeps its key in a key file, not under a passphrase; keep that file safe instead")
         }
         current.key = try WrappedKey.wrap(keys, passphrase: passphrase, repository: current.id)
-        try current.save(to: root, mode: modes.file)
+        try current.save(to: objects)
     }
 
     /// Writes the key to a new file (mode 0600): usable with `--key-file` and `-o key_file=`,
@@ -43,18 +43,20 @@ public struct RepositoryInfo: Codable, Sendable {
     public var chunks: Int
     public var storedBytes: Int64
     public var readOnly: String?
+    /// The local state folder of a repository in S3; nil for one in a folder.
+    public var stateDirectory: String?
 }
 
 extension Repository {
     public func info() throws -> RepositoryInfo {
-        let hashes = chunks.allHashes()
+        let stored = try chunks.allChunks()
         return RepositoryInfo(
-            path: root, id: config.id, format: config.format, chunkSize: config.chunkSize,
+            path: location.name, id: config.id, format: config.format, chunkSize: config.chunkSize,
             compressionLevel: config.compressionLevel, encryption: config.encryption ?? "none",
             keyLocation: config.isEncrypted ? (config.key != nil ? "wrapped by a passphrase in repository.json" : "in a key file") : nil,
             group: config.group, vaults: try catalog.vaults().count, servers: try catalog.servers().count,
             points: try catalog.points(includeSoftDeleted: true).filter { $0.status == .active }.count,
-            chunks: hashes.count, storedBytes: hashes.reduce(0) { $0 + Posix.fileSize(chunks.path(for: $1)) },
-            readOnly: readOnlyReason)
+            chunks: stored.count, storedBytes: stored.reduce(0) { $0 + $1.size },
+            readOnly: readOnlyReason, stateDirectory: { if case .s3(_, let state) = location { return state }; return nil }())
     }
 }

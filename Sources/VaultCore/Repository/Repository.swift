@@ -1,11 +1,16 @@
 import Foundation
-internal import CSupport
 import Glibc
+import Logging
+import Synchronization
 
-/// One backup location on disk: configuration, catalog, chunk store, chunk maps and
-/// manifests.
+/// One backup location: configuration, catalog, and in its object store the chunks, chunk
+/// maps and manifests.
 public final class Repository: Sendable {
+    /// The local folder: the catalog, locks and reader leases (and, for a repository in a
+    /// folder, its objects too).
     public let root: String
+    /// Where chunks, maps and manifests are.
+    public let objects: any ObjectStore
     public let config: RepositoryConfig
     public let catalog: Catalog
     public let chunks: ChunkStore
@@ -16,47 +21,152 @@ public final class Repository: Sendable {
     /// Why nothing can be written here, or nil when the repository is writable.
     public var readOnlyReason: String? { catalog.readOnlyReason }
 
-    /// Opens an existing repository and settles backups whose process died. A repository
-    /// that cannot be written is opened read-only: every reading command still works.
-    /// `unlock` gives the key of an encrypted repository; a wrong one is refused before
-    /// anything is read or written.
-    public init(path: String, unlock: Unlock = .none) throws {
-        root = Posix.absolutePath(path)
-        var config = try RepositoryConfig.load(from: root)
-        for folder in ["chunks", "maps", "locks"] where !Posix.isDirectory("\(root)/\(folder)") {
-            throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
+    /// Where it is: a folder, or a bucket and a state folder.
+    public let location: RepositoryLocation
+    /// When the catalog last took in what other hosts wrote, and whether that is running.
+    private let refreshed = Mutex<(at: Date, running: Bool)>((Date(), false))
+
+    /// Opens an existing repository (a path or an `s3://` URL, see `RepositoryLocation`) and
+    /// settles backups whose process died. A repository that cannot be written is opened
+    /// read-only: every reading command still works. `unlock` gives the key of an encrypted
+    /// repository; a wrong one is refused before anything is read or written.
+    public convenience init(path: String, unlock: Unlock = .none) throws {
+        try self.init(location: try RepositoryLocation.parse(path), unlock: unlock)
+    }
+
+    public init(location: RepositoryLocation, unlock: Unlock = .none) throws {
+        self.location = location
+        root = location.root
+        var config: RepositoryConfig
+        let directory: DirectoryStore?
+        switch location {
+        case .directory(let root):
+            config = try RepositoryConfig.load(from: root)
+            for folder in ["chunks", "maps", "locks"] where !Posix.isDirectory("\(root)/\(folder)") {
+                throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
+            }
+            modes = FileModes.of(config)
+            directory = DirectoryStore(root: root, modes: modes)
+            objects = directory!
+        case .s3(let s3, let state):
+            let store = try S3Store(s3)
+            config = try RepositoryConfig.load(from: store)
+            modes = .ownerOnly
+            try Self.prepareState(state)
+            directory = nil
+            objects = store
         }
-        let sealer = try unlock.keys(for: config, at: root).map(Sealer.init)
-        modes = FileModes.of(config)
-        catalog = try Catalog(path: "\(root)/catalog.sqlite", readOnlyReason: Self.writeProblem(root))
-        chunks = ChunkStore(root: "\(root)/chunks", modes: modes, sealer: sealer)
-        maps = MapStore(root: "\(root)/maps", modes: modes, sealer: sealer)
-        manifests = ManifestStore(root: "\(root)/manifests", modes: modes, sealer: sealer)
-        if catalog.readOnlyReason == nil && config.format < RepositoryConfig.currentFormat {
-            try Self.upgrade(root: root, config: &config, catalog: catalog, manifests: manifests, modes: modes)
+        let sealer = try unlock.keys(for: config, at: location.name).map(Sealer.init)
+        chunks = ChunkStore(objects: objects, sealer: sealer)
+        maps = MapStore(objects: objects, sealer: sealer)
+        manifests = ManifestStore(objects: objects, sealer: sealer)
+        let catalogPath = "\(root)/catalog.sqlite"
+        if directory == nil && !Posix.exists(catalogPath) {
+            // A host that has not seen this bucket: the index comes from the manifests.
+            _ = try CatalogRebuild.build(at: catalogPath, from: manifests, modes: modes)
         }
-        if config.format >= 2 && !Posix.isDirectory(manifests.root) {
-            throw VaultError(.corrupt, "\(root) is damaged: its manifests/ folder is missing")
+        catalog = try Catalog(path: catalogPath, readOnlyReason: Self.writeProblem(root))
+        if let directory {
+            if catalog.readOnlyReason == nil && config.format < RepositoryConfig.currentFormat {
+                try Self.upgrade(directory, config: &config, catalog: catalog, manifests: manifests)
+            }
+            if config.format >= 2 && !Posix.isDirectory(directory.path("manifests")) {
+                throw VaultError(.corrupt, "\(root) is damaged: its manifests/ folder is missing")
+            }
         }
         self.config = config
+        if directory == nil && catalog.readOnlyReason == nil { try refreshFromStore() }
         recoverInterrupted()
     }
 
-    /// Creates a new, empty repository at `path` (an empty or missing directory). Everything
-    /// in it is owner-only, or readable by `group` when one is given.
-    /// `encryption` makes it encrypted, its key wrapped by a passphrase or written to a key
-    /// file outside the repository.
+    /// For a repository in an object store that other hosts share: merges what they wrote
+    /// since this host last looked (new vaults, servers and points, points they finished or
+    /// deleted) into the catalog. One listing of the manifests, and a read of each new or
+    /// changed one. Returns how many records changed.
+    @discardableResult
+    public func refreshFromStore() throws -> Int {
+        guard objects is S3Store, readOnlyReason == nil else { return 0 }
+        let file = "\(root)/manifests.seen"
+        let seen = (try? JSONDecoder().decode([String: String].self, from: Data(Posix.readFile(file, limit: 256 << 20)))) ?? [:]
+        let found = try manifests.changed(since: seen)
+        let changed = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
+        try Posix.writeFileAtomically(file, Array(try JSONEncoder().encode(found.tags)), mode: 0o600, sync: false)
+        return changed
+    }
+
+    /// Starts `refreshFromStore` on another thread when the last one is `interval` seconds
+    /// old and none is running: the mount calls it as it reads the catalog, and never waits.
+    public func refreshFromStoreInBackground(every interval: TimeInterval) {
+        guard objects is S3Store else { return }
+        let due = refreshed.withLock { state -> Bool in
+            guard !state.running, Date().timeIntervalSince(state.at) >= interval else { return false }
+            state.running = true
+            return true
+        }
+        guard due else { return }
+        DispatchQueue.global().async { [self] in
+            do {
+                try refreshFromStore()
+            } catch {
+                Logger(label: "vaultfs.repository").error("cannot refresh from \(location.name): \(error)")
+            }
+            refreshed.withLock { $0 = (Date(), false) }
+        }
+    }
+
+    /// The local state folder of an S3 repository, made owner-only when missing.
+    static func prepareState(_ state: String) throws {
+        var folder = ""
+        for part in state.split(separator: "/") {
+            folder += "/\(part)"
+            if !Posix.isDirectory(folder) { try Posix.makeDirectory(folder, mode: 0o700) }
+        }
+        try Posix.makeDirectory("\(state)/locks", mode: 0o700)
+    }
+
+    /// Creates a new, empty repository at `path` (an empty or missing directory, or an
+    /// `s3://` URL). See `create(at location:…)`.
     @discardableResult
     public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil,
                               encryption: Encryption = .none) throws -> Repository {
-        let root = Posix.absolutePath(path)
+        try create(at: try RepositoryLocation.parse(path), chunkSize: chunkSize, compressionLevel: compressionLevel,
+                   group: group, encryption: encryption)
+    }
+
+    /// Creates a new, empty repository: in a folder (empty or missing), everything owner-only,
+    /// or readable by `group` when one is given; in a bucket (made when missing) under a
+    /// prefix that holds nothing yet, with a new state folder. `encryption` makes it
+    /// encrypted, its key wrapped by a passphrase or written to a key file outside the
+    /// repository.
+    @discardableResult
+    public static func create(at location: RepositoryLocation, chunkSize: Int, compressionLevel: Int, group: String? = nil,
+                              encryption: Encryption = .none) throws -> Repository {
         var config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
         let gid = try group.map(FileModes.groupId)
-        if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
-            throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
-        }
-        if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
-            throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
+        let store: S3Store?
+        switch location {
+        case .directory(let root):
+            if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
+                throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
+            }
+            if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
+                throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
+            }
+            store = nil
+        case .s3(let s3, let state):
+            guard group == nil else { throw VaultError.invalid("--group applies to a repository in a folder; an S3 repository's access is the bucket's") }
+            let s3Store = try S3Store(s3)
+            try s3Store.createBucket()
+            if try s3Store.exists(RepositoryConfig.fileName) {
+                throw VaultError(.alreadyExists, "\(location.name) is already a vaultfs repository")
+            }
+            if let first = try s3Store.list(prefix: "").first {
+                throw VaultError(.notEmpty, "\(location.name) is not empty (it holds \(first.key)); give a new prefix")
+            }
+            if Posix.isDirectory(state), !Posix.listDirectory(state).isEmpty {
+                throw VaultError(.notEmpty, "the state folder \(state) is not empty; give a new one with --state-dir")
+            }
+            store = s3Store
         }
         let keys = encryption == .none ? nil : RepositoryKeys.random()
         var unlock = Unlock.none
@@ -75,6 +185,17 @@ public final class Repository: Sendable {
                 break
             }
         }
+        if let store, case .s3(_, let state) = location {
+            try prepareState(state)
+            _ = try Catalog.create(at: "\(state)/catalog.sqlite", mode: 0o600)
+            if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
+            // Written last and only if absent: of two hosts that init one prefix, one wins.
+            guard try store.putIfAbsent(RepositoryConfig.fileName, try config.encoded()) else {
+                throw VaultError(.alreadyExists, "\(location.name) is already a vaultfs repository")
+            }
+            return try Repository(location: location, unlock: unlock)
+        }
+        let root = location.root
         let modes = FileModes.of(config)
         try Posix.makeDirectory(root, mode: modes.directory)
         if let gid {
@@ -85,14 +206,15 @@ public final class Repository: Sendable {
         } else if chmod(root, modes.directory) != 0 {
             throw Posix.error("cannot set the mode of", root)
         }
-        try ChunkStore.create(at: "\(root)/chunks", modes: modes)
+        let directory = DirectoryStore(root: root, modes: modes)
+        try ChunkStore.create(in: directory)
         try Posix.makeDirectory("\(root)/maps", mode: modes.directory)
         try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
-        try ManifestStore.create(at: "\(root)/manifests", modes: modes)
+        try ManifestStore.create(in: directory)
         _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
         if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
-        try config.save(to: root, mode: modes.file)
-        return try Repository(path: root, unlock: unlock)
+        try config.save(to: directory)
+        return try Repository(location: location, unlock: unlock)
     }
 
     /// How `create` protects a new repository.
@@ -121,28 +243,55 @@ public final class Repository: Sendable {
 
     /// Brings an older repository to the current format: for format 1, manifests for
     /// everything the catalog knows and owner-only folders. Stored chunks are not rewritten.
-    private static func upgrade(root: String, config: inout RepositoryConfig, catalog: Catalog,
-                                manifests: ManifestStore, modes: FileModes) throws {
+    private static func upgrade(_ directory: DirectoryStore, config: inout RepositoryConfig, catalog: Catalog,
+                                manifests: ManifestStore) throws {
+        let root = directory.root, modes = directory.modes
         let lock = try FileLock.lock("\(root)/locks/upgrade.lock", shared: false, mode: modes.file)
         defer { _ = lock }
-        if let current = try? RepositoryConfig.load(from: root), current.format >= RepositoryConfig.currentFormat {
+        if let current = try? RepositoryConfig.load(from: directory), current.format >= RepositoryConfig.currentFormat {
             config = current
             return
         }
         if config.format < 2 {
-            try ManifestStore.create(at: manifests.root, modes: modes)
+            try ManifestStore.create(in: directory)
             for manifest in try catalog.allPointManifests() { try manifests.write(manifest) }
             for vault in try catalog.vaultManifests() { try manifests.write(vault) }
             for server in try catalog.serverManifests() { try manifests.write(server) }
             if chmod(root, modes.directory) != 0 { throw Posix.error("cannot set the mode of", root) }
         }
         config.format = RepositoryConfig.currentFormat
-        try config.save(to: root, mode: modes.file)
+        try config.save(to: directory)
     }
 
-    /// Locks one server for a backup; nil when another backup of it is running.
-    func lockServer(_ id: Int64) throws -> FileLock? {
-        try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file)
+    /// Locks one server for a backup; nil when another backup of it runs on this host. In an
+    /// object store other hosts may share, a lease every host honours is taken too; one that
+    /// another host holds is `.busy`, naming it.
+    func lockServer(_ id: Int64, name: String) throws -> ServerLock? {
+        guard let file = try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file) else { return nil }
+        guard objects is S3Store else { return ServerLock(file: file, lease: nil) }
+        var holder: String?
+        guard let lease = try ObjectLease.acquire(objects, name: "servers/\(name)", host: try hostId(), holder: &holder) else {
+            throw VaultError(.busy, "server '\(name)' is busy: a backup of it is running on \(holder ?? "another host")")
+        }
+        return ServerLock(file: file, lease: lease)
+    }
+
+    /// This host's id among those sharing an object store: made once in the state folder.
+    func hostId() throws -> String {
+        let file = "\(root)/host-id"
+        if let bytes = try? Posix.readFile(file, limit: 100), let id = String(bytes: bytes, encoding: .utf8), UUID(uuidString: id) != nil {
+            return id
+        }
+        // Made under another name and linked into place: of two processes making it at once,
+        // both end up with the one that was linked first.
+        let temporary = Posix.temporaryName(for: file)
+        try Posix.writeFileAtomically(temporary, Array(UUID().uuidString.lowercased().utf8), mode: 0o600)
+        defer { unlink(temporary) }
+        if link(temporary, file) != 0 && errno != EEXIST { throw Posix.error("cannot create", file) }
+        guard let bytes = try? Posix.readFile(file, limit: 100), let id = String(bytes: bytes, encoding: .utf8) else {
+            throw VaultError(.corrupt, "\(file) is damaged; remove it and try again")
+        }
+        return id
     }
 
     /// Held (shared) by every backup; garbage collection takes it exclusively, so it never
@@ -160,7 +309,7 @@ public final class Repository: Sendable {
         guard readOnlyReason == nil,
               let creating = try? catalog.read({ try Point.filter(sql: "status = 'creating'").fetchAll($0) }) else { return }
         for point in creating {
-            guard let serverId = point.serverId, let lock = try? lockServer(serverId) else { continue }
+            guard let serverId = point.serverId, let lock = try? lockServer(serverId, name: point.serverName) else { continue }
             defer { _ = lock }
             if let manifest = try? manifests.point(point.id), manifest.isLive, mapsAreWhole(manifest) {
                 if (try? catalog.rollForward(manifest)) == true { continue }
@@ -195,9 +344,5 @@ public final class Repository: Sendable {
 
     /// Flushes written chunks, maps and manifests to stable storage before the catalog says
     /// they exist.
-    func syncData() throws {
-        let fd = try Posix.open(root, O_RDONLY | O_DIRECTORY)
-        defer { close(fd) }
-        if vfs_syncfs(fd) != 0 { throw Posix.error("cannot sync", root) }
-    }
+    func syncData() throws { try objects.flush() }
 }

@@ -40,17 +40,21 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         self.group = group
     }
 
+    /// Loads `repository.json` of the repository in the folder `root`.
     static func load(from root: String) throws -> RepositoryConfig {
-        let path = "\(root)/\(fileName)"
         guard Posix.isDirectory(root) else { throw VaultError(.notARepository, "\(root) is not a vaultfs repository (no such directory)") }
-        guard Posix.exists(path) else {
+        return try load(from: DirectoryStore(root: root, modes: .ownerOnly))
+    }
+
+    /// Loads and checks `repository.json` from a repository's object store.
+    static func load(from objects: any ObjectStore) throws -> RepositoryConfig {
+        let root = objects.location, path = "\(objects.location)/\(fileName)"
+        guard let bytes = try objects.get(fileName, limit: 64 << 10) else {
             throw VaultError(.notARepository, "\(root) is not a vaultfs repository (no \(fileName); create one with 'vaultctl init')")
         }
         let config: RepositoryConfig
         do {
-            config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(Posix.readFile(path, limit: 64 << 10)))
-        } catch let error as VaultError {
-            throw error
+            config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(bytes))
         } catch {
             throw VaultError(.notARepository, "\(path) is not a valid vaultfs repository description", cause: error)
         }
@@ -67,9 +71,14 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         return config
     }
 
-    func save(to root: String, mode: mode_t) throws {
+    func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try Posix.writeFileAtomically("\(root)/\(Self.fileName)", Array(try encoder.encode(self)) + [10], mode: mode)
+        return Array(try encoder.encode(self)) + [10]
+    }
+
+    /// Replaces `repository.json` (an upgrade, a new passphrase).
+    func save(to objects: any ObjectStore) throws {
+        try objects.put(Self.fileName, try encoded(), durable: true)
     }
 }

@@ -96,35 +96,50 @@ public struct ChunkMap: Equatable, Sendable {
     }
 }
 
-/// Chunk maps on disk: `maps/<point id>/<disk>.map`.
+/// Chunk maps: objects `maps/<point id>/<disk>.map`.
 public struct MapStore: Sendable {
-    public let root: String
-    let modes: FileModes
+    let objects: any ObjectStore
     let sealer: Sealer?
 
-    func directory(_ point: String) -> String { "\(root)/\(point)" }
-    func path(_ point: String, _ disk: String) -> String { "\(root)/\(point)/\(disk).map" }
+    static let prefix = "maps/"
+    func key(_ point: String, _ disk: String) -> String { "\(Self.prefix)\(point)/\(disk).map" }
 
+    /// Written without waiting for the disk: the backup flushes the store once before its
+    /// point is committed.
     func write(_ map: ChunkMap, point: String, disk: String) throws {
-        try Posix.makeDirectory(directory(point), mode: modes.directory)
-        try Posix.writeFileAtomically(path(point, disk), sealer.sealFile(map.encoded(), context: "map \(point)/\(disk)"),
-                                      mode: modes.file, sync: false)
+        try objects.put(key(point, disk), sealer.sealFile(map.encoded(), context: "map \(point)/\(disk)"), durable: false)
     }
 
     public func read(point: String, disk: String) throws -> ChunkMap {
-        let file = path(point, disk)
+        let name = "\(objects.location)/\(key(point, disk))"
         do {
-            let bytes = try sealer.openFile(Posix.readFile(file, limit: ChunkMap.maxFileSize), context: "map \(point)/\(disk)",
-                                            what: "chunk map \(file)")
-            return try ChunkMap.decode(bytes)
-        } catch let error as VaultError where error.code == .notFound {
-            throw VaultError(.corrupt, "chunk map \(file) is missing")
+            guard let stored = try objects.get(key(point, disk), limit: ChunkMap.maxFileSize) else {
+                throw VaultError(.corrupt, "chunk map \(name) is missing")
+            }
+            return try ChunkMap.decode(sealer.openFile(stored, context: "map \(point)/\(disk)", what: "chunk map \(name)"))
+        } catch let error as VaultError where error.message.hasPrefix("chunk map \(name)") {
+            throw error
         } catch let error as VaultError {
-            throw VaultError(error.code, "\(file): \(error.message)")
+            throw VaultError(error.code, "\(name): \(error.message)")
         }
     }
 
-    func remove(point: String) { Posix.removeTree(directory(point)) }
+    /// The disks a point has maps for.
+    func disks(of point: String) throws -> [String] {
+        try objects.list(prefix: "\(Self.prefix)\(point)/").compactMap { object in
+            object.key.hasSuffix(".map") ? String(object.key.dropFirst(Self.prefix.count + point.count + 1).dropLast(4)) : nil
+        }.sorted()
+    }
 
-    func pointDirectories() -> [String] { Posix.listDirectory(root).filter { !$0.hasPrefix(".") } }
+    func remove(point: String) throws {
+        for object in try objects.list(prefix: "\(Self.prefix)\(point)/") { try objects.delete(object.key) }
+    }
+
+    /// Every point that has maps.
+    func points() throws -> Set<String> {
+        Set(try objects.list(prefix: Self.prefix).compactMap { object in
+            let parts = object.key.split(separator: "/")
+            return parts.count == 3 ? String(parts[1]) : nil
+        })
+    }
 }

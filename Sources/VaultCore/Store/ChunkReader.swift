@@ -1,62 +1,48 @@
-import Glibc
-
-/// One chunk file opened for reading: its checked header and frame index, and the decoding
-/// of some of its frames with only the bytes they need read from disk.
+/// One chunk opened for reading: its checked header and frame index, and the decoding of
+/// some of its frames with only the bytes they need read from the store.
 struct ChunkReader {
     let header: ChunkFile.Header
-    private let fd: Int32
-    private let path: String
+    private let object: any ObjectReader
     private let store: ChunkStore
 
-    /// Opens and checks the chunk `hash`; a missing or damaged file throws `.corrupt`.
+    /// Opens and checks the chunk `hash`; a missing or damaged one throws `.corrupt`.
     init(store: ChunkStore, hash: ChunkHash) throws {
-        let path = store.path(for: hash)
-        let fd: Int32
-        do {
-            fd = try Posix.open(path, O_RDONLY)
-        } catch let error as VaultError where error.code == .notFound {
+        guard let (object, prefix) = try store.objects.open(store.key(for: hash), prefix: ChunkFile.indexPrefix) else {
             throw VaultError(.corrupt, "chunk \(hash) is missing from the store")
         }
-        self.path = path
-        self.fd = fd
+        self.object = object
         self.store = store
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let error = Posix.error("cannot stat", path)
-            Glibc.close(fd)
-            throw error
-        }
-        let size = Int(st.st_size)
-        var prefix = [UInt8](repeating: 0, count: min(size, ChunkFile.indexPrefix))
         do {
-            let n = try prefix.withUnsafeMutableBytes { try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: path) }
-            prefix.removeLast(prefix.count - n)
-            header = try prefix.withUnsafeBytes { ChunkFile.decodeHeader($0, fileSize: size) }
+            header = try prefix.withUnsafeBytes { ChunkFile.decodeHeader($0, fileSize: object.size) }
                 .mapError { VaultError(.corrupt, "chunk \(hash): \($0.message)") }.get()
+            guard header.hash == hash else { throw VaultError(.corrupt, "chunk \(hash) holds chunk \(header.hash)") }
+            guard (header.codec == .sealedFrames) == (store.sealer != nil) else {
+                throw VaultError(.corrupt, "chunk \(hash) is \(store.sealer == nil ? "sealed in an unencrypted" : "not sealed in an encrypted") repository")
+            }
         } catch {
-            Glibc.close(fd)
+            object.close()
             throw error
-        }
-        guard header.hash == hash else {
-            Glibc.close(fd)
-            throw VaultError(.corrupt, "chunk \(hash) holds chunk \(header.hash)")
-        }
-        guard (header.codec == .sealedFrames) == (store.sealer != nil) else {
-            Glibc.close(fd)
-            throw VaultError(.corrupt, "chunk \(hash) is \(store.sealer == nil ? "sealed in an unencrypted" : "not sealed in an encrypted") repository")
         }
     }
 
-    func close() { Glibc.close(fd) }
+    func close() { object.close() }
+
+    /// Bytes `range` of the chunk's object.
+    private func bytes(_ range: Range<Int>) throws -> [UInt8] {
+        guard range.upperBound <= object.size else { throw VaultError(.corrupt, "chunk \(header.hash) is truncated") }
+        return try [UInt8](unsafeUninitializedCapacity: range.count) { raw, count in
+            try object.read(range, into: UnsafeMutableRawBufferPointer(raw))
+            count = range.count
+        }
+    }
 
     /// Decodes `frames` (contiguous) into `destination`, exactly their plain length. A first
     /// format chunk has one frame: its whole payload.
     func decode(frames: Range<Int>, into destination: UnsafeMutableRawBufferPointer) throws {
         let hash = header.hash
         if header.version == 1 {
-            var payload = [UInt8](repeating: 0, count: header.payloadLength)
-            let n = try payload.withUnsafeMutableBytes { try Posix.pread(fd, $0.baseAddress!, $0.count, Int64(ChunkFile.headerSize), path: path) }
-            guard n == payload.count, destination.count == header.plainLength else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
+            let payload = try bytes(ChunkFile.headerSize..<(ChunkFile.headerSize + header.payloadLength))
+            guard destination.count == header.plainLength else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
             try payload.withUnsafeBytes { raw in
                 switch header.codec {
                 case .raw: destination.copyMemory(from: raw)
@@ -70,10 +56,7 @@ struct ChunkReader {
         }
         let first = header.frames[frames.lowerBound], last = header.frames[frames.upperBound - 1]
         let start = first.offset, end = last.offset + last.length
-        let bytes = try [UInt8](unsafeUninitializedCapacity: end - start) { raw, count in
-            count = try Posix.pread(fd, raw.baseAddress!, end - start, Int64(start), path: path)
-        }
-        guard bytes.count == end - start else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
+        let bytes = try bytes(start..<end)
         var written = 0
         try bytes.withUnsafeBytes { raw in
             for i in frames {

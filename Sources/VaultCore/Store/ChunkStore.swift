@@ -1,41 +1,41 @@
 import Glibc
 
-/// Content-addressed chunk files under `chunks/`, fanned out by the first byte of the hash.
-/// A chunk is written once, through a temporary file linked into place, and never rewritten.
+/// Content-addressed chunks, each an object `chunks/<first byte>/<id>` in the repository's
+/// object store. A chunk is written once and never rewritten.
 public final class ChunkStore: Sendable {
-    public let root: String
-    let modes: FileModes
+    let objects: any ObjectStore
     /// Seals frames and keys chunk ids in an encrypted repository.
     let sealer: Sealer?
     let decompressor = ZstdDecompressor()
 
-    init(root: String, modes: FileModes, sealer: Sealer?) {
-        self.root = root
-        self.modes = modes
+    init(objects: any ObjectStore, sealer: Sealer?) {
+        self.objects = objects
         self.sealer = sealer
     }
 
     /// The id a chunk with these plain bytes has here.
     func chunkId(of plain: UnsafeRawBufferPointer) -> ChunkHash { sealer.chunkId(of: plain) }
 
-    /// Creates the 256 fan-out folders of a new repository.
-    static func create(at root: String, modes: FileModes) throws {
-        try Posix.makeDirectory(root, mode: modes.directory)
-        for byte in 0..<256 { try Posix.makeDirectory("\(root)/\(hexByte(byte))", mode: modes.directory) }
+    static let prefix = "chunks/"
+
+    /// Creates the 256 fan-out folders of a new repository in a folder.
+    static func create(in directory: DirectoryStore) throws {
+        try Posix.makeDirectory(directory.path("chunks"), mode: directory.modes.directory)
+        for byte in 0..<256 { try Posix.makeDirectory(directory.path("chunks/\(hexByte(byte))"), mode: directory.modes.directory) }
     }
 
-    func path(for hash: ChunkHash) -> String {
+    func key(for hash: ChunkHash) -> String {
         let hex = hash.hex
-        return "\(root)/\(hex.prefix(2))/\(hex)"
+        return "\(Self.prefix)\(hex.prefix(2))/\(hex)"
     }
 
-    public func contains(_ hash: ChunkHash) -> Bool { Posix.exists(path(for: hash)) }
+    /// Where a chunk is, for messages and for tests that damage one.
+    public func location(of hash: ChunkHash) -> String { "\(objects.location)/\(key(for: hash))" }
 
     /// Stores `plain` under `hash` unless the store already has it, as independent
-    /// checksummed zstd frames; returns the bytes written to disk (0 when it was there).
+    /// checksummed zstd frames; returns the bytes written (0 when it was there).
     func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8]) throws -> Int {
-        let final = path(for: hash)
-        if Posix.exists(final) { return 0 }
+        if try objects.exists(key(for: hash)) { return 0 }
         var lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
         var checks = [UInt32](repeating: 0, count: lengths.count)
         if sealer == nil {
@@ -62,31 +62,11 @@ public final class ChunkStore: Sendable {
             }
             scratch = sealed
         }
-        let header = ChunkFile.encodeHeader(plainLength: plain.count, frames: Array(zip(lengths, checks)), hash: hash,
+        var object = ChunkFile.encodeHeader(plainLength: plain.count, frames: Array(zip(lengths, checks)), hash: hash,
                                             sealed: sealer != nil)
         let payload = lengths.reduce(0, +)
-        let temporary = Posix.temporaryName(for: final)
-        let fd = try Posix.createFile(temporary, mode: modes.sealed, what: "cannot create chunk")
-        do {
-            try header.withUnsafeBytes { try Posix.writeAll(fd, $0, path: temporary) }
-            try scratch.withUnsafeBytes { try Posix.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<payload]), path: temporary) }
-            // Durable before it has its name: a later backup trusts any chunk it finds by name,
-            // so one cut short by a power loss must never appear under it.
-            if fsync(fd) != 0 { throw Posix.error("cannot sync chunk", temporary) }
-            close(fd)
-            FaultInjection.reached("chunk-written")
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        defer { unlink(temporary) }
-        if link(temporary, final) != 0 {
-            if errno == EEXIST { return 0 }
-            throw Posix.error("cannot store chunk", final)
-        }
-        FaultInjection.reached("chunk-linked")
-        return header.count + payload
+        object.append(contentsOf: scratch[0..<payload])
+        return try objects.putIfAbsent(key(for: hash), object) ? object.count : 0
     }
 
     /// Reads, decodes and checks one whole chunk into `destination`, which must be exactly
@@ -137,25 +117,16 @@ public final class ChunkStore: Sendable {
         }
     }
 
-    /// Every stored chunk hash, for garbage collection and verification.
-    func allHashes() -> [ChunkHash] {
-        var hashes: [ChunkHash] = []
-        for byte in 0..<256 {
-            for name in Posix.listDirectory("\(root)/\(Self.hexByte(byte))") {
-                if let hash = ChunkHash(hex: name) { hashes.append(hash) }
-            }
-        }
-        return hashes
-    }
-
-    func remove(_ hash: ChunkHash) { unlink(path(for: hash)) }
-
-    /// Temporary files of chunk writers (all of them: call only while no backup runs).
-    func temporaries() -> [String] {
-        (0..<256).flatMap { byte in
-            Posix.staleTemporaries(in: "\(root)/\(Self.hexByte(byte))", olderThan: 0, now: .greatestFiniteMagnitude)
+    /// Every stored chunk and its size, for garbage collection, verification and `info`.
+    func allChunks() throws -> [(hash: ChunkHash, size: Int64)] {
+        try objects.list(prefix: Self.prefix).compactMap { object in
+            guard let name = object.key.split(separator: "/").last, let hash = ChunkHash(hex: String(name)),
+                  object.key == key(for: hash) else { return nil }
+            return (hash, object.size)
         }
     }
+
+    func remove(_ hash: ChunkHash) throws { try objects.delete(key(for: hash)) }
 
     static func hexByte(_ byte: Int) -> String {
         let digits = Array("0123456789abcdef")

@@ -17,6 +17,9 @@ public struct VaultError: Error, CustomStringConvertible, Sendable {
         case wrongKey
         /// A file has no extended attribute of that name.
         case noAttribute
+        /// The object store does not answer (no connection, a timeout, errors that did not
+        /// pass with retries).
+        case unreachable
     }
 
     public let code: Code

@@ -142,7 +142,7 @@ public struct PolicyView: Codable, Sendable {
 
 extension Repository {
     public func view(of point: Point) throws -> PointView {
-        PointView(point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: root)
+        PointView(point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: location.name)
     }
 
     /// Every backup attempt (every point, failed and deleted ones too), oldest first, as the
@@ -151,7 +151,7 @@ extension Repository {
         let disks = try catalog.pointDisksByPoint(server: server)
         let tags = try catalog.tagsByPoint(server: server)
         return try catalog.allPoints(server: server).map {
-            PointView($0, disks: disks[$0.id] ?? [], tags: tags[$0.id] ?? [], location: root)
+            PointView($0, disks: disks[$0.id] ?? [], tags: tags[$0.id] ?? [], location: location.name)
         }
     }
 }

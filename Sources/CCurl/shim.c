@@ -1,0 +1,128 @@
+#include "CCurl.h"
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <stdio.h>
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+void vfs_http_init(void) { pthread_once(&once, global_init); }
+
+/* One handle per thread, freed when the thread ends. */
+static pthread_key_t handle_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static void free_handle(void *handle) { curl_easy_cleanup(handle); }
+static void make_key(void) { pthread_key_create(&handle_key, free_handle); }
+
+static CURL *thread_handle(void) {
+    pthread_once(&key_once, make_key);
+    CURL *handle = pthread_getspecific(handle_key);
+    if (handle == NULL) {
+        handle = curl_easy_init();
+        pthread_setspecific(handle_key, handle);
+    } else {
+        curl_easy_reset(handle);
+    }
+    return handle;
+}
+
+typedef struct { vfs_http_response *response; size_t capacity; size_t max; int too_long; } sink;
+
+static size_t write_body(char *data, size_t size, size_t count, void *context) {
+    sink *s = context;
+    size_t n = size * count;
+    if (s->response->body_length + n > s->max) { s->too_long = 1; return 0; }
+    if (s->response->body_length + n > s->capacity) {
+        size_t capacity = s->capacity ? s->capacity * 2 : 64 * 1024;
+        while (capacity < s->response->body_length + n) capacity *= 2;
+        unsigned char *grown = realloc(s->response->body, capacity);
+        if (grown == NULL) return 0;
+        s->response->body = grown;
+        s->capacity = capacity;
+    }
+    memcpy(s->response->body + s->response->body_length, data, n);
+    s->response->body_length += n;
+    return n;
+}
+
+static size_t read_header(char *data, size_t size, size_t count, void *context) {
+    vfs_http_response *response = context;
+    size_t n = size * count;
+    static const char name[] = "content-range:";
+    if (n > sizeof name && strncasecmp(data, name, sizeof name - 1) == 0) {
+        char line[128];
+        size_t length = n < sizeof line - 1 ? n : sizeof line - 1;
+        memcpy(line, data, length);
+        line[length] = 0;
+        char *slash = strchr(line, '/');
+        if (slash != NULL && slash[1] != '*') response->range_total = strtoll(slash + 1, NULL, 10);
+    }
+    return n;
+}
+
+typedef struct { const unsigned char *bytes; size_t length; size_t offset; } source;
+
+static size_t read_body(char *buffer, size_t size, size_t count, void *context) {
+    source *s = context;
+    size_t n = size * count, left = s->length - s->offset;
+    if (n > left) n = left;
+    memcpy(buffer, s->bytes + s->offset, n);
+    s->offset += n;
+    return n;
+}
+
+int vfs_http_request(const char *method, const char *url, const char *credentials, const char *sigv4,
+                     const char *const *headers, size_t count, const void *body, size_t body_length,
+                     size_t max_body, long timeout_seconds, vfs_http_response *response) {
+    memset(response, 0, sizeof *response);
+    response->range_total = -1;
+    vfs_http_init();
+    CURL *handle = thread_handle();
+    if (handle == NULL) { snprintf(response->error, sizeof response->error, "cannot start libcurl"); return -1; }
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; i < count; i++) list = curl_slist_append(list, headers[i]);
+    sink s = { response, 0, max_body, 0 };
+    source upload = { body, body_length, 0 };
+    char error[CURL_ERROR_SIZE] = "";
+
+    curl_easy_setopt(handle, CURLOPT_URL, url);
+    curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(handle, CURLOPT_TIMEOUT, timeout_seconds);
+    curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT, timeout_seconds < 10 ? timeout_seconds : 10L);
+    curl_easy_setopt(handle, CURLOPT_USERPWD, credentials);
+    curl_easy_setopt(handle, CURLOPT_AWS_SIGV4, sigv4);
+    curl_easy_setopt(handle, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, write_body);
+    curl_easy_setopt(handle, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, read_header);
+    curl_easy_setopt(handle, CURLOPT_HEADERDATA, response);
+    if (strcmp(method, "PUT") == 0) {
+        curl_easy_setopt(handle, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(handle, CURLOPT_READFUNCTION, read_body);
+        curl_easy_setopt(handle, CURLOPT_READDATA, &upload);
+        curl_easy_setopt(handle, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body_length);
+    } else if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(handle, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(handle, CURLOPT_CUSTOMREQUEST, method);
+    }
+    CURLcode code = curl_easy_perform(handle);
+    curl_slist_free_all(list);
+    if (code != CURLE_OK) {
+        if (s.too_long) snprintf(response->error, sizeof response->error, "the answer is longer than %zu bytes", max_body);
+        else snprintf(response->error, sizeof response->error, "%s", error[0] ? error : curl_easy_strerror(code));
+        response->status = 0;
+        return -1;
+    }
+    curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response->status);
+    return 0;
+}
+
+void vfs_http_free(vfs_http_response *response) {
+    free(response->body);
+    response->body = NULL;
+    response->body_length = 0;
+}

@@ -1,0 +1,133 @@
+import Dispatch
+import Foundation
+import Glibc
+import Synchronization
+
+/// A lease held through the object store, for what must run on one host at a time across
+/// every host that shares a bucket (one backup of a server).
+///
+/// Its generations only grow: `locks/<name>/<generation>` (20 digits) holds who wrote it and
+/// when it expires. The newest generation decides. A live one written by someone else means
+/// busy; otherwise the next generation is written with a conditional PUT, and of any number
+/// of racers exactly one wins it. The holder renews every third of the lifetime by writing the
+/// next generation the same way; if that loses, the lease expired and another host took it,
+/// so the holder is told (`isLost`) and stops. Releasing writes a generation that has already
+/// expired. Hosts' clocks must agree to well within the lifetime (two minutes).
+public final class ObjectLease: Sendable {
+    struct Record: Codable {
+        var owner: String
+        /// Seconds since 1970 after which the lease is free.
+        var expires: Double
+        /// The writer's host (the id of its state folder) and process: a lease of this host
+        /// whose process is gone is free at once, without waiting for it to expire.
+        var host: String?
+        var pid: Int32?
+    }
+
+    static let prefix = "locks/"
+    let objects: any ObjectStore
+    let folder: String
+    let owner: String
+    let host: String
+    let lifetime: Double
+    private let state: Mutex<(generation: UInt64, lost: Bool, released: Bool)>
+    private let renewal: Mutex<DispatchSourceTimer?> = Mutex(nil)
+
+    private init(objects: any ObjectStore, folder: String, owner: String, host: String, lifetime: Double, generation: UInt64) {
+        self.objects = objects
+        self.folder = folder
+        self.owner = owner
+        self.host = host
+        self.lifetime = lifetime
+        state = Mutex((generation, false, false))
+    }
+
+    deinit { release() }
+
+    /// Takes the lease `name` for this host (`host`: an id unique to it), or returns nil when
+    /// a live lease of someone else holds it (`holder` then says who).
+    static func acquire(_ objects: any ObjectStore, name: String, host: String, lifetime: Double = 120,
+                        holder: inout String?) throws -> ObjectLease? {
+        let folder = "\(prefix)\(name)/"
+        let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid())"
+        let newest = try objects.list(prefix: folder).compactMap { UInt64($0.key.dropFirst(folder.count)) }.max()
+        if let newest {
+            if let bytes = try objects.get(key(folder, newest), limit: 4096),
+               let record = try? JSONDecoder().decode(Record.self, from: Data(bytes)),
+               record.expires > Date().timeIntervalSince1970,
+               !(record.host == host && record.pid.map { kill($0, 0) != 0 && errno == ESRCH } == true) {
+                holder = record.owner
+                return nil
+            }
+        }
+        let generation = (newest ?? 0) + 1
+        let record = Record(owner: owner, expires: Date().timeIntervalSince1970 + lifetime, host: host, pid: getpid())
+        guard try objects.putIfAbsent(key(folder, generation), try encode(record)) else {
+            holder = "another host that took it at the same moment"
+            return nil
+        }
+        let lease = ObjectLease(objects: objects, folder: folder, owner: owner, host: host, lifetime: lifetime, generation: generation)
+        lease.startRenewing()
+        try? lease.removeOlder(than: generation)
+        return lease
+    }
+
+    static func key(_ folder: String, _ generation: UInt64) -> String {
+        let digits = String(generation)
+        return folder + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    static func encode(_ record: Record) throws -> [UInt8] { Array(try JSONEncoder().encode(record)) }
+
+    /// True once a renewal found that another host took the lease: stop what it guards.
+    public var isLost: Bool { state.withLock { $0.lost } }
+
+    private func startRenewing() {
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + lifetime / 3, repeating: lifetime / 3)
+        timer.setEventHandler { [weak self] in self?.renew() }
+        renewal.withLock { $0 = timer }
+        timer.resume()
+    }
+
+    /// Writes the next generation, live for another lifetime.
+    private func renew() {
+        let current = state.withLock { $0.released || $0.lost ? nil : $0.generation }
+        guard let current else { return }
+        let record = Record(owner: owner, expires: Date().timeIntervalSince1970 + lifetime, host: host, pid: getpid())
+        do {
+            if try objects.putIfAbsent(Self.key(folder, current + 1), try Self.encode(record)) {
+                state.withLock { $0.generation = current + 1 }
+                try? removeOlder(than: current + 1)
+            } else {
+                state.withLock { $0.lost = true }
+            }
+        } catch {
+            // The store is away: try again at the next tick; the lease lasts until it expires.
+        }
+    }
+
+    /// Removes generations below `generation` (they only make listings longer).
+    private func removeOlder(than generation: UInt64) throws {
+        for object in try objects.list(prefix: folder) {
+            if let g = UInt64(object.key.dropFirst(folder.count)), g < generation { try objects.delete(object.key) }
+        }
+    }
+
+    /// Gives the lease up now: the next generation, already expired.
+    public func release() {
+        renewal.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
+        let current = state.withLock { state -> UInt64? in
+            defer { state.released = true }
+            return state.released || state.lost ? nil : state.generation
+        }
+        guard let current else { return }
+        if let record = try? Self.encode(Record(owner: owner, expires: 0, host: host, pid: getpid())),
+           (try? objects.putIfAbsent(Self.key(folder, current + 1), record)) == true {
+            try? removeOlder(than: current + 1)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import TestSupport
+@testable import VaultCore
+import XCTest
+
+/// Repositories in a bucket of a real Ceph RADOS Gateway, used as a user would: `vaultctl`
+/// with an `s3://` URL, `vaultfs` mounting it, a second host with a state folder of its own,
+/// encryption, and a gateway that stops in the middle.
+final class S3RepositoryTests: XCTestCase {
+    var gateway: CephGateway!
+    var scratch: Scratch!
+    var url: String!
+
+    override func setUpWithError() throws {
+        gateway = try CephGateway.shared()
+        scratch = Scratch("s3repo")
+        url = "s3://\(gateway.newBucket("repo"))/backups/site-a"
+    }
+
+    override func tearDown() {
+        scratch = nil
+        super.tearDown()
+    }
+
+    /// A host: `vaultctl` on the repository with its own state folder.
+    func host(_ name: String, environment: [String: String] = [:]) -> Vaultctl {
+        Vaultctl(repository: url, environment: gateway.environment.merging(["VAULT_STATE_DIR": scratch.file("state-\(name)")]) { $1 }
+            .merging(environment) { $1 })
+    }
+
+    func mount(_ name: String, state: String, options: [String] = []) throws -> MountedRepository {
+        try MountedRepository(repository: url, at: scratch.file("mnt-\(name)"),
+                              options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-\(state)"))"] + options)
+    }
+
+    func testBackupsMountAndVerifyOnS3AndAFreshHostSeesEveryPoint() throws {
+        let ctl = host("a")
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: [
+            "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(1 << 20, seed: 1)])
+        try ctl.run("init", url, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        // A full and an incremental by the schedule, then a manual point.
+        let slot = Calendar.current.date(byAdding: .hour, value: 24 + 16, to: Calendar.current.startOfDay(for: Date()))!
+        var names: [String] = [], asItWas: [String] = []
+        for k in 0..<3 {
+            try disk.write("data/change-\(k).bin", pseudoRandomBytes(150_000 + 1000 * k, seed: UInt64(10 + k)))
+            let copy = scratch.file("as-it-was-\(k).img")
+            try disk.snapshot(to: copy)
+            asItWas.append(copy)
+            if k < 2 {
+                try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(Double(k) * 4 * 3600)))
+            } else {
+                try ctl.run("backup", "web", "--name", "manual")
+            }
+            let made = try ctl.json("points").map { $0["name"] as! String }.filter { !names.contains($0) }
+            XCTAssertEqual(made.count, 1)
+            names += made
+        }
+        let points = try ctl.json("points")
+        let types = Dictionary(uniqueKeysWithValues: points.map { ($0["name"] as! String, $0["type"] as! String) })
+        XCTAssertEqual(names.map { types[$0] }, ["Full", "Incremental", "Full"])
+        XCTAssertEqual(Set(points.map { $0["location"] as? String }), [url])
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+
+        // The mount shows every image byte for byte, and fsck finds them clean.
+        do {
+            let mounted = try mount("a", state: "a")
+            for (name, copy) in zip(names, asItWas) {
+                try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/\(name)/root.img"), copy]) }
+            }
+            try mounted.io(timeout: 60) { try Ext4Image.check(mounted.path("prod/web/\(names[1])/root.img")) }
+            XCTAssertEqual(try mounted.io { try readBytes(mounted.path("prod/web/\(names[0])/files/root/etc/hostname")) }, Array("web\n".utf8))
+            // mkdir takes a backup now, into the bucket.
+            try mounted.io { try FileManager.default.createDirectory(atPath: mounted.path("prod/web/now"), withIntermediateDirectories: false) }
+            XCTAssertTrue(try eventually(timeout: 60) { try mounted.exists("prod/web/now/root.img") })
+            try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/now/root.img"), disk.path]) }
+            mounted.unmount()
+        }
+
+        // Another host: a state folder that has never seen the bucket lists every point and
+        // mounts identical images at once.
+        let other = host("b")
+        XCTAssertEqual(try other.json("points").map { $0["id"] as? String }, try ctl.json("points").map { $0["id"] as? String })
+        XCTAssertEqual(try other.json("points").count, 4)
+        let second = try mount("b", state: "b")
+        for (name, copy) in zip(names + ["now"], asItWas + [disk.path]) {
+            try second.io(timeout: 60) { try mustRun(["cmp", second.path("prod/web/\(name)/root.img"), copy]) }
+        }
+        second.unmount()
+        // Retention and collection work on the bucket: deleting the manual point frees its chunks.
+        try ctl.run("delete", "web/manual")
+        try ctl.run("purge")
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+        try ctl.run("export", "web/\(names[1])", "-o", scratch.file("export.img"))
+        try mustRun(["cmp", scratch.file("export.img"), asItWas[1]])
+    }
+
+    func testEncryptedBucketHoldsNoPlainDataAndNoPlainChunkNames() throws {
+        let marker = Array("VAULTFS-S3-SECRET-MARKER-77c2".utf8)
+        let ctl = host("a", environment: ["VAULT_PASSPHRASE": "bucket passphrase"])
+        let disk = try Ext4Image.make(at: scratch.file("d.img"), size: "16M", files: [
+            "secret.txt": Array(repeating: marker + [10], count: 3000).flatMap { $0 }])
+        try ctl.run("init", url, "--encryption", "aes-256-gcm", "--chunk-size", "64K")
+        try ctl.run("server", "add", "db", "--disk", "root=\(disk.path)")
+        try ctl.run("backup", "db", "--name", "one")
+        let store = try S3Store(try S3Location(url: url, environment: gateway.environment), environment: gateway.environment)
+        let objects = try store.list(prefix: "")
+        XCTAssertGreaterThan(objects.count, 5)
+        let plain = try readBytes(disk.path)
+        var plainIds = Set<String>()
+        for start in stride(from: 0, to: plain.count, by: 64 << 10) {
+            let chunk = Array(plain[start..<min(start + (64 << 10), plain.count)])
+            plainIds.insert(chunk.withUnsafeBytes { ChunkHash(of: $0) }.hex)
+        }
+        for object in objects {
+            let bytes = try XCTUnwrap(try store.get(object.key, limit: 8 << 20))
+            XCTAssertNil(bytes.firstRange(of: marker), object.key)
+            XCTAssertFalse(plainIds.contains(String(object.key.split(separator: "/").last!)), object.key)
+        }
+        // A wrong passphrase is refused with one line before anything is read.
+        let wrong = try host("a", environment: ["VAULT_PASSPHRASE": "not it"]).attempt(["points"])
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.stderr.contains("wrong passphrase"), wrong.stderr)
+        XCTAssertEqual(wrong.stderr.split(separator: "\n").count, 1, wrong.stderr)
+        // And the right one reads everything, here and on a new host.
+        try ctl.run("export", "db/one", "-o", scratch.file("out.img"))
+        try mustRun(["cmp", scratch.file("out.img"), disk.path])
+        let other = host("b", environment: ["VAULT_PASSPHRASE": "bucket passphrase"])
+        try other.run("export", "db/one", "-o", scratch.file("out-b.img"))
+        try mustRun(["cmp", scratch.file("out-b.img"), disk.path])
+    }
+
+    func testGatewayStoppedMidBackupFailsCleanlyAndReadsRecoverWhenItReturns() throws {
+        let ctl = host("a")
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: [
+            "data/base.bin": pseudoRandomBytes(3 << 20, seed: 3)])
+        try ctl.run("init", url, "--chunk-size", "64K")
+        // The freeze hook holds the backup long enough to stop the gateway under it.
+        try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
+        try ctl.run("backup", "web", "--name", "before")
+        let before = scratch.file("before.img")
+        try disk.snapshot(to: before)
+        let mounted = try mount("a", state: "a")
+        defer { mounted.unmount() }
+
+        // The gateway stops while a backup waits in its freeze hook: the backup fails with
+        // one line, and reads through the mount fail with EIO while the mount stays up.
+        try disk.write("data/new.bin", pseudoRandomBytes(2 << 20, seed: 4))
+        let backup = try ctl.start(["backup", "web", "--name", "cut"], output: scratch.file("cut.out"))
+        defer { if backup.isRunning { kill(backup.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(try eventually(timeout: 20) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        try gateway.pause()
+        var paused = true
+        defer { if paused { try? gateway.resume() } }
+        XCTAssertTrue(eventually(timeout: 60) { !backup.isRunning })
+        XCTAssertNotEqual(backup.terminationStatus, 0)
+        let read = try runCommand(["cmp", mounted.path("default/web/before/root.img"), before], timeout: 60)
+        XCTAssertNotEqual(read.status, 0)
+        XCTAssertTrue(read.stderr.contains("Input/output error"), read.stderr)
+        XCTAssertTrue(MountedRepository.isMounted(mounted.mountpoint))
+
+        // Back: the same reads succeed without a remount, and the next backup works.
+        try gateway.resume()
+        paused = false
+        try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("default/web/before/root.img"), before]) }
+        try ctl.run("backup", "web", "--name", "after")
+        try ctl.run("export", "web/after", "-o", scratch.file("after.img"))
+        try mustRun(["cmp", scratch.file("after.img"), disk.path])
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+        let history = try ctl.json("history")
+        XCTAssertEqual(history.map { $0["status"] as? String }, ["Active", "Error", "Active"])
+    }
+
+    func testTwoHostsShareOneBucketSeeEachOthersPointsAndNeverBackUpOneServerTwice() throws {
+        let a = host("a"), b = host("b")
+        let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 21)])
+        let dbDisk = try Ext4Image.make(at: scratch.file("db.img"), size: "24M", files: ["d.bin": pseudoRandomBytes(2 << 20, seed: 22)])
+        try a.run("init", url, "--chunk-size", "64K")
+        try a.run("vault", "create", "prod")
+        try a.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(webDisk.path)")
+        // Host b sees what host a made, and adds a server of its own that a then sees.
+        XCTAssertTrue(try b.run("server", "list").contains("web"))
+        try b.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)", "--freeze-command", "sleep 3")
+        XCTAssertTrue(try a.run("server", "list").contains("db"))
+
+        // Both hosts back up at once, each its own server.
+        let fromB = try b.start(["backup", "db", "--name", "from-b"])
+        defer { if fromB.isRunning { kill(fromB.processIdentifier, SIGKILL) } }
+        try a.run("backup", "web", "--name", "from-a")
+        // The same server from both: refused for one, naming where it runs.
+        XCTAssertTrue(try eventually(timeout: 20) { try b.json("points").contains { $0["status"] as? String == "Creating" } })
+        let twice = try a.attempt(["backup", "db", "--name", "twice"])
+        XCTAssertNotEqual(twice.status, 0)
+        XCTAssertTrue(twice.stderr.contains("busy") && twice.stderr.contains("running on"), twice.stderr)
+        XCTAssertTrue(eventually(timeout: 60) { !fromB.isRunning })
+        XCTAssertEqual(fromB.terminationStatus, 0)
+        // Each lists the other's point; once b is done, a may back up db.
+        XCTAssertEqual(Set(try a.json("points").map { $0["name"] as! String }), ["from-a", "from-b"])
+        XCTAssertEqual(Set(try b.json("points").map { $0["name"] as! String }), ["from-a", "from-b"])
+        try a.run("backup", "db", "--name", "after-b")
+        XCTAssertTrue(try b.json("points").contains { $0["name"] as? String == "after-b" && $0["status"] as? String == "Active" })
+
+        // A mount on b shows a's next point without a remount.
+        let mounted = try mount("b", state: "b")
+        defer { mounted.unmount() }
+        XCTAssertTrue(try mounted.exists("prod/db/after-b/root.img"))
+        try a.run("backup", "web", "--name", "later")
+        XCTAssertTrue(try eventually(timeout: 60) { try mounted.exists("prod/web/later/root.img") })
+        try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/later/root.img"), webDisk.path]) }
+        try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/db/from-b/root.img"), dbDisk.path]) }
+        XCTAssertTrue(try b.run("verify").contains("all intact"))
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// A real single-node Ceph with its S3 gateway on 127.0.0.1 (`scripts/ceph-rgw.sh`),
+/// started once per test process on first use, in one temporary folder. It is stopped when
+/// the process exits, and a watchdog outside the process stops it and removes the folder if
+/// the process dies first, so no daemon outlives the tests in any outcome.
+public final class CephGateway: Sendable {
+    public let directory: String
+    public let endpoint: String
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION and VAULT_S3_ENDPOINT.
+    public let environment: [String: String]
+    private let script: String
+
+    private static let lock = NSLock()
+    /// Guarded by `lock`.
+    nonisolated(unsafe) private static var started: Result<CephGateway, Error>?
+
+    /// The gateway of this test process, started on first use.
+    public static func shared() throws -> CephGateway {
+        lock.lock()
+        defer { lock.unlock() }
+        if started == nil {
+            started = Result { try CephGateway() }
+            if case .success = started! { atexit { CephGateway.stopShared() } }
+        }
+        return try started!.get()
+    }
+
+    private static func stopShared() {
+        if case .success(let gateway)? = started { gateway.stop() }
+    }
+
+    private init() throws {
+        let top = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        script = "\(top)/scripts/ceph-rgw.sh"
+        var template = Array("/tmp/vaultfs-ceph-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        // The watchdog: stops the cluster once this process is gone, however it ended.
+        let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \"\(script)\" stop \"\(directory)\" >/dev/null 2>&1; rm -rf \"\(directory)\""
+        let guardian = Process()
+        guardian.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        guardian.arguments = ["-f", "bash", "-c", watchdog]
+        guardian.standardInput = FileHandle.nullDevice
+        guardian.standardOutput = FileHandle.nullDevice
+        guardian.standardError = FileHandle.nullDevice
+        try guardian.run()
+        let result = try runCommand([script, "start", directory], timeout: 150)
+        guard result.status == 0 else {
+            _ = try? runCommand([script, "stop", directory], timeout: 90)
+            throw TestError.failed("the Ceph gateway did not start: \(result.stderr)\(result.stdout)")
+        }
+        var values: [String: String] = [:]
+        for line in try String(contentsOfFile: "\(directory)/env", encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { values[parts[0]] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }
+        }
+        guard let endpoint = values["VAULT_S3_ENDPOINT"], values["AWS_ACCESS_KEY_ID"] != nil else {
+            throw TestError.failed("the Ceph gateway wrote no endpoint or credentials in \(directory)/env")
+        }
+        self.endpoint = endpoint
+        environment = values.filter { ["VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"].contains($0.key) }
+        // Credentials as an administrator would set them: in the environment of every command
+        // and daemon the tests start (never on a command line).
+        for (key, value) in environment where key.hasPrefix("AWS_") { setenv(key, value, 1) }
+    }
+
+    /// Stops the gateway (the cluster stays up): the store is unreachable until `resume`.
+    public func pause() throws { try mustRun([script, "pause-gateway", directory], timeout: 60) }
+    public func resume() throws { try mustRun([script, "resume-gateway", directory], timeout: 120) }
+
+    public func stop() { _ = try? runCommand([script, "stop", directory], timeout: 90) }
+
+    /// A new bucket name no other test uses.
+    public func newBucket(_ label: String) -> String {
+        "vaultfs-\(label)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+}
