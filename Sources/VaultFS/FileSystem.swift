@@ -68,7 +68,10 @@ final class FileSystem: Sendable {
         repository.refreshFromStoreInBackground(every: 15)
         do {
             let inventory = try repository.catalog.inventory()
-            if inventory.points.contains(where: { $0.status == .creating }) { repository.recoverInterrupted() }
+            // In an object store that takes requests to the store: the background refresh does it.
+            if inventory.points.contains(where: { $0.status == .creating }) && !(repository.objects is S3Store) {
+                repository.recoverInterrupted()
+            }
             let tree = Tree(inventory, singleVault: options.vault, now: now)
             snapshot.withLock { $0 = (tree, now) }
             files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id)))

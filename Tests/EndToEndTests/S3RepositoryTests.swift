@@ -188,6 +188,11 @@ final class S3RepositoryTests: XCTestCase {
         let fromB = try b.start(["backup", "db", "--name", "from-b"])
         defer { if fromB.isRunning { kill(fromB.processIdentifier, SIGKILL) } }
         try a.run("backup", "web", "--name", "from-a")
+        // Garbage collection on a does not run while b's backup may be storing or reusing chunks.
+        try a.run("delete", "web/from-a")
+        let refused = try JSONSerialization.jsonObject(with: Data(try a.run("gc", "--json").utf8)) as? [String: Any]
+        XCTAssertEqual(refused?["ran"] as? Bool, false)
+        try a.run("undelete", "web/from-a")
         // The same server from both: refused for one, naming where it runs.
         XCTAssertTrue(try eventually(timeout: 20) { try b.json("points").contains { $0["status"] as? String == "Creating" } })
         let twice = try a.attempt(["backup", "db", "--name", "twice"])
@@ -210,5 +215,11 @@ final class S3RepositoryTests: XCTestCase {
         try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/later/root.img"), webDisk.path]) }
         try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/db/from-b/root.img"), dbDisk.path]) }
         XCTAssertTrue(try b.run("verify").contains("all intact"))
+        // With no backup anywhere, collection runs, and everything still reads.
+        let collected = try JSONSerialization.jsonObject(with: Data(try a.run("gc", "--json").utf8)) as? [String: Any]
+        XCTAssertEqual(collected?["ran"] as? Bool, true)
+        XCTAssertTrue(try a.run("verify").contains("all intact"))
+        try b.run("export", "db/from-b", "-o", scratch.file("from-b.img"))
+        try mustRun(["cmp", scratch.file("from-b.img"), dbDisk.path])
     }
 }

@@ -17,8 +17,9 @@ typedef struct {
 
 /* method: "GET", "PUT", "HEAD" or "DELETE". credentials: "KEY:SECRET". sigv4:
  * "aws:amz:REGION:s3". headers: `count` lines "Name: value". body/body_length: the PUT
- * payload. max_body: a longer answer is cut off and fails. Returns 0, or -1 with
- * response->error set (no connection, timeout, answer too long). */
+ * payload. max_body: a longer answer is cut off and fails. timeout_seconds: the longest a
+ * request may go without moving a byte (and the longest a connection may take, at most 10).
+ * Returns 0, or -1 with response->error set (no connection, timeout, answer too long). */
 int vfs_http_request(const char *method, const char *url, const char *credentials, const char *sigv4,
                      const char *const *headers, size_t count, const void *body, size_t body_length,
                      size_t max_body, long timeout_seconds, vfs_http_response *response);

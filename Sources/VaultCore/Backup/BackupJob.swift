@@ -11,13 +11,13 @@ public final class BackupJob: @unchecked Sendable {
     private let repository: Repository
     private let server: Server
     private let sources: [DiskSource]
-    private var serverLock: ServerLock?
+    private var serverLock: StoreLock?
     /// The shared backup lock that keeps garbage collection out while chunks are unmapped.
     private var collectionLock: FileLock?
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
-    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: ServerLock, collectionLock: FileLock) {
+    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: StoreLock, collectionLock: FileLock) {
         self.point = point
         self.repository = repository
         self.server = server

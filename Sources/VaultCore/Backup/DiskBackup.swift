@@ -34,7 +34,7 @@ struct DiskBackup {
         let fd = source.fd, path = source.path, parent = self.parent, positions = self.positions
 
         refs.withUnsafeMutableBufferPointer { out in
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            runWorkers(workers) { _ in
                 let compressor = ZstdCompressor(level: compressionLevel)
                 var buffer = [UInt8](repeating: 0, count: chunkSize)
                 var scratch: [UInt8] = []

@@ -42,10 +42,14 @@ extension Catalog {
     /// Brings in what other hosts sharing an object store wrote: vaults and servers this
     /// catalog lacks, points it lacks, and for points it has, only moves forward (a point
     /// another host finished, a deletion made elsewhere), so a manifest read just before this
-    /// host changed a point never undoes the change. Returns how many records changed.
-    func merge(vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest]) throws -> Int {
+    /// host changed a point never undoes the change. A point that cannot be taken in (its
+    /// parent is not known yet, its name is in use here) is skipped and returned, to be
+    /// tried again. Returns how many records changed and the ids of skipped points.
+    func merge(vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest]) throws
+        -> (changed: Int, skipped: Set<String>) {
         try write { db in
             var changed = 0
+            var skipped = Set<String>()
             for manifest in vaults where try Vault.filter(Column("name") == manifest.vault.name).fetchOne(db) == nil {
                 var vault = manifest.vault
                 vault.id = nil
@@ -69,11 +73,21 @@ extension Catalog {
                 point.serverId = try Server.filter(Column("name") == point.serverName).fetchOne(db)?.id
                 point.vaultId = try Vault.filter(Column("name") == point.vaultName).fetchOne(db)?.id
                 guard var local = try Point.fetchOne(db, key: point.id) else {
-                    if let parent = point.parentId, try Point.fetchOne(db, key: parent) == nil { continue }
-                    try point.insert(db)
-                    for tag in manifest.tags { try tag.insert(db) }
-                    for disk in manifest.disks { try disk.insert(db) }
-                    changed += 1
+                    if let parent = point.parentId, try Point.fetchOne(db, key: parent) == nil {
+                        skipped.insert(point.id)
+                        continue
+                    }
+                    do {
+                        try db.inSavepoint {
+                            try point.insert(db)
+                            for tag in manifest.tags { try tag.insert(db) }
+                            for disk in manifest.disks { try disk.insert(db) }
+                            return .commit
+                        }
+                        changed += 1
+                    } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                        skipped.insert(point.id)
+                    }
                     continue
                 }
                 var updated = false
@@ -97,7 +111,7 @@ extension Catalog {
                     changed += 1
                 }
             }
-            return changed
+            return (changed, skipped)
         }
     }
 }

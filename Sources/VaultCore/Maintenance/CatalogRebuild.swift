@@ -31,12 +31,12 @@ public enum CatalogRebuild {
                 throw VaultError(.corrupt, "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt")
             }
             objects = DirectoryStore(root: root, modes: modes)
-        case .s3(let s3, let state):
+        case .s3(let s3, _):
             objects = try S3Store(s3)
             modes = .ownerOnly
-            try Repository.prepareState(state)
         }
         let config = try RepositoryConfig.load(from: objects)
+        if case .s3(_, let state) = location { try Repository.prepareState(state, repository: config.id) }
         let sealer = try unlock.keys(for: config, at: location.name).map(Sealer.init)
         if let problem = Repository.writeProblem(root) {
             throw VaultError(.readOnly, "cannot rebuild the catalog: the repository \(root) cannot be written: \(problem)")

@@ -35,6 +35,8 @@ public struct GarbageCollector {
         try repository.requireWritable("collect garbage")
         guard let lock = try repository.tryLockForCollection() else { return Result() }
         defer { _ = lock }
+        // No backup runs on any host now: what the others committed is in the store.
+        try repository.refreshFromStore()
         repository.recoverInterrupted()
         var result = Result(ran: true, dryRun: dryRun)
 

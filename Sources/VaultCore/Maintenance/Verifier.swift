@@ -63,12 +63,13 @@ public struct Verifier {
         return Report(points: points.count, chunks: hashes.count, problems: problems, affected: affected)
     }
 
-    /// Checks chunks on every core; returns the damaged ones with the reason.
+    /// Checks chunks on every core (or with as many requests in flight as the store takes);
+    /// returns the damaged ones with the reason.
     private func check(_ hashes: [ChunkHash], meter: ProgressMeter) -> [ChunkHash: String] {
         let next = Atomic<Int>(0)
         let damaged = Mutex<[ChunkHash: String]>([:])
         let store = repository.chunks
-        DispatchQueue.concurrentPerform(iterations: max(1, ProcessInfo.processInfo.activeProcessorCount)) { _ in
+        runWorkers(repository.objects.writers) { _ in
             while true {
                 let i = next.add(1, ordering: .relaxed).oldValue
                 guard i < hashes.count else { break }
@@ -86,10 +87,8 @@ extension ChunkStore {
     func verify(_ hash: ChunkHash) -> String? {
         do {
             let file = try ChunkReader(store: self, hash: hash)
-            let length = file.header.plainLength
-            file.close()
-            var plain = [UInt8](repeating: 0, count: length)
-            try plain.withUnsafeMutableBytes { try load(hash, into: $0) }
+            defer { file.close() }
+            try file.checkWhole(hash)
             return nil
         } catch let error as VaultError {
             return error.message

@@ -42,9 +42,10 @@ final class FileLock: Sendable {
     }
 }
 
-/// One backup of a server at a time: a lock file in the local folder and, for a repository in
-/// an object store, a lease every host sharing it honours. Released when the value goes away.
-final class ServerLock: Sendable {
+/// A lock file in the local folder and, for a repository in an object store, a lease every
+/// host sharing it honours (one backup of a server at a time; garbage collection alone).
+/// Released when the value goes away.
+final class StoreLock: Sendable {
     let file: FileLock
     let lease: ObjectLease?
 

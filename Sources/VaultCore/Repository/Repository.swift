@@ -52,7 +52,7 @@ public final class Repository: Sendable {
             let store = try S3Store(s3)
             config = try RepositoryConfig.load(from: store)
             modes = .ownerOnly
-            try Self.prepareState(state)
+            try Self.prepareState(state, repository: config.id)
             directory = nil
             objects = store
         }
@@ -89,9 +89,14 @@ public final class Repository: Sendable {
         let file = "\(root)/manifests.seen"
         let seen = (try? JSONDecoder().decode([String: String].self, from: Data(Posix.readFile(file, limit: 256 << 20)))) ?? [:]
         let found = try manifests.changed(since: seen)
-        let changed = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
-        try Posix.writeFileAtomically(file, Array(try JSONEncoder().encode(found.tags)), mode: 0o600, sync: false)
-        return changed
+        let merged = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
+        var tags = found.tags
+        for id in merged.skipped {
+            tags["\(ManifestStore.prefix)points/\(id).json"] = nil
+            Logger(label: "vaultfs.repository").warning("point \(id) of another host is not shown yet: its parent is unknown here, or its name is in use")
+        }
+        try Posix.writeFileAtomically(file, Array(try JSONEncoder().encode(tags)), mode: 0o600, sync: false)
+        return merged.changed
     }
 
     /// Starts `refreshFromStore` on another thread when the last one is `interval` seconds
@@ -107,6 +112,7 @@ public final class Repository: Sendable {
         DispatchQueue.global().async { [self] in
             do {
                 try refreshFromStore()
+                recoverInterrupted()
             } catch {
                 Logger(label: "vaultfs.repository").error("cannot refresh from \(location.name): \(error)")
             }
@@ -114,14 +120,23 @@ public final class Repository: Sendable {
         }
     }
 
-    /// The local state folder of an S3 repository, made owner-only when missing.
-    static func prepareState(_ state: String) throws {
+    /// The local state folder of an S3 repository, made owner-only when missing. It belongs
+    /// to one repository (its id is kept in it): another one's is refused.
+    static func prepareState(_ state: String, repository id: String) throws {
         var folder = ""
         for part in state.split(separator: "/") {
             folder += "/\(part)"
             if !Posix.isDirectory(folder) { try Posix.makeDirectory(folder, mode: 0o700) }
         }
         try Posix.makeDirectory("\(state)/locks", mode: 0o700)
+        let file = "\(state)/repository-id"
+        if let bytes = try? Posix.readFile(file, limit: 100) {
+            guard String(decoding: bytes, as: UTF8.self) == id else {
+                throw VaultError.invalid("the state folder \(state) belongs to another repository; give this one its own with --state-dir (or -o state_dir=)")
+            }
+        } else {
+            try Posix.writeFileAtomically(file, Array(id.utf8), mode: 0o600)
+        }
     }
 
     /// Creates a new, empty repository at `path` (an empty or missing directory, or an
@@ -186,7 +201,7 @@ public final class Repository: Sendable {
             }
         }
         if let store, case .s3(_, let state) = location {
-            try prepareState(state)
+            try prepareState(state, repository: config.id)
             _ = try Catalog.create(at: "\(state)/catalog.sqlite", mode: 0o600)
             if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
             // Written last and only if absent: of two hosts that init one prefix, one wins.
@@ -266,14 +281,14 @@ public final class Repository: Sendable {
     /// Locks one server for a backup; nil when another backup of it runs on this host. In an
     /// object store other hosts may share, a lease every host honours is taken too; one that
     /// another host holds is `.busy`, naming it.
-    func lockServer(_ id: Int64, name: String) throws -> ServerLock? {
+    func lockServer(_ id: Int64, name: String) throws -> StoreLock? {
         guard let file = try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file) else { return nil }
-        guard objects is S3Store else { return ServerLock(file: file, lease: nil) }
+        guard objects is S3Store else { return StoreLock(file: file, lease: nil) }
         var holder: String?
         guard let lease = try ObjectLease.acquire(objects, name: "servers/\(name)", host: try hostId(), holder: &holder) else {
             throw VaultError(.busy, "server '\(name)' is busy: a backup of it is running on \(holder ?? "another host")")
         }
-        return ServerLock(file: file, lease: lease)
+        return StoreLock(file: file, lease: lease)
     }
 
     /// This host's id among those sharing an object store: made once in the state folder.
@@ -297,11 +312,36 @@ public final class Repository: Sendable {
     /// Held (shared) by every backup; garbage collection takes it exclusively, so it never
     /// removes chunks a running backup has written but not yet recorded in a map. With
     /// `wait` false, nil when a collection is running.
+    ///
+    /// In an object store other hosts share, a collection also holds the lease `gc`, and a
+    /// backup (which takes its server's lease first) waits while one is live; a collection
+    /// that finds any server's lease live does not run. Whichever of the two writes its lease
+    /// second sees the other's, so a collection never sweeps while a backup on any host may
+    /// be storing or reusing chunks.
     func lockForBackup(wait: Bool = true) throws -> FileLock? {
-        wait ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
-            : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+        guard let file = wait ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+                : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file) else { return nil }
+        guard objects is S3Store else { return file }
+        while let holder = try ObjectLease.holder(objects, name: "gc", host: try hostId()) {
+            guard wait else { throw VaultError(.busy, "garbage collection is running on \(holder); try the backup again when it ends") }
+            usleep(2_000_000)
+        }
+        return file
     }
-    func tryLockForCollection() throws -> FileLock? { try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) }
+
+    /// The collection's locks, or nil when a backup runs (here or, in a shared object store,
+    /// on any host) or another collection does.
+    func tryLockForCollection() throws -> StoreLock? {
+        guard let file = try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) else { return nil }
+        guard objects is S3Store else { return StoreLock(file: file, lease: nil) }
+        var holder: String?
+        guard let lease = try ObjectLease.acquire(objects, name: "gc", host: try hostId(), holder: &holder) else { return nil }
+        if try !ObjectLease.liveHolders(objects, under: "servers/", host: try hostId()).isEmpty {
+            lease.release()
+            return nil
+        }
+        return StoreLock(file: file, lease: lease)
+    }
 
     /// Settles `creating` points whose server lock is free (their process died): one whose
     /// manifest already says active had finished writing and is committed; any other fails.
@@ -311,16 +351,35 @@ public final class Repository: Sendable {
         for point in creating {
             guard let serverId = point.serverId, let lock = try? lockServer(serverId, name: point.serverName) else { continue }
             defer { _ = lock }
-            if let manifest = try? manifests.point(point.id), manifest.isLive, mapsAreWhole(manifest) {
+            // In an object store, a failure to read is no proof the backup died unfinished
+            // (another host may have finished it): such a point is left for a later look.
+            var manifest: PointManifest?, whole = false
+            do {
+                manifest = try manifests.point(point.id)
+                whole = try manifest.map(mapsAreWhole) ?? false
+            } catch let error as VaultError where objects is S3Store && error.code != .corrupt {
+                continue
+            } catch {
+                manifest = nil
+            }
+            if let manifest, manifest.isLive, whole {
                 if (try? catalog.rollForward(manifest)) == true { continue }
             }
             failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(), retrySlot: true)
         }
     }
 
-    /// Whether every map a manifest names is there and decodes.
-    private func mapsAreWhole(_ manifest: PointManifest) -> Bool {
-        manifest.disks.allSatisfy { (try? maps.read(point: manifest.point.id, disk: $0.disk)) != nil }
+    /// Whether every map a manifest names is there and decodes; throws when one could not
+    /// be read at all (the store did not answer).
+    private func mapsAreWhole(_ manifest: PointManifest) throws -> Bool {
+        for disk in manifest.disks {
+            do {
+                _ = try maps.read(point: manifest.point.id, disk: disk.disk)
+            } catch let error as VaultError where error.code == .corrupt {
+                return false
+            }
+        }
+        return true
     }
 
     /// Marks a `creating` point failed, manifest first; false when it was not creating.

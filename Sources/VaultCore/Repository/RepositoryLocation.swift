@@ -32,7 +32,7 @@ public enum RepositoryLocation: Sendable, Equatable {
             base = "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/vaultfs"
         }
         let host = s3.endpoint.split(separator: "/").dropFirst().first.map(String.init) ?? "endpoint"
-        let prefix = s3.prefix.isEmpty ? "_" : s3.prefix.dropLast().replacingOccurrences(of: "/", with: "_")
+        let prefix = s3.prefix.isEmpty ? "_" : S3Store.encode(String(s3.prefix.dropLast()), keepSlash: false)
         return "\(base)/s3/\(host)/\(s3.bucket)/\(prefix)"
     }
 

@@ -3,14 +3,18 @@
 struct ChunkReader {
     let header: ChunkFile.Header
     private let object: any ObjectReader
-    private let store: ChunkStore
+    /// The first bytes of the object, fetched when it was opened.
+    private let prefix: [UInt8]
+    let store: ChunkStore
 
     /// Opens and checks the chunk `hash`; a missing or damaged one throws `.corrupt`.
     init(store: ChunkStore, hash: ChunkHash) throws {
-        guard let (object, prefix) = try store.objects.open(store.key(for: hash), prefix: ChunkFile.indexPrefix) else {
+        let opening = max(ChunkFile.indexPrefix, store.objects.openPrefix)
+        guard let (object, prefix) = try store.objects.open(store.key(for: hash), prefix: opening) else {
             throw VaultError(.corrupt, "chunk \(hash) is missing from the store")
         }
         self.object = object
+        self.prefix = prefix
         self.store = store
         do {
             header = try prefix.withUnsafeBytes { ChunkFile.decodeHeader($0, fileSize: object.size) }
@@ -30,6 +34,7 @@ struct ChunkReader {
     /// Bytes `range` of the chunk's object.
     private func bytes(_ range: Range<Int>) throws -> [UInt8] {
         guard range.upperBound <= object.size else { throw VaultError(.corrupt, "chunk \(header.hash) is truncated") }
+        if range.upperBound <= prefix.count { return Array(prefix[range]) }
         return try [UInt8](unsafeUninitializedCapacity: range.count) { raw, count in
             try object.read(range, into: UnsafeMutableRawBufferPointer(raw))
             count = range.count

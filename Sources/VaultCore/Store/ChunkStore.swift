@@ -75,15 +75,32 @@ public final class ChunkStore: Sendable {
     public func load(_ hash: ChunkHash, into destination: UnsafeMutableRawBufferPointer) throws {
         let file = try ChunkReader(store: self, hash: hash)
         defer { file.close() }
+        try file.load(hash, into: destination)
+    }
+}
+
+extension ChunkReader {
+    /// Decodes the whole chunk into `destination` (exactly its plain length) and checks it
+    /// against its address.
+    func load(_ hash: ChunkHash, into destination: UnsafeMutableRawBufferPointer) throws {
+        let file = self
         guard file.header.plainLength == destination.count else {
             throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(destination.count)")
         }
         try file.decode(frames: 0..<max(1, file.header.frames.count), into: destination)
-        guard chunkId(of: UnsafeRawBufferPointer(destination)) == hash else {
+        guard store.chunkId(of: UnsafeRawBufferPointer(destination)) == hash else {
             throw VaultError(.corrupt, "chunk \(hash) fails its checksum")
         }
     }
 
+    /// Decodes and checks the whole chunk, at whatever length its header gives.
+    func checkWhole(_ hash: ChunkHash) throws {
+        var plain = [UInt8](repeating: 0, count: header.plainLength)
+        try plain.withUnsafeMutableBytes { try load(hash, into: $0) }
+    }
+}
+
+extension ChunkStore {
     /// Decodes frames `frames` of a chunk of `length` plain bytes, for reads: each frame is
     /// checked by its own checksum, without hashing the whole chunk. A chunk of the first
     /// format (one frame) is decoded whole and checked by its address instead. Returns the

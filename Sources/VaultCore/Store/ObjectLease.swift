@@ -30,16 +30,18 @@ public final class ObjectLease: Sendable {
     let owner: String
     let host: String
     let lifetime: Double
-    private let state: Mutex<(generation: UInt64, lost: Bool, released: Bool)>
+    /// The newest generation written, when it expires, and whether the lease was lost or given up.
+    private let state: Mutex<(generation: UInt64, expires: Double, lost: Bool, released: Bool)>
     private let renewal: Mutex<DispatchSourceTimer?> = Mutex(nil)
 
-    private init(objects: any ObjectStore, folder: String, owner: String, host: String, lifetime: Double, generation: UInt64) {
+    private init(objects: any ObjectStore, folder: String, owner: String, host: String, lifetime: Double, generation: UInt64,
+                 expires: Double) {
         self.objects = objects
         self.folder = folder
         self.owner = owner
         self.host = host
         self.lifetime = lifetime
-        state = Mutex((generation, false, false))
+        state = Mutex((generation, expires, false, false))
     }
 
     deinit { release() }
@@ -51,14 +53,9 @@ public final class ObjectLease: Sendable {
         let folder = "\(prefix)\(name)/"
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid())"
         let newest = try objects.list(prefix: folder).compactMap { UInt64($0.key.dropFirst(folder.count)) }.max()
-        if let newest {
-            if let bytes = try objects.get(key(folder, newest), limit: 4096),
-               let record = try? JSONDecoder().decode(Record.self, from: Data(bytes)),
-               record.expires > Date().timeIntervalSince1970,
-               !(record.host == host && record.pid.map { kill($0, 0) != 0 && errno == ESRCH } == true) {
-                holder = record.owner
-                return nil
-            }
+        if let newest, let owner = try liveOwner(objects, key: key(folder, newest), host: host) {
+            holder = owner
+            return nil
         }
         let generation = (newest ?? 0) + 1
         let record = Record(owner: owner, expires: Date().timeIntervalSince1970 + lifetime, host: host, pid: getpid())
@@ -66,10 +63,42 @@ public final class ObjectLease: Sendable {
             holder = "another host that took it at the same moment"
             return nil
         }
-        let lease = ObjectLease(objects: objects, folder: folder, owner: owner, host: host, lifetime: lifetime, generation: generation)
+        let lease = ObjectLease(objects: objects, folder: folder, owner: owner, host: host, lifetime: lifetime, generation: generation,
+                                expires: record.expires)
         lease.startRenewing()
         try? lease.removeOlder(than: generation)
         return lease
+    }
+
+    /// Who holds the lease `name` now, when someone does: the owner of its newest
+    /// generation, unless that has expired or was a process of this host that is gone.
+    static func holder(_ objects: any ObjectStore, name: String, host: String) throws -> String? {
+        let folder = "\(prefix)\(name)/"
+        guard let newest = try objects.list(prefix: folder).compactMap({ UInt64($0.key.dropFirst(folder.count)) }).max() else { return nil }
+        return try liveOwner(objects, key: key(folder, newest), host: host)
+    }
+
+    /// The owners of every live lease below `locks/<under>` (one per name); leases of this
+    /// host's processes that are gone do not count.
+    static func liveHolders(_ objects: any ObjectStore, under: String, host: String) throws -> [String] {
+        var newest: [String: UInt64] = [:]
+        for object in try objects.list(prefix: "\(prefix)\(under)") {
+            let parts = object.key.split(separator: "/")
+            guard let generation = parts.last.flatMap({ UInt64($0) }) else { continue }
+            let folder = parts.dropLast().joined(separator: "/") + "/"
+            newest[folder] = max(newest[folder] ?? 0, generation)
+        }
+        return try newest.compactMap { folder, generation in try liveOwner(objects, key: key(folder, generation), host: host) }
+    }
+
+    /// The owner written in `key` when that lease is live. With `host`, a lease of this host
+    /// whose process is gone counts as free.
+    private static func liveOwner(_ objects: any ObjectStore, key: String, host: String?) throws -> String? {
+        guard let bytes = try objects.get(key, limit: 4096),
+              let record = try? JSONDecoder().decode(Record.self, from: Data(bytes)),
+              record.expires > Date().timeIntervalSince1970 else { return nil }
+        if let host, record.host == host, let pid = record.pid, kill(pid, 0) != 0 && errno == ESRCH { return nil }
+        return record.owner
     }
 
     static func key(_ folder: String, _ generation: UInt64) -> String {
@@ -79,8 +108,12 @@ public final class ObjectLease: Sendable {
 
     static func encode(_ record: Record) throws -> [UInt8] { Array(try JSONEncoder().encode(record)) }
 
-    /// True once a renewal found that another host took the lease: stop what it guards.
-    public var isLost: Bool { state.withLock { $0.lost } }
+    /// True once another host took the lease, or once the last generation written is within
+    /// a tenth of its lifetime of expiring (renewals could not reach the store): stop what it
+    /// guards, since another host may take it at any moment.
+    public var isLost: Bool {
+        state.withLock { $0.lost || Date().timeIntervalSince1970 > $0.expires - lifetime / 10 }
+    }
 
     private func startRenewing() {
         let timer = DispatchSource.makeTimerSource(queue: .global())
@@ -97,7 +130,10 @@ public final class ObjectLease: Sendable {
         let record = Record(owner: owner, expires: Date().timeIntervalSince1970 + lifetime, host: host, pid: getpid())
         do {
             if try objects.putIfAbsent(Self.key(folder, current + 1), try Self.encode(record)) {
-                state.withLock { $0.generation = current + 1 }
+                state.withLock {
+                    $0.generation = current + 1
+                    $0.expires = record.expires
+                }
                 try? removeOlder(than: current + 1)
             } else {
                 state.withLock { $0.lost = true }

@@ -11,6 +11,10 @@ public protocol ObjectStore: Sendable {
     /// How many writers a backup keeps busy: one per core for a local disk, more for a
     /// store whose requests mostly wait on the network.
     var writers: Int { get }
+    /// How many bytes opening an object for ranged reads fetches at once: just a chunk's
+    /// index from a local disk; more from a store where each request costs a round trip, so
+    /// a small chunk comes whole and a large one with its first frames.
+    var openPrefix: Int { get }
     /// Whether an object is stored under `key`.
     func exists(_ key: String) throws -> Bool
     /// Stores `bytes` under `key` unless an object is already there, durably before it is
@@ -58,6 +62,7 @@ public struct DirectoryStore: ObjectStore {
     let modes: FileModes
     public var location: String { root }
     public var writers: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) }
+    public var openPrefix: Int { ChunkFile.indexPrefix }
 
     init(root: String, modes: FileModes) {
         self.root = root

@@ -64,10 +64,10 @@ struct S3Credentials: Sendable {
         }
         var section = "", values: [String: String] = [:]
         for raw in text.split(separator: "\n") {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.hasPrefix("[") && line.hasSuffix("]") { section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces); continue }
             guard section == profile, let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
-            values[line[..<equals].trimmingCharacters(in: .whitespaces)] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            values[line[..<equals].trimmingCharacters(in: .whitespacesAndNewlines)] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard let key = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
             throw VaultError(.permissionDenied, "no S3 credentials for profile '\(profile)' in \(file): it needs aws_access_key_id and aws_secret_access_key")
@@ -92,6 +92,7 @@ public final class S3Store: ObjectStore {
     public var location: String { s3.url.hasSuffix("/") ? String(s3.url.dropLast()) : s3.url }
     /// Parallel PUTs of a backup: requests wait on the network, not on a core.
     public let writers = 8
+    public let openPrefix = 128 << 10
 
     public init(_ s3: S3Location, environment: [String: String] = ProcessInfo.processInfo.environment,
                 timeout: Int = 30, backoff: [Double] = [0.1, 0.3, 0.9, 2.0]) throws {
@@ -110,6 +111,8 @@ public final class S3Store: ObjectStore {
         var status: Int
         var body: [UInt8]
         var rangeTotal: Int?
+        /// How many times the request was sent (more than once after failures that may pass).
+        var attempts = 1
 
         /// Whether the store says the bucket itself is missing (not just the object).
         var noBucket: Bool { status == 404 && S3Store.element("Code", in: String(decoding: body.prefix(4096), as: UTF8.self)) == "NoSuchBucket" }
@@ -165,7 +168,8 @@ public final class S3Store: ObjectStore {
             let error = withUnsafeBytes(of: response.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             vfs_http_free(&response)
             let slowDown = status == 503 || status == 429 || (status >= 500 && status < 600)
-            if (code != 0 || slowDown) && attempt < backoff.count {
+            let tooLong = code != 0 && error.contains("longer than")
+            if (code != 0 || slowDown) && !tooLong && attempt < backoff.count {
                 usleep(UInt32(backoff[attempt] * 1_000_000))
                 attempt += 1
                 continue
@@ -174,7 +178,7 @@ public final class S3Store: ObjectStore {
                 if error.contains("longer than") { throw VaultError(.corrupt, "\(what): \(error)") }
                 throw VaultError(.unreachable, "cannot \(what): the object store at \(s3.endpoint) does not answer (\(error))")
             }
-            return Response(status: status, body: bytes, rangeTotal: total)
+            return Response(status: status, body: bytes, rangeTotal: total, attempts: attempt + 1)
         }
     }
 
@@ -182,20 +186,20 @@ public final class S3Store: ObjectStore {
     private func failure(_ response: Response, _ what: String) -> VaultError {
         let text = String(decoding: response.body.prefix(2048), as: UTF8.self)
         let code = Self.element("Code", in: text) ?? "HTTP \(response.status)"
-        let kind: VaultError.Code
-        switch response.status {
-        case 403: kind = .permissionDenied
-        case 404: kind = .notFound
-        case 507: kind = .noSpace
-        default: kind = .io
-        }
-        if code == "NoSuchBucket" {
+        switch code {
+        case "NoSuchBucket":
             return VaultError(.notFound, "cannot \(what): the bucket '\(s3.bucket)' does not exist at \(s3.endpoint)")
+        case "InvalidAccessKeyId", "SignatureDoesNotMatch":
+            return VaultError(.permissionDenied, "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        case "RequestTimeTooSkewed":
+            return VaultError(.io, "cannot \(what): this host's clock is too far from the object store's (\(code)); set the clock")
+        case "QuotaExceeded":
+            return VaultError(.noSpace, "cannot \(what): the bucket's quota is used up (\(code))")
+        case _ where response.status == 403:
+            return VaultError(.permissionDenied, "cannot \(what): the object store refused access (\(code)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy")
+        default:
+            return VaultError(response.status == 404 ? .notFound : .io, "cannot \(what): the object store answered \(code)")
         }
-        if response.status == 403 {
-            return VaultError(kind, "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        }
-        return VaultError(kind, "cannot \(what): the object store answered \(code)")
     }
 
     // MARK: ObjectStore
@@ -210,10 +214,19 @@ public final class S3Store: ObjectStore {
     }
 
     public func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool {
+        // Crash tests: a chunk appears with its PUT, so a kill lands just before or just after.
+        let chunk = key.hasPrefix(ChunkStore.prefix)
+        if chunk { FaultInjection.reached("chunk-written") }
         let response = try request("PUT", url(key), headers: ["If-None-Match: *", "Content-Type: application/octet-stream"],
                                    body: bytes, what: "store \(key)")
         switch response.status {
-        case 200, 201: return true
+        case 200, 201:
+            if chunk { FaultInjection.reached("chunk-linked") }
+            return true
+        case 412 where response.attempts > 1:
+            // A retry found an object there: ours, when an earlier attempt was stored but its
+            // answer lost.
+            return (try? get(key, limit: bytes.count)) == bytes
         case 412: return false
         default: throw failure(response, "store \(key)")
         }
@@ -290,15 +303,25 @@ public final class S3Store: ObjectStore {
                       key.hasPrefix(s3.prefix) else { continue }
                 found.append(StoredObject(key: String(key.dropFirst(s3.prefix.count)), size: size, tag: Self.element("ETag", in: entry)))
             }
-            token = Self.element("IsTruncated", in: text) == "true" ? Self.element("NextContinuationToken", in: text) : nil
+            if Self.element("IsTruncated", in: text) == "true" {
+                guard let next = Self.element("NextContinuationToken", in: text), !next.isEmpty else {
+                    throw VaultError(.io, "cannot list \(prefix): the object store said the listing goes on but gave no continuation token")
+                }
+                token = next
+            } else {
+                token = nil
+            }
         } while token != nil
         return found
     }
 
     public func flush() throws {}
 
-    /// Creates the bucket (for `init` and tests); one that exists and is ours is fine.
+    /// Creates the bucket when it does not exist (for `init` and tests).
     public func createBucket() throws {
+        let head = try request("HEAD", "\(s3.endpoint)/\(s3.bucket)", what: "look for bucket \(s3.bucket)")
+        if head.status == 200 { return }
+        guard head.status == 404 else { throw failure(head, "look for bucket \(s3.bucket)") }
         let response = try request("PUT", "\(s3.endpoint)/\(s3.bucket)", what: "create bucket \(s3.bucket)")
         guard response.status == 200 || (response.status == 409 && Self.element("Code", in: String(decoding: response.body, as: UTF8.self)) == "BucketAlreadyOwnedByYou") else {
             throw failure(response, "create bucket \(s3.bucket)")
