@@ -231,3 +231,34 @@ struct Repair: ParsableCommand {
         if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
     }
 }
+
+struct SyncCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Copy restorable points to another repository (a folder or s3://), made as this one's mirror when new; skips what it has.")
+    @OptionGroup var repository: RepositoryOptions
+    @Option(help: "The repository to copy from (the same as --repo; default: $VAULT_REPO).") var from: String?
+    @Option(help: "The repository to copy into: a new folder or s3:// prefix becomes this one's mirror (same key).") var to: String
+    @Option(help: "The state folder of an s3:// target (default: one of its own under /var/lib/vaultfs/s3 or ~/.local/state/vaultfs/s3).")
+    var toStateDir: String?
+    @Option(help: "Only this vault's points.") var vault: String?
+    @Flag(help: "Report what was copied as JSON.") var json = false
+    @OptionGroup var progress: ProgressOptions
+
+    func run() throws {
+        let sourceLocation = try repository.store.location(of: try from ?? repository.path())
+        let source = try Repository(location: sourceLocation, unlock: repository.unlock)
+        // The target never shares the source's state folder: a mirror has the source's id.
+        var environment = ProcessInfo.processInfo.environment
+        environment["VAULT_STATE_DIR"] = nil
+        let target = try RepositoryLocation.parse(to, endpoint: repository.store.endpoint, region: repository.store.region,
+                                                  stateDirectory: toStateDir, environment: environment)
+        let printer = progress.printer()
+        defer { printer.clear() }
+        let report = try Sync.run(from: source, to: target, vault: vault, unlock: repository.unlock, progress: printer.callback())
+        printer.clear()
+        if json { return printJSON(report) }
+        print("synced \(report.points) point(s) to \(target.name) (\(report.pointsPresent) already there): \(report.chunks) chunk(s), \(Units.formatSize(report.chunkBytes)) copied, \(report.chunksPresent) chunk reference(s) already there")
+    }
+}
+

@@ -10,7 +10,8 @@ struct Vaultctl: ParsableCommand {
         version: "0.1.0",
         subcommands: [Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
                       ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
-                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self, FilesCommand.self])
+                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self, FilesCommand.self,
+                      SyncCommand.self])
 
     /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
     /// points`), as the repository for every subcommand.

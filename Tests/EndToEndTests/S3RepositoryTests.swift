@@ -222,4 +222,58 @@ final class S3RepositoryTests: XCTestCase {
         try b.run("export", "db/from-b", "-o", scratch.file("from-b.img"))
         try mustRun(["cmp", scratch.file("from-b.img"), dbDisk.path])
     }
+
+    func testSyncCopiesEveryPointFromAFolderToS3AndBackIdentical() throws {
+        let local = Vaultctl(repository: scratch.file("local"), environment: gateway.environment)
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["base.bin": pseudoRandomBytes(1 << 20, seed: 31)])
+        try local.run("init", local.repository, "--chunk-size", "64K")
+        try local.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try local.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        let slot = Calendar.current.date(byAdding: .hour, value: 24 + 16, to: Calendar.current.startOfDay(for: Date()))!
+        var asItWas: [String: String] = [:]
+        for k in 0..<3 {
+            try disk.write("change-\(k).bin", pseudoRandomBytes(200_000, seed: UInt64(40 + k)))
+            let before = Set(try local.json("points").map { $0["name"] as! String })
+            try local.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(Double(k) * 4 * 3600)))
+            let name = try XCTUnwrap(Set(try local.json("points").map { $0["name"] as! String }).subtracting(before).first)
+            asItWas[name] = scratch.file("as-it-was-\(k).img")
+            try disk.snapshot(to: asItWas[name]!)
+        }
+        XCTAssertEqual(Set(try local.json("points").map { $0["type"] as! String }), ["Full", "Incremental"])
+
+        // To S3: a new prefix becomes the folder's mirror; every point exports identical there.
+        let sync = ["sync", "--to", url!, "--to-state-dir", scratch.file("state-m"), "--json"]
+        let first = try JSONSerialization.jsonObject(with: Data(try local.run(sync).utf8)) as? [String: Any]
+        XCTAssertEqual(first?["points"] as? Int, 3)
+        XCTAssertGreaterThan(first?["chunks"] as? Int ?? 0, 10)
+        let mirror = host("m")
+        XCTAssertEqual(Set(try mirror.json("points").map { $0["id"] as! String }), Set(try local.json("points").map { $0["id"] as! String }))
+        for (name, copy) in asItWas {
+            try mirror.run("export", "web/\(name)", "-o", scratch.file("m.img"))
+            try mustRun(["cmp", scratch.file("m.img"), copy])
+        }
+        XCTAssertTrue(try mirror.run("verify").contains("all intact"))
+        // Again: nothing to copy.
+        let again = try JSONSerialization.jsonObject(with: Data(try local.run(sync).utf8)) as? [String: Any]
+        XCTAssertEqual(again?["points"] as? Int, 0)
+        XCTAssertEqual(again?["pointsPresent"] as? Int, 3)
+        XCTAssertEqual(again?["chunks"] as? Int, 0)
+
+        // And back, from S3 into a new folder.
+        let back = scratch.file("back")
+        try mirror.run(["sync", "--from", url!, "--to", back])
+        let restored = Vaultctl(repository: back)
+        for (name, copy) in asItWas {
+            try restored.run("export", "web/\(name)", "-o", scratch.file("b.img"))
+            try mustRun(["cmp", scratch.file("b.img"), copy])
+        }
+        XCTAssertTrue(try restored.run("verify").contains("all intact"))
+        // Another repository is never a target.
+        let other = Vaultctl(repository: scratch.file("other"))
+        try other.run("init", other.repository)
+        let refused = try local.attempt(["sync", "--to", other.repository])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("another repository"), refused.stderr)
+    }
 }
+

@@ -107,17 +107,25 @@ extension Catalog {
 
     /// The disks of every point (of one server's points), by point id, in one query.
     public func pointDisksByPoint(server: Int64? = nil) throws -> [String: [PointDisk]] {
+        try byPoint(PointDisk.self, orderedBy: "disk", server: server, pointId: \.pointId)
+    }
+
+    /// Rows of a table of point details (disks, tags) for every point, or one server's points,
+    /// by point id, in one query.
+    private func byPoint<Row: FetchableRecord & TableRecord>(_ type: Row.Type, orderedBy column: String, server: Int64?,
+                                                             pointId: KeyPath<Row, String>) throws -> [String: [Row]] {
         try read { db in
-            let disks: [PointDisk]
+            let table = Row.databaseTableName
+            let rows: [Row]
             if let server {
-                disks = try PointDisk.fetchAll(db, sql: """
-                    SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
-                    WHERE point.serverId = ? ORDER BY pointDisk.disk
+                rows = try Row.fetchAll(db, sql: """
+                    SELECT \(table).* FROM \(table) JOIN point ON point.id = \(table).pointId
+                    WHERE point.serverId = ? ORDER BY \(table).\(column)
                     """, arguments: [server])
             } else {
-                disks = try PointDisk.order(Column("disk")).fetchAll(db)
+                rows = try Row.order(Column(column)).fetchAll(db)
             }
-            return Dictionary(grouping: disks, by: \.pointId)
+            return Dictionary(grouping: rows, by: { $0[keyPath: pointId] })
         }
     }
 
@@ -127,18 +135,7 @@ extension Catalog {
 
     /// The tags of every point (of one server's points), by point id, in one query.
     public func tagsByPoint(server: Int64? = nil) throws -> [String: [PointTag]] {
-        try read { db in
-            let tags: [PointTag]
-            if let server {
-                tags = try PointTag.fetchAll(db, sql: """
-                    SELECT pointTag.* FROM pointTag JOIN point ON point.id = pointTag.pointId
-                    WHERE point.serverId = ? ORDER BY pointTag.key
-                    """, arguments: [server])
-            } else {
-                tags = try PointTag.order(Column("key")).fetchAll(db)
-            }
-            return Dictionary(grouping: tags, by: \.pointId)
-        }
+        try byPoint(PointTag.self, orderedBy: "key", server: server, pointId: \.pointId)
     }
 
     public func tags(_ id: String) throws -> [PointTag] {

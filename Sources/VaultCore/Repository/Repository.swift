@@ -158,30 +158,8 @@ public final class Repository: Sendable {
                               encryption: Encryption = .none) throws -> Repository {
         var config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
         let gid = try group.map(FileModes.groupId)
-        let store: S3Store?
-        switch location {
-        case .directory(let root):
-            if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
-                throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
-            }
-            if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
-                throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
-            }
-            store = nil
-        case .s3(let s3, let state):
-            guard group == nil else { throw VaultError.invalid("--group applies to a repository in a folder; an S3 repository's access is the bucket's") }
-            let s3Store = try S3Store(s3)
-            try s3Store.createBucket()
-            if try s3Store.exists(RepositoryConfig.fileName) {
-                throw VaultError(.alreadyExists, "\(location.name) is already a vaultfs repository")
-            }
-            if let first = try s3Store.list(prefix: "").first {
-                throw VaultError(.notEmpty, "\(location.name) is not empty (it holds \(first.key)); give a new prefix")
-            }
-            if Posix.isDirectory(state), !Posix.listDirectory(state).isEmpty {
-                throw VaultError(.notEmpty, "the state folder \(state) is not empty; give a new one with --state-dir")
-            }
-            store = s3Store
+        if group != nil, case .s3 = location {
+            throw VaultError.invalid("--group applies to a repository in a folder; an S3 repository's access is the bucket's")
         }
         let keys = encryption == .none ? nil : RepositoryKeys.random()
         var unlock = Unlock.none
@@ -200,36 +178,71 @@ public final class Repository: Sendable {
                 break
             }
         }
-        if let store, case .s3(_, let state) = location {
+        try lay(config, at: location, gid: gid) {
+            if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
+        }
+        return try Repository(location: location, unlock: unlock)
+    }
+
+    /// Makes an empty repository at `location` that is `config`'s mirror: the same id, chunk
+    /// size, encryption and key (`vaultctl sync` fills it). Not in a group.
+    static func createMirror(of config: RepositoryConfig, at location: RepositoryLocation) throws {
+        var config = config
+        config.group = nil
+        try lay(config, at: location, gid: nil) {}
+    }
+
+    /// Lays out an empty repository described by `config` at `location` (refused unless that
+    /// holds nothing); `beforeConfig` runs just before `repository.json`, written last, makes
+    /// it a repository.
+    private static func lay(_ config: RepositoryConfig, at location: RepositoryLocation, gid: gid_t?,
+                            beforeConfig: () throws -> Void) throws {
+        switch location {
+        case .directory(let root):
+            if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
+                throw VaultError(.alreadyExists, "\(root) is already a vaultfs repository")
+            }
+            if Posix.isDirectory(root), !Posix.listDirectory(root).isEmpty {
+                throw VaultError(.notEmpty, "\(root) is not empty; give an empty or new directory")
+            }
+            let modes = FileModes.of(config)
+            try Posix.makeDirectory(root, mode: modes.directory)
+            if let gid {
+                // Folders carry the setgid bit, so everything made below inherits the group.
+                guard chown(root, uid_t.max, gid) == 0, chmod(root, modes.directory) == 0 else {
+                    throw Posix.error("cannot give the group '\(config.group ?? "")'", root)
+                }
+            } else if chmod(root, modes.directory) != 0 {
+                throw Posix.error("cannot set the mode of", root)
+            }
+            let directory = DirectoryStore(root: root, modes: modes)
+            try ChunkStore.create(in: directory)
+            try Posix.makeDirectory("\(root)/maps", mode: modes.directory)
+            try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
+            try ManifestStore.create(in: directory)
+            _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
+            try beforeConfig()
+            try config.save(to: directory)
+        case .s3(let s3, let state):
+            let store = try S3Store(s3)
+            try store.createBucket()
+            if try store.exists(RepositoryConfig.fileName) {
+                throw VaultError(.alreadyExists, "\(location.name) is already a vaultfs repository")
+            }
+            if let first = try store.list(prefix: "").first {
+                throw VaultError(.notEmpty, "\(location.name) is not empty (it holds \(first.key)); give a new prefix")
+            }
+            if Posix.isDirectory(state), !Posix.listDirectory(state).isEmpty {
+                throw VaultError(.notEmpty, "the state folder \(state) is not empty; give a new one with --state-dir")
+            }
             try prepareState(state, repository: config.id)
             _ = try Catalog.create(at: "\(state)/catalog.sqlite", mode: 0o600)
-            if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
+            try beforeConfig()
             // Written last and only if absent: of two hosts that init one prefix, one wins.
             guard try store.putIfAbsent(RepositoryConfig.fileName, try config.encoded()) else {
                 throw VaultError(.alreadyExists, "\(location.name) is already a vaultfs repository")
             }
-            return try Repository(location: location, unlock: unlock)
         }
-        let root = location.root
-        let modes = FileModes.of(config)
-        try Posix.makeDirectory(root, mode: modes.directory)
-        if let gid {
-            // Folders carry the setgid bit, so everything made below inherits the group.
-            guard chown(root, uid_t.max, gid) == 0, chmod(root, modes.directory) == 0 else {
-                throw Posix.error("cannot give the group '\(group!)'", root)
-            }
-        } else if chmod(root, modes.directory) != 0 {
-            throw Posix.error("cannot set the mode of", root)
-        }
-        let directory = DirectoryStore(root: root, modes: modes)
-        try ChunkStore.create(in: directory)
-        try Posix.makeDirectory("\(root)/maps", mode: modes.directory)
-        try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
-        try ManifestStore.create(in: directory)
-        _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
-        if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
-        try config.save(to: directory)
-        return try Repository(location: location, unlock: unlock)
     }
 
     /// How `create` protects a new repository.

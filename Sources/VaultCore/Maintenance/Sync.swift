@@ -1,0 +1,145 @@
+import Foundation
+import Synchronization
+
+/// `vaultctl sync`: copies restorable points (all, or one vault's) from one repository to
+/// another, a folder or a bucket either way: the off-site copy.
+///
+/// The target is a mirror of the source: it has the source's id, chunk size, encryption and
+/// key, so chunks, maps and manifests are copied as they are (sealed ones stay sealed under
+/// the one key; nothing is decrypted on the way), by name, skipping what the target has. A
+/// location without a repository is made the source's mirror first; a repository that is not
+/// one is refused. Chunks go first, then a point's maps, then its manifest, so a sync cut off
+/// anywhere leaves every point in the target whole or absent, and the next sync finishes it.
+public enum Sync {
+    public struct Report: Codable, Sendable {
+        public var points = 0
+        /// Points the target already held whole.
+        public var pointsPresent = 0
+        public var chunks = 0
+        public var chunkBytes: Int64 = 0
+        public var chunksPresent = 0
+        public var maps = 0
+    }
+
+    /// Copies into `target` (made as the mirror of `source` when it holds no repository);
+    /// `unlock` opens the target as it opens the source (the same key).
+    public static func run(from source: Repository, to target: RepositoryLocation, vault: String? = nil, unlock: Unlock = .none,
+                           progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Report {
+        if let vault, try source.catalog.vaults().first(where: { $0.name == vault }) == nil {
+            throw VaultError.notFound("no vault named '\(vault)' in \(source.location.name)")
+        }
+        let mirror = try openMirror(of: source, at: target, unlock: unlock)
+        try mirror.requireWritable("sync into it")
+        guard let lock = try mirror.lockForBackup(wait: true) else {
+            throw VaultError(.busy, "garbage collection is running on \(mirror.location.name); sync when it ends")
+        }
+        defer { _ = lock }
+
+        // The points to copy, parents before children, and what they need.
+        let live = try source.catalog.allPointManifests().filter { $0.isLive }
+        let byId = Dictionary(uniqueKeysWithValues: live.map { ($0.point.id, $0) })
+        var wanted: [PointManifest] = []
+        var seen = Set<String>()
+        func add(_ manifest: PointManifest) {
+            guard seen.insert(manifest.point.id).inserted else { return }
+            if let parent = manifest.point.parentId.flatMap({ byId[$0] }) { add(parent) }
+            wanted.append(manifest)
+        }
+        for manifest in live.sorted(by: { $0.point.startedAt < $1.point.startedAt }) where vault == nil || manifest.point.vaultName == vault {
+            add(manifest)
+        }
+
+        var report = Report()
+        let present = Set(try mirror.objects.list(prefix: ChunkStore.prefix).map(\.key))
+        let meter = ProgressMeter(label: "points synced to \(mirror.location.name)", unit: .chunks, report: progress)
+        defer { meter.finish() }
+        for manifest in wanted {
+            let id = manifest.point.id
+            let key = "\(ManifestStore.prefix)points/\(id).json"
+            let sourceManifest = try source.objects.get(key, limit: ManifestStore.maxFileSize)
+            if let sourceManifest, try mirror.objects.get(key, limit: ManifestStore.maxFileSize) == sourceManifest {
+                report.pointsPresent += 1
+                continue
+            }
+            for disk in manifest.disks {
+                let map = try source.maps.read(point: id, disk: disk.disk)
+                var missing: [ChunkHash] = []
+                for case .data(let hash) in map.entries.map(\.ref) where !present.contains(source.chunks.key(for: hash)) {
+                    missing.append(hash)
+                }
+                missing = Array(Set(missing))
+                report.chunksPresent += map.entries.count - missing.count
+                meter.addTotal(Int64(missing.count))
+                let copied = try copy(missing.map { source.chunks.key(for: $0) }, from: source.objects, to: mirror.objects, meter: meter)
+                report.chunks += copied.count
+                report.chunkBytes += copied.bytes
+                let mapKey = source.maps.key(id, disk.disk)
+                guard let bytes = try source.objects.get(mapKey, limit: ChunkMap.maxFileSize) else {
+                    throw VaultError(.corrupt, "chunk map \(source.objects.location)/\(mapKey) is missing")
+                }
+                try mirror.objects.put(mapKey, bytes, durable: false)
+                report.maps += 1
+            }
+            try mirror.objects.flush()
+            guard let sourceManifest else { throw VaultError(.corrupt, "manifest \(source.objects.location)/\(key) is missing") }
+            try mirror.objects.put(key, sourceManifest, durable: true)
+            report.points += 1
+        }
+        // The servers and vaults of what was copied, then the target's catalog takes it all in.
+        for name in Set(wanted.map(\.point.serverName)) { try copyIfPresent("\(ManifestStore.prefix)servers/\(name).json", source, mirror) }
+        for name in Set(wanted.map(\.point.vaultName)) { try copyIfPresent("\(ManifestStore.prefix)vaults/\(name).json", source, mirror) }
+        let vaults = try source.catalog.vaultManifests().filter { vault in wanted.contains { $0.point.vaultName == vault.vault.name } }
+        let servers = try source.catalog.serverManifests().filter { server in wanted.contains { $0.point.serverName == server.server.name } }
+        _ = try mirror.catalog.merge(vaults: vaults, servers: servers, points: wanted)
+        return report
+    }
+
+    /// Opens the mirror at `target`, or makes it there when it holds no repository.
+    private static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws -> Repository {
+        if target == source.location || target.root == source.root {
+            throw VaultError.invalid("the target is the source itself")
+        }
+        do {
+            let mirror = try Repository(location: target, unlock: unlock)
+            guard mirror.config.id == source.config.id else {
+                throw VaultError.invalid("\(target.name) is another repository (id \(mirror.config.id)); sync copies into a mirror of \(source.location.name) that sync makes itself: give a new folder or prefix")
+            }
+            return mirror
+        } catch let error as VaultError where error.code == .notARepository || error.code == .notFound {
+            // Nothing there yet (for a bucket, not even the bucket): the mirror is made.
+            try Repository.createMirror(of: source.config, at: target)
+            return try Repository(location: target, unlock: unlock)
+        }
+    }
+
+    private static func copyIfPresent(_ key: String, _ source: Repository, _ mirror: Repository) throws {
+        if let bytes = try source.objects.get(key, limit: ManifestStore.maxFileSize) { try mirror.objects.put(key, bytes, durable: true) }
+    }
+
+    /// Copies objects as they are, with as many in flight as the target takes.
+    private static func copy(_ keys: [String], from source: any ObjectStore, to target: any ObjectStore,
+                             meter: ProgressMeter) throws -> (count: Int, bytes: Int64) {
+        let next = Atomic<Int>(0)
+        let copied = Mutex<(count: Int, bytes: Int64)>((0, 0))
+        let failure = Mutex<VaultError?>(nil)
+        runWorkers(min(max(1, keys.count), max(source.writers, target.writers))) { _ in
+            while failure.withLock({ $0 == nil }) {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                guard i < keys.count else { break }
+                do {
+                    guard let bytes = try source.get(keys[i], limit: ChunkFile.maxFileSize) else {
+                        throw VaultError(.corrupt, "chunk \(source.location)/\(keys[i]) is missing from the source")
+                    }
+                    if try target.putIfAbsent(keys[i], bytes) {
+                        copied.withLock { $0.count += 1; $0.bytes += Int64(bytes.count) }
+                    }
+                    meter.advance(1)
+                } catch {
+                    failure.withLock { $0 = $0 ?? (error as? VaultError ?? VaultError(.io, "copying \(keys[i])", cause: error)) }
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+        return copied.withLock { $0 }
+    }
+}
