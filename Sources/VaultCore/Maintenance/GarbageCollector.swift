@@ -52,7 +52,10 @@ public struct GarbageCollector {
         }
         for point in try repository.maps.points() where !keep.contains(point) {
             result.removedMaps += 1
-            if !dryRun { try repository.maps.remove(point: point) }
+            if !dryRun {
+                try requireLease(lock)
+                try repository.maps.remove(point: point)
+            }
         }
         _ = gate
 
@@ -66,6 +69,7 @@ public struct GarbageCollector {
             result.removedChunks += 1
             result.removedChunkBytes += size
             if !dryRun {
+                try requireLease(lock)
                 try repository.chunks.remove(hash)
                 FaultInjection.reached("gc-chunk-removed")
             }
@@ -86,6 +90,14 @@ public struct GarbageCollector {
             if !dryRun { unlink(path) }
         }
         return result
+    }
+
+    /// Stops a collection whose lease in a shared object store was lost (it could not be
+    /// renewed in time): a backup on another host may have started since.
+    private func requireLease(_ lock: StoreLock) throws {
+        if lock.isLost {
+            throw VaultError(.busy, "garbage collection stopped: its lease in \(repository.location.name) lapsed while the store could not be reached, so a backup may have started; run it again")
+        }
     }
 
     /// The points whose maps and chunks must stay: restorable in the catalog or in the

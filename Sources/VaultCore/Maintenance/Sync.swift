@@ -30,6 +30,15 @@ public enum Sync {
         }
         let mirror = try openMirror(of: source, at: target, unlock: unlock)
         try mirror.requireWritable("sync into it")
+        // In a shared bucket a collection on any host must see the sync as it sees a backup:
+        // a lease among the servers' (no server may be named ".sync").
+        var lease: ObjectLease?
+        if mirror.objects is S3Store {
+            var holder: String?
+            lease = try ObjectLease.acquire(mirror.objects, name: "servers/.sync", host: try mirror.hostId(), holder: &holder)
+            guard lease != nil else { throw VaultError(.busy, "another sync into \(mirror.location.name) is running on \(holder ?? "another host")") }
+        }
+        defer { lease?.release() }
         guard let lock = try mirror.lockForBackup(wait: true) else {
             throw VaultError(.busy, "garbage collection is running on \(mirror.location.name); sync when it ends")
         }
@@ -50,7 +59,7 @@ public enum Sync {
         }
 
         var report = Report()
-        let present = Set(try mirror.objects.list(prefix: ChunkStore.prefix).map(\.key))
+        var present = Set(try mirror.objects.list(prefix: ChunkStore.prefix).map(\.key))
         let meter = ProgressMeter(label: "points synced to \(mirror.location.name)", unit: .chunks, report: progress)
         defer { meter.finish() }
         for manifest in wanted {
@@ -70,7 +79,9 @@ public enum Sync {
                 missing = Array(Set(missing))
                 report.chunksPresent += map.entries.count - missing.count
                 meter.addTotal(Int64(missing.count))
-                let copied = try copy(missing.map { source.chunks.key(for: $0) }, from: source.objects, to: mirror.objects, meter: meter)
+                let keys = missing.map { source.chunks.key(for: $0) }
+                let copied = try copy(keys, from: source.objects, to: mirror.objects, meter: meter)
+                present.formUnion(keys)
                 report.chunks += copied.count
                 report.chunkBytes += copied.bytes
                 let mapKey = source.maps.key(id, disk.disk)
@@ -82,6 +93,9 @@ public enum Sync {
             }
             try mirror.objects.flush()
             guard let sourceManifest else { throw VaultError(.corrupt, "manifest \(source.objects.location)/\(key) is missing") }
+            if lease?.isLost == true {
+                throw VaultError(.busy, "sync stopped: its lease in \(mirror.location.name) lapsed while the store could not be reached; run it again")
+            }
             try mirror.objects.put(key, sourceManifest, durable: true)
             report.points += 1
         }
@@ -90,7 +104,10 @@ public enum Sync {
         for name in Set(wanted.map(\.point.vaultName)) { try copyIfPresent("\(ManifestStore.prefix)vaults/\(name).json", source, mirror) }
         let vaults = try source.catalog.vaultManifests().filter { vault in wanted.contains { $0.point.vaultName == vault.vault.name } }
         let servers = try source.catalog.serverManifests().filter { server in wanted.contains { $0.point.serverName == server.server.name } }
-        _ = try mirror.catalog.merge(vaults: vaults, servers: servers, points: wanted)
+        let merged = try mirror.catalog.merge(vaults: vaults, servers: servers, points: wanted)
+        if let first = merged.skipped.first, let point = byId[first]?.point {
+            throw VaultError(.io, "copied, but \(merged.skipped.count) point(s) are not shown in \(mirror.location.name): \(point.serverName)/\(point.name) among them (its name is in use there, or its parent is missing)")
+        }
         return report
     }
 

@@ -57,7 +57,8 @@ final class StoreLock: Sendable {
     /// True when another host took the lease (ours expired unrenewed): the backup must stop.
     var isLost: Bool { lease?.isLost ?? false }
 
-    /// Throws when the lease was lost, so a backup never commits without it.
+    /// Throws when the lease was lost, so a backup never commits without it (and a
+    /// collection stops sweeping).
     func requireHeld(_ server: String) throws {
         if isLost {
             throw VaultError(.busy, "lost the lease on server '\(server)' to another host (the object store was unreachable for longer than the lease lasts); this backup is abandoned")

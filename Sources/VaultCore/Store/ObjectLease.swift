@@ -123,16 +123,28 @@ public final class ObjectLease: Sendable {
         timer.resume()
     }
 
-    /// Writes the next generation, live for another lifetime.
+    /// Writes the next generation, live for another lifetime. A lease that came near its
+    /// expiry unrenewed is lost for good, even if nobody took it: another host may have
+    /// seen it expired and gone ahead (a collection only reads the servers' leases).
     private func renew() {
-        let current = state.withLock { $0.released || $0.lost ? nil : $0.generation }
-        guard let current else { return }
-        let record = Record(owner: owner, expires: Date().timeIntervalSince1970 + lifetime, host: host, pid: getpid())
+        let now = Date().timeIntervalSince1970
+        let current = state.withLock { state -> (generation: UInt64, expires: Double)? in
+            guard !state.released, !state.lost else { return nil }
+            if now > state.expires - lifetime / 10 {
+                state.lost = true
+                return nil
+            }
+            return (state.generation, state.expires)
+        }
+        guard let (current, expires) = current else { return }
+        let record = Record(owner: owner, expires: now + lifetime, host: host, pid: getpid())
         do {
             if try objects.putIfAbsent(Self.key(folder, current + 1), try Self.encode(record)) {
                 state.withLock {
                     $0.generation = current + 1
                     $0.expires = record.expires
+                    // Written only after the old generation had expired: lost all the same.
+                    if Date().timeIntervalSince1970 > expires - lifetime / 10 { $0.lost = true }
                 }
                 try? removeOlder(than: current + 1)
             } else {
