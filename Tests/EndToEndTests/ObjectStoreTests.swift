@@ -128,11 +128,14 @@ final class ObjectStoreTests: XCTestCase {
         XCTAssertEqual(try store.get("chunks/ef/kept", limit: 100), [1, 2, 3])
     }
 
-    /// A lease that could not be renewed before it expired stays lost once the store answers
-    /// again, and another host may take it; one held and renewed is never taken.
+    /// A lease that could not be renewed before it expired (the gateway was stopped) stays
+    /// lost once the store answers again, and another host may take it; one held and renewed
+    /// is never taken.
     func testALeaseThatLapsesStaysLostAndAnotherHostTakesIt() throws {
-        let (directory, scratch) = directoryStore()
-        let store = FlakyStore(directory)
+        let gateway = try CephGateway.shared()
+        let store = try S3Store(try S3Location(url: "s3://\(gateway.newBucket("lease"))/r", environment: gateway.environment),
+                                environment: gateway.environment, backoff: [])
+        try store.createBucket()
         var holder: String?
         let lease = try XCTUnwrap(try ObjectLease.acquire(store, name: "servers/web", host: "host-a", lifetime: 3, holder: &holder))
         var other: String?
@@ -140,33 +143,15 @@ final class ObjectStoreTests: XCTestCase {
         XCTAssertNotNil(other)
         sleep(2)
         XCTAssertFalse(lease.isLost, "renewed while the store answers")
-        store.failing.withLock { $0 = true }
+        try gateway.pause()
+        var paused = true
+        defer { if paused { try? gateway.resume() } }
         sleep(4)
         XCTAssertTrue(lease.isLost)
-        store.failing.withLock { $0 = false }
+        try gateway.resume()
+        paused = false
         sleep(2)
         XCTAssertTrue(lease.isLost, "a lapsed lease must not come back")
         XCTAssertNotNil(try ObjectLease.acquire(store, name: "servers/web", host: "host-b", lifetime: 3, holder: &other))
-        _ = scratch
     }
 }
-
-/// A store whose writes fail while `failing` is set, as one that cannot be reached.
-final class FlakyStore: ObjectStore {
-    let base: DirectoryStore
-    let failing = Mutex(false)
-    init(_ base: DirectoryStore) { self.base = base }
-    var location: String { base.location }
-    var writers: Int { base.writers }
-    var openPrefix: Int { base.openPrefix }
-    private func check() throws { if failing.withLock({ $0 }) { throw VaultError(.unreachable, "the store does not answer") } }
-    func exists(_ key: String) throws -> Bool { try check(); return try base.exists(key) }
-    func putIfAbsent(_ key: String, _ bytes: [UInt8]) throws -> Bool { try check(); return try base.putIfAbsent(key, bytes) }
-    func put(_ key: String, _ bytes: [UInt8], durable: Bool) throws { try check(); try base.put(key, bytes, durable: durable) }
-    func get(_ key: String, limit: Int) throws -> [UInt8]? { try check(); return try base.get(key, limit: limit) }
-    func open(_ key: String, prefix: Int) throws -> (reader: ObjectReader, prefix: [UInt8])? { try check(); return try base.open(key, prefix: prefix) }
-    func delete(_ key: String) throws { try check(); try base.delete(key) }
-    func list(prefix: String) throws -> [StoredObject] { try check(); return try base.list(prefix: prefix) }
-    func flush() throws { try base.flush() }
-}
-
