@@ -129,15 +129,20 @@ def data_extent(path):
     return f"{max(64, allocated // (1 << 20))}M"
 
 
+def prepare_vaultfs(run, *init):
+    """A new vaultfs repository (`init` arguments) with the bench vault, policy and server."""
+    run(VAULTCTL, "init", *init)
+    run(VAULTCTL, "vault", "create", "bench")
+    run(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
+        "--now", "2030-01-01T00:00Z")
+    run(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+
+
 def one_run(r):
     log(f"== run {r + 1} of {RUNS}")
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(MNT)
-    sh(VAULTCTL, "init", ENV["VAULT_REPO"])
-    sh(VAULTCTL, "vault", "create", "bench")
-    sh(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
-       "--now", "2030-01-01T00:00Z")
-    sh(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+    prepare_vaultfs(sh, ENV["VAULT_REPO"])
     sh("restic", "init")
     sh("borg", "init", "-e", "none")
     for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
@@ -180,11 +185,7 @@ def one_run(r):
     crypt = os.path.join(RUN, "vaultfs-encrypted")
     cenv = dict(ENV, VAULT_REPO=crypt, VAULT_PASSPHRASE="bench passphrase")
     crun = lambda *a: subprocess.run(list(a), env=cenv, check=True, stdout=subprocess.DEVNULL)
-    crun(VAULTCTL, "init", crypt, "--encryption", "aes-256-gcm")
-    crun(VAULTCTL, "vault", "create", "bench")
-    crun(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
-         "--now", "2030-01-01T00:00Z")
-    crun(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+    prepare_vaultfs(crun, crypt, "--encryption", "aes-256-gcm")
     for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)")]:
         use_version(v)
         drop_caches()
@@ -224,6 +225,78 @@ def one_run(r):
     subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
     record("export of the image", "borg", time.monotonic() - start)
     shutil.rmtree(extract)
+
+
+def s3_rows(runs):
+    """vaultfs against restic, both on S3 through one real Ceph RADOS Gateway on loopback
+    (scripts/ceph-rgw.sh, a fresh cluster per run): full v1, incremental v2 and a cold read
+    of v2 through each one's mount. The directory figures of the same run show what the
+    network path costs."""
+    gateway = os.path.join(WORK, "ceph")
+    rgw = os.path.join(TOP, "scripts", "ceph-rgw.sh")
+    for r in range(runs):
+        log(f"== S3 on a local Ceph gateway, run {r + 1} of {runs}")
+        subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL) if os.path.isdir(gateway) else None
+        shutil.rmtree(gateway, ignore_errors=True)
+        shutil.rmtree(RUN, ignore_errors=True)
+        os.makedirs(gateway)
+        os.makedirs(MNT)
+        try:
+            subprocess.run([rgw, "start", gateway], check=True, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, CEPH_MEMSTORE_BYTES=str(8 << 30)))
+            for bucket in ("bench-vaultfs", "bench-restic"):
+                subprocess.run([rgw, "create-bucket", gateway, bucket], check=True)
+            gw = {}
+            for line in open(os.path.join(gateway, "env")):
+                key, _, value = line.strip().partition("=")
+                gw[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
+            env = dict(ENV, **{k: gw[k] for k in ("VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
+                       VAULT_REPO="s3://bench-vaultfs/repo", VAULT_STATE_DIR=os.path.join(RUN, "vaultfs-state"),
+                       RESTIC_REPOSITORY=f"s3:{gw['VAULT_S3_ENDPOINT']}/bench-restic/repo")
+
+            def timed_s3(*args):
+                drop_caches()
+                start = time.monotonic()
+                done = subprocess.run(list(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()[:400]}")
+                return time.monotonic() - start
+
+            run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+            prepare_vaultfs(run, env["VAULT_REPO"])
+            run("restic", "init")
+            for v, name in [(1, "S3: full backup (v1)"), (2, "S3: incremental backup (v2)")]:
+                use_version(v)
+                record(name, "vaultfs S3", timed_s3(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
+                record(name, "restic S3", timed_s3("restic", "backup", "--quiet", DISK))
+            v2 = os.path.join(CORPUS, "disk-v2.img")
+            path = os.path.join(MNT, "vaultfs-s3")
+            os.makedirs(path)
+            p = subprocess.Popen([VAULTFS, env["VAULT_REPO"], path, "-f"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            target = os.path.join(path, "bench", "web", POINT[2], "root.img")
+            if not wait_for(lambda: os.path.exists(target), 60):
+                raise SystemExit("bench: vaultfs on S3 did not mount")
+            record("S3: cold read of the image (dd 1M)", "vaultfs S3", timed_s3("dd", f"if={target}", "of=/dev/null", "bs=1M"))
+            if subprocess.run(["cmp", target, v2]).returncode != 0:
+                raise SystemExit("bench: the vaultfs S3 image differs from disk-v2.img")
+            unmount(path)
+            p.wait(timeout=60)
+            path = os.path.join(MNT, "restic-s3")
+            os.makedirs(path)
+            p = subprocess.Popen(["restic", "mount", path], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: os.path.isdir(os.path.join(path, "snapshots")), 60)
+            snaps = sorted(d for d in os.listdir(os.path.join(path, "snapshots")) if d != "latest")
+            target = os.path.join(path, "snapshots", snaps[1]) + DISK
+            wait_for(lambda: os.path.exists(target), 60)
+            record("S3: cold read of the image (dd 1M)", "restic S3", timed_s3("dd", f"if={target}", "of=/dev/null", "bs=1M"))
+            unmount(path)
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=60)
+        finally:
+            for path in ("vaultfs-s3", "restic-s3"):
+                unmount(os.path.join(MNT, path))
+            subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL)
+    shutil.rmtree(gateway, ignore_errors=True)
 
 
 def chain_depth(runs):
@@ -360,27 +433,43 @@ def report():
         if name not in order:
             order.append(name)
     cell = lambda row: f"{row['median']:.2f} ({row['min']:.2f}-{row['max']:.2f})"
+    ratio = lambda x, y: f"{x['median'] / y['median']:.2f}x" if x and y and y["median"] else "-"
+    show = lambda x: cell(x) if x else "-"
     print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
     print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | fuse2fs | vaultfs / borg (or fuse2fs) | encrypted / plain |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in order:
         rows = {r["tool"]: r for r in table if r["measurement"] == name}
         v, e, b, r, f = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
-        ratio = lambda x, y: f"{x['median'] / y['median']:.2f}x" if x and y and y["median"] else "-"
-        show = lambda x: cell(x) if x else "-"
         print(f"| {name} | {units[name]} | {show(v)} | {show(e)} | {show(b)} | {show(r)} | {show(f)} "
               f"| {ratio(v, b) if b else ratio(v, f)} | {ratio(e, v)} |")
+    s3 = [name for name in order if name.startswith("S3: ")]
+    if s3:
+        print("\nS3: one Ceph RADOS Gateway on loopback (memstore), the same run; the directory column is the same\n"
+              "measurement on a repository in a folder\n")
+        print("| measurement | unit | vaultfs S3 | restic S3 | vaultfs directory | vaultfs S3 / restic S3 | S3 / directory |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name in s3:
+            rows = {r["tool"]: r for r in table if r["measurement"] == name}
+            plain = {r["tool"]: r for r in table if r["measurement"] == name.removeprefix("S3: ")}.get("vaultfs")
+            v, r = rows.get("vaultfs S3"), rows.get("restic S3")
+            print(f"| {name.removeprefix('S3: ')} | {units[name]} | {show(v)} | {show(r)} | {show(plain)} | {ratio(v, r)} | {ratio(v, plain)} |")
 
 
 def main():
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
+        only = os.environ.get("BENCH_ONLY", "")
+        if only not in ("", "s3"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything) or s3, not {only}")
         for r in range(RUNS):
             one_run(r)
-        files_listing(RUNS)
-        chain_depth(RUNS)
-        many_points(RUNS)
+        s3_rows(RUNS)
+        if only != "s3":
+            files_listing(RUNS)
+            chain_depth(RUNS)
+            many_points(RUNS)
     finally:
         for path in [os.path.join(MNT, t) for t in ("fuse2fs", "vaultfs", "restic", "borg", "encrypted")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
             unmount(path)

@@ -50,9 +50,26 @@ static size_t write_body(char *data, size_t size, size_t count, void *context) {
     return n;
 }
 
+typedef struct { vfs_http_response *response; CURL *handle; } header_sink;
+
+/* Acknowledges what has arrived now, if an ACK is pending (Linux sends it at once when
+ * TCP_QUICKACK is set while one is delayed). */
+static void ack_now(CURL *handle) {
+    curl_socket_t socket = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(handle, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK && socket != CURL_SOCKET_BAD) {
+        int on = 1;
+        setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
+    }
+}
+
 static size_t read_header(char *data, size_t size, size_t count, void *context) {
-    vfs_http_response *response = context;
+    header_sink *to = context;
+    vfs_http_response *response = to->response;
     size_t n = size * count;
+    /* The end of the headers. A gateway that writes an answer's headers and a small body
+     * apart (Nagle on its side) sends the body only once the headers are acknowledged,
+     * which Linux would delay by 40 ms: acknowledge them now. */
+    if (n == 2 && data[0] == '\r') ack_now(to->handle);
     static const char name[] = "content-range:";
     if (n > sizeof name && strncasecmp(data, name, sizeof name - 1) == 0) {
         char line[128];
@@ -87,6 +104,7 @@ int vfs_http_request(const char *method, const char *url, const char *credential
     struct curl_slist *list = NULL;
     for (size_t i = 0; i < count; i++) list = curl_slist_append(list, headers[i]);
     sink s = { response, 0, max_body, 0 };
+    header_sink headers_to = { response, handle };
     source upload = { body, body_length, 0 };
     char error[CURL_ERROR_SIZE] = "";
 
@@ -104,7 +122,7 @@ int vfs_http_request(const char *method, const char *url, const char *credential
     curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, write_body);
     curl_easy_setopt(handle, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, read_header);
-    curl_easy_setopt(handle, CURLOPT_HEADERDATA, response);
+    curl_easy_setopt(handle, CURLOPT_HEADERDATA, &headers_to);
     if (strcmp(method, "PUT") == 0) {
         curl_easy_setopt(handle, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(handle, CURLOPT_READFUNCTION, read_body);
@@ -118,14 +136,8 @@ int vfs_http_request(const char *method, const char *url, const char *credential
     CURLcode code = curl_easy_perform(handle);
     long status = 0;
     curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
-    /* The connection stays open for the next request. A gateway that writes an answer's
-     * headers and a small body apart (Nagle) waits for our ACK of the headers, which Linux
-     * delays 40 ms once a connection leaves quick-ack mode: ask for quick ACKs again. */
-    curl_socket_t socket = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(handle, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK && socket != CURL_SOCKET_BAD) {
-        int on = 1;
-        setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
-    }
+    /* The connection stays open for the next request: ask for quick ACKs on it again. */
+    ack_now(handle);
     /* Nothing of this call (its buffers, the header list) stays referenced by the handle. */
     curl_easy_reset(handle);
     curl_slist_free_all(list);

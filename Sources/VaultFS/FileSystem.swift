@@ -69,7 +69,7 @@ final class FileSystem: Sendable {
         do {
             let inventory = try repository.catalog.inventory()
             // In an object store that takes requests to the store: the background refresh does it.
-            if inventory.points.contains(where: { $0.status == .creating }) && !(repository.objects is S3Store) {
+            if inventory.points.contains(where: { $0.status == .creating }) && !repository.isShared {
                 repository.recoverInterrupted()
             }
             let tree = Tree(inventory, singleVault: options.vault, now: now)

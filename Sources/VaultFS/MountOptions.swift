@@ -28,8 +28,17 @@ public struct MountOptions: Sendable, Equatable {
     public var s3Endpoint: String?
     public var s3Region: String?
     public var stateDirectory: String?
+    /// A folder that keeps chunks read from a bucket (`cache_dir=`), and how many bytes it
+    /// may hold (`cache_disk_size=`, default 10G).
+    public var cacheDirectory: String?
+    public var cacheDiskSize: Int64?
 
     public init() {}
+
+    /// The disk cache asked for, if any.
+    public var diskCache: DiskCacheSettings? {
+        cacheDirectory.map { DiskCacheSettings(directory: $0, bytes: cacheDiskSize ?? 10 << 30) }
+    }
 
     /// Parses comma-separated options (several `-o` may be joined with commas first).
     public init(parsing text: String) throws {
@@ -58,14 +67,23 @@ public struct MountOptions: Sendable, Equatable {
             case ("s3_endpoint", let url?) where !url.isEmpty: s3Endpoint = url
             case ("s3_region", let region?) where !region.isEmpty: s3Region = region
             case ("state_dir", let path?) where path.hasPrefix("/"): stateDirectory = path
+            case ("cache_dir", let path?) where path.hasPrefix("/"): cacheDirectory = path
+            case ("cache_disk_size", let size?):
+                guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
+                    throw VaultError(.invalidArgument, "bad cache_disk_size '\(size)': give a size of at least 1M, e.g. 20G")
+                }
+                cacheDiskSize = Int64(bytes)
             case ("ro", nil): readOnly = true
             case ("rw", nil): readOnly = false
             case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
                  ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR)")
+                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE)")
             }
+        }
+        if cacheDiskSize != nil && cacheDirectory == nil {
+            throw VaultError(.invalidArgument, "cache_disk_size= needs cache_dir=/DIR, the folder that holds the cache")
         }
     }
 }

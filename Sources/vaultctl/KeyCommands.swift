@@ -21,6 +21,7 @@ struct Info: ParsableCommand {
         } else {
             print("readable by: \(info.group.map { "its owner and group \($0)" } ?? "its owner only")")
         }
+        print("gc grace:    \(Units.formatDuration(info.gcGraceSeconds)) (how long an unused chunk waits before gc removes it)")
         print("contents:    \(info.vaults) vault(s), \(info.servers) server(s), \(info.points) point(s), \(info.chunks) chunk(s), \(Units.formatSize(info.storedBytes)) stored")
         if let reason = info.readOnly { print("read-only:   \(reason)") }
     }

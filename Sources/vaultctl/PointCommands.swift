@@ -111,10 +111,7 @@ struct Purge: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let age = try olderThan.map { text -> TimeInterval in
-            guard let value = Units.parseDuration(text) else { throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m") }
-            return value
-        } ?? 0
+        let age = try olderThan.map(Units.durationArgument) ?? 0
         let repo = try repository.open()
         let purged = try repo.purge(olderThan: age)
         if json { return printJSON(try purged.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }) }
@@ -185,26 +182,37 @@ struct Collect: ParsableCommand {
         discussion: """
             A chunk is kept while any point that the catalog or the repository's manifests hold restorable \
             uses it, or while a reader (the mount, an export) has an image of a point open. Backups wait \
-            for a running collection; gc does not start while a backup runs.
+            for a running collection; gc does not start while a backup runs on any host. An unused chunk is \
+            first marked and removed by a later gc once the grace period has passed (set at init; none in a \
+            folder, a day in a bucket). In a bucket, gc lists every chunk once a week (or with --list) to \
+            find those of killed backups; otherwise it looks only at the maps it removes.
             """)
     @OptionGroup var repository: RepositoryOptions
     @Flag(help: "Only count what would be removed.") var dryRun = false
+    @Option(help: "The grace period for this run, e.g. 0 or 12h (default: the repository's).") var grace: String?
+    @Flag(help: "List every chunk of the store, to find those of killed backups (always done in a folder).") var list = false
     @Flag var json = false
     @OptionGroup var progress: ProgressOptions
 
     func run() throws {
         let printer = progress.printer()
         defer { printer.clear() }
-        let result = try GarbageCollector(repository: try repository.open()).collect(dryRun: dryRun, progress: printer.callback())
+        let grace = try self.grace.map(Units.durationArgument)
+        let result = try GarbageCollector(repository: try repository.open(), grace: grace, listAll: list)
+            .collect(dryRun: dryRun, progress: printer.callback())
         printer.clear()
         if json { return printJSON(result) }
         guard result.ran else {
             throw VaultError(.busy, "a backup is running; nothing was collected. Run gc again when it ends")
         }
         let verb = dryRun ? "would remove" : "removed"
-        print("\(verb) \(result.removedChunks) chunk(s) (\(Units.formatSize(result.removedChunkBytes))), "
+        let unsized = result.removedChunksUnsized > 0 ? " and \(result.removedChunksUnsized) of unlisted size" : ""
+        print("\(verb) \(result.removedChunks) chunk(s) (\(Units.formatSize(result.removedChunkBytes))\(unsized)), "
               + "\(result.removedMaps) map folder(s), \(result.removedTemporaries) temporary file(s) "
               + "(\(Units.formatSize(result.removedTemporaryBytes))); kept \(result.keptChunks) chunk(s) in use")
+        if result.markedChunks > 0 {
+            print("marked \(result.markedChunks) unused chunk(s): a gc after the grace period (\(Units.formatDuration(result.graceSeconds))) removes them")
+        }
         for point in result.disagreements {
             print("kept: \(point) is deleted or failed in the catalog but restorable in its manifest; 'vaultctl repair --rebuild-catalog' settles it")
         }

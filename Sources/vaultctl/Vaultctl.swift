@@ -86,6 +86,8 @@ struct Init: ParsableCommand {
     @Option(help: "With encryption: write the key to this new file instead of wrapping it with a passphrase.")
     var keyFile: String?
     @Option(help: "Read the passphrase from this file descriptor.") var passphraseFd: Int32?
+    @Option(help: "How long gc leaves an unused chunk before removing it, e.g. 12h (default: 0 in a folder, 1d in a bucket; longer than your longest backup).")
+    var gcGrace: String?
 
     func run() throws {
         guard let size = Units.parseSize(chunkSize) else { throw VaultError(.invalidArgument, "bad chunk size '\(chunkSize)'") }
@@ -103,8 +105,9 @@ struct Init: ParsableCommand {
             protection = .passphrase(passphrase)
         default: throw VaultError(.invalidArgument, "unknown encryption '\(encryption)': use aes-256-gcm or none")
         }
+        let grace = try gcGrace.map(Units.durationArgument)
         let repository = try Repository.create(at: try store.location(of: path), chunkSize: size, compressionLevel: compressionLevel, group: group,
-                                               encryption: protection)
+                                               encryption: protection, gcGrace: grace)
         let what = protection == .none ? "not encrypted" : "encrypted with aes-256-gcm" + (keyFile.map { ", key in \($0)" } ?? "")
         print("created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))")
     }

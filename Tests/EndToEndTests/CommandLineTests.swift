@@ -115,6 +115,38 @@ final class CommandLineTests: XCTestCase {
         try assertRefused(["undelete", "web/one"], mentions: "no point matches")
     }
 
+    func testGcWithAGracePeriodMarksUnusedChunksFirstAndRemovesThemOnlyLater() throws {
+        let graced = Vaultctl(repository: scratch.file("graced"))
+        try graced.run("init", graced.repository, "--chunk-size", "64K", "--gc-grace", "1h")
+        XCTAssertTrue(try graced.run("info").contains("gc grace:    1h"))
+        try graced.run("server", "add", "web", "--disk", "root=\(disk.path)")
+        try graced.run("backup", "web", "--name", "one")
+        try disk.write("g", pseudoRandomBytes(300_000, seed: 2))
+        try graced.run("backup", "web", "--name", "two")
+        let chunks = { try mustRun(["find", self.scratch.file("graced/chunks"), "-type", "f"]).split(separator: "\n").count }
+        let before = try chunks()
+        let gc = { (arguments: [String]) throws -> [String: Any] in
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try graced.run(["gc", "--json"] + arguments).utf8)) as? [String: Any])
+        }
+        // Soft-deleted: nothing is unused yet.
+        try graced.run("delete", "web/two")
+        XCTAssertEqual(try gc([])["markedChunks"] as? Int, 0)
+        // Purged: the chunks only two used are marked (by the purge's collection) and stay.
+        try graced.run("purge")
+        let marked = try gc([])
+        XCTAssertEqual(marked["removedChunks"] as? Int, 0)
+        XCTAssertGreaterThan(marked["markedChunks"] as? Int ?? 0, 0)
+        XCTAssertEqual(try chunks(), before)
+        XCTAssertTrue(try graced.run("gc").contains("marked \(marked["markedChunks"]!) unused chunk(s)"))
+        // With no grace for this run they go, and what one uses stays readable.
+        let removed = try gc(["--grace", "0"])
+        XCTAssertEqual(removed["removedChunks"] as? Int, marked["markedChunks"] as? Int)
+        XCTAssertEqual(removed["markedChunks"] as? Int, 0)
+        XCTAssertEqual(try chunks(), before - (removed["removedChunks"] as! Int))
+        XCTAssertTrue(try graced.run("verify").contains("all intact"))
+        XCTAssertNotEqual(try graced.attempt(["gc", "--grace", "soon"]).status, 0)
+    }
+
     func testServerMoveLeavesPointsInTheirVault() throws {
         try ctl.run("backup", "web", "--name", "in-prod")
         try ctl.run("vault", "create", "dr")

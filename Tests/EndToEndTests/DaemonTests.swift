@@ -9,7 +9,10 @@ final class DaemonTests: XCTestCase {
         let mnt = fixture.scratch.file("mnt")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         for (options, message) in [("bogus", "unknown mount option 'bogus'"), ("cache_size=lots", "bad cache_size"),
-                                   ("vault=nosuch", "no vault named 'nosuch'")] {
+                                   ("vault=nosuch", "no vault named 'nosuch'"),
+                                   ("cache_disk_size=1G", "cache_disk_size= needs cache_dir="),
+                                   ("cache_dir=\(fixture.scratch.file("cache")),cache_disk_size=1", "bad cache_disk_size"),
+                                   ("cache_dir=\(fixture.scratch.file("cache"))", "cache_dir= is for s3:// repositories")] {
             let result = try runCommand([productPath("vaultfs"), fixture.ctl.repository, mnt, "-f", "-o", options], timeout: 20)
             XCTAssertEqual(result.status, 1, options)
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)

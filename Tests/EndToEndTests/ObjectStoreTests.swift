@@ -87,6 +87,21 @@ final class ObjectStoreTests: XCTestCase {
         XCTAssertEqual(Set(raced).count, 1)
     }
 
+    func testS3RequestRateLimitSpacesRequestsAcrossThreads() throws {
+        let store = try s3Store(environment: ["VAULT_S3_MAX_REQUESTS": "20"])
+        // 40 requests from 4 threads at 20 a second: the last cannot start before 1.95 s.
+        let start = Date()
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<10 { _ = try? store.exists("chunks/00/none") }
+        }
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 1.9)
+        for bad in ["0", "fast", "-3"] {
+            XCTAssertThrowsError(try s3Store(environment: ["VAULT_S3_MAX_REQUESTS": bad])) { error in
+                XCTAssertTrue("\(error)".contains("VAULT_S3_MAX_REQUESTS"), "\(error)")
+            }
+        }
+    }
+
     func testS3RefusesBadCredentialsAndAMissingBucketWithOneLine() throws {
         let gateway = try CephGateway.shared()
         var environment = gateway.environment

@@ -172,6 +172,59 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertEqual(history.map { $0["status"] as? String }, ["Active", "Error", "Active"])
     }
 
+    /// The mount's disk cache: bounded, owner-only, sealed-as-stored, read from while the
+    /// gateway is away, and a damaged copy fetched again.
+    func testDiskCacheIsBoundedServesReadsWhileTheGatewayIsAwayAndRefetchesADamagedCopy() throws {
+        let ctl = host("a")
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["data/base.bin": pseudoRandomBytes(3 << 20, seed: 71)])
+        try ctl.run("init", url, "--chunk-size", "64K")
+        try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
+        try ctl.run("backup", "web", "--name", "p")
+        let cache = scratch.file("disk-cache")
+        let cached = { () throws -> [(size: Int, path: String)] in
+            try mustRun(["find", cache, "-type", "f", "-printf", "%s %p\n"]).split(separator: "\n").map { line in
+                let parts = line.split(separator: " ", maxSplits: 1)
+                return (Int(parts[0])!, String(parts[1]))
+            }
+        }
+        let dropPageCache = { try "3\n".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8) }
+        // About 3.5 MB of chunks through a 1M disk cache (and the smallest memory cache).
+        do {
+            let small = try mount("small", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=1M", "cache_size=1M"])
+            defer { small.unmount() }
+            try small.io(timeout: 60) { try mustRun(["cmp", small.path("default/web/p/root.img"), disk.path]) }
+            let total = try cached().reduce(0) { $0 + $1.size }
+            XCTAssertGreaterThan(total, 0)
+            XCTAssertLessThanOrEqual(total, 1 << 20)
+        }
+        XCTAssertEqual(try mustRun(["stat", "-c", "%a", cache]).trimmingCharacters(in: .whitespacesAndNewlines), "700")
+
+        // Big enough for every chunk: read once, then again with the gateway stopped.
+        let mounted = try mount("big", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=64M", "cache_size=1M"])
+        defer { mounted.unmount() }
+        let image = mounted.path("default/web/p/root.img")
+        try mounted.io(timeout: 60) { try mustRun(["cmp", image, disk.path]) }
+        try gateway.pause()
+        var paused = true
+        defer { if paused { try? gateway.resume() } }
+        try dropPageCache()
+        try mounted.io(timeout: 60) { try mustRun(["cmp", image, disk.path]) }
+
+        // A copy damaged on the local disk is dropped and fetched again once the store is back.
+        let victim = try XCTUnwrap(try cached().max { $0.size < $1.size })
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: victim.path))
+        handle.seek(toFileOffset: UInt64(victim.size - 100))
+        let byte = handle.readData(ofLength: 1)[0]
+        handle.seek(toFileOffset: UInt64(victim.size - 100))
+        handle.write(Data([byte ^ 0x40]))
+        handle.closeFile()
+        try gateway.resume()
+        paused = false
+        try dropPageCache()
+        try mounted.io(timeout: 60) { try mustRun(["cmp", image, disk.path]) }
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+    }
+
     func testTwoHostsShareOneBucketSeeEachOthersPointsAndNeverBackUpOneServerTwice() throws {
         let a = host("a"), b = host("b")
         let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 21)])
@@ -221,6 +274,48 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertTrue(try a.run("verify").contains("all intact"))
         try b.run("export", "db/from-b", "-o", scratch.file("from-b.img"))
         try mustRun(["cmp", scratch.file("from-b.img"), dbDisk.path])
+    }
+
+    /// Collection in two phases, and each host's index of stored chunks: a chunk removed by
+    /// one host's collection is stored again by another host that had it in its index.
+    func testCollectionRemovesOnlyAfterItsGraceAndOtherHostsStoreRemovedChunksAgain() throws {
+        let a = host("a"), b = host("b")
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 61)])
+        try a.run("init", url, "--chunk-size", "64K", "--gc-grace", "4s")
+        try a.run("server", "add", "web", "--disk", "root=\(disk.path)")
+        let gc = { (ctl: Vaultctl) throws -> [String: Any] in
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try ctl.run("gc", "--json").utf8)) as? [String: Any])
+        }
+        // b backs up, so its index names every chunk of the disk.
+        try b.run("backup", "web", "--name", "first")
+        try a.run("delete", "web/first")
+        try a.run("purge")
+        // The purge's collection marked the chunks; they wait out the grace period.
+        let waiting = try gc(a)
+        XCTAssertEqual(waiting["removedChunks"] as? Int, 0)
+        XCTAssertGreaterThan(waiting["markedChunks"] as? Int ?? 0, 0)
+        Thread.sleep(forTimeInterval: 4.5)
+        let removed = try gc(a)
+        XCTAssertEqual(removed["removedChunks"] as? Int, waiting["markedChunks"] as? Int)
+        XCTAssertEqual(removed["markedChunks"] as? Int, 0)
+
+        // The same disk again from b: its index must have forgotten the removed chunks.
+        try b.run("backup", "web", "--name", "second")
+        XCTAssertTrue(try b.run("verify").contains("all intact"))
+        try b.run("export", "web/second", "-o", scratch.file("second.img"))
+        try mustRun(["cmp", scratch.file("second.img"), disk.path])
+
+        // Marked chunks that a new point uses again lose their mark and stay.
+        try a.run("delete", "web/second")
+        try a.run("purge")
+        try a.run("backup", "web", "--name", "third")
+        Thread.sleep(forTimeInterval: 4.5)
+        let kept = try gc(a)
+        XCTAssertEqual(kept["removedChunks"] as? Int, 0)
+        XCTAssertEqual(kept["markedChunks"] as? Int, 0)
+        XCTAssertTrue(try b.run("verify").contains("all intact"))
+        try b.run("export", "web/third", "-o", scratch.file("third.img"))
+        try mustRun(["cmp", scratch.file("third.img"), disk.path])
     }
 
     func testSyncCopiesEveryPointFromAFolderToS3AndBackIdentical() throws {

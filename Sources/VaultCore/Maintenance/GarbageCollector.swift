@@ -2,25 +2,55 @@ import Foundation
 import Glibc
 
 /// Removes what no point needs any more: chunks, the maps of deleted and failed points, and
-/// temporary files writers left behind (mark and sweep).
+/// temporary files writers left behind (mark and sweep, in two phases).
 ///
 /// The rule: a chunk is kept when a point that the catalog *or* the manifests consider
 /// restorable (active or being made, and not deleted for good) refers to it, or when a live
-/// reader holds a lease on a point that does. Collection runs only while no backup runs (it
-/// takes the backup lock alone), so chunks a running backup has written but not yet mapped
-/// are safe. It removes nothing at all when the manifests hold restorable points that the
+/// reader holds a lease on a point that does. Collection runs only while no backup runs on
+/// any host (it takes the backup lock alone, and in a shared store the lease `gc` while no
+/// server's lease is live), so chunks a running backup has written but not yet mapped are
+/// safe. It removes nothing at all when the manifests hold restorable points that the
 /// catalog does not know: the catalog is missing, replaced or older than the repository.
+///
+/// Two phases: a chunk no point uses is first marked (in the object `gc/marks`), and removed
+/// by a later collection only once it has stayed unused for the grace period; one used again
+/// meanwhile loses its mark. The grace period (`repository.json`'s `gcGraceSeconds`; by
+/// default none in a folder and one day in a bucket) outlasts the longest backup, so a
+/// backup on a host whose lease lapsed mid-run still finds what it reused. Unused chunks are
+/// found in the maps a collection removes; a listing of every chunk, which also finds those
+/// of killed backups, is made on each collection in a folder and weekly in a bucket (or
+/// when asked). Each collection that removes chunks first records them in
+/// `gc/removed/<generation>`, from which every host's chunk index forgets them.
 public struct GarbageCollector {
     public let repository: Repository
+    /// Seconds an unused chunk stays marked before it is removed; nil for the repository's.
+    public var grace: TimeInterval?
+    /// Lists every chunk of the store this run, whenever the last listing was.
+    public var listAll = false
 
-    public init(repository: Repository) { self.repository = repository }
+    /// How often a collection in a shared store lists every chunk on its own.
+    static let listingInterval: TimeInterval = 7 * 86400
+
+    public init(repository: Repository, grace: TimeInterval? = nil, listAll: Bool = false) {
+        self.repository = repository
+        self.grace = grace
+        self.listAll = listAll
+    }
 
     public struct Result: Sendable, Codable {
         /// False when a backup was running and collection was left for later.
         public var ran = false
         public var dryRun = false
         public var removedChunks = 0
+        /// Bytes of the removed chunks whose size a listing gave.
         public var removedChunkBytes: Int64 = 0
+        /// Removed chunks whose size is not known (marked from a removed map, not listed).
+        public var removedChunksUnsized = 0
+        /// Unused chunks marked and waiting out the grace period.
+        public var markedChunks = 0
+        public var graceSeconds: Double = 0
+        /// Whether this run listed every chunk of the store.
+        public var listed = false
         public var keptChunks = 0
         public var removedMaps = 0
         public var removedTemporaries = 0
@@ -38,7 +68,9 @@ public struct GarbageCollector {
         // No backup runs on any host now: what the others committed is in the store.
         try repository.refreshFromStore()
         repository.recoverInterrupted()
-        var result = Result(ran: true, dryRun: dryRun)
+        let grace = max(0, self.grace ?? repository.gcGrace)
+        var result = Result(ran: true, dryRun: dryRun, graceSeconds: grace)
+        let now = Date().timeIntervalSince1970
 
         // Decide what is in use while no reader can take a new lease.
         let gate = try FileLock.lock("\(repository.root)/locks/leases.lock", shared: false, mode: repository.modes.file)
@@ -50,7 +82,44 @@ public struct GarbageCollector {
                 for case .data(let hash) in map.entries.map(\.ref) { referenced.insert(hash) }
             }
         }
-        for point in try repository.maps.points() where !keep.contains(point) {
+        // The chunks of the maps about to go are the candidates a listing would find.
+        let doomed = try repository.maps.points().subtracting(keep)
+        var marks = try Marks.load(repository.objects)
+        for point in doomed {
+            for disk in (try? repository.maps.disks(of: point)) ?? [] {
+                guard let map = try? repository.maps.read(point: point, disk: disk) else { continue }
+                for case .data(let hash) in map.entries.map(\.ref) where !referenced.contains(hash) && marks.chunks[hash] == nil {
+                    marks.chunks[hash] = Marks.Mark(at: now, size: -1)
+                }
+            }
+        }
+        result.listed = listAll || !repository.isShared || now - marks.listedAt >= Self.listingInterval
+        var sizes: [ChunkHash: Int64] = [:]
+        if result.listed {
+            let stored = try repository.chunks.allChunks()
+            sizes = Dictionary(stored.map { ($0.hash, $0.size) }, uniquingKeysWith: { a, _ in a })
+            // Marks of chunks that are gone already are dropped; unused ones are marked.
+            marks.chunks = marks.chunks.filter { sizes[$0.key] != nil }
+            for (hash, size) in stored where !referenced.contains(hash) && marks.chunks[hash] == nil {
+                marks.chunks[hash] = Marks.Mark(at: now, size: size)
+            }
+            marks.listedAt = now
+        }
+        // A chunk used again loses its mark.
+        marks.chunks = marks.chunks.filter { !referenced.contains($0.key) }
+        result.keptChunks = result.listed ? sizes.keys.filter { referenced.contains($0) }.count : referenced.count
+        let due = marks.chunks.filter { now - $0.value.at >= grace }
+        result.markedChunks = marks.chunks.count - due.count
+        // Marks outlive this run only where they wait or where a later run will not list.
+        // Without a listing now, they are stored before the maps that named the chunks go,
+        // so none is forgotten; after one, a later listing finds them again, and they are
+        // stored only once the due chunks are gone (a full disk still frees space).
+        let keepsMarks = !dryRun && (repository.isShared || grace > 0)
+        if keepsMarks && !result.listed {
+            try requireLease(lock)
+            try marks.save(repository.objects)
+        }
+        for point in doomed {
             result.removedMaps += 1
             if !dryRun {
                 try requireLease(lock)
@@ -59,24 +128,30 @@ public struct GarbageCollector {
         }
         _ = gate
 
-        let stored = try repository.chunks.allChunks()
-        let meter = ProgressMeter(label: dryRun ? "chunks looked at" : "chunks swept", unit: .chunks, report: progress)
-        meter.addTotal(Int64(stored.count))
+        if !due.isEmpty && !dryRun && repository.isShared {
+            try requireLease(lock)
+            try RemovalRecords.write(due.keys, to: repository.objects)
+        }
+        let meter = ProgressMeter(label: dryRun ? "chunks to remove" : "chunks removed", unit: .chunks, report: progress)
+        meter.addTotal(Int64(due.count))
         defer { meter.finish() }
-        for (hash, size) in stored {
+        for (hash, mark) in due {
             meter.advance(1)
-            if referenced.contains(hash) { result.keptChunks += 1; continue }
             result.removedChunks += 1
-            result.removedChunkBytes += size
+            let size = sizes[hash] ?? mark.size
+            if size >= 0 { result.removedChunkBytes += size } else { result.removedChunksUnsized += 1 }
             if !dryRun {
                 try requireLease(lock)
                 try repository.chunks.remove(hash)
                 FaultInjection.reached("gc-chunk-removed")
             }
         }
+        if keepsMarks && (result.listed || !due.isEmpty) {
+            for hash in due.keys { marks.chunks[hash] = nil }
+            try marks.save(repository.objects)
+        }
         // No backup runs now, so every temporary chunk or map is a dead writer's; other
         // temporaries are left an hour in case a command is writing one right now.
-        let now = Date().timeIntervalSince1970
         var temporaries: [String] = []
         if let directory = repository.objects as? DirectoryStore {
             temporaries += directory.staleTemporaries(prefix: ChunkStore.prefix, olderThan: 0, now: now)

@@ -33,7 +33,7 @@ public enum Sync {
         // In a shared bucket a collection on any host must see the sync as it sees a backup:
         // a lease among the servers' (no server may be named ".sync").
         var lease: ObjectLease?
-        if mirror.objects is S3Store {
+        if mirror.isShared {
             var holder: String?
             lease = try ObjectLease.acquire(mirror.objects, name: "servers/.sync", host: try mirror.hostId(), holder: &holder)
             guard lease != nil else { throw VaultError(.busy, "another sync into \(mirror.location.name) is running on \(holder ?? "another host")") }

@@ -22,6 +22,8 @@ public final class ChunkCache: Sendable {
     private struct State {
         var entries: [Key: (data: [UInt8], tick: UInt64)] = [:]
         var pending: [Key: Pending] = [:]
+        /// Chunks read-ahead has queued and not yet started on.
+        var queued = Set<ChunkHash>()
         var bytes = 0
         var tick: UInt64 = 0
     }
@@ -29,10 +31,11 @@ public final class ChunkCache: Sendable {
     public let budget: Int
     private let store: ChunkStore
     private let state = Mutex(State())
-    /// Read-ahead decodes on at most as many threads as there are cores, whatever the number
-    /// of readers, so it never starves the reads that wait.
-    private let prefetchQueue = DispatchQueue(label: "vaultfs.prefetch", attributes: .concurrent)
-    private let prefetchSlots: DispatchSemaphore
+    /// Read-ahead runs on a few threads of its own, whatever the number of readers: the
+    /// store's number of writers, one per core (up to 8) for a local store, so it never
+    /// starves the reads that wait, and 8 for one across a network, where each mostly waits
+    /// for its answer.
+    private let prefetchers: WorkerPool
     private let decoded = Atomic<Int>(0)
 
     /// Loads from the store so far (each file read, not each request).
@@ -40,10 +43,12 @@ public final class ChunkCache: Sendable {
     /// Bytes of decoded frames held now.
     var cachedBytes: Int { state.withLock { $0.bytes } }
 
-    public init(store: ChunkStore, budget: Int, prefetchThreads: Int = System.coreCount) {
+    /// `prefetchThreads` is how many chunks read-ahead loads at once; by default the store's
+    /// number of writers (one per core for a local disk, more for an object store).
+    public init(store: ChunkStore, budget: Int, prefetchThreads: Int? = nil) {
         self.store = store
         self.budget = max(budget, 1 << 20)
-        prefetchSlots = DispatchSemaphore(value: max(1, prefetchThreads))
+        prefetchers = WorkerPool(threads: prefetchThreads ?? store.objects.writers)
     }
 
     /// Frames `frames` of chunk `hash` (`length` plain bytes), decoded, in order.
@@ -115,12 +120,14 @@ public final class ChunkCache: Sendable {
     /// Starts decoding whole chunks a sequential reader will want next, without waiting.
     public func prefetch(_ wanted: [(hash: ChunkHash, length: Int)]) {
         let missing = state.withLock { state in
-            wanted.filter { state.entries[Key(hash: $0.hash, frame: 0)] == nil && state.pending[Key(hash: $0.hash, frame: 0)] == nil }
+            wanted.filter { item in
+                let first = Key(hash: item.hash, frame: 0)
+                return state.entries[first] == nil && state.pending[first] == nil && state.queued.insert(item.hash).inserted
+            }
         }
         for item in missing {
-            prefetchQueue.async { [self] in
-                prefetchSlots.wait()
-                defer { prefetchSlots.signal() }
+            prefetchers.submit { [self] in
+                state.withLock { _ = $0.queued.remove(item.hash) }
                 _ = try? frames(item.hash, length: item.length, 0..<ChunkFile.frameCount(item.length))
             }
         }

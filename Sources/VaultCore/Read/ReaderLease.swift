@@ -60,7 +60,11 @@ extension Repository {
         } catch let error as VaultError where error.code == .noSpace {
             lease = nil
         }
-        guard try !maps.disks(of: id).isEmpty else { throw VaultError.notFound("point \(id) was deleted") }
+        do {
+            guard try !maps.disks(of: id).isEmpty else { throw VaultError.notFound("point \(id) was deleted") }
+        } catch let error as VaultError where error.code == .unreachable && cached != nil {
+            // The store is away: an image flattened before still reads from what is cached.
+        }
         return (try cached ?? flatten(point: id, disk: disk), lease)
     }
 

@@ -45,6 +45,8 @@ public struct RepositoryInfo: Codable, Sendable {
     public var readOnly: String?
     /// The local state folder of a repository in S3; nil for one in a folder.
     public var stateDirectory: String?
+    /// How long an unused chunk stays marked before a collection removes it.
+    public var gcGraceSeconds: Double
 }
 
 extension Repository {
@@ -57,6 +59,7 @@ extension Repository {
             group: config.group, vaults: try catalog.vaults().count, servers: try catalog.servers().count,
             points: try catalog.points(includeSoftDeleted: true).filter { $0.status == .active }.count,
             chunks: stored.count, storedBytes: stored.reduce(0) { $0 + $1.size },
-            readOnly: readOnlyReason, stateDirectory: { if case .s3(_, let state) = location { return state }; return nil }())
+            readOnly: readOnlyReason, stateDirectory: { if case .s3(_, let state) = location { return state }; return nil }(),
+            gcGraceSeconds: gcGrace)
     }
 }

@@ -23,6 +23,12 @@ public final class Repository: Sendable {
 
     /// Where it is: a folder, or a bucket and a state folder.
     public let location: RepositoryLocation
+    /// Whether other hosts may write the same store (a bucket): then backups and collections
+    /// coordinate through leases, and backups keep a local index of its chunks.
+    public var isShared: Bool { if case .s3 = location { true } else { false } }
+    /// Seconds an unused chunk stays marked before a collection removes it: the repository's
+    /// setting, else none in a folder (one host, exact locks) and a day in a shared store.
+    public var gcGrace: TimeInterval { config.gcGraceSeconds ?? (isShared ? 86400 : 0) }
     /// When the catalog last took in what other hosts wrote, and whether that is running.
     private let refreshed = Mutex<(at: Date, running: Bool)>((Date(), false))
 
@@ -34,16 +40,22 @@ public final class Repository: Sendable {
         try self.init(location: try RepositoryLocation.parse(path), unlock: unlock)
     }
 
-    public init(location: RepositoryLocation, unlock: Unlock = .none) throws {
+    /// Opens the repository at `location`. `diskCache` keeps the chunks read from a bucket in
+    /// a local folder too (for the mount); a repository in a folder refuses one.
+    public init(location: RepositoryLocation, unlock: Unlock = .none, diskCache: DiskCacheSettings? = nil) throws {
         self.location = location
         root = location.root
         var config: RepositoryConfig
         let directory: DirectoryStore?
+        var index: ChunkIndex?
         switch location {
         case .directory(let root):
             config = try RepositoryConfig.load(from: root)
             for folder in ["chunks", "maps", "locks"] where !Posix.isDirectory("\(root)/\(folder)") {
                 throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
+            }
+            if diskCache != nil {
+                throw VaultError.invalid("cache_dir= is for s3:// repositories: the chunks of \(root) are on a local disk already")
             }
             modes = FileModes.of(config)
             directory = DirectoryStore(root: root, modes: modes)
@@ -54,10 +66,11 @@ public final class Repository: Sendable {
             modes = .ownerOnly
             try Self.prepareState(state, repository: config.id)
             directory = nil
-            objects = store
+            objects = try diskCache.map { try DiskCachedStore(store, settings: $0) } ?? store
+            index = ChunkIndex(path: "\(state)/chunks.index", store: "\(location.name) \(config.storeId ?? "")")
         }
         let sealer = try unlock.keys(for: config, at: location.name).map(Sealer.init)
-        chunks = ChunkStore(objects: objects, sealer: sealer)
+        chunks = ChunkStore(objects: objects, sealer: sealer, index: index)
         maps = MapStore(objects: objects, sealer: sealer)
         manifests = ManifestStore(objects: objects, sealer: sealer)
         let catalogPath = "\(root)/catalog.sqlite"
@@ -85,7 +98,7 @@ public final class Repository: Sendable {
     /// changed one. Returns how many records changed.
     @discardableResult
     public func refreshFromStore() throws -> Int {
-        guard objects is S3Store, readOnlyReason == nil else { return 0 }
+        guard isShared, readOnlyReason == nil else { return 0 }
         let file = "\(root)/manifests.seen"
         let seen = (try? JSONDecoder().decode([String: String].self, from: Data(Posix.readFile(file, limit: 256 << 20)))) ?? [:]
         let found = try manifests.changed(since: seen)
@@ -102,7 +115,7 @@ public final class Repository: Sendable {
     /// Starts `refreshFromStore` on another thread when the last one is `interval` seconds
     /// old and none is running: the mount calls it as it reads the catalog, and never waits.
     public func refreshFromStoreInBackground(every interval: TimeInterval) {
-        guard objects is S3Store else { return }
+        guard isShared else { return }
         let due = refreshed.withLock { state -> Bool in
             guard !state.running, Date().timeIntervalSince(state.at) >= interval else { return false }
             state.running = true
@@ -143,20 +156,25 @@ public final class Repository: Sendable {
     /// `s3://` URL). See `create(at location:…)`.
     @discardableResult
     public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil,
-                              encryption: Encryption = .none) throws -> Repository {
+                              encryption: Encryption = .none, gcGrace: TimeInterval? = nil) throws -> Repository {
         try create(at: try RepositoryLocation.parse(path), chunkSize: chunkSize, compressionLevel: compressionLevel,
-                   group: group, encryption: encryption)
+                   group: group, encryption: encryption, gcGrace: gcGrace)
     }
 
     /// Creates a new, empty repository: in a folder (empty or missing), everything owner-only,
     /// or readable by `group` when one is given; in a bucket (made when missing) under a
     /// prefix that holds nothing yet, with a new state folder. `encryption` makes it
     /// encrypted, its key wrapped by a passphrase or written to a key file outside the
-    /// repository.
+    /// repository. `gcGrace` is how long unused chunks wait before collection removes them
+    /// (nil for the default).
     @discardableResult
     public static func create(at location: RepositoryLocation, chunkSize: Int, compressionLevel: Int, group: String? = nil,
-                              encryption: Encryption = .none) throws -> Repository {
+                              encryption: Encryption = .none, gcGrace: TimeInterval? = nil) throws -> Repository {
         var config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
+        if let gcGrace {
+            guard gcGrace >= 0, gcGrace <= 366 * 86400 else { throw VaultError.invalid("a grace period must be from 0 to 366 days") }
+            config.gcGraceSeconds = gcGrace
+        }
         let gid = try group.map(FileModes.groupId)
         if group != nil, case .s3 = location {
             throw VaultError.invalid("--group applies to a repository in a folder; an S3 repository's access is the bucket's")
@@ -197,6 +215,8 @@ public final class Repository: Sendable {
     /// it a repository.
     private static func lay(_ config: RepositoryConfig, at location: RepositoryLocation, gid: gid_t?,
                             beforeConfig: () throws -> Void) throws {
+        var config = config
+        config.storeId = UUID().uuidString.lowercased()
         switch location {
         case .directory(let root):
             if Posix.exists("\(root)/\(RepositoryConfig.fileName)") {
@@ -296,7 +316,7 @@ public final class Repository: Sendable {
     /// another host holds is `.busy`, naming it.
     func lockServer(_ id: Int64, name: String) throws -> StoreLock? {
         guard let file = try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file) else { return nil }
-        guard objects is S3Store else { return StoreLock(file: file, lease: nil) }
+        guard isShared else { return StoreLock(file: file, lease: nil) }
         var holder: String?
         guard let lease = try ObjectLease.acquire(objects, name: "servers/\(name)", host: try hostId(), holder: &holder) else {
             throw VaultError(.busy, "server '\(name)' is busy: a backup of it is running on \(holder ?? "another host")")
@@ -334,11 +354,13 @@ public final class Repository: Sendable {
     func lockForBackup(wait: Bool = true) throws -> FileLock? {
         guard let file = wait ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
                 : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file) else { return nil }
-        guard objects is S3Store else { return file }
+        guard isShared else { return file }
         while let holder = try ObjectLease.holder(objects, name: "gc", host: try hostId()) {
             guard wait else { throw VaultError(.busy, "garbage collection is running on \(holder); try the backup again when it ends") }
             usleep(2_000_000)
         }
+        // Collections on other hosts may have removed chunks this host's index names.
+        try chunks.index?.catchUp(objects, chunks: chunks)
         return file
     }
 
@@ -346,7 +368,7 @@ public final class Repository: Sendable {
     /// on any host) or another collection does.
     func tryLockForCollection() throws -> StoreLock? {
         guard let file = try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) else { return nil }
-        guard objects is S3Store else { return StoreLock(file: file, lease: nil) }
+        guard isShared else { return StoreLock(file: file, lease: nil) }
         var holder: String?
         guard let lease = try ObjectLease.acquire(objects, name: "gc", host: try hostId(), holder: &holder) else { return nil }
         if try !ObjectLease.liveHolders(objects, under: "servers/", host: try hostId()).isEmpty {
@@ -370,7 +392,7 @@ public final class Repository: Sendable {
             do {
                 manifest = try manifests.point(point.id)
                 whole = try manifest.map(mapsAreWhole) ?? false
-            } catch let error as VaultError where objects is S3Store && error.code != .corrupt {
+            } catch let error as VaultError where isShared && error.code != .corrupt {
                 continue
             } catch {
                 manifest = nil

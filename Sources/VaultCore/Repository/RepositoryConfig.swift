@@ -22,6 +22,12 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
     /// Tells the right key from a wrong one (see `RepositoryKeys.check`).
     public var keyCheck: String?
 
+    /// Seconds an unused chunk waits, marked, before a collection removes it; nil for the
+    /// default (none in a folder, a day in a bucket). See `GarbageCollector`.
+    public var gcGraceSeconds: Double?
+    /// Made anew each time a repository or mirror is laid out, so a store made again under
+    /// a name another held (say, a bucket restored by `sync`) is told from the one before.
+    public var storeId: String?
     public static let cipher = "aes-256-gcm"
     public var isEncrypted: Bool { encryption != nil }
 

@@ -7,9 +7,12 @@ struct ChunkReader {
     private let prefix: [UInt8]
     let store: ChunkStore
 
-    /// Opens and checks the chunk `hash`; a missing or damaged one throws `.corrupt`.
-    init(store: ChunkStore, hash: ChunkHash) throws {
-        let opening = max(ChunkFile.indexPrefix, store.objects.openPrefix)
+    /// Opens and checks the chunk `hash`; a missing or damaged one throws `.corrupt`. With
+    /// `whole`, from a store that fetches more than the index on opening (where each request
+    /// is a round trip), the whole object comes in that one request.
+    init(store: ChunkStore, hash: ChunkHash, whole: Bool = false) throws {
+        let remote = store.objects.openPrefix > ChunkFile.indexPrefix
+        let opening = whole && remote ? ChunkFile.maxFileSize : max(ChunkFile.indexPrefix, store.objects.openPrefix)
         guard let (object, prefix) = try store.objects.open(store.key(for: hash), prefix: opening) else {
             throw VaultError(.corrupt, "chunk \(hash) is missing from the store")
         }
@@ -59,34 +62,61 @@ struct ChunkReader {
             }
             return
         }
+        var written = 0
+        try forEachFrame(frames) { i, source in
+            let plain = ChunkFile.frameLength(i, of: header.plainLength)
+            guard written + plain <= destination.count else { throw VaultError(.corrupt, "chunk \(hash) frame \(i) overruns") }
+            try decodeFrame(i, source, into: UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + plain)]))
+            written += plain
+        }
+        guard written == destination.count else { throw VaultError(.corrupt, "chunk \(hash) decodes to the wrong length") }
+    }
+
+    /// Decodes each of `frames` (contiguous, of a chunk of the second format) into an array
+    /// of its own, with one read of the store for all of them.
+    func decodeEach(_ frames: Range<Int>) throws -> [(index: Int, bytes: [UInt8])] {
+        var decoded: [(index: Int, bytes: [UInt8])] = []
+        decoded.reserveCapacity(frames.count)
+        try forEachFrame(frames) { i, source in
+            let plain = ChunkFile.frameLength(i, of: header.plainLength)
+            decoded.append((i, try [UInt8](unsafeUninitializedCapacity: plain) { raw, count in
+                try decodeFrame(i, source, into: UnsafeMutableRawBufferPointer(raw))
+                count = plain
+            }))
+        }
+        return decoded
+    }
+
+    /// Reads the stored bytes of `frames` (contiguous) at once and hands each frame's to `body`.
+    private func forEachFrame(_ frames: Range<Int>, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
         let first = header.frames[frames.lowerBound], last = header.frames[frames.upperBound - 1]
         let start = first.offset, end = last.offset + last.length
         let bytes = try bytes(start..<end)
-        var written = 0
         try bytes.withUnsafeBytes { raw in
             for i in frames {
                 let frame = header.frames[i]
-                let plain = ChunkFile.frameLength(i, of: header.plainLength)
-                guard written + plain <= destination.count else { throw VaultError(.corrupt, "chunk \(hash) frame \(i) overruns") }
-                let source = UnsafeRawBufferPointer(rebasing: raw[(frame.offset - start)..<(frame.offset - start + frame.length)])
-                let target = UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + plain)])
-                let decoded: Bool
-                if let sealer = store.sealer {
-                    let opened = try sealer.open(source, context: ChunkFile.frameContext(hash, frame: i, plainLength: header.plainLength),
-                                                 what: "chunk \(hash) frame \(i)")
-                    decoded = opened.withUnsafeBytes { store.decompressor.decompress($0, into: target) }
-                } else {
-                    guard ChunkFile.frameCheck(source) == frame.check else {
-                        throw VaultError(.corrupt, "chunk \(hash) frame \(i) is not the frame its index names (moved, replaced or without its checksum)")
-                    }
-                    decoded = store.decompressor.decompress(source, into: target)
-                }
-                guard decoded else {
-                    throw VaultError(.corrupt, "chunk \(hash) frame \(i) does not decompress or fails its checksum")
-                }
-                written += plain
+                try body(i, UnsafeRawBufferPointer(rebasing: raw[(frame.offset - start)..<(frame.offset - start + frame.length)]))
             }
         }
-        guard written == destination.count else { throw VaultError(.corrupt, "chunk \(hash) decodes to the wrong length") }
+    }
+
+    /// Checks (or opens, when sealed) and decompresses frame `i` into `target`, exactly its
+    /// plain length.
+    private func decodeFrame(_ i: Int, _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer) throws {
+        let hash = header.hash
+        let decoded: Bool
+        if let sealer = store.sealer {
+            let opened = try sealer.open(source, context: ChunkFile.frameContext(hash, frame: i, plainLength: header.plainLength),
+                                         what: "chunk \(hash) frame \(i)")
+            decoded = opened.withUnsafeBytes { store.decompressor.decompress($0, into: target) }
+        } else {
+            guard ChunkFile.frameCheck(source) == header.frames[i].check else {
+                throw VaultError(.corrupt, "chunk \(hash) frame \(i) is not the frame its index names (moved, replaced or without its checksum)")
+            }
+            decoded = store.decompressor.decompress(source, into: target)
+        }
+        guard decoded else {
+            throw VaultError(.corrupt, "chunk \(hash) frame \(i) does not decompress or fails its checksum")
+        }
     }
 }

@@ -7,10 +7,13 @@ public final class ChunkStore: Sendable {
     /// Seals frames and keys chunk ids in an encrypted repository.
     let sealer: Sealer?
     let decompressor = ZstdDecompressor()
+    /// The chunks a shared store holds, so a backup need not ask it about each.
+    let index: ChunkIndex?
 
-    init(objects: any ObjectStore, sealer: Sealer?) {
+    init(objects: any ObjectStore, sealer: Sealer?, index: ChunkIndex? = nil) {
         self.objects = objects
         self.sealer = sealer
+        self.index = index
     }
 
     /// The id a chunk with these plain bytes has here.
@@ -33,9 +36,15 @@ public final class ChunkStore: Sendable {
     public func location(of hash: ChunkHash) -> String { "\(objects.location)/\(key(for: hash))" }
 
     /// Stores `plain` under `hash` unless the store already has it, as independent
-    /// checksummed zstd frames; returns the bytes written (0 when it was there).
+    /// checksummed zstd frames; returns the bytes written (0 when it was there). With an
+    /// index, a chunk it names is not asked about, and one it lacks is written at once (a
+    /// conditional write, so one stored meanwhile is left as it was).
     func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8]) throws -> Int {
-        if try objects.exists(key(for: hash)) { return 0 }
+        if let index {
+            if index.contains(hash) { return 0 }
+        } else if try objects.exists(key(for: hash)) {
+            return 0
+        }
         var lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
         var checks = [UInt32](repeating: 0, count: lengths.count)
         if sealer == nil {
@@ -66,16 +75,39 @@ public final class ChunkStore: Sendable {
                                             sealed: sealer != nil)
         let payload = lengths.reduce(0, +)
         object.append(contentsOf: scratch[0..<payload])
-        return try objects.putIfAbsent(key(for: hash), object) ? object.count : 0
+        let stored = try objects.putIfAbsent(key(for: hash), object)
+        index?.insert(hash)
+        return stored ? object.count : 0
     }
 
     /// Reads, decodes and checks one whole chunk into `destination`, which must be exactly
     /// the chunk's plain length, and checks it against its address (SHA-256): what `verify`
     /// and export of old chunks use. A missing, damaged or mismatched chunk throws `.corrupt`.
     public func load(_ hash: ChunkHash, into destination: UnsafeMutableRawBufferPointer) throws {
-        let file = try ChunkReader(store: self, hash: hash)
-        defer { file.close() }
-        try file.load(hash, into: destination)
+        try reading(hash) { try $0.load(hash, into: destination) }
+    }
+
+    /// Runs `body` on the chunk `hash` opened (whole, with `whole`, from a remote store). When
+    /// the copy a disk cache kept fails its checks, the copy is dropped and `body` runs once
+    /// more on the store's.
+    func reading<T>(_ hash: ChunkHash, whole: Bool = false, _ body: (ChunkReader) throws -> T) throws -> T {
+        func attempt() throws -> T {
+            let file = try ChunkReader(store: self, hash: hash, whole: whole)
+            defer { file.close() }
+            return try body(file)
+        }
+        guard let cache = objects as? DiskCachedStore else { return try attempt() }
+        do {
+            return try attempt()
+        } catch let error as VaultError where error.code == .corrupt && cache.evict(key(for: hash)) {
+            do {
+                return try attempt()
+            } catch {
+                // Damaged in the store too: keep no copy of it.
+                cache.evict(key(for: hash))
+                throw error
+            }
+        }
     }
 }
 
@@ -106,8 +138,12 @@ extension ChunkStore {
     /// format (one frame) is decoded whole and checked by its address instead. Returns the
     /// decoded frames by index; a chunk of the first format gives all of its frames.
     func loadFrames(_ hash: ChunkHash, length: Int, frames: Range<Int>) throws -> [(index: Int, bytes: [UInt8])] {
-        let file = try ChunkReader(store: self, hash: hash)
-        defer { file.close() }
+        try reading(hash, whole: frames.count == ChunkFile.frameCount(length)) { file in
+            try decodeFrames(of: file, hash, length: length, frames)
+        }
+    }
+
+    private func decodeFrames(of file: ChunkReader, _ hash: ChunkHash, length: Int, _ frames: Range<Int>) throws -> [(index: Int, bytes: [UInt8])] {
         guard file.header.plainLength == length else {
             throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(length)")
         }
@@ -124,14 +160,7 @@ extension ChunkStore {
                 (i, Array(whole[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + ChunkFile.frameLength(i, of: length))]))
             }
         }
-        return try frames.map { i in
-            let plain = ChunkFile.frameLength(i, of: length)
-            let bytes = try [UInt8](unsafeUninitializedCapacity: plain) { raw, count in
-                try file.decode(frames: i..<(i + 1), into: UnsafeMutableRawBufferPointer(raw))
-                count = plain
-            }
-            return (i, bytes)
-        }
+        return try file.decodeEach(frames)
     }
 
     /// Every stored chunk and its size, for garbage collection, verification and `info`.

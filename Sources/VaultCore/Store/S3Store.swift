@@ -1,6 +1,7 @@
 internal import CCurl
 import Crypto
 import Foundation
+import Synchronization
 
 /// Where an S3 repository is and how to reach it: `s3://BUCKET/PREFIX`, an endpoint
 /// (path-style addressing), a region and credentials. Credentials come from the environment
@@ -88,6 +89,8 @@ public final class S3Store: ObjectStore {
     let timeout: Int
     /// Pauses between attempts of a request that may succeed later; their count bounds it.
     let backoff: [Double]
+    /// Spaces requests out when `$VAULT_S3_MAX_REQUESTS` caps them per second.
+    private let pace: RequestPace?
 
     public var location: String { s3.url.hasSuffix("/") ? String(s3.url.dropLast()) : s3.url }
     /// Parallel PUTs of a backup: requests wait on the network, not on a core.
@@ -102,6 +105,14 @@ public final class S3Store: ObjectStore {
         sigv4 = "aws:amz:\(s3.region):s3"
         self.timeout = timeout
         self.backoff = backoff
+        if let text = environment["VAULT_S3_MAX_REQUESTS"], !text.isEmpty {
+            guard let rate = Double(text), rate > 0, rate.isFinite else {
+                throw VaultError(.invalidArgument, "VAULT_S3_MAX_REQUESTS is '\(text)': give the most requests a second, e.g. 100")
+            }
+            pace = RequestPace(perSecond: rate)
+        } else {
+            pace = nil
+        }
         vfs_http_init()
     }
 
@@ -155,6 +166,7 @@ public final class S3Store: ObjectStore {
         let all = headers + ["x-amz-content-sha256: \(payloadHash)"]
         var attempt = 0
         while true {
+            pace?.wait()
             var response = vfs_http_response()
             let code = withCStrings(all) { lines in
                 body.withUnsafeBytes { raw in
@@ -373,4 +385,24 @@ private func withCStrings<T>(_ strings: [String], _ body: ([UnsafePointer<CChar>
     let copies = strings.map { strdup($0) }
     defer { copies.forEach { free($0) } }
     return body(copies.map { UnsafePointer($0) })
+}
+
+/// At most so many requests a second from this process, however many threads send them: each
+/// takes the next free turn and sleeps until it comes.
+final class RequestPace: Sendable {
+    private let interval: Double
+    /// When the next turn is free, in seconds of the monotonic clock.
+    private let next = Mutex<Double>(0)
+
+    init(perSecond rate: Double) { interval = 1 / rate }
+
+    func wait() {
+        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        let turn = next.withLock { next -> Double in
+            let turn = max(now, next)
+            next = turn + interval
+            return turn
+        }
+        if turn > now { usleep(UInt32(min(turn - now, 60) * 1_000_000)) }
+    }
 }

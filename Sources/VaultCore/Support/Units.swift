@@ -28,6 +28,21 @@ public enum Units {
         return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
     }
 
+    /// A duration given on a command line; `.invalidArgument` when it is not one.
+    public static func durationArgument(_ text: String) throws -> TimeInterval {
+        guard let value = parseDuration(text) else { throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m, 45s or 0") }
+        return value
+    }
+
+    /// A duration in the largest unit that shows it whole: `1d`, `36h`, `90s`.
+    public static func formatDuration(_ seconds: TimeInterval) -> String {
+        let whole = Int(seconds.rounded())
+        for (unit, size) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] where whole >= size && whole % size == 0 {
+            return "\(whole / size)\(unit)"
+        }
+        return "\(whole)s"
+    }
+
     /// Parses `7d`, `12h`, `30m`, `45s` or plain seconds.
     public static func parseDuration(_ text: String) -> TimeInterval? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
