@@ -234,13 +234,16 @@ def s3_rows(runs):
     network path costs."""
     gateway = os.path.join(WORK, "ceph")
     rgw = os.path.join(TOP, "scripts", "ceph-rgw.sh")
+    # A folder of its own: the run folder keeps the folder repository later measurements read.
+    s3run = os.path.join(WORK, "s3-run")
+    mnt = os.path.join(s3run, "mnt")
     for r in range(runs):
         log(f"== S3 on a local Ceph gateway, run {r + 1} of {runs}")
         subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL) if os.path.isdir(gateway) else None
         shutil.rmtree(gateway, ignore_errors=True)
-        shutil.rmtree(RUN, ignore_errors=True)
+        shutil.rmtree(s3run, ignore_errors=True)
         os.makedirs(gateway)
-        os.makedirs(MNT)
+        os.makedirs(mnt)
         try:
             subprocess.run([rgw, "start", gateway], check=True, stdout=subprocess.DEVNULL,
                            env=dict(os.environ, CEPH_MEMSTORE_BYTES=str(8 << 30)))
@@ -251,7 +254,7 @@ def s3_rows(runs):
                 key, _, value = line.strip().partition("=")
                 gw[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
             env = dict(ENV, **{k: gw[k] for k in ("VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
-                       VAULT_REPO="s3://bench-vaultfs/repo", VAULT_STATE_DIR=os.path.join(RUN, "vaultfs-state"),
+                       VAULT_REPO="s3://bench-vaultfs/repo", VAULT_STATE_DIR=os.path.join(s3run, "vaultfs-state"),
                        RESTIC_REPOSITORY=f"s3:{gw['VAULT_S3_ENDPOINT']}/bench-restic/repo")
 
             def timed_s3(*args):
@@ -270,7 +273,7 @@ def s3_rows(runs):
                 record(name, "vaultfs S3", timed_s3(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
                 record(name, "restic S3", timed_s3("restic", "backup", "--quiet", DISK))
             v2 = os.path.join(CORPUS, "disk-v2.img")
-            path = os.path.join(MNT, "vaultfs-s3")
+            path = os.path.join(mnt, "vaultfs-s3")
             os.makedirs(path)
             p = subprocess.Popen([VAULTFS, env["VAULT_REPO"], path, "-f"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             target = os.path.join(path, "bench", "web", POINT[2], "root.img")
@@ -281,7 +284,7 @@ def s3_rows(runs):
                 raise SystemExit("bench: the vaultfs S3 image differs from disk-v2.img")
             unmount(path)
             p.wait(timeout=60)
-            path = os.path.join(MNT, "restic-s3")
+            path = os.path.join(mnt, "restic-s3")
             os.makedirs(path)
             p = subprocess.Popen(["restic", "mount", path], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_for(lambda: os.path.isdir(os.path.join(path, "snapshots")), 60)
@@ -294,9 +297,10 @@ def s3_rows(runs):
             p.wait(timeout=60)
         finally:
             for path in ("vaultfs-s3", "restic-s3"):
-                unmount(os.path.join(MNT, path))
+                unmount(os.path.join(mnt, path))
             subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL)
     shutil.rmtree(gateway, ignore_errors=True)
+    shutil.rmtree(s3run, ignore_errors=True)
 
 
 def chain_depth(runs):
