@@ -14,6 +14,8 @@ for p in restic borgbackup fio python3 e2fsprogs fuse2fs; do dpkg-query -W -f='$
 if [ ${#need[@]} -gt 0 ]; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } >&2
 fi
+# The S3 rows start a local Ceph (scripts/ceph-rgw.sh), installed as make test installs it.
+"$top/scripts/install-deps.sh" --test >&2
 
 echo "== release build" >&2
 (cd "$top" && swift build -c release --product vaultctl >&2 && swift build -c release --product vaultfs >&2)
