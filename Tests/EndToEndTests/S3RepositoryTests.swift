@@ -88,7 +88,9 @@ final class S3RepositoryTests: XCTestCase {
             try second.io(timeout: 60) { try mustRun(["cmp", second.path("prod/web/\(name)/root.img"), copy]) }
         }
         second.unmount()
-        // Retention and collection work on the bucket: deleting the manual point frees its chunks.
+        // Deletion and collection work on the bucket: purging the manual point marks its chunks
+        // (removed after the grace period; see testCollectionRemovesOnlyAfterItsGrace…), and
+        // every other point still verifies and exports identical.
         try ctl.run("delete", "web/manual")
         try ctl.run("purge")
         XCTAssertTrue(try ctl.run("verify").contains("all intact"))
