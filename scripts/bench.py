@@ -47,11 +47,11 @@ def drop_caches():
         f.write("3\n")
 
 
-def timed(*args, cold=True):
+def timed(*args, cold=True, env=None):
     if cold:
         drop_caches()
     start = time.monotonic()
-    done = subprocess.run(list(args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(list(args), env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()}")
@@ -257,21 +257,13 @@ def s3_rows(runs):
                        VAULT_REPO="s3://bench-vaultfs/repo", VAULT_STATE_DIR=os.path.join(s3run, "vaultfs-state"),
                        RESTIC_REPOSITORY=f"s3:{gw['VAULT_S3_ENDPOINT']}/bench-restic/repo")
 
-            def timed_s3(*args):
-                drop_caches()
-                start = time.monotonic()
-                done = subprocess.run(list(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                if done.returncode != 0:
-                    raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()[:400]}")
-                return time.monotonic() - start
-
             run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
             prepare_vaultfs(run, env["VAULT_REPO"])
             run("restic", "init")
             for v, name in [(1, "S3: full backup (v1)"), (2, "S3: incremental backup (v2)")]:
                 use_version(v)
-                record(name, "vaultfs S3", timed_s3(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
-                record(name, "restic S3", timed_s3("restic", "backup", "--quiet", DISK))
+                record(name, "vaultfs S3", timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v], env=env))
+                record(name, "restic S3", timed("restic", "backup", "--quiet", DISK, env=env))
             v2 = os.path.join(CORPUS, "disk-v2.img")
             path = os.path.join(mnt, "vaultfs-s3")
             os.makedirs(path)
@@ -279,7 +271,7 @@ def s3_rows(runs):
             target = os.path.join(path, "bench", "web", POINT[2], "root.img")
             if not wait_for(lambda: os.path.exists(target), 60):
                 raise SystemExit("bench: vaultfs on S3 did not mount")
-            record("S3: cold read of the image (dd 1M)", "vaultfs S3", timed_s3("dd", f"if={target}", "of=/dev/null", "bs=1M"))
+            record("S3: cold read of the image (dd 1M)", "vaultfs S3", timed("dd", f"if={target}", "of=/dev/null", "bs=1M", env=env))
             if subprocess.run(["cmp", target, v2]).returncode != 0:
                 raise SystemExit("bench: the vaultfs S3 image differs from disk-v2.img")
             unmount(path)
@@ -291,7 +283,7 @@ def s3_rows(runs):
             snaps = sorted(d for d in os.listdir(os.path.join(path, "snapshots")) if d != "latest")
             target = os.path.join(path, "snapshots", snaps[1]) + DISK
             wait_for(lambda: os.path.exists(target), 60)
-            record("S3: cold read of the image (dd 1M)", "restic S3", timed_s3("dd", f"if={target}", "of=/dev/null", "bs=1M"))
+            record("S3: cold read of the image (dd 1M)", "restic S3", timed("dd", f"if={target}", "of=/dev/null", "bs=1M", env=env))
             unmount(path)
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=60)

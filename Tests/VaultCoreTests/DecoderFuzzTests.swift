@@ -210,6 +210,46 @@ final class DecoderFuzzTests: XCTestCase {
         XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged manifests cost a huge allocation")
     }
 
+    /// `gc/marks` and `gc/removed/N`, damaged: refused whole (a damaged-marks error, a record
+    /// read as missing), or read as exactly as many entries as the bytes hold.
+    func testMutatedCollectionRecordsAreRefusedOrHarmless() throws {
+        let fixture = try makeFixture()
+        let objects = fixture.repository.objects
+        let ids = (0..<4).map { i in [UInt8](repeating: UInt8(i), count: 8).withUnsafeBytes { ChunkHash(of: $0) } }
+        var marks = Marks()
+        marks.listedAt = 1_900_000_000
+        for (i, id) in ids.enumerated() { marks.chunks[id] = Marks.Mark(at: 1_900_000_000 + Double(i), size: Int64(i) * 1000) }
+        try marks.save(objects)
+        let originals = [try XCTUnwrap(objects.get(Marks.key, limit: 1 << 20)), ChunkIdList.encode(ids, tag: RemovalRecords.tag)]
+        var refused = 0
+        for iteration in FuzzRun.iterations(tenths: 1) {
+            var random = FuzzRun.random(iteration)
+            let which = random.below(2)
+            var damage = Damage(originals[which])
+            for _ in 0...random.below(8) { random.damageBytes(&damage, limit: 1 << 20) }
+            damage.sparseLength = nil
+            let size = damage.bytes.count
+            if which == 0 {
+                try objects.put(Marks.key, damage.bytes, durable: false)
+                do {
+                    let read = try Marks.load(objects)
+                    XCTAssertEqual(read.chunks.count * (ChunkHash.byteCount + 16) + 16, size, "marks iteration \(iteration): \(damage.steps)")
+                } catch let error as VaultError {
+                    XCTAssertEqual(error.code, .corrupt, "marks iteration \(iteration): \(error)")
+                    refused += 1
+                }
+            } else {
+                try objects.put(RemovalRecords.key(1), damage.bytes, durable: false)
+                if let read = try RemovalRecords.read(1, from: objects) {
+                    XCTAssertEqual(read.count * ChunkHash.byteCount + 8, size, "record iteration \(iteration): \(damage.steps)")
+                } else {
+                    refused += 1
+                }
+            }
+        }
+        print("collection records fuzz: \(refused) damaged records refused")
+    }
+
     /// A full point, a change to the disk, and an incremental point on top of it.
     private func twoPoints(_ fixture: Fixture) throws -> (Point, Point) {
         let full = try fixture.backup("b1")

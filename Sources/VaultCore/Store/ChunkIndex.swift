@@ -122,5 +122,6 @@ final class ChunkIndex: Sendable {
         try? Posix.writeFileAtomically(path, bytes, mode: 0o600, sync: false)
     }
 
-    private func openForAppend() -> Int32 { Glibc.open(path, O_WRONLY | O_APPEND | O_CLOEXEC) }
+    /// The file open for appending, or -1 (appends are then skipped: only a cache is lost).
+    private func openForAppend() -> Int32 { (try? Posix.open(path, O_WRONLY | O_APPEND | O_NOFOLLOW)) ?? -1 }
 }
