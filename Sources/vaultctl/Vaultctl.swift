@@ -80,7 +80,7 @@ struct Init: ParsableCommand {
     @Argument(help: "Directory to create the repository in (new or empty), or s3://BUCKET/PREFIX.") var path: String
     @OptionGroup var store: StoreOptions
     @Option(help: "Chunk size, a power of two from 64K to 4M.") var chunkSize = "1M"
-    @Option(help: "zstd compression level, 1-19.") var compressionLevel = 3
+    @Option(help: "zstd compression level, 1-19: 1 is the fastest, higher levels store a little less.") var compressionLevel = 1
     @Option(help: "Let this group read the repository (default: only its owner can).") var group: String?
     @Option(help: "aes-256-gcm, or none (the default): encrypt chunks, maps and manifests.") var encryption = "none"
     @Option(help: "With encryption: write the key to this new file instead of wrapping it with a passphrase.")
