@@ -1,6 +1,7 @@
 internal import CFuse3
 import Foundation
 import Glibc
+import VaultCore
 
 /// Turns a `Reply` into the one libfuse reply call for a request.
 enum Bridge {
@@ -30,6 +31,8 @@ enum Bridge {
             fuse_reply_open(req, fi)
         case .data(let bytes):
             _ = bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        case .pieces(let pieces):
+            sendPieces(pieces, req)
         case .directory(let entries, let offset, let maxSize):
             var buffer = [CChar](repeating: 0, count: maxSize)
             var used = 0
@@ -90,6 +93,43 @@ enum Bridge {
             sv.f_namemax = 255
             fuse_reply_statfs(req, &sv)
         }
+    }
+
+    /// Zeros that replies point at; never written, so its pages stay the kernel's shared zero
+    /// page and cost no memory.
+    private nonisolated(unsafe) static let zeros: UnsafeRawBufferPointer = {
+        // Made at the first read reply; a process that cannot get 1 MiB cannot serve reads.
+        guard let start = calloc(1, 1 << 20) else { fatalError("out of memory for the reply's zero page") }
+        return UnsafeRawBufferPointer(start: start, count: 1 << 20)
+    }()
+
+    /// One reply whose vector points into each piece: every frame is pinned while the
+    /// kernel copies from it.
+    private static func sendPieces(_ pieces: [ImagePiece], _ req: fuse_req_t?) {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(pieces.count + 1)
+        func pin(_ index: Int) {
+            guard index < pieces.count else {
+                _ = vectors.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
+                return
+            }
+            switch pieces[index] {
+            case .zeros(var count):
+                while count > 0 {
+                    let take = min(count, zeros.count)
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: zeros.baseAddress), iov_len: take))
+                    count -= take
+                }
+                pin(index + 1)
+            case .bytes(let frame, let range):
+                frame.withUnsafeBytes { raw in
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + range.lowerBound),
+                                         iov_len: range.count))
+                    pin(index + 1)
+                }
+            }
+        }
+        pin(0)
     }
 
     static func mode(of kind: Node.Kind) -> mode_t {

@@ -36,7 +36,7 @@ final class FileSystem: Sendable {
     private enum Handle: Sendable {
         /// An open image keeps its lease: the point's data stays until it is released.
         case image(ImageReader, ReaderLease?)
-        /// A partition of a disk: `base` is where it starts in `reader`'s image.
+        /// A partition of a disk: the slice's `offset` is where it starts in `reader`'s image.
         case partition(SliceSource, reader: ImageReader, lease: ReaderLease?)
         /// A regular file inside a filesystem, with the lease of the disk it lies on.
         case inside(Volume, inode: UInt64, size: Int64, lease: ReaderLease?)
@@ -281,11 +281,12 @@ final class FileSystem: Sendable {
     func read(handle: UInt64, offset: Int64, size: Int) -> Reply {
         switch lookupHandle(handle) {
         case .image(let reader, _)?:
-            return readBytes(size: min(size, Int(max(0, reader.image.size - offset))), at: offset) {
-                try reader.read(at: offset, into: $0)
+            return readPieces(at: offset) { try reader.pieces(at: offset, count: size) }
+        case .partition(let slice, let reader, _)?:
+            guard offset >= 0, offset < slice.size else { return .data([]) }
+            return readPieces(at: offset) {
+                try reader.pieces(at: slice.offset + offset, count: min(size, Int(max(0, slice.size - offset))))
             }
-        case .partition(let slice, _, _)?:
-            return readBytes(size: min(size, Int(max(0, slice.size - offset))), at: offset) { try slice.readFully(at: offset, into: $0) }
         case .inside(let volume, let inode, let fileSize, _)?:
             return readBytes(size: min(size, Int(max(0, fileSize - offset))), at: offset) {
                 try volume.reader.read(inode, at: offset, into: $0)
@@ -295,6 +296,17 @@ final class FileSystem: Sendable {
             return .data(Array(bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]))
         default:
             return .error(EBADF)
+        }
+    }
+
+    /// A read's reply made of the cache's own frames; a failure is logged and answered with EIO.
+    private func readPieces(at offset: Int64, _ body: () throws -> [ImagePiece]) -> Reply {
+        do {
+            let pieces = try body()
+            return pieces.isEmpty ? .data([]) : .pieces(pieces)
+        } catch {
+            logger.error("read error at offset \(offset): \(error)")
+            return .error(EIO)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import VaultCore
 
 /// File attributes as the tree knows them; the bridge turns them into `struct stat`.
 struct Attributes {
@@ -32,6 +33,9 @@ enum Reply {
     case attributes(Attributes, timeout: Double)
     case opened(handle: UInt64, keepCache: Bool, directIO: Bool, cacheDirectory: Bool = false)
     case data([UInt8])
+    /// An image read as the cache holds it: sent with one writev straight from the cached
+    /// frames, with no copy into a reply buffer first.
+    case pieces([ImagePiece])
     case directory([DirectoryEntry], offset: Int, maxSize: Int)
     /// readdirplus: each entry with its attributes and their cache time, asked for only for
     /// the entries that fit (nil sends the name alone).

@@ -148,4 +148,52 @@ final class FileSystemTests: XCTestCase {
         guard case .error(EPERM) = fs.mkdir(parent: data.inode, name: "x") else { return XCTFail("mkdir inside") }
         guard case .error(EROFS) = fs.rmdir(parent: data.inode, name: "large.bin") else { return XCTFail("rmdir inside") }
     }
+
+    /// An image read is answered with the cache's own frames and runs of zeros, and together
+    /// they are exactly the disk's bytes: across frame and chunk ends, through a zero chunk
+    /// and at the end of the image. Damage gives EIO, not a short or wrong reply.
+    func testImageReadsAreTheDisksBytesAsPieces() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        let image = try lookup(fs, "prod/web/one/root.img")
+        let disk = try readBytes(setup.scratch.file("root.img"))
+        guard case .opened(let handle, _, _, _) = fs.open(image.inode, flags: O_RDONLY) else { return XCTFail("open") }
+        var sawZeros = false
+        for (offset, size) in [(0, 4096), (65_000, 200_000), (1 << 20, 1 << 20), (disk.count - 100, 4096), (disk.count, 4096)] {
+            let reply = fs.read(handle: handle, offset: Int64(offset), size: size)
+            var bytes: [UInt8] = []
+            switch reply {
+            case .pieces(let pieces):
+                for piece in pieces {
+                    switch piece {
+                    case .zeros(let count): bytes += [UInt8](repeating: 0, count: count); sawZeros = true
+                    case .bytes(let frame, let range): bytes += frame[range]
+                    }
+                }
+            case .data(let data): bytes = data
+            default: return XCTFail("read at \(offset): \(reply)")
+            }
+            XCTAssertEqual(bytes, Array(disk[min(offset, disk.count)..<min(disk.count, offset + size)]), "read at \(offset)")
+        }
+        XCTAssertTrue(sawZeros, "the 32M ext4 image has zero chunks")
+        _ = fs.release(handle: handle)
+
+        // A flipped bit in a chunk: the read of its range is EIO.
+        let flat = try setup.repository.openImage(point: setup.point.id, disk: "root").image
+        guard let (position, hash) = flat.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
+            if case .data(let hash) = ref { return (i, hash) } else { return nil }
+        }).first else { return XCTFail("no data chunk") }
+        let file = setup.repository.chunks.location(of: hash)
+        chmod(file, 0o644)
+        var stored = try readBytes(file)
+        stored[stored.count - 10] ^= 0x40
+        try Data(stored).write(to: URL(fileURLWithPath: file))
+        let fresh = try setup.fileSystem()
+        let again = try lookup(fresh, "prod/web/one/root.img")
+        guard case .opened(let damaged, _, _, _) = fresh.open(again.inode, flags: O_RDONLY) else { return XCTFail("open again") }
+        guard case .error(EIO) = fresh.read(handle: damaged, offset: Int64(position * (64 << 10)), size: 4096) else {
+            return XCTFail("a damaged chunk reads as EIO")
+        }
+        _ = fresh.release(handle: damaged)
+    }
 }

@@ -1,5 +1,19 @@
 import Synchronization
 
+/// A piece of what an image read returns: `range` of a decoded frame the cache holds, or a
+/// run of zeros.
+public enum ImagePiece: Sendable {
+    case bytes([UInt8], Range<Int>)
+    case zeros(Int)
+
+    public var count: Int {
+        switch self {
+        case .bytes(_, let range): return range.count
+        case .zeros(let count): return count
+        }
+    }
+}
+
 /// Reads a flattened disk image through the shared frame cache, with read-ahead that grows
 /// while its reader stays sequential.
 public final class ImageReader: Sendable {
@@ -21,19 +35,42 @@ public final class ImageReader: Sendable {
     /// Every byte it reports is written, zeros included. A missing or damaged chunk in the
     /// range throws `.corrupt` naming its byte range.
     public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard offset >= 0, offset < image.size, destination.count > 0 else { return 0 }
-        let end = min(image.size, offset + Int64(destination.count))
+        var copied = 0
+        for piece in try pieces(at: offset, count: destination.count) {
+            let target = destination.baseAddress! + copied
+            switch piece {
+            case .zeros(let count):
+                target.initializeMemory(as: UInt8.self, repeating: 0, count: count)
+                copied += count
+            case .bytes(let frame, let range):
+                frame.withUnsafeBytes { target.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count) }
+                copied += range.count
+            }
+        }
+        return copied
+    }
+
+    /// The up to `count` bytes at `offset` (none at the end) as the cache holds them, for a
+    /// reply sent without copying them first: runs of zeros, and ranges of decoded frames.
+    /// A missing or damaged chunk in the range throws `.corrupt` naming its byte range.
+    public func pieces(at offset: Int64, count: Int) throws -> [ImagePiece] {
+        guard offset >= 0, offset < image.size, count > 0 else { return [] }
+        let end = min(image.size, offset + Int64(count))
         let chunkSize = Int64(image.chunkSize)
+        var pieces: [ImagePiece] = []
         var cursor = offset
         while cursor < end {
             let position = Int(cursor / chunkSize)
             let chunkStart = Int64(position) * chunkSize
             let within = Int(cursor - chunkStart)
             let take = Int(min(end, chunkStart + chunkSize) - cursor)
-            let target = destination.baseAddress! + Int(cursor - offset)
             switch image.refs[position] {
             case .zero:
-                target.initializeMemory(as: UInt8.self, repeating: 0, count: take)
+                if case .zeros(let before)? = pieces.last {
+                    pieces[pieces.count - 1] = .zeros(before + take)
+                } else {
+                    pieces.append(.zeros(take))
+                }
             case .data(let hash):
                 let length = image.length(of: position)
                 let first = within / ChunkFile.frameSize, last = (within + take - 1) / ChunkFile.frameSize
@@ -43,19 +80,19 @@ public final class ImageReader: Sendable {
                 } catch let error as VaultError {
                     throw VaultError(.corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
                 }
-                var copied = 0
+                var taken = 0
                 for (k, frame) in frames.enumerated() {
                     let frameStart = (first + k) * ChunkFile.frameSize
                     let from = max(within, frameStart) - frameStart
-                    let count = min(frame.count - from, take - copied)
-                    frame.withUnsafeBytes { (target + copied).copyMemory(from: $0.baseAddress! + from, byteCount: count) }
-                    copied += count
+                    let count = min(frame.count - from, take - taken)
+                    pieces.append(.bytes(frame, from..<(from + count)))
+                    taken += count
                 }
             }
             cursor += Int64(take)
         }
         scheduleReadAhead(offset: offset, end: end)
-        return Int(end - offset)
+        return pieces
     }
 
     private func scheduleReadAhead(offset: Int64, end: Int64) {
