@@ -95,8 +95,8 @@ enum Bridge {
         }
     }
 
-    /// Zeros that replies point at; never written, so its pages stay the kernel's shared zero
-    /// page and cost no memory.
+    /// Zeros that replies point at, never written. calloc gives a block this large fresh
+    /// pages from mmap, which cost no memory until touched.
     private nonisolated(unsafe) static let zeros: UnsafeRawBufferPointer = {
         // Made at the first read reply; a process that cannot get 1 MiB cannot serve reads.
         guard let start = calloc(1, 1 << 20) else { fatalError("out of memory for the reply's zero page") }

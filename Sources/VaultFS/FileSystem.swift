@@ -285,7 +285,7 @@ final class FileSystem: Sendable {
         case .partition(let slice, let reader, _)?:
             guard offset >= 0, offset < slice.size else { return .data([]) }
             return readPieces(at: offset) {
-                try reader.pieces(at: slice.offset + offset, count: min(size, Int(max(0, slice.size - offset))))
+                try reader.pieces(at: slice.offset + offset, count: min(size, Int(slice.size - offset)))
             }
         case .inside(let volume, let inode, let fileSize, _)?:
             return readBytes(size: min(size, Int(max(0, fileSize - offset))), at: offset) {

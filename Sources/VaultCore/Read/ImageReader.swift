@@ -41,11 +41,10 @@ public final class ImageReader: Sendable {
             switch piece {
             case .zeros(let count):
                 target.initializeMemory(as: UInt8.self, repeating: 0, count: count)
-                copied += count
             case .bytes(let frame, let range):
                 frame.withUnsafeBytes { target.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count) }
-                copied += range.count
             }
+            copied += piece.count
         }
         return copied
     }
