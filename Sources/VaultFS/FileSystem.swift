@@ -15,7 +15,9 @@ final class FileSystem: Sendable {
     private let cache: ChunkCache
     let inodes = InodeTable()
     let logger = Logger(label: "vaultfs")
-    private let snapshot: Mutex<(tree: Tree?, taken: Date)> = Mutex((nil, .distantPast))
+    private let snapshot = Mutex(Snapshot())
+    /// How many times the tree was read from the catalog (a figure for tests and debugging).
+    let treeReads = Atomic<Int>(0)
     private let handles = Mutex<(next: UInt64, open: [UInt64: Handle])>((1, [:]))
     private let images: ImageOpener
     /// Partitions and filesystems of points' disks, looked at once and kept.
@@ -24,7 +26,7 @@ final class FileSystem: Sendable {
     private let jobs = Mutex<[String: BackupJob]>([:])
     /// history.json of each server, made once per catalog snapshot: `ls -l` asks for its
     /// size with every listing, and the whole history takes a while to encode.
-    private let histories = Mutex<(taken: Date, files: [Node: [UInt8]])>((.distantPast, [:]))
+    private let histories = Mutex<(built: Date, files: [Node: [UInt8]])>((.distantPast, [:]))
 
     /// How old a catalog snapshot may be before the next request reads a new one.
     static let refreshInterval: TimeInterval = 1
@@ -32,6 +34,15 @@ final class FileSystem: Sendable {
     static let shortTimeout = 1.0
     /// Kernel cache time for disk images, which never change.
     static let imageTimeout = 3600.0
+
+    /// The tree and when it was read from the catalog, and last found current.
+    private struct Snapshot {
+        var tree: Tree?
+        var built = Date.distantPast
+        var checked = Date.distantPast
+        /// The catalog's `changeCount` read before the tree; nil forces a new read.
+        var changeCount: Int64?
+    }
 
     private enum Handle: Sendable {
         /// An open image keeps its lease: the point's data stays until it is released.
@@ -58,22 +69,33 @@ final class FileSystem: Sendable {
 
     // MARK: Tree
 
-    /// The current tree, re-read from the catalog when older than `refreshInterval`, so
-    /// changes made by other processes show without a remount.
+    /// The current tree. Once it is older than `refreshInterval` the catalog is asked whether
+    /// anything changed, and the tree is read again when it did, so changes made by other
+    /// processes show without a remount; a server with 10,000 points is not re-read every
+    /// second while `ls -l` walks it.
     func tree() -> Tree {
         let now = Date()
         let current = snapshot.withLock { $0 }
-        if let tree = current.tree, now.timeIntervalSince(current.taken) < Self.refreshInterval { return tree }
+        if let tree = current.tree, now.timeIntervalSince(current.checked) < Self.refreshInterval { return tree }
         // Other hosts' new points, from a shared object store, reach the catalog in the background.
         repository.refreshFromStoreInBackground(every: 15)
         do {
+            let changeCount = try repository.catalog.changeCount()
+            // A point being made may belong to a process that died: such a tree is re-read,
+            // which recovers it.
+            if let tree = current.tree, changeCount == current.changeCount,
+               !tree.inventory.points.contains(where: { $0.status == .creating }) {
+                snapshot.withLock { if $0.built == current.built && $0.changeCount == changeCount { $0.checked = now } }
+                return tree
+            }
             let inventory = try repository.catalog.inventory()
+            treeReads.add(1, ordering: .relaxed)
             // In an object store that takes requests to the store: the background refresh does it.
             if inventory.points.contains(where: { $0.status == .creating }) && !repository.isShared {
                 repository.recoverInterrupted()
             }
             let tree = Tree(inventory, singleVault: options.vault, now: now)
-            snapshot.withLock { $0 = (tree, now) }
+            snapshot.withLock { $0 = Snapshot(tree: tree, built: now, checked: now, changeCount: changeCount) }
             files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id)))
             return tree
         } catch {
@@ -82,7 +104,7 @@ final class FileSystem: Sendable {
         }
     }
 
-    private func invalidate() { snapshot.withLock { $0.taken = .distantPast } }
+    private func invalidate() { snapshot.withLock { $0.checked = .distantPast; $0.changeCount = nil } }
 
     func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
         guard let node = inodes.node(for: inode) else { return nil }
@@ -127,11 +149,11 @@ final class FileSystem: Sendable {
             guard let record = tree.vaults[vault] else { throw VaultError(.notFound, "no vault \(vault)") }
             return JSON.encode(PolicyView(record))
         case .history(let vault, let server):
-            let taken = snapshot.withLock { $0.taken }
-            if let cached = histories.withLock({ $0.taken == taken ? $0.files[node] : nil }) { return cached }
+            let built = snapshot.withLock { $0.built }
+            if let cached = histories.withLock({ $0.built == built ? $0.files[node] : nil }) { return cached }
             let bytes = JSON.encode(try repository.history().filter { $0.vault == vault && $0.server == server })
             histories.withLock { state in
-                if state.taken != taken { state = (taken, [:]) }
+                if state.built != built { state = (built, [:]) }
                 state.files[node] = bytes
             }
             return bytes

@@ -46,7 +46,7 @@ struct Points: ParsableCommand {
         let repo = try repository.open()
         let serverId = try server.map { try repo.catalog.server(named: $0).id! }
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all)
-        let views = try points.map { try repo.view(of: $0) }
+        let views = try repo.views(of: points, server: serverId)
         if json { return printJSON(views) }
         printTable(["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "SIZE", "TIME", "PARENT", "LOCATION"], views.map { v in
             [String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,

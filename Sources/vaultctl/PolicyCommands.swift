@@ -150,7 +150,7 @@ struct RetentionCommand: ParsableCommand {
             for vault in vaults {
                 let points = dryRun ? try retention.plan(vault: vault.name) : try retention.apply(vault: vault.name)
                 if json {
-                    views.append(RetentionView(vault: vault.name, dryRun: dryRun, points: try points.map { try repo.view(of: $0) }))
+                    views.append(RetentionView(vault: vault.name, dryRun: dryRun, points: try repo.views(of: points)))
                     continue
                 }
                 for point in points {

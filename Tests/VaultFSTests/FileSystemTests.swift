@@ -65,6 +65,24 @@ final class FileSystemTests: XCTestCase {
         XCTAssertFalse(Tree(failed, singleVault: nil).contains(.files(point: setup.point.id)))
     }
 
+    /// `ls -l` of a big server takes longer than the refresh interval: the tree must not be
+    /// read again while the catalog stays the same, and must be once another process changes it.
+    func testTreeIsReadAgainOnlyWhenTheCatalogChanged() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        _ = try lookup(fs, "prod/web/one")
+        XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), 1)
+        Thread.sleep(forTimeInterval: FileSystem.refreshInterval + 0.2)
+        _ = try lookup(fs, "prod/web/one")
+        XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), 1, "an unchanged catalog was read again")
+
+        let other = try Repository(path: setup.scratch.file("repo"))
+        _ = try other.prepareBackup(.manual(server: "web", name: "two")).run()
+        Thread.sleep(forTimeInterval: FileSystem.refreshInterval + 0.2)
+        _ = try lookup(fs, "prod/web/two")
+        XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), 2)
+    }
+
     func testLookupsReachFilesWithTheirOriginalOwnersAndModes() throws {
         let setup = try Setup()
         let fs = try setup.fileSystem()

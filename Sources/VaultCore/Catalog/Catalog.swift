@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// The SQLite catalog (WAL mode) shared by every process using a repository. It is an index
 /// of what the repository's manifests say: opening never creates one, and when the
@@ -10,6 +11,11 @@ public final class Catalog: Sendable {
     /// repository), or nil when it can.
     public let readOnlyReason: String?
     public static let schemaVersion = "v1"
+    /// Where `changeCount` opens its own connection; nil when the file is read as immutable.
+    private let watchedPath: String?
+    /// A connection that never reads or writes rows: `PRAGMA data_version` on it moves with
+    /// every commit made through any other connection, this process's writer included.
+    private let watcher = Mutex<DatabaseQueue?>(nil)
 
     /// Creates a new, empty catalog at `path` with exactly `mode`.
     static func create(at path: String, mode: mode_t) throws -> Catalog {
@@ -34,6 +40,7 @@ public final class Catalog: Sendable {
                 try Self.migrator.migrate(pool)
                 database = pool
                 readOnlyReason = nil
+                watchedPath = path
                 return
             } catch let error as DatabaseError where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
                         .contains(error.resultCode) {
@@ -50,12 +57,14 @@ public final class Catalog: Sendable {
         var lastError: (any Error)?
         for parameter in ["mode=ro", "immutable=1"] {
             do {
-                let queue = try DatabaseQueue(path: "file:\(Self.uriPath(path))?\(parameter)", configuration: configuration)
+                let uri = "file:\(Self.uriPath(path))?\(parameter)"
+                let queue = try DatabaseQueue(path: uri, configuration: configuration)
                 guard try queue.read({ try Self.migrator.hasCompletedMigrations($0) }) else {
                     throw VaultError(.unsupportedFormat, "the catalog \(path) needs an upgrade that a read-only repository cannot take")
                 }
                 database = queue
                 readOnlyReason = reason
+                watchedPath = parameter == "immutable=1" ? nil : uri
                 return
             } catch let error as VaultError {
                 throw error
@@ -132,6 +141,26 @@ public final class Catalog: Sendable {
             throw VaultError(.readOnly, "the repository cannot be written: \(readOnlyReason); only listing, export, verify and the mount work")
         }
         do { return try database.write(body) } catch { throw Self.wrap(error, "catalog write failed") }
+    }
+
+    /// A number that changes whenever the catalog is committed to, by this process or any
+    /// other: what was built from the catalog is current while it stays the same. A catalog
+    /// read as immutable never changes.
+    public func changeCount() throws -> Int64 {
+        guard let watchedPath else { return 0 }
+        do {
+            return try watcher.withLock { watcher in
+                if watcher == nil {
+                    var configuration = Configuration()
+                    configuration.readonly = true
+                    configuration.busyMode = .timeout(30)
+                    watcher = try DatabaseQueue(path: watchedPath, configuration: configuration)
+                }
+                return try watcher!.inDatabase { try Int64.fetchOne($0, sql: "PRAGMA data_version") } ?? 0
+            }
+        } catch {
+            throw Self.wrap(error, "catalog read failed")
+        }
     }
 
     static func wrap(_ error: any Error, _ what: String) -> VaultError {
