@@ -45,36 +45,37 @@ public final class ChunkStore: Sendable {
         } else if try objects.exists(key(for: hash)) {
             return 0
         }
-        var lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
-        var checks = [UInt32](repeating: 0, count: lengths.count)
-        if sealer == nil {
+        let lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
+        let payload = lengths.reduce(0, +)
+        var object: [UInt8]
+        if let sealer {
+            // Compressed, then sealed: each frame on its own, bound to the chunk and its place,
+            // straight after the header. `scratch` stays the worker's, at its full size.
+            let sealed = lengths.map { (length: $0 + Sealer.overhead, check: UInt32(0)) }
+            object = ChunkFile.encodeHeader(plainLength: plain.count, frames: sealed, hash: hash, sealed: true)
+            let header = object.count
+            object.reserveCapacity(header + payload + lengths.count * Sealer.overhead)
             scratch.withUnsafeBytes { raw in
                 var start = 0
                 for (i, length) in lengths.enumerated() {
-                    checks[i] = ChunkFile.frameCheck(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])) ?? 0
+                    sealer.seal(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]),
+                                context: ChunkFile.frameContext(hash, frame: i, plainLength: plain.count), appendingTo: &object)
                     start += length
                 }
             }
-        }
-        if let sealer {
-            // Compressed, then sealed: each frame on its own, bound to the chunk and its place.
-            var sealed: [UInt8] = []
-            var start = 0
+            assert(object.count == header + payload + lengths.count * Sealer.overhead, "a sealed frame is not its length plus the overhead")
+        } else {
+            var frames: [(length: Int, check: UInt32)] = []
             scratch.withUnsafeBytes { raw in
-                for (i, length) in lengths.enumerated() {
-                    let frame = sealer.seal(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]),
-                                            context: ChunkFile.frameContext(hash, frame: i, plainLength: plain.count))
-                    sealed += frame
-                    lengths[i] = frame.count
+                var start = 0
+                for length in lengths {
+                    frames.append((length, ChunkFile.frameCheck(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])) ?? 0))
                     start += length
                 }
             }
-            scratch = sealed
+            object = ChunkFile.encodeHeader(plainLength: plain.count, frames: frames, hash: hash, sealed: false)
+            object.append(contentsOf: scratch[0..<payload])
         }
-        var object = ChunkFile.encodeHeader(plainLength: plain.count, frames: Array(zip(lengths, checks)), hash: hash,
-                                            sealed: sealer != nil)
-        let payload = lengths.reduce(0, +)
-        object.append(contentsOf: scratch[0..<payload])
         let stored = try objects.putIfAbsent(key(for: hash), object)
         index?.insert(hash)
         return stored ? object.count : 0

@@ -13,8 +13,15 @@ struct Sealer: Sendable {
 
     /// Seals `plain`; the result is nonce, ciphertext and tag.
     func seal(_ plain: UnsafeRawBufferPointer, context: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        seal(plain, context: context, appendingTo: &out)
+        return out
+    }
+
+    /// Seals `plain` onto the end of `out`: exactly `plain.count + overhead` bytes.
+    func seal(_ plain: UnsafeRawBufferPointer, context: [UInt8], appendingTo out: inout [UInt8]) {
         // AES-GCM with a 256-bit key and a random 96-bit nonce cannot fail on valid input.
-        Array(try! AES.GCM.seal(plain, using: keys.encryption, authenticating: context).combined!)
+        out.append(contentsOf: try! AES.GCM.seal(plain, using: keys.encryption, authenticating: context).combined!)
     }
 
     /// Opens what `seal` made; a wrong key, another context (a chunk renamed, a map moved)
