@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 extension Repository {
     public static let defaultVaultName = "default"
@@ -51,17 +50,7 @@ extension Repository {
     private func vaultForBackup(_ server: inout Server, now: Date) throws -> Vault {
         if let id = server.vaultId, let vault = try catalog.vault(id: id) { return vault }
         let serverId = server.id!
-        let vault: Vault = try catalog.write { db in
-            var vault = try Vault.filter(Column("name") == Self.defaultVaultName).fetchOne(db)
-            if vault == nil {
-                var created = Vault(id: nil, name: Self.defaultVaultName, createdAt: now)
-                created.policy = .makeDefault(since: now)
-                try created.insert(db)
-                vault = created
-            }
-            try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [vault!.id, serverId])
-            return vault!
-        }
+        let vault = try catalog.assignVault(named: Self.defaultVaultName, policy: .makeDefault(since: now), toServer: serverId, now: now)
         server.vaultId = vault.id
         try writeVaultManifest(vault.name)
         try writeServerManifest(server.name)

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Soft delete, undelete and purge. A point that others depend on is never deleted on its
 /// own: the user is told which points to delete first, so no chain is ever broken. Each
@@ -28,21 +27,18 @@ extension Repository {
     public func softDelete(_ reference: String, now: Date = Date()) throws -> Point {
         try requireWritable("delete a point")
         let point = try catalog.point(matching: reference)
-        return try changePoint(point.id, { $0.deletion = .soft; $0.deletedAt = now }) { try catalog.write { db in
-            guard var current = try Point.fetchOne(db, key: point.id) else { throw VaultError.notFound("no point \(reference)") }
+        return try changePoint(point.id, { $0.deletion = .soft; $0.deletedAt = now }) { try catalog.changePoint(point.id) { current, dependants, _ in
             guard current.deletion == .none else { throw VaultError.invalid("point \(current.name) is already deleted") }
             guard current.status != .creating else {
                 throw VaultError(.busy, "point \(current.name) is still being made; wait for its backup to end")
             }
-            let dependants = try catalog.dependants(of: current.id, db: db).filter { $0.deletion == .none }
-            if !dependants.isEmpty {
-                let names = dependants.map(\.name).joined(separator: ", ")
+            let live = dependants.filter { $0.deletion == .none }
+            if !live.isEmpty {
+                let names = live.map(\.name).joined(separator: ", ")
                 throw VaultError(.hasDependants, "point \(current.name) has dependent incremental point(s) \(names); delete them first")
             }
             current.deletion = .soft
             current.deletedAt = now
-            try current.update(db)
-            return current
         } }
     }
 
@@ -50,16 +46,13 @@ extension Repository {
     public func undelete(_ reference: String) throws -> Point {
         try requireWritable("undelete a point")
         let point = try catalog.point(matching: reference)
-        return try changePoint(point.id, { $0.deletion = .none; $0.deletedAt = nil }) { try catalog.write { db in
-            guard var current = try Point.fetchOne(db, key: point.id) else { throw VaultError.notFound("no point \(reference)") }
+        return try changePoint(point.id, { $0.deletion = .none; $0.deletedAt = nil }) { try catalog.changePoint(point.id) { current, _, parent in
             guard current.deletion == .soft else { throw VaultError.invalid("point \(current.name) is not soft-deleted") }
-            if let parentId = current.parentId, let parent = try Point.fetchOne(db, key: parentId), parent.deletion != .none {
+            if let parent, parent.deletion != .none {
                 throw VaultError(.hasDependants, "point \(current.name) depends on \(parent.name), which is deleted; undelete that first")
             }
             current.deletion = .none
             current.deletedAt = nil
-            try current.update(db)
-            return current
         } }
     }
 
@@ -67,22 +60,14 @@ extension Repository {
     /// before parents; then collects unused chunks.
     public func purge(olderThan: TimeInterval = 0, now: Date = Date()) throws -> [Point] {
         try requireWritable("purge points")
-        let candidates = try catalog.read { db in
-            try Point.filter(Column("deletion") == Deletion.soft.rawValue).order(Column("startedAt").desc).fetchAll(db)
-        }.filter { ($0.deletedAt ?? now) <= now.addingTimeInterval(-olderThan) }
+        let candidates = try catalog.softDeletedPoints().filter { ($0.deletedAt ?? now) <= now.addingTimeInterval(-olderThan) }
         var purged: [Point] = []
         var purgedIds = Set<String>()
         for point in candidates {
             // The check and the deletion share one transaction, so a point undeleted meanwhile
             // (or given a dependant) is left alone.
             let done = try changePoint(point.id, { $0.deletion = .deleted; $0.deletedAt = now }) {
-                try catalog.write { db -> Bool in
-                    let blocked = try catalog.dependants(of: point.id, db: db).contains { !purgedIds.contains($0.id) }
-                    if blocked { return false }
-                    try db.execute(sql: "UPDATE point SET deletion = 'deleted', deletedAt = ? WHERE id = ? AND deletion = 'soft'",
-                                   arguments: [now, point.id])
-                    return db.changesCount > 0
-                }
+                try catalog.purgePoint(point.id, at: now, purged: purgedIds)
             }
             guard done else {
                 try? syncManifest(of: point.id)
@@ -107,11 +92,7 @@ extension Repository {
             }
         }
         FaultInjection.reached("deletion-manifest-written")
-        try catalog.write { db in
-            for point in points {
-                try db.execute(sql: "UPDATE point SET deletion = 'deleted', deletedAt = ? WHERE id = ?", arguments: [now, point.id])
-            }
-        }
+        try catalog.markDeleted(points.map(\.id), at: now)
         FaultInjection.reached("deletion-committed")
     }
 }

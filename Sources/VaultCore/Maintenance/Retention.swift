@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Keeps the N most recent policy chains of each server in a vault (seed 000). When a new
 /// full makes N+1, the oldest chain — its full and all its incrementals — is deleted.
@@ -12,11 +11,8 @@ public struct Retention {
     /// Points retention would delete now, without deleting them.
     public func plan(vault name: String) throws -> [Point] {
         let vault = try repository.catalog.vault(named: name)
-        guard let policy = vault.policy else { return [] }
-        let points = try repository.catalog.read { db in
-            try Point.filter(Column("vaultId") == vault.id && Column("schedule") == ScheduleType.policy.rawValue
-                             && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
-        }
+        guard let policy = vault.policy, let id = vault.id else { return [] }
+        let points = try repository.catalog.policyPoints(vault: id)
         var doomed: [Point] = []
         for (_, serverPoints) in Dictionary(grouping: points, by: { $0.serverId }) {
             let fulls = serverPoints.filter { $0.kind == .full && $0.status == .active && $0.deletion == .none }
@@ -24,10 +20,7 @@ public struct Retention {
             guard fulls.count > policy.keepFulls else { continue }
             let expired = Array(fulls[policy.keepFulls...].map(\.id))
             // The whole chain goes, wherever its points are, so no incremental outlives its parent.
-            doomed += try repository.catalog.read { db in
-                try Point.filter(expired.contains(Column("chainId")) && Column("deletion") != Deletion.deleted.rawValue
-                                 && Column("status") != PointStatus.creating.rawValue).fetchAll(db)
-            }
+            doomed += try repository.catalog.finishedPoints(ofChains: expired)
         }
         return doomed.sorted { $0.startedAt < $1.startedAt }
     }

@@ -1,0 +1,75 @@
+import Foundation
+import GRDB
+
+/// Deletion states and the points retention and purge look at. The rules (what may be
+/// deleted, undeleted or purged) are the callers'; each is checked here in the same
+/// transaction as the change it allows.
+extension Catalog {
+    /// Changes one point in one transaction. `change` sees the point as committed, the points
+    /// that depend on it (not deleted for good) and its parent, and throws to refuse.
+    func changePoint(_ id: String, _ change: (inout Point, _ dependants: [Point], _ parent: Point?) throws -> Void) throws -> Point {
+        try write { db in
+            guard var point = try Point.fetchOne(db, key: id) else { throw VaultError.notFound("no point \(id)") }
+            let parent = try point.parentId.flatMap { try Point.fetchOne(db, key: $0) }
+            try change(&point, try dependants(of: id, db: db), parent)
+            try point.update(db)
+            return point
+        }
+    }
+
+    /// Soft-deleted points, newest first.
+    func softDeletedPoints() throws -> [Point] {
+        try read { try Point.filter(Column("deletion") == Deletion.soft.rawValue).order(Column("startedAt").desc).fetchAll($0) }
+    }
+
+    /// Deletes a soft-deleted point for good unless a point outside `purged` still depends on
+    /// it; false when it was blocked, or not soft-deleted any more.
+    func purgePoint(_ id: String, at time: Date, purged: Set<String>) throws -> Bool {
+        try write { db in
+            if try dependants(of: id, db: db).contains(where: { !purged.contains($0.id) }) { return false }
+            try db.execute(sql: "UPDATE point SET deletion = 'deleted', deletedAt = ? WHERE id = ? AND deletion = 'soft'",
+                           arguments: [time, id])
+            return db.changesCount > 0
+        }
+    }
+
+    /// Marks points deleted for good in one transaction.
+    func markDeleted(_ ids: [String], at time: Date) throws {
+        try write { db in
+            for id in ids {
+                try db.execute(sql: "UPDATE point SET deletion = 'deleted', deletedAt = ? WHERE id = ?", arguments: [time, id])
+            }
+        }
+    }
+
+    /// A vault's policy points that are not deleted for good.
+    func policyPoints(vault id: Int64) throws -> [Point] {
+        try read { db in
+            try Point.filter(Column("vaultId") == id && Column("schedule") == ScheduleType.policy.rawValue
+                             && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+        }
+    }
+
+    /// The points of these chains that are neither deleted for good nor still being made.
+    func finishedPoints(ofChains chains: [String]) throws -> [Point] {
+        try read { db in
+            try Point.filter(chains.contains(Column("chainId")) && Column("deletion") != Deletion.deleted.rawValue
+                             && Column("status") != PointStatus.creating.rawValue).fetchAll(db)
+        }
+    }
+
+    /// Puts a server in the vault named `name`, creating it with `policy` when missing.
+    func assignVault(named name: String, policy: Policy, toServer server: Int64, now: Date) throws -> Vault {
+        try write { db in
+            var vault = try Vault.filter(Column("name") == name).fetchOne(db)
+            if vault == nil {
+                var created = Vault(id: nil, name: name, createdAt: now)
+                created.policy = policy
+                try created.insert(db)
+                vault = created
+            }
+            try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [vault!.id, server])
+            return vault!
+        }
+    }
+}
