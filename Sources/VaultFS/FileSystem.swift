@@ -42,6 +42,9 @@ final class FileSystem: Sendable {
         var checked = Date.distantPast
         /// The catalog's `changeCount` read before the tree; nil forces a new read.
         var changeCount: Int64?
+        /// Moves with every tree kept and every `invalidate`: a tree read from an older
+        /// generation is not kept.
+        var generation = 0
     }
 
     private enum Handle: Sendable {
@@ -79,15 +82,20 @@ final class FileSystem: Sendable {
         if let tree = current.tree, now.timeIntervalSince(current.checked) < Self.refreshInterval { return tree }
         // Other hosts' new points, from a shared object store, reach the catalog in the background.
         repository.refreshFromStoreInBackground(every: 15)
+        // A catalog that cannot tell whether it changed is read again.
+        let changeCount: Int64?
+        do { changeCount = try repository.catalog.changeCount() } catch {
+            logger.warning("cannot tell whether the catalog changed; reading it again: \(error)")
+            changeCount = nil
+        }
+        // A point being made may belong to a process that died: such a tree is re-read,
+        // which recovers it.
+        if let tree = current.tree, let changeCount, changeCount == current.changeCount,
+           !tree.inventory.points.contains(where: { $0.status == .creating }) {
+            snapshot.withLock { if $0.generation == current.generation { $0.checked = now } }
+            return tree
+        }
         do {
-            let changeCount = try repository.catalog.changeCount()
-            // A point being made may belong to a process that died: such a tree is re-read,
-            // which recovers it.
-            if let tree = current.tree, changeCount == current.changeCount,
-               !tree.inventory.points.contains(where: { $0.status == .creating }) {
-                snapshot.withLock { if $0.built == current.built && $0.changeCount == changeCount { $0.checked = now } }
-                return tree
-            }
             let inventory = try repository.catalog.inventory()
             treeReads.add(1, ordering: .relaxed)
             // In an object store that takes requests to the store: the background refresh does it.
@@ -95,8 +103,14 @@ final class FileSystem: Sendable {
                 repository.recoverInterrupted()
             }
             let tree = Tree(inventory, singleVault: options.vault, now: now)
-            snapshot.withLock { $0 = Snapshot(tree: tree, built: now, checked: now, changeCount: changeCount) }
-            files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id)))
+            // Kept only when no other tree was kept and no change was announced meanwhile, so
+            // a slow read never hides the point a mkdir has just made.
+            let kept = snapshot.withLock { state in
+                guard state.generation == current.generation else { return false }
+                state = Snapshot(tree: tree, built: now, checked: now, changeCount: changeCount, generation: state.generation + 1)
+                return true
+            }
+            if kept { files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id))) }
             return tree
         } catch {
             logger.error("cannot read the catalog: \(error)")
@@ -104,7 +118,14 @@ final class FileSystem: Sendable {
         }
     }
 
-    private func invalidate() { snapshot.withLock { $0.checked = .distantPast; $0.changeCount = nil } }
+    /// Makes the next request read the catalog again, and drops any tree still being read.
+    private func invalidate() {
+        snapshot.withLock { state in
+            state.checked = .distantPast
+            state.changeCount = nil
+            state.generation += 1
+        }
+    }
 
     func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
         guard let node = inodes.node(for: inode) else { return nil }

@@ -83,6 +83,36 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), 2)
     }
 
+    /// A point still being made is looked at again every refresh even though nothing commits:
+    /// its process may have died, and the re-read is what recovers it.
+    func testTreeWithAPointBeingMadeIsReadAgainUntilItEnds() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        let serverId = try XCTUnwrap(setup.point.serverId)
+        // The backup's process is alive while its server lock is held.
+        var lock: StoreLock? = try setup.repository.lockServer(serverId, name: "web")
+        XCTAssertNotNil(lock, "the server lock is taken")
+        var making = setup.point
+        making.id = "5e1f"
+        making.name = "being-made"
+        making.status = .creating
+        making.finishedAt = nil
+        try setup.repository.catalog.insertPoint(making, tags: [])
+        _ = try lookup(fs, "prod/web/being-made")
+        let first = fs.treeReads.load(ordering: .relaxed)
+        Thread.sleep(forTimeInterval: FileSystem.refreshInterval + 0.2)
+        _ = try lookup(fs, "prod/web/being-made")
+        XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), first + 1, "a tree with a point being made was not read again")
+        XCTAssertEqual(try setup.repository.catalog.point(id: "5e1f")?.status, .creating, "a live backup was recovered")
+
+        // Its process ends without a word: the next look recovers the point as failed.
+        lock = nil
+        XCTAssertNil(lock)
+        Thread.sleep(forTimeInterval: FileSystem.refreshInterval + 0.2)
+        _ = fs.tree()
+        XCTAssertEqual(try setup.repository.catalog.point(id: "5e1f")?.status, .failed)
+    }
+
     func testLookupsReachFilesWithTheirOriginalOwnersAndModes() throws {
         let setup = try Setup()
         let fs = try setup.fileSystem()

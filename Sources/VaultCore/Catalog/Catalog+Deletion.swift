@@ -57,19 +57,4 @@ extension Catalog {
                              && Column("status") != PointStatus.creating.rawValue).fetchAll(db)
         }
     }
-
-    /// Puts a server in the vault named `name`, creating it with `policy` when missing.
-    func assignVault(named name: String, policy: Policy, toServer server: Int64, now: Date) throws -> Vault {
-        try write { db in
-            var vault = try Vault.filter(Column("name") == name).fetchOne(db)
-            if vault == nil {
-                var created = Vault(id: nil, name: name, createdAt: now)
-                created.policy = policy
-                try created.insert(db)
-                vault = created
-            }
-            try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [vault!.id, server])
-            return vault!
-        }
-    }
 }

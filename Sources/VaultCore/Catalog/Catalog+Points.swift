@@ -57,6 +57,11 @@ extension Catalog {
         }) ?? false
     }
 
+    /// Points whose backup has not ended, as far as the catalog knows.
+    func pointsBeingMade() throws -> [Point] {
+        try read { try Point.filter(Column("status") == PointStatus.creating.rawValue).fetchAll($0) }
+    }
+
     public func point(id: String) throws -> Point? {
         try read { try Point.fetchOne($0, key: id) }
     }
@@ -105,19 +110,22 @@ extension Catalog {
         }
     }
 
-    /// The disks of every point (of one server's points), by point id, in one query.
-    public func pointDisksByPoint(server: Int64? = nil) throws -> [String: [PointDisk]] {
-        try byPoint(PointDisk.self, orderedBy: "disk", server: server, pointId: \.pointId)
+    /// The disks of every point (of one server's points, or of the points `ids` names), by
+    /// point id, in one query.
+    public func pointDisksByPoint(server: Int64? = nil, ids: [String]? = nil) throws -> [String: [PointDisk]] {
+        try byPoint(PointDisk.self, orderedBy: "disk", server: server, ids: ids, pointId: \.pointId)
     }
 
-    /// Rows of a table of point details (disks, tags) for every point, or one server's points,
-    /// by point id, in one query.
+    /// Rows of a table of point details (disks, tags) for every point, one server's points or
+    /// the points `ids` names, by point id, in one query.
     private func byPoint<Row: FetchableRecord & TableRecord>(_ type: Row.Type, orderedBy column: String, server: Int64?,
-                                                             pointId: KeyPath<Row, String>) throws -> [String: [Row]] {
+                                                             ids: [String]?, pointId: KeyPath<Row, String>) throws -> [String: [Row]] {
         try read { db in
             let table = Row.databaseTableName
             let rows: [Row]
-            if let server {
+            if let ids {
+                rows = try Row.filter(ids.contains(Column("pointId"))).order(Column(column)).fetchAll(db)
+            } else if let server {
                 rows = try Row.fetchAll(db, sql: """
                     SELECT \(table).* FROM \(table) JOIN point ON point.id = \(table).pointId
                     WHERE point.serverId = ? ORDER BY \(table).\(column)
@@ -133,9 +141,10 @@ extension Catalog {
         try read { try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll($0) }
     }
 
-    /// The tags of every point (of one server's points), by point id, in one query.
-    public func tagsByPoint(server: Int64? = nil) throws -> [String: [PointTag]] {
-        try byPoint(PointTag.self, orderedBy: "key", server: server, pointId: \.pointId)
+    /// The tags of every point (of one server's points, or of the points `ids` names), by
+    /// point id, in one query.
+    public func tagsByPoint(server: Int64? = nil, ids: [String]? = nil) throws -> [String: [PointTag]] {
+        try byPoint(PointTag.self, orderedBy: "key", server: server, ids: ids, pointId: \.pointId)
     }
 
     public func tags(_ id: String) throws -> [PointTag] {

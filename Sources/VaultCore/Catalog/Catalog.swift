@@ -11,8 +11,9 @@ public final class Catalog: Sendable {
     /// repository), or nil when it can.
     public let readOnlyReason: String?
     public static let schemaVersion = "v1"
-    /// Where `changeCount` opens its own connection; nil when the file is read as immutable.
-    private let watchedPath: String?
+    /// Where `changeCount` opens its own connection, or the file it looks at when SQLite reads
+    /// it as immutable (no locks, no -shm file: `data_version` would never move).
+    private let watched: (path: String, immutable: Bool)
     /// A connection that never reads or writes rows: `PRAGMA data_version` on it moves with
     /// every commit made through any other connection, this process's writer included.
     private let watcher = Mutex<DatabaseQueue?>(nil)
@@ -40,7 +41,7 @@ public final class Catalog: Sendable {
                 try Self.migrator.migrate(pool)
                 database = pool
                 readOnlyReason = nil
-                watchedPath = path
+                watched = (path, false)
                 return
             } catch let error as DatabaseError where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
                         .contains(error.resultCode) {
@@ -64,7 +65,7 @@ public final class Catalog: Sendable {
                 }
                 database = queue
                 readOnlyReason = reason
-                watchedPath = parameter == "immutable=1" ? nil : uri
+                watched = parameter == "immutable=1" ? (path, true) : (uri, false)
                 return
             } catch let error as VaultError {
                 throw error
@@ -144,10 +145,18 @@ public final class Catalog: Sendable {
     }
 
     /// A number that changes whenever the catalog is committed to, by this process or any
-    /// other: what was built from the catalog is current while it stays the same. A catalog
-    /// read as immutable never changes.
+    /// other: what was built from the catalog is current while it stays the same. For a
+    /// catalog read as immutable it is made from the file's identity, size and time.
     public func changeCount() throws -> Int64 {
-        guard let watchedPath else { return 0 }
+        if watched.immutable {
+            var st = stat()
+            guard lstat(watched.path, &st) == 0 else { throw Posix.error("cannot look at the catalog", watched.path) }
+            var hasher = Hasher()
+            for part in [Int64(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec),
+                         Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec)] { hasher.combine(part) }
+            return Int64(hasher.finalize())
+        }
+        let watchedPath = watched.path
         do {
             return try watcher.withLock { watcher in
                 if watcher == nil {

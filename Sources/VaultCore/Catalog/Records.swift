@@ -112,32 +112,43 @@ extension Point {
     /// Read by column, not through `Decodable`: the mount reads every point of the catalog when
     /// it changes, and GRDB's decoder took most of that time with 10,000 points.
     public init(row: Row) throws {
-        id = row["id"]
-        serverId = row["serverId"]
-        serverName = row["serverName"]
-        vaultId = row["vaultId"]
-        vaultName = row["vaultName"]
-        name = row["name"]
-        description = row["description"]
-        kind = try Self.value(row, "kind")
-        schedule = try Self.value(row, "schedule")
-        status = try Self.value(row, "status")
-        error = row["error"]
-        parentId = row["parentId"]
-        chainId = row["chainId"]
-        slot = row["slot"]
-        startedAt = row["startedAt"]
-        finishedAt = row["finishedAt"]
-        deletion = try Self.value(row, "deletion")
-        deletedAt = row["deletedAt"]
-        progressDone = row["progressDone"]
-        progressTotal = row["progressTotal"]
+        id = try row.column("id")
+        serverId = try row.column("serverId")
+        serverName = try row.column("serverName")
+        vaultId = try row.column("vaultId")
+        vaultName = try row.column("vaultName")
+        name = try row.column("name")
+        description = try row.column("description")
+        kind = try row.named("kind")
+        schedule = try row.named("schedule")
+        status = try row.named("status")
+        error = try row.column("error")
+        parentId = try row.column("parentId")
+        chainId = try row.column("chainId")
+        slot = try row.column("slot")
+        startedAt = try row.column("startedAt")
+        finishedAt = try row.column("finishedAt")
+        deletion = try row.named("deletion")
+        deletedAt = try row.column("deletedAt")
+        progressDone = try row.column("progressDone")
+        progressTotal = try row.column("progressTotal")
+    }
+}
+
+extension Row {
+    /// A column's value. A value the column cannot hold (a damaged catalog) is refused with
+    /// the command that rebuilds the catalog, never a crash.
+    func column<T: DatabaseValueConvertible>(_ name: String) throws -> T {
+        do { return try decode(T.self, forColumn: name) } catch {
+            throw VaultError(.needsRepair, "the catalog's \(name) column holds a value it cannot read (\(error)); rebuild it with 'vaultctl repair --rebuild-catalog'")
+        }
     }
 
-    private static func value<T: RawRepresentable>(_ row: Row, _ column: String) throws -> T where T.RawValue == String {
-        let text: String = row[column]
+    /// A column holding one of an enumeration's names.
+    func named<T: RawRepresentable>(_ name: String) throws -> T where T.RawValue == String {
+        let text: String = try column(name)
         guard let value = T(rawValue: text) else {
-            throw VaultError(.needsRepair, "the catalog has a point whose \(column) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'")
+            throw VaultError(.needsRepair, "the catalog has a point whose \(name) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'")
         }
         return value
     }
@@ -149,16 +160,17 @@ public struct PointTag: Codable, FetchableRecord, PersistableRecord, Sendable, E
     public var key: String
     public var value: String
 
-    public init(pointId: String, key: String, value: String) {
+    init(pointId: String, key: String, value: String) {
         self.pointId = pointId
         self.key = key
         self.value = value
     }
 
-    public init(row: Row) {
-        pointId = row["pointId"]
-        key = row["key"]
-        value = row["value"]
+    /// Read by column, as `Point` is.
+    public init(row: Row) throws {
+        pointId = try row.column("pointId")
+        key = try row.column("key")
+        value = try row.column("value")
     }
 }
 
@@ -173,7 +185,7 @@ public struct PointDisk: Codable, FetchableRecord, PersistableRecord, Sendable, 
     public var changedBytes: Int64
     public var newBytes: Int64
 
-    public init(pointId: String, disk: String, size: Int64, dataBytes: Int64, changedBytes: Int64, newBytes: Int64) {
+    init(pointId: String, disk: String, size: Int64, dataBytes: Int64, changedBytes: Int64, newBytes: Int64) {
         self.pointId = pointId
         self.disk = disk
         self.size = size
@@ -182,12 +194,13 @@ public struct PointDisk: Codable, FetchableRecord, PersistableRecord, Sendable, 
         self.newBytes = newBytes
     }
 
-    public init(row: Row) {
-        pointId = row["pointId"]
-        disk = row["disk"]
-        size = row["size"]
-        dataBytes = row["dataBytes"]
-        changedBytes = row["changedBytes"]
-        newBytes = row["newBytes"]
+    /// Read by column, as `Point` is.
+    public init(row: Row) throws {
+        pointId = try row.column("pointId")
+        disk = try row.column("disk")
+        size = try row.column("size")
+        dataBytes = try row.column("dataBytes")
+        changedBytes = try row.column("changedBytes")
+        newBytes = try row.column("newBytes")
     }
 }

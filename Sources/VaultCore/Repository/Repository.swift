@@ -382,7 +382,7 @@ public final class Repository: Sendable {
     /// manifest already says active had finished writing and is committed; any other fails.
     public func recoverInterrupted() {
         guard readOnlyReason == nil,
-              let creating = try? catalog.read({ try Point.filter(sql: "status = 'creating'").fetchAll($0) }) else { return }
+              let creating = try? catalog.pointsBeingMade() else { return }
         for point in creating {
             guard let serverId = point.serverId, let lock = try? lockServer(serverId, name: point.serverName) else { continue }
             defer { _ = lock }

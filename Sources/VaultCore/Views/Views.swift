@@ -146,12 +146,14 @@ extension Repository {
     }
 
     /// The views of `points`, all of one server when `server` is given: a few points are read
-    /// one by one, more with three queries whatever their number (`points` of a server with
-    /// 10,000 took 4 s one by one).
+    /// one by one, more with two queries whatever their number (`points` of a server with
+    /// 10,000 took 3.2 s one by one). Without a server, up to a thousand points' rows are
+    /// asked for by id, and more by reading the whole tables.
     public func views(of points: [Point], server: Int64? = nil) throws -> [PointView] {
         guard points.count > 8 else { return try points.map { try view(of: $0) } }
-        let disks = try catalog.pointDisksByPoint(server: server)
-        let tags = try catalog.tagsByPoint(server: server)
+        let ids = server == nil && points.count <= 1000 ? points.map(\.id) : nil
+        let disks = try catalog.pointDisksByPoint(server: server, ids: ids)
+        let tags = try catalog.tagsByPoint(server: server, ids: ids)
         return points.map { PointView($0, disks: disks[$0.id] ?? [], tags: tags[$0.id] ?? [], location: location.name) }
     }
 
