@@ -90,11 +90,16 @@ extension FileSystem {
 
     // MARK: Extended attributes
 
-    /// getxattr: the value, or its size when `size` is 0. The tree's own nodes have none.
+    /// getxattr: the value, or its size when `size` is 0.
+    ///
+    /// The tree's own nodes (vaults, servers, points, images, JSON files) cannot hold any, so
+    /// they answer ENOTSUP rather than ENODATA. `ls -l` then stops asking for ACLs and SELinux
+    /// labels on this mount after its first entry, instead of three requests per entry (a
+    /// listing of 10,000 points made 30,000). Files inside points answer as their image says.
     func getxattr(_ inode: UInt64, name: String, size: Int) -> Reply {
         let tree = tree()
         guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
-        guard case .inside(_, let number) = node else { return .error(ENODATA) }
+        guard case .inside(_, let number) = node else { return .error(ENOTSUP) }
         do {
             guard let value = try volume(of: node).extendedAttributes(number).first(where: { $0.name == name })?.value else {
                 return .error(ENODATA)

@@ -108,6 +108,12 @@ final class FilesInsideTests: XCTestCase {
                 .replacingOccurrences(of: setup.tree.path, with: ""))
             XCTAssertEqual(try mustRun(["getfacl", "--omit-header", "\(files)/etc/nginx/nginx.conf"]),
                            try mustRun(["getfacl", "--omit-header", setup.source("etc/nginx/nginx.conf")]))
+            // The tree's own nodes say attributes are not supported, so ls stops asking for them
+            // there; a listing inside still marks the file with an ACL.
+            let point = try runCommand(["getfattr", "-n", "user.origin", mount.path("default/web/one")])
+            XCTAssertTrue(point.stderr.contains("Operation not supported"), point.stderr)
+            let listing = try mustRun(["ls", "-l", "\(files)/etc/nginx"]).split(separator: "\n")
+            XCTAssertEqual(listing.first { $0.hasPrefix("-") && $0.hasSuffix(" nginx.conf") }?.dropFirst(10).first, "+", "\(listing)")
             // Nothing can be written, and the FIFO is shown but never opened through us.
             XCTAssertEqual(open("\(files)/etc/hostname", O_WRONLY), -1)
             XCTAssertEqual(errno, EROFS)

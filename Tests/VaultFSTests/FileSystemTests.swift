@@ -171,8 +171,11 @@ final class FileSystemTests: XCTestCase {
         guard case .error(ENODATA) = fs.getxattr(hostname.inode, name: "user.none", size: 64) else { return XCTFail("ENODATA") }
         guard case .data(let list) = fs.listxattr(hostname.inode, size: 256) else { return XCTFail("listxattr") }
         XCTAssertEqual(list, Array("user.origin".utf8) + [0])
-        // The tree's own nodes have none.
-        guard case .error(ENODATA) = fs.getxattr(InodeTable.rootInode, name: "user.origin", size: 64) else { return XCTFail("root") }
+        // The tree's own nodes cannot hold any: not supported, so that ls stops asking.
+        guard case .error(ENOTSUP) = fs.getxattr(InodeTable.rootInode, name: "user.origin", size: 64) else { return XCTFail("root") }
+        let point = try lookup(fs, "prod/web/one")
+        guard case .error(ENOTSUP) = fs.getxattr(point.inode, name: "system.posix_acl_access", size: 0) else { return XCTFail("point") }
+        guard case .data([]) = fs.listxattr(point.inode, size: 64) else { return XCTFail("listxattr of a point") }
     }
 
     func testReaddirplusGivesAttributesAndHardLinksShareAnInode() throws {
