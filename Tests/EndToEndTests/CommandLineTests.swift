@@ -174,7 +174,7 @@ final class CommandLineTests: XCTestCase {
         try tight.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         try tight.run("backup", "web", "--name", "fits")
         let big = scratch.file("big.img")
-        FileManager.default.createFile(atPath: big, contents: Data(pseudoRandomBytes(12 << 20, seed: 77)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: Data(pseudoRandomBytes(12 << 20, seed: 77))))
         try tight.run("server", "add", "big", "--vault", "prod", "--disk", "root=\(big)")
 
         let result = try tight.attempt(["backup", "big", "--name", "too-big"])
@@ -218,7 +218,7 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("server", "add", "metal", "--vault", "prod", "--disk", "vda=\(loop)")
         try ctl.run("backup", "metal", "--name", "dev")
         let target = scratch.file("target.img")
-        FileManager.default.createFile(atPath: target, contents: Data(count: 16 << 20))
+        XCTAssertTrue(FileManager.default.createFile(atPath: target, contents: Data(count: 16 << 20)))
         let targetLoop = try mustRun(["losetup", "--find", "--show", target]).trimmingCharacters(in: .whitespacesAndNewlines)
         defer { _ = try? runCommand(["losetup", "-d", targetLoop], timeout: 10) }
         try ctl.run("export", "metal/dev", "-o", targetLoop)

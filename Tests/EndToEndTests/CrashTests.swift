@@ -20,7 +20,7 @@ class CrashTests: XCTestCase {
         ctl = try makeRepository()
         root = try Ext4Image.make(at: scratch.file("root.img"), size: "16M", files: ["etc/hostname": Array("web\n".utf8)])
         data = scratch.file("data.img")
-        FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(6 << 20, seed: 3)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(6 << 20, seed: 3))))
         try ctl.run(["init", ctl.repository, "--chunk-size", "64K"] + Self.initOptions)
         try ctl.run("vault", "create", "prod")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(root.path)", "--disk", "data=\(data!)")

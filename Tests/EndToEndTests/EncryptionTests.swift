@@ -115,7 +115,7 @@ final class EncryptionTests: XCTestCase {
         var bytes = try readBytes(path(flipped))
         bytes[bytes.count - 40] ^= 0x01
         unlink(path(flipped))
-        FileManager.default.createFile(atPath: path(flipped), contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path(flipped), contents: Data(bytes)))
 
         let verify = try ctl.attempt(["verify"])
         XCTAssertNotEqual(verify.status, 0)

@@ -163,8 +163,8 @@ final class FilesInsideTests: XCTestCase {
         let scratch = Scratch("parts")
         let small = scratch.file("small")
         try FileManager.default.createDirectory(atPath: "\(small)/etc", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(small)/etc/motd", contents: Data("partition\n".utf8))
-        FileManager.default.createFile(atPath: "\(small)/blob", contents: Data(pseudoRandomBytes(700_000, seed: 5)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: "\(small)/etc/motd", contents: Data("partition\n".utf8)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: "\(small)/blob", contents: Data(pseudoRandomBytes(700_000, seed: 5))))
         let mbr = scratch.file("mbr.img"), gpt = scratch.file("gpt.img")
         // MBR: a primary partition and a logical one inside an extended partition.
         let mbrSpans = try PartitionedDisk.make(at: mbr, size: "64M", script: "label: dos\n,20M,L\n,,E\n,24M,L\n",
@@ -247,7 +247,7 @@ final class FilesInsideTests: XCTestCase {
         let source = scratch.file("src")
         for folder in ["broken", "fine"] {
             try FileManager.default.createDirectory(atPath: "\(source)/\(folder)", withIntermediateDirectories: true)
-            for k in 0..<20 { FileManager.default.createFile(atPath: "\(source)/\(folder)/f\(k)", contents: Data("\(folder) \(k)\n".utf8)) }
+            for k in 0..<20 { XCTAssertTrue(FileManager.default.createFile(atPath: "\(source)/\(folder)/f\(k)", contents: Data("\(folder) \(k)\n".utf8))) }
         }
         let disk = scratch.file("disk.img")
         try SourceTree(path: source).ext4(at: disk, size: "16M")

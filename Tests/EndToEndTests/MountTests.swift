@@ -157,7 +157,7 @@ final class MountTests: XCTestCase {
         chmod(chunkFile, 0o644)
         var bytes = try readBytes(chunkFile)
         bytes[bytes.count / 2] ^= 0x55
-        FileManager.default.createFile(atPath: chunkFile, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: chunkFile, contents: Data(bytes)))
 
         let mount = try fixture.mount()
         defer { mount.unmount() }
@@ -187,7 +187,7 @@ final class MountTests: XCTestCase {
     func testEachDiskOfAPointIsAnImageAndADiskBackupShowsOnlyItsDisks() throws {
         let fixture = try MountFixture(policyPoints: 1)
         let data = fixture.scratch.file("data.raw")
-        FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(3 << 20, seed: 9) + [UInt8](repeating: 0, count: 2 << 20)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(3 << 20, seed: 9) + [UInt8](repeating: 0, count: 2 << 20))))
         try fixture.ctl.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(fixture.disk.path)", "--disk", "data=\(data)")
         try fixture.ctl.run("backup", "db", "--name", "both")
         try fixture.ctl.run("backup", "db", "--name", "data-only", "--disk", "data")

@@ -110,7 +110,7 @@ final class RestoreUnderStressTests: XCTestCase {
 
         // A link planted at the name older versions used for their temporary file.
         let victim = scratch.file("victim")
-        FileManager.default.createFile(atPath: victim, contents: Data("precious\n".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: victim, contents: Data("precious\n".utf8)))
         let restore = scratch.file("restore.img")
         try FileManager.default.createSymbolicLink(atPath: restore + ".vaultfs-partial", withDestinationPath: victim)
         try ctl.run("export", "web/one", "-o", restore)

@@ -16,7 +16,7 @@ public final class MountedRepository {
         if let user { chown(mountpoint, user.uid, user.gid) }
         self.mountpoint = mountpoint
         log = mountpoint + ".log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        guard FileManager.default.createFile(atPath: log, contents: nil) else { throw TestError.failed("cannot create \(log)") }
         process = Process()
         let arguments = [productPath("vaultfs"), repository, mountpoint, "-f"] + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
         let command = user?.command(arguments) ?? arguments
@@ -66,6 +66,7 @@ public final class MountedRepository {
 
     /// Runs mount I/O in this process with a bound: when `body` does not finish in time, the
     /// mount is torn down (which fails its pending requests) and the test gets an error.
+    @discardableResult
     public func io<T>(timeout: TimeInterval = 30, _ body: @escaping () throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var result: Result<T, Error>?

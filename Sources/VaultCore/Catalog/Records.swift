@@ -159,13 +159,9 @@ public struct PointTag: Codable, FetchableRecord, PersistableRecord, Sendable, E
     public var pointId: String
     public var key: String
     public var value: String
+}
 
-    init(pointId: String, key: String, value: String) {
-        self.pointId = pointId
-        self.key = key
-        self.value = value
-    }
-
+extension PointTag {
     /// Read by column, as `Point` is.
     public init(row: Row) throws {
         pointId = try row.column("pointId")
@@ -184,16 +180,9 @@ public struct PointDisk: Codable, FetchableRecord, PersistableRecord, Sendable, 
     public var dataBytes: Int64
     public var changedBytes: Int64
     public var newBytes: Int64
+}
 
-    init(pointId: String, disk: String, size: Int64, dataBytes: Int64, changedBytes: Int64, newBytes: Int64) {
-        self.pointId = pointId
-        self.disk = disk
-        self.size = size
-        self.dataBytes = dataBytes
-        self.changedBytes = changedBytes
-        self.newBytes = newBytes
-    }
-
+extension PointDisk {
     /// Read by column, as `Point` is.
     public init(row: Row) throws {
         pointId = try row.column("pointId")
