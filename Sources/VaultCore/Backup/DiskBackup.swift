@@ -8,7 +8,7 @@ struct DiskBackupResult {
     var record: PointDisk
 }
 
-/// Reads one disk with at least four workers (or as many as the store takes requests at once):
+/// Reads one disk with at least eight workers (or as many as the store takes requests at once):
 /// each worker takes the next data position, reads it, marks it zero or hashes it, and stores
 /// chunks the store does not have yet.
 struct DiskBackup {
@@ -26,10 +26,16 @@ struct DiskBackup {
     /// cache, the disk's latency is then hidden behind the hashing and compressing.
     static let readAhead = 16
     /// A worker waits for its chunk's flush to the repository's disk (a few ms each) about as
-    /// long as it hashes and compresses: four keep two cores busy. Measured on the 2-core
-    /// bench machine with the corpus image: full backup 3.2-3.7 s with two workers, 2.7-2.9 s
-    /// with four; the incremental 2.4 s against 1.6 s.
-    static let minimumWorkers = 4
+    /// long as it hashes and compresses, so more workers than cores keep the cores busy.
+    /// Measured on the 2-core bench machine with the corpus image, cold, side by side:
+    /// - two workers against four: full backup 3.2-3.7 s against 2.7-2.9 s, the incremental
+    ///   2.4 s against 1.6 s;
+    /// - four against eight, three rounds: full 2.84-3.15 s (median 2.96) against 2.78-2.90 s
+    ///   (2.81), the incremental 1.57-1.75 s (1.64) against 1.54-1.61 s (1.56);
+    /// - sixteen gained nothing over eight (full 2.80-2.98 s against 2.84-3.09 s, the
+    ///   incremental 1.64-1.94 s against 1.53-1.68 s).
+    /// Each worker holds a chunk buffer, a compression buffer and a zstd context (a few MiB).
+    static let minimumWorkers = 8
 
     func run(pointId: String) throws -> DiskBackupResult {
         let count = ChunkMap.positions(diskSize: source.size, chunkSize: chunkSize)
