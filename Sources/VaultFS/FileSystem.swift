@@ -61,7 +61,9 @@ final class FileSystem: Sendable {
     init(repository: Repository, options: MountOptions) {
         self.repository = repository
         self.options = options
-        let cache = ChunkCache(store: repository.chunks, budget: options.cacheSize)
+        let resident = System.residentBytes()
+        let cache = ChunkCache(store: repository.chunks, budget: Self.frameBudget(cacheSize: options.cacheSize, resident: resident))
+        logger.info("decoded frames keep \(cache.budget >> 20) MiB: cache_size \(options.cacheSize >> 20) MiB, \((resident ?? 0) >> 20) MiB resident at start")
         let images = ImageOpener(repository: repository, cache: cache)
         self.cache = cache
         self.images = images
@@ -69,6 +71,18 @@ final class FileSystem: Sendable {
         // inside take their own.
         files = PointFiles { point, disk in try images.open(point: point, disk: disk).reader }
     }
+
+    /// `cache_size` bounds the whole daemon, not only its frames: what the daemon holds
+    /// before it reads anything (the program and its libraries, the catalog), beyond
+    /// `residentAllowance`, is taken from the frames' budget, down to half of `cache_size`.
+    /// Peak resident memory then stays near `cache_size` plus the allowance and what the
+    /// allocator keeps aside.
+    static func frameBudget(cacheSize: Int, resident: Int? = System.residentBytes()) -> Int {
+        let overhead = max(0, (resident ?? 0) - residentAllowance)
+        return max(cacheSize - overhead, cacheSize / 2)
+    }
+
+    static let residentAllowance = 16 << 20
 
     // MARK: Tree
 

@@ -105,7 +105,7 @@ final class ScheduleTests: XCTestCase {
                     "--keep-fulls", "2", "--now", isoLocal(anHourAgo))
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
         let out = scratch.file("scheduler.out")
-        FileManager.default.createFile(atPath: out, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: nil))
         let scheduler = try ctl.start(["schedule", "run"], output: out)
         defer { if scheduler.isRunning { kill(scheduler.processIdentifier, SIGKILL) } }
         XCTAssertTrue(try eventually(timeout: 15) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
@@ -171,7 +171,7 @@ final class ScheduleTests: XCTestCase {
         chmod(file, 0o644)
         var bytes = try readBytes(file)
         bytes[60] ^= 0xff
-        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data(bytes)))
 
         let result = try ctl.attempt(["verify"])
         XCTAssertEqual(result.status, 1)

@@ -11,7 +11,7 @@ public struct Ext4Image {
         for (name, bytes) in files {
             let file = "\(source.path)/\(name)"
             try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: file, contents: Data(bytes))
+            guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { throw TestError.failed("cannot create \(file)") }
         }
         try mustRun(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", source.path, path, size],
                     environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
@@ -22,7 +22,7 @@ public struct Ext4Image {
     public func write(_ name: String, _ bytes: [UInt8]) throws {
         let source = Scratch("ext4file")
         let file = source.file("data")
-        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { throw TestError.failed("cannot create \(file)") }
         _ = try? mustRun(["debugfs", "-w", "-R", "rm /\(name)", path])
         try mustRun(["debugfs", "-w", "-R", "write \(file) /\(name)", path])
     }

@@ -34,8 +34,8 @@ public func runCommand(_ arguments: [String], environment: [String: String] = [:
                        stdinPath: String? = nil) throws -> CommandResult {
     let scratch = Scratch("cmd")
     let out = scratch.file("out"), err = scratch.file("err")
-    FileManager.default.createFile(atPath: out, contents: nil)
-    FileManager.default.createFile(atPath: err, contents: nil)
+    guard FileManager.default.createFile(atPath: out, contents: nil) else { throw TestError.failed("cannot create \(out)") }
+    guard FileManager.default.createFile(atPath: err, contents: nil) else { throw TestError.failed("cannot create \(err)") }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: arguments[0].hasPrefix("/") ? arguments[0] : "/usr/bin/env")
     process.arguments = arguments[0].hasPrefix("/") ? Array(arguments.dropFirst()) : arguments

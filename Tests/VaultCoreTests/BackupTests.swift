@@ -64,7 +64,7 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let path = fixture.scratch.file("raw.img")
         let chunk = 64 << 10
-        FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1))))
         try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)],
                                                  freezeCommand: nil, thawCommand: nil, now: Date())
         func backup(_ name: String, parent: Point?) throws -> Point {
@@ -78,7 +78,7 @@ final class BackupTests: XCTestCase {
         for (i, size) in [9 * chunk + 17, 2 * chunk - 3, 7 * chunk].enumerated() {
             var bytes = try readBytes(path)
             bytes = Array(bytes.prefix(size)) + pseudoRandomBytes(max(0, size - bytes.count), seed: UInt64(20 + i))
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
             parent = try backup("p\(i + 1)", parent: parent)
             XCTAssertEqual(parent.status, .active, parent.error ?? "")
             points.append(parent)
@@ -90,7 +90,7 @@ final class BackupTests: XCTestCase {
     func testDiskBackupTakesOnlyTheNamedDisks() throws {
         let fixture = try Fixture()
         let second = fixture.scratch.file("second.img")
-        FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2))))
         try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)],
                                                  freezeCommand: nil, thawCommand: nil, now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "only-b", disks: ["b"])).run()

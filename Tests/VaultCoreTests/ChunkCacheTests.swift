@@ -37,6 +37,27 @@ final class ChunkCacheTests: XCTestCase {
         XCTAssertEqual(cache.decodes, chunks.count, "the most recent chunk is still cached")
     }
 
+    func testALoadMakesRoomForItselfBeforeItDecodesAndGivesItBack() throws {
+        let fixture = try Fixture(chunkSize: 1 << 20, diskSize: "24M")
+        let chunks = try dataChunks(fixture).filter { $0.1 == 1 << 20 }
+        XCTAssertGreaterThanOrEqual(chunks.count, 3)
+        let budget = 7 << 19
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: budget)
+        for (hash, length) in chunks.prefix(2) { _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)) }
+        XCTAssertEqual(cache.cachedBytes, 2 << 20)
+        // The third load sets aside twice its size (stored bytes and frames) before it reads:
+        // 2 MiB held and 2 set aside are over the 3.5 MiB budget, so it evicts down to 90% of
+        // it first, where counting only the frames decoded would have kept all three chunks.
+        let (hash, length) = chunks[2]
+        _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length))
+        XCTAssertLessThanOrEqual(cache.cachedBytes, budget - budget / 10 - ChunkCache.reservation(0..<16) + length)
+        XCTAssertEqual(cache.reservedBytes, 0, "what a load set aside is given back")
+        // A load that fails gives its room back too.
+        let missing = ChunkHash(bytes: [UInt8](repeating: 7, count: 32))
+        XCTAssertThrowsError(try cache.frames(missing, length: 1 << 20, 0..<16))
+        XCTAssertEqual(cache.reservedBytes, 0)
+    }
+
     func testASmallReadDecodesOnlyItsFrame() throws {
         let fixture = try Fixture(chunkSize: 1 << 20, diskSize: "24M")
         let (hash, length) = try XCTUnwrap(dataChunks(fixture).first { $0.1 == 1 << 20 })

@@ -37,7 +37,7 @@ final class FormatTests: XCTestCase {
         chmod(path, 0o644)
         var bytes = try readBytes(path)
         bytes[bytes.count - 1] ^= 0xff
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
         XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }) {
             XCTAssertEqual(($0 as? VaultError)?.code, .corrupt)
         }
@@ -57,7 +57,7 @@ final class FormatTests: XCTestCase {
         v1 += ChunkFile.littleEndian(UInt32(plain.count)) + hash.bytes + plain
         let path = fixture.repository.chunks.location(of: hash)
         unlink(path)
-        FileManager.default.createFile(atPath: path, contents: Data(v1))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(v1)))
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)
         XCTAssertEqual(try cache.frames(hash, length: plain.count, 1..<2)[0], Array(plain[ChunkFile.frameSize..<(2 * ChunkFile.frameSize)]))
         XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))

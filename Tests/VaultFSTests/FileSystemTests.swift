@@ -53,6 +53,17 @@ final class FileSystemTests: XCTestCase {
         return entries.map(\.name)
     }
 
+    func testTheFramesBudgetIsWhatCacheSizeLeavesBeyondTheDaemonsOwnMemory() {
+        let mib = 1 << 20
+        // 40 MiB resident at start: 24 beyond the 16 allowed come out of the frames' budget.
+        XCTAssertEqual(FileSystem.frameBudget(cacheSize: 128 * mib, resident: 40 * mib), 104 * mib)
+        XCTAssertEqual(FileSystem.frameBudget(cacheSize: 128 * mib, resident: 10 * mib), 128 * mib)
+        // Never below half of cache_size, and all of it when the process cannot be measured.
+        XCTAssertEqual(FileSystem.frameBudget(cacheSize: 32 * mib, resident: 200 * mib), 16 * mib)
+        XCTAssertEqual(FileSystem.frameBudget(cacheSize: 32 * mib, resident: nil), 32 * mib)
+        XCTAssertNotNil(System.residentBytes())
+    }
+
     func testTreeShowsFilesOnlyForActivePoints() throws {
         let setup = try Setup()
         let inventory = try setup.repository.catalog.inventory()

@@ -4,7 +4,9 @@ import Synchronization
 
 /// Decoded frames of chunks (64 KiB each) shared by every reader of a repository, bounded
 /// by a byte budget and evicting the least recently used. A small read decodes only the
-/// frames it touches; concurrent requests for one frame decode it once.
+/// frames it touches; concurrent requests for one frame decode it once. The budget covers
+/// loads in flight too (the stored bytes read and the frames being decoded), so memory stays
+/// within it however many threads read at once.
 public final class ChunkCache: Sendable {
     struct Key: Hashable {
         var hash: ChunkHash
@@ -24,7 +26,10 @@ public final class ChunkCache: Sendable {
         var pending: [Key: Pending] = [:]
         /// Chunks read-ahead has queued and not yet started on.
         var queued = Set<ChunkHash>()
+        /// Bytes of the frames held.
         var bytes = 0
+        /// Bytes set aside for loads in flight.
+        var reserved = 0
         var tick: UInt64 = 0
     }
 
@@ -42,6 +47,8 @@ public final class ChunkCache: Sendable {
     var decodes: Int { decoded.load(ordering: .relaxed) }
     /// Bytes of decoded frames held now.
     var cachedBytes: Int { state.withLock { $0.bytes } }
+    /// Bytes set aside for loads in flight now.
+    var reservedBytes: Int { state.withLock { $0.reserved } }
 
     /// `prefetchThreads` is how many chunks read-ahead loads at once; by default the store's
     /// number of writers (one per core for a local disk, more for an object store).
@@ -98,6 +105,12 @@ public final class ChunkCache: Sendable {
     /// Decodes frames and publishes them: to the cache, and to waiters through `pending`.
     private func load(_ hash: ChunkHash, length: Int, frames: Range<Int>, pending: Pending, claimed: Set<Int>) {
         decoded.add(1, ordering: .relaxed)
+        // Room for the stored bytes read and the frames decoded, made before they are.
+        let reserve = Self.reservation(frames)
+        state.withLock { state in
+            state.reserved += reserve
+            evictIfOver(&state)
+        }
         let result: Result<[Int: [UInt8]], VaultError>
         do {
             let loaded = try store.loadFrames(hash, length: length, frames: frames)
@@ -109,6 +122,7 @@ public final class ChunkCache: Sendable {
         }
         pending.result = result
         state.withLock { state in
+            state.reserved -= reserve
             for i in claimed { state.pending[Key(hash: hash, frame: i)] = nil }
             if case .success(let decoded) = result {
                 for (i, data) in decoded { insert(Key(hash: hash, frame: i), data, into: &state) }
@@ -133,23 +147,45 @@ public final class ChunkCache: Sendable {
         }
     }
 
-    /// Over budget, evicts the least recently used down to 90% of it in one pass, so the
-    /// sort is paid once per tenth of the cache rather than once per frame.
+    /// What a load of `frames` sets aside: each frame decoded, and at most as much again for
+    /// the stored bytes it is decoded from.
+    static func reservation(_ frames: Range<Int>) -> Int { 2 * frames.count * ChunkFile.frameSize }
+
     private func insert(_ key: Key, _ data: [UInt8], into state: inout State) {
         if let old = state.entries[key] { state.bytes -= old.data.count }
         state.entries[key] = (data, state.tick)
         state.bytes += data.count
-        guard state.bytes > budget else { return }
+        evictIfOver(&state, sparing: key)
+    }
+
+    /// Over budget, evicts the least recently used down to 90% of it in one pass, so the
+    /// sort is paid once per tenth of the cache rather than once per frame. Loads in flight
+    /// count; when they alone fill the budget, every frame but `sparing` goes.
+    private func evictIfOver(_ state: inout State, sparing: Key? = nil) {
+        guard state.bytes + state.reserved > budget else { return }
         let target = budget - budget / 10
-        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where other != key {
-            if state.bytes <= target { break }
+        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where other != sparing {
+            if state.bytes + state.reserved <= target { break }
             state.entries[other] = nil
             state.bytes -= entry.data.count
         }
     }
 }
 
-/// Facts about the machine the cache sizes itself by.
+/// Facts about the machine and this process the cache sizes itself by.
 public enum System {
     public static let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// This process's resident memory now (program, libraries and heap), from
+    /// /proc/self/statm; nil where it cannot be read.
+    public static func residentBytes() -> Int? {
+        // A /proc file says it is empty to stat, so it is read without its size.
+        guard let fd = try? Posix.open("/proc/self/statm", O_RDONLY) else { return nil }
+        defer { close(fd) }
+        var text = [UInt8](repeating: 0, count: 256)
+        guard let n = try? text.withUnsafeMutableBytes({ try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: "/proc/self/statm") }),
+              let field = String(decoding: text[..<n], as: UTF8.self).split(separator: " ").dropFirst().first,
+              let pages = Int(field) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
 }
