@@ -77,7 +77,7 @@ final class FileSystem: Sendable {
     /// `residentAllowance`, is taken from the frames' budget, down to half of `cache_size`.
     /// Peak resident memory then stays near `cache_size` plus the allowance and what the
     /// allocator keeps aside.
-    static func frameBudget(cacheSize: Int, resident: Int? = System.residentBytes()) -> Int {
+    static func frameBudget(cacheSize: Int, resident: Int?) -> Int {
         let overhead = max(0, (resident ?? 0) - residentAllowance)
         return max(cacheSize - overhead, cacheSize / 2)
     }

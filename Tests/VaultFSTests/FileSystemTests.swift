@@ -61,7 +61,14 @@ final class FileSystemTests: XCTestCase {
         // Never below half of cache_size, and all of it when the process cannot be measured.
         XCTAssertEqual(FileSystem.frameBudget(cacheSize: 32 * mib, resident: 200 * mib), 16 * mib)
         XCTAssertEqual(FileSystem.frameBudget(cacheSize: 32 * mib, resident: nil), 32 * mib)
-        XCTAssertNotNil(System.residentBytes())
+    }
+
+    func testResidentMemoryIsReadFromProc() throws {
+        let resident = try XCTUnwrap(System.residentBytes())
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        XCTAssertGreaterThan(resident, 1 << 20)
+        XCTAssertLessThanOrEqual(resident, usage.ru_maxrss * 1024 + (1 << 20), "no more than the peak so far")
     }
 
     func testTreeShowsFilesOnlyForActivePoints() throws {

@@ -5,8 +5,9 @@ import Synchronization
 /// Decoded frames of chunks (64 KiB each) shared by every reader of a repository, bounded
 /// by a byte budget and evicting the least recently used. A small read decodes only the
 /// frames it touches; concurrent requests for one frame decode it once. The budget covers
-/// loads in flight too (the stored bytes read and the frames being decoded), so memory stays
-/// within it however many threads read at once.
+/// loads in flight too: each load makes room for the stored bytes it reads and the frames it
+/// decodes before it reads. Loads never wait for room, so when loads in flight alone exceed
+/// the budget, the cache keeps only what they bring.
 public final class ChunkCache: Sendable {
     struct Key: Hashable {
         var hash: ChunkHash
@@ -125,7 +126,17 @@ public final class ChunkCache: Sendable {
             state.reserved -= reserve
             for i in claimed { state.pending[Key(hash: hash, frame: i)] = nil }
             if case .success(let decoded) = result {
-                for (i, data) in decoded { insert(Key(hash: hash, frame: i), data, into: &state) }
+                var keys = Set<Key>()
+                for (i, data) in decoded {
+                    let key = Key(hash: hash, frame: i)
+                    if let old = state.entries[key] { state.bytes -= old.data.count }
+                    state.entries[key] = (data, state.tick)
+                    state.bytes += data.count
+                    keys.insert(key)
+                }
+                // Once per load, sparing what it brought: a load keeps its frames even when
+                // others' reservations fill the budget.
+                evictIfOver(&state, sparing: keys)
             }
         }
         pending.done.leave()
@@ -148,44 +159,20 @@ public final class ChunkCache: Sendable {
     }
 
     /// What a load of `frames` sets aside: each frame decoded, and at most as much again for
-    /// the stored bytes it is decoded from.
+    /// the stored bytes it is decoded from. A format-1 chunk (one frame for the whole chunk)
+    /// decodes whole whatever is asked, so a small read of one takes more than this.
     static func reservation(_ frames: Range<Int>) -> Int { 2 * frames.count * ChunkFile.frameSize }
-
-    private func insert(_ key: Key, _ data: [UInt8], into state: inout State) {
-        if let old = state.entries[key] { state.bytes -= old.data.count }
-        state.entries[key] = (data, state.tick)
-        state.bytes += data.count
-        evictIfOver(&state, sparing: key)
-    }
 
     /// Over budget, evicts the least recently used down to 90% of it in one pass, so the
     /// sort is paid once per tenth of the cache rather than once per frame. Loads in flight
     /// count; when they alone fill the budget, every frame but `sparing` goes.
-    private func evictIfOver(_ state: inout State, sparing: Key? = nil) {
+    private func evictIfOver(_ state: inout State, sparing: Set<Key> = []) {
         guard state.bytes + state.reserved > budget else { return }
         let target = budget - budget / 10
-        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where other != sparing {
+        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where !sparing.contains(other) {
             if state.bytes + state.reserved <= target { break }
             state.entries[other] = nil
             state.bytes -= entry.data.count
         }
-    }
-}
-
-/// Facts about the machine and this process the cache sizes itself by.
-public enum System {
-    public static let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
-
-    /// This process's resident memory now (program, libraries and heap), from
-    /// /proc/self/statm; nil where it cannot be read.
-    public static func residentBytes() -> Int? {
-        // A /proc file says it is empty to stat, so it is read without its size.
-        guard let fd = try? Posix.open("/proc/self/statm", O_RDONLY) else { return nil }
-        defer { close(fd) }
-        var text = [UInt8](repeating: 0, count: 256)
-        guard let n = try? text.withUnsafeMutableBytes({ try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: "/proc/self/statm") }),
-              let field = String(decoding: text[..<n], as: UTF8.self).split(separator: " ").dropFirst().first,
-              let pages = Int(field) else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }
