@@ -14,6 +14,10 @@
 #   ceph-rgw.sh pause-gateway DIR    Stops radosgw only, until it is gone and its port is closed.
 #   ceph-rgw.sh resume-gateway DIR   Starts radosgw again on the same port and waits for S3.
 #   ceph-rgw.sh create-bucket DIR NAME   Creates a bucket (curl's SigV4; fails unless 200).
+#   ceph-rgw.sh assume-role DIR      Temporary credentials for the test user (STS AssumeRole of a
+#                                    role allowed all of S3, for an hour), printed as
+#                                    AWS_ACCESS_KEY_ID=, AWS_SECRET_ACCESS_KEY= and
+#                                    AWS_SESSION_TOKEN= lines.
 #
 # Environment: CEPH_MEMSTORE_BYTES, the OSD's memstore size (default 4 GiB; it holds about 2.1x
 # the stored bytes in RAM, and PUTs hang when it is full).
@@ -31,7 +35,7 @@ readonly S3_SIGV4="aws:amz:us-east-1:s3"
 die() { echo "ceph-rgw.sh: $*" >&2; exit 1; }
 
 usage() {
-  die "usage: ceph-rgw.sh start|stop|pause-gateway|resume-gateway DIR, or create-bucket DIR NAME"
+  die "usage: ceph-rgw.sh start|stop|pause-gateway|resume-gateway|assume-role DIR, or create-bucket DIR NAME"
 }
 
 # --- Paths and small helpers -----------------------------------------------------------------
@@ -156,6 +160,8 @@ pid_file = \$run_dir/\$name.pid
 rgw_frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw_data = $dir/rgw/\$cluster-\$id
 rgw_enable_lc_threads = false
+rgw_s3_auth_use_sts = true
+rgw_sts_key = $(random_hex 8)
 admin_socket = \$run_dir/\$cluster-\$name.asok
 pid_file = \$run_dir/\$name.pid
 EOF
@@ -344,6 +350,30 @@ cmd_create_bucket() {
   [ "$code" = 200 ] || die "creating bucket '$2' at $VAULT_S3_ENDPOINT answered HTTP $code"
 }
 
+cmd_assume_role() {
+  set_dir "$1"
+  load_env
+  deadline=$((SECONDS + 60))
+  local role=vaultfs-test-role answer field value
+  if ! admin 30 radosgw-admin -c "$conf" role get --role-name="$role" >/dev/null; then
+    admin 30 radosgw-admin -c "$conf" role create --role-name="$role" --path=/ \
+      --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/vaultfs-test"]},"Action":["sts:AssumeRole"]}]}' \
+      >/dev/null || die "radosgw-admin role create failed; see $dir/log/admin.err"
+    admin 30 radosgw-admin -c "$conf" role-policy put --role-name="$role" --policy-name=all-of-s3 \
+      --policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}' \
+      >/dev/null || die "radosgw-admin role-policy put failed; see $dir/log/admin.err"
+  fi
+  answer=$(curl -s --noproxy '*' -m 30 -X POST --aws-sigv4 "aws:amz:us-east-1:sts" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "Content-Type: application/x-www-form-urlencoded" \
+    --data "Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam:::role/$role&RoleSessionName=vaultfs-test&DurationSeconds=3600" \
+    "$VAULT_S3_ENDPOINT/") || die "AssumeRole at $VAULT_S3_ENDPOINT did not answer"
+  for field in AccessKeyId:AWS_ACCESS_KEY_ID SecretAccessKey:AWS_SECRET_ACCESS_KEY SessionToken:AWS_SESSION_TOKEN; do
+    value=$(printf '%s' "$answer" | sed -n "s/.*<${field%%:*}>\([^<]*\)<\/${field%%:*}>.*/\1/p")
+    [ -n "$value" ] || die "AssumeRole answered without ${field%%:*}: $(printf '%s' "$answer" | tr '\n' ' ' | head -c 300)"
+    echo "${field##*:}=$value"
+  done
+}
+
 main() {
   local cmd=${1:-}
   case "$cmd:$#" in
@@ -352,6 +382,7 @@ main() {
     pause-gateway:2) cmd_pause_gateway "$2" ;;
     resume-gateway:2) cmd_resume_gateway "$2" ;;
     create-bucket:3) cmd_create_bucket "$2" "$3" ;;
+    assume-role:2) cmd_assume_role "$2" ;;
     *) usage ;;
   esac
 }

@@ -62,7 +62,8 @@ struct RepositoryOptions: ParsableArguments {
 }
 
 /// How to reach a repository in S3 (`s3://BUCKET/PREFIX`); credentials come from
-/// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, never from options.
+/// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) or
+/// ~/.aws/credentials, never from options.
 struct StoreOptions: ParsableArguments {
     @Option(help: "The S3 endpoint of an s3:// repository (default: $VAULT_S3_ENDPOINT).") var endpoint: String?
     @Option(help: "The S3 region (default: $AWS_REGION, else us-east-1).") var region: String?

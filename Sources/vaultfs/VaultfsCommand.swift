@@ -21,7 +21,7 @@ enum VaultfsCommand {
                         ro (mounted read-only: files and images always are; ro also refuses mkdir/rmdir of points),
                         s3_endpoint=URL, s3_region=NAME, state_dir=/DIR (an s3:// repository's endpoint, region and
                         local state folder; default: VAULT_S3_ENDPOINT, AWS_REGION, VAULT_STATE_DIR; credentials
-                        from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials),
+                        from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or ~/.aws/credentials),
                         cache_dir=/DIR, cache_disk_size=SIZE (an s3:// repository: keep chunks read in DIR,
                         owner-only, as stored, at most SIZE bytes, default 10G)
         A mount point that is already mounted is refused.

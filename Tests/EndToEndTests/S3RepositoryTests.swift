@@ -98,6 +98,74 @@ final class S3RepositoryTests: XCTestCase {
         try mustRun(["cmp", scratch.file("export.img"), asItWas[1]])
     }
 
+    /// Temporary credentials (an assumed role's key, secret and session token, as on an EC2
+    /// instance or after `aws sts assume-role`), from the environment and from a profile, for
+    /// `vaultctl` and the mount.
+    func testTemporaryCredentialsOfAnAssumedRoleWorkFromTheEnvironmentAndFromAProfile() throws {
+        let session = try gateway.assumeRole()
+        XCTAssertNotEqual(session["AWS_ACCESS_KEY_ID"], gateway.environment["AWS_ACCESS_KEY_ID"])
+        let (ctl, disk) = try repositoryWithOnePoint(session)
+        do {
+            let mounted = try MountedRepository(repository: url, at: scratch.file("mnt-a"),
+                                                options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))"],
+                                                environment: session)
+            try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/first/root.img"), disk.path]) }
+            mounted.unmount()
+        }
+
+        // The same credentials as `aws configure` writes them, in a profile.
+        let file = scratch.file("credentials")
+        try """
+            [default]
+            aws_access_key_id = not-this-one
+            aws_secret_access_key = not-this-one
+
+            [backup]
+            aws_access_key_id = \(session["AWS_ACCESS_KEY_ID"]!)
+            aws_secret_access_key = \(session["AWS_SECRET_ACCESS_KEY"]!)
+            aws_session_token = \(session["AWS_SESSION_TOKEN"]!)
+
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let profile = host("a", environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                                              "AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "backup"])
+        try disk.write("data/more.bin", pseudoRandomBytes(200_000, seed: 6))
+        try profile.run("backup", "web", "--name", "second")
+        XCTAssertEqual(try ctl.json("points").compactMap { $0["name"] as? String }.sorted(), ["first", "second"])
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+    }
+
+    /// The key of an assumed role without its token, with a damaged token, or with one that
+    /// would break the request's header: one line each, and nothing written.
+    func testAMissingDamagedOrMalformedSessionTokenIsRefusedWithOneLineAndNothingWritten() throws {
+        let session = try gateway.assumeRole()
+        let (ctl, _) = try repositoryWithOnePoint(session)
+        let token = session["AWS_SESSION_TOKEN"]!
+        for (label, bad, says) in [("no token", "", "AWS_SESSION_TOKEN"),
+                                   ("damaged", String(token.dropLast(8)) + "AAAAAAAA", "refused"),
+                                   ("line break", "abc\ndef", "control character")] {
+            let result = try host("a", environment: session.merging(["AWS_SESSION_TOKEN": bad]) { $1 })
+                .attempt(["backup", "web", "--name", "second"])
+            XCTAssertNotEqual(result.status, 0, label)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(label): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(says), "\(label): \(result.stderr)")
+        }
+        XCTAssertEqual(try ctl.json("points").compactMap { $0["name"] as? String }, ["first"])
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+    }
+
+    /// A repository made in this test's bucket with `environment`'s credentials, holding one
+    /// point ("first") of a small disk; the host and the disk.
+    private func repositoryWithOnePoint(_ environment: [String: String]) throws -> (Vaultctl, Ext4Image) {
+        let ctl = host("a", environment: environment)
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: [
+            "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(300_000, seed: 5)])
+        try ctl.run("init", url, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
+        try ctl.run("backup", "web", "--name", "first")
+        return (ctl, disk)
+    }
+
     func testEncryptedBucketHoldsNoPlainDataAndNoPlainChunkNames() throws {
         let marker = Array("VAULTFS-S3-SECRET-MARKER-77c2".utf8)
         let ctl = host("a", environment: ["VAULT_PASSPHRASE": "bucket passphrase"])

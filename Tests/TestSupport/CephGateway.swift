@@ -71,6 +71,19 @@ public final class CephGateway: Sendable {
 
     public func stop() { _ = try? runCommand([script, "stop", directory], timeout: 90) }
 
+    /// Temporary credentials of the test user, as `aws sts assume-role` gives them: an
+    /// assumed role's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, valid
+    /// for an hour.
+    public func assumeRole() throws -> [String: String] {
+        var values: [String: String] = [:]
+        for line in try mustRun([script, "assume-role", directory], timeout: 90).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { values[parts[0]] = parts[1] }
+        }
+        guard values.count == 3 else { throw TestError.failed("assume-role gave \(values.keys.sorted())") }
+        return values
+    }
+
     /// A new bucket name no other test uses.
     public func newBucket(_ label: String) -> String {
         "vaultfs-\(label)-\(UInt32.random(in: 0...UInt32.max))"

@@ -9,9 +9,10 @@ public final class MountedRepository {
     private var mounted = true
 
     /// Mounts and waits (at most `timeout` seconds) until the kernel shows the mount; as
-    /// `user` when given (who must own the mount point).
+    /// `user` when given (who must own the mount point). `environment` is added to this
+    /// process's for the daemon.
     public init(repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20,
-                as user: TestUser? = nil) throws {
+                as user: TestUser? = nil, environment: [String: String] = [:]) throws {
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         if let user { chown(mountpoint, user.uid, user.gid) }
         self.mountpoint = mountpoint
@@ -22,6 +23,7 @@ public final class MountedRepository {
         let command = user?.command(arguments) ?? arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

@@ -46,37 +46,6 @@ public struct S3Location: Sendable, Equatable {
     public var url: String { "s3://\(bucket)/\(prefix)" }
 }
 
-/// An access key and its secret, from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or from a
-/// profile (`AWS_PROFILE`, else `default`) in `~/.aws/credentials`
-/// (`AWS_SHARED_CREDENTIALS_FILE` overrides the file).
-struct S3Credentials: Sendable {
-    var accessKey: String
-    var secretKey: String
-
-    static func load(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> S3Credentials {
-        if let key = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"], !key.isEmpty, !secret.isEmpty {
-            return S3Credentials(accessKey: key, secretKey: secret)
-        }
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        let file = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials"
-        let profile = environment["AWS_PROFILE"] ?? "default"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw VaultError(.permissionDenied, "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile '\(profile)' in \(file)")
-        }
-        var section = "", values: [String: String] = [:]
-        for raw in text.split(separator: "\n") {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.hasPrefix("[") && line.hasSuffix("]") { section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces); continue }
-            guard section == profile, let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
-            values[line[..<equals].trimmingCharacters(in: .whitespacesAndNewlines)] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        guard let key = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
-            throw VaultError(.permissionDenied, "no S3 credentials for profile '\(profile)' in \(file): it needs aws_access_key_id and aws_secret_access_key")
-        }
-        return S3Credentials(accessKey: key, secretKey: secret)
-    }
-}
-
 /// A repository's objects in an S3 bucket (any S3-compatible store; tested against Ceph's
 /// RADOS Gateway). New objects use a conditional PUT (`If-None-Match: *`), so a chunk is
 /// written once and never overwritten. Requests that fail for a reason that may pass (no
@@ -84,6 +53,8 @@ struct S3Credentials: Sendable {
 public final class S3Store: ObjectStore {
     public let s3: S3Location
     private let credentials: String
+    /// The session token's header, for temporary credentials.
+    private let credentialHeaders: [String]
     private let sigv4: String
     /// Seconds one request may take.
     let timeout: Int
@@ -102,6 +73,7 @@ public final class S3Store: ObjectStore {
         let credentials = try S3Credentials.load(environment: environment)
         self.s3 = s3
         self.credentials = "\(credentials.accessKey):\(credentials.secretKey)"
+        credentialHeaders = credentials.headers
         sigv4 = "aws:amz:\(s3.region):s3"
         self.timeout = timeout
         self.backoff = backoff
@@ -163,7 +135,7 @@ public final class S3Store: ObjectStore {
     private func request(_ method: String, _ url: String, headers: [String] = [], body: [UInt8] = [],
                          maxBody: Int = 64 << 20, what: String) throws -> Response {
         let payloadHash = body.isEmpty ? Self.emptyHash : SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
-        let all = headers + ["x-amz-content-sha256: \(payloadHash)"]
+        let all = headers + credentialHeaders + ["x-amz-content-sha256: \(payloadHash)"]
         var attempt = 0
         while true {
             pace?.wait()
@@ -201,14 +173,16 @@ public final class S3Store: ObjectStore {
         switch code {
         case "NoSuchBucket":
             return VaultError(.notFound, "cannot \(what): the bucket '\(s3.bucket)' does not exist at \(s3.endpoint)")
+        case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
+            return VaultError(.permissionDenied, "cannot \(what): the object store refused the session token (\(code)); give fresh temporary credentials")
         case "InvalidAccessKeyId", "SignatureDoesNotMatch":
-            return VaultError(.permissionDenied, "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            return VaultError(.permissionDenied, "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_SESSION_TOKEN for temporary ones")
         case "RequestTimeTooSkewed":
             return VaultError(.io, "cannot \(what): this host's clock is too far from the object store's (\(code)); set the clock")
         case "QuotaExceeded":
             return VaultError(.noSpace, "cannot \(what): the bucket's quota is used up (\(code))")
         case _ where response.status == 403:
-            return VaultError(.permissionDenied, "cannot \(what): the object store refused access (\(code)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy")
+            return VaultError(.permissionDenied, "cannot \(what): the object store refused access (\(code)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) and the bucket's policy")
         default:
             return VaultError(response.status == 404 ? .notFound : .io, "cannot \(what): the object store answered \(code)")
         }
