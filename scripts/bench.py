@@ -20,6 +20,7 @@ VAULTCTL, VAULTFS = os.path.join(BIN, "vaultctl"), os.path.join(BIN, "vaultfs")
 ENV = dict(os.environ, VAULT_REPO=os.path.join(RUN, "vaultfs-repo"), RESTIC_REPOSITORY=os.path.join(RUN, "restic-repo"),
            RESTIC_PASSWORD="bench", BORG_REPO=os.path.join(RUN, "borg-repo"),
            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+PASSPHRASE = "bench passphrase"
 SLOT = {1: "2030-01-01T00:00Z", 2: "2030-01-01T01:00Z", 3: "2030-01-01T02:00Z"}
 POINT = {1: "20300101T000000Z", 2: "20300101T010000Z", 3: "20300101T020000Z"}
 
@@ -34,7 +35,7 @@ def log(text):
 def record(name, tool, value, unit="s"):
     samples.setdefault((name, tool), []).append(value)
     units[name] = unit
-    log(f"  {name:<34} {tool:<8} {value:10.3f} {unit}")
+    log(f"  {name:<36} {tool:<17} {value:10.3f} {unit}")
 
 
 def sh(*args, check=True, **kw):
@@ -56,6 +57,11 @@ def timed(*args, cold=True, env=None):
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(args)} failed: {done.stderr.strip()}")
     return elapsed
+
+
+def in_turn(r, pair):
+    """`pair` in order on even runs and reversed on odd ones, so neither side always goes first."""
+    return pair[::-1] if r % 2 else pair
 
 
 def use_version(v):
@@ -85,10 +91,10 @@ def wait_for(predicate, seconds=60):
 class VaultfsMount:
     """A fresh vaultfs daemon in the foreground (so its pid and peak RSS are known)."""
 
-    def __init__(self, repo, path, options=""):
+    def __init__(self, repo, path, options="", passphrase=""):
         os.makedirs(path, exist_ok=True)
         args = [VAULTFS, repo, path, "-f"] + (["-o", options] if options else [])
-        env = dict(ENV, VAULT_PASSPHRASE=os.environ.get("VAULT_PASSPHRASE", ""))
+        env = dict(ENV, VAULT_PASSPHRASE=passphrase)
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.path = path
         if not wait_for(lambda: subprocess.run(["mountpoint", "-q", path]).returncode == 0, 30):
@@ -143,11 +149,19 @@ def one_run(r):
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(MNT)
     prepare_vaultfs(sh, ENV["VAULT_REPO"])
+    # The same on an encrypted repository (AES-256-GCM, keyed chunk ids), measured right
+    # next to the plain one, each going first in turn, so their ratio shares the machine's
+    # moment.
+    crypt = os.path.join(RUN, "vaultfs-encrypted")
+    cenv = dict(ENV, VAULT_REPO=crypt, VAULT_PASSPHRASE=PASSPHRASE)
+    prepare_vaultfs(lambda *a: subprocess.run(list(a), env=cenv, check=True, stdout=subprocess.DEVNULL),
+                    crypt, "--encryption", "aes-256-gcm")
     sh("restic", "init")
     sh("borg", "init", "-e", "none")
     for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
         use_version(v)
-        record(name, "vaultfs", timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
+        for tool, env in in_turn(r, [("vaultfs", ENV), ("vaultfs encrypted", cenv)] if v < 3 else [("vaultfs", ENV)]):
+            record(name, tool, timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v], env=env))
         record(name, "restic", timed("restic", "backup", "--quiet", DISK))
         record(name, "borg", timed("borg", "create", f"::v{v}", DISK))
     record("repository size", "vaultfs", du(ENV["VAULT_REPO"]) / 1e6, "MB")
@@ -157,13 +171,19 @@ def one_run(r):
     v2 = os.path.join(CORPUS, "disk-v2.img")
     image = lambda m: os.path.join(m.path, "bench", "web", POINT[2], "root.img")
     # Cold sequential read of the whole image through each tool's mount.
-    m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
-    record("cold read of the image (dd 1M)", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
-    record("daemon peak RSS after a cold read", "vaultfs", m.peak_rss_kib() / 1024, "MiB")
-    record("warm re-read of the image", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
-    if subprocess.run(["cmp", image(m), v2]).returncode != 0:
-        raise SystemExit("bench: the vaultfs image differs from disk-v2.img")
-    m.close()
+    for tool in in_turn(r, ["vaultfs", "vaultfs encrypted"]):
+        if tool == "vaultfs encrypted":
+            m = VaultfsMount(crypt, os.path.join(MNT, "encrypted"), passphrase=PASSPHRASE)
+            record("cold read of the image (dd 1M)", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+            m.close()
+            continue
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        record("cold read of the image (dd 1M)", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+        record("daemon peak RSS after a cold read", "vaultfs", m.peak_rss_kib() / 1024, "MiB")
+        record("warm re-read of the image", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
+        if subprocess.run(["cmp", image(m), v2]).returncode != 0:
+            raise SystemExit("bench: the vaultfs image differs from disk-v2.img")
+        m.close()
     for tool, mount_args in [("restic", ["restic", "mount"]), ("borg", ["borg", "mount", "-f", "::v2"])]:
         path = os.path.join(MNT, tool)
         os.makedirs(path, exist_ok=True)
@@ -180,23 +200,6 @@ def one_run(r):
         unmount(path)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
-
-    # The same on an encrypted repository (AES-256-GCM, keyed chunk ids).
-    crypt = os.path.join(RUN, "vaultfs-encrypted")
-    cenv = dict(ENV, VAULT_REPO=crypt, VAULT_PASSPHRASE="bench passphrase")
-    crun = lambda *a: subprocess.run(list(a), env=cenv, check=True, stdout=subprocess.DEVNULL)
-    prepare_vaultfs(crun, crypt, "--encryption", "aes-256-gcm")
-    for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)")]:
-        use_version(v)
-        drop_caches()
-        start = time.monotonic()
-        crun(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])
-        record(name, "vaultfs encrypted", time.monotonic() - start)
-    os.environ["VAULT_PASSPHRASE"] = "bench passphrase"
-    m = VaultfsMount(crypt, os.path.join(MNT, "encrypted"))
-    record("cold read of the image (dd 1M)", "vaultfs encrypted", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
-    m.close()
-    del os.environ["VAULT_PASSPHRASE"]
 
     # fio on the vaultfs image, each from a fresh daemon and an empty page cache.
     extent = data_extent(v2)
@@ -296,14 +299,20 @@ def s3_rows(runs):
 
 
 def chain_depth(runs):
-    """A full and 30 incrementals of small random writes: cold reads of each end."""
+    """A full and 30 incrementals of small random writes: cold reads of the deepest point and
+    of a full point of the same bytes."""
     log("== chain depth 30")
     repo = os.path.join(WORK, "chain-repo")
     disk = os.path.join(WORK, "chain-disk.img")
+    env = dict(ENV, VAULT_REPO=repo)
+    # Slot k of the chain (2030-01-02T00:00Z + k hours), as the scheduler's `--now` and as
+    # the point it names.
+    slot = lambda k, form: time.strftime(form, time.gmtime(1893542400 + k * 3600))
+    if not os.path.exists(disk):
+        shutil.rmtree(repo, ignore_errors=True)  # its full of the last state needs that disk
     if not os.path.exists(os.path.join(repo, "chain-ready")):
         shutil.rmtree(repo, ignore_errors=True)
         subprocess.run(["cp", "--sparse=always", os.path.join(CORPUS, "disk-v1.img"), disk], check=True)
-        env = dict(ENV, VAULT_REPO=repo)
         run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
         run(VAULTCTL, "init", repo)
         run(VAULTCTL, "vault", "create", "bench")
@@ -318,16 +327,33 @@ def chain_depth(runs):
                     for _ in range(64):
                         f.seek(rng.randrange(size // 4096) * 4096)
                         f.write(rng.randbytes(4096))
-            slot = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(1893542400 + k * 3600))  # 2030-01-02T00:00Z + k hours
-            run(VAULTCTL, "schedule", "run", "--once", "--now", slot)
+            run(VAULTCTL, "schedule", "run", "--once", "--now", slot(k, "%Y-%m-%dT%H:%MZ"))
         open(os.path.join(repo, "chain-ready"), "w").close()
-    for r in range(runs):
+    if not os.path.exists(os.path.join(repo, "chain-full-ready")):
+        # A full point of the chain's last disk state: the same bytes as the deepest point
+        # (they share every chunk), so the two reads differ only in the chain's depth. The
+        # first full is no such baseline: each incremental's random writes also land in the
+        # image's zero space, so the deepest point has about three times its data chunks.
+        made = subprocess.run([VAULTCTL, "backup", "web", "--name", "full-of-the-last-state"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if made.returncode != 0:
+            raise SystemExit(f"bench: the full of the chain's last state failed: {made.stderr.strip()}")
         m = VaultfsMount(repo, os.path.join(WORK, "chain-mnt"))
-        points = sorted(d for d in os.listdir(os.path.join(m.path, "bench", "web")) if d not in ("latest", "history.json"))
-        full, deepest = points[0], points[-1]
-        record("cold read, full point", "vaultfs", timed("dd", f"if={m.path}/bench/web/{full}/root.img", "of=/dev/null", "bs=1M"))
-        record("cold read, chain depth 30", "vaultfs", timed("dd", f"if={m.path}/bench/web/{deepest}/root.img", "of=/dev/null", "bs=1M"))
+        same = subprocess.run(["cmp", f"{m.path}/bench/web/full-of-the-last-state/root.img",
+                               f"{m.path}/bench/web/{slot(30, '%Y%m%dT%H%M%SZ')}/root.img"]).returncode == 0
         m.close()
+        if not same:
+            raise SystemExit(f"bench: the full of the chain's last state differs from its deepest point; remove {repo}")
+        open(os.path.join(repo, "chain-full-ready"), "w").close()
+    # Each read from a fresh daemon, the two in turns first: read one after the other from one
+    # daemon, the second inherited the first's daemon and moment of the machine. The row is
+    # cheap, so it takes at least five pairs.
+    for r in range(max(runs, 5)):
+        for name, point in in_turn(r, [("cold read, a full of the same bytes", "full-of-the-last-state"),
+                                       ("cold read, chain depth 30", slot(30, "%Y%m%dT%H%M%SZ"))]):
+            m = VaultfsMount(repo, os.path.join(WORK, "chain-mnt"))
+            record(name, "vaultfs", timed("dd", f"if={m.path}/bench/web/{point}/root.img", "of=/dev/null", "bs=1M"))
+            m.close()
 
 
 def files_listing(runs):
@@ -434,7 +460,7 @@ def report():
     print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
     print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | fuse2fs | vaultfs / borg (or fuse2fs) | encrypted / plain |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in order:
+    for name in [name for name in order if not name.startswith("S3: ")]:
         rows = {r["tool"]: r for r in table if r["measurement"] == name}
         v, e, b, r, f = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         print(f"| {name} | {units[name]} | {show(v)} | {show(e)} | {show(b)} | {show(r)} | {show(f)} "
