@@ -171,18 +171,15 @@ def one_run(r):
     v2 = os.path.join(CORPUS, "disk-v2.img")
     image = lambda m: os.path.join(m.path, "bench", "web", POINT[2], "root.img")
     # Cold sequential read of the whole image through each tool's mount.
-    for tool in in_turn(r, ["vaultfs", "vaultfs encrypted"]):
-        if tool == "vaultfs encrypted":
-            m = VaultfsMount(crypt, os.path.join(MNT, "encrypted"), passphrase=PASSPHRASE)
-            record("cold read of the image (dd 1M)", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
-            m.close()
-            continue
-        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
-        record("cold read of the image (dd 1M)", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
-        record("daemon peak RSS after a cold read", "vaultfs", m.peak_rss_kib() / 1024, "MiB")
-        record("warm re-read of the image", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
+    for tool, mount in in_turn(r, [("vaultfs", lambda: VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))),
+                               ("vaultfs encrypted", lambda: VaultfsMount(crypt, os.path.join(MNT, "encrypted"), passphrase=PASSPHRASE))]):
+        m = mount()
+        record("cold read of the image (dd 1M)", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+        if tool == "vaultfs":
+            record("daemon peak RSS after a cold read", tool, m.peak_rss_kib() / 1024, "MiB")
+            record("warm re-read of the image", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
         if subprocess.run(["cmp", image(m), v2]).returncode != 0:
-            raise SystemExit("bench: the vaultfs image differs from disk-v2.img")
+            raise SystemExit(f"bench: the {tool} image differs from disk-v2.img")
         m.close()
     for tool, mount_args in [("restic", ["restic", "mount"]), ("borg", ["borg", "mount", "-f", "::v2"])]:
         path = os.path.join(MNT, tool)

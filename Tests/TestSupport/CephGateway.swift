@@ -50,11 +50,7 @@ public final class CephGateway: Sendable {
             _ = try? runCommand([script, "stop", directory], timeout: 90)
             throw TestError.failed("the Ceph gateway did not start: \(result.stderr)\(result.stdout)")
         }
-        var values: [String: String] = [:]
-        for line in try String(contentsOfFile: "\(directory)/env", encoding: .utf8).split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { values[parts[0]] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }
-        }
+        let values = Self.assignments(try String(contentsOfFile: "\(directory)/env", encoding: .utf8))
         guard let endpoint = values["VAULT_S3_ENDPOINT"], values["AWS_ACCESS_KEY_ID"] != nil else {
             throw TestError.failed("the Ceph gateway wrote no endpoint or credentials in \(directory)/env")
         }
@@ -75,12 +71,18 @@ public final class CephGateway: Sendable {
     /// assumed role's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, valid
     /// for an hour.
     public func assumeRole() throws -> [String: String] {
-        var values: [String: String] = [:]
-        for line in try mustRun([script, "assume-role", directory], timeout: 90).split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { values[parts[0]] = parts[1] }
-        }
+        let values = Self.assignments(try mustRun([script, "assume-role", directory], timeout: 90))
         guard values.count == 3 else { throw TestError.failed("assume-role gave \(values.keys.sorted())") }
+        return values
+    }
+
+    /// The `NAME=value` lines the script writes, a value's quotes taken off.
+    private static func assignments(_ text: String) -> [String: String] {
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { values[parts[0]] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }
+        }
         return values
     }
 
