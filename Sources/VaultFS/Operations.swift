@@ -9,7 +9,7 @@ import Glibc
 func makeOperations() -> fuse_lowlevel_ops {
     var ops = fuse_lowlevel_ops()
     ops.`init` = { _, conn in
-        if let conn { vfs_conn_tune(conn, 1 << 20, 1 << 20) }
+        if let conn { vfs_conn_tune(conn, 1 << 20, UInt32(Mount.readAheadKiB) << 10) }
     }
     ops.lookup = { req, parent, name in
         respond(req) { $0.lookup(parent: UInt64(parent), name: String(cString: name!)) }

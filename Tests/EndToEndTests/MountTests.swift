@@ -216,6 +216,18 @@ final class MountTests: XCTestCase {
         XCTAssertFalse(try mount.exists("prod/gone/latest"))
     }
 
+    func testASequentialReaderGetsFourMiBOfKernelReadAhead() throws {
+        // Four 1 MiB requests in flight keep both the decoding and the kernel's copy busy on
+        // every core (see Mount.readAheadKiB); the mount sets it on its own bdi.
+        let fixture = try MountFixture(policyPoints: 1)
+        let mount = try fixture.mount()
+        defer { mount.unmount() }
+        let device = try mustRun(["mountpoint", "-d", mount.path("")], timeout: 10).trimmingCharacters(in: .whitespacesAndNewlines)
+        let readAhead = try String(contentsOfFile: "/sys/class/bdi/\(device)/read_ahead_kb", encoding: .utf8)
+        XCTAssertEqual(readAhead.trimmingCharacters(in: .whitespacesAndNewlines), "4096")
+        try mustRun(["cmp", mount.path("prod/web/\(fixture.names[0])/root.img"), fixture.asItWas[fixture.names[0]]!], timeout: 60)
+    }
+
     func testWritesAreRefusedAsReadOnly() throws {
         let fixture = try MountFixture(policyPoints: 1)
         let mount = try fixture.mount()
