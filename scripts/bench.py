@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """vaultfs against borg and restic, side by side in one run, on the benchmark corpus.
 
-Every figure is the median of BENCH_RUNS runs (default 3) with its min and max. Prints a
-Markdown table and writes the same figures to WORK/results.json. Run through
-scripts/bench.sh, which installs the tools, builds vaultfs in release mode and makes the
-corpus. Needs root: it drops the page cache and mounts.
+Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
+paired rows) with its min and max. Prints Markdown tables and writes the same figures to
+WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
+`make release` does and makes the corpus. Needs root: it drops the page cache and mounts.
 """
 import json, os, random, shutil, signal, sqlite3, statistics, subprocess, sys, time, uuid
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TOP, "bench-work")
-BIN = os.path.join(TOP, ".build", "release")
+# The release binaries `make install` and the .deb ship (the Swift runtime linked in).
+BIN = os.path.join(TOP, ".build-static", "release")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 CORPUS = os.path.join(WORK, "corpus")
 RUN = os.path.join(WORK, "run")
@@ -43,9 +44,19 @@ def sh(*args, check=True, **kw):
 
 
 def drop_caches():
+    """An empty page cache over memory the host backs. This machine is a VM whose balloon
+    reports free pages to the host (virtio-balloon free page reporting), which takes them
+    back: after drop_caches, each page the next command touches first costs a fault in the
+    host, about 2 s for a 3 GiB read, varying with the host's load and the same for every
+    tool (borg's cold read took 7.2-7.8 s, 5.4-5.5 s with this). So right after dropping
+    the cache, up to 4 GiB are touched and freed again, before anything is timed."""
     subprocess.run(["sync"])
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+    with open("/proc/meminfo") as f:
+        available = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+    touched = b"\x01" * min(4 << 30, available // 2)
+    del touched
 
 
 def timed(*args, cold=True, env=None):
@@ -149,19 +160,11 @@ def one_run(r):
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(MNT)
     prepare_vaultfs(sh, ENV["VAULT_REPO"])
-    # The same on an encrypted repository (AES-256-GCM, keyed chunk ids), measured right
-    # next to the plain one, each going first in turn, so their ratio shares the machine's
-    # moment.
-    crypt = os.path.join(RUN, "vaultfs-encrypted")
-    cenv = dict(ENV, VAULT_REPO=crypt, VAULT_PASSPHRASE=PASSPHRASE)
-    prepare_vaultfs(lambda *a: subprocess.run(list(a), env=cenv, check=True, stdout=subprocess.DEVNULL),
-                    crypt, "--encryption", "aes-256-gcm")
     sh("restic", "init")
     sh("borg", "init", "-e", "none")
     for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
         use_version(v)
-        for tool, env in in_turn(r, [("vaultfs", ENV), ("vaultfs encrypted", cenv)] if v < 3 else [("vaultfs", ENV)]):
-            record(name, tool, timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v], env=env))
+        record(name, "vaultfs", timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
         record(name, "restic", timed("restic", "backup", "--quiet", DISK))
         record(name, "borg", timed("borg", "create", f"::v{v}", DISK))
     record("repository size", "vaultfs", du(ENV["VAULT_REPO"]) / 1e6, "MB")
@@ -170,16 +173,16 @@ def one_run(r):
 
     v2 = os.path.join(CORPUS, "disk-v2.img")
     image = lambda m: os.path.join(m.path, "bench", "web", POINT[2], "root.img")
-    # Cold sequential read of the whole image through each tool's mount.
-    for tool, mount in in_turn(r, [("vaultfs", lambda: VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))),
-                               ("vaultfs encrypted", lambda: VaultfsMount(crypt, os.path.join(MNT, "encrypted"), passphrase=PASSPHRASE))]):
-        m = mount()
-        record("cold read of the image (dd 1M)", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
-        if tool == "vaultfs":
-            record("daemon peak RSS after a cold read", tool, m.peak_rss_kib() / 1024, "MiB")
-            record("warm re-read of the image", tool, timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
-        if subprocess.run(["cmp", image(m), v2]).returncode != 0:
-            raise SystemExit(f"bench: the {tool} image differs from disk-v2.img")
+    # Cold sequential read of the whole image through each tool's mount; vaultfs's is cheap,
+    # so it reads twice, each from a fresh daemon.
+    for k in range(2):
+        m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        record("cold read of the image (dd 1M)", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M"))
+        if k == 0:
+            record("daemon peak RSS after a cold read", "vaultfs", m.peak_rss_kib() / 1024, "MiB")
+            record("warm re-read of the image", "vaultfs", timed("dd", f"if={image(m)}", "of=/dev/null", "bs=1M", cold=False))
+            if subprocess.run(["cmp", image(m), v2]).returncode != 0:
+                raise SystemExit("bench: the vaultfs image differs from disk-v2.img")
         m.close()
     for tool, mount_args in [("restic", ["restic", "mount"]), ("borg", ["borg", "mount", "-f", "::v2"])]:
         path = os.path.join(MNT, tool)
@@ -225,6 +228,35 @@ def one_run(r):
     subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
     record("export of the image", "borg", time.monotonic() - start)
     shutil.rmtree(extract)
+
+
+def encryption_rows(runs):
+    """Encrypted (AES-256-GCM, keyed chunk ids) against plain vaultfs, in pairs: each pair is
+    two fresh repositories of the same disk that take the full (v1) and the incremental (v2)
+    and then read the image cold from a fresh daemon, one right after the other and each
+    going first in turn, so a pair shares the machine's moment. Cheap, so at least five."""
+    log("== encrypted against plain, in pairs")
+    repos = {"vaultfs": ([], os.path.join(RUN, "pair-plain"), ""),
+             "vaultfs encrypted": (["--encryption", "aes-256-gcm"], os.path.join(RUN, "pair-encrypted"), PASSPHRASE)}
+    env = lambda tool: dict(ENV, VAULT_REPO=repos[tool][1], VAULT_PASSPHRASE=repos[tool][2])
+    v2 = os.path.join(CORPUS, "disk-v2.img")
+    for r in range(max(runs, 5)):
+        for tool, (init, repo, _) in repos.items():
+            shutil.rmtree(repo, ignore_errors=True)
+            prepare_vaultfs(lambda *a: subprocess.run(list(a), env=env(tool), check=True, stdout=subprocess.DEVNULL), repo, *init)
+        for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)")]:
+            use_version(v)
+            for tool in in_turn(r, list(repos)):
+                record(f"pair: {name}", tool, timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v], env=env(tool)))
+        for tool in in_turn(r, list(repos)):
+            m = VaultfsMount(repos[tool][1], os.path.join(MNT, "pair"), passphrase=repos[tool][2])
+            image = os.path.join(m.path, "bench", "web", POINT[2], "root.img")
+            record("pair: cold read of the image (dd 1M)", tool, timed("dd", f"if={image}", "of=/dev/null", "bs=1M"))
+            if r == 0 and subprocess.run(["cmp", image, v2]).returncode != 0:
+                raise SystemExit(f"bench: the {tool} image differs from disk-v2.img")
+            m.close()
+    for _, repo, _ in repos.values():
+        shutil.rmtree(repo, ignore_errors=True)
 
 
 def s3_rows(runs):
@@ -454,26 +486,41 @@ def report():
     cell = lambda row: f"{row['median']:.2f} ({row['min']:.2f}-{row['max']:.2f})"
     ratio = lambda x, y: f"{x['median'] / y['median']:.2f}x" if x and y and y["median"] else "-"
     show = lambda x: cell(x) if x else "-"
-    print(f"median of {RUNS} runs (min-max); ratios are of medians, measured side by side in one run\n")
-    print("| measurement | unit | vaultfs | vaultfs encrypted | borg | restic | fuse2fs | vaultfs / borg (or fuse2fs) | encrypted / plain |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name in [name for name in order if not name.startswith("S3: ")]:
-        rows = {r["tool"]: r for r in table if r["measurement"] == name}
-        v, e, b, r, f = rows.get("vaultfs"), rows.get("vaultfs encrypted"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
-        print(f"| {name} | {units[name]} | {show(v)} | {show(e)} | {show(b)} | {show(r)} | {show(f)} "
-              f"| {ratio(v, b) if b else ratio(v, f)} | {ratio(e, v)} |")
-    s3 = [name for name in order if name.startswith("S3: ")]
-    if s3:
-        print("\nS3: one Ceph RADOS Gateway on loopback (memstore), the same run; the directory column is the same\n"
-              "measurement on a repository in a folder\n")
-        print("| measurement | unit | vaultfs S3 | restic S3 | vaultfs directory | vaultfs S3 / restic S3 | S3 / directory |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for name in s3:
-            rows = {r["tool"]: r for r in table if r["measurement"] == name}
-            plain = {r["tool"]: r for r in table if r["measurement"] == name.removeprefix("S3: ")}.get("vaultfs")
-            v, r = rows.get("vaultfs S3"), rows.get("restic S3")
-            print(f"| {name.removeprefix('S3: ')} | {units[name]} | {show(v)} | {show(r)} | {show(plain)} | {ratio(v, r)} | {ratio(v, plain)} |")
+    def print_table(title, columns, lines):
+        print(title)
+        print("| " + " | ".join(columns) + " |")
+        print("|" + " --- |" * len(columns))
+        for cells in lines:
+            print("| " + " | ".join(str(c) for c in cells) + " |")
 
+    rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
+    lines = []
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: "))]:
+        rows = rows_of(name)
+        v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
+        lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
+    print_table(f"median of {RUNS} runs or more (min-max, and the runs column); ratios are of medians, measured side by side in one run\n",
+                ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs)"], lines)
+    lines = []
+    for name in [name for name in order if name.startswith("pair: ")]:
+        plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
+        rows = rows_of(name)
+        each = " ".join(f"{x / y:.2f}" for x, y in sorted(zip(crypt, plain), key=lambda p: p[0] / p[1]))
+        lines.append([name.removeprefix("pair: "), units[name], len(plain), show(rows.get("vaultfs")), show(rows.get("vaultfs encrypted")),
+                      ratio(rows.get("vaultfs encrypted"), rows.get("vaultfs")), each])
+    if lines:
+        print_table("\nEncrypted against plain: fresh repositories in pairs, each going first in turn; the last column\n"
+                    "is each pair's ratio, lowest to highest\n",
+                    ["measurement", "unit", "pairs", "vaultfs", "vaultfs encrypted", "encrypted / plain", "pairs' ratios"], lines)
+    lines = []
+    for name in [name for name in order if name.startswith("S3: ")]:
+        rows, plain = rows_of(name), rows_of(name.removeprefix("S3: ")).get("vaultfs")
+        v, r = rows.get("vaultfs S3"), rows.get("restic S3")
+        lines.append([name.removeprefix("S3: "), units[name], show(v), show(r), show(plain), ratio(v, r), ratio(v, plain)])
+    if lines:
+        print_table("\nS3: one Ceph RADOS Gateway on loopback (memstore), the same run; the directory column is the same\n"
+                    "measurement on a repository in a folder\n",
+                    ["measurement", "unit", "vaultfs S3", "restic S3", "vaultfs directory", "vaultfs S3 / restic S3", "S3 / directory"], lines)
 
 def main():
     if os.geteuid() != 0:
@@ -484,13 +531,15 @@ def main():
             raise SystemExit(f"bench: BENCH_ONLY is '' (everything) or s3, not {only}")
         for r in range(RUNS):
             one_run(r)
+        if only != "s3":
+            encryption_rows(RUNS)
         s3_rows(RUNS)
         if only != "s3":
             files_listing(RUNS)
             chain_depth(RUNS)
             many_points(RUNS)
     finally:
-        for path in [os.path.join(MNT, t) for t in ("fuse2fs", "vaultfs", "restic", "borg", "encrypted")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
+        for path in [os.path.join(MNT, t) for t in ("fuse2fs", "vaultfs", "restic", "borg", "pair")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
             unmount(path)
     report()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: vaultfs against borg and restic, side by side in one run, on the benchmark
 # corpus that scripts/make-corpus.sh builds (three versions of a 3 GiB ext4 image of
-# /usr/share). Installs what it needs, builds vaultfs in release mode, then runs
+# /usr/share). Installs what it needs, builds vaultfs as `make release` does, then runs
 # scripts/bench.py, which prints a Markdown table and writes WORKDIR/results.json.
 # Usage: scripts/bench.sh [WORKDIR]   (as root; BENCH_RUNS=N for more runs, default 3)
 set -euo pipefail
@@ -17,8 +17,11 @@ fi
 # The S3 rows start a local Ceph (scripts/ceph-rgw.sh), installed as make test installs it.
 "$top/scripts/install-deps.sh" --test >&2
 
+# The binaries `make install` and the .deb ship: release, with the Swift runtime linked in.
 echo "== release build" >&2
-(cd "$top" && swift build -c release --product vaultctl >&2 && swift build -c release --product vaultfs >&2)
+(cd "$top" && for product in vaultctl vaultfs; do
+   swift build -c release --static-swift-stdlib --build-path .build-static --product "$product" >&2
+ done)
 
 mkdir -p "$work"
 if [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
