@@ -5,7 +5,7 @@ BIN := .build/debug
 # repository derives its key once per command, and at -O0 that takes a second.
 SWIFTFLAGS ?= -Xcc -O2
 
-.PHONY: all deps build release install uninstall deb test demo bench soak fuzz clean
+.PHONY: all deps build release release-binaries install uninstall deb test demo bench soak fuzz clean
 PREFIX ?= /usr/local
 DESTDIR ?=
 # Release binaries with the Swift runtime linked in (they run without a toolchain), and the
@@ -23,9 +23,12 @@ build: deps
 	$(SWIFT) build $(SWIFTFLAGS) --product vaultctl
 	$(SWIFT) build $(SWIFTFLAGS) --product vaultfs
 
-release: deps
+# The two binaries alone, as shipped (also what `make bench` measures).
+release-binaries:
 	$(SWIFT) build -c release --static-swift-stdlib --build-path $(STATIC) --product vaultctl
 	$(SWIFT) build -c release --static-swift-stdlib --build-path $(STATIC) --product vaultfs
+
+release: deps release-binaries
 	$(SWIFT) build -c release --build-path $(STATIC)/tools --product generate-manual
 	rm -rf $(STATIC)/man && mkdir -p $(STATIC)/man
 	$(STATIC)/tools/release/generate-manual $(STATIC)/release/vaultctl --multi-page --section 8 \

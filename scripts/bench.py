@@ -522,6 +522,7 @@ def report():
                     "measurement on a repository in a folder\n",
                     ["measurement", "unit", "vaultfs S3", "restic S3", "vaultfs directory", "vaultfs S3 / restic S3", "S3 / directory"], lines)
 
+
 def main():
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")

@@ -19,9 +19,7 @@ fi
 
 # The binaries `make install` and the .deb ship: release, with the Swift runtime linked in.
 echo "== release build" >&2
-(cd "$top" && for product in vaultctl vaultfs; do
-   swift build -c release --static-swift-stdlib --build-path .build-static --product "$product" >&2
- done)
+make -C "$top" --no-print-directory release-binaries >&2
 
 mkdir -p "$work"
 if [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
