@@ -33,3 +33,5 @@ pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd) {
 int vfs_limit_malloc_arenas(int count) {
     return mallopt(M_ARENA_MAX, count);
 }
+
+const int vfs_o_direct = O_DIRECT;

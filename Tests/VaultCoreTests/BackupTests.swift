@@ -43,6 +43,53 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
     }
 
+    /// An image of three 64 KiB chunks and 5000 bytes, ending 904 bytes into a 4 KiB block,
+    /// opened direct and buffered; skips where its folder refuses O_DIRECT.
+    private func oddImage(_ scratch: Scratch) throws -> (bytes: [UInt8], direct: DiskSource, buffered: DiskSource) {
+        let path = scratch.file("odd.img")
+        let bytes = pseudoRandomBytes(3 * (64 << 10) + 5000, seed: 9)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let direct = try DiskSource(name: "d", path: path, server: "s")
+        try XCTSkipUnless(direct.readsDirect, "\(scratch.path) does not take O_DIRECT")
+        let buffered = try DiskSource(name: "d", path: path, server: "s", direct: false)
+        XCTAssertFalse(buffered.readsDirect)
+        return (bytes, direct, buffered)
+    }
+
+    private func read(_ source: DiskSource, at offset: Int, _ length: Int) throws -> [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: (64 << 10) + DiskSource.alignment,
+                                                            alignment: DiskSource.alignment)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
+        let n = try source.read(into: buffer, offset: Int64(offset), length: length)
+        return Array(buffer[0..<n])
+    }
+
+    func testDirectReadsGiveWhatThePageCacheGives() throws {
+        let scratch = Scratch("direct")
+        let (bytes, direct, buffered) = try oddImage(scratch)
+        let chunk = 64 << 10
+        for source in [direct, buffered] {
+            var read: [UInt8] = []
+            for k in 0..<4 { read += try self.read(source, at: k * chunk, min(chunk, bytes.count - k * chunk)) }
+            XCTAssertEqual(read, bytes, "direct: \(source.readsDirect)")
+        }
+    }
+
+    func testADirectReadPastTheEndStopsWhereTheDiskDoes() throws {
+        let scratch = Scratch("direct")
+        let (bytes, direct, _) = try oddImage(scratch)
+        XCTAssertEqual(try read(direct, at: 3 * (64 << 10), 64 << 10), Array(bytes[(3 * (64 << 10))...]))
+    }
+
+    func testADirectReadTheDiskRefusesIsMadeThroughThePageCache() throws {
+        let scratch = Scratch("direct")
+        let (bytes, direct, _) = try oddImage(scratch)
+        // An offset O_DIRECT cannot take: the read fails with EINVAL and is made again.
+        XCTAssertEqual(try read(direct, at: 100, 5000), Array(bytes[100..<5100]))
+        XCTAssertTrue(direct.readsDirect)
+    }
+
     func testIncrementalRecordsOnlyChangedPositions() throws {
         let fixture = try Fixture()
         let full = try fixture.backup("full")

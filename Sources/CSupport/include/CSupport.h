@@ -15,4 +15,8 @@ pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd);
  * core), so a daemon with 16 FUSE threads holds freed memory in many arenas. Bounding them
  * keeps its resident memory near what it uses. Returns mallopt's result (1 on success). */
 int vfs_limit_malloc_arenas(int count);
+
+/* O_DIRECT, whose value differs between architectures: a backup reads each disk past the
+ * page cache. */
+extern const int vfs_o_direct;
 #endif
