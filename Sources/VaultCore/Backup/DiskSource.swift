@@ -43,17 +43,16 @@ final class DiskSource {
         }
         self.fd = fd
         size = Int64(end)
-        directFd = direct ? Self.openDirect(fd) : -1
+        directFd = direct ? Self.openDirect(fd, path: path) : -1
     }
 
     /// The same open file (through /proc, so never another one put at `path` since) with
     /// O_DIRECT, once one aligned read of its start succeeds; or -1.
-    private static func openDirect(_ fd: Int32) -> Int32 {
-        let direct = Glibc.open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC | vfs_o_direct)
-        guard direct >= 0 else { return -1 }
+    private static func openDirect(_ fd: Int32, path: String) -> Int32 {
+        guard let direct = try? Posix.open("/proc/self/fd/\(fd)", O_RDONLY | vfs_o_direct) else { return -1 }
         let probe = UnsafeMutableRawPointer.allocate(byteCount: alignment, alignment: alignment)
         defer { probe.deallocate() }
-        if Posix.retrying({ pread(direct, probe, alignment, 0) }) < 0 {
+        guard (try? Posix.preadBlocks(direct, probe, alignment, capacity: alignment, 0, path: path)) != nil else {
             close(direct)
             return -1
         }
@@ -74,17 +73,9 @@ final class DiskSource {
     func read(into buffer: UnsafeMutableRawBufferPointer, offset: Int64, length: Int) throws -> Int {
         if directFd >= 0 {
             let rounded = (length + Self.alignment - 1) / Self.alignment * Self.alignment
-            var done = 0
-            while done < length {
-                let n = Posix.retrying { pread(directFd, buffer.baseAddress! + done, rounded - done, off_t(offset) + off_t(done)) }
-                if n < 0 {
-                    if errno == EINVAL { break }
-                    throw Posix.error("cannot read", path)
-                }
-                if n == 0 { return done }
-                done += n
+            if let n = try Posix.preadBlocks(directFd, buffer.baseAddress!, length, capacity: rounded, offset, path: path) {
+                return n
             }
-            if done >= length { return length }
         }
         return try Posix.pread(fd, buffer.baseAddress!, length, offset, path: path)
     }

@@ -55,14 +55,29 @@ public enum Posix {
 
     /// Reads exactly `count` bytes at `offset` unless the file ends first; returns bytes read.
     public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
+        guard let n = try preadBlocks(fd, buffer, count, capacity: count, offset, path: path) else {
+            throw error("cannot read", path, EINVAL)
+        }
+        return n
+    }
+
+    /// Reads at least `count` bytes at `offset` unless the file ends first, asking for up to
+    /// `capacity` (what `buffer` holds: an O_DIRECT read asks for whole blocks, its end
+    /// included); returns bytes read, at most `count`, or nil when the descriptor refuses the
+    /// request (EINVAL, as O_DIRECT does for a misaligned one).
+    static func preadBlocks(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, capacity: Int,
+                            _ offset: Int64, path: String) throws -> Int? {
         var done = 0
         while done < count {
-            let n = retrying { Glibc.pread(fd, buffer + done, count - done, off_t(offset) + off_t(done)) }
-            if n < 0 { throw error("cannot read", path) }
+            let n = retrying { Glibc.pread(fd, buffer + done, capacity - done, off_t(offset) + off_t(done)) }
+            if n < 0 {
+                if errno == EINVAL { return nil }
+                throw error("cannot read", path)
+            }
             if n == 0 { break }
             done += n
         }
-        return done
+        return min(done, count)
     }
 
     public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
