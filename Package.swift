@@ -19,8 +19,10 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "CSupport"),
         // libcurl (Debian libcurl4-openssl-dev) for the S3 backend: HTTP with keep-alive and
-        // AWS Signature Version 4 done by libcurl itself, behind one C function.
-        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        // AWS Signature Version 4 done by libcurl itself, behind one C function. Built against
+        // its headers and opened at run time (dlopen) by the first S3 store, so the binaries
+        // do not load it and its dependencies on every start.
+        .target(name: "CCurl"),
         // libext2fs (Debian libext2fs-dev) behind a small C shim: an io_manager over a Swift
         // byte source, and the inode, directory and xattr calls whose C forms are macros.
         .target(name: "CExt2fs", linkerSettings: [.linkedLibrary("ext2fs"), .linkedLibrary("com_err")]),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make deb`: a Debian package of the release build (run `make release` first; make deb does):
 # vaultfs_VERSION_ARCH.deb in the top folder. Depends come from dpkg-shlibdeps over the
-# binaries, plus fuse3 for fusermount3. Runs lintian when it is installed.
+# binaries, plus fuse3 for fusermount3 and libcurl4 (7.75 or later, for AWS Signature
+# Version 4), which the binaries open at run time for S3 repositories rather than link.
+# Runs lintian when it is installed.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 version=$("$top/.build-static/release/vaultctl" --version)
@@ -37,7 +39,7 @@ Version: $version
 Architecture: $arch
 Maintainer: vaultfs developers <vaultfs@lists.example.org>
 Installed-Size: $installed
-Depends: $depends, fuse3
+Depends: $depends, libcurl4 (>= 7.75.0), fuse3
 Recommends: e2fsprogs
 Section: admin
 Priority: optional

@@ -329,4 +329,36 @@ final class CommandLineTests: XCTestCase {
             }
         }
     }
+
+    /// libcurl is loaded only for a repository in a bucket. With it unusable (an empty file
+    /// bind-mounted over it, in a mount namespace of the command's own), a local repository
+    /// still backs up and lists, and an S3 one is refused in one line saying what to install.
+    func testWithoutLibcurlLocalRepositoriesWorkAndS3SaysWhatToInstall() throws {
+        let found = try mustRun(["ldconfig", "-p"]).split(separator: "\n").first { $0.contains("libcurl.so.4 ") }
+        guard let library = found?.components(separatedBy: " => ").last else { throw XCTSkip("no libcurl.so.4 on this machine") }
+        func withoutLibcurl(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+            let mask = "mount --bind /dev/null \(library) || exit 99; exec \"$@\""
+            var variables = ["VAULT_REPO": ctl.repository]
+            if Vaultctl.encryptsByDefault { variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] }
+            variables.merge(environment) { _, new in new }
+            // The mount dies with the namespace when the command ends, whatever happens.
+            return try runCommand(["unshare", "--mount", "--propagation", "private", "sh", "-c", mask, "sh", productPath("vaultctl")] + arguments,
+                                  environment: variables)
+        }
+        let backup = try withoutLibcurl(["backup", "web", "--name", "without-curl"])
+        guard backup.status != 99 else { return XCTFail("the test could not hide libcurl: \(backup.stderr)") }
+        XCTAssertEqual(backup.status, 0, backup.stderr)
+        let points = try withoutLibcurl(["points"])
+        XCTAssertEqual(points.status, 0, points.stderr)
+        XCTAssertTrue(points.stdout.contains("without-curl"), points.stdout)
+
+        let s3 = try withoutLibcurl(["points", "--repo", "s3://some-bucket/repo"],
+                                    environment: ["AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
+                                                  "VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
+        XCTAssertNotEqual(s3.status, 0)
+        XCTAssertEqual(s3.stderr.split(separator: "\n").count, 1, s3.stderr)
+        XCTAssertTrue(s3.stderr.contains("cannot load libcurl") && s3.stderr.contains("install libcurl4"), s3.stderr)
+        // Outside the namespace libcurl is where it was.
+        XCTAssertTrue(FileManager.default.contents(atPath: library).map { $0.count > 0 } ?? false)
+    }
 }

@@ -72,6 +72,9 @@ final class PackageTests: XCTestCase {
         let files = try mustRun(["dpkg", "-L", "vaultfs"]).split(separator: "\n").map(String.init)
             .filter { path in var st = stat(); return lstat(path, &st) == 0 && st.st_mode & S_IFMT != S_IFDIR }
         XCTAssertTrue(files.contains("/usr/bin/vaultctl"))
+        // Opened at run time for S3 repositories: not linked, so the package names it.
+        XCTAssertFalse(try mustRun(["ldd", "/usr/bin/vaultctl", "/usr/bin/vaultfs"]).contains("libcurl"))
+        XCTAssertTrue(try mustRun(["dpkg-query", "-W", "-f=${Depends}", "vaultfs"]).contains("libcurl4 (>= 7.75.0)"))
         XCTAssertEqual(try mustRun(["/usr/bin/vaultctl", "--version"]), "0.1.0\n")
         XCTAssertTrue(try mustRun(["man", "-w", "vaultctl"]).hasSuffix("vaultctl.8.gz\n"))
 

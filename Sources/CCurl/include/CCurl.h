@@ -26,6 +26,11 @@ int vfs_http_request(const char *method, const char *url, const char *credential
 
 void vfs_http_free(vfs_http_response *response);
 
-/* curl_global_init, once, before any thread makes a request. */
-void vfs_http_init(void);
+/* Loads libcurl (VFS_LIBCURL, opened at run time rather than linked) and runs
+ * curl_global_init, once, before any thread makes a request. Returns 0, or -1 with why in
+ * `error` (libcurl missing or too old); every later call gives the same answer. */
+int vfs_http_init(char *error, size_t size);
+
+/* The libcurl that was built against: Debian's libcurl4 (OpenSSL). */
+#define VFS_LIBCURL "libcurl.so.4"
 #endif

@@ -85,10 +85,18 @@ public final class S3Store: ObjectStore {
         } else {
             pace = nil
         }
-        vfs_http_init()
+        var error = [CChar](repeating: 0, count: 256)
+        guard vfs_http_init(&error, error.count) == 0 else {
+            throw VaultError(.io, "cannot use the object store at \(s3.endpoint): \(error.withUnsafeBytes(Self.text(ofCString:)))")
+        }
     }
 
     // MARK: Requests
+
+    /// The text of a NUL-terminated C buffer.
+    private static func text(ofCString raw: UnsafeRawBufferPointer) -> String {
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
 
     struct Response {
         var status: Int
@@ -149,7 +157,7 @@ public final class S3Store: ObjectStore {
             let status = Int(response.status)
             let bytes = response.body.map { Array(UnsafeBufferPointer(start: $0, count: response.body_length)) } ?? []
             let total = response.range_total >= 0 ? Int(response.range_total) : nil
-            let error = withUnsafeBytes(of: response.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let error = withUnsafeBytes(of: response.error, Self.text(ofCString:))
             vfs_http_free(&response)
             let slowDown = status == 503 || status == 429 || (status >= 500 && status < 600)
             let tooLong = code != 0 && error.contains("longer than")
