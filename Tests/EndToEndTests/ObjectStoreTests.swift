@@ -125,6 +125,21 @@ final class ObjectStoreTests: XCTestCase {
         }
     }
 
+    /// A key or secret that could not sign a request as given is refused in one line, before
+    /// any request (so no gateway is needed).
+    func testS3KeysThatCannotSignAreRefusedBeforeAnyRequest() throws {
+        let location = try S3Location(url: "s3://abc/r", environment: ["VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
+        for (key, secret, says) in [("AKIA:X", "secret", "access key"), ("key\u{7}", "secret", "access key"),
+                                    ("key", "sec\u{0}ret", "secret key"), ("key", "sec\nret", "secret key"),
+                                    ("key", "sécret", "secret key")] {
+            XCTAssertThrowsError(try S3Store(location, environment: ["AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret])) { error in
+                XCTAssertEqual((error as? VaultError)?.code, .invalidArgument, "\(error)")
+                XCTAssertTrue("\(error)".contains(says), "\(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(error)")
+            }
+        }
+    }
+
     func testUnreachableGatewayFailsInBoundedTimeAndRecovers() throws {
         let gateway = try CephGateway.shared()
         let store = try s3Store()

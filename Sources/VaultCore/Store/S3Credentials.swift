@@ -37,11 +37,17 @@ struct S3Credentials: Sendable {
     }
 
     /// An empty token counts as none. A key or token that would break the request's headers
-    /// (a line break, a control character) is refused here rather than sent.
+    /// (a line break, a control character) is refused here rather than sent, and so is a
+    /// secret that could not sign a request as given: libcurl takes the pair as "key:secret"
+    /// in a C string, so a colon in the key or a NUL in the secret would sign with other
+    /// values, and the store would answer only that the signature does not match.
     private init(accessKey: String, secretKey: String, sessionToken: String?, from source: String) throws {
         let printable = { (text: String) in text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f } }
-        guard printable(accessKey) else {
-            throw VaultError.invalid("the S3 access key holds a space or a control character; an access key has neither")
+        guard printable(accessKey), !accessKey.contains(":") else {
+            throw VaultError.invalid("the S3 access key holds a space, a colon, a control character or one outside ASCII; an access key has none of them")
+        }
+        guard printable(secretKey) else {
+            throw VaultError.invalid("the S3 secret key holds a space, a control character or one outside ASCII; a secret key has none of them")
         }
         self.accessKey = accessKey
         self.secretKey = secretKey
