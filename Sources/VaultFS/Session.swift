@@ -47,16 +47,57 @@ public enum Mount {
         }
     }
 
-    /// The source of the mount at `mountpoint`, or nil when nothing is mounted there.
+    /// The source and type of the mount one sees at `mountpoint` (the newest there), or nil
+    /// when nothing is mounted there.
     static func mountSource(at mountpoint: String) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
-        let target = resolvedPath(mountpoint)
-        for line in text.split(separator: "\n") {
+        mounts(at: mountpoint).last.map { "\($0.source) \($0.type)" }
+    }
+
+    /// One line of /proc/self/mountinfo.
+    struct MountEntry: Equatable {
+        /// "major:minor", also the name of the mount's bdi in /sys/class/bdi.
+        var device: String
+        var source: String
+        var type: String
+    }
+
+    /// The mounts at `mountpoint`, oldest first: the last is the one on top.
+    static func mounts(at mountpoint: String) -> [MountEntry] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        return mounts(at: resolvedPath(mountpoint), in: text)
+    }
+
+    /// The lines of `mountinfo` (as /proc/self/mountinfo gives it) for the folder `target`.
+    static func mounts(at target: String, in mountinfo: String) -> [MountEntry] {
+        mountinfo.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4, fields[4] == target, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
-            return "\(fields[dash + 2]) \(fields[dash + 1])"
+            guard fields.count > 4, unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else {
+                return nil
+            }
+            return MountEntry(device: String(fields[2]), source: unescaped(fields[dash + 2]), type: unescaped(fields[dash + 1]))
         }
-        return nil
+    }
+
+    /// A mountinfo field as it was: the kernel writes a space, tab, newline and backslash
+    /// in one as \040, \011, \012 and \134 (a backslash and three octal digits).
+    static func unescaped(_ field: Substring) -> String {
+        guard field.contains("\\") else { return String(field) }
+        let zero = UInt8(ascii: "0")
+        let isOctal = { (byte: UInt8) in byte >= zero && byte <= UInt8(ascii: "7") }
+        var bytes: [UInt8] = []
+        let raw = Array(field.utf8)
+        var i = 0
+        while i < raw.count {
+            if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count, raw[i + 1] <= UInt8(ascii: "3"),
+               raw[(i + 1)...(i + 3)].allSatisfy(isOctal) {
+                bytes.append((raw[i + 1] - zero) << 6 | (raw[i + 2] - zero) << 3 | (raw[i + 3] - zero))
+                i += 4
+            } else {
+                bytes.append(raw[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The kernel's read-ahead for this mount: four 1 MiB requests in flight, so a
@@ -70,19 +111,11 @@ public enum Mount {
     /// allowed (root), so sequential readers get large requests in parallel. Best effort:
     /// without it reads still work.
     static func tuneReadAhead(_ mountpoint: String) {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
-        let target = resolvedPath(mountpoint)
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 4, fields[4] == target else { continue }
-            let path = "/sys/class/bdi/\(fields[2])/read_ahead_kb"
-            let fd = open(path, O_WRONLY)
-            if fd >= 0 {
-                let value = "\(readAheadKiB)"
-                _ = value.withCString { write(fd, $0, strlen($0)) }
-                close(fd)
-            }
-        }
+        // This session's mount is the newest at the folder.
+        guard let mine = mounts(at: mountpoint).last, mine.type == "fuse.vaultfs",
+              let fd = try? Posix.open("/sys/class/bdi/\(mine.device)/read_ahead_kb", O_WRONLY) else { return }
+        defer { close(fd) }
+        try? Array("\(readAheadKiB)".utf8).withUnsafeBytes { try Posix.writeAll(fd, $0, path: "read_ahead_kb") }
     }
 }
 

@@ -265,4 +265,25 @@ final class FileSystemTests: XCTestCase {
         }
         _ = fresh.release(handle: damaged)
     }
+
+    /// The mounts at a folder, from mountinfo's text: the kernel's escapes undone (a mount
+    /// point with a space is still found, so a second mount there is refused), stacked
+    /// mounts oldest first, and other folders left out.
+    func testMountinfoLinesOfAFolderAreFoundWithTheirEscapesUndone() {
+        let text = """
+            22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+            40 22 0:45 / /mnt/my\\040backups rw,nosuid shared:20 - fuse.vaultfs /srv/repo\\040one rw,user_id=0
+            41 40 0:46 / /mnt/my\\040backups rw,nosuid shared:21 - fuse.vaultfs /srv/other rw,user_id=0
+            42 22 0:47 / /mnt/my rw,nosuid shared:22 - fuse.vaultfs /srv/third rw,user_id=0
+            """
+        XCTAssertEqual(Mount.mounts(at: "/mnt/my backups", in: text), [
+            Mount.MountEntry(device: "0:45", source: "/srv/repo one", type: "fuse.vaultfs"),
+            Mount.MountEntry(device: "0:46", source: "/srv/other", type: "fuse.vaultfs"),
+        ])
+        XCTAssertEqual(Mount.mounts(at: "/mnt/my", in: text).map(\.source), ["/srv/third"])
+        XCTAssertEqual(Mount.mounts(at: "/mnt", in: text), [])
+        XCTAssertEqual(Mount.unescaped("a\\134b\\011c\\012"), "a\\b\tc\n")
+        XCTAssertEqual(Mount.unescaped("not\\9an\\escape\\"), "not\\9an\\escape\\")
+        XCTAssertEqual(Mount.unescaped("\\+17\\777\\04"), "\\+17\\777\\04")
+    }
 }
