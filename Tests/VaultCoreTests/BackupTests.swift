@@ -90,6 +90,27 @@ final class BackupTests: XCTestCase {
         XCTAssertTrue(direct.readsDirect)
     }
 
+    /// A disk on a filesystem that refuses O_DIRECT (ramfs) is read through the page cache,
+    /// with read-ahead and eight workers: a full and an incremental of it come back byte for
+    /// byte.
+    func testADiskThatRefusesDirectReadsIsBackedUpThroughThePageCache() throws {
+        try XCTSkipUnless(geteuid() == 0, "mounting a ramfs needs root")
+        let scratch = Scratch("ramfs")
+        let folder = scratch.file("ramfs")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try mustRun(["mount", "-t", "ramfs", "vaultfs-test", folder])
+        // The scratch folder outlives the mount inside it.
+        defer { _ = try? runCommand(["umount", folder], timeout: 30); withExtendedLifetime(scratch) {} }
+        let fixture = try Fixture(diskFolder: folder)
+        XCTAssertFalse(try DiskSource(name: "root", path: fixture.disk.path, server: fixture.server).readsDirect)
+        let full = try fixture.backup("full")
+        let v1 = try readBytes(fixture.disk.path)
+        try fixture.disk.write("data/new.bin", pseudoRandomBytes(300_000, seed: 12))
+        let incremental = try fixture.backup("inc", kind: .incremental, parent: full.id)
+        XCTAssertEqual(try fixture.exported(full), v1)
+        XCTAssertEqual(try fixture.exported(incremental), try readBytes(fixture.disk.path))
+    }
+
     func testIncrementalRecordsOnlyChangedPositions() throws {
         let fixture = try Fixture()
         let full = try fixture.backup("full")

@@ -9,9 +9,10 @@ final class Fixture {
     let disk: Ext4Image
     let server = "web"
 
-    init(chunkSize: Int = 64 << 10, diskSize: String = "24M") throws {
+    /// `diskFolder`: where the disk image is made (the scratch folder when nil).
+    init(chunkSize: Int = 64 << 10, diskSize: String = "24M", diskFolder: String? = nil) throws {
         repository = try Repository.create(at: scratch.file("repo"), chunkSize: chunkSize, compressionLevel: 3)
-        disk = try Ext4Image.make(at: scratch.file("disk.img"), size: diskSize, files: [
+        disk = try Ext4Image.make(at: diskFolder.map { "\($0)/disk.img" } ?? scratch.file("disk.img"), size: diskSize, files: [
             "data/random.bin": pseudoRandomBytes(2 << 20, seed: 1),
             "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
         ])
