@@ -1,4 +1,6 @@
 import Dispatch
+import Foundation
+import Synchronization
 import TestSupport
 import XCTest
 @testable import VaultCore
@@ -54,6 +56,47 @@ final class ChunkCacheTests: XCTestCase {
         let decodes = cache.decodes
         _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length))
         XCTAssertEqual(cache.decodes, decodes, "the load kept all of its frames")
+    }
+
+    /// Sixteen readers at once, each loading a whole 1 MiB chunk of its own (2 MiB set aside:
+    /// stored bytes and frames) into a 4 MiB cache: loads wait for room, so no more than two
+    /// are in flight, and every reader gets its chunk.
+    func testConcurrentLoadsWaitForRoomInsteadOfExceedingTheBudget() throws {
+        let fixture = try Fixture(chunkSize: 1 << 20, diskSize: "96M")
+        try fixture.disk.write("data/big.bin", pseudoRandomBytes(64 << 20, seed: 9))
+        let chunks = try dataChunks(fixture).filter { $0.1 == 1 << 20 }
+        XCTAssertGreaterThanOrEqual(chunks.count, 64)
+        let budget = 4 << 20
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: budget)
+        let read = Atomic<Int>(0)
+        for round in 0..<4 {
+            // Threads of their own (concurrentPerform would run only one per core), started
+            // together.
+            let done = DispatchGroup()
+            let start = DispatchSemaphore(value: 0)
+            for i in 0..<16 {
+                done.enter()
+                Thread.detachNewThread {
+                    start.wait()
+                    let (hash, length) = chunks[round * 16 + i]
+                    if let frames = try? cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)),
+                       frames.reduce(0, { $0 + $1.count }) == length {
+                        read.add(1, ordering: .relaxed)
+                    }
+                    done.leave()
+                }
+            }
+            for _ in 0..<16 { start.signal() }
+            XCTAssertEqual(done.wait(timeout: .now() + 120), .success)
+        }
+        XCTAssertEqual(read.load(ordering: .relaxed), 64)
+        XCTAssertGreaterThan(cache.peakReservedBytes, 0)
+        XCTAssertLessThanOrEqual(cache.peakReservedBytes, budget)
+        XCTAssertEqual(cache.reservedBytes, 0)
+        // One load alone larger than the budget still goes (a 1 MiB cache, the least it takes).
+        let small = ChunkCache(store: fixture.repository.chunks, budget: 1 << 20)
+        let (hash, length) = chunks[0]
+        XCTAssertEqual(try small.frames(hash, length: length, 0..<ChunkFile.frameCount(length)).reduce(0) { $0 + $1.count }, length)
     }
 
     func testALoadGivesItsRoomBackWhetherItSucceedsOrFails() throws {

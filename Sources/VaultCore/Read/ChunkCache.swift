@@ -6,8 +6,9 @@ import Synchronization
 /// by a byte budget and evicting the least recently used. A small read decodes only the
 /// frames it touches; concurrent requests for one frame decode it once. The budget covers
 /// loads in flight too: each load makes room for the stored bytes it reads and the frames it
-/// decodes before it reads. Loads never wait for room, so when loads in flight alone exceed
-/// the budget, the cache keeps only what they bring.
+/// decodes before it reads, evicting what the cache holds, and waits while loads in flight
+/// already take the whole budget (one alone may exceed it). So the frames held and being
+/// decoded stay within the budget whatever the number of readers.
 public final class ChunkCache: Sendable {
     struct Key: Hashable {
         var hash: ChunkHash
@@ -31,6 +32,8 @@ public final class ChunkCache: Sendable {
         var bytes = 0
         /// Bytes set aside for loads in flight.
         var reserved = 0
+        /// The most `reserved` has been.
+        var peakReserved = 0
         var tick: UInt64 = 0
     }
 
@@ -43,6 +46,10 @@ public final class ChunkCache: Sendable {
     /// for its answer.
     private let prefetchers: WorkerPool
     private let decoded = Atomic<Int>(0)
+    /// Where loads wait for loads in flight to give their room back. Its lock is held from a
+    /// waiter's check of `reserved` to its wait, and taken by a load giving room back before
+    /// it signals, so no wake-up is missed.
+    private let room = NSCondition()
 
     /// Loads from the store so far (each file read, not each request).
     var decodes: Int { decoded.load(ordering: .relaxed) }
@@ -50,6 +57,8 @@ public final class ChunkCache: Sendable {
     var cachedBytes: Int { state.withLock { $0.bytes } }
     /// Bytes set aside for loads in flight now.
     var reservedBytes: Int { state.withLock { $0.reserved } }
+    /// The most bytes ever set aside for loads in flight at once.
+    var peakReservedBytes: Int { state.withLock { $0.peakReserved } }
 
     /// `prefetchThreads` is how many chunks read-ahead loads at once; by default the store's
     /// number of writers (one per core for a local disk, more for an object store).
@@ -108,10 +117,7 @@ public final class ChunkCache: Sendable {
         decoded.add(1, ordering: .relaxed)
         // Room for the stored bytes read and the frames decoded, made before they are.
         let reserve = Self.reservation(frames)
-        state.withLock { state in
-            state.reserved += reserve
-            evictIfOver(&state)
-        }
+        makeRoom(reserve)
         let result: Result<[Int: [UInt8]], VaultError>
         do {
             let loaded = try store.loadFrames(hash, length: length, frames: frames)
@@ -139,7 +145,27 @@ public final class ChunkCache: Sendable {
                 evictIfOver(&state, sparing: keys)
             }
         }
+        room.lock()
+        room.broadcast()
+        room.unlock()
         pending.done.leave()
+    }
+
+    /// Sets `bytes` aside for a load, evicting frames held to make room, once loads in flight
+    /// leave room for it (at once when none is in flight, however large). A waiting load holds
+    /// no room, and loads in flight wait for nothing but the store, so every wait ends.
+    private func makeRoom(_ bytes: Int) {
+        room.lock()
+        defer { room.unlock() }
+        while !state.withLock({ state in
+            guard state.reserved == 0 || state.reserved + bytes <= budget else { return false }
+            state.reserved += bytes
+            state.peakReserved = max(state.peakReserved, state.reserved)
+            evictIfOver(&state)
+            return true
+        }) {
+            room.wait()
+        }
     }
 
     /// Starts decoding whole chunks a sequential reader will want next, without waiting.
