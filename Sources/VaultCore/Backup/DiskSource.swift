@@ -9,7 +9,7 @@ import Glibc
 final class DiskSource {
     let name: String
     let path: String
-    let fd: Int32
+    private let fd: Int32
     let size: Int64
     /// The disk opened with O_DIRECT too, or -1 when it refuses that at open or at a first
     /// read (some FUSE filesystems; tmpfs before Linux 6.6): then reads go through the page
