@@ -333,17 +333,35 @@ final class CommandLineTests: XCTestCase {
     /// libcurl is loaded only for a repository in a bucket. With it unusable (an empty file
     /// bind-mounted over it, in a mount namespace of the command's own), a local repository
     /// still backs up and lists, and an S3 one is refused in one line saying what to install.
-    func testWithoutLibcurlLocalRepositoriesWorkAndS3SaysWhatToInstall() throws {
+    /// The machine's libcurl.so.4, as the dynamic loader finds it.
+    private func libcurlPath() throws -> String {
         let found = try mustRun(["ldconfig", "-p"]).split(separator: "\n").first { $0.contains("libcurl.so.4 ") }
         guard let library = found?.components(separatedBy: " => ").last else { throw XCTSkip("no libcurl.so.4 on this machine") }
+        return library
+    }
+
+    /// vaultctl with `replacement` bind-mounted over the machine's libcurl.so.4 in a mount
+    /// namespace of its own: the mount dies with the namespace when the command ends, whatever
+    /// happens. Exit status 99 says the mount could not be made.
+    private func vaultctl(libcurlReplacedBy replacement: String, _ arguments: [String],
+                          environment: [String: String] = [:]) throws -> CommandResult {
+        let mask = "mount --bind \(replacement) \(try libcurlPath()) || exit 99; exec \"$@\""
+        var variables = ["VAULT_REPO": ctl.repository]
+        if Vaultctl.encryptsByDefault { variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] }
+        variables.merge(environment) { _, new in new }
+        return try runCommand(["unshare", "--mount", "--propagation", "private", "sh", "-c", mask, "sh", productPath("vaultctl")] + arguments,
+                              environment: variables)
+    }
+
+    /// An S3 repository whose endpoint nobody answers, for tests that must fail before any request.
+    private let unansweredS3 = (arguments: ["points", "--repo", "s3://some-bucket/repo"],
+                                environment: ["AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
+                                              "VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
+
+    func testWithoutLibcurlLocalRepositoriesWorkAndS3SaysWhatToInstall() throws {
+        let library = try libcurlPath()
         func withoutLibcurl(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
-            let mask = "mount --bind /dev/null \(library) || exit 99; exec \"$@\""
-            var variables = ["VAULT_REPO": ctl.repository]
-            if Vaultctl.encryptsByDefault { variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] }
-            variables.merge(environment) { _, new in new }
-            // The mount dies with the namespace when the command ends, whatever happens.
-            return try runCommand(["unshare", "--mount", "--propagation", "private", "sh", "-c", mask, "sh", productPath("vaultctl")] + arguments,
-                                  environment: variables)
+            try vaultctl(libcurlReplacedBy: "/dev/null", arguments, environment: environment)
         }
         let backup = try withoutLibcurl(["backup", "web", "--name", "without-curl"])
         guard backup.status != 99 else { return XCTFail("the test could not hide libcurl: \(backup.stderr)") }
@@ -352,13 +370,39 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(points.status, 0, points.stderr)
         XCTAssertTrue(points.stdout.contains("without-curl"), points.stdout)
 
-        let s3 = try withoutLibcurl(["points", "--repo", "s3://some-bucket/repo"],
-                                    environment: ["AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
-                                                  "VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
+        let s3 = try withoutLibcurl(unansweredS3.arguments, environment: unansweredS3.environment)
         XCTAssertNotEqual(s3.status, 0)
         XCTAssertEqual(s3.stderr.split(separator: "\n").count, 1, s3.stderr)
         XCTAssertTrue(s3.stderr.contains("cannot load libcurl") && s3.stderr.contains("install libcurl4"), s3.stderr)
         // Outside the namespace libcurl is where it was.
         XCTAssertTrue(FileManager.default.contents(atPath: library).map { $0.count > 0 } ?? false)
+    }
+
+    /// A libcurl older than 7.75, which would ignore CURLOPT_AWS_SIGV4 and send requests
+    /// unsigned, is refused by its version in one line before any request: a library with
+    /// libcurl's functions whose curl_version_info says 7.74.0, put in libcurl.so.4's place.
+    func testALibcurlTooOldToSignRequestsIsRefusedInOneLine() throws {
+        let source = scratch.file("oldcurl.c"), library = scratch.file("libcurl-7.74.so")
+        // The first fields of curl_version_info_data: age, version, version_num.
+        let functions = ["curl_global_init", "curl_easy_init", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_setopt",
+                         "curl_easy_perform", "curl_easy_getinfo", "curl_easy_strerror", "curl_slist_append", "curl_slist_free_all"]
+        let text = """
+            struct version { int age; const char *version; unsigned int version_num; };
+            static struct version old = { 9, "7.74.0", 0x074A00 };
+            void *curl_version_info(int age) { (void)age; return &old; }
+            \(functions.map { "void *\($0)(void) { return 0; }" }.joined(separator: "\n"))
+
+            """
+        try text.write(toFile: source, atomically: true, encoding: .utf8)
+        let compiled = try runCommand(["sh", "-c", "for cc in cc clang; do command -v $cc >/dev/null && exec $cc -shared -fPIC -o \"$1\" \"$2\"; done; exit 127",
+                                       "sh", library, source])
+        guard compiled.status != 127 else { throw XCTSkip("no C compiler to build a stand-in libcurl") }
+        XCTAssertEqual(compiled.status, 0, compiled.stderr)
+
+        let s3 = try vaultctl(libcurlReplacedBy: library, unansweredS3.arguments, environment: unansweredS3.environment)
+        guard s3.status != 99 else { return XCTFail("the test could not replace libcurl: \(s3.stderr)") }
+        XCTAssertNotEqual(s3.status, 0)
+        XCTAssertEqual(s3.stderr.split(separator: "\n").count, 1, s3.stderr)
+        XCTAssertTrue(s3.stderr.contains("libcurl 7.74.0 cannot sign S3 requests: libcurl 7.75.0 or later is needed"), s3.stderr)
     }
 }
