@@ -330,9 +330,6 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
-    /// libcurl is loaded only for a repository in a bucket. With it unusable (an empty file
-    /// bind-mounted over it, in a mount namespace of the command's own), a local repository
-    /// still backs up and lists, and an S3 one is refused in one line saying what to install.
     /// The machine's libcurl.so.4, as the dynamic loader finds it.
     private func libcurlPath() throws -> String {
         let found = try mustRun(["ldconfig", "-p"]).split(separator: "\n").first { $0.contains("libcurl.so.4 ") }
@@ -340,12 +337,12 @@ final class CommandLineTests: XCTestCase {
         return library
     }
 
-    /// vaultctl with `replacement` bind-mounted over the machine's libcurl.so.4 in a mount
-    /// namespace of its own: the mount dies with the namespace when the command ends, whatever
-    /// happens. Exit status 99 says the mount could not be made.
-    private func vaultctl(libcurlReplacedBy replacement: String, _ arguments: [String],
+    /// vaultctl with `replacement` bind-mounted over `library` (the machine's libcurl.so.4) in a
+    /// mount namespace of its own: the mount dies with the namespace when the command ends,
+    /// whatever happens. Exit status 99 says the mount could not be made.
+    private func vaultctl(replacing library: String, with replacement: String, _ arguments: [String],
                           environment: [String: String] = [:]) throws -> CommandResult {
-        let mask = "mount --bind \(replacement) \(try libcurlPath()) || exit 99; exec \"$@\""
+        let mask = "mount --bind \(replacement) \(library) || exit 99; exec \"$@\""
         var variables = ["VAULT_REPO": ctl.repository]
         if Vaultctl.encryptsByDefault { variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] }
         variables.merge(environment) { _, new in new }
@@ -358,10 +355,13 @@ final class CommandLineTests: XCTestCase {
                                 environment: ["AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
                                               "VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
 
+    /// libcurl is loaded only for a repository in a bucket. With it unusable (an empty file
+    /// bind-mounted over it, in a mount namespace of the command's own), a local repository
+    /// still backs up and lists, and an S3 one is refused in one line saying what to install.
     func testWithoutLibcurlLocalRepositoriesWorkAndS3SaysWhatToInstall() throws {
         let library = try libcurlPath()
         func withoutLibcurl(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
-            try vaultctl(libcurlReplacedBy: "/dev/null", arguments, environment: environment)
+            try vaultctl(replacing: library, with: "/dev/null", arguments, environment: environment)
         }
         let backup = try withoutLibcurl(["backup", "web", "--name", "without-curl"])
         guard backup.status != 99 else { return XCTFail("the test could not hide libcurl: \(backup.stderr)") }
@@ -382,10 +382,11 @@ final class CommandLineTests: XCTestCase {
     /// unsigned, is refused by its version in one line before any request: a library with
     /// libcurl's functions whose curl_version_info says 7.74.0, put in libcurl.so.4's place.
     func testALibcurlTooOldToSignRequestsIsRefusedInOneLine() throws {
+        let curl = try libcurlPath()
         let source = scratch.file("oldcurl.c"), library = scratch.file("libcurl-7.74.so")
-        // The first fields of curl_version_info_data: age, version, version_num.
         let functions = ["curl_global_init", "curl_easy_init", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_setopt",
                          "curl_easy_perform", "curl_easy_getinfo", "curl_easy_strerror", "curl_slist_append", "curl_slist_free_all"]
+        // The first fields of curl_version_info_data: age, version, version_num.
         let text = """
             struct version { int age; const char *version; unsigned int version_num; };
             static struct version old = { 9, "7.74.0", 0x074A00 };
@@ -399,7 +400,7 @@ final class CommandLineTests: XCTestCase {
         guard compiled.status != 127 else { throw XCTSkip("no C compiler to build a stand-in libcurl") }
         XCTAssertEqual(compiled.status, 0, compiled.stderr)
 
-        let s3 = try vaultctl(libcurlReplacedBy: library, unansweredS3.arguments, environment: unansweredS3.environment)
+        let s3 = try vaultctl(replacing: curl, with: library, unansweredS3.arguments, environment: unansweredS3.environment)
         guard s3.status != 99 else { return XCTFail("the test could not replace libcurl: \(s3.stderr)") }
         XCTAssertNotEqual(s3.status, 0)
         XCTAssertEqual(s3.stderr.split(separator: "\n").count, 1, s3.stderr)
