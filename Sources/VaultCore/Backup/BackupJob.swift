@@ -51,7 +51,7 @@ public final class BackupJob: @unchecked Sendable {
             serverLock = nil
         }
         do {
-            let records = try withFreezeAndThaw { try backUpDisks(meter: meter) }
+            let (records, fingerprints) = try withFreezeAndThaw { try backUpDisks(meter: meter) }
             meter.finish()
             let finished = (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started))
             // The manifest says active before the catalog does, and both after every chunk
@@ -68,6 +68,7 @@ public final class BackupJob: @unchecked Sendable {
             try repository.syncData()
             try catalog.finishPoint(id, disks: records, at: finished)
             FaultInjection.reached("committed")
+            keep(fingerprints)
         } catch {
             var reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
@@ -87,7 +88,19 @@ public final class BackupJob: @unchecked Sendable {
         return (try? catalog.point(id: id)) ?? point
     }
 
-    private func backUpDisks(meter: ProgressMeter) throws -> [PointDisk] {
+    /// Keeps what the disks' backups read for the server's next incremental; only ever a loss
+    /// of speed when it fails.
+    private func keep(_ fingerprints: [(disk: String, prints: Fingerprints)]) {
+        let store = repository.fingerprints
+        do {
+            for (disk, prints) in fingerprints { try store.save(prints, server: server.id!, disk: disk) }
+        } catch {
+            logger.warning("cannot keep the fingerprints of \(point.name) for the next incremental: \(error)")
+        }
+        store.prune(server: server.id!)
+    }
+
+    private func backUpDisks(meter: ProgressMeter) throws -> ([PointDisk], [(disk: String, prints: Fingerprints)]) {
         let chunkSize = repository.config.chunkSize
         let parentDisks = try point.parentId.map { Set(try repository.catalog.pointDisks($0).map(\.disk)) } ?? []
         let positions = sources.map { $0.dataPositions(chunkSize: chunkSize) }
@@ -95,21 +108,25 @@ public final class BackupJob: @unchecked Sendable {
             meter.addTotal(list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
         }
         var records: [PointDisk] = []
+        var fingerprints: [(disk: String, prints: Fingerprints)] = []
         for (source, list) in zip(sources, positions) {
             meter.setLabel("\(point.serverName)/\(point.name) disk \(source.name)")
             var parent: FlatImage?
+            var known: Fingerprints?
             if let parentId = point.parentId, parentDisks.contains(source.name) {
                 parent = try repository.flatten(point: parentId, disk: source.name)
+                known = repository.fingerprints.load(server: server.id!, point: parentId, disk: source.name, chunkSize: chunkSize)
             }
             let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
-                                        compressionLevel: repository.config.compressionLevel, parent: parent,
+                                        compressionLevel: repository.config.compressionLevel, parent: parent, known: known,
                                         positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) || serverLock?.isLost == true })
                 .run(pointId: point.id)
             try repository.maps.write(result.map, point: point.id, disk: source.name)
             FaultInjection.reached("map-written")
             records.append(result.record)
+            fingerprints.append((source.name, result.fingerprints))
         }
-        return records
+        return (records, fingerprints)
     }
 
     /// Runs the server's freeze command before `body` and its thaw command after, even when

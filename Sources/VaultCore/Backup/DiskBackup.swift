@@ -1,16 +1,21 @@
 import Dispatch
 import Foundation
+import Crypto
 import Synchronization
 
 /// What backing up one disk produced.
 struct DiskBackupResult {
     var map: ChunkMap
     var record: PointDisk
+    /// What it read, for the next incremental.
+    var fingerprints: Fingerprints
 }
 
 /// Reads one disk with at least eight workers, sixteen when it reads past the page cache (or
 /// as many as the store takes requests at once): each worker takes the next data position,
-/// reads it, marks it zero or hashes it, and stores chunks the store does not have yet.
+/// reads it, marks it zero or fingerprints it, takes the parent's chunk where the parent's
+/// backup read the same fingerprint there, and otherwise hashes it and stores it when the
+/// store does not have it yet.
 struct DiskBackup {
     let source: DiskSource
     let store: ChunkStore
@@ -18,6 +23,8 @@ struct DiskBackup {
     let compressionLevel: Int
     /// The parent point's image of this disk, for an incremental.
     let parent: FlatImage?
+    /// What the parent's backup read, when this host kept it (`FingerprintStore`).
+    let known: Fingerprints?
     /// Chunk positions holding data (from `DiskSource.dataPositions`).
     let positions: [Int]
     let meter: ProgressMeter
@@ -49,14 +56,16 @@ struct DiskBackup {
     func run(pointId: String) throws -> DiskBackupResult {
         let count = ChunkMap.positions(diskSize: source.size, chunkSize: chunkSize)
         var refs = [ChunkRef](repeating: .zero, count: count)
+        var prints = [Fingerprint](repeating: .none, count: count)
+        let key = known?.key ?? SymmetricKey(size: .bits128)
         let next = Atomic<Int>(0)
         let newBytes = Atomic<Int>(0)
         let failure = Mutex<VaultError?>(nil)
         let workers = max(store.objects.writers, source.readsDirect ? Self.minimumDirectWorkers : Self.minimumWorkers)
         let size = source.size, chunkSize = self.chunkSize
-        let path = source.path, parent = self.parent, positions = self.positions
+        let path = source.path, parent = self.parent, known = self.known, positions = self.positions
 
-        refs.withUnsafeMutableBufferPointer { out in
+        refs.withUnsafeMutableBufferPointer { out in prints.withUnsafeMutableBufferPointer { printed in
             runWorkers(workers) { _ in
                 let compressor = ZstdCompressor(level: compressionLevel)
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize + DiskSource.alignment,
@@ -84,6 +93,13 @@ struct DiskBackup {
                             }
                             let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
                             if chunk.isAllZero { return }
+                            let print = Fingerprint(of: chunk, key: key)
+                            printed[position] = print
+                            if let parent, let known, position < parent.refs.count, case .data = parent.refs[position],
+                               known.matches(print, at: position) {
+                                out[position] = parent.refs[position]
+                                return
+                            }
                             let hash = store.chunkId(of: chunk)
                             out[position] = .data(hash)
                             if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
@@ -97,7 +113,7 @@ struct DiskBackup {
                     meter.advance(Int64(length))
                 }
             }
-        }
+        } }
         if let error = failure.withLock({ $0 }) { throw error }
 
         let image = FlatImage(size: size, chunkSize: chunkSize, refs: refs)
@@ -111,6 +127,7 @@ struct DiskBackup {
         let map = ChunkMap(kind: parent == nil ? .full : .incremental, chunkSize: chunkSize, diskSize: size, entries: entries)
         let record = PointDisk(pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
                                changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
-        return DiskBackupResult(map: map, record: record)
+        return DiskBackupResult(map: map, record: record,
+                                fingerprints: Fingerprints(pointId: pointId, chunkSize: chunkSize, key: key, prints: prints))
     }
 }

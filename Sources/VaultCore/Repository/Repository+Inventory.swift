@@ -35,8 +35,10 @@ extension Repository {
     }
 
     public func removeServer(named name: String) throws {
+        let id = try catalog.server(named: name).id
         try catalog.removeServer(named: name)
         try? manifests.removeServer(name)
+        if let id { fingerprints.remove(server: id) }
     }
 
     func writeVaultManifest(_ name: String) throws {

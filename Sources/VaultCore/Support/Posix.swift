@@ -167,7 +167,8 @@ public enum Posix {
         if chmod(path, mode) != 0 { throw error("cannot set the mode of", path) }
     }
 
-    /// Removes a directory tree; used only for a point's own map folder.
+    /// Removes a directory tree; used only for folders vaultfs makes (a point's maps, a
+    /// server's fingerprints).
     static func removeTree(_ path: String) {
         guard let dir = opendir(path) else { unlink(path); return }
         while let entry = readdir(dir) {
