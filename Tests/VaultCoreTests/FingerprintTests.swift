@@ -68,12 +68,15 @@ final class FingerprintTests: XCTestCase {
 
         var kept = try XCTUnwrap(store.load(server: server, point: full.id, disk: "d", chunkSize: chunk))
         kept.prints[3] = new3.withUnsafeBytes { Fingerprint(of: $0, key: kept.key) }
-        try store.save(kept, server: server, disk: "d")
+        try store.save(kept, server: server)
         let fooled = try backup(fixture, "fooled", parent: full)
         XCTAssertEqual(try changedPositions(fixture, fooled), [5])
         XCTAssertTrue(try fixture.exported(fooled, disk: "d")[(3 * chunk)..<(4 * chunk)] == old[(3 * chunk)..<(4 * chunk)],
                       "chunk 3 does not hold the parent's bytes")
 
+        // The full is no longer its chain's newest point, so its file went; put it back, damaged.
+        XCTAssertNil(store.load(server: server, point: full.id, disk: "d", chunkSize: chunk))
+        try store.save(kept, server: server)
         let file = fixture.scratch.file("repo/fingerprints/server-\(server)/\(full.id)/d")
         var bytes = try readBytes(file)
         bytes[200] ^= 1
@@ -128,22 +131,85 @@ final class FingerprintTests: XCTestCase {
         XCTAssertNotEqual(Array(file.prefix(8)), Fingerprints.magic)
         let key = kept.key.withUnsafeBytes { Array($0) }
         XCTAssertFalse((0...(file.count - key.count)).contains { Array(file[$0..<($0 + key.count)]) == key }, "the key is stored in the clear")
+
+        let fd = open(disk, O_WRONLY)
+        XCTAssertEqual(pseudoRandomBytes(chunk, seed: 10).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(2 * chunk)) }, chunk)
+        close(fd)
+        var plan = BackupPlan.manual(server: "s", name: "two")
+        plan.kind = .incremental
+        plan.schedule = .policy
+        plan.parentId = point.id
+        let second = try sealed.prepareBackup(plan).run()
+        XCTAssertEqual(second.status, .active, second.error ?? "")
+        XCTAssertEqual(try sealed.maps.read(point: second.id, disk: "d").entries.map(\.position), [2])
     }
 
-    func testOnlyTheThreeNewestPointsKeepFingerprintsAndARemovedServerNone() throws {
+    func testOnlyPointsThatCanStillBeParentsKeepFingerprintsAndARemovedServerNone() throws {
         let fixture = try Fixture()
         let (path, server) = try rawServer(fixture)
-        var points = [try backup(fixture, "p0")]
-        for i in 1...4 {
+        var chain = [try backup(fixture, "p0")]
+        for i in 1...3 {
             _ = try change(path, position: i, seed: UInt64(60 + i))
-            points.append(try backup(fixture, "p\(i)", parent: points.last!))
+            chain.append(try backup(fixture, "p\(i)", parent: chain.last!))
         }
         let folder = fixture.scratch.file("repo/fingerprints/server-\(server)")
-        XCTAssertEqual(Set(Posix.listDirectory(folder)), Set(points.suffix(3).map(\.id)))
+        XCTAssertEqual(Posix.listDirectory(folder), [chain.last!.id])
 
-        for point in points.reversed() { _ = try fixture.repository.softDelete(point.id) }
+        // Backups now (fulls, each a chain of its own) never push out the policy chain's tip.
+        var manual: [Point] = []
+        for i in 0..<5 { manual.append(try backup(fixture, "now\(i)")) }
+        XCTAssertEqual(Set(Posix.listDirectory(folder)), Set([chain.last!.id] + manual.suffix(3).map(\.id)))
+        _ = try change(path, position: 7, seed: 70)
+        XCTAssertEqual(try changedPositions(fixture, try backup(fixture, "p4", parent: chain.last!)), [7])
+
+        // A link planted in the folder is removed, never followed.
+        let outside = fixture.scratch.file("outside")
+        XCTAssertEqual(mkdir(outside, 0o700), 0)
+        XCTAssertTrue(FileManager.default.createFile(atPath: "\(outside)/keep", contents: Data([1])))
+        XCTAssertEqual(symlink(outside, "\(folder)/\(UUID().uuidString.lowercased())"), 0)
+        _ = try backup(fixture, "now5")
+        XCTAssertTrue(Posix.exists("\(outside)/keep"))
+        XCTAssertEqual(Posix.listDirectory(folder).count, 4)
+
+        for point in try fixture.repository.catalog.points(server: server).reversed() { _ = try fixture.repository.softDelete(point.id) }
         _ = try fixture.repository.purge()
         try fixture.repository.removeServer(named: "raw")
         XCTAssertFalse(Posix.exists(folder))
+        XCTAssertTrue(Posix.exists("\(outside)/keep"))
+    }
+
+    func testAFailedBackupKeepsNoFingerprints() throws {
+        let fixture = try Fixture()
+        try fixture.repository.addServer(named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
+                                         freezeCommand: "exit 3", thawCommand: nil, now: Date())
+        let server = try fixture.repository.catalog.server(named: "bad").id!
+        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken")).run()
+        XCTAssertEqual(point.status, .failed)
+        XCTAssertFalse(Posix.exists(fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")))
+    }
+
+    func testAFileOfAnotherDiskOrWithAnImpossibleCountIsNotUsed() throws {
+        let fixture = try Fixture()
+        let paths = [fixture.scratch.file("a.img"), fixture.scratch.file("b.img")]
+        for (i, path) in paths.enumerated() {
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(4 * chunk, seed: UInt64(80 + i)))))
+        }
+        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])],
+                                         freezeCommand: nil, thawCommand: nil, now: Date())
+        let server = try fixture.repository.catalog.server(named: "two").id!
+        let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "full")).run()
+        XCTAssertEqual(point.status, .active, point.error ?? "")
+        let store = fixture.repository.fingerprints
+        let a = try XCTUnwrap(store.load(server: server, point: point.id, disk: "a", chunkSize: chunk))
+        XCTAssertNotNil(store.load(server: server, point: point.id, disk: "b", chunkSize: chunk))
+        let folder = fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")
+        XCTAssertEqual(rename("\(folder)/a", "\(folder)/b"), 0)
+        XCTAssertNil(store.load(server: server, point: point.id, disk: "b", chunkSize: chunk))
+
+        var bytes = a.encoded()
+        bytes.replaceSubrange(64..<72, with: ChunkFile.littleEndian(UInt64(1) << 63))
+        bytes.replaceSubrange((bytes.count - 32)..., with: Array(SHA256.hash(data: bytes[0..<(bytes.count - 32)])))
+        XCTAssertNil(Fingerprints.decode(bytes))
+        XCTAssertEqual(Fingerprints.decode(a.encoded())?.prints, a.prints)
     }
 }

@@ -88,19 +88,19 @@ public final class BackupJob: @unchecked Sendable {
         return (try? catalog.point(id: id)) ?? point
     }
 
-    /// Keeps what the disks' backups read for the server's next incremental; only ever a loss
-    /// of speed when it fails.
-    private func keep(_ fingerprints: [(disk: String, prints: Fingerprints)]) {
+    /// Keeps what the disks' backups read for the server's next incremental, and drops what
+    /// no backup can use any more; only ever a loss of speed when it fails.
+    private func keep(_ fingerprints: [Fingerprints]) {
         let store = repository.fingerprints
         do {
-            for (disk, prints) in fingerprints { try store.save(prints, server: server.id!, disk: disk) }
+            for prints in fingerprints { try store.save(prints, server: server.id!) }
+            store.prune(server: server.id!, keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id!)))
         } catch {
             logger.warning("cannot keep the fingerprints of \(point.name) for the next incremental: \(error)")
         }
-        store.prune(server: server.id!)
     }
 
-    private func backUpDisks(meter: ProgressMeter) throws -> ([PointDisk], [(disk: String, prints: Fingerprints)]) {
+    private func backUpDisks(meter: ProgressMeter) throws -> ([PointDisk], [Fingerprints]) {
         let chunkSize = repository.config.chunkSize
         let parentDisks = try point.parentId.map { Set(try repository.catalog.pointDisks($0).map(\.disk)) } ?? []
         let positions = sources.map { $0.dataPositions(chunkSize: chunkSize) }
@@ -108,7 +108,7 @@ public final class BackupJob: @unchecked Sendable {
             meter.addTotal(list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
         }
         var records: [PointDisk] = []
-        var fingerprints: [(disk: String, prints: Fingerprints)] = []
+        var fingerprints: [Fingerprints] = []
         for (source, list) in zip(sources, positions) {
             meter.setLabel("\(point.serverName)/\(point.name) disk \(source.name)")
             var parent: FlatImage?
@@ -124,7 +124,7 @@ public final class BackupJob: @unchecked Sendable {
             try repository.maps.write(result.map, point: point.id, disk: source.name)
             FaultInjection.reached("map-written")
             records.append(result.record)
-            fingerprints.append((source.name, result.fingerprints))
+            fingerprints.append(result.fingerprints)
         }
         return (records, fingerprints)
     }

@@ -1,6 +1,6 @@
+import Crypto
 import Dispatch
 import Foundation
-import Crypto
 import Synchronization
 
 /// What backing up one disk produced.
@@ -128,6 +128,6 @@ struct DiskBackup {
         let record = PointDisk(pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
                                changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
         return DiskBackupResult(map: map, record: record,
-                                fingerprints: Fingerprints(pointId: pointId, chunkSize: chunkSize, key: key, prints: prints))
+                                fingerprints: Fingerprints(pointId: pointId, disk: source.name, chunkSize: chunkSize, key: key, prints: prints))
     }
 }

@@ -168,24 +168,33 @@ public enum Posix {
     }
 
     /// Removes a directory tree; used only for folders vaultfs makes (a point's maps, a
-    /// server's fingerprints).
-    static func removeTree(_ path: String) {
-        guard let dir = opendir(path) else { unlink(path); return }
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name == "." || name == ".." { continue }
-            let child = "\(path)/\(name)"
-            if isDirectory(child) { removeTree(child) } else { unlink(child) }
+    /// server's fingerprints). Never follows a symbolic link: a link found in the tree is
+    /// removed itself, and each folder is opened relative to the one holding it.
+    static func removeTree(_ path: String) { removeEntry(AT_FDCWD, path) }
+
+    private static func removeEntry(_ parent: Int32, _ name: String) {
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            unlinkat(parent, name, 0)
+            return
         }
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            return
+        }
+        for child in entries(dir) { removeEntry(fd, child) }
         closedir(dir)
-        rmdir(path)
+        unlinkat(parent, name, AT_REMOVEDIR)
     }
 
     static func listDirectory(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
+        return entries(dir)
+    }
+
+    /// The names in an open directory but "." and "..".
+    private static func entries(_ dir: OpaquePointer) -> [String] {
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafePointer(to: entry.pointee.d_name) {
