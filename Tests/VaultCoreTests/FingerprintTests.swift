@@ -17,9 +17,14 @@ final class FingerprintTests: XCTestCase {
     }
 
     private func backup(_ fixture: Fixture, _ name: String, parent: Point? = nil) throws -> Point {
-        var plan = BackupPlan.manual(server: "raw", name: name)
+        try backup(fixture.repository, server: "raw", name, parent: parent)
+    }
+
+    /// A backup now, or a policy incremental on `parent`, which must end active.
+    private func backup(_ repository: Repository, server: String, _ name: String, parent: Point? = nil) throws -> Point {
+        var plan = BackupPlan.manual(server: server, name: name)
         if let parent { plan.kind = .incremental; plan.schedule = .policy; plan.parentId = parent.id }
-        let point = try fixture.repository.prepareBackup(plan).run()
+        let point = try repository.prepareBackup(plan).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")
         return point
     }
@@ -123,8 +128,7 @@ final class FingerprintTests: XCTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: disk, contents: Data(pseudoRandomBytes(4 * chunk, seed: 9))))
         try sealed.createVault(named: "v", policy: nil, now: Date())
         try sealed.addServer(named: "s", vault: "v", disks: [("d", disk)], freezeCommand: nil, thawCommand: nil, now: Date())
-        let point = try sealed.prepareBackup(.manual(server: "s", name: "one")).run()
-        XCTAssertEqual(point.status, .active, point.error ?? "")
+        let point = try backup(sealed, server: "s", "one")
         let id = try sealed.catalog.server(named: "s").id!
         let kept = try XCTUnwrap(sealed.fingerprints.load(server: id, point: point.id, disk: "d", chunkSize: chunk))
         let file = try readBytes(scratch.file("repo/fingerprints/server-\(id)/\(point.id)/d"))
@@ -132,15 +136,8 @@ final class FingerprintTests: XCTestCase {
         let key = kept.key.withUnsafeBytes { Array($0) }
         XCTAssertFalse((0...(file.count - key.count)).contains { Array(file[$0..<($0 + key.count)]) == key }, "the key is stored in the clear")
 
-        let fd = open(disk, O_WRONLY)
-        XCTAssertEqual(pseudoRandomBytes(chunk, seed: 10).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(2 * chunk)) }, chunk)
-        close(fd)
-        var plan = BackupPlan.manual(server: "s", name: "two")
-        plan.kind = .incremental
-        plan.schedule = .policy
-        plan.parentId = point.id
-        let second = try sealed.prepareBackup(plan).run()
-        XCTAssertEqual(second.status, .active, second.error ?? "")
+        _ = try change(disk, position: 2, seed: 10)
+        let second = try backup(sealed, server: "s", "two", parent: point)
         XCTAssertEqual(try sealed.maps.read(point: second.id, disk: "d").entries.map(\.position), [2])
     }
 

@@ -130,7 +130,8 @@ struct FingerprintStore {
     func load(server: Int64, point: String, disk: String, chunkSize: Int) -> Fingerprints? {
         let file = path(server: server, point: point, disk: disk)
         var st = stat()
-        guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG, var bytes = try? Posix.readFile(file, limit: Fingerprints.maxFileSize + Sealer.overhead + 4) else { return nil }
+        guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+              var bytes = try? Posix.readFile(file, limit: Fingerprints.maxFileSize + Sealer.overhead + 4) else { return nil }
         if let sealer {
             guard let plain = try? sealer.openFile(bytes, context: context(point: point, disk: disk), what: "fingerprints") else { return nil }
             bytes = plain
