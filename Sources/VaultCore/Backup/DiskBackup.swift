@@ -12,10 +12,20 @@ struct DiskBackupResult {
 }
 
 /// Reads one disk with at least eight workers, sixteen when it reads past the page cache (or
-/// as many as the store takes requests at once): each worker takes the next data position,
-/// reads it, marks it zero or fingerprints it, takes the parent's chunk where the parent's
-/// backup read the same fingerprint there, and otherwise hashes it and stores it when the
-/// store does not have it yet.
+/// as many as the store takes requests at once): each worker takes the next data position in
+/// `ReadOrder`'s order, reads it, marks it zero or fingerprints it, takes the parent's chunk
+/// where the parent's backup read the same fingerprint there, and otherwise hashes it and
+/// stores it when the store does not have it yet.
+///
+/// `ReadOrder` takes the disk from four places at once (with sixteen workers), 4 MiB at a
+/// time, so a cluster of changes is hashed and compressed while the unchanged rest is read.
+/// Measured on the 2-core bench machine, cold, in turns, the corpus image's v3 incremental
+/// (its changes fill a quarter of its data in one stretch), against front to back: 0.96-1.36 s
+/// (median 1.15) against 1.18-1.46 s (1.29), six each; 0.92-1.11 s against 1.18-1.51 s, four
+/// each; the v2 incremental 0.96-1.02 s against 1.13-1.39 s; the full backup unchanged
+/// (1.42-1.70 s against 1.47-1.75 s, and one 2.14 s). One turn over the stripes is as many
+/// positions as there are workers: longer runs (8 stripes of 16) gained nothing, as all the
+/// workers then hold chunks of one run.
 struct DiskBackup {
     let source: DiskSource
     let store: ChunkStore
@@ -64,6 +74,7 @@ struct DiskBackup {
         let workers = max(store.objects.writers, source.readsDirect ? Self.minimumDirectWorkers : Self.minimumWorkers)
         let size = source.size, chunkSize = self.chunkSize
         let path = source.path, parent = self.parent, known = self.known, positions = self.positions
+        let order = ReadOrder(count: positions.count, workers: workers)
 
         refs.withUnsafeMutableBufferPointer { out in prints.withUnsafeMutableBufferPointer { printed in
             runWorkers(workers) { _ in
@@ -73,14 +84,15 @@ struct DiskBackup {
                 defer { buffer.deallocate() }
                 var scratch: [UInt8] = []
                 while failure.withLock({ $0 == nil }) {
-                    let k = next.add(1, ordering: .relaxed).oldValue
-                    guard k < positions.count else { break }
+                    let claim = next.add(1, ordering: .relaxed).oldValue
+                    guard claim < order.claims else { break }
+                    guard let k = order.index(ofClaim: claim) else { continue }
                     if cancelled() {
                         failure.withLock { $0 = $0 ?? VaultError(.cancelled, "the backup was cancelled") }
                         break
                     }
-                    if !source.readsDirect, k + Self.readAhead < positions.count {
-                        source.prefetch(offset: Int64(positions[k + Self.readAhead]) * Int64(chunkSize), length: chunkSize)
+                    if !source.readsDirect, let ahead = order.index(ofClaim: claim + Self.readAhead) {
+                        source.prefetch(offset: Int64(positions[ahead]) * Int64(chunkSize), length: chunkSize)
                     }
                     let position = positions[k]
                     let offset = Int64(position) * Int64(chunkSize)
