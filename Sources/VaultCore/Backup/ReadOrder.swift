@@ -2,13 +2,15 @@
 /// consecutive positions, taken in turn from `stripes` equal parts of the disk.
 ///
 /// A disk's changes come in clusters (a database's files, a log's tail), and a changed chunk
-/// costs the cores twenty times what an unchanged one does, while an unchanged one costs only
-/// the disk's read. Read front to back, an incremental waits on the disk through the unchanged
-/// stretches with the cores idle, then on the cores through a changed cluster with the disk
-/// idle: the two times add up. Taken from several parts at once, any cluster larger than a
-/// part is spread over the whole backup, and the disk and the cores work at the same time.
-/// Runs of 16 MiB keep the reads long enough that a rotating disk seeks once per run, not
-/// once per chunk.
+/// costs the cores some thirty times what an unchanged one does (zstd and SHA-256 against a
+/// GMAC: about 3.7 ms against 0.06 ms of CPU per MiB, from a profile of the corpus's v3
+/// incremental), while an unchanged one costs mostly the disk's read. Read front to back, an
+/// incremental waits on the disk through the unchanged stretches with the cores idle, then on
+/// the cores through a changed cluster with the disk idle: the two times add up. Taken from
+/// several parts at once, any cluster larger than a part is spread over the whole backup, and
+/// the disk and the cores work at the same time. A rotating disk seeks once per run rather
+/// than once per chunk; runs long enough for all the workers to hold chunks of one would mix
+/// nothing.
 ///
 /// Claim `k` names the `k`-th position to take. The claims cover `0..<claims`, a little more
 /// than the positions: a claim past the last position (in the last, short run) names none.
