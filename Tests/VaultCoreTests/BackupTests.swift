@@ -43,6 +43,36 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
     }
 
+    /// A worker reads a run of positions with one request per stretch of consecutive ones:
+    /// runs here hold 64 positions of 64 KiB, and the data has holes between single chunks,
+    /// a long stretch across runs, and an end that is not a whole block.
+    func testRunsWithHolesBetweenTheirChunksBackUpEveryByte() throws {
+        let fixture = try Fixture()
+        let path = fixture.scratch.file("runs.img")
+        let chunk = 64 << 10
+        let size = 200 * chunk + 777
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        ftruncate(fd, off_t(size))
+        var written: [Int] = []
+        for position in Array(stride(from: 0, to: 60, by: 3)) + Array(61..<140) + [200] {
+            let length = min(chunk, size - position * chunk)
+            let bytes = pseudoRandomBytes(length, seed: UInt64(100 + position))
+            bytes.withUnsafeBytes { _ = pwrite(fd, $0.baseAddress, length, off_t(position * chunk)) }
+            written.append(position)
+        }
+        close(fd)
+        let source = try DiskSource(name: "d", path: path, server: "s")
+        XCTAssertEqual(source.dataPositions(chunkSize: chunk), written)
+
+        try fixture.repository.addServer(named: "runs", vault: "prod", disks: [("d", path)],
+                                         freezeCommand: nil, thawCommand: nil, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "runs", name: "r1")).run()
+        XCTAssertEqual(point.status, .active, point.error ?? "")
+        XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
+        XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).first?.dataBytes,
+                       Int64((written.count - 1) * chunk + 777))
+    }
+
     /// An image of three 64 KiB chunks and 5000 bytes, ending 904 bytes into a 4 KiB block,
     /// opened direct and buffered; skips where its folder refuses O_DIRECT.
     private func oddImage(_ scratch: Scratch) throws -> (bytes: [UInt8], direct: DiskSource, buffered: DiskSource) {

@@ -18,6 +18,24 @@ final class ReadOrderTests: XCTestCase {
         }
     }
 
+    func testRunsTakeEveryPositionOnceInClaimOrder() {
+        for count in [0, 1, 63, 64, 65, 826] {
+            let order = ReadOrder(count: count, workers: 16, chunkSize: 64 << 10)
+            XCTAssertEqual(order.run, 64)
+            let byRuns = (0..<order.runs).flatMap { order.indices(ofRun: $0) }
+            XCTAssertEqual(byRuns, taken(order), "count \(count)")
+            XCTAssertEqual(byRuns.sorted(), Array(0..<count))
+        }
+    }
+
+    /// A run is 4 MiB of the disk whatever the chunk size, and one chunk where chunks are larger.
+    func testARunIsOneFourMiBRead() {
+        XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 1 << 20).run, 4)
+        XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 4 << 20).run, 1)
+        XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 64 << 10).run, 64)
+        XCTAssertEqual(ReadOrder(count: 10, workers: 8).stripes, 2)
+    }
+
     func testOneStripeIsFrontToBack() {
         XCTAssertEqual(taken(ReadOrder(count: 37, stripes: 1, run: 4)), Array(0..<37))
     }

@@ -135,6 +135,28 @@ public enum Posix {
         }
     }
 
+    /// Anonymous memory for large `O_DIRECT` reads, on 2 MiB boundaries and marked for
+    /// transparent huge pages, so a read of a few MiB reaches the disk as one request of a few
+    /// segments instead of one per 4 KiB page. Only a hint: where huge pages are off or none is
+    /// free, the memory is the same, in small pages. Nil when no memory is to be had.
+    static func mapForReads(byteCount: Int) -> UnsafeMutableRawBufferPointer? {
+        let huge = 2 << 20
+        let length = (byteCount + huge - 1) / huge * huge
+        // Map one huge page more than asked, so the part returned can start on a boundary.
+        guard let raw = mmap(nil, length + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED else { return nil }
+        let skip = (huge - Int(bitPattern: raw) % huge) % huge
+        if skip > 0 { munmap(raw, skip) }
+        if huge - skip > 0 { munmap(raw + skip + length, huge - skip) }
+        _ = madvise(raw + skip, length, MADV_HUGEPAGE)
+        return UnsafeMutableRawBufferPointer(start: raw + skip, count: length)
+    }
+
+    /// Returns memory from `mapForReads`.
+    static func unmap(_ buffer: UnsafeMutableRawBufferPointer) {
+        munmap(buffer.baseAddress, buffer.count)
+    }
+
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// Bytes a file holds (0 when it is gone).
