@@ -33,7 +33,7 @@ final class ReadOrderTests: XCTestCase {
         XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 1 << 20).run, 4)
         XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 4 << 20).run, 1)
         XCTAssertEqual(ReadOrder(count: 10, workers: 16, chunkSize: 64 << 10).run, 64)
-        XCTAssertEqual(ReadOrder(count: 10, workers: 8).stripes, 2)
+        XCTAssertEqual(ReadOrder(count: 10, workers: 8, chunkSize: 1 << 20).stripes, 2)
     }
 
     func testOneStripeIsFrontToBack() {
@@ -41,7 +41,7 @@ final class ReadOrderTests: XCTestCase {
     }
 
     func testSixteenWorkersHoldRunsFromFourPlacesAtOnce() {
-        let order = ReadOrder(count: 800, workers: 16)
+        let order = ReadOrder(count: 800, workers: 16, chunkSize: 1 << 20)
         XCTAssertEqual(order.stripes, 4)
         XCTAssertEqual(taken(order).prefix(16), [0, 1, 2, 3, 200, 201, 202, 203, 400, 401, 402, 403, 600, 601, 602, 603])
         XCTAssertEqual(taken(order).suffix(4), [796, 797, 798, 799])
@@ -49,7 +49,7 @@ final class ReadOrderTests: XCTestCase {
 
     /// The corpus image's v3 changes: 256 of its 826 data positions, in one stretch.
     func testAClusterOfChangesIsSpreadOverTheWholeBackup() {
-        let order = ReadOrder(count: 826, workers: 16)
+        let order = ReadOrder(count: 826, workers: 16, chunkSize: 1 << 20)
         let taken = taken(order)
         let cluster = 494..<750
         let claims = taken.indices.filter { cluster.contains(taken[$0]) }

@@ -32,7 +32,7 @@ struct ReadOrder {
     /// An order for `workers` workers taking `count` positions of `chunkSize` bytes: runs of
     /// `runBytes`, and a stripe for every four workers, so the runs the workers hold at any
     /// time come from every stripe.
-    init(count: Int, workers: Int, chunkSize: Int = 1 << 20) {
+    init(count: Int, workers: Int, chunkSize: Int) {
         self.init(count: count, stripes: max(1, workers / 4), run: max(1, Self.runBytes / chunkSize))
     }
 

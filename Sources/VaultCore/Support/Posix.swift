@@ -147,7 +147,8 @@ public enum Posix {
               raw != MAP_FAILED else { return nil }
         let skip = (huge - Int(bitPattern: raw) % huge) % huge
         if skip > 0 { munmap(raw, skip) }
-        if huge - skip > 0 { munmap(raw + skip + length, huge - skip) }
+        // skip < huge, so a tail always remains past the part returned.
+        munmap(raw + skip + length, huge - skip)
         _ = madvise(raw + skip, length, MADV_HUGEPAGE)
         return UnsafeMutableRawBufferPointer(start: raw + skip, count: length)
     }
