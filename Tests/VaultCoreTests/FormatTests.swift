@@ -43,6 +43,31 @@ final class FormatTests: XCTestCase {
         }
     }
 
+    /// Level 1 (the default) compresses with a smaller hash table than zstd's own; its frames
+    /// must decode to the same bytes and carry the checksums reads check.
+    func testLevelOneFramesDecodeAndCarryTheirChecksums() throws {
+        let text = Array((0..<20_000).map { "line \($0 % 977) of a text file\n" }.joined().utf8)
+        let plain = text + pseudoRandomBytes(3 * ChunkFile.frameSize, seed: 5) + [UInt8](repeating: 0, count: 5000)
+        for level in [1, 3] {
+            let compressor = ZstdCompressor(level: level)
+            XCTAssertEqual(compressor.hashLog, level == 1 ? ZstdCompressor.levelOneHashLog : 0)
+            var out: [UInt8] = []
+            let lengths = plain.withUnsafeBytes { compressor.compressFrames($0, frameSize: ChunkFile.frameSize, into: &out) }
+            XCTAssertEqual(lengths.count, ChunkFile.frameCount(plain.count))
+            var start = 0
+            for (i, length) in lengths.enumerated() {
+                let frame = Array(out[start..<(start + length)])
+                XCTAssertNotNil(frame.withUnsafeBytes { ChunkFile.frameCheck($0) }, "frame \(i) at level \(level) has no checksum")
+                var decoded = [UInt8](repeating: 0, count: ChunkFile.frameLength(i, of: plain.count))
+                let ok = frame.withUnsafeBytes { source in decoded.withUnsafeMutableBytes { ZstdDecompressor().decompress(source, into: $0) } }
+                XCTAssertTrue(ok, "frame \(i) at level \(level) does not decode")
+                XCTAssertEqual(decoded, Array(plain[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + decoded.count)]))
+                start += length
+            }
+            XCTAssertLessThan(start, plain.count / 2, "level \(level) should compress the text")
+        }
+    }
+
     func testChunksOfTheFirstFormatStayReadable() throws {
         let fixture = try Fixture(chunkSize: 1 << 20)
         let point = try fixture.backup("one")
