@@ -6,7 +6,11 @@
 set -uo pipefail
 swift="${SWIFT:-swift}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The hooks that tests set (`server add --freeze-command`) go to a host configuration of the
+# run's own, never to the machine's /etc/vaultfs.
+VAULT_CONFIG_DIR=$(mktemp -d)
+export VAULT_CONFIG_DIR
+trap 'rm -f "$log"; rm -rf "$VAULT_CONFIG_DIR"' EXIT
 passed=0 failed=0 skipped=0 status=0
 
 # run_pass LABEL ARGS...: one `swift test`, its counts added to the totals.

@@ -52,6 +52,11 @@ public struct MountOptions: Sendable, Equatable {
                 guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
                     throw VaultError(.invalidArgument, "bad cache_size '\(size)': give a size of at least 1M, e.g. 512M")
                 }
+                // The cache lives in memory: a budget the machine cannot hold would only
+                // end in the kernel's out-of-memory killer taking the mount down.
+                guard bytes <= Posix.physicalMemory else {
+                    throw VaultError(.invalidArgument, "bad cache_size '\(size)': this machine has \(Units.formatSize(Int64(Posix.physicalMemory))) of memory; give less, e.g. 512M")
+                }
                 cacheSize = bytes
             case ("fsname", let name?): fsname = name
             case ("image_mode", let text?):

@@ -1,6 +1,7 @@
 internal import CFuse3
 import Foundation
 import Glibc
+import Synchronization
 import VaultCore
 
 /// Mounts a repository and serves it until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
@@ -9,20 +10,11 @@ public enum Mount {
     public static func serve(repository: Repository, at mountpoint: String, options: MountOptions,
                              ready: () -> Void) throws {
         if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
-        guard Posix.isDirectory(mountpoint) else {
-            throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
-        }
-        if let current = mountSource(at: mountpoint) {
-            throw VaultError(.busy, "\(mountpoint) is already a mount point (of \(current)); unmount it first (fusermount3 -u \(mountpoint))")
-        }
+        try checkMountPoint(mountpoint)
+        try refuseOverlap(mountpoint, with: folders(of: repository, options: options))
         let fs = FileSystem(repository: repository, options: options)
-        // The repository's path as /proc/mounts' source, as an fstab line names it, so
-        // `mount -a` sees the mount it already made.
-        let fsname = options.fsname ?? repository.location.name
-        var mountOptions = "fsname=\(fsname),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
-        if options.allowOther { mountOptions += ",allow_other" }
-        if options.readOnly { mountOptions += ",ro" }
-        let argv = ["vaultfs", "-o", mountOptions].map(duplicateCString)
+        let argv = ["vaultfs", "-o", optionString(fsname: options.fsname ?? repository.location.name, options: options)]
+            .map(duplicateCString)
         defer { argv.forEach { free($0) } }
         var pointers: [UnsafeMutablePointer<CChar>?] = argv + [nil]
         var ops = makeOperations()
@@ -47,10 +39,96 @@ public enum Mount {
         }
     }
 
-    /// The source and type of the mount one sees at `mountpoint` (the newest there), or nil
-    /// when nothing is mounted there.
-    static func mountSource(at mountpoint: String) -> String? {
-        mounts(at: mountpoint).last.map { "\($0.source) \($0.type)" }
+    /// The option string handed to libfuse. The repository's path is /proc/mounts' source,
+    /// as an fstab line names it, so `mount -a` sees the mount it already made. A value is
+    /// escaped as libfuse's option parser reads it, so a comma in a path cannot add an
+    /// option; `nosuid,nodev` come last, so nothing before them can turn them off.
+    static func optionString(fsname: String, options: MountOptions) -> String {
+        var text = "fsname=\(escapedOptionValue(fsname)),subtype=vaultfs,default_permissions,max_read=\(1 << 20)"
+        if options.allowOther { text += ",allow_other" }
+        if options.readOnly { text += ",ro" }
+        return text + ",nosuid,nodev"
+    }
+
+    /// `value` as one value of a libfuse option string: a backslash before each comma and
+    /// backslash (libfuse's `fuse_opt_parse` takes the character after a backslash as it is).
+    static func escapedOptionValue(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            if character == "," || character == "\\" { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped
+    }
+
+    /// Refuses a mount point that is not a folder one can mount on, with what to do about it:
+    /// a dead vaultfs mount (its daemon ended) and a folder already mounted are named as such.
+    static func checkMountPoint(_ mountpoint: String) throws {
+        if let current = mounts(at: mountpoint).last {
+            if current.type.hasPrefix("fuse"), isDead(mountpoint) {
+                let kind = current.type == "fuse.vaultfs" ? "vaultfs" : current.type
+                throw VaultError(.busy, "\(mountpoint) is a dead \(kind) mount (its daemon has ended); clear it with 'fusermount3 -u \(mountpoint)', then mount again")
+            }
+            throw VaultError(.busy, "\(mountpoint) is already a mount point (of \(current.source) \(current.type)); unmount it first (fusermount3 -u \(mountpoint))")
+        }
+        var st = stat()
+        guard stat(mountpoint, &st) == 0 else { throw Posix.error("cannot use the mount point", mountpoint) }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
+        }
+    }
+
+    /// Whether the FUSE mount at `mountpoint` has lost its daemon: its requests then fail at
+    /// once with ENOTCONN. Asked on another thread and waited for at most a second, so a
+    /// daemon that hangs cannot hang this one.
+    static func isDead(_ mountpoint: String) -> Bool {
+        let answer = Mutex<Int32?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var fs = statvfs()
+            let result = statvfs(mountpoint, &fs) == 0 ? 0 : errno
+            answer.withLock { $0 = result }
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 1)
+        return answer.withLock { $0 } == ENOTCONN
+    }
+
+    /// The local folders the daemon itself reads and writes while it serves: the repository
+    /// (or an `s3://` repository's state folder) and the chunk cache.
+    static func folders(of repository: Repository, options: MountOptions) -> [(what: String, path: String)] {
+        var folders = [(what: "the repository", path: repository.root)]
+        if case .s3 = repository.location { folders[0].what = "the repository's state folder" }
+        if let cache = options.cacheDirectory { folders.append((what: "the cache folder", path: cache)) }
+        return folders
+    }
+
+    /// Refuses a mount point that is one of `folders`, inside one or holds one, with symbolic
+    /// links resolved: the daemon would then wait on itself for its own files, and every
+    /// reader of the mount would hang with it.
+    static func refuseOverlap(_ mountpoint: String, with folders: [(what: String, path: String)]) throws {
+        let target = resolvedPath(mountpoint)
+        for folder in folders {
+            let path = resolvedPath(folder.path)
+            let relation: String?
+            if target == path {
+                relation = "is"
+            } else if isInside(target, path) {
+                relation = "is inside"
+            } else if isInside(path, target) {
+                relation = "holds"
+            } else {
+                relation = nil
+            }
+            if let relation {
+                throw VaultError(.invalidArgument, "mount point \(mountpoint) \(relation) \(folder.what) (\(folder.path)); mount it somewhere else")
+            }
+        }
+    }
+
+    /// Whether `path` is below `folder` (both absolute and resolved).
+    private static func isInside(_ path: String, _ folder: String) -> Bool {
+        folder == "/" ? path != "/" : path.hasPrefix(folder + "/")
     }
 
     /// One line of /proc/self/mountinfo.
@@ -119,10 +197,18 @@ public enum Mount {
     }
 }
 
+/// `path` with symbolic links resolved; when the path itself cannot be looked at (a dead
+/// mount), its folder resolved and its last part as it is.
 func resolvedPath(_ path: String) -> String {
-    guard let resolved = realpath(path, nil) else { return path }
-    defer { free(resolved) }
-    return String(cString: resolved)
+    func real(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+    if let resolved = real(path) { return resolved }
+    let absolute = Posix.absolutePath(path) as NSString
+    guard let folder = real(absolute.deletingLastPathComponent) else { return path }
+    return (folder == "/" ? "" : folder) + "/" + absolute.lastPathComponent
 }
 
 /// A malloc'd copy of a string for C argument vectors; free it with `free`.

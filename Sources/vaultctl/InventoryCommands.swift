@@ -73,7 +73,7 @@ func policyText(_ policy: Policy?) -> String {
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server", abstract: "Add, list, show, move and remove servers.",
-        subcommands: [Add.self, List.self, Show.self, Move.self, Remove.self])
+        subcommands: [Add.self, List.self, Show.self, SetHooks.self, Move.self, Remove.self])
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a server and its disks.")
@@ -82,8 +82,10 @@ struct ServerCommand: ParsableCommand {
         @Option(help: "The vault the server belongs to.") var vault: String?
         @Option(name: .customLong("disk"), help: "A disk as NAME=PATH (block device or image file); repeat for more.")
         var disks: [String] = []
-        @Option(help: "Shell command run before the disks are read.") var freezeCommand: String?
-        @Option(help: "Shell command run after the disks are read.") var thawCommand: String?
+        @Option(help: "Shell command run before the disks are read (kept in this host's /etc/vaultfs/hooks).")
+        var freezeCommand: String?
+        @Option(help: "Shell command run after the disks are read (kept in this host's /etc/vaultfs/hooks).")
+        var thawCommand: String?
 
         func run() throws {
             let parsed = try disks.map { text -> (name: String, path: String) in
@@ -94,8 +96,8 @@ struct ServerCommand: ParsableCommand {
                 let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
                 return (String(text[..<eq]), absolute)
             }
-            try repository.open().addServer(named: name, vault: vault, disks: parsed, freezeCommand: freezeCommand,
-                                                    thawCommand: thawCommand, now: Date())
+            try repository.open().addServer(named: name, vault: vault, disks: parsed,
+                                            hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), now: Date())
             for disk in parsed where !FileManager.default.fileExists(atPath: disk.path) {
                 FileHandle.standardError.write(Data("warning: disk '\(disk.name)' (\(disk.path)) does not exist yet; backups of \(name) fail until it does\n".utf8))
             }
@@ -112,7 +114,8 @@ struct ServerCommand: ParsableCommand {
             let repo = try repository.open()
             let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id!, $0.name) })
             let views = try repo.catalog.servers().map { server in
-                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id!))
+                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id!),
+                           hooks: try? HookFiles.standard.hooks(server: server.name))
             }
             if json { return printJSON(views) }
             printTable(["SERVER", "VAULT", "DISKS"], views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
@@ -128,15 +131,56 @@ struct ServerCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let server = try repo.catalog.server(named: name)
+            let files = HookFiles.standard
+            let hooks = try files.hooks(server: server.name)
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
-                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!)))
+                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!), hooks: hooks))
             }
             print("server: \(server.name)")
             print("vault:  \(try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name } ?? "-")")
             for disk in try repo.catalog.disks(ofServer: server.id!) { print("disk:   \(disk.name)=\(disk.path)") }
-            if let freeze = server.freezeCommand { print("freeze: \(freeze)") }
-            if let thaw = server.thawCommand { print("thaw:   \(thaw)") }
+            if let freeze = hooks?.freeze { print("freeze: \(freeze)") }
+            if let thaw = hooks?.thaw { print("thaw:   \(thaw)") }
+            if hooks != nil {
+                print("hooks:  from \(files.path(server: server.name))")
+            } else if server.hooks {
+                print("hooks:  the repository says it has hooks, but this host has none (\(files.path(server: server.name))): its backups fail until they are set")
+            }
+        }
+    }
+
+    struct SetHooks: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "hooks",
+            abstract: "Set a server's freeze and thaw commands on this host.",
+            discussion: """
+                Hooks are host configuration: they are kept in /etc/vaultfs/hooks/SERVER.conf (owned by \
+                root, writable by root alone), never in the repository, which records only that the \
+                server has hooks. A command given here replaces the one kept; --none removes both.
+                """)
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var name: String
+        @Option(help: "Shell command run before the disks are read.") var freezeCommand: String?
+        @Option(help: "Shell command run after the disks are read.") var thawCommand: String?
+        @Flag(help: "Remove the server's hooks: its backups then run without them.") var none = false
+
+        func validate() throws {
+            if none == (freezeCommand != nil || thawCommand != nil) {
+                throw ValidationError("give --freeze-command and/or --thaw-command, or --none")
+            }
+        }
+
+        func run() throws {
+            let files = HookFiles.standard
+            let repo = try repository.open()
+            var hooks = Hooks()
+            if !none {
+                let kept = try files.hooks(server: name) ?? Hooks()
+                hooks = Hooks(freeze: freezeCommand ?? kept.freeze, thaw: thawCommand ?? kept.thaw)
+            }
+            try repo.setHooks(hooks, server: name, hookFiles: files)
+            print(hooks.isEmpty ? "removed the hooks of server \(name)" : "set the hooks of server \(name) in \(files.path(server: name))")
         }
     }
 

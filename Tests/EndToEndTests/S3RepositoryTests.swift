@@ -295,6 +295,44 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertTrue(try ctl.run("verify").contains("all intact"))
     }
 
+    func testAHookCommandWrittenIntoTheBucketNeverRuns() throws {
+        let a = host("a", environment: ["VAULT_CONFIG_DIR": scratch.file("etc-a")])
+        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(1 << 20, seed: 31)])
+        try a.run("init", url, "--chunk-size", "64K")
+        try a.run("server", "add", "web", "--disk", "root=\(disk.path)")
+        // Another writer of the bucket puts a command into web's manifest, as an older
+        // vaultfs wrote hooks, and adds a server of its own the same way.
+        let pwned = scratch.file("PWNED")
+        let store = try S3Store(try S3Location(url: url, environment: gateway.environment))
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(XCTUnwrap(store.get("manifests/servers/web.json", limit: 1 << 20))))
+                                   as? [String: Any])
+        var server = try XCTUnwrap(object["server"] as? [String: Any])
+        server["hooks"] = nil
+        server["freezeCommand"] = "id > \(pwned)"
+        object["server"] = server
+        try store.put("manifests/servers/web.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
+        server["name"] = "planted"
+        object["server"] = server
+        try store.put("manifests/servers/planted.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
+
+        // Host a takes the new server in; a fresh host b takes in both. Neither runs anything:
+        // a server the bucket says has hooks is refused on a host that has none for it.
+        let b = host("b", environment: ["VAULT_CONFIG_DIR": scratch.file("etc-b")])
+        for (ctl, server) in [(a, "planted"), (b, "planted"), (b, "web")] {
+            let refused = try ctl.attempt(["backup", server, "--name", "hooked"])
+            XCTAssertNotEqual(refused.status, 0, server)
+            XCTAssertTrue(refused.stderr.contains("this host has none"), refused.stderr)
+        }
+        XCTAssertEqual(try a.attempt(["backup", "web", "--name", "plain"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+        // The hooks host b sets are its own, and run.
+        let log = scratch.file("b-hooks.log")
+        try b.run("server", "hooks", "web", "--freeze-command", "echo b >> \(log)")
+        try b.run("backup", "web", "--name", "from-b")
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "b\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+    }
+
     func testTwoHostsShareOneBucketSeeEachOthersPointsAndNeverBackUpOneServerTwice() throws {
         let a = host("a"), b = host("b")
         let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 21)])

@@ -66,6 +66,47 @@ public final class MountedRepository {
     /// Whether the daemon is still running (it must survive bad reads).
     public var isRunning: Bool { process.isRunning }
 
+    /// Kills the daemon and waits for it, leaving its mount behind dead, as a crash would;
+    /// `unmount()` (or the value going away) still clears it.
+    public func killDaemon() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// The kernel's view of this mount, from /proc/self/mountinfo: its source (unescaped),
+    /// the mount's own flags (`nosuid`, `nodev`, ...) and the filesystem's options
+    /// (`allow_other`, ...); nil when nothing is mounted here.
+    public var kernelView: (source: String, flags: Set<String>, options: Set<String>)? {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        let target = realpath(mountpoint, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? mountpoint
+        for line in text.split(separator: "\n").reversed() {
+            let fields = line.split(separator: " ").map(String.init)
+            guard fields.count > 5, Self.unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"),
+                  dash + 3 < fields.count else { continue }
+            return (Self.unescaped(fields[dash + 2]), Set(fields[5].split(separator: ",").map(String.init)),
+                    Set(fields[dash + 3].split(separator: ",").map(String.init)))
+        }
+        return nil
+    }
+
+    /// A mountinfo field as it was (the kernel writes space, tab, newline and backslash as
+    /// a backslash and three octal digits).
+    static func unescaped(_ field: String) -> String {
+        var bytes: [UInt8] = []
+        let raw = Array(field.utf8)
+        var i = 0
+        while i < raw.count {
+            if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count, let value = UInt8(String(decoding: raw[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                bytes.append(value)
+                i += 4
+            } else {
+                bytes.append(raw[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Runs mount I/O in this process with a bound: when `body` does not finish in time, the
     /// mount is torn down (which fails its pending requests) and the test gets an error.
     @discardableResult

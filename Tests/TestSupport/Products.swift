@@ -10,6 +10,15 @@ public func productPath(_ name: String) -> String {
     return "\(dir)/\(name)"
 }
 
+/// Where `vaultctl` run by a test keeps host configuration (the hooks of servers): the
+/// run's `VAULT_CONFIG_DIR` (scripts/test.sh makes one), else a folder of this process's,
+/// never the machine's /etc/vaultfs.
+public let testConfigDirectory: String = {
+    if let given = ProcessInfo.processInfo.environment["VAULT_CONFIG_DIR"], given.hasPrefix("/") { return given }
+    var template = Array("/tmp/vaultfs-etc-XXXXXX".utf8CString)
+    return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+}()
+
 /// Runs `vaultctl` against a repository.
 public struct Vaultctl {
     public let repository: String
@@ -30,7 +39,9 @@ public struct Vaultctl {
         return arguments + ["--encryption", "aes-256-gcm"]
     }
 
-    private var variables: [String: String] { environment.merging(["VAULT_REPO": repository]) { a, _ in a } }
+    private var variables: [String: String] {
+        environment.merging(["VAULT_REPO": repository, "VAULT_CONFIG_DIR": testConfigDirectory]) { a, _ in a }
+    }
 
     @discardableResult
     public func run(_ arguments: String..., timeout: TimeInterval = 120) throws -> String {

@@ -33,8 +33,7 @@ final class BackupTests: XCTestCase {
         let source = try DiskSource(name: "d", path: path, server: "s")
         XCTAssertEqual(source.dataPositions(chunkSize: chunk), [10, 20, 21, 22, 23])
 
-        try fixture.repository.addServer(named: "sparse", vault: "prod", disks: [("d", path)],
-                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "sparse", vault: "prod", disks: [("d", path)], now: Date())
         let before = fixture.chunkCount
         let point = try fixture.repository.prepareBackup(.manual(server: "sparse", name: "s1")).run()
         XCTAssertEqual(fixture.chunkCount - before, 1)
@@ -64,8 +63,7 @@ final class BackupTests: XCTestCase {
         let source = try DiskSource(name: "d", path: path, server: "s")
         XCTAssertEqual(source.dataPositions(chunkSize: chunk), written)
 
-        try fixture.repository.addServer(named: "runs", vault: "prod", disks: [("d", path)],
-                                         freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "runs", vault: "prod", disks: [("d", path)], now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "runs", name: "r1")).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")
         XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
@@ -163,8 +161,7 @@ final class BackupTests: XCTestCase {
         let path = fixture.scratch.file("raw.img")
         let chunk = 64 << 10
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1))))
-        try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)],
-                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], now: Date())
         func backup(_ name: String, parent: Point?) throws -> Point {
             var plan = BackupPlan.manual(server: "raw", name: name)
             if let parent { plan.kind = .incremental; plan.schedule = .policy; plan.parentId = parent.id }
@@ -189,8 +186,7 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let second = fixture.scratch.file("second.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2))))
-        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)],
-                                                 freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)], now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "only-b", disks: ["b"])).run()
         XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).map(\.disk), ["b"])
         XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "two", name: "x", disks: ["nope"])))
@@ -200,17 +196,96 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let log = fixture.scratch.file("hooks.log")
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                 freezeCommand: "echo freeze $VAULT_SERVER >> \(log)",
-                                                 thawCommand: "echo thaw $VAULT_POINT >> \(log)", now: Date())
-        _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked")).run()
+                                         hooks: Hooks(freeze: "echo freeze $VAULT_SERVER >> \(log)", thaw: "echo thaw $VAULT_POINT >> \(log)"),
+                                         hookFiles: fixture.hookFiles, now: Date())
+        _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked"), hookFiles: fixture.hookFiles).run()
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze db\nthaw hooked\n")
+    }
+
+    func testHooksLiveInHostConfigurationAndTheRepositoryOnlySaysTheyExist() throws {
+        let fixture = try Fixture()
+        let hooks = Hooks(freeze: "fsfreeze -f /srv", thaw: "fsfreeze -u /srv")
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: hooks,
+                                         hookFiles: fixture.hookFiles, now: Date())
+        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), hooks)
+        XCTAssertTrue(try fixture.repository.catalog.server(named: "db").hooks)
+        let manifest = try String(contentsOfFile: fixture.scratch.file("repo/manifests/servers/db.json"), encoding: .utf8)
+        XCTAssertFalse(manifest.contains("fsfreeze"), manifest)
+        for file in ["catalog.sqlite", "catalog.sqlite-wal"] where Posix.exists(fixture.scratch.file("repo/\(file)")) {
+            let bytes = try readBytes(fixture.scratch.file("repo/\(file)"))
+            XCTAssertNil(String(decoding: bytes, as: UTF8.self).range(of: "fsfreeze"), file)
+        }
+    }
+
+    func testAManifestOrCatalogThatNamesACommandOnlyMarksTheServerAsHooked() throws {
+        let legacy = #"{"id":3,"name":"e1","vaultId":1,"freezeCommand":"id > /tmp/PWNED","thawCommand":null,"createdAt":0}"#
+        let server = try JSONDecoder().decode(Server.self, from: Data(legacy.utf8))
+        XCTAssertTrue(server.hooks)
+        let encoded = String(decoding: try JSONEncoder().encode(server), as: UTF8.self)
+        XCTAssertFalse(encoded.contains("PWNED"), encoded)
+        let none = #"{"id":3,"name":"e1","freezeCommand":"","createdAt":0}"#
+        XCTAssertFalse(try JSONDecoder().decode(Server.self, from: Data(none.utf8)).hooks)
+    }
+
+    func testAHookNamedInTheRepositoryButNotOnThisHostRefusesTheBackup() throws {
+        let fixture = try Fixture()
+        let log = fixture.scratch.file("ran.log")
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                                         hooks: Hooks(freeze: "echo ran >> \(log)"), hookFiles: fixture.hookFiles, now: Date())
+        let elsewhere = HookFiles(directory: fixture.scratch.file("other-host/hooks"))
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: elsewhere)) {
+            XCTAssertTrue("\($0)".contains("this host has none"), "\($0)")
+        }
+        try fixture.repository.setHooks(Hooks(), server: "db", hookFiles: elsewhere)
+        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: elsewhere).run().status, .active)
+        XCTAssertFalse(Posix.exists(log))
+    }
+
+    func testAHooksFileOthersMayWriteIsRefused() throws {
+        let fixture = try Fixture()
+        let log = fixture.scratch.file("ran.log")
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                                         hooks: Hooks(freeze: "echo ran >> \(log)"), hookFiles: fixture.hookFiles, now: Date())
+        let file = fixture.hookFiles.path(server: "db")
+        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.hookFiles.directory, 0o777), (fixture.scratch.file("etc"), 0o757)] {
+            let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            XCTAssertEqual(chmod(path, mode_t(mode)), 0)
+            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: fixture.hookFiles),
+                                 "\(path) \(String(mode, radix: 8))") {
+                XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
+            }
+            XCTAssertEqual(chmod(path, mode_t(before)), 0)
+        }
+        XCTAssertEqual(chown(file, 65534, 65534), 0)
+        XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
+        XCTAssertEqual(chown(file, 0, 0), 0)
+        XCTAssertEqual(unlink(file), 0)
+        XCTAssertEqual(symlink(fixture.scratch.file("elsewhere.conf"), file), 0)
+        XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db"))
+        XCTAssertFalse(Posix.exists(log))
+    }
+
+    func testAHooksFileIsReadAsWrittenAndRefusedWhenMalformed() throws {
+        XCTAssertEqual(try HookFiles.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\n", file: "f"), Hooks(freeze: "a, b; c=d", thaw: "x"))
+        for text in ["freeze a", "frozen = a", "freeze = a\nfreeze = b"] {
+            XCTAssertThrowsError(try HookFiles.parse(text, file: "f"), text)
+        }
+        let scratch = Scratch("hooks")
+        let files = HookFiles(directory: scratch.file("etc/hooks"))
+        XCTAssertThrowsError(try files.write(Hooks(freeze: "a\nb"), server: "s"))
+        XCTAssertThrowsError(try files.write(Hooks(freeze: "a"), server: "../s"))
+        XCTAssertNil(try files.hooks(server: "s"))
+        try files.write(Hooks(thaw: "t"), server: "s")
+        XCTAssertEqual(try files.hooks(server: "s"), Hooks(thaw: "t"))
+        try files.write(Hooks(), server: "s")
+        XCTAssertNil(try files.hooks(server: "s"))
     }
 
     func testFailingFreezeCommandFailsThePointWithItsReason() throws {
         let fixture = try Fixture()
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                 freezeCommand: "exit 3", thawCommand: nil, now: Date())
-        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen")).run()
+                                         hooks: Hooks(freeze: "exit 3"), hookFiles: fixture.hookFiles, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen"), hookFiles: fixture.hookFiles).run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertTrue(point.error?.contains("freeze command") == true, point.error ?? "")
     }

@@ -12,7 +12,7 @@ final class FingerprintTests: XCTestCase {
     private func rawServer(_ fixture: Fixture) throws -> (path: String, serverId: Int64) {
         let path = fixture.scratch.file("raw.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(8 * chunk, seed: 5))))
-        try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], now: Date())
         return (path, try fixture.repository.catalog.server(named: "raw").id!)
     }
 
@@ -127,7 +127,7 @@ final class FingerprintTests: XCTestCase {
         let disk = scratch.file("d.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: disk, contents: Data(pseudoRandomBytes(4 * chunk, seed: 9))))
         try sealed.createVault(named: "v", policy: nil, now: Date())
-        try sealed.addServer(named: "s", vault: "v", disks: [("d", disk)], freezeCommand: nil, thawCommand: nil, now: Date())
+        try sealed.addServer(named: "s", vault: "v", disks: [("d", disk)], now: Date())
         let point = try backup(sealed, server: "s", "one")
         let id = try sealed.catalog.server(named: "s").id!
         let kept = try XCTUnwrap(sealed.fingerprints.load(server: id, point: point.id, disk: "d", chunkSize: chunk))
@@ -178,9 +178,9 @@ final class FingerprintTests: XCTestCase {
     func testAFailedBackupKeepsNoFingerprints() throws {
         let fixture = try Fixture()
         try fixture.repository.addServer(named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         freezeCommand: "exit 3", thawCommand: nil, now: Date())
+                                         hooks: Hooks(freeze: "exit 3"), hookFiles: fixture.hookFiles, now: Date())
         let server = try fixture.repository.catalog.server(named: "bad").id!
-        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken")).run()
+        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), hookFiles: fixture.hookFiles).run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertFalse(Posix.exists(fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")))
     }
@@ -191,8 +191,7 @@ final class FingerprintTests: XCTestCase {
         for (i, path) in paths.enumerated() {
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(4 * chunk, seed: UInt64(80 + i)))))
         }
-        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])],
-                                         freezeCommand: nil, thawCommand: nil, now: Date())
+        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])], now: Date())
         let server = try fixture.repository.catalog.server(named: "two").id!
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "full")).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")

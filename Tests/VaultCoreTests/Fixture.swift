@@ -5,6 +5,8 @@ import TestSupport
 /// A repository with one vault and one server whose single disk is a real ext4 image.
 final class Fixture {
     let scratch = Scratch("core")
+    /// This test's host configuration of hooks, never the machine's /etc/vaultfs.
+    var hookFiles: HookFiles { HookFiles(directory: scratch.file("etc/hooks")) }
     let repository: Repository
     let disk: Ext4Image
     let server = "web"
@@ -17,8 +19,7 @@ final class Fixture {
             "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
         ])
         try repository.createVault(named: "prod", policy: nil, now: Date())
-        try repository.addServer(named: server, vault: "prod", disks: [("root", disk.path)],
-                                         freezeCommand: nil, thawCommand: nil, now: Date())
+        try repository.addServer(named: server, vault: "prod", disks: [("root", disk.path)], now: Date())
     }
 
     /// Backs up now and returns the point, which must be active.

@@ -20,8 +20,7 @@ final class FileSystemTests: XCTestCase {
             try tree.ext4(at: scratch.file("root.img"), size: "32M")
             repository = try Repository.create(at: scratch.file("repo"), chunkSize: 64 << 10, compressionLevel: 3)
             try repository.createVault(named: "prod", policy: nil, now: Date())
-            try repository.addServer(named: "web", vault: "prod", disks: [("root", scratch.file("root.img"))],
-                                     freezeCommand: nil, thawCommand: nil, now: Date())
+            try repository.addServer(named: "web", vault: "prod", disks: [("root", scratch.file("root.img"))], now: Date())
             point = try repository.prepareBackup(.manual(server: "web", name: "one")).run()
         }
 
@@ -285,5 +284,41 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(Mount.unescaped("a\\134b\\011c\\012"), "a\\b\tc\n")
         XCTAssertEqual(Mount.unescaped("not\\9an\\escape\\"), "not\\9an\\escape\\")
         XCTAssertEqual(Mount.unescaped("\\+17\\777\\04"), "\\+17\\777\\04")
+    }
+
+    /// A value in libfuse's option string is one value whatever it holds, and `nosuid,nodev`
+    /// come after everything else.
+    func testOptionValuesAreEscapedAndNosuidNodevComeLast() throws {
+        XCTAssertEqual(Mount.escapedOptionValue("/srv/r,suid,dev"), "/srv/r\\,suid\\,dev")
+        XCTAssertEqual(Mount.escapedOptionValue("x\\"), "x\\\\")
+        XCTAssertEqual(Mount.escapedOptionValue("a=b c\nd"), "a=b c\nd")
+        var options = try MountOptions(parsing: "allow_other,ro,suid,dev")
+        options.fsname = nil
+        let text = Mount.optionString(fsname: "/srv/r,allow_other\\", options: options)
+        XCTAssertTrue(text.hasPrefix("fsname=/srv/r\\,allow_other\\\\,subtype=vaultfs,"), text)
+        XCTAssertTrue(text.hasSuffix(",allow_other,ro,nosuid,nodev"), text)
+        XCTAssertFalse(text.contains(",suid") || text.contains(",dev"), text)
+    }
+
+    /// The repository, a folder inside it and one above it are refused as mount points,
+    /// through symbolic links too; a folder beside it is not.
+    func testAMountPointInOrAroundTheRepositoryIsRefused() throws {
+        let scratch = Scratch("overlap")
+        let repository = scratch.file("srv/repo")
+        try FileManager.default.createDirectory(atPath: "\(repository)/maps", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: scratch.file("mnt"), withIntermediateDirectories: true)
+        XCTAssertEqual(symlink(repository, scratch.file("link")), 0)
+        let folders = [(what: "the repository", path: repository)]
+        for refused in [repository, "\(repository)/maps", scratch.file("srv"), scratch.path, scratch.file("link"), "/"] {
+            XCTAssertThrowsError(try Mount.refuseOverlap(refused, with: folders), refused)
+        }
+        XCTAssertNoThrow(try Mount.refuseOverlap(scratch.file("mnt"), with: folders))
+        XCTAssertNoThrow(try Mount.refuseOverlap(scratch.file("srv/repo2"), with: folders))
+    }
+
+    func testACacheLargerThanMemoryOrTooLargeToCountIsRefused() {
+        XCTAssertThrowsError(try MountOptions(parsing: "cache_size=999T"))
+        XCTAssertThrowsError(try MountOptions(parsing: "cache_size=99999999999999T"))
+        XCTAssertEqual(try MountOptions(parsing: "cache_size=64M").cacheSize, 64 << 20)
     }
 }

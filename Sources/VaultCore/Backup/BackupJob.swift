@@ -10,6 +10,8 @@ public final class BackupJob: @unchecked Sendable {
     public let point: Point
     private let repository: Repository
     private let server: Server
+    /// This host's hooks of the server, read when the backup was prepared.
+    private let hooks: Hooks
     private let sources: [DiskSource]
     private var serverLock: StoreLock?
     /// The shared backup lock that keeps garbage collection out while chunks are unmapped.
@@ -17,10 +19,12 @@ public final class BackupJob: @unchecked Sendable {
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
-    init(point: Point, repository: Repository, server: Server, sources: [DiskSource], serverLock: StoreLock, collectionLock: FileLock) {
+    init(point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [DiskSource], serverLock: StoreLock,
+         collectionLock: FileLock) {
         self.point = point
         self.repository = repository
         self.server = server
+        self.hooks = hooks
         self.sources = sources
         self.serverLock = serverLock
         self.collectionLock = collectionLock
@@ -132,11 +136,11 @@ public final class BackupJob: @unchecked Sendable {
     /// Runs the server's freeze command before `body` and its thaw command after, even when
     /// `body` fails. A failing hook fails the backup.
     private func withFreezeAndThaw<T>(_ body: () throws -> T) throws -> T {
-        if let freeze = server.freezeCommand, !freeze.isEmpty {
+        if let freeze = hooks.freeze {
             try runHook(freeze, what: "freeze")
         }
         let result: Result<T, any Error> = Result { try body() }
-        if let thaw = server.thawCommand, !thaw.isEmpty {
+        if let thaw = hooks.thaw {
             try runHook(thaw, what: "thaw")
         }
         return try result.get()

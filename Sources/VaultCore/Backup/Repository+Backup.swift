@@ -7,11 +7,18 @@ extension Repository {
     /// point as `creating`. Nothing is stored when this throws. Call `run` on the result.
     /// With `waitForCollection` false, a running garbage collection refuses the backup
     /// (`.busy`) instead of waiting for it: the mount's mkdir never blocks on one.
-    public func prepareBackup(_ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true) throws -> BackupJob {
+    public func prepareBackup(_ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true,
+                              hookFiles: HookFiles = .standard) throws -> BackupJob {
         try requireWritable("back up")
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
         var server = try catalog.server(named: plan.server)
+        let hooks = try hookFiles.hooks(server: server.name) ?? Hooks()
+        if server.hooks && hooks.isEmpty {
+            // The repository says the server has hooks, and this host has none: backing up
+            // without its freeze could store an inconsistent disk.
+            throw VaultError(.invalidArgument, "server '\(server.name)' has freeze/thaw hooks, but this host has none for it in \(hookFiles.path(server: server.name)); hooks are host configuration, never read from the repository: set them here with 'vaultctl server hooks \(server.name) --freeze-command CMD --thaw-command CMD', or back up without them after 'vaultctl server hooks \(server.name) --none'")
+        }
         var disks = try catalog.disks(ofServer: server.id!)
         if let wanted = plan.disks {
             for name in wanted where !disks.contains(where: { $0.name == name }) {
@@ -42,7 +49,8 @@ extension Repository {
             slot: plan.slot, startedAt: now, finishedAt: nil, deletion: .none, deletedAt: nil,
             progressDone: 0, progressTotal: 0)
         try register(point, tags: plan.tags)
-        return BackupJob(point: point, repository: self, server: server, sources: sources, serverLock: serverLock, collectionLock: gcLock)
+        return BackupJob(point: point, repository: self, server: server, hooks: hooks, sources: sources, serverLock: serverLock,
+                         collectionLock: gcLock)
     }
 
     /// The server's vault; a server in no vault is put in the default vault, created with the

@@ -98,7 +98,7 @@ extension Catalog {
 
     @discardableResult
     func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
-                          freezeCommand: String?, thawCommand: String?, now: Date) throws -> Server {
+                   hooks: Bool, now: Date) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         guard !disks.isEmpty else { throw VaultError.invalid("server '\(name)' needs at least one --disk NAME=PATH") }
         var seen = Set<String>()
@@ -118,14 +118,24 @@ extension Catalog {
                 }
                 vaultId = found.id
             }
-            var server = Server(id: nil, name: name, vaultId: vaultId, freezeCommand: freezeCommand,
-                                thawCommand: thawCommand, createdAt: now)
+            var server = Server(id: nil, name: name, vaultId: vaultId, hooks: hooks, createdAt: now)
             try server.insert(db)
             for disk in disks {
                 var record = Disk(id: nil, serverId: server.id!, name: disk.name, path: disk.path)
                 try record.insert(db)
             }
             return server
+        }
+    }
+
+    /// Records whether a server has hooks (what they run is host configuration).
+    func setHooks(_ hooks: Bool, server name: String) throws {
+        try write { db in
+            guard var server = try Server.filter(Column("name") == name).fetchOne(db) else {
+                throw VaultError.notFound("no server named '\(name)'")
+            }
+            server.hooks = hooks
+            try server.update(db)
         }
     }
 

@@ -127,6 +127,16 @@ public final class Catalog: Sendable {
                 CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted' AND status != 'failed';
                 """)
         }
+        // Hook commands leave the catalog: they are host configuration, and the catalog only
+        // says that a server has hooks.
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: """
+                ALTER TABLE server ADD COLUMN hooks BOOLEAN NOT NULL DEFAULT 0;
+                UPDATE server SET hooks = 1 WHERE coalesce(freezeCommand, '') != '' OR coalesce(thawCommand, '') != '';
+                ALTER TABLE server DROP COLUMN freezeCommand;
+                ALTER TABLE server DROP COLUMN thawCommand;
+                """)
+        }
         return migrator
     }
 

@@ -61,9 +61,40 @@ public struct Server: Codable, FetchableRecord, MutablePersistableRecord, Sendab
     public var id: Int64?
     public var name: String
     public var vaultId: Int64?
-    public var freezeCommand: String?
-    public var thawCommand: String?
+    /// Whether the server has freeze/thaw hooks. What they run is host configuration
+    /// (`HookFiles`), never read from the repository, which anyone who can write it could
+    /// otherwise turn into a command run as root.
+    public var hooks: Bool
     public var createdAt: Date
+
+    public init(id: Int64?, name: String, vaultId: Int64?, hooks: Bool, createdAt: Date) {
+        self.id = id
+        self.name = name
+        self.vaultId = vaultId
+        self.hooks = hooks
+        self.createdAt = createdAt
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, name, vaultId, hooks, createdAt }
+    /// Manifests written before hooks were host configuration held the commands themselves.
+    private enum LegacyKeys: String, CodingKey { case freezeCommand, thawCommand }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decodeIfPresent(Int64.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        vaultId = try container.decodeIfPresent(Int64.self, forKey: .vaultId)
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+        if let hooks = try container.decodeIfPresent(Bool.self, forKey: .hooks) {
+            self.hooks = hooks
+        } else {
+            // Such a manifest says only that hooks exist: the command it names is never run.
+            let legacy = try decoder.container(keyedBy: LegacyKeys.self)
+            hooks = try [LegacyKeys.freezeCommand, .thawCommand].contains {
+                try legacy.decodeIfPresent(String.self, forKey: $0).map { !$0.isEmpty } ?? false
+            }
+        }
+    }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }

@@ -20,13 +20,31 @@ extension Repository {
         try? manifests.removeVault(name)
     }
 
+    /// Adds a server; `hooks` are kept in this host's configuration (`hookFiles`), and the
+    /// repository records only that they exist.
     @discardableResult
     public func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
-                          freezeCommand: String? = nil, thawCommand: String? = nil, now: Date = Date()) throws -> Server {
-        let server = try catalog.addServer(named: name, vault: vault, disks: disks, freezeCommand: freezeCommand,
-                                           thawCommand: thawCommand, now: now)
+                          hooks: Hooks = Hooks(), hookFiles: HookFiles = .standard, now: Date = Date()) throws -> Server {
+        try Names.validateVaultOrServer(name, what: "server")
+        if !hooks.isEmpty {
+            // Another server's hooks are never overwritten by a name given twice.
+            if (try? catalog.server(named: name)) != nil { throw VaultError(.alreadyExists, "a server named '\(name)' already exists") }
+            try requireWritable("add a server")
+            try hookFiles.write(hooks, server: name)
+        }
+        let server = try catalog.addServer(named: name, vault: vault, disks: disks, hooks: !hooks.isEmpty, now: now)
         try writeServerManifest(name)
         return server
+    }
+
+    /// Sets a server's hooks on this host (empty hooks remove them) and records in the
+    /// repository whether it has any.
+    public func setHooks(_ hooks: Hooks, server name: String, hookFiles: HookFiles = .standard) throws {
+        _ = try catalog.server(named: name)
+        try requireWritable("change hooks")
+        try hookFiles.write(hooks, server: name)
+        try catalog.setHooks(!hooks.isEmpty, server: name)
+        try writeServerManifest(name)
     }
 
     public func moveServer(named name: String, toVault vault: String) throws {

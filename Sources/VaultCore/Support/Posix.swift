@@ -17,7 +17,8 @@ public enum Posix {
 
     public static func message(_ code: Int32) -> String { String(cString: strerror(code)) }
 
-    static func error(_ what: String, _ path: String, _ code: Int32 = errno) -> VaultError {
+    /// A failed call on `path` as a domain error: the one map from errno to `VaultError.Code`.
+    public static func error(_ what: String, _ path: String, _ code: Int32 = errno) -> VaultError {
         let kind: VaultError.Code
         switch code {
         case ENOENT: kind = .notFound
@@ -172,6 +173,11 @@ public enum Posix {
             var st = stat()
             return lstat(path, &st) == 0 && Double(st.st_mtim.tv_sec) <= now - age
         }
+    }
+
+    /// The machine's physical memory in bytes.
+    public static var physicalMemory: Int {
+        Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
     /// Whether `path` names a directory (following links).

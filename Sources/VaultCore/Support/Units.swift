@@ -10,7 +10,8 @@ public enum Units {
         let multipliers: [Character: Int] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
         if let multiplier = multipliers[last] {
             guard let value = Int(lower.dropLast()), value >= 0 else { return nil }
-            return value * multiplier
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
+            return overflow ? nil : bytes
         }
         guard let value = Int(lower), value >= 0 else { return nil }
         return value

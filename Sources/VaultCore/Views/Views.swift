@@ -196,15 +196,19 @@ public struct ServerView: Codable, Sendable {
     public var server: String
     public var vault: String?
     public var disks: [DiskView]
+    /// Whether the repository says the server has hooks.
+    public var hooks: Bool
+    /// What its hooks run on this host (host configuration, not repository data).
     public var freezeCommand: String?
     public var thawCommand: String?
 
-    public init(_ server: Server, vault: String?, disks: [Disk]) {
+    public init(_ server: Server, vault: String?, disks: [Disk], hooks: Hooks?) {
         self.server = server.name
         self.vault = vault
         self.disks = disks.map { DiskView(name: $0.name, path: $0.path) }
-        freezeCommand = server.freezeCommand
-        thawCommand = server.thawCommand
+        self.hooks = server.hooks
+        freezeCommand = hooks?.freeze
+        thawCommand = hooks?.thaw
     }
 }
 

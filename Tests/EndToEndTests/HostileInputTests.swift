@@ -1,0 +1,177 @@
+import Foundation
+import Glibc
+import TestSupport
+import XCTest
+
+/// Input that other people control never becomes privilege: a repository path or mount option
+/// cannot add mount options, a command written into a repository never runs, and a mount
+/// point that would make the daemon wait on itself is refused. Real mounts, a real setuid
+/// binary and device node in a backed-up ext4 disk, and a real non-root user.
+final class HostileInputTests: XCTestCase {
+    /// A repository with one point of `web`, whose ext4 disk holds a setuid-root copy of `id`
+    /// and a world-writable device node (1,5, /dev/zero's numbers), as a hostile guest's could.
+    private final class Setup {
+        let scratch = Scratch("hostile")
+        let ctl: Vaultctl
+        let user: TestUser
+        /// This test's host configuration (hooks), never the machine's /etc/vaultfs.
+        var configDirectory: String { scratch.file("etc") }
+
+        init() throws {
+            chmod(scratch.path, 0o755)
+            user = try TestUser()
+            let source = scratch.file("src")
+            try FileManager.default.createDirectory(atPath: "\(source)/bin", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: "\(source)/dev", withIntermediateDirectories: true)
+            try mustRun(["cp", "/usr/bin/id", "\(source)/bin/suid-id"])
+            XCTAssertEqual(chmod("\(source)/bin/suid-id", 0o4755), 0)
+            try mustRun(["mknod", "-m", "666", "\(source)/dev/zero-node", "c", "1", "5"])
+            try mustRun(["mkfs.ext4", "-q", "-F", "-d", source, scratch.file("root.img"), "16M"])
+            ctl = Vaultctl(repository: scratch.file("repo"), environment: ["VAULT_CONFIG_DIR": scratch.file("etc")])
+            try ctl.run("init", ctl.repository, "--chunk-size", "256K")
+            try ctl.run("server", "add", "web", "--disk", "root=\(scratch.file("root.img"))")
+            try ctl.run("backup", "web", "--name", "one")
+        }
+    }
+
+    func testARepositoryPathOrFsnameCannotAddMountOptions() throws {
+        let setup = try Setup()
+        var current = setup.ctl.repository
+        let hostile = ["r,suid,dev", "r,allow_other", "r\\", "r\\,suid", "r=suid", "r with spaces", "r\nnewline,dev"]
+        for (index, name) in hostile.enumerated() {
+            let path = setup.scratch.file(name)
+            XCTAssertEqual(rename(current, path), 0, name)
+            current = path
+            let mount = try MountedRepository(repository: path, at: setup.scratch.file("mnt-\(index)"))
+            defer { mount.unmount() }
+            let view = try XCTUnwrap(mount.kernelView, name)
+            XCTAssertEqual(view.source, path, name)
+            XCTAssertTrue(view.flags.isSuperset(of: ["nosuid", "nodev"]), "\(name): \(view.flags)")
+            XCTAssertFalse(view.options.contains("allow_other"), "\(name): \(view.options)")
+            XCTAssertTrue(try mount.exists("default/web/one/root.img"), name)
+        }
+        // An fsname ending in a backslash does not swallow the option after it.
+        let mount = try MountedRepository(repository: current, at: setup.scratch.file("mnt-fsname"), options: ["fsname=x\\"])
+        defer { mount.unmount() }
+        let view = try XCTUnwrap(mount.kernelView)
+        XCTAssertEqual(view.source, "x\\")
+        XCTAssertTrue(view.flags.isSuperset(of: ["nosuid", "nodev"]), "\(view.flags)")
+    }
+
+    func testASetuidBinaryAndADeviceNodeOfAGuestGiveAUserNothingUnderACommaPath() throws {
+        let setup = try Setup()
+        let path = setup.scratch.file("r,suid,dev")
+        XCTAssertEqual(rename(setup.ctl.repository, path), 0)
+        let mount = try MountedRepository(repository: path, at: setup.scratch.file("mnt"), options: ["allow_other", "suid", "dev"])
+        defer { mount.unmount() }
+        let view = try XCTUnwrap(mount.kernelView)
+        XCTAssertTrue(view.flags.isSuperset(of: ["nosuid", "nodev"]), "\(view.flags)")
+        let files = mount.path("default/web/one/files/root")
+        let user = setup.user
+        try mount.io {
+            // The binary is setuid root in the mount, and runs with the user's own rights.
+            var st = stat()
+            XCTAssertEqual(stat("\(files)/bin/suid-id", &st), 0)
+            XCTAssertEqual(st.st_mode & 0o4000, 0o4000)
+            XCTAssertEqual(st.st_uid, 0)
+            let ran = try user.run(["\(files)/bin/suid-id", "-u"])
+            XCTAssertEqual(ran.status, 0, ran.stderr)
+            XCTAssertEqual(ran.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(user.uid)")
+            let shadow = try user.run(["/bin/sh", "-c", "exec \"$0\" -u; cat /etc/shadow", "\(files)/bin/suid-id"])
+            XCTAssertFalse(shadow.stdout.contains("root:"), shadow.stdout)
+            // The device node does not open, for the user or for root.
+            let opened = try user.run(["dd", "if=\(files)/dev/zero-node", "of=/dev/null", "count=1", "status=none"])
+            XCTAssertNotEqual(opened.status, 0)
+            XCTAssertLessThan(open("\(files)/dev/zero-node", O_RDONLY), 0)
+        }
+        XCTAssertTrue(mount.isRunning)
+    }
+
+    func testAMountPointInOrAroundTheRepositoryIsRefusedWithOneLine() throws {
+        let setup = try Setup()
+        let repository = setup.ctl.repository
+        XCTAssertEqual(symlink(repository, setup.scratch.file("link-to-repo")), 0)
+        let cases = [(repository, " is the repository"), ("\(repository)/maps", " is inside the repository"),
+                     (setup.scratch.path, " holds the repository"), (setup.scratch.file("link-to-repo"), " is the repository")]
+        for (mountpoint, expected) in cases {
+            let result = try runCommand([productPath("vaultfs"), repository, mountpoint, "-f"], timeout: 20)
+            XCTAssertFalse(result.timedOut, mountpoint)
+            XCTAssertNotEqual(result.status, 0, mountpoint)
+            XCTAssertTrue(result.stderr.contains(expected), "\(mountpoint): \(result.stderr)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertFalse(MountedRepository.isMounted(mountpoint), mountpoint)
+        }
+        // The repository still works.
+        XCTAssertTrue(try setup.ctl.run("verify").contains("all intact"))
+    }
+
+    func testMountingOverADeadMountNamesItAndHowToClearIt() throws {
+        let setup = try Setup()
+        let mount = try MountedRepository(repository: setup.ctl.repository, at: setup.scratch.file("mnt"))
+        defer { mount.unmount() }
+        mount.killDaemon()
+        let again = try runCommand([productPath("vaultfs"), setup.ctl.repository, mount.mountpoint, "-f"], timeout: 20)
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("is a dead vaultfs mount"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("fusermount3 -u \(mount.mountpoint)"), again.stderr)
+        try mustRun(["fusermount3", "-u", mount.mountpoint])
+        let remounted = try MountedRepository(repository: setup.ctl.repository, at: mount.mountpoint)
+        defer { remounted.unmount() }
+        XCTAssertTrue(try remounted.exists("default/web/one/root.img"))
+    }
+
+    func testACacheLargerThanMemoryIsRefused() throws {
+        let setup = try Setup()
+        for (size, expected) in [("999T", "of memory"), ("99999999999999T", "bad cache_size")] {
+            let result = try runCommand([productPath("vaultfs"), setup.ctl.repository, setup.scratch.path, "-f", "-o", "cache_size=\(size)"],
+                                        timeout: 20)
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.stderr.contains(expected), result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        }
+    }
+
+    func testACommandWrittenIntoTheCatalogOrAManifestNeverRuns() throws {
+        let setup = try Setup()
+        let ctl = setup.ctl
+        let catalog = "\(ctl.repository)/catalog.sqlite"
+        let pwned = setup.scratch.file("PWNED")
+        // The catalog edited as an attacker would: the old column back, with a command in it.
+        try mustRun(["sqlite3", catalog, "ALTER TABLE server ADD COLUMN freezeCommand TEXT; UPDATE server SET freezeCommand = 'id > \(pwned)' WHERE name = 'web'"])
+        XCTAssertEqual(try ctl.attempt(["backup", "web", "--name", "edited-catalog"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+
+        // A manifest written as an older vaultfs wrote it, naming a command, taken in by a rebuild.
+        let manifest = "\(ctl.repository)/manifests/servers/web.json"
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes(manifest))) as? [String: Any])
+        var server = try XCTUnwrap(object["server"] as? [String: Any])
+        server["hooks"] = nil
+        server["freezeCommand"] = "id > \(pwned)"
+        object["server"] = server
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: manifest))
+        for suffix in ["", "-wal", "-shm"] { unlink(catalog + suffix) }
+        try ctl.run("repair", "--rebuild-catalog")
+        let refused = try ctl.attempt(["backup", "web", "--name", "edited-manifest"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("this host has none"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+        XCTAssertTrue(try ctl.run("server", "show", "web").contains("this host has none"))
+
+        // The host's own hooks run, and the repository keeps no command.
+        let log = setup.scratch.file("hooks.log")
+        try ctl.run("server", "hooks", "web", "--freeze-command", "echo freeze >> \(log)", "--thaw-command", "echo thaw >> \(log)")
+        try ctl.run("backup", "web", "--name", "host-hooks")
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze\nthaw\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+        XCTAssertFalse(try String(contentsOfFile: manifest, encoding: .utf8).contains("echo"))
+        let hooksFile = "\(setup.configDirectory)/hooks/web.conf"
+        XCTAssertTrue(try String(contentsOfFile: hooksFile, encoding: .utf8).contains("freeze = echo freeze"))
+
+        // A hooks file another user could write is refused, and nothing runs.
+        XCTAssertEqual(chmod(hooksFile, 0o666), 0)
+        let unsafe = try ctl.attempt(["backup", "web", "--name", "unsafe-hooks"])
+        XCTAssertNotEqual(unsafe.status, 0)
+        XCTAssertTrue(unsafe.stderr.contains("may be written by its group or others"), unsafe.stderr)
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze\nthaw\n")
+    }
+}
