@@ -210,6 +210,58 @@ final class DecoderFuzzTests: XCTestCase {
         XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged manifests cost a huge allocation")
     }
 
+    /// A vault's and a server's manifests, damaged, taken in as `repair --rebuild-catalog`
+    /// does and as a second host of a shared store does: refused with the file's name, or
+    /// taken in with values the scheduler, the chain rule and retention use without a trap.
+    func testMutatedVaultAndServerManifestsAreRefusedOrHarmlessToARebuildAndAnotherHost() throws {
+        let fixture = try makeFixture()
+        let repository = fixture.repository
+        try repository.setPolicy(Policy(startMinute: 90, everyHours: 4, incrementals: 3, keepFulls: 2, since: Date()), vault: "prod")
+        _ = try twoPoints(fixture)
+        let files = try ["vaults/prod", "servers/\(fixture.server)"].map { name in
+            let path = "\(repository.root)/manifests/\(name).json"
+            return (name: name, path: path, bytes: try readBytes(path))
+        }
+        let scratch = Scratch("manifest-fuzz")
+        var refused = 0, taken = 0
+        for iteration in FuzzRun.iterations(tenths: 1) {
+            var random = FuzzRun.random(iteration)
+            let (name, path, original) = files[random.below(files.count)]
+            var damage = Damage(original)
+            for _ in 0...random.below(8) { random.damageManifest(&damage, other: files.map(\.bytes)) }
+            let test = FuzzCase("manifest \(name)", iteration, damage, original: original, path: path)
+            try test.write(mode: 0o600)
+            defer { try? test.restore(mode: 0o600) }
+
+            // repair --rebuild-catalog: the damaged file is refused with its name, or taken in.
+            let rebuilt = scratch.file("rebuilt-\(iteration).sqlite")
+            let rebuild = Result { try CatalogRebuild.build(at: rebuilt, from: repository.manifests, modes: .ownerOnly) }
+            if case .failure(let error) = rebuild {
+                refused += 1
+                test.check("\(error)".contains(path), "refused without naming the file: \(error)")
+            }
+            // Another host: what the store holds merged into its catalog, a damaged file left out.
+            let other = scratch.file("other-\(iteration).sqlite")
+            let catalog = try Catalog.create(at: other, mode: 0o600)
+            let found = try repository.manifests.changed(since: [:])
+            _ = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
+            var catalogs = [catalog]
+            if case .success = rebuild { catalogs.append(try Catalog(path: rebuilt, readOnlyReason: nil)); taken += 1 }
+            for catalog in catalogs {
+                for vault in try catalog.vaults() {
+                    guard let policy = vault.policy else { continue }
+                    let now = Date()
+                    _ = policy.latestSlot(atOrBefore: now)
+                    test.check(policy.nextSlot(after: now) > now, "no next slot for \(policy)")
+                    _ = ChainRule.next(policyPoints: try catalog.policyPoints(vault: vault.id!), incrementals: policy.incrementals)
+                }
+                _ = try catalog.servers().map { try catalog.disks(ofServer: $0.id!) }
+            }
+            for file in [rebuilt, other] { for suffix in ["", "-wal", "-shm"] { unlink(file + suffix) } }
+        }
+        print("vault and server manifest fuzz: \(refused) refused by the rebuild, \(taken) taken in")
+    }
+
     /// `gc/marks` and `gc/removed/N`, damaged: refused whole (a damaged-marks error, a record
     /// read as missing), or read as exactly as many entries as the bytes hold.
     func testMutatedCollectionRecordsAreRefusedOrHarmless() throws {

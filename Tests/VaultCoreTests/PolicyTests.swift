@@ -74,4 +74,39 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(next.kind, .incremental)
         XCTAssertEqual(next.parent, "i1")
     }
+
+    /// A policy out of range, as a damaged or hostile manifest could hold, never traps or
+    /// loops: it has no slots, and every way into the catalog refuses it.
+    func testAnImpossiblePolicyHasNoSlotsAndIsRefusedEverywhere() throws {
+        for bad in [Policy(startMinute: 0, everyHours: 0, incrementals: 0, keepFulls: 1, since: since),
+                    Policy(startMinute: 0, everyHours: -4, incrementals: 0, keepFulls: 1, since: since),
+                    Policy(startMinute: -60, everyHours: 4, incrementals: 0, keepFulls: 1, since: since),
+                    Policy(startMinute: 0, everyHours: 4, incrementals: -1, keepFulls: 1, since: since),
+                    Policy(startMinute: 0, everyHours: 4, incrementals: 0, keepFulls: -1, since: since)] {
+            XCTAssertNotNil(bad.problem)
+            XCTAssertNil(bad.latestSlot(atOrBefore: since.addingTimeInterval(86400)))
+            XCTAssertEqual(bad.nextSlot(after: since), .distantFuture)
+            XCTAssertThrowsError(try bad.check())
+        }
+    }
+
+    func testAVaultManifestWithAnImpossiblePolicyIsRefusedByNameWhenRebuilding() throws {
+        let fixture = try Fixture()
+        try fixture.repository.setPolicy(policy, vault: "prod")
+        let path = "\(fixture.repository.root)/manifests/vaults/prod.json"
+        for (key, value) in [("policyEveryHours", 0), ("policyEveryHours", -3), ("policyKeepFulls", -1), ("policyStartMinute", 5000)] {
+            var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes(path))) as? [String: Any])
+            var vault = try XCTUnwrap(object["vault"] as? [String: Any])
+            let kept = object
+            vault[key] = value
+            object["vault"] = vault
+            try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try CatalogRebuild.build(at: fixture.scratch.file("rebuilt.sqlite"), from: fixture.repository.manifests,
+                                                          modes: .ownerOnly), key) {
+                XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("policy"), "\($0)")
+            }
+            XCTAssertTrue(try fixture.repository.manifests.changed(since: [:]).vaults.isEmpty, key)
+            try JSONSerialization.data(withJSONObject: kept).write(to: URL(fileURLWithPath: path))
+        }
+    }
 }

@@ -21,6 +21,7 @@ extension Catalog {
     @discardableResult
     func createVault(named name: String, policy: Policy?, now: Date) throws -> Vault {
         try Names.validateVaultOrServer(name, what: "vault")
+        try policy?.check()
         return try write { db in
             if try Vault.filter(Column("name") == name).fetchCount(db) > 0 {
                 throw VaultError(.alreadyExists, "a vault named '\(name)' already exists")
@@ -34,7 +35,8 @@ extension Catalog {
 
     /// Puts a server in the vault named `name`, creating it with `policy` when missing.
     func assignVault(named name: String, policy: Policy, toServer server: Int64, now: Date) throws -> Vault {
-        try write { db in
+        try policy.check()
+        return try write { db in
             var vault = try Vault.filter(Column("name") == name).fetchOne(db)
             if vault == nil {
                 var created = Vault(id: nil, name: name, createdAt: now)
@@ -48,6 +50,7 @@ extension Catalog {
     }
 
     func setPolicy(_ policy: Policy?, vault name: String) throws {
+        try policy?.check()
         try write { db in
             guard var vault = try Vault.filter(Column("name") == name).fetchOne(db) else {
                 throw VaultError.notFound("no vault named '\(name)'")

@@ -25,6 +25,28 @@ public struct Policy: Codable, Equatable, Sendable {
     }
 
     public var startText: String { String(format: "%02d:%02d", startMinute / 60, startMinute % 60) }
+
+    /// The ranges a policy's values must be in: every computation on a policy (slots,
+    /// chains, retention) relies on them.
+    public static let startMinutes = 0..<(24 * 60)
+    public static let everyHoursRange = 1...8760
+    public static let incrementalsRange = 0...100_000
+    public static let keepFullsRange = 1...100_000
+
+    /// Why this policy cannot be used, or nil when every value is in its range.
+    public var problem: String? {
+        if !Self.startMinutes.contains(startMinute) { return "start minute \(startMinute) is not a time of day" }
+        if !Self.everyHoursRange.contains(everyHours) { return "every \(everyHours)h is not 1 to 8760 hours" }
+        if !Self.incrementalsRange.contains(incrementals) { return "\(incrementals) incrementals is not 0 to 100000" }
+        if !Self.keepFullsRange.contains(keepFulls) { return "keeping \(keepFulls) fulls is not 1 to 100000" }
+        if !since.timeIntervalSince1970.isFinite { return "its start date is not a date" }
+        return nil
+    }
+
+    /// Refuses a policy with a value out of its range.
+    public func check() throws {
+        if let problem { throw VaultError(.invalidArgument, "bad policy: \(problem)") }
+    }
 }
 
 public struct Vault: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
@@ -38,11 +60,15 @@ public struct Vault: Codable, FetchableRecord, MutablePersistableRecord, Sendabl
     public var policyKeepFulls: Int?
     public var policySince: Date?
 
+    /// The vault's policy. Values out of range (only a hand edit of the catalog file can
+    /// store them: every way in checks them) are taken as no policy, so no computation on
+    /// them can trap or loop.
     public var policy: Policy? {
         get {
             guard let s = policyStartMinute, let e = policyEveryHours, let i = policyIncrementals,
                   let k = policyKeepFulls, let since = policySince else { return nil }
-            return Policy(startMinute: s, everyHours: e, incrementals: i, keepFulls: k, since: since)
+            let policy = Policy(startMinute: s, everyHours: e, incrementals: i, keepFulls: k, since: since)
+            return policy.problem == nil ? policy : nil
         }
         set {
             policyStartMinute = newValue?.startMinute

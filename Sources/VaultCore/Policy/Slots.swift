@@ -11,8 +11,10 @@ extension Policy {
         return (0..<(24 / everyHours)).map { (startMinute / 60 + $0 * everyHours) % 24 }.sorted()
     }
 
-    /// Slots on the local days around `date`, oldest first.
+    /// Slots on the local days around `date`, oldest first; none for a policy out of range
+    /// (which every way in refuses), so nothing here can divide by zero.
     private func slots(around date: Date, calendar: Calendar) -> [Date] {
+        guard problem == nil else { return [] }
         let today = calendar.startOfDay(for: date)
         if let hours = dailyHours {
             return (-1...1).flatMap { offset -> [Date] in
@@ -34,13 +36,15 @@ extension Policy {
         slots(around: now, calendar: calendar).last { $0 <= now && eligible($0) }
     }
 
-    /// The first slot after `now`.
+    /// The first slot after `now`; `distantFuture` when there is none within a year past the
+    /// longest interval (a policy out of range has none).
     public func nextSlot(after now: Date, calendar: Calendar = .current) -> Date {
         var probe = now
-        while true {
+        for _ in 0..<(Self.everyHoursRange.upperBound / 24 + 366) {
             if let slot = slots(around: probe, calendar: calendar).first(where: { $0 > now && eligible($0) }) { return slot }
             probe = probe.addingTimeInterval(86400)
         }
+        return .distantFuture
     }
 }
 

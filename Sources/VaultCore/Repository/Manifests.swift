@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Everything the catalog knows of one point, kept in the repository so that the repository
 /// alone is enough to restore: `manifests/points/<id>.json`.
@@ -87,6 +88,13 @@ struct ManifestStore: Sendable {
         try names(in: "points").compactMap { try point($0) }
     }
 
+    /// The times a manifest may hold: years 1900 to 9999. Others cannot be stored in the
+    /// catalog and read back, so one would make every read of its table fail.
+    static let times = Date(timeIntervalSince1970: -2_208_988_800)...Date(timeIntervalSince1970: 253_402_300_799)
+
+    /// Whether every time given is one a manifest may hold.
+    static func areTimes(_ dates: Date?...) -> Bool { dates.allSatisfy { $0.map(times.contains) ?? true } }
+
     /// Checks what a manifest says against what a repository allows, so a damaged one that
     /// still parses is refused rather than trusted.
     static func check(_ manifest: PointManifest, file: String) throws {
@@ -103,6 +111,8 @@ struct ManifestStore: Sendable {
                   disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil else { throw bad("bad disk record '\(disk.disk)'") }
         }
         for tag in manifest.tags where tag.pointId != point.id { throw bad("a tag of another point") }
+        guard areTimes(point.slot, point.startedAt, point.finishedAt, point.deletedAt) else { throw bad("a time out of range") }
+        guard point.progressDone >= 0, point.progressTotal >= 0 else { throw bad("negative progress") }
         if let parent = point.parentId, UUID(uuidString: parent) == nil { throw bad("bad parent id") }
     }
 
@@ -114,19 +124,61 @@ struct ManifestStore: Sendable {
     func removeServer(_ name: String) throws { try objects.delete(key("servers", name)) }
 
     func allVaults() throws -> [VaultManifest] {
-        try names(in: "vaults").compactMap { name in
-            guard let manifest = try read(VaultManifest.self, folder: "vaults", name: name) else { return nil }
-            guard manifest.vault.name == name else { throw VaultError(.corrupt, "manifest \(path("vaults", name)) is damaged: it names vault '\(manifest.vault.name)'") }
-            return manifest
-        }
+        try names(in: "vaults").compactMap { try vault($0) }
     }
 
     func allServers() throws -> [ServerManifest] {
-        try names(in: "servers").compactMap { name in
-            guard let manifest = try read(ServerManifest.self, folder: "servers", name: name) else { return nil }
-            guard manifest.server.name == name else { throw VaultError(.corrupt, "manifest \(path("servers", name)) is damaged: it names server '\(manifest.server.name)'") }
-            return manifest
+        try names(in: "servers").compactMap { try server($0) }
+    }
+
+    /// The manifest of vault `name`, checked; nil when there is none.
+    func vault(_ name: String) throws -> VaultManifest? {
+        guard let manifest = try read(VaultManifest.self, folder: "vaults", name: name) else { return nil }
+        try Self.check(manifest, name: name, file: path("vaults", name))
+        return manifest
+    }
+
+    /// The manifest of server `name`, checked; nil when there is none.
+    func server(_ name: String) throws -> ServerManifest? {
+        guard let manifest = try read(ServerManifest.self, folder: "servers", name: name) else { return nil }
+        try Self.check(manifest, name: name, file: path("servers", name))
+        return manifest
+    }
+
+    /// Checks every field of a vault manifest: a policy out of range would make the
+    /// scheduler and retention of every vault fail, so the file is refused with its name.
+    static func check(_ manifest: VaultManifest, name: String, file: String) throws {
+        func bad(_ why: String) -> VaultError { VaultError(.corrupt, "manifest \(file) is damaged: \(why)") }
+        guard manifest.format == PointManifest.format else { throw bad("unknown format \(manifest.format)") }
+        guard manifest.vault.name == name else { throw bad("it names vault '\(manifest.vault.name)'") }
+        guard (try? Names.validateVaultOrServer(name, what: "vault")) != nil else { throw bad("bad vault name") }
+        let vault = manifest.vault
+        guard areTimes(vault.createdAt, vault.policySince) else { throw bad("a time out of range") }
+        let fields = [vault.policyStartMinute, vault.policyEveryHours, vault.policyIncrementals, vault.policyKeepFulls]
+        let hasPolicy = fields.contains { $0 != nil } || vault.policySince != nil
+        if hasPolicy && vault.policy == nil {
+            // `policy` is nil for a missing value or one out of range: say which.
+            let given = Policy(startMinute: vault.policyStartMinute ?? -1, everyHours: vault.policyEveryHours ?? 0,
+                               incrementals: vault.policyIncrementals ?? -1, keepFulls: vault.policyKeepFulls ?? 0,
+                               since: vault.policySince ?? Date())
+            throw bad("its policy is impossible: \(fields.contains(nil) || vault.policySince == nil ? "a value is missing" : given.problem ?? "")")
         }
+    }
+
+    /// Checks every field of a server manifest.
+    static func check(_ manifest: ServerManifest, name: String, file: String) throws {
+        func bad(_ why: String) -> VaultError { VaultError(.corrupt, "manifest \(file) is damaged: \(why)") }
+        guard manifest.format == PointManifest.format else { throw bad("unknown format \(manifest.format)") }
+        guard manifest.server.name == name else { throw bad("it names server '\(manifest.server.name)'") }
+        guard (try? Names.validateVaultOrServer(name, what: "server")) != nil else { throw bad("bad server name") }
+        guard areTimes(manifest.server.createdAt) else { throw bad("a time out of range") }
+        if let vault = manifest.vault, (try? Names.validateVaultOrServer(vault, what: "vault")) == nil { throw bad("bad vault name") }
+        guard (1...256).contains(manifest.disks.count) else { throw bad("\(manifest.disks.count) disks") }
+        for disk in manifest.disks {
+            guard (try? Names.validateDisk(disk.name)) != nil, disk.path.hasPrefix("/"), !disk.path.utf8.contains(0),
+                  disk.path.utf8.count <= 4096 else { throw bad("bad disk record '\(disk.name)'") }
+        }
+        guard Set(manifest.disks.map(\.name)).count == manifest.disks.count else { throw bad("a disk is named twice") }
     }
 
     // MARK: Other hosts
@@ -146,13 +198,13 @@ struct ManifestStore: Sendable {
             if seen[object.key] == tag { tags[object.key] = tag; continue }
             switch parts[0] {
             case "points":
-                guard let manifest = try? point(name) else { continue }
+                guard let manifest = checked({ try point(name) }) else { continue }
                 points.append(manifest)
             case "vaults":
-                guard let manifest = try? read(VaultManifest.self, folder: "vaults", name: name) else { continue }
+                guard let manifest = checked({ try vault(name) }) else { continue }
                 vaults.append(manifest)
             case "servers":
-                guard let manifest = try? read(ServerManifest.self, folder: "servers", name: name) else { continue }
+                guard let manifest = checked({ try server(name) }) else { continue }
                 servers.append(manifest)
             default:
                 continue
@@ -160,5 +212,16 @@ struct ManifestStore: Sendable {
             tags[object.key] = tag
         }
         return (vaults, servers, points, tags)
+    }
+
+    /// What `read` gives; nil, with a warning naming why, when it throws: one damaged file
+    /// of another host is left out, and the rest of the store is taken in.
+    private func checked<T>(_ read: () throws -> T?) -> T? {
+        do {
+            return try read()
+        } catch {
+            Logger(label: "vaultfs.repository").warning("\(error); left out until it is fixed")
+            return nil
+        }
     }
 }
