@@ -221,7 +221,6 @@ static int list_entry(struct ext2_dir_entry *dirent, int offset, int blocksize, 
         return DIRENT_ABORT;
     }
     state->left--;
-    if (dirent->name[0] == '.' && (length == 1 || (length == 2 && dirent->name[1] == '.'))) return 0;
     return state->emit(state->context, dirent->name, length, dirent->inode, ext2fs_dirent_file_type(dirent))
         ? DIRENT_ABORT : 0;
 }

@@ -2,6 +2,7 @@ internal import CFuse3
 import Foundation
 import Glibc
 import VaultCore
+import VaultFiles
 
 /// Turns a `Reply` into the one libfuse reply call for a request.
 enum Bridge {
@@ -58,7 +59,7 @@ enum Bridge {
                     var entry = fuse_entry_param()
                     // "." and "..", and entries whose attributes cannot be read, go without
                     // attributes (inode 0): the kernel then looks them up itself.
-                    if item.name != ".", item.name != "..", let (attributes, timeout) = attributesOf(item) {
+                    if item.name.bytes != [0x2E], item.name.bytes != [0x2E, 0x2E], let (attributes, timeout) = attributesOf(item) {
                         entry.ino = fuse_ino_t(attributes.inode)
                         entry.generation = 1
                         entry.attr = stat(attributes, uid: uid, gid: gid)
@@ -79,7 +80,7 @@ enum Bridge {
         case .xattrSize(let size):
             fuse_reply_xattr(req, size)
         case .link(let target):
-            fuse_reply_readlink(req, target)
+            target.withCString { fuse_reply_readlink(req, $0) }
         case .offset(let offset):
             fuse_reply_lseek(req, off_t(offset))
         case .statfs(let blocks, let free, let files):
@@ -169,5 +170,12 @@ enum Bridge {
         st.st_mtim = a.times?.modify ?? time
         st.st_ctim = a.times?.change ?? time
         return st
+    }
+}
+
+extension FileName {
+    /// Calls `body` with the name as a NUL-terminated C string (a name never holds NUL).
+    func withCString<T>(_ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+        try (bytes + [0]).withUnsafeBufferPointer { try $0.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) } }
     }
 }

@@ -7,14 +7,14 @@ import VaultFiles
 /// `files/` and everything inside the filesystems shown there.
 extension FileSystem {
     /// A folder's entries: the tree's own, then those found on the point's disks.
-    func children(of node: Node, in tree: Tree) throws -> [(name: String, node: Node, kind: Node.Kind?)] {
-        var list = (tree.entries[node] ?? []).map { (name: $0.name, node: $0.node, kind: $0.node.kind) }
+    func children(of node: Node, in tree: Tree) throws -> [(name: FileName, node: Node, kind: Node.Kind?)] {
+        var list = (tree.entries[node] ?? []).map { (name: FileName($0.name), node: $0.node, kind: $0.node.kind) }
         switch node {
         case .point(let id) where tree.points[id]?.status == .active:
             for disk in tree.inventory.disks[id] ?? [] {
                 guard let contents = contents(point: id, disk: disk.disk) else { continue }
                 for number in contents.partitions.keys.sorted() {
-                    list.append(("\(disk.disk).part\(number).img", .partitionImage(point: id, disk: disk.disk, partition: number), .file))
+                    list.append((FileName("\(disk.disk).part\(number).img"), .partitionImage(point: id, disk: disk.disk, partition: number), .file))
                 }
             }
         case .files(let id):
@@ -22,7 +22,7 @@ extension FileSystem {
                 guard let contents = contents(point: id, disk: disk.disk) else { continue }
                 for name in contents.shownVolumes {
                     let number = volumes.number(for: VolumeKey(point: id, disk: disk.disk, name: name))
-                    list.append((name, .inside(volume: number, inode: contents.volumes[name]!.rootInode), .directory))
+                    list.append((FileName(name), .inside(volume: number, inode: contents.volumes[name]!.rootInode), .directory))
                 }
             }
         case .inside(let number, let inode):
@@ -36,8 +36,8 @@ extension FileSystem {
     }
 
     /// The node a name in a folder refers to, found without listing the folder again.
-    func child(of parent: Node, named name: String, in tree: Tree) throws -> Node? {
-        if let node = tree.child(of: parent, named: name) { return node }
+    func child(of parent: Node, named name: FileName, in tree: Tree) throws -> Node? {
+        if let text = name.string, let node = tree.child(of: parent, named: text) { return node }
         switch parent {
         case .inside(let number, let inode):
             return try volume(of: parent).child(of: inode, named: name).map { .inside(volume: number, inode: $0) }

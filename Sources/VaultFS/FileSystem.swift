@@ -212,7 +212,7 @@ final class FileSystem: Sendable {
 
     // MARK: Requests
 
-    func lookup(parent: UInt64, name: String) -> Reply {
+    func lookup(parent: UInt64, name: FileName) -> Reply {
         let tree = tree()
         guard let parentNode = resolve(parent, in: tree) else { return .error(ENOENT) }
         do {
@@ -249,7 +249,7 @@ final class FileSystem: Sendable {
             }
         }
         guard let target = tree.links[node] else { return .error(EINVAL) }
-        return .link(target)
+        return .link(FileName(target))
     }
 
     func opendir(_ inode: UInt64) -> Reply {
@@ -258,8 +258,8 @@ final class FileSystem: Sendable {
         do {
             let kind = try node.kind ?? insideAttributes(of: node).kind
             guard kind == .directory else { return .error(ENOTDIR) }
-            var entries = [DirectoryEntry(name: ".", inode: inode, kind: .directory),
-                           DirectoryEntry(name: "..", inode: InodeTable.rootInode, kind: .directory)]
+            var entries = [DirectoryEntry(name: FileName("."), inode: inode, kind: .directory),
+                           DirectoryEntry(name: FileName(".."), inode: InodeTable.rootInode, kind: .directory)]
             for (name, child, kind) in try children(of: node, in: tree) {
                 entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: kind))
             }
@@ -480,7 +480,7 @@ final class FileSystem: Sendable {
     /// `rmdir` of a point soft-deletes it, with the same rules as `vaultctl delete`.
     func rmdir(parent: UInt64, name: String) -> Reply {
         let tree = tree()
-        guard let parentNode = resolve(parent, in: tree), let child = try? child(of: parentNode, named: name, in: tree) else {
+        guard let parentNode = resolve(parent, in: tree), let child = try? child(of: parentNode, named: FileName(name), in: tree) else {
             return .error(ENOENT)
         }
         // Only a point's folder can go; everything else, files inside points included, stays.

@@ -1,6 +1,7 @@
 internal import CFuse3
 import Foundation
 import Glibc
+import VaultFiles
 
 /// The low-level operations table. Every callback is a non-capturing closure that finds the
 /// `FileSystem` through the session's userdata and hands its `Reply` to `Bridge.send`.
@@ -12,7 +13,7 @@ func makeOperations() -> fuse_lowlevel_ops {
         if let conn { vfs_conn_tune(conn, 1 << 20, UInt32(Mount.readAheadKiB) << 10) }
     }
     ops.lookup = { req, parent, name in
-        respond(req) { $0.lookup(parent: UInt64(parent), name: String(cString: name!)) }
+        respond(req) { $0.lookup(parent: UInt64(parent), name: fileName(name!)) }
     }
     ops.forget = { req, _, _ in fuse_reply_none(req) }
     ops.getattr = { req, ino, _ in respond(req) { $0.getattr(UInt64(ino)) } }
@@ -63,4 +64,9 @@ func makeOperations() -> fuse_lowlevel_ops {
 private func respond(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply) {
     let fs = Unmanaged<FileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     Bridge.send(handler(fs), req, fi, uid: fs.uid, gid: fs.gid)
+}
+
+/// A name the kernel passes, as its bytes: names inside points need not be UTF-8.
+private func fileName(_ name: UnsafePointer<CChar>) -> FileName {
+    FileName(UnsafeRawBufferPointer(start: name, count: strlen(name)).map { $0 })
 }

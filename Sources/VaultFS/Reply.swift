@@ -1,5 +1,6 @@
 import Foundation
 import VaultCore
+import VaultFiles
 
 /// File attributes as the tree knows them; the bridge turns them into `struct stat`.
 struct Attributes {
@@ -19,7 +20,8 @@ struct Attributes {
 }
 
 struct DirectoryEntry {
-    var name: String
+    /// The name's bytes: a name inside a point need not be UTF-8.
+    var name: FileName
     var inode: UInt64
     /// nil when the filesystem does not record it (the kernel then asks).
     var kind: Node.Kind?
@@ -42,7 +44,7 @@ enum Reply {
     case directoryPlus([DirectoryEntry], offset: Int, maxSize: Int, attributes: (DirectoryEntry) -> (Attributes, Double)?)
     /// The size an extended attribute value or name list needs (a size query).
     case xattrSize(Int)
-    case link(String)
+    case link(FileName)
     case offset(Int64)
     case statfs(blocks: UInt64, free: UInt64, files: UInt64)
     case done

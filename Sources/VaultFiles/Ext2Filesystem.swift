@@ -109,23 +109,29 @@ public final class Ext2Filesystem: FilesystemReader {
                               deviceMajor: a.rdev_major, deviceMinor: a.rdev_minor)
     }
 
-    public func entries(_ directory: UInt64) throws -> [FileEntry] {
-        var entries: [FileEntry] = []
+    /// A directory's entries but its own `.` and `..`; an entry no name may be (holding `/`
+    /// or NUL, or a second `.` or `..`, as only damage or a hostile guest makes) is counted
+    /// and left out.
+    public func entries(_ directory: UInt64) throws -> DirectoryListing {
+        struct State {
+            var listing = DirectoryListing(entries: [], unusable: [])
+            var dots: Set<[UInt8]> = []
+        }
+        var state = State()
         try call("cannot list directory inode \(directory)") { fs in
             let dir = try number(directory)
-            return withUnsafeMutablePointer(to: &entries) { list in
+            return withUnsafeMutablePointer(to: &state) { state in
                 vfs_ext2_list(fs, dir, { context, name, length, inode, type in
-                    let list = context!.assumingMemoryBound(to: [FileEntry].self)
-                    let bytes = UnsafeRawBufferPointer(start: name, count: Int(length))
-                    // A damaged entry naming a path ("a/b", "../x") or holding NUL is no name.
-                    if bytes.contains(0x2F) || bytes.contains(0) { return 0 }
-                    let text = String(decoding: bytes, as: UTF8.self)
-                    list.pointee.append(FileEntry(name: text, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)]))
+                    let state = context!.assumingMemoryBound(to: State.self)
+                    let name = FileName(Array(UnsafeRawBufferPointer(start: name, count: Int(length))))
+                    if name.bytes == [0x2E] || name.bytes == [0x2E, 0x2E], state.pointee.dots.insert(name.bytes).inserted { return 0 }
+                    let entry = FileEntry(name: name, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)])
+                    if name.isUsable { state.pointee.listing.entries.append(entry) } else { state.pointee.listing.unusable.append(entry) }
                     return 0
-                }, list)
+                }, state)
             }
         }
-        return entries
+        return state.listing
     }
 
     public func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -137,11 +143,11 @@ public final class Ext2Filesystem: FilesystemReader {
         return got
     }
 
-    public func linkTarget(_ inode: UInt64) throws -> String {
+    public func linkTarget(_ inode: UInt64) throws -> FileName {
         var buffer = [CChar](repeating: 0, count: 4097)
         var length = 0
         try call("cannot read symlink inode \(inode)") { vfs_ext2_readlink($0, try number(inode), &buffer, buffer.count, &length) }
-        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return FileName(buffer.prefix(length).map { UInt8(bitPattern: $0) })
     }
 
     public func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64? {

@@ -33,16 +33,17 @@ public enum FileRestore {
         }
     }
 
-    /// Writes a folder and everything below it as tar entries named from `top`. A file or
-    /// folder that cannot be read is reported, not fatal: the rest is still written (a file
-    /// whose bytes fail partway is padded with zeros to its size). Returns the reports.
-    public static func archive(_ volume: Volume, folder inode: UInt64, as top: String, to tar: TarWriter,
+    /// Writes a folder and everything below it as tar entries named from `top`, each name as
+    /// the bytes the disk holds. A file or folder that cannot be read is reported, not fatal:
+    /// the rest is still written (a file whose bytes fail partway is padded with zeros to its
+    /// size); so are entries whose names no file may have. Returns the reports.
+    public static func archive(_ volume: Volume, folder inode: UInt64, as top: FileName, to tar: TarWriter,
                                meter: ProgressMeter? = nil) throws -> [String] {
         var failures: [String] = []
-        var firstNames: [UInt64: String] = [:]
+        var firstNames: [UInt64: FileName] = [:]
         var visiting: Set<UInt64> = [], archived: Set<UInt64> = []
 
-        func add(_ inode: UInt64, path: String, depth: Int) throws {
+        func add(_ inode: UInt64, path: FileName, depth: Int) throws {
             let attributes: FileAttributes
             do { attributes = try volume.reader.attributes(inode) } catch {
                 failures.append("\(path): \(message(error))")
@@ -93,7 +94,13 @@ public enum FileRestore {
             }
             defer { visiting.remove(inode) }
             do {
-                for child in try volume.entries(inode) { try add(child.inode, path: "\(path)/\(child.name)", depth: depth + 1) }
+                let listing = try volume.listing(inode)
+                if !listing.unusable.isEmpty {
+                    failures.append("\(path): \(listing.unusable.count) \(unusableEntries) left out")
+                }
+                for child in listing.entries {
+                    try add(child.inode, path: FileName(path.bytes + [0x2F] + child.name.bytes), depth: depth + 1)
+                }
             } catch let error as VaultError where error.code == .corrupt || error.code == .notFound {
                 failures.append("\(path): \(error.message)")
             }
@@ -105,4 +112,8 @@ public enum FileRestore {
     }
 
     static func message(_ error: any Error) -> String { (error as? VaultError)?.message ?? "\(error)" }
+
+    /// What entries left out of a listing are, for reports.
+    public static let unusableEntries = "entries with names no file may have (holding / or NUL, or a second . or ..)"
+
 }

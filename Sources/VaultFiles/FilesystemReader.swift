@@ -44,17 +44,97 @@ public struct FileAttributes: Sendable, Equatable {
     public var deviceMinor: UInt32 = 0
 }
 
+/// A name (or link target) inside a filesystem, as the bytes the disk holds. Linux names are
+/// bytes, not text: a guest may write any but `/` and NUL, and a restore gives back exactly
+/// those bytes, UTF-8 or not.
+public struct FileName: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let bytes: [UInt8]
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ text: String) { bytes = Array(text.utf8) }
+    public init(stringLiteral text: String) { self.init(text) }
+
+    /// The name as text when it is UTF-8, else nil.
+    public var string: String? { String(validating: bytes, as: UTF8.self) }
+
+    /// The name as text for people: exact when it is UTF-8, else with U+FFFD for each byte
+    /// that is not. Never use it to find or write the file.
+    public var description: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// Whether a directory entry may carry this name: not empty, no `/` or NUL, not `.` or `..`.
+    public var isUsable: Bool {
+        !bytes.isEmpty && !bytes.contains(0x2F) && !bytes.contains(0) && bytes != [0x2E] && bytes != [0x2E, 0x2E]
+    }
+
+    /// The name for a terminal, quoted as GNU `ls` quotes it: as it is when every character
+    /// prints; else in `$'...'`, with control characters and bytes that are not UTF-8 as
+    /// escapes, so a name cannot move the cursor, clear the screen or forge a line.
+    public var quoted: String {
+        guard let text = string, !text.unicodeScalars.contains(where: Self.isControl) else {
+            var out = "$'"
+            var index = 0
+            while index < bytes.count {
+                // The longest valid UTF-8 sequence here, if any (1 to 4 bytes).
+                var length = 0
+                for candidate in (1...4).reversed() where index + candidate <= bytes.count {
+                    if let piece = String(validating: bytes[index..<(index + candidate)], as: UTF8.self), piece.unicodeScalars.count == 1 {
+                        length = candidate
+                        break
+                    }
+                }
+                if length > 0, let scalar = String(validating: bytes[index..<(index + length)], as: UTF8.self)?.unicodeScalars.first,
+                   !Self.isControl(scalar) {
+                    out += scalar == "'" ? "\\'" : scalar == "\\" ? "\\\\" : String(scalar)
+                    index += length
+                    continue
+                }
+                let byte = bytes[index]
+                switch byte {
+                case 0x07: out += "\\a"
+                case 0x08: out += "\\b"
+                case 0x09: out += "\\t"
+                case 0x0A: out += "\\n"
+                case 0x0B: out += "\\v"
+                case 0x0C: out += "\\f"
+                case 0x0D: out += "\\r"
+                case 0x1B: out += "\\E"
+                default: out += "\\" + String(byte, radix: 8).leftPadded(3)
+                }
+                index += 1
+            }
+            return out + "'"
+        }
+        return text
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+}
+
 /// One name in a directory.
 public struct FileEntry: Sendable, Equatable {
-    public var name: String
+    public var name: FileName
     public var inode: UInt64
     /// What the directory says the entry is, when it records that.
     public var kind: FileKind?
 
-    public init(name: String, inode: UInt64, kind: FileKind?) {
+    public init(name: FileName, inode: UInt64, kind: FileKind?) {
         self.name = name
         self.inode = inode
         self.kind = kind
+    }
+}
+
+/// A directory's entries, and apart from them those whose names no entry may have (holding
+/// `/` or NUL, a second `.` or `..`): those are never shown or followed, only reported.
+public struct DirectoryListing: Sendable, Equatable {
+    public var entries: [FileEntry]
+    public var unusable: [FileEntry]
+
+    public init(entries: [FileEntry], unusable: [FileEntry]) {
+        self.entries = entries
+        self.unusable = unusable
     }
 }
 
@@ -79,10 +159,10 @@ public protocol FilesystemReader: AnyObject, Sendable {
     var rootInode: UInt64 { get }
     var summary: FilesystemSummary { get }
     func attributes(_ inode: UInt64) throws -> FileAttributes
-    func entries(_ directory: UInt64) throws -> [FileEntry]
+    func entries(_ directory: UInt64) throws -> DirectoryListing
     /// Copies file bytes at `offset`; returns how many (0 at the end).
     func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int
-    func linkTarget(_ inode: UInt64) throws -> String
+    func linkTarget(_ inode: UInt64) throws -> FileName
     /// SEEK_DATA (`data`) or SEEK_HOLE from `offset`; nil past the end.
     func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64?
     func attributeNames(_ inode: UInt64) throws -> [String]

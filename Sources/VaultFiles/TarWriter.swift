@@ -4,12 +4,13 @@ import VaultCore
 /// hold (long names, large sizes and ids, nanosecond times, extended attributes as GNU tar
 /// and bsdtar read them: `SCHILY.xattr.NAME`).
 public final class TarWriter {
+    /// One file, folder or link; names and link targets are the bytes the disk holds.
     public struct Entry {
-        public var path: String
+        public var path: FileName
         public var attributes: FileAttributes
-        public var linkTarget: String?
+        public var linkTarget: FileName?
         /// For a second name of a hard-linked file: the name it was first written under.
-        public var hardLinkTo: String?
+        public var hardLinkTo: FileName?
         public var xattrs: [(name: String, value: [UInt8])]
     }
 
@@ -27,18 +28,24 @@ public final class TarWriter {
     public func begin(_ entry: Entry) throws {
         let a = entry.attributes
         var records: [(String, [UInt8])] = []
-        var name = entry.path
-        if a.kind == .directory, !name.hasSuffix("/") { name += "/" }
-        var nameField = Array(name.utf8), prefixField: [UInt8] = []
+        var name = entry.path.bytes
+        if a.kind == .directory, name.last != 0x2F { name.append(0x2F) }
+        var nameField = name, prefixField: [UInt8] = []
+        let link = (entry.hardLinkTo ?? entry.linkTarget)?.bytes ?? []
+        let needsPath = nameField.count > 100 && Self.split(nameField) == nil
+        // ustar fields hold any bytes; a pax record holds UTF-8 unless the header says the
+        // names are raw bytes (as GNU tar and bsdtar read `hdrcharset=BINARY`).
+        if (needsPath && FileName(name).string == nil) || (link.count > 100 && FileName(link).string == nil) {
+            records.append(("hdrcharset", Array("BINARY".utf8)))
+        }
         if nameField.count > 100 {
             // ustar can split at a slash; anything longer goes in a pax record.
             if let split = Self.split(nameField) { (prefixField, nameField) = split } else {
-                records.append(("path", Array(name.utf8)))
+                records.append(("path", name))
                 nameField = Array(nameField.suffix(99))
             }
         }
-        let link = entry.hardLinkTo ?? entry.linkTarget ?? ""
-        if link.utf8.count > 100 { records.append(("linkpath", Array(link.utf8))) }
+        if link.count > 100 { records.append(("linkpath", link)) }
         let size: Int64 = a.kind == .file && entry.hardLinkTo == nil ? a.size : 0
         if size > 0o77777777777 { records.append(("size", Array(String(size).utf8))) }
         if a.uid > 0o7777777 { records.append(("uid", Array(String(a.uid).utf8))) }
@@ -49,7 +56,8 @@ public final class TarWriter {
         if !records.isEmpty {
             var body: [UInt8] = []
             for (key, value) in records { body += Self.record(key, value) }
-            try header(name: Array("PaxHeaders/\(name.split(separator: "/").last ?? "x")".utf8.prefix(100)), prefix: [],
+            let last = name.split(separator: 0x2F).last.map(Array.init) ?? Array("x".utf8)
+            try header(name: Array((Array("PaxHeaders/".utf8) + last).prefix(100)), prefix: [],
                        mode: 0o644, uid: 0, gid: 0, size: Int64(body.count), mtime: a.modified.seconds, type: UInt8(ascii: "x"),
                        link: [], major: 0, minor: 0)
             try append(body)
@@ -67,7 +75,7 @@ public final class TarWriter {
         }
         try header(name: nameField, prefix: prefixField, mode: a.permissions, uid: min(a.uid, 0o7777777),
                    gid: min(a.gid, 0o7777777), size: min(size, 0o77777777777), mtime: a.modified.seconds, type: type,
-                   link: Array(link.utf8.prefix(100)), major: a.deviceMajor, minor: a.deviceMinor)
+                   link: Array(link.prefix(100)), major: a.deviceMajor, minor: a.deviceMinor)
     }
 
     public func writeData(_ bytes: UnsafeRawBufferPointer) throws {

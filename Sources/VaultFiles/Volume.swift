@@ -23,12 +23,17 @@ public final class Volume: Sendable {
 
     /// A directory's entries (without `.` and `..`), in the order the filesystem keeps them.
     public func entries(_ directory: UInt64) throws -> [FileEntry] {
-        try listing(directory).entries
+        try cached(directory).listing.entries
+    }
+
+    /// A directory's entries and the count of those left out for names no entry may have.
+    public func listing(_ directory: UInt64) throws -> DirectoryListing {
+        try cached(directory).listing
     }
 
     /// The inode a name in a directory refers to, or nil when there is no such name.
-    public func child(of directory: UInt64, named name: String) throws -> UInt64? {
-        try listing(directory).byName[name]
+    public func child(of directory: UInt64, named name: FileName) throws -> UInt64? {
+        try cached(directory).byName[name]
     }
 
     /// A file's extended attributes (names with `user.`, `system.` ... prefixes), read once.
@@ -49,7 +54,7 @@ public final class Volume: Sendable {
             guard try reader.attributes(inode).kind == .directory else {
                 throw VaultError(.invalidArgument, "\(path): \(part) lies below something that is not a folder")
             }
-            guard let next = try child(of: inode, named: String(part)) else {
+            guard let next = try child(of: inode, named: FileName(String(part))) else {
                 throw VaultError(.notFound, "no \(path) in \(name)")
             }
             inode = next
@@ -57,22 +62,23 @@ public final class Volume: Sendable {
         return inode
     }
 
-    private func listing(_ directory: UInt64) throws -> DirectoryCache.Listing {
+    private func cached(_ directory: UInt64) throws -> DirectoryCache.Listing {
         if let cached = directories.withLock({ $0.listing(directory) }) { return cached }
-        let entries = try reader.entries(directory)
-        var byName: [String: UInt64] = [:]
-        for entry in entries { byName[entry.name] = entry.inode }
-        let listing = DirectoryCache.Listing(entries: entries, byName: byName)
-        directories.withLock { $0.insert(listing, for: directory, budget: Self.entryBudget) }
-        return listing
+        let listing = try reader.entries(directory)
+        var byName: [FileName: UInt64] = [:]
+        for entry in listing.entries { byName[entry.name] = entry.inode }
+        let cached = DirectoryCache.Listing(listing: listing, byName: byName)
+        directories.withLock { $0.insert(cached, for: directory, budget: Self.entryBudget) }
+        return cached
     }
 }
 
 /// Directory listings by inode, least recently used dropped first beyond a budget of names.
 struct DirectoryCache {
     struct Listing {
-        var entries: [FileEntry]
-        var byName: [String: UInt64]
+        var listing: DirectoryListing
+        var byName: [FileName: UInt64]
+        var entries: [FileEntry] { listing.entries }
     }
 
     private var listings: [UInt64: (listing: Listing, tick: UInt64)] = [:]

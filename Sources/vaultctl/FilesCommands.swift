@@ -23,9 +23,11 @@ struct VolumeOptions: ParsableArguments {
     }
 }
 
-/// One listed file, for `files ls --json`.
+/// One listed file, for `files ls --json`. A name or target that is not UTF-8 shows with
+/// U+FFFD in `name` (`target`), and exactly, base64-encoded, in `nameBytes` (`targetBytes`).
 struct FileView: Encodable {
     var name: String
+    var nameBytes: String?
     var kind: String
     var mode: String
     var uid: UInt32
@@ -35,9 +37,17 @@ struct FileView: Encodable {
     var inode: UInt64
     var modified: String
     var target: String?
+    var targetBytes: String?
+    /// Set on an entry whose name no file may have (holding `/` or NUL, a second `.` or
+    /// `..`): the mount never shows it and `files get` leaves it out.
+    var unusable: Bool?
 
-    init(name: String, _ a: FileAttributes, target: String?) {
-        self.name = name
+    init(name: FileName, _ a: FileAttributes, target: FileName?, unusable: Bool = false) {
+        self.name = name.description
+        nameBytes = name.string == nil ? Data(name.bytes).base64EncodedString() : nil
+        self.target = target?.description
+        targetBytes = target.flatMap { $0.string == nil ? Data($0.bytes).base64EncodedString() : nil }
+        self.unusable = unusable ? true : nil
         kind = a.kind.rawValue
         mode = String(a.permissions, radix: 8)
         uid = a.uid
@@ -46,7 +56,6 @@ struct FileView: Encodable {
         links = a.links
         inode = a.inode
         modified = Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds)))
-        self.target = target
     }
 }
 
@@ -62,19 +71,35 @@ struct FilesList: ParsableCommand {
         let volume = try volume.open(try repository.open())
         let inode = try volume.resolve(path)
         let attributes = try volume.reader.attributes(inode)
-        var rows: [(String, FileAttributes)] = []
+        var rows: [(name: FileName, attributes: FileAttributes, target: FileName?)] = []
+        var unusable: [FileView] = []
+        func target(_ a: FileAttributes) throws -> FileName? { a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil }
         if attributes.kind == .directory {
-            for entry in try volume.entries(inode) { rows.append((entry.name, try volume.reader.attributes(entry.inode))) }
+            let listing = try volume.listing(inode)
+            for entry in listing.entries {
+                let a = try volume.reader.attributes(entry.inode)
+                rows.append((entry.name, a, try target(a)))
+            }
+            for entry in listing.unusable {
+                guard let a = try? volume.reader.attributes(entry.inode) else { continue }
+                unusable.append(FileView(name: entry.name, a, target: nil, unusable: true))
+            }
+            if !listing.unusable.isEmpty {
+                FileHandle.standardError.write(Data("warning: \(path): \(listing.unusable.count) \(FileRestore.unusableEntries) not shown\n".utf8))
+            }
         } else {
-            rows.append((path.split(separator: "/").last.map(String.init) ?? path, attributes))
+            rows.append((FileName(path.split(separator: "/").last.map(String.init) ?? path), attributes, try target(attributes)))
         }
-        let views = try rows.map { name, a in
-            FileView(name: name, a, target: a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil)
-        }
-        if json { return printJSON(views) }
-        printTable(["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "NAME"], views.map { v in
-            [rows.first { $0.0 == v.name }!.1.modeText, "\(v.links)", "\(v.uid)", "\(v.gid)", "\(v.size)", v.modified,
-             v.target.map { "\(v.name) -> \($0)" } ?? v.name]
+        if json { return printJSON(rows.map { FileView(name: $0.name, $0.attributes, target: $0.target) } + unusable) }
+        // On a terminal a name is quoted as `ls` quotes it, so a guest's name cannot forge a
+        // line or move the cursor; into a pipe or file it goes as its bytes.
+        let terminal = isatty(STDOUT_FILENO) == 1
+        func shown(_ name: FileName) -> [UInt8] { terminal ? Array(name.quoted.utf8) : name.bytes }
+        printTable(["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "NAME"], rows.map { row in
+            let a = row.attributes
+            let name = shown(row.name) + (row.target.map { Array(" -> ".utf8) + shown($0) } ?? [])
+            return (["\(a.modeText)", "\(a.links)", "\(a.uid)", "\(a.gid)", "\(a.size)",
+                     Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds)))], name)
         })
     }
 }
@@ -126,7 +151,7 @@ struct FilesGet: ParsableCommand {
             FileHandle.standardError.write(Data("copied \(path) (\(Units.formatSize(attributes.size))) to \(name)\n".utf8))
         case .directory:
             let tar = TarWriter { try Posix.writeAll(fd, $0, path: name) }
-            let top = path.split(separator: "/").last.map(String.init) ?? volume.name
+            let top = FileName(path.split(separator: "/").last.map(String.init) ?? volume.name)
             let failures = try FileRestore.archive(volume, folder: inode, as: top, to: tar, meter: meter)
             meter.finish()
             printer.clear()

@@ -3,15 +3,25 @@ import VaultCore
 
 /// Prints rows as aligned columns.
 func printTable(_ header: [String], _ rows: [[String]]) {
-    var widths = header.map(\.count)
-    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-    func line(_ cells: [String]) -> String {
-        cells.enumerated().map { i, cell in
-            i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-        }.joined(separator: "  ")
+    printTable(header, rows.map { (Array($0.dropLast()), Array(($0.last ?? "").utf8)) })
+}
+
+/// A table whose last column is bytes as they are (a file name need not be UTF-8).
+func printTable(_ header: [String], _ rows: [(cells: [String], last: [UInt8])]) {
+    var widths = header.dropLast().map(\.count)
+    for row in rows { for (i, cell) in row.cells.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    var out: [UInt8] = []
+    func line(_ cells: [String], _ last: [UInt8]) {
+        for (i, cell) in cells.enumerated() {
+            out += Array(cell.padding(toLength: i < widths.count ? widths[i] : cell.count, withPad: " ", startingAt: 0).utf8)
+            out += Array("  ".utf8)
+        }
+        out += last + [0x0A]
     }
-    print(line(header))
-    for row in rows { print(line(row)) }
+    line(Array(header.dropLast()), Array((header.last ?? "").utf8))
+    for row in rows { line(row.cells, row.last) }
+    // Through stdio, as `print` writes, so the two never reorder.
+    _ = out.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, stdout) }
 }
 
 func printJSON<T: Encodable>(_ value: T) {

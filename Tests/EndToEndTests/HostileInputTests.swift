@@ -174,4 +174,120 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(unsafe.stderr.contains("may be written by its group or others"), unsafe.stderr)
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze\nthaw\n")
     }
+
+    /// Names a guest may write that are not UTF-8 or hold control characters come back as
+    /// their bytes through the mount, `files ls` and the `files get` tar; entries no name may
+    /// be (a `/`, a NUL, a second `.` or `..`, as only a hostile guest or damage makes) are
+    /// never shown, and are reported.
+    func testHostileNamesComeBackAsTheirBytesAndImpossibleOnesAreReported() throws {
+        let scratch = Scratch("names")
+        chmod(scratch.path, 0o755)
+        let source = scratch.file("src")
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        let odd: [[UInt8]] = [[0xFF, 0xFE], Array("line\nbreak".utf8), Array("\u{1B}[2Jclear".utf8), Array("plain".utf8)]
+        let planted = ["SLASHNAM", "NULLNAME", "DOTENTRY", "DOTDOTXX"]
+        for (index, name) in (odd + planted.map { Array($0.utf8) }).enumerated() {
+            try writeFile(source, name, Array("file \(index)\n".utf8))
+        }
+        let image = scratch.file("root.img")
+        // Without metadata checksums, so the planted names below are all that is damaged.
+        try mustRun(["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum", "-d", source, image, "8M"])
+        var bytes = try readBytes(image)
+        for (marker, name) in zip(planted, [Array("sl/shnam".utf8), Array("nul\u{0}name".utf8), [0x2E], [0x2E, 0x2E]]) {
+            let at = try XCTUnwrap(find(Array(marker.utf8), in: bytes), marker)
+            bytes[at - 2] = UInt8(name.count)  // the entry's name length
+            bytes.replaceSubrange(at..<(at + name.count), with: name)
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: image))
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        try ctl.run("init", ctl.repository, "--chunk-size", "256K")
+        try ctl.run("server", "add", "web", "--disk", "root=\(image)")
+        try ctl.run("backup", "web", "--name", "one")
+
+        // The mount: the names as they were, the impossible entries not there.
+        let mount = try MountedRepository(repository: ctl.repository, at: scratch.file("mnt"))
+        defer { mount.unmount() }
+        let root = mount.path("default/web/one/files/root")
+        try mount.io {
+            XCTAssertEqual(Set(try self.names(in: root)), Set(odd + [Array("lost+found".utf8)]))
+            for (index, name) in odd.enumerated() {
+                XCTAssertEqual(try self.readFile(root, name), Array("file \(index)\n".utf8))
+            }
+        }
+
+        // files ls into a pipe: each name's bytes; with --json: the exact bytes in base64,
+        // and the impossible entries marked, with a count on stderr.
+        let listed = try runCommand([productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertTrue(listed.stderr.contains("4 entries with names no file may have"), listed.stderr)
+        let raw = try rawOutput([productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
+        XCTAssertNotNil(find([0x20, 0xFF, 0xFE, 0x0A], in: raw), "the name's bytes as they are")
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(ctl.run("files", "ls", "web/one", "--json").utf8)) as? [[String: Any]])
+        XCTAssertTrue(json.contains { $0["nameBytes"] as? String == Data([0xFF, 0xFE]).base64EncodedString() }, "\(json)")
+        XCTAssertTrue(json.contains { $0["name"] as? String == "line\nbreak" && $0["nameBytes"] == nil })
+        XCTAssertEqual(json.filter { $0["unusable"] as? Bool == true }.count, 4, "\(json)")
+
+        // files get: the tar holds each name's bytes; the impossible entries are named on
+        // stderr and make the exit status 1, and the rest is written.
+        let tar = scratch.file("root.tar")
+        let got = try ctl.attempt(["files", "get", "web/one", "/", "-o", tar])
+        XCTAssertEqual(got.status, 1, got.stderr)
+        XCTAssertTrue(got.stderr.contains("4 entries with names no file may have"), got.stderr)
+        let unpacked = scratch.file("unpacked")
+        try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+        try mustRun(["tar", "-xf", tar, "-C", unpacked])
+        let top = try XCTUnwrap(try names(in: unpacked).first)
+        let folder = unpacked + "/" + String(decoding: top, as: UTF8.self)
+        XCTAssertEqual(Set(try names(in: folder)), Set(odd + [Array("lost+found".utf8)]))
+        for (index, name) in odd.enumerated() { XCTAssertEqual(try readFile(folder, name), Array("file \(index)\n".utf8)) }
+        XCTAssertTrue(mount.isRunning)
+    }
+
+    /// A file named by bytes in `folder`, created with `content`.
+    private func writeFile(_ folder: String, _ name: [UInt8], _ content: [UInt8]) throws {
+        let fd = (Array(folder.utf8) + [0x2F] + name + [0]).withUnsafeBufferPointer { path in
+            path.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL, 0o644) }
+        }
+        guard fd >= 0 else { throw TestError.failed("cannot create \(name) in \(folder)") }
+        defer { close(fd) }
+        XCTAssertEqual(content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, content.count)
+    }
+
+    /// The bytes of a file named by bytes in `folder`.
+    private func readFile(_ folder: String, _ name: [UInt8]) throws -> [UInt8] {
+        let fd = (Array(folder.utf8) + [0x2F] + name + [0]).withUnsafeBufferPointer { path in
+            path.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY) }
+        }
+        guard fd >= 0 else { throw TestError.failed("cannot open \(name) in \(folder): \(errno)") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = read(fd, &buffer, buffer.count)
+        return Array(buffer.prefix(max(0, count)))
+    }
+
+    /// The names in a folder as the kernel gives them, but `.` and `..`.
+    private func names(in folder: String) throws -> [[UInt8]] {
+        guard let dir = opendir(folder) else { throw TestError.failed("cannot list \(folder)") }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        return names
+    }
+
+    private func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count else { return nil }
+        return (0...(haystack.count - needle.count)).first { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+
+    /// A command's standard output as bytes (not decoded as UTF-8).
+    private func rawOutput(_ arguments: [String], environment: [String: String]) throws -> [UInt8] {
+        let scratch = Scratch("raw")
+        let file = scratch.file("out")
+        let result = try runCommand(["/bin/sh", "-c", "\"$0\" \"$@\" > \(file)"] + arguments, environment: environment)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try readBytes(file)
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import TestSupport
+import VaultFiles
 @testable import VaultCore
 @testable import VaultFS
 import XCTest
@@ -34,8 +35,8 @@ final class FileSystemTests: XCTestCase {
         var inode = InodeTable.rootInode
         var last: Attributes?
         for name in path.split(separator: "/") {
-            guard case .entry(let attributes, _) = fs.lookup(parent: inode, name: String(name)) else {
-                throw TestError.failed("lookup of \(name) in \(path) failed: \(fs.lookup(parent: inode, name: String(name)))")
+            guard case .entry(let attributes, _) = fs.lookup(parent: inode, name: FileName(String(name))) else {
+                throw TestError.failed("lookup of \(name) in \(path) failed: \(fs.lookup(parent: inode, name: FileName(String(name))))")
             }
             inode = attributes.inode
             last = attributes
@@ -49,7 +50,7 @@ final class FileSystemTests: XCTestCase {
         guard case .directory(let entries, _, _) = fs.readdir(handle: handle, offset: 0, size: 1 << 16) else {
             throw TestError.failed("readdir failed")
         }
-        return entries.map(\.name)
+        return entries.map(\.name.description)
     }
 
     func testTheFramesBudgetIsWhatCacheSizeLeavesBeyondTheDaemonsOwnMemory() {
@@ -205,7 +206,7 @@ final class FileSystemTests: XCTestCase {
         }
         var byName: [String: Attributes] = [:]
         for entry in entries where entry.name != "." && entry.name != ".." {
-            byName[entry.name] = try XCTUnwrap(attributesOf(entry)?.0, entry.name)
+            byName[entry.name.description] = try XCTUnwrap(attributesOf(entry)?.0, entry.name.description)
         }
         XCTAssertEqual(Set(byName.keys), ["large.bin", "large.hardlink", "sparse.img", "long-link"])
         XCTAssertEqual(byName["large.bin"]?.inode, byName["large.hardlink"]?.inode)
