@@ -234,9 +234,18 @@ struct Repair: ParsableCommand {
     func run() throws {
         guard rebuildCatalog else { throw VaultError(.invalidArgument, "say what to repair: --rebuild-catalog") }
         let report = try CatalogRebuild.run(location: try repository.location(), unlock: repository.unlock)
-        if json { return printJSON(report) }
-        print("rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable")
-        if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
+        if json {
+            printJSON(report)
+        } else {
+            print("rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable")
+            if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
+        }
+        // A point whose maps are there and whose manifest is not cannot come back: say so, and
+        // fail, so a script does not take the rebuild for a whole one.
+        for id in report.unaccounted {
+            FileHandle.standardError.write(Data("error: point \(id) has chunk maps but no manifest (manifests/points/\(id).json): it is not in the rebuilt catalog\n".utf8))
+        }
+        if !report.unaccounted.isEmpty { throw ExitCode.failure }
     }
 }
 

@@ -119,4 +119,52 @@ final class CatalogLossTests: XCTestCase {
         XCTAssertEqual(try mustRun(["find", shared, "!", "-group", "daemon"]), "")
         XCTAssertEqual(try mustRun(["stat", "-c", "%a", shared]), "2750\n")
     }
+
+    /// `verify` checks what a rebuild of the catalog and every export depend on: each
+    /// manifest against the catalog, and the repository's chunk size against the maps. A
+    /// rebuild that meets maps without a manifest says so and fails.
+    func testVerifyFindsWhatARebuildOrAnExportWouldTripOnAndARebuildNamesWhatItCannotBringBack() throws {
+        let fixture = try MountFixture(policyPoints: 0, manual: ["m1", "m2"])
+        let ctl = fixture.ctl
+        let repo = ctl.repository
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+        let points = try ctl.json("points")
+        let id = { (name: String) in points.first { $0["name"] as? String == name }!["id"] as! String }
+        let manifest = "\(repo)/manifests/points/\(id("m1")).json"
+        let original = try readBytes(manifest)
+
+        // A damaged manifest.
+        try Data(original.prefix(original.count / 2)).write(to: URL(fileURLWithPath: manifest))
+        var result = try ctl.attempt(["verify"])
+        XCTAssertEqual(result.status, 1, result.stdout)
+        XCTAssertTrue(result.stdout.contains("manifest of point web/m1") && result.stdout.contains("rebuild"), result.stdout)
+        // A missing one.
+        unlink(manifest)
+        result = try ctl.attempt(["verify"])
+        XCTAssertEqual(result.status, 1, result.stdout)
+        XCTAssertTrue(result.stdout.contains("manifest of point web/m1") && result.stdout.contains("missing"), result.stdout)
+        // ... and the catalog lost too: the rebuild names the point it cannot bring back.
+        for suffix in ["", "-wal", "-shm"] { unlink("\(repo)/catalog.sqlite\(suffix)") }
+        result = try ctl.attempt(["repair", "--rebuild-catalog"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("point \(id("m1")) has chunk maps but no manifest"), result.stderr)
+        XCTAssertEqual(try ctl.json("points").compactMap { $0["name"] as? String }, ["m2"])
+
+        // The manifest put back: a rebuild is whole again.
+        try Data(original).write(to: URL(fileURLWithPath: manifest))
+        try ctl.run("repair", "--rebuild-catalog")
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+
+        // repository.json with another chunk size: verify names every map, as export fails.
+        let config = "\(repo)/repository.json"
+        let settings = try String(contentsOfFile: config, encoding: .utf8)
+        XCTAssertTrue(settings.contains("65536"), settings)
+        try settings.replacingOccurrences(of: "65536", with: "131072").write(toFile: config, atomically: true, encoding: .utf8)
+        result = try ctl.attempt(["verify"])
+        XCTAssertEqual(result.status, 1, result.stdout)
+        XCTAssertTrue(result.stdout.contains("map of web/m1") && result.stdout.contains("131072-byte chunks"), result.stdout)
+        XCTAssertNotEqual(try ctl.attempt(["export", "web/m1", "-o", fixture.scratch.file("out.img")]).status, 0)
+        try settings.write(toFile: config, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
+    }
 }

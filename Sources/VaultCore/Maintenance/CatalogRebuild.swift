@@ -10,6 +10,9 @@ public enum CatalogRebuild {
         public var restorable = 0
         /// Where the catalog that was replaced now is, when there was one.
         public var previousCatalog: String?
+        /// Points that have chunk maps in the repository but no manifest: the rebuild cannot
+        /// bring them back, and says so.
+        public var unaccounted: [String] = []
     }
 
     /// Builds the catalog of the repository at `path` (a folder or an `s3://` URL) from its
@@ -69,6 +72,8 @@ public enum CatalogRebuild {
         }
         var report = Report(vaults: vaults.count, servers: servers.count, points: points.count,
                             restorable: points.filter(\.isLive).count)
+        let known = Set(points.map(\.point.id))
+        report.unaccounted = try MapStore(objects: manifests.objects, sealer: manifests.sealer).points().subtracting(known).sorted()
         if Posix.exists(final) {
             let aside = "\(final).replaced-\(Units.compactUTC(Date()))"
             for suffix in ["", "-wal", "-shm"] where Posix.exists(final + suffix) {

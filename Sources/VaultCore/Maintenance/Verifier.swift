@@ -2,8 +2,10 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Reads back every chunk that points use and checks it against its address, and every
-/// chunk map; reports what is damaged and which points it affects.
+/// Reads back every chunk that points use and checks it against its address, every chunk map
+/// against the repository's settings and the catalog, and every manifest (what a rebuild of
+/// the catalog depends on) against the catalog; reports what is damaged and which points it
+/// affects.
 public struct Verifier {
     public let repository: Repository
 
@@ -33,9 +35,9 @@ public struct Verifier {
         for point in points {
             for disk in try repository.catalog.pointDisks(point.id) {
                 do {
-                    for case .data(let hash) in try repository.maps.read(point: point.id, disk: disk.disk).entries.map(\.ref) {
-                        hashes.insert(hash)
-                    }
+                    let map = try repository.maps.read(point: point.id, disk: disk.disk)
+                    try repository.check(map, point: point.id, disk: disk.disk)
+                    for case .data(let hash) in map.entries.map(\.ref) { hashes.insert(hash) }
                 } catch {
                     badMaps.insert(point.id)
                     problems.append(Problem(what: "map of \(point.serverName)/\(point.name) disk \(disk.disk)", reason: "\(error)"))
@@ -43,6 +45,7 @@ public struct Verifier {
             }
             chains[point.id] = try repository.catalog.chain(endingAt: point.id).map(\.id)
         }
+        if server == nil { problems += try manifestProblems() }
         let meter = ProgressMeter(label: "chunks of \(points.count) point\(points.count == 1 ? "" : "s")", unit: .chunks, report: progress)
         meter.addTotal(Int64(hashes.count))
         let damaged = check(Array(hashes), meter: meter)
@@ -61,6 +64,44 @@ public struct Verifier {
             if uses { affected.append(point) }
         }
         return Report(points: points.count, chunks: hashes.count, problems: problems, affected: affected)
+    }
+
+    /// What a rebuild of the catalog from the manifests would get wrong: a manifest missing,
+    /// damaged or saying other than the catalog for a restorable point, vault or server.
+    private func manifestProblems() throws -> [Problem] {
+        var problems: [Problem] = []
+        let manifests = repository.manifests
+        let catalog = repository.catalog
+        for point in try catalog.points(server: nil, includeSoftDeleted: true) where point.status == .active {
+            let what = "manifest of point \(point.serverName)/\(point.name) (\(point.id))"
+            do {
+                guard let manifest = try manifests.point(point.id) else {
+                    problems.append(Problem(what: what, reason: "missing: a rebuild of the catalog would lose this point"))
+                    continue
+                }
+                let disks = try catalog.pointDisks(point.id)
+                if manifest.point.status != point.status || manifest.point.deletion != point.deletion
+                    || manifest.point.parentId != point.parentId || manifest.disks.map(\.disk) != disks.map(\.disk)
+                    || manifest.disks.map(\.size) != disks.map(\.size) {
+                    problems.append(Problem(what: what, reason: "it says other than the catalog (status, parent or disks): a rebuild would restore it wrongly"))
+                }
+            } catch {
+                problems.append(Problem(what: what, reason: "\(error); a rebuild of the catalog fails until it is fixed"))
+            }
+        }
+        for (kind, names, read) in [("vault", try catalog.vaults().map(\.name), { (name: String) in try manifests.vault(name) != nil }),
+                                    ("server", try catalog.servers().map(\.name), { (name: String) in try manifests.server(name) != nil })] {
+            for name in names {
+                do {
+                    if try !read(name) {
+                        problems.append(Problem(what: "manifest of \(kind) \(name)", reason: "missing: a rebuild of the catalog would lose this \(kind)"))
+                    }
+                } catch {
+                    problems.append(Problem(what: "manifest of \(kind) \(name)", reason: "\(error); a rebuild of the catalog fails until it is fixed"))
+                }
+            }
+        }
+        return problems
     }
 
     /// Checks chunks on every core (or with as many requests in flight as the store takes);

@@ -49,17 +49,22 @@ public struct FlatImage: Sendable {
 extension Repository {
     /// Applies a point's chain for one disk: the nearest full map, then each incremental map
     /// after it, in order.
+    /// Sizes come from files that may be damaged (or from a `repository.json` edited since):
+    /// a map's must match what the catalog recorded for its point and the repository's chunk
+    /// size before any array is sized from it.
+    func check(_ map: ChunkMap, point id: String, disk: String) throws {
+        let recorded = try catalog.pointDisks(id).first { $0.disk == disk }?.size
+        guard map.chunkSize == config.chunkSize, map.diskSize == recorded else {
+            throw VaultError(.corrupt, "the map of point \(id) disk '\(disk)' gives \(map.diskSize) bytes in \(map.chunkSize)-byte chunks; the repository recorded \(recorded.map(String.init) ?? "no") bytes in \(config.chunkSize)-byte chunks")
+        }
+    }
+
     public func flatten(point id: String, disk: String) throws -> FlatImage {
         let chain = try catalog.chain(endingAt: id)
         var pending: [ChunkMap] = []
         for point in chain.reversed() {
             let map = try maps.read(point: point.id, disk: disk)
-            // Sizes come from files that may be damaged: each must match what the catalog
-            // recorded for that point before any array is sized from it.
-            let recorded = try catalog.pointDisks(point.id).first { $0.disk == disk }?.size
-            guard map.chunkSize == config.chunkSize, map.diskSize == recorded else {
-                throw VaultError(.corrupt, "the map of point \(point.id) disk '\(disk)' gives \(map.diskSize) bytes in \(map.chunkSize)-byte chunks; the repository recorded \(recorded.map(String.init) ?? "no") bytes in \(config.chunkSize)-byte chunks")
-            }
+            try check(map, point: point.id, disk: disk)
             pending.append(map)
             if map.kind == .full { break }
         }
