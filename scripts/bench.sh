@@ -22,5 +22,6 @@ echo "== release build" >&2
 make -C "$top" --no-print-directory release-binaries >&2
 
 mkdir -p "$work"
-if [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
+# BENCH_ONLY=fragments makes its own disk and needs no corpus.
+if [ "${BENCH_ONLY:-}" != fragments ] && [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
 exec python3 "$top/scripts/bench.py" "$work"

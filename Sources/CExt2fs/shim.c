@@ -330,6 +330,8 @@ long vfs_ext2_seek(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, int data, uint
     }
     ext2fs_extent_free(handle);
     if (step && step != EXT2_ET_EXTENT_NO_NEXT) return step;
+    /* Stopped by the bound, not by the tree's end: no answer rather than a wrong one. */
+    if (!step && !found) return EFBIG;
     if (data && !found) return ENXIO;
     uint64_t position = cursor == wanted ? offset : cursor * block_size;
     if (position >= size) {
@@ -338,6 +340,28 @@ long vfs_ext2_seek(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, int data, uint
     }
     *result = position;
     return 0;
+}
+
+long vfs_ext2_extents(vfs_ext2_fs fs, uint32_t ino, int *mapped, vfs_ext2_extent_fn emit, void *context) {
+    *mapped = 0;
+    struct ext2_inode_large inode;
+    long error = read_inode(fs, ino, &inode);
+    if (error) return error;
+    if (!(inode.i_flags & EXT4_EXTENTS_FL) || (inode.i_flags & EXT4_INLINE_DATA_FL)) return 0;
+    ext2_extent_handle_t handle;
+    error = ext2fs_extent_open2(fs, ino, (struct ext2_inode *)&inode, &handle);
+    if (error) return error;
+    *mapped = 1;
+    struct ext2fs_extent extent;
+    /* `emit` bounds the walk: a damaged tree cannot make it go on for ever. */
+    errcode_t step = ext2fs_extent_get(handle, EXT2_EXTENT_ROOT, &extent);
+    while (!step) {
+        if ((extent.e_flags & EXT2_EXTENT_FLAGS_LEAF) &&
+            emit(context, extent.e_lblk, extent.e_len, extent.e_pblk, (extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT) != 0)) break;
+        step = ext2fs_extent_get(handle, EXT2_EXTENT_NEXT_LEAF, &extent);
+    }
+    ext2fs_extent_free(handle);
+    return step && step != EXT2_ET_EXTENT_NO_NEXT ? step : 0;
 }
 
 /* ---- Extended attributes ---- */

@@ -80,7 +80,7 @@ enum Bridge {
         case .xattrSize(let size):
             fuse_reply_xattr(req, size)
         case .link(let target):
-            target.withCString { fuse_reply_readlink(req, $0) }
+            _ = target.withCString { fuse_reply_readlink(req, $0) }
         case .offset(let offset):
             fuse_reply_lseek(req, off_t(offset))
         case .statfs(let blocks, let free, let files):

@@ -53,7 +53,7 @@ final class FileSystem: Sendable {
         /// A partition of a disk: the slice's `offset` is where it starts in `reader`'s image.
         case partition(SliceSource, reader: ImageReader, lease: ReaderLease?)
         /// A regular file inside a filesystem, with the lease of the disk it lies on.
-        case inside(Volume, inode: UInt64, size: Int64, lease: ReaderLease?)
+        case inside(any OpenFile, lease: ReaderLease?)
         case bytes([UInt8])
         case directory([DirectoryEntry])
     }
@@ -318,7 +318,7 @@ final class FileSystem: Sendable {
                 guard attributes.kind == .file else { return .error(attributes.kind == .directory ? EISDIR : EACCES) }
                 guard let key = volumes.key(for: number) else { return .error(ENOENT) }
                 let lease = try images.open(point: key.point, disk: key.disk).lease
-                let handle = Handle.inside(try volume(of: node), inode: inode, size: attributes.size, lease: lease)
+                let handle = Handle.inside(try volume(of: node).reader.open(inode), lease: lease)
                 return .opened(handle: store(handle), keepCache: true, directIO: false)
             } catch {
                 logger.error("cannot open a file inside a point: \(error)")
@@ -344,9 +344,9 @@ final class FileSystem: Sendable {
             return readPieces(at: offset) {
                 try reader.pieces(at: slice.offset + offset, count: min(size, Int(slice.size - offset)))
             }
-        case .inside(let volume, let inode, let fileSize, _)?:
-            return readBytes(size: min(size, Int(max(0, fileSize - offset))), at: offset) {
-                try volume.reader.read(inode, at: offset, into: $0)
+        case .inside(let file, _)?:
+            return readBytes(size: min(size, Int(max(0, file.size - offset))), at: offset) {
+                try file.read(at: offset, into: $0)
             }
         case .bytes(let bytes)?:
             guard offset < bytes.count else { return .data([]) }
@@ -383,9 +383,9 @@ final class FileSystem: Sendable {
 
     func lseek(handle: UInt64, offset: Int64, whence: Int32) -> Reply {
         let found = lookupHandle(handle)
-        if case .inside(let volume, let inode, _, _)? = found, whence == 3 || whence == 4 {
+        if case .inside(let file, _)? = found, whence == 3 || whence == 4 {
             do {
-                guard let position = try volume.reader.seek(inode, from: offset, data: whence == 3) else { return .error(ENXIO) }
+                guard let position = try file.seek(from: offset, data: whence == 3) else { return .error(ENXIO) }
                 return .offset(position)
             } catch {
                 logger.error("seek inside a point: \(error)")

@@ -134,7 +134,54 @@ public final class Ext2Filesystem: FilesystemReader {
         return state.listing
     }
 
-    public func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+    public func open(_ inode: UInt64) throws -> any OpenFile {
+        try open(inode, extentLimit: ExtentMap.limit)
+    }
+
+    /// Opens a file, reading its extents when it has an extent tree of at most `extentLimit`.
+    func open(_ inode: UInt64, extentLimit: Int) throws -> Ext2File {
+        let size = try attributes(inode).size
+        var walk = ExtentWalk(limit: extentLimit)
+        var mapped: Int32 = 0
+        // A tree that cannot be walked to its end is left to libext2fs, which reads what it
+        // can and fails at the blocks it cannot find, as before there was a map.
+        let walked = (try? call("cannot map inode \(inode)") { fs in
+            let n = try number(inode)
+            return withUnsafeMutablePointer(to: &walk) { walk in
+                vfs_ext2_extents(fs, n, &mapped, { context, logical, length, physical, unwritten in
+                    let walk = context!.assumingMemoryBound(to: ExtentWalk.self)
+                    return walk.pointee.add(logical: logical, count: length, physical: physical, unwritten: unwritten != 0) ? 0 : 1
+                }, walk)
+            }
+        }) != nil
+        let map = walked && mapped != 0 && !walk.overflowed ? ExtentMap(blockSize: UInt64(blockSize), extents: walk.extents) : nil
+        return Ext2File(filesystem: self, source: box.source, inode: inode, size: size, map: map)
+    }
+
+    /// The written extents a walk of the tree has met, up to a bound on all it meets.
+    private struct ExtentWalk {
+        let limit: Int
+        var extents: [ExtentMap.Extent] = []
+        var met = 0
+        var overflowed = false
+
+        /// Whether the walk goes on.
+        mutating func add(logical: UInt64, count: UInt64, physical: UInt64, unwritten: Bool) -> Bool {
+            met += 1
+            guard met <= limit else {
+                overflowed = true
+                return false
+            }
+            if !unwritten, count > 0 {
+                extents.append(ExtentMap.Extent(logical: UInt32(truncatingIfNeeded: logical), count: UInt32(truncatingIfNeeded: count),
+                                                physical: physical))
+            }
+            return true
+        }
+    }
+
+    /// A file's bytes through libext2fs, for a file without an `ExtentMap`.
+    func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0, destination.count > 0 else { return 0 }
         var got = 0
         try call("cannot read inode \(inode) at \(offset)") {
@@ -150,7 +197,9 @@ public final class Ext2Filesystem: FilesystemReader {
         return FileName(buffer.prefix(length).map { UInt8(bitPattern: $0) })
     }
 
-    public func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64? {
+    /// SEEK_DATA or SEEK_HOLE through libext2fs, for a file without an `ExtentMap`: each call
+    /// walks the extent tree from its start.
+    func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64? {
         guard offset >= 0 else { return nil }
         var result: UInt64 = 0
         var code = 0

@@ -10,21 +10,22 @@ public enum FileRestore {
     /// skipping holes when `skipHoles` (the caller then makes the file `size` long).
     public static func copy(_ volume: Volume, file inode: UInt64, size: Int64, skipHoles: Bool,
                             write: (Int64, UnsafeRawBufferPointer) throws -> Void) throws {
+        let file = try volume.reader.open(inode)
         var buffer = [UInt8](repeating: 0, count: blockSize)
         var offset: Int64 = 0
         while offset < size {
             var end = size
             if skipHoles {
-                guard let data = try volume.reader.seek(inode, from: offset, data: true) else { return }
+                guard let data = try file.seek(from: offset, data: true) else { return }
                 guard data >= offset else { throw VaultError(.corrupt, "file inode \(inode) maps data backwards") }
                 offset = data
-                end = min(size, try volume.reader.seek(inode, from: data, data: false) ?? size)
+                end = min(size, try file.seek(from: data, data: false) ?? size)
                 guard end > offset else { throw VaultError(.corrupt, "file inode \(inode) maps an empty run of data at \(offset)") }
             }
             while offset < end {
                 let want = Int(min(Int64(blockSize), end - offset))
                 let got = try buffer.withUnsafeMutableBytes {
-                    try volume.reader.read(inode, at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<want]))
+                    try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<want]))
                 }
                 guard got > 0 else { throw VaultError(.corrupt, "file inode \(inode) ends at \(offset), before its size \(size)") }
                 try buffer.withUnsafeBytes { try write(offset, UnsafeRawBufferPointer(rebasing: $0[..<got])) }

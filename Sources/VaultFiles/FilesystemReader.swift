@@ -160,13 +160,23 @@ public protocol FilesystemReader: AnyObject, Sendable {
     var summary: FilesystemSummary { get }
     func attributes(_ inode: UInt64) throws -> FileAttributes
     func entries(_ directory: UInt64) throws -> DirectoryListing
-    /// Copies file bytes at `offset`; returns how many (0 at the end).
-    func read(_ inode: UInt64, at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Opens a regular file for reading. What it costs to find a file's blocks is paid here,
+    /// once: each read and seek of the open file then costs the same however fragmented it is.
+    func open(_ inode: UInt64) throws -> any OpenFile
     func linkTarget(_ inode: UInt64) throws -> FileName
-    /// SEEK_DATA (`data`) or SEEK_HOLE from `offset`; nil past the end.
-    func seek(_ inode: UInt64, from offset: Int64, data: Bool) throws -> Int64?
     func attributeNames(_ inode: UInt64) throws -> [String]
     func attribute(_ inode: UInt64, named name: String) throws -> [UInt8]
+}
+
+/// A regular file opened for reading: by `vaultfs` for each open of a file under `files/`,
+/// by `vaultctl files get` for each file it copies out.
+public protocol OpenFile: Sendable {
+    /// The file's size when it was opened.
+    var size: Int64 { get }
+    /// Copies file bytes at `offset`; returns how many (0 at the end).
+    func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int
+    /// SEEK_DATA (`data`) or SEEK_HOLE from `offset`; nil past the end.
+    func seek(from offset: Int64, data: Bool) throws -> Int64?
 }
 
 /// The filesystems vaultfs reads, and what it says about those it does not.

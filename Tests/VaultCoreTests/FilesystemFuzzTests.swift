@@ -104,9 +104,10 @@ final class FilesystemFuzzTests: XCTestCase {
                 for entry in (try? volume.entries(inode)) ?? [] { pending.append((entry.inode, depth + 1)) }
                 _ = try? volume.child(of: inode, named: "f1")
             case .file:
-                _ = buffer.withUnsafeMutableBytes { try? volume.reader.read(inode, at: 0, into: $0) }
-                _ = try? volume.reader.seek(inode, from: 0, data: true)
-                _ = try? volume.reader.seek(inode, from: 0, data: false)
+                guard let file = try? volume.reader.open(inode) else { continue }
+                _ = buffer.withUnsafeMutableBytes { try? file.read(at: 0, into: $0) }
+                _ = try? file.seek(from: 0, data: true)
+                _ = try? file.seek(from: 0, data: false)
             case .symlink:
                 _ = try? volume.reader.linkTarget(inode)
             default:

@@ -48,8 +48,17 @@ long vfs_ext2_read(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, void *buffer, 
 /* The target of symlink `ino`, NUL-terminated in `buffer` (`*length` bytes without the NUL). */
 long vfs_ext2_readlink(vfs_ext2_fs fs, uint32_t ino, char *buffer, size_t capacity, size_t *length);
 
+/* Calls `emit` for each leaf extent of file `ino`, in the tree's order: its first logical
+ * block, length in blocks, first physical block, and whether it is unwritten (reads as
+ * zeros). A non-zero return from `emit` stops the walk. `*mapped` is 0, and nothing is
+ * emitted, when the file has no extent tree (block-mapped, or inline data). */
+typedef int (*vfs_ext2_extent_fn)(void *context, uint64_t logical, uint64_t length, uint64_t physical, int unwritten);
+long vfs_ext2_extents(vfs_ext2_fs fs, uint32_t ino, int *mapped, vfs_ext2_extent_fn emit, void *context);
+
 /* SEEK_DATA (`data` = 1) or SEEK_HOLE (0) from `offset`. Unwritten extents count as holes.
- * Files without an extent tree report data everywhere, as POSIX allows. ENXIO past the end. */
+ * Files without an extent tree report data everywhere, as POSIX allows. ENXIO past the end;
+ * EFBIG when the answer lies more than 2^24 extents into the tree. Each call walks the tree
+ * from its start: for a file opened once and sought often, read its extents instead. */
 long vfs_ext2_seek(vfs_ext2_fs fs, uint32_t ino, uint64_t offset, int data, uint64_t *result);
 
 /* Extended attribute names, each NUL-terminated, as listxattr(2) gives them; `*needed` is

@@ -1,0 +1,104 @@
+/// Where a file's written blocks lie, read once from its extent tree: SEEK_DATA, SEEK_HOLE
+/// and the blocks under a read are then found by binary search, however many extents the
+/// file has. Unwritten (preallocated) extents are left out: they read as zeros, like holes.
+struct ExtentMap: Sendable {
+    /// The most extents one open file keeps: 32 bytes each with its run, 32 MiB in all. A
+    /// file split further is read through libext2fs, call by call.
+    static let limit = 1 << 20
+
+    struct Extent: Sendable, Equatable {
+        /// The extent's first block in the file; ext4 numbers them in 32 bits.
+        var logical: UInt32
+        var count: UInt32
+        /// Its first block on the filesystem.
+        var physical: UInt64
+        var end: UInt64 { UInt64(logical) + UInt64(count) }
+    }
+
+    /// Blocks `start..<end` of the file are data, and the blocks either side are holes.
+    struct Run: Sendable, Equatable {
+        var start: UInt64
+        var end: UInt64
+    }
+
+    /// A stretch of a read: bytes at `offset` on the filesystem, or zeros.
+    enum Piece: Equatable {
+        case bytes(offset: UInt64, count: Int)
+        case zeros(count: Int)
+    }
+
+    let blockSize: UInt64
+    let extents: [Extent]
+    let runs: [Run]
+
+    /// nil when the extents overlap or go backwards: a damaged tree, left to libext2fs.
+    init?(blockSize: UInt64, extents: [Extent]) {
+        var runs: [Run] = []
+        var end: UInt64 = 0
+        for extent in extents {
+            guard extent.count > 0, UInt64(extent.logical) >= end else { return nil }
+            if let last = runs.last, last.end == UInt64(extent.logical) {
+                runs[runs.count - 1].end = extent.end
+            } else {
+                runs.append(Run(start: UInt64(extent.logical), end: extent.end))
+            }
+            end = extent.end
+        }
+        self.blockSize = blockSize
+        self.extents = extents
+        self.runs = runs
+    }
+
+    /// SEEK_DATA (`data`) or SEEK_HOLE from `offset` in a file of `size` bytes, as the kernel
+    /// answers: nil at or past the end, and the end of the file is a hole.
+    func seek(from offset: Int64, data: Bool, size: Int64) -> Int64? {
+        guard offset >= 0, offset < size else { return nil }
+        let block = UInt64(offset) / blockSize
+        let index = first(runs.count) { runs[$0].end > block }
+        let inData = index < runs.count && runs[index].start <= block
+        if inData == data { return offset }
+        if data {
+            guard index < runs.count, runs[index].start * blockSize < UInt64(size) else { return nil }
+            return Int64(runs[index].start * blockSize)
+        }
+        return Int64(min(runs[index].end * blockSize, UInt64(size)))
+    }
+
+    /// The pieces `count` bytes at `offset` of the file are made of, in order.
+    func pieces(at offset: UInt64, count: Int) -> [Piece] {
+        var pieces: [Piece] = []
+        var position = offset
+        let end = offset + UInt64(count)
+        var index = first(extents.count) { extents[$0].end > position / blockSize }
+        while position < end {
+            if index < extents.count, UInt64(extents[index].logical) * blockSize <= position {
+                let extent = extents[index]
+                let stop = min(extent.end * blockSize, end)
+                let start = extent.physical.multipliedReportingOverflow(by: blockSize)
+                let within = position - UInt64(extent.logical) * blockSize
+                // A block number no filesystem holds reads past the image's end, and fails there.
+                let (at, overflow) = start.partialValue.addingReportingOverflow(within)
+                pieces.append(.bytes(offset: start.overflow || overflow ? .max : at, count: Int(stop - position)))
+                position = stop
+                index += 1
+            } else {
+                let next = index < extents.count ? UInt64(extents[index].logical) * blockSize : end
+                let stop = min(next, end)
+                pieces.append(.zeros(count: Int(stop - position)))
+                position = stop
+            }
+        }
+        return pieces
+    }
+
+    /// The first index below `count` where `isAfter` holds, `count` if none: `isAfter` must
+    /// be false then true along the indices.
+    private func first(_ count: Int, where isAfter: (Int) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if isAfter(middle) { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
+}
