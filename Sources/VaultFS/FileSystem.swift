@@ -12,7 +12,7 @@ final class FileSystem: Sendable {
     let options: MountOptions
     let uid = getuid()
     let gid = getgid()
-    private let cache: ChunkCache
+    let cache: ChunkCache
     let inodes = InodeTable()
     let logger = Logger(label: "vaultfs")
     private let snapshot = Mutex(Snapshot())
@@ -69,7 +69,7 @@ final class FileSystem: Sendable {
         self.images = images
         // Looking at a disk needs no lease: what it finds is metadata, and files opened
         // inside take their own.
-        files = PointFiles { point, disk in try images.open(point: point, disk: disk).reader }
+        files = PointFiles(memory: cache) { point, disk in try images.open(point: point, disk: disk).reader }
     }
 
     /// `cache_size` bounds the whole daemon, not only its frames: what the daemon holds
@@ -263,6 +263,8 @@ final class FileSystem: Sendable {
             for (name, child, kind) in try children(of: node, in: tree) {
                 entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: kind))
             }
+            // An open folder's entries count against the memory budget until it is closed.
+            cache.charge(Self.memoryCost(of: entries))
             // What never changes is listed once: the kernel keeps the listing.
             return .opened(handle: store(.directory(entries)), keepCache: node.isImmutable, directIO: false,
                            cacheDirectory: node.isImmutable)
@@ -420,8 +422,15 @@ final class FileSystem: Sendable {
     }
 
     func release(handle: UInt64) -> Reply {
-        _ = handles.withLock { $0.open.removeValue(forKey: handle) }
+        if case .directory(let entries)? = handles.withLock({ $0.open.removeValue(forKey: handle) }) {
+            cache.charge(-Self.memoryCost(of: entries))
+        }
         return .done
+    }
+
+    /// An estimate of what an open folder's entries take: each entry with its name.
+    static func memoryCost(of entries: [DirectoryEntry]) -> Int {
+        entries.reduce(0) { $0 + 64 + $1.name.bytes.count }
     }
 
     func statfs() -> Reply {

@@ -13,13 +13,14 @@ public struct DiskContents: Sendable {
     public let source: any ByteSource
 
     /// Looks at a disk: a filesystem on the whole disk comes first, then an MBR or GPT.
-    public static func probe(disk: String, source: any ByteSource) -> DiskContents {
+    /// The volumes' directory listings are counted against `memory` when given.
+    public static func probe(disk: String, source: any ByteSource, memory: ChunkCache? = nil) -> DiskContents {
         var view = DiskContentsView.VolumeView(name: disk, partition: nil, offset: 0, size: source.size)
         let whole = Filesystems.open(source)
         if case .success(let reader) = whole {
             describe(&view, reader)
             return DiskContents(disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]),
-                                volumes: [disk: Volume(name: disk, reader: reader)], partitions: [:], source: source)
+                                volumes: [disk: Volume(name: disk, reader: reader, memory: memory)], partitions: [:], source: source)
         }
         let table: PartitionTable?
         do {
@@ -44,7 +45,7 @@ public struct DiskContents: Sendable {
             switch Filesystems.open(SliceSource(source, offset: partition.offset, length: partition.size)) {
             case .success(let reader):
                 describe(&volume, reader)
-                shown[name] = Volume(name: name, reader: reader)
+                shown[name] = Volume(name: name, reader: reader, memory: memory)
             case .failure(let error):
                 volume.reason = error.message
             }

@@ -9,11 +9,18 @@ public final class PointFiles: Sendable {
     public typealias Opener = @Sendable (_ point: String, _ disk: String) throws -> any ByteSource
 
     private let open: Opener
+    /// What the volumes' directory listings are counted against, if anything.
+    private let memory: ChunkCache?
     private let kept = Mutex<(disks: [String: (contents: DiskContents, tick: UInt64)], tick: UInt64)>(([:], 0))
     /// Disks kept open at once; each holds its flattened image and filesystem metadata.
     static let keptDisks = 64
 
-    public init(open: @escaping Opener) { self.open = open }
+    /// `memory`: the budget the listings of the files inside points count against (the
+    /// chunk cache the disks are read through), so they and the frames share it.
+    public init(memory: ChunkCache? = nil, open: @escaping Opener) {
+        self.memory = memory
+        self.open = open
+    }
 
     /// What a point's disk holds; looked at on first use, then kept.
     public func contents(point: String, disk: String) throws -> DiskContents {
@@ -24,7 +31,7 @@ public final class PointFiles: Sendable {
             state.disks[key]!.tick = state.tick
             return entry.contents
         }) { return found }
-        let contents = DiskContents.probe(disk: disk, source: try open(point, disk))
+        let contents = DiskContents.probe(disk: disk, source: try open(point, disk), memory: memory)
         return kept.withLock { state in
             if let raced = state.disks[key] { return raced.contents }
             state.tick += 1
@@ -63,7 +70,7 @@ extension PointFiles {
     /// The filesystems of a point's command-line readers: every disk opened with a lease
     /// held for as long as the reader lives, read through `cache`.
     public static func reading(_ repository: Repository, cache: ChunkCache) -> PointFiles {
-        PointFiles { point, disk in
+        PointFiles(memory: cache) { point, disk in
             let (image, lease) = try repository.openImage(point: point, disk: disk)
             return LeasedImage(reader: ImageReader(image: image, cache: cache), lease: lease)
         }

@@ -7,17 +7,27 @@ public final class Volume: Sendable {
     public let name: String
     public let reader: any FilesystemReader
     private let directories = Mutex(DirectoryCache())
+    /// Where the listings' memory is counted (the mount's chunk cache), if anywhere.
+    private let memory: ChunkCache?
+    /// Bytes of listings kept before the oldest are dropped.
+    let listingBudget: Int
     /// Extended attributes by inode: `ls -l` asks for two on every file, and most have none.
     private let xattrs = Mutex<[UInt64: [(name: String, value: [UInt8])]]>([:])
     static let xattrBudget = 1 << 18
 
-    /// Names kept across all directories before the oldest listings are dropped.
-    static let entryBudget = 1 << 20
+    /// Bytes of listings a volume keeps without a budget to count them against.
+    static let defaultListingBudget = 64 << 20
 
-    init(name: String, reader: any FilesystemReader) {
+    /// `memory` is the budget the listings are counted against (a quarter of it at most is
+    /// kept per volume).
+    init(name: String, reader: any FilesystemReader, memory: ChunkCache? = nil) {
         self.name = name
         self.reader = reader
+        self.memory = memory
+        listingBudget = memory.map { max($0.budget / 4, 1 << 20) } ?? Self.defaultListingBudget
     }
+
+    deinit { memory?.charge(-directories.withLock { $0.bytes }) }
 
     public var rootInode: UInt64 { reader.rootInode }
 
@@ -68,21 +78,33 @@ public final class Volume: Sendable {
         var byName: [FileName: UInt64] = [:]
         for entry in listing.entries { byName[entry.name] = entry.inode }
         let cached = DirectoryCache.Listing(listing: listing, byName: byName)
-        directories.withLock { $0.insert(cached, for: directory, budget: Self.entryBudget) }
+        let change = directories.withLock { $0.insert(cached, for: directory, budget: listingBudget) }
+        memory?.charge(change)
         return cached
     }
 }
 
-/// Directory listings by inode, least recently used dropped first beyond a budget of names.
+/// Directory listings by inode, least recently used dropped first beyond a budget of bytes.
 struct DirectoryCache {
     struct Listing {
-        var listing: DirectoryListing
-        var byName: [FileName: UInt64]
+        let listing: DirectoryListing
+        let byName: [FileName: UInt64]
+        /// An estimate of what the listing takes in memory: each entry in the list and in the
+        /// index, with its name's own allocation.
+        let bytes: Int
         var entries: [FileEntry] { listing.entries }
+        static let entryCost = 128
+
+        init(listing: DirectoryListing, byName: [FileName: UInt64]) {
+            self.listing = listing
+            self.byName = byName
+            bytes = (listing.entries + listing.unusable).reduce(0) { $0 + Self.entryCost + $1.name.bytes.count }
+        }
     }
 
     private var listings: [UInt64: (listing: Listing, tick: UInt64)] = [:]
-    private var names = 0
+    /// What the listings kept take, as `Listing.bytes` counts it.
+    private(set) var bytes = 0
     private var tick: UInt64 = 0
 
     mutating func listing(_ directory: UInt64) -> Listing? {
@@ -92,19 +114,23 @@ struct DirectoryCache {
         return entry.listing
     }
 
-    mutating func insert(_ listing: Listing, for directory: UInt64, budget: Int) {
-        guard listings[directory] == nil else { return }
+    /// Keeps a listing, dropping the older half of the others when over `budget` bytes;
+    /// returns by how many bytes what is kept changed.
+    mutating func insert(_ listing: Listing, for directory: UInt64, budget: Int) -> Int {
+        guard listings[directory] == nil else { return 0 }
+        let before = bytes
         tick += 1
         listings[directory] = (listing, tick)
-        names += listing.entries.count
-        if names > budget {
+        bytes += listing.bytes
+        if bytes > budget {
             // Drop the older half at once, so a tree larger than the budget costs one sort
             // per half-budget of new names rather than one per listing.
             let sorted = listings.sorted { $0.value.tick < $1.value.tick }
-            for (key, value) in sorted.prefix(sorted.count / 2) where key != directory {
+            for (key, value) in sorted.prefix(max(1, sorted.count / 2)) where key != directory {
                 listings[key] = nil
-                names -= value.listing.entries.count
+                bytes -= value.listing.bytes
             }
         }
+        return bytes - before
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import TestSupport
-import VaultFiles
+@testable import VaultFiles
 @testable import VaultCore
 @testable import VaultFS
 import XCTest
@@ -321,5 +321,46 @@ final class FileSystemTests: XCTestCase {
         XCTAssertThrowsError(try MountOptions(parsing: "cache_size=999T"))
         XCTAssertThrowsError(try MountOptions(parsing: "cache_size=99999999999999T"))
         XCTAssertEqual(try MountOptions(parsing: "cache_size=64M").cacheSize, 64 << 20)
+    }
+
+    /// Listings of the files inside points count against `cache_size`: an open folder's
+    /// entries while it is open, each volume's kept listings while they are kept.
+    func testListingsCountAgainstTheMemoryBudget() throws {
+        let setup = try Setup()
+        let fs = try setup.fileSystem()
+        let data = try lookup(fs, "prod/web/one/files/root/var/lib/data")
+        let kept = fs.cache.chargedBytes
+        XCTAssertGreaterThan(kept, 0, "the listings a lookup made are not counted")
+        guard case .opened(let first, _, _, _) = fs.opendir(data.inode) else { return XCTFail("opendir") }
+        let open = fs.cache.chargedBytes
+        XCTAssertGreaterThan(open, kept)
+        XCTAssertLessThanOrEqual(fs.cache.cachedBytes + fs.cache.chargedBytes, fs.cache.budget)
+        _ = fs.release(handle: first)
+        let closed = fs.cache.chargedBytes
+        XCTAssertLessThan(closed, open, "a closed folder's entries are still counted")
+        // Listed again from the kept listing: the open folder alone is counted anew.
+        guard case .opened(let second, _, _, _) = fs.opendir(data.inode) else { return XCTFail("opendir") }
+        XCTAssertEqual(fs.cache.chargedBytes, open)
+        _ = fs.release(handle: second)
+        XCTAssertEqual(fs.cache.chargedBytes, closed)
+    }
+
+    /// A volume's kept listings stay within their budget: the older half goes when a new one
+    /// takes it past, and what is given back is what was counted.
+    func testKeptListingsStayWithinTheirBudget() {
+        var cache = DirectoryCache()
+        func listing(_ count: Int) -> DirectoryCache.Listing {
+            let entries = (0..<count).map { FileEntry(name: FileName("f\($0)"), inode: UInt64($0 + 12), kind: .file) }
+            return DirectoryCache.Listing(listing: DirectoryListing(entries: entries, unusable: []), byName: [:])
+        }
+        let one = listing(100).bytes
+        var total = 0
+        for directory in 0..<40 {
+            total += cache.insert(listing(100), for: UInt64(directory), budget: 10 * one)
+            XCTAssertLessThanOrEqual(cache.bytes, 10 * one)
+            XCTAssertEqual(cache.bytes, total)
+        }
+        XCTAssertNotNil(cache.listing(39))
+        XCTAssertNil(cache.listing(0))
     }
 }

@@ -34,6 +34,9 @@ public final class ChunkCache: Sendable {
         var reserved = 0
         /// The most `reserved` has been.
         var peakReserved = 0
+        /// Bytes other caches of this process hold against the same budget (directory
+        /// listings of the files inside points): frames give way to them.
+        var charged = 0
         var tick: UInt64 = 0
     }
 
@@ -59,6 +62,18 @@ public final class ChunkCache: Sendable {
     var reservedBytes: Int { state.withLock { $0.reserved } }
     /// The most bytes ever set aside for loads in flight at once.
     var peakReservedBytes: Int { state.withLock { $0.peakReserved } }
+    /// Bytes other caches hold against this budget now.
+    public var chargedBytes: Int { state.withLock { $0.charged } }
+
+    /// Counts `bytes` (negative: gives them back) that another cache of this process holds
+    /// against the memory budget, so the daemon as a whole stays within `cache_size`: frames
+    /// are evicted to make room for them.
+    public func charge(_ bytes: Int) {
+        state.withLock { state in
+            state.charged = max(0, state.charged + bytes)
+            evictIfOver(&state)
+        }
+    }
 
     /// `prefetchThreads` is how many chunks read-ahead loads at once; by default the store's
     /// number of writers (one per core for a local disk, more for an object store).
@@ -193,10 +208,10 @@ public final class ChunkCache: Sendable {
     /// sort is paid once per tenth of the cache rather than once per frame. Loads in flight
     /// count; when they alone fill the budget, every frame but `sparing` goes.
     private func evictIfOver(_ state: inout State, sparing: Set<Key> = []) {
-        guard state.bytes + state.reserved > budget else { return }
+        guard state.bytes + state.reserved + state.charged > budget else { return }
         let target = budget - budget / 10
         for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where !sparing.contains(other) {
-            if state.bytes + state.reserved <= target { break }
+            if state.bytes + state.reserved + state.charged <= target { break }
             state.entries[other] = nil
             state.bytes -= entry.data.count
         }
