@@ -82,6 +82,10 @@ expect_error() {
 no_loop_on() { [[ -z $(losetup -j "$1") ]]; }
 not_mounted() { ! mountpoint -q "$1"; }
 read_only_mount() { findmnt -n -o OPTIONS --mountpoint "$1" | tr , '\n' | grep -x ro >/dev/null; }
+hardened_mount() {
+    local opts; opts=$(findmnt -n -o OPTIONS --mountpoint "$1" | tr , '\n')
+    grep -qx nosuid <<<"$opts" && grep -qx nodev <<<"$opts" && grep -qx noexec <<<"$opts"
+}
 write_fails() { mountpoint -q "$1" && ! touch "$1/written-by-test" 2>/dev/null; }
 listed() { timeout "$limit" "$attach" --list | grep -F "$1" | grep -F "$2" >/dev/null; }
 sha() { sha256sum <"$1" | cut -d' ' -f1; }
@@ -97,6 +101,7 @@ attach_and_compare() {
     fi
     check "$name: known file is identical (cmp)" timeout "$limit" cmp -s "$src/known.bin" "$dir/known.bin"
     check "$name: mounted read-only" read_only_mount "$dir"
+    check "$name: mounted nosuid,nodev,noexec" hardened_mount "$dir"
     check "$name: a write fails" write_fails "$dir"
     check "$name: --list shows image and mount point" listed "$img" "$dir"
     if run "$attach" --detach "$dir"; then ok "$name: --detach"; else bad "$name: --detach: $(cat "$tmp/err")"; fi
