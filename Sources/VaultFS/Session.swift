@@ -72,8 +72,7 @@ public enum Mount {
             throw VaultError(.busy, "\(mountpoint) is already a mount point (of \(current.source) \(current.type)); unmount it first (fusermount3 -u \(mountpoint))")
         }
         var st = stat()
-        guard stat(mountpoint, &st) == 0 else { throw Posix.error("cannot use the mount point", mountpoint) }
-        guard st.st_mode & S_IFMT == S_IFDIR else {
+        guard stat(mountpoint, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
             throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
         }
     }
