@@ -342,7 +342,10 @@ final class S3RepositoryTests: XCTestCase {
         try a.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(webDisk.path)")
         // Host b sees what host a made, and adds a server of its own that a then sees.
         XCTAssertTrue(try b.run("server", "list").contains("web"))
-        try b.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)", "--freeze-command", "sleep 3")
+        // b's freeze hook holds its backup of db open until the test lets it go (60 s at most).
+        let gate = scratch.file("gate")
+        try b.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)", "--freeze-command",
+                  "i=0; while [ ! -e \(gate) ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
         XCTAssertTrue(try a.run("server", "list").contains("db"))
 
         // Both hosts back up at once, each its own server.
@@ -359,6 +362,7 @@ final class S3RepositoryTests: XCTestCase {
         let twice = try a.attempt(["backup", "db", "--name", "twice"])
         XCTAssertNotEqual(twice.status, 0)
         XCTAssertTrue(twice.stderr.contains("busy") && twice.stderr.contains("running on"), twice.stderr)
+        XCTAssertTrue(FileManager.default.createFile(atPath: gate, contents: nil))
         XCTAssertTrue(eventually(timeout: 60) { !fromB.isRunning })
         XCTAssertEqual(fromB.terminationStatus, 0)
         // Each lists the other's point; once b is done, a may back up db.
