@@ -51,14 +51,17 @@ public enum Mount {
     }
 
     /// `value` as one value of a libfuse option string: a backslash before each comma and
-    /// backslash (libfuse's `fuse_opt_parse` takes the character after a backslash as it is).
+    /// backslash byte (libfuse's `fuse_opt_parse` reads bytes and takes the one after a
+    /// backslash as it is). Bytes, not characters: a comma followed by a combining mark is one
+    /// Swift `Character` that is not ",", but libfuse still splits at it.
     static func escapedOptionValue(_ value: String) -> String {
-        var escaped = ""
-        for character in value {
-            if character == "," || character == "\\" { escaped.append("\\") }
-            escaped.append(character)
+        var escaped: [UInt8] = []
+        escaped.reserveCapacity(value.utf8.count)
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\\") { escaped.append(UInt8(ascii: "\\")) }
+            escaped.append(byte)
         }
-        return escaped
+        return String(decoding: escaped, as: UTF8.self)
     }
 
     /// Refuses a mount point that is not a folder one can mount on, with what to do about it:
@@ -110,7 +113,7 @@ public enum Mount {
         for folder in folders {
             let path = resolvedPath(folder.path)
             let relation: String?
-            if target == path {
+            if target.utf8.elementsEqual(path.utf8) {
                 relation = "is"
             } else if isInside(target, path) {
                 relation = "is inside"
@@ -125,9 +128,12 @@ public enum Mount {
         }
     }
 
-    /// Whether `path` is below `folder` (both absolute and resolved).
+    /// Whether `path` is below `folder` (both absolute and resolved). Bytes, as the kernel
+    /// compares names: Swift's `==` and `hasPrefix` on `String` take "é" and "e" + U+0301 as
+    /// equal and "/" + a combining mark as no "/".
     private static func isInside(_ path: String, _ folder: String) -> Bool {
-        folder == "/" ? path != "/" : path.hasPrefix(folder + "/")
+        let prefix = folder == "/" ? Array("/".utf8) : Array(folder.utf8) + [UInt8(ascii: "/")]
+        return path.utf8.count > prefix.count && path.utf8.starts(with: prefix)
     }
 
     /// One line of /proc/self/mountinfo.

@@ -3,7 +3,7 @@ import VaultCore
 /// A regular file of an ext2/3/4 filesystem, opened for reading. A file with an extent
 /// tree has it read once, when opened: its reads then go straight to the image's bytes and
 /// its seeks are a binary search, so a file in 100,000 pieces reads like one in a few. Other
-/// files (block-mapped ext2/3, inline data, a damaged tree, more than `ExtentMap.limit`
+/// files (block-mapped ext2/3, inline data, a tree libext2fs cannot walk, more than `ExtentMap.limit`
 /// extents) are read through libext2fs, call by call.
 final class Ext2File: OpenFile {
     let filesystem: Ext2Filesystem

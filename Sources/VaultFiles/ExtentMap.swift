@@ -31,21 +31,32 @@ struct ExtentMap: Sendable {
     let extents: [Extent]
     let runs: [Run]
 
-    /// nil when the extents overlap or go backwards: a damaged tree, left to libext2fs.
-    init?(blockSize: UInt64, extents: [Extent]) {
+    /// `extents` in the order the tree gives them. A damaged or hostile tree may overlap or go
+    /// backwards: each extent keeps only the blocks past the ones before it, so the map is
+    /// always sorted and a file cannot push its reads back onto slow, call-by-call walks.
+    init(blockSize: UInt64, extents: [Extent]) {
+        var kept: [Extent] = []
         var runs: [Run] = []
         var end: UInt64 = 0
-        for extent in extents {
-            guard extent.count > 0, UInt64(extent.logical) >= end else { return nil }
+        kept.reserveCapacity(extents.count)
+        for var extent in extents where extent.end > end && extent.count > 0 {
+            if UInt64(extent.logical) < end {
+                // Past block 2^32 - 1 (an extent that ends beyond what ext4 numbers) nothing is kept.
+                guard let logical = UInt32(exactly: end) else { continue }
+                let cut = end - UInt64(extent.logical)
+                extent = Extent(logical: logical, count: extent.count - UInt32(cut),
+                                physical: extent.physical.addingReportingOverflow(cut).partialValue)
+            }
             if let last = runs.last, last.end == UInt64(extent.logical) {
                 runs[runs.count - 1].end = extent.end
             } else {
                 runs.append(Run(start: UInt64(extent.logical), end: extent.end))
             }
+            kept.append(extent)
             end = extent.end
         }
         self.blockSize = blockSize
-        self.extents = extents
+        self.extents = kept
         self.runs = runs
     }
 

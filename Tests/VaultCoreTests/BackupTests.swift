@@ -215,6 +215,10 @@ final class BackupTests: XCTestCase {
             let bytes = try readBytes(fixture.scratch.file("repo/\(file)"))
             XCTAssertNil(String(decoding: bytes, as: UTF8.self).range(of: "fsfreeze"), file)
         }
+        // Removing the server removes its hooks here: a later server of that name has none.
+        try fixture.repository.removeServer(named: "db", hookFiles: fixture.hookFiles)
+        XCTAssertNil(try fixture.hookFiles.hooks(server: "db"))
+        XCTAssertFalse(Posix.exists(fixture.hookFiles.path(server: "db")))
     }
 
     func testAManifestOrCatalogThatNamesACommandOnlyMarksTheServerAsHooked() throws {
@@ -247,7 +251,9 @@ final class BackupTests: XCTestCase {
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
                                          hooks: Hooks(freeze: "echo ran >> \(log)"), hookFiles: fixture.hookFiles, now: Date())
         let file = fixture.hookFiles.path(server: "db")
-        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.hookFiles.directory, 0o777), (fixture.scratch.file("etc"), 0o757)] {
+        // The file, its folder, the configuration folder and any folder above them.
+        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.hookFiles.directory, 0o777), (fixture.scratch.file("etc"), 0o757),
+                             (fixture.scratch.path, 0o777), (fixture.scratch.path, 0o775)] {
             let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
             XCTAssertEqual(chmod(path, mode_t(mode)), 0)
             XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: fixture.hookFiles),
@@ -256,6 +262,12 @@ final class BackupTests: XCTestCase {
             }
             XCTAssertEqual(chmod(path, mode_t(before)), 0)
         }
+        // Everyone may write a folder above with its sticky bit set, as /tmp: nobody may
+        // rename what root owns there.
+        let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: fixture.scratch.path)[.posixPermissions] as? Int)
+        XCTAssertEqual(chmod(fixture.scratch.path, 0o1777), 0)
+        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
+        XCTAssertEqual(chmod(fixture.scratch.path, mode_t(before)), 0)
         XCTAssertEqual(chown(file, 65534, 65534), 0)
         XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
         XCTAssertEqual(chown(file, 0, 0), 0)
@@ -267,6 +279,10 @@ final class BackupTests: XCTestCase {
 
     func testAHooksFileIsReadAsWrittenAndRefusedWhenMalformed() throws {
         XCTAssertEqual(try HookFiles.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\n", file: "f"), Hooks(freeze: "a, b; c=d", thaw: "x"))
+        // A file saved with CR LF or CR line ends: each line is its own, no CR reaches a command.
+        for text in ["freeze = a\r\nthaw = b\r\n", "freeze = a\rthaw = b", "# c\r\nfreeze = a\n\r\nthaw = b"] {
+            XCTAssertEqual(try HookFiles.parse(text, file: "f"), Hooks(freeze: "a", thaw: "b"), text)
+        }
         for text in ["freeze a", "frozen = a", "freeze = a\nfreeze = b"] {
             XCTAssertThrowsError(try HookFiles.parse(text, file: "f"), text)
         }

@@ -226,11 +226,26 @@ final class FragmentedFileTests: XCTestCase {
         XCTAssertEqual(Array(one[40_960..<100_000]), [UInt8](repeating: 0, count: 59_040))
     }
 
-    func testExtentsThatOverlapAreLeftToLibext2fsAndTouchingOnesMakeOneRun() throws {
-        XCTAssertNil(ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100), .init(logical: 2, count: 1, physical: 200)]))
-        let map = try XCTUnwrap(ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100),
-                                                                    .init(logical: 4, count: 1, physical: 200),
-                                                                    .init(logical: 7, count: 1, physical: 300)]))
+    func testExtentsThatOverlapKeepOnlyTheirNewBlocksAndTouchingOnesMakeOneRun() throws {
+        // Inside the one before, backwards, partly over it, and empty: only new blocks stay.
+        let damaged = ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100),
+                                                           .init(logical: 2, count: 1, physical: 200),
+                                                           .init(logical: 6, count: 2, physical: 300),
+                                                           .init(logical: 1, count: 1, physical: 400),
+                                                           .init(logical: 7, count: 3, physical: 500),
+                                                           .init(logical: 12, count: 0, physical: 600)])
+        XCTAssertEqual(damaged.extents, [.init(logical: 0, count: 4, physical: 100), .init(logical: 6, count: 2, physical: 300),
+                                         .init(logical: 8, count: 2, physical: 501)])
+        XCTAssertEqual(damaged.runs, [.init(start: 0, end: 4), .init(start: 6, end: 10)])
+        XCTAssertEqual(damaged.pieces(at: 7 * 4096, count: 2 * 4096),
+                       [.bytes(offset: 301 * 4096, count: 4096), .bytes(offset: 501 * 4096, count: 4096)])
+        // Past the last block ext4 numbers, an overlap keeps nothing, and does not trap.
+        let far = ExtentMap(blockSize: 4096, extents: [.init(logical: 0xFFFF_FFF0, count: 0x100, physical: 1),
+                                                       .init(logical: 0xFFFF_FFFF, count: 0x1000, physical: 2)])
+        XCTAssertEqual(far.extents, [.init(logical: 0xFFFF_FFF0, count: 0x100, physical: 1)])
+        let map = ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100),
+                                                       .init(logical: 4, count: 1, physical: 200),
+                                                       .init(logical: 7, count: 1, physical: 300)])
         XCTAssertEqual(map.runs, [.init(start: 0, end: 5), .init(start: 7, end: 8)])
         XCTAssertEqual(map.seek(from: 100, data: false, size: 9 * 4096), 5 * 4096)
         XCTAssertEqual(map.seek(from: 5 * 4096, data: true, size: 9 * 4096), 7 * 4096)

@@ -293,6 +293,12 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(Mount.escapedOptionValue("/srv/r,suid,dev"), "/srv/r\\,suid\\,dev")
         XCTAssertEqual(Mount.escapedOptionValue("x\\"), "x\\\\")
         XCTAssertEqual(Mount.escapedOptionValue("a=b c\nd"), "a=b c\nd")
+        // A comma that Swift folds into one Character with a mark before or after it is still
+        // a comma byte to libfuse.
+        for (value, expected) in [("r,\u{301}suid", "r\\,\u{301}suid"), ("r\u{600},dev", "r\u{600}\\,dev"),
+                                  ("r\\\u{301},allow_other", "r\\\\\u{301}\\,allow_other")] {
+            XCTAssertEqual(Array(Mount.escapedOptionValue(value).utf8), Array(expected.utf8), value)
+        }
         var options = try MountOptions(parsing: "allow_other,ro,suid,dev")
         options.fsname = nil
         let text = Mount.optionString(fsname: "/srv/r,allow_other\\", options: options)
@@ -315,6 +321,15 @@ final class FileSystemTests: XCTestCase {
         }
         XCTAssertNoThrow(try Mount.refuseOverlap(scratch.file("mnt"), with: folders))
         XCTAssertNoThrow(try Mount.refuseOverlap(scratch.file("srv/repo2"), with: folders))
+        // Names compare as bytes: a folder inside whose name starts with a combining mark is
+        // inside; "café" spelt with U+00E9 and with "e" + U+0301 are two folders.
+        XCTAssertThrowsError(try Mount.refuseOverlap("\(repository)/\u{301}x", with: folders))
+        let composed = scratch.file("caf\u{e9}"), decomposed = scratch.file("cafe\u{301}")
+        for folder in [composed, decomposed] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        XCTAssertThrowsError(try Mount.refuseOverlap(composed, with: [(what: "the repository", path: composed)]))
+        XCTAssertNoThrow(try Mount.refuseOverlap(decomposed, with: [(what: "the repository", path: composed)]))
     }
 
     func testACacheLargerThanMemoryOrTooLargeToCountIsRefused() {

@@ -94,7 +94,9 @@ public struct HookFiles: Sendable {
     /// Reads a hooks file: `freeze = COMMAND` and `thaw = COMMAND` lines; `#` starts a comment.
     static func parse(_ text: String, file: String) throws -> Hooks {
         var values: [String: String] = [:]
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Lines end at LF, CR LF or CR: a file saved on another system never runs its next
+        // line as part of a command.
+        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {
@@ -110,13 +112,21 @@ public struct HookFiles: Sendable {
         return Hooks(freeze: values["freeze"], thaw: values["thaw"])
     }
 
-    /// The folder that holds the hooks folder must be as safe as it is: whoever may write it
-    /// may swap the hooks folder for one of their own.
+    /// The folders above the hooks folder must be as safe as it is, up to `/`: whoever may
+    /// write one may swap what is below it for their own. The configuration folder itself is
+    /// not followed through a link; above it, a folder that everyone may write counts only
+    /// with its sticky bit (as `/tmp`), where nobody may rename what others own.
     private func requireTrustedParent() throws {
-        let parent = (directory as NSString).deletingLastPathComponent
+        var folder = (directory as NSString).deletingLastPathComponent
         var st = stat()
-        guard lstat(parent, &st) == 0 else { throw Posix.error("cannot use the configuration folder", parent) }
-        try Self.requireTrusted(st, parent, isDirectory: true)
+        guard lstat(folder, &st) == 0 else { throw Posix.error("cannot use the configuration folder", folder) }
+        try Self.requireTrusted(st, folder, isDirectory: true)
+        while folder != "/" && !folder.isEmpty {
+            folder = (folder as NSString).deletingLastPathComponent
+            guard stat(folder, &st) == 0 else { throw Posix.error("cannot use the configuration folder", folder) }
+            if st.st_mode & S_ISVTX != 0 && (st.st_uid == 0 || st.st_uid == geteuid()) { continue }
+            try Self.requireTrusted(st, folder, isDirectory: true)
+        }
     }
 
     /// Refuses what is not a plain file (or folder), or that another user owns or that its

@@ -52,11 +52,18 @@ extension Repository {
         try writeServerManifest(name)
     }
 
-    public func removeServer(named name: String) throws {
+    /// Removes a server, and its hooks on this host: a server added later under the same
+    /// name (here or by another host of a shared bucket) never runs the old one's commands.
+    public func removeServer(named name: String, hookFiles: HookFiles = .standard) throws {
         let id = try catalog.server(named: name).id
         try catalog.removeServer(named: name)
         try? manifests.removeServer(name)
         if let id { fingerprints.remove(server: id) }
+        do {
+            try hookFiles.write(Hooks(), server: name)
+        } catch {
+            throw VaultError(.io, "server '\(name)' is removed, but its hooks file \(hookFiles.path(server: name)) is not: remove it by hand", cause: error)
+        }
     }
 
     func writeVaultManifest(_ name: String) throws {

@@ -94,7 +94,9 @@ public struct PointView: Codable, Sendable {
         self.disks = disks.map { DiskView(name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
                                           changedBytes: $0.changedBytes, newBytes: $0.newBytes) }
         if point.status == .creating {
-            let percent = point.progressTotal > 0 ? Int(point.progressDone * 100 / point.progressTotal) : 0
+            // In Double: a catalog row may hold any two integers, and done * 100 must not trap.
+            let percent = point.progressTotal > 0
+                ? Int(min(100, max(0, Double(point.progressDone) / Double(point.progressTotal) * 100))) : 0
             progress = ProgressView(doneBytes: point.progressDone, totalBytes: point.progressTotal, percent: percent)
         }
         deletion = Self.deletionText(point.deletion)
