@@ -10,16 +10,20 @@ final class Ext2File: OpenFile {
     let source: any ByteSource
     let inode: UInt64
     let size: Int64
-    /// nil when libext2fs finds the blocks.
-    let map: ExtentMap?
+    /// The most extents its map may have; nil when libext2fs finds the blocks.
+    let extentLimit: Int?
 
-    init(filesystem: Ext2Filesystem, source: any ByteSource, inode: UInt64, size: Int64, map: ExtentMap?) {
+    init(filesystem: Ext2Filesystem, source: any ByteSource, inode: UInt64, size: Int64, extentLimit: Int?) {
         self.filesystem = filesystem
         self.source = source
         self.inode = inode
         self.size = size
-        self.map = map
+        self.extentLimit = extentLimit
     }
+
+    /// Its extent map, asked of the filesystem's maps on each call: the file holds none of
+    /// its own, so the maps of open files stay within the mount's memory budget.
+    var map: ExtentMap? { extentLimit.flatMap { filesystem.extentMap(inode, limit: $0) } }
 
     func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let map else { return try filesystem.read(inode, at: offset, into: destination) }

@@ -19,6 +19,8 @@ public final class Ext2Filesystem: FilesystemReader {
     private let box: SourceBox
     public let rootInode: UInt64 = 2
     private let blockSize: UInt32
+    /// The extent maps of its open files.
+    let extentMaps = ExtentMaps()
     /// Directory entry file types (EXT2_FT_*) by number.
     static let kinds: [Int: FileKind] = [1: .file, 2: .directory, 3: .characterDevice, 4: .blockDevice, 5: .fifo, 6: .socket, 7: .symlink]
     public let summary: FilesystemSummary
@@ -135,16 +137,23 @@ public final class Ext2Filesystem: FilesystemReader {
     }
 
     public func open(_ inode: UInt64) throws -> any OpenFile {
-        try open(inode, extentLimit: ExtentMap.limit)
+        try open(inode, extentLimit: extentMaps.extentLimit)
     }
 
     /// Opens a file, reading its extents when it has an extent tree of at most `extentLimit`.
     func open(_ inode: UInt64, extentLimit: Int) throws -> Ext2File {
         let size = try attributes(inode).size
-        var walk = ExtentWalk(limit: extentLimit)
+        let mapped = extentMap(inode, limit: extentLimit) != nil
+        return Ext2File(filesystem: self, source: box.source, inode: inode, size: size, extentLimit: mapped ? extentLimit : nil)
+    }
+
+    /// `inode`'s extent map, kept or read again from its tree: nil when it has no extent tree,
+    /// more than `limit` extents, or a tree that cannot be walked to its end (left to
+    /// libext2fs, which reads what it can and fails at the blocks it cannot find).
+    func extentMap(_ inode: UInt64, limit: Int) -> ExtentMap? {
+        if let kept = extentMaps.map(inode) { return kept.extents.count <= limit ? kept : nil }
+        var walk = ExtentWalk(limit: limit)
         var mapped: Int32 = 0
-        // A tree that cannot be walked to its end is left to libext2fs, which reads what it
-        // can and fails at the blocks it cannot find, as before there was a map.
         let walked = (try? call("cannot map inode \(inode)") { fs in
             let n = try number(inode)
             return withUnsafeMutablePointer(to: &walk) { walk in
@@ -154,8 +163,10 @@ public final class Ext2Filesystem: FilesystemReader {
                 }, walk)
             }
         }) != nil
-        let map = walked && mapped != 0 && !walk.overflowed ? ExtentMap(blockSize: UInt64(blockSize), extents: walk.extents) : nil
-        return Ext2File(filesystem: self, source: box.source, inode: inode, size: size, map: map)
+        guard walked, mapped != 0, !walk.overflowed else { return nil }
+        let map = ExtentMap(blockSize: UInt64(blockSize), extents: walk.extents)
+        extentMaps.keep(map, for: inode)
+        return map
     }
 
     /// The written extents a walk of the tree has met, up to a bound on all it meets.

@@ -1,3 +1,6 @@
+import Synchronization
+import VaultCore
+
 /// Where a file's written blocks lie, read once from its extent tree: SEEK_DATA, SEEK_HOLE
 /// and the blocks under a read are then found by binary search, however many extents the
 /// file has. Unwritten (preallocated) extents are left out: they read as zeros, like holes.
@@ -111,5 +114,90 @@ struct ExtentMap: Sendable {
             if isAfter(middle) { high = middle } else { low = middle + 1 }
         }
         return low
+    }
+}
+
+extension ExtentMap {
+    /// Bytes an extent costs in a map: the extent (16) and at most one run (16).
+    static let bytesPerExtent = 32
+
+    /// What the map takes in memory, as counted against the mount's budget.
+    var bytes: Int { extents.count * 16 + runs.count * 16 + 64 }
+}
+
+/// The extent maps of one filesystem's files, kept by inode within a budget of bytes that
+/// is counted against the mount's memory (`cache_size`), least recently used dropped first.
+/// Files read their map from here on every call: many large maps in use at once cost their
+/// walks again, never memory beyond the budget.
+final class ExtentMaps: Sendable {
+    private struct State {
+        var maps: [UInt64: (map: ExtentMap, used: UInt64)] = [:]
+        var bytes = 0
+        var clock: UInt64 = 0
+        var budget: Int
+        var memory: ChunkCache?
+    }
+
+    private let state: Mutex<State>
+
+    /// Bytes of maps kept when no mount gives a budget.
+    static let defaultBudget = 64 << 20
+
+    init(budget: Int = ExtentMaps.defaultBudget) {
+        state = Mutex(State(budget: budget))
+    }
+
+    deinit { state.withLock { $0.memory?.charge(-$0.bytes) } }
+
+    /// Counts the maps against `memory` from now on, and keeps `budget` bytes of them at most.
+    func use(budget: Int, memory: ChunkCache?) {
+        state.withLock { state in
+            state.memory?.charge(-state.bytes)
+            state.budget = budget
+            state.memory = memory
+            memory?.charge(state.bytes)
+            Self.evict(&state, keeping: 0)
+        }
+    }
+
+    /// The most extents a map may have: one map alone never outgrows the budget.
+    var extentLimit: Int { state.withLock { min(ExtentMap.limit, $0.budget / ExtentMap.bytesPerExtent) } }
+
+    /// Bytes of maps kept now.
+    var bytes: Int { state.withLock { $0.bytes } }
+
+    func map(_ inode: UInt64) -> ExtentMap? {
+        state.withLock { state in
+            guard let found = state.maps[inode] else { return nil }
+            state.clock += 1
+            state.maps[inode]?.used = state.clock
+            return found.map
+        }
+    }
+
+    func keep(_ map: ExtentMap, for inode: UInt64) {
+        state.withLock { state in
+            guard map.bytes <= state.budget else { return }
+            Self.evict(&state, keeping: map.bytes)
+            state.clock += 1
+            let before = state.maps.updateValue((map, state.clock), forKey: inode)?.map.bytes ?? 0
+            state.bytes += map.bytes - before
+            state.memory?.charge(map.bytes - before)
+        }
+    }
+
+    /// Drops the least recently used maps until `room` more bytes fit in three quarters of
+    /// the budget: one sort frees room for many more maps, so opening many small files does
+    /// not sort them all each time.
+    private static func evict(_ state: inout State, keeping room: Int) {
+        guard state.bytes + room > state.budget else { return }
+        let order = state.maps.sorted { $0.value.used < $1.value.used }
+        var freed = 0
+        for (inode, entry) in order where state.bytes - freed + room > state.budget / 4 * 3 {
+            state.maps[inode] = nil
+            freed += entry.map.bytes
+        }
+        state.bytes -= freed
+        state.memory?.charge(-freed)
     }
 }

@@ -18,13 +18,14 @@ public final class Volume: Sendable {
     /// Bytes of listings a volume keeps without a budget to count them against.
     static let defaultListingBudget = 64 << 20
 
-    /// `memory` is the budget the listings are counted against (a quarter of it at most is
-    /// kept per volume).
+    /// `memory` is the budget the listings and the files' extent maps are counted against (a
+    /// quarter of it at most is kept per volume for each).
     init(name: String, reader: any FilesystemReader, memory: ChunkCache? = nil) {
         self.name = name
         self.reader = reader
         self.memory = memory
         listingBudget = memory.map { max($0.budget / 4, 1 << 20) } ?? Self.defaultListingBudget
+        if let memory, let ext = reader as? Ext2Filesystem { ext.extentMaps.use(budget: listingBudget, memory: memory) }
     }
 
     deinit { memory?.charge(-directories.withLock { $0.bytes }) }

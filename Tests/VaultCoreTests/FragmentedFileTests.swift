@@ -195,6 +195,32 @@ final class FragmentedFileTests: XCTestCase {
         }
     }
 
+    /// A mount counts the maps of open files against its memory, and never keeps more than
+    /// their budget: a map that does not fit is walked again for each read, and reads the same.
+    func testExtentMapsCountAgainstTheMountsMemoryAndNeverOutgrowTheirBudget() throws {
+        let f = try fragmented()
+        let fixture = try Fixture()
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)
+        let filesystem = try Ext2Filesystem(source: try FileSource(path: f.scratch.file("fs.img")))
+        let volume = Volume(name: "root", reader: filesystem, memory: cache)
+        let file = try XCTUnwrap(try volume.reader.open(f.inode) as? Ext2File)
+        let map = try XCTUnwrap(file.map)
+        XCTAssertEqual(cache.chargedBytes, map.bytes)
+        XCTAssertEqual(try XCTUnwrap(try volume.reader.open(f.inode) as? Ext2File).map?.extents, map.extents)
+        XCTAssertEqual(cache.chargedBytes, map.bytes, "a second open of the file shares its map")
+
+        filesystem.extentMaps.use(budget: map.bytes - 1, memory: cache)
+        XCTAssertEqual(cache.chargedBytes, 0)
+        var buffer = [UInt8](repeating: 0, count: 300_000)
+        for offset: Int64 in [0, 12_345, f.size / 2, f.size - 200_000] {
+            let got = try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: $0) }
+            XCTAssertEqual(got, 300_000 > f.size - offset ? Int(f.size - offset) : 300_000)
+            XCTAssertTrue(try buffer.withUnsafeBytes { try f.isSource(UnsafeRawBufferPointer(rebasing: $0[..<got]), at: offset) }, "\(offset)")
+            XCTAssertEqual(filesystem.extentMaps.bytes, 0)
+        }
+        XCTAssertEqual(cache.chargedBytes, 0)
+    }
+
     func testUnwrittenExtentsReadAsZerosAndSeekAsHolesAsThroughLibext2fs() throws {
         let scratch = Scratch("unwritten")
         let folder = scratch.file("src")
