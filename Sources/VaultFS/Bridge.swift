@@ -6,7 +6,10 @@ import VaultFiles
 
 /// Turns a `Reply` into the one libfuse reply call for a request.
 enum Bridge {
-    static func send(_ reply: Reply, _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, uid: UInt32, gid: UInt32) {
+    /// Whether an open reached the kernel: a request interrupted meanwhile (the caller gave
+    /// up) gets no release, so its handle is the caller's to close.
+    @discardableResult
+    static func send(_ reply: Reply, _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, uid: UInt32, gid: UInt32) -> Bool {
         switch reply {
         case .error(let code):
             fuse_reply_err(req, code)
@@ -24,12 +27,15 @@ enum Bridge {
             var st = stat(attributes, uid: uid, gid: gid)
             fuse_reply_attr(req, &st, timeout)
         case .opened(let handle, let keepCache, let directIO, let cacheDirectory):
-            guard let fi else { fuse_reply_err(req, EIO); return }
+            guard let fi else {
+                fuse_reply_err(req, EIO)
+                return false
+            }
             fi.pointee.fh = handle
             vfs_fi_set_keep_cache(fi, keepCache ? 1 : 0)
             vfs_fi_set_direct_io(fi, directIO ? 1 : 0)
             vfs_fi_set_cache_readdir(fi, cacheDirectory ? 1 : 0)
-            fuse_reply_open(req, fi)
+            return fuse_reply_open(req, fi) == 0
         case .data(let bytes):
             _ = bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
         case .pieces(let pieces):
@@ -94,6 +100,7 @@ enum Bridge {
             sv.f_namemax = 255
             fuse_reply_statfs(req, &sv)
         }
+        return true
     }
 
     /// Zeros that replies point at, written once so that each of its pages is a page of its

@@ -63,7 +63,10 @@ func makeOperations() -> fuse_lowlevel_ops {
 /// Finds the request's `FileSystem`, runs the handler and sends its one reply.
 private func respond(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply) {
     let fs = Unmanaged<FileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
-    Bridge.send(handler(fs), req, fi, uid: fs.uid, gid: fs.gid)
+    let reply = handler(fs)
+    if !Bridge.send(reply, req, fi, uid: fs.uid, gid: fs.gid), case .opened(let handle, _, _, _) = reply {
+        _ = fs.release(handle: handle)
+    }
 }
 
 /// A name the kernel passes, as its bytes: names inside points need not be UTF-8.

@@ -156,7 +156,7 @@ final class ExtentMaps: Sendable {
             state.budget = budget
             state.memory = memory
             memory?.charge(state.bytes)
-            Self.evict(&state, keeping: 0)
+            Self.evict(&state, keeping: 0, budget: budget)
         }
     }
 
@@ -177,8 +177,9 @@ final class ExtentMaps: Sendable {
 
     func keep(_ map: ExtentMap, for inode: UInt64) {
         state.withLock { state in
-            guard map.bytes <= state.budget else { return }
-            Self.evict(&state, keeping: map.bytes)
+            let budget = state.memory.map { Volume.share(of: $0, own: state.bytes, budget: state.budget) } ?? state.budget
+            guard map.bytes <= budget else { return }
+            Self.evict(&state, keeping: map.bytes, budget: budget)
             state.clock += 1
             let before = state.maps.updateValue((map, state.clock), forKey: inode)?.map.bytes ?? 0
             state.bytes += map.bytes - before
@@ -187,13 +188,13 @@ final class ExtentMaps: Sendable {
     }
 
     /// Drops the least recently used maps until `room` more bytes fit in three quarters of
-    /// the budget: one sort frees room for many more maps, so opening many small files does
+    /// `budget`: one sort frees room for many more maps, so opening many small files does
     /// not sort them all each time.
-    private static func evict(_ state: inout State, keeping room: Int) {
-        guard state.bytes + room > state.budget else { return }
+    private static func evict(_ state: inout State, keeping room: Int, budget: Int) {
+        guard state.bytes + room > budget else { return }
         let order = state.maps.sorted { $0.value.used < $1.value.used }
         var freed = 0
-        for (inode, entry) in order where state.bytes - freed + room > state.budget / 4 * 3 {
+        for (inode, entry) in order where state.bytes - freed + room > budget / 4 * 3 {
             state.maps[inode] = nil
             freed += entry.map.bytes
         }

@@ -47,7 +47,7 @@ public enum FileRestore {
         func add(_ inode: UInt64, path: FileName, depth: Int) throws {
             let attributes: FileAttributes
             do { attributes = try volume.reader.attributes(inode) } catch {
-                failures.append("\(path): \(message(error))")
+                failures.append("\(path.quoted): \(message(error))")
                 return
             }
             if attributes.kind == .socket { return }
@@ -57,14 +57,14 @@ public enum FileRestore {
                     entry.xattrs.append((name, try volume.reader.attribute(inode, named: name)))
                 }
             } catch {
-                failures.append("\(path): extended attributes: \(message(error))")
+                failures.append("\(path.quoted): extended attributes: \(message(error))")
             }
             if attributes.kind == .file, attributes.links > 1 {
                 if let first = firstNames[inode] { entry.hardLinkTo = first } else { firstNames[inode] = path }
             }
             if attributes.kind == .symlink {
                 do { entry.linkTarget = try volume.reader.linkTarget(inode) } catch {
-                    failures.append("\(path): \(message(error))")
+                    failures.append("\(path.quoted): \(message(error))")
                     return
                 }
             }
@@ -78,7 +78,7 @@ public enum FileRestore {
                         meter?.advance(Int64(bytes.count))
                     }
                 } catch {
-                    failures.append("\(path): \(message(error)); its bytes from \(written) on are zeros in the archive")
+                    failures.append("\(path.quoted): \(message(error)); its bytes from \(written) on are zeros in the archive")
                 }
                 let zeros = [UInt8](repeating: 0, count: blockSize)
                 while written < attributes.size {
@@ -90,20 +90,20 @@ public enum FileRestore {
             }
             guard attributes.kind == .directory else { return }
             guard depth < maxDepth, visiting.insert(inode).inserted, archived.insert(inode).inserted else {
-                failures.append("\(path): the folder appears twice (damaged filesystem); not followed again")
+                failures.append("\(path.quoted): the folder appears twice (damaged filesystem); not followed again")
                 return
             }
             defer { visiting.remove(inode) }
             do {
                 let listing = try volume.listing(inode)
                 if !listing.unusable.isEmpty {
-                    failures.append("\(path): \(listing.unusable.count) \(unusableEntries) left out")
+                    failures.append("\(path.quoted): \(listing.unusable.count) \(unusableEntries) left out")
                 }
                 for child in listing.entries {
                     try add(child.inode, path: FileName(path.bytes + [0x2F] + child.name.bytes), depth: depth + 1)
                 }
             } catch let error as VaultError where error.code == .corrupt || error.code == .notFound {
-                failures.append("\(path): \(error.message)")
+                failures.append("\(path.quoted): \(error.message)")
             }
         }
 

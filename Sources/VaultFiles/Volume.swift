@@ -79,9 +79,26 @@ public final class Volume: Sendable {
         var byName: [FileName: UInt64] = [:]
         for entry in listing.entries { byName[entry.name] = entry.inode }
         let cached = DirectoryCache.Listing(listing: listing, byName: byName)
-        let change = directories.withLock { $0.insert(cached, for: directory, budget: listingBudget) }
+        let change = directories.withLock { $0.insert(cached, for: directory, budget: allowance(keeping: $0.bytes)) }
         memory?.charge(change)
         return cached
+    }
+}
+
+extension Volume {
+    /// Bytes of listings this volume may keep now: its own budget, and within the half of the
+    /// mount's memory that all volumes' listings and maps share (`own` bytes are this
+    /// volume's), so many disks and partitions do not each take a quarter.
+    func allowance(keeping own: Int) -> Int {
+        guard let memory else { return listingBudget }
+        return Volume.share(of: memory, own: own, budget: listingBudget)
+    }
+
+    /// What one cache of `budget` bytes that holds `own` may keep when every cache counted
+    /// against `memory` shares half of it: at least 1 MiB.
+    static func share(of memory: ChunkCache, own: Int, budget: Int) -> Int {
+        let others = max(0, memory.chargedBytes - own)
+        return min(budget, max(1 << 20, memory.budget / 2 - others))
     }
 }
 

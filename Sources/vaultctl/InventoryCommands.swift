@@ -132,7 +132,13 @@ struct ServerCommand: ParsableCommand {
             let repo = try repository.open()
             let server = try repo.catalog.server(named: name)
             let files = HookFiles.standard
-            let hooks = try files.hooks(server: server.name)
+            // A user who may not read this host's hooks (they are root's) still sees the rest.
+            let hooks: Hooks?, unreadable: String?
+            do {
+                (hooks, unreadable) = (try files.hooks(server: server.name), nil)
+            } catch {
+                (hooks, unreadable) = (nil, "\(error)")
+            }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
                 return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!), hooks: hooks))
@@ -142,7 +148,9 @@ struct ServerCommand: ParsableCommand {
             for disk in try repo.catalog.disks(ofServer: server.id!) { print("disk:   \(disk.name)=\(disk.path)") }
             if let freeze = hooks?.freeze { print("freeze: \(freeze)") }
             if let thaw = hooks?.thaw { print("thaw:   \(thaw)") }
-            if hooks != nil {
+            if let unreadable {
+                print("hooks:  cannot be read here: \(unreadable)")
+            } else if hooks != nil {
                 print("hooks:  from \(files.path(server: server.name))")
             } else if server.hooks {
                 print("hooks:  the repository says it has hooks, but this host has none (\(files.path(server: server.name))): its backups fail until they are set")

@@ -25,6 +25,8 @@ final class HostileInputTests: XCTestCase {
             try FileManager.default.createDirectory(atPath: "\(source)/dev", withIntermediateDirectories: true)
             try mustRun(["cp", "/usr/bin/id", "\(source)/bin/suid-id"])
             XCTAssertEqual(chmod("\(source)/bin/suid-id", 0o4755), 0)
+            try mustRun(["cp", "/usr/bin/cat", "\(source)/bin/suid-cat"])
+            XCTAssertEqual(chmod("\(source)/bin/suid-cat", 0o4755), 0)
             try mustRun(["mknod", "-m", "666", "\(source)/dev/zero-node", "c", "1", "5"])
             try mustRun(["mkfs.ext4", "-q", "-F", "-d", source, scratch.file("root.img"), "16M"])
             ctl = Vaultctl(repository: scratch.file("repo"), environment: ["VAULT_CONFIG_DIR": scratch.file("etc")])
@@ -77,7 +79,9 @@ final class HostileInputTests: XCTestCase {
             let ran = try user.run(["\(files)/bin/suid-id", "-u"])
             XCTAssertEqual(ran.status, 0, ran.stderr)
             XCTAssertEqual(ran.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(user.uid)")
-            let shadow = try user.run(["/bin/sh", "-c", "exec \"$0\" -u; cat /etc/shadow", "\(files)/bin/suid-id"])
+            // A setuid-root cat cannot read what only root may.
+            let shadow = try user.run(["\(files)/bin/suid-cat", "/etc/shadow"])
+            XCTAssertNotEqual(shadow.status, 0)
             XCTAssertFalse(shadow.stdout.contains("root:"), shadow.stdout)
             // The device node does not open, for the user or for root.
             let opened = try user.run(["dd", "if=\(files)/dev/zero-node", "of=/dev/null", "count=1", "status=none"])
@@ -189,11 +193,16 @@ final class HostileInputTests: XCTestCase {
         for (index, name) in (odd + planted.map { Array($0.utf8) }).enumerated() {
             try writeFile(source, name, Array("file \(index)\n".utf8))
         }
+        // A folder whose name would forge a line on the terminal, holding one impossible entry.
+        let forging = Array("sub\nforged: line".utf8)
+        XCTAssertEqual(mkdir(source + "/" + String(decoding: forging, as: UTF8.self), 0o755), 0)
+        try writeFile(source + "/" + String(decoding: forging, as: UTF8.self), Array("NESTEDXX".utf8), [])
         let image = scratch.file("root.img")
         // Without metadata checksums, so the planted names below are all that is damaged.
         try mustRun(["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum", "-d", source, image, "8M"])
         var bytes = try readBytes(image)
-        for (marker, name) in zip(planted, [Array("sl/shnam".utf8), Array("nul\u{0}name".utf8), [0x2E], [0x2E, 0x2E]]) {
+        for (marker, name) in zip(planted + ["NESTEDXX"], [Array("sl/shnam".utf8), Array("nul\u{0}name".utf8), [0x2E], [0x2E, 0x2E],
+                                                          Array("ne/ted/x".utf8)]) {
             let at = try XCTUnwrap(find(Array(marker.utf8), in: bytes), marker)
             bytes[at - 2] = UInt8(name.count)  // the entry's name length
             bytes.replaceSubrange(at..<(at + name.count), with: name)
@@ -209,7 +218,7 @@ final class HostileInputTests: XCTestCase {
         defer { mount.unmount() }
         let root = mount.path("default/web/one/files/root")
         try mount.io {
-            XCTAssertEqual(Set(try self.names(in: root)), Set(odd + [Array("lost+found".utf8)]))
+            XCTAssertEqual(Set(try self.names(in: root)), Set(odd + [Array("lost+found".utf8), forging]))
             for (index, name) in odd.enumerated() {
                 XCTAssertEqual(try self.readFile(root, name), Array("file \(index)\n".utf8))
             }
@@ -233,12 +242,15 @@ final class HostileInputTests: XCTestCase {
         let got = try ctl.attempt(["files", "get", "web/one", "/", "-o", tar])
         XCTAssertEqual(got.status, 1, got.stderr)
         XCTAssertTrue(got.stderr.contains("4 entries with names no file may have"), got.stderr)
+        // Names from the disk reach the terminal quoted: the folder's newline forges no line.
+        XCTAssertTrue(got.stderr.contains("sub\\nforged: line'"), got.stderr)
+        XCTAssertFalse(got.stderr.split(separator: "\n").contains { $0.hasPrefix("forged") }, got.stderr)
         let unpacked = scratch.file("unpacked")
         try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
         try mustRun(["tar", "-xf", tar, "-C", unpacked])
         let top = try XCTUnwrap(try names(in: unpacked).first)
         let folder = unpacked + "/" + String(decoding: top, as: UTF8.self)
-        XCTAssertEqual(Set(try names(in: folder)), Set(odd + [Array("lost+found".utf8)]))
+        XCTAssertEqual(Set(try names(in: folder)), Set(odd + [Array("lost+found".utf8), forging]))
         for (index, name) in odd.enumerated() { XCTAssertEqual(try readFile(folder, name), Array("file \(index)\n".utf8)) }
         XCTAssertTrue(mount.isRunning)
     }

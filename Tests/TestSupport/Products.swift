@@ -10,13 +10,16 @@ public func productPath(_ name: String) -> String {
     return "\(dir)/\(name)"
 }
 
-/// Where `vaultctl` run by a test keeps host configuration (the hooks of servers): the
-/// run's `VAULT_CONFIG_DIR` (scripts/test.sh makes one), else a folder of this process's,
-/// never the machine's /etc/vaultfs.
+/// Where `vaultctl` run by a test, and the tests themselves, keep host configuration (the
+/// hooks of servers): the run's `VAULT_CONFIG_DIR` (scripts/test.sh makes one), else a folder
+/// of this process's, set as its `VAULT_CONFIG_DIR`; never the machine's /etc/vaultfs, whose
+/// hooks a test must not run.
 public let testConfigDirectory: String = {
     if let given = ProcessInfo.processInfo.environment["VAULT_CONFIG_DIR"], given.hasPrefix("/") { return given }
     var template = Array("/tmp/vaultfs-etc-XXXXXX".utf8CString)
-    return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let made = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    setenv("VAULT_CONFIG_DIR", made, 1)
+    return made
 }()
 
 /// Runs `vaultctl` against a repository.

@@ -5,6 +5,8 @@ public final class Scratch {
     public let path: String
 
     public init(_ label: String = "test") {
+        // Every test that makes files has this process's host configuration set first.
+        _ = testConfigDirectory
         var template = Array("/tmp/vaultfs-\(label)-XXXXXX".utf8CString)
         path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
     }

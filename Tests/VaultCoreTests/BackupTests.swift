@@ -215,10 +215,18 @@ final class BackupTests: XCTestCase {
             let bytes = try readBytes(fixture.scratch.file("repo/\(file)"))
             XCTAssertNil(String(decoding: bytes, as: UTF8.self).range(of: "fsfreeze"), file)
         }
-        // Removing the server removes its hooks here: a later server of that name has none.
-        try fixture.repository.removeServer(named: "db", hookFiles: fixture.hookFiles)
-        XCTAssertNil(try fixture.hookFiles.hooks(server: "db"))
-        XCTAssertFalse(Posix.exists(fixture.hookFiles.path(server: "db")))
+        // A server refused (its name taken, or no disk) neither writes nor replaces hooks.
+        let other = Hooks(freeze: "echo other")
+        XCTAssertThrowsError(try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                                                              hooks: other, hookFiles: fixture.hookFiles, now: Date()))
+        XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [], hooks: other,
+                                                              hookFiles: fixture.hookFiles, now: Date()))
+        XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [("root", fixture.disk.path)],
+                                                              hooks: Hooks(freeze: "a\nb"), hookFiles: fixture.hookFiles, now: Date()))
+        XCTAssertTrue(Hooks(freeze: " \t", thaw: "").isEmpty, "blank commands are no hooks")
+        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), hooks)
+        XCTAssertNil(try fixture.hookFiles.hooks(server: "mail"))
+        XCTAssertThrowsError(try fixture.repository.catalog.server(named: "mail"))
     }
 
     func testAManifestOrCatalogThatNamesACommandOnlyMarksTheServerAsHooked() throws {
@@ -268,6 +276,16 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(chmod(fixture.scratch.path, 0o1777), 0)
         XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
         XCTAssertEqual(chmod(fixture.scratch.path, mode_t(before)), 0)
+        // Reached through a link in a folder everyone may write: whoever writes it may swap
+        // the link, so the hooks behind it are refused though their own folders are safe.
+        let open = fixture.scratch.file("open")
+        XCTAssertEqual(mkdir(open, 0o755), 0)
+        XCTAssertEqual(chmod(open, 0o777), 0)
+        XCTAssertEqual(symlink(fixture.scratch.path, "\(open)/link"), 0)
+        XCTAssertEqual(try HookFiles(directory: "\(fixture.scratch.path)/etc/hooks").hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
+        XCTAssertThrowsError(try HookFiles(directory: "\(open)/link/etc/hooks").hooks(server: "db")) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
+        }
         XCTAssertEqual(chown(file, 65534, 65534), 0)
         XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
         XCTAssertEqual(chown(file, 0, 0), 0)

@@ -221,6 +221,19 @@ final class FragmentedFileTests: XCTestCase {
         XCTAssertEqual(cache.chargedBytes, 0)
     }
 
+    /// All volumes' listings and maps share half of the mount's memory, whatever their number.
+    func testListingsAndMapsOfManyVolumesShareHalfTheMountsMemory() throws {
+        let fixture = try Fixture()
+        let cache = ChunkCache(store: fixture.repository.chunks, budget: 16 << 20)
+        XCTAssertEqual(Volume.share(of: cache, own: 0, budget: 4 << 20), 4 << 20)
+        cache.charge(6 << 20)
+        XCTAssertEqual(Volume.share(of: cache, own: 0, budget: 4 << 20), 2 << 20, "others hold 6 of the 8 MiB")
+        XCTAssertEqual(Volume.share(of: cache, own: 3 << 20, budget: 4 << 20), 4 << 20, "its own bytes are not others'")
+        cache.charge(10 << 20)
+        XCTAssertEqual(Volume.share(of: cache, own: 0, budget: 4 << 20), 1 << 20, "never below 1 MiB")
+        cache.charge(-16 << 20)
+    }
+
     func testUnwrittenExtentsReadAsZerosAndSeekAsHolesAsThroughLibext2fs() throws {
         let scratch = Scratch("unwritten")
         let folder = scratch.file("src")

@@ -7,9 +7,13 @@ public struct Hooks: Sendable, Equatable {
     public var freeze: String?
     public var thaw: String?
 
+    /// Blank commands are none: a hook that is only spaces is not recorded as a hook.
     public init(freeze: String? = nil, thaw: String? = nil) {
-        self.freeze = freeze.flatMap { $0.isEmpty ? nil : $0 }
-        self.thaw = thaw.flatMap { $0.isEmpty ? nil : $0 }
+        func command(_ text: String?) -> String? {
+            text.map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        self.freeze = command(freeze)
+        self.thaw = command(thaw)
     }
 
     public var isEmpty: Bool { freeze == nil && thaw == nil }
@@ -70,9 +74,7 @@ public struct HookFiles: Sendable {
     /// empty hooks remove its file. Creates the folder (mode 0755) when it is missing.
     public func write(_ hooks: Hooks, server: String) throws {
         try Names.validateVaultOrServer(server, what: "server")
-        for command in [hooks.freeze, hooks.thaw].compactMap({ $0 }) where command.contains(where: \.isNewline) {
-            throw VaultError.invalid("a hook command is one line: put longer ones in a script and give its path")
-        }
+        try check(hooks)
         let file = path(server: server)
         if hooks.isEmpty {
             if unlink(file) != 0 && errno != ENOENT { throw Posix.error("cannot remove the hooks file", file) }
@@ -89,6 +91,14 @@ public struct HookFiles: Sendable {
         if let freeze = hooks.freeze { text += "freeze = \(freeze)\n" }
         if let thaw = hooks.thaw { text += "thaw = \(thaw)\n" }
         try Posix.writeFileAtomically(file, Array(text.utf8), mode: 0o600, sync: true)
+    }
+
+    /// Refuses hooks a hooks file cannot hold: a command is one line, without NUL.
+    public func check(_ hooks: Hooks) throws {
+        for command in [hooks.freeze, hooks.thaw].compactMap({ $0 })
+        where command.contains(where: \.isNewline) || command.unicodeScalars.contains("\0") {
+            throw VaultError.invalid("a hook command is one line: put longer ones in a script and give its path")
+        }
     }
 
     /// Reads a hooks file: `freeze = COMMAND` and `thaw = COMMAND` lines; `#` starts a comment.
@@ -117,15 +127,25 @@ public struct HookFiles: Sendable {
     /// not followed through a link; above it, a folder that everyone may write counts only
     /// with its sticky bit (as `/tmp`), where nobody may rename what others own.
     private func requireTrustedParent() throws {
-        var folder = (directory as NSString).deletingLastPathComponent
+        let parent = (directory as NSString).deletingLastPathComponent
         var st = stat()
-        guard lstat(folder, &st) == 0 else { throw Posix.error("cannot use the configuration folder", folder) }
-        try Self.requireTrusted(st, folder, isDirectory: true)
-        while folder != "/" && !folder.isEmpty {
-            folder = (folder as NSString).deletingLastPathComponent
-            guard stat(folder, &st) == 0 else { throw Posix.error("cannot use the configuration folder", folder) }
-            if st.st_mode & S_ISVTX != 0 && (st.st_uid == 0 || st.st_uid == geteuid()) { continue }
-            try Self.requireTrusted(st, folder, isDirectory: true)
+        guard lstat(parent, &st) == 0 else { throw Posix.error("cannot use the configuration folder", parent) }
+        try Self.requireTrusted(st, parent, isDirectory: true)
+        // Above it, each folder on the path as written and on the path its links lead to: a
+        // link can be swapped by whoever may write the folder it is in, the next one up.
+        guard let resolved = realpath(parent, nil) else { throw Posix.error("cannot use the configuration folder", parent) }
+        let target = String(cString: resolved)
+        free(resolved)
+        for start in [parent, target] {
+            var folder = start
+            while folder != "/" && !folder.isEmpty {
+                folder = (folder as NSString).deletingLastPathComponent
+                guard lstat(folder, &st) == 0 else { throw Posix.error("cannot use the configuration folder", folder) }
+                let kind = st.st_mode & S_IFMT
+                if kind == S_IFLNK { continue }
+                if kind == S_IFDIR, st.st_mode & S_ISVTX != 0, st.st_uid == 0 || st.st_uid == geteuid() { continue }
+                try Self.requireTrusted(st, folder, isDirectory: true)
+            }
         }
     }
 

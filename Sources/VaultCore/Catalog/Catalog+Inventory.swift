@@ -103,13 +103,7 @@ extension Catalog {
     func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
                    hooks: Bool, now: Date) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
-        guard !disks.isEmpty else { throw VaultError.invalid("server '\(name)' needs at least one --disk NAME=PATH") }
-        var seen = Set<String>()
-        for disk in disks {
-            try Names.validateDisk(disk.name)
-            guard disk.path.hasPrefix("/") else { throw VaultError.invalid("disk '\(disk.name)': path '\(disk.path)' must be absolute") }
-            guard seen.insert(disk.name).inserted else { throw VaultError.invalid("disk '\(disk.name)' is given twice") }
-        }
+        try Names.validateDisks(disks, server: name)
         return try write { db in
             if try Server.filter(Column("name") == name).fetchCount(db) > 0 {
                 throw VaultError(.alreadyExists, "a server named '\(name)' already exists")

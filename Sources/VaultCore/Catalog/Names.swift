@@ -29,6 +29,25 @@ public enum Names {
         }
     }
 
+    /// The most disks a server may have.
+    public static let maxDisks = 256
+
+    /// A server's disks as `server add` takes them and a server manifest may hold them: 1 to
+    /// `maxDisks`, each name once, each path absolute, without NUL and at most 4096 bytes.
+    public static func validateDisks(_ disks: [(name: String, path: String)], server: String) throws {
+        guard !disks.isEmpty else { throw VaultError.invalid("server '\(server)' needs at least one --disk NAME=PATH") }
+        guard disks.count <= maxDisks else { throw VaultError.invalid("server '\(server)' has \(disks.count) disks; at most \(maxDisks)") }
+        var seen = Set<String>()
+        for disk in disks {
+            try validateDisk(disk.name)
+            guard disk.path.hasPrefix("/") else { throw VaultError.invalid("disk '\(disk.name)': path '\(disk.path)' must be absolute") }
+            guard !disk.path.utf8.contains(0), disk.path.utf8.count <= 4096 else {
+                throw VaultError.invalid("disk '\(disk.name)': a path holds no NUL and at most 4096 bytes")
+            }
+            guard seen.insert(disk.name).inserted else { throw VaultError.invalid("disk '\(disk.name)' is given twice") }
+        }
+    }
+
     public static func validateDescription(_ text: String) throws {
         guard text.count <= 255 else { throw VaultError.invalid("description is \(text.count) characters; at most 255") }
     }

@@ -58,6 +58,9 @@ public enum CatalogRebuild {
         let servers = try manifests.allServers()
         let points = try manifests.allPoints()
 
+        // Listed before anything is written: a store that fails here leaves nothing behind.
+        let unaccounted = try MapStore(objects: manifests.objects, sealer: manifests.sealer).points()
+            .subtracting(points.map(\.point.id)).sorted()
         let fresh = "\(final).rebuild-\(getpid())"
         for suffix in ["", "-wal", "-shm"] { unlink(fresh + suffix) }
         do {
@@ -72,8 +75,7 @@ public enum CatalogRebuild {
         }
         var report = Report(vaults: vaults.count, servers: servers.count, points: points.count,
                             restorable: points.filter(\.isLive).count)
-        let known = Set(points.map(\.point.id))
-        report.unaccounted = try MapStore(objects: manifests.objects, sealer: manifests.sealer).points().subtracting(known).sorted()
+        report.unaccounted = unaccounted
         if Posix.exists(final) {
             let aside = "\(final).replaced-\(Units.compactUTC(Date()))"
             for suffix in ["", "-wal", "-shm"] where Posix.exists(final + suffix) {

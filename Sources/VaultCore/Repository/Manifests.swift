@@ -173,12 +173,11 @@ struct ManifestStore: Sendable {
         guard (try? Names.validateVaultOrServer(name, what: "server")) != nil else { throw bad("bad server name") }
         guard areTimes(manifest.server.createdAt) else { throw bad("a time out of range") }
         if let vault = manifest.vault, (try? Names.validateVaultOrServer(vault, what: "vault")) == nil { throw bad("bad vault name") }
-        guard (1...256).contains(manifest.disks.count) else { throw bad("\(manifest.disks.count) disks") }
-        for disk in manifest.disks {
-            guard (try? Names.validateDisk(disk.name)) != nil, disk.path.hasPrefix("/"), !disk.path.utf8.contains(0),
-                  disk.path.utf8.count <= 4096 else { throw bad("bad disk record '\(disk.name)'") }
+        do {
+            try Names.validateDisks(manifest.disks.map { (name: $0.name, path: $0.path) }, server: name)
+        } catch let error as VaultError {
+            throw bad(error.message)
         }
-        guard Set(manifest.disks.map(\.name)).count == manifest.disks.count else { throw bad("a disk is named twice") }
     }
 
     // MARK: Other hosts

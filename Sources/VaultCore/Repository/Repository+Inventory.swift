@@ -26,13 +26,19 @@ extension Repository {
     public func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
                           hooks: Hooks = Hooks(), hookFiles: HookFiles = .standard, now: Date = Date()) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
-        if !hooks.isEmpty {
-            // Another server's hooks are never overwritten by a name given twice.
-            if (try? catalog.server(named: name)) != nil { throw VaultError(.alreadyExists, "a server named '\(name)' already exists") }
-            try requireWritable("add a server")
-            try hookFiles.write(hooks, server: name)
-        }
+        try hookFiles.check(hooks)
+        try requireWritable("add a server")
+        // The catalog first: a server refused (a name given twice, a bad disk, no such vault)
+        // leaves no hooks behind, nor replaces another server's.
         let server = try catalog.addServer(named: name, vault: vault, disks: disks, hooks: !hooks.isEmpty, now: now)
+        if !hooks.isEmpty {
+            do {
+                try hookFiles.write(hooks, server: name)
+            } catch {
+                try? catalog.removeServer(named: name)
+                throw error
+            }
+        }
         try writeServerManifest(name)
         return server
     }
@@ -52,18 +58,13 @@ extension Repository {
         try writeServerManifest(name)
     }
 
-    /// Removes a server, and its hooks on this host: a server added later under the same
-    /// name (here or by another host of a shared bucket) never runs the old one's commands.
-    public func removeServer(named name: String, hookFiles: HookFiles = .standard) throws {
+    /// Removes a server. Its hooks file stays: hooks are this host's configuration, by server
+    /// name, and another repository here may back up a server of that name.
+    public func removeServer(named name: String) throws {
         let id = try catalog.server(named: name).id
         try catalog.removeServer(named: name)
         try? manifests.removeServer(name)
         if let id { fingerprints.remove(server: id) }
-        do {
-            try hookFiles.write(Hooks(), server: name)
-        } catch {
-            throw VaultError(.io, "server '\(name)' is removed, but its hooks file \(hookFiles.path(server: name)) is not: remove it by hand", cause: error)
-        }
     }
 
     func writeVaultManifest(_ name: String) throws {
