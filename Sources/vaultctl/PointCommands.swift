@@ -216,6 +216,10 @@ struct Collect: ParsableCommand {
         for point in result.disagreements {
             print("kept: \(point) is deleted or failed in the catalog but restorable in its manifest; 'vaultctl repair --rebuild-catalog' settles it")
         }
+        for map in result.unreadableMaps {
+            let what = result.listed ? "removed; the listing found its unused chunks" : "kept until 'vaultctl gc --list' finds its chunks"
+            FileHandle.standardError.write(Data("warning: the map of unused point \(map); \(what)\n".utf8))
+        }
     }
 }
 

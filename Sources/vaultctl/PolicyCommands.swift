@@ -105,6 +105,7 @@ struct ScheduleCommand: ParsableCommand {
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
             let signals = onStopSignals { scheduler.stop() }
             defer { signals.forEach { $0.cancel() } }
+            var failed: [Scheduler.Outcome] = []
             repeat {
                 let clock = fixed ?? Date()
                 do {
@@ -117,6 +118,7 @@ struct ScheduleCommand: ParsableCommand {
                         print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
                         fflush(stdout)
                     }
+                    failed += outcomes.filter(\.failed)
                 } catch where !once {
                     // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
                     FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))
@@ -125,6 +127,16 @@ struct ScheduleCommand: ParsableCommand {
                 for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }
             } while !scheduler.isStopped
             if scheduler.isStopped { print("scheduler stopped") }
+            // --once, as cron or a systemd timer runs it: exit 1 when anything due failed, each
+            // named on stderr, so the job shows as failed while nothing is being backed up.
+            if once, !failed.isEmpty {
+                for outcome in failed {
+                    let what = outcome.point.map { " \($0.name)" } ?? ""
+                    FileHandle.standardError.write(Data("failed: \(outcome.server)\(what): \(outcome.message)\n".utf8))
+                }
+                FileHandle.standardError.write(Data("\(failed.count) due job(s) failed\n".utf8))
+                throw ExitCode.failure
+            }
         }
     }
 }

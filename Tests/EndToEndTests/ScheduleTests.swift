@@ -84,7 +84,11 @@ final class ScheduleTests: XCTestCase {
                     "--now", "2030-01-01T12:00")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         try FileManager.default.moveItem(atPath: disk.path, toPath: disk.path + ".away")
-        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        // --once exits 1 and names what failed, so cron or a systemd timer sees it.
+        let failed = try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:00"])
+        XCTAssertEqual(failed.status, 1, failed.stderr)
+        XCTAssertTrue(failed.stderr.contains("failed: web ") && failed.stderr.contains("1 due job(s) failed"),
+                      failed.stderr)
         try FileManager.default.moveItem(atPath: disk.path + ".away", toPath: disk.path)
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
         let history = try ctl.json("history")

@@ -336,7 +336,7 @@ final class BackupTests: XCTestCase {
     func testFailingAPointThatAlreadyCommittedChangesNothing() throws {
         let fixture = try Fixture()
         let point = try fixture.backup("done")
-        XCTAssertFalse(fixture.repository.catalog.failPoint(point.id, error: "late", at: Date(), retrySlot: true))
+        XCTAssertFalse(try fixture.repository.catalog.failPoint(point.id, error: "late", at: Date(), retrySlot: true))
         XCTAssertEqual(try fixture.repository.catalog.point(id: point.id)?.status, .active)
         XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))
     }

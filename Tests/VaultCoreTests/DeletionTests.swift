@@ -52,6 +52,25 @@ final class DeletionTests: XCTestCase {
         XCTAssertEqual(fixture.chunkCount, base)
     }
 
+    /// A map of a deleted point that cannot be read is reported, not skipped in silence; in a
+    /// folder every chunk is listed, so its unused chunks go all the same.
+    func testAnUnreadableMapOfADeletedPointIsReportedAndItsChunksStillFound() throws {
+        let fixture = try Fixture()
+        try fixture.backup("one")
+        let base = fixture.chunkCount
+        try fixture.disk.write("data/big.bin", pseudoRandomBytes(1 << 20, seed: 9))
+        let two = try fixture.backup("two")
+        try fixture.repository.deleteForGood([two], at: Date())
+        let map = fixture.scratch.file("repo/maps/\(two.id)/root.map")
+        XCTAssertEqual(chmod(map, 0o600), 0)
+        try Data("not a map".utf8).write(to: URL(fileURLWithPath: map))
+        let result = try GarbageCollector(repository: fixture.repository, grace: 0).collect()
+        XCTAssertEqual(result.unreadableMaps.count, 1, "\(result.unreadableMaps)")
+        XCTAssertTrue(result.unreadableMaps.first?.hasPrefix(two.id) == true, "\(result.unreadableMaps)")
+        XCTAssertEqual(result.removedMaps, 1)
+        XCTAssertEqual(fixture.chunkCount, base)
+    }
+
     func testPurgeOlderThanKeepsRecentlyDeletedPoints() throws {
         let fixture = try Fixture()
         let point = try fixture.backup("recent")

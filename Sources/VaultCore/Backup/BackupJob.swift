@@ -4,18 +4,17 @@ import Synchronization
 
 /// A backup registered in the catalog as `creating`, holding its server's lock and its open
 /// disks until `run` ends.
-public final class BackupJob: @unchecked Sendable {
-    // Sources and locks are touched only by `run`, which callers invoke once: the invariant
-    // that makes this type safe to send, since `run` is the only mutating member.
+public final class BackupJob: Sendable {
     public let point: Point
     private let repository: Repository
     private let server: Server
     /// This host's hooks of the server, read when the backup was prepared.
     private let hooks: Hooks
     private let sources: [DiskSource]
-    private var serverLock: StoreLock?
-    /// The shared backup lock that keeps garbage collection out while chunks are unmapped.
-    private var collectionLock: FileLock?
+    /// The server's lock, and the shared backup lock that keeps garbage collection out while
+    /// chunks are unmapped; `run` lets them go (the collection lock first, when the disk is
+    /// full, so that the collection can give the space back).
+    private let locks: Mutex<(server: StoreLock?, collection: FileLock?)>
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
@@ -26,8 +25,7 @@ public final class BackupJob: @unchecked Sendable {
         self.server = server
         self.hooks = hooks
         self.sources = sources
-        self.serverLock = serverLock
-        self.collectionLock = collectionLock
+        locks = Mutex((serverLock, collectionLock))
     }
 
     /// Asks a running backup to stop; it then ends as failed.
@@ -51,8 +49,10 @@ public final class BackupJob: @unchecked Sendable {
             if due { catalog.updateProgress(point: id, done: snapshot.done, total: snapshot.total) }
         }
         defer {
-            collectionLock = nil
-            serverLock = nil
+            locks.withLock { locks in
+                locks.collection = nil
+                locks.server = nil
+            }
         }
         do {
             let (records, fingerprints) = try withFreezeAndThaw { try backUpDisks(meter: meter) }
@@ -61,7 +61,7 @@ public final class BackupJob: @unchecked Sendable {
             // The manifest says active before the catalog does, and both after every chunk
             // and map is on stable storage: a crash anywhere leaves a point that is either
             // whole or not shown.
-            try serverLock?.requireHeld(server.name)
+            try locks.withLock { $0.server }?.requireHeld(server.name)
             guard var manifest = try catalog.manifest(ofPoint: id) else { throw VaultError(.io, "point \(id) left the catalog") }
             manifest.point.status = .active
             manifest.point.finishedAt = finished
@@ -83,11 +83,17 @@ public final class BackupJob: @unchecked Sendable {
                 reason = "the repository's disk is full: \(reason)"
                 // The server stays locked, so the collection does not take this point for one
                 // whose process died; it is failed below with the real reason.
-                collectionLock = nil
-                _ = try? GarbageCollector(repository: repository).collect()
+                locks.withLock { $0.collection = nil }
+                repository.collectGarbage(after: "a backup that filled the disk")
             }
-            repository.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
-                                 retrySlot: (error as? VaultError)?.code == .cancelled)
+            do {
+                try repository.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
+                                         retrySlot: (error as? VaultError)?.code == .cancelled)
+            } catch {
+                // The point stays "being made"; the next process to open the repository finds
+                // its maker gone and records it as interrupted.
+                logger.error("recording backup \(point.name) of \(server.name) as failed: \(error)")
+            }
         }
         return (try? catalog.point(id: id)) ?? point
     }
@@ -123,7 +129,7 @@ public final class BackupJob: @unchecked Sendable {
             }
             let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
                                         compressionLevel: repository.config.compressionLevel, parent: parent, known: known,
-                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) || serverLock?.isLost == true })
+                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) || locks.withLock { $0.server }?.isLost == true })
                 .run(pointId: point.id)
             try repository.maps.write(result.map, point: point.id, disk: source.name)
             FaultInjection.reached("map-written")

@@ -6,7 +6,7 @@ import Glibc
 /// A backup reads each disk once, so it reads past the page cache (O_DIRECT) where the disk
 /// takes it: the server's cached files stay cached, and no page is filled only to be copied
 /// out and dropped.
-final class DiskSource {
+final class DiskSource: Sendable {
     let name: String
     let path: String
     private let fd: Int32

@@ -47,14 +47,16 @@ extension Catalog {
     /// slot, so the scheduler runs that slot again: for backups that were cancelled or cut
     /// off rather than ones that failed on their own.
     @discardableResult
-    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) -> Bool {
-        (try? write { db in
+    /// Records a point being made as failed: true when it was being made, false when it was
+    /// not (it ended meanwhile); throws when the catalog cannot be written.
+    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) throws -> Bool {
+        try write { db in
             try db.execute(sql: """
                 UPDATE point SET status = 'failed', error = ?, finishedAt = ?, slot = CASE WHEN ? THEN NULL ELSE slot END
                 WHERE id = ? AND status = 'creating'
                 """, arguments: [error, time, retrySlot, id])
             return db.changesCount > 0
-        }) ?? false
+        }
     }
 
     /// Points whose backup has not ended, as far as the catalog knows.

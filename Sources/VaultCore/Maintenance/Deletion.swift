@@ -76,7 +76,7 @@ extension Repository {
             purged.append(point)
             purgedIds.insert(point.id)
         }
-        if !purged.isEmpty { _ = try? GarbageCollector(repository: self).collect() }
+        if !purged.isEmpty { collectGarbage(after: "purge") }
         return purged
     }
 

@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import Glibc
 
@@ -58,6 +59,10 @@ public struct GarbageCollector {
         /// Points the catalog no longer holds restorable but whose manifest still does: their
         /// data is kept until `repair --rebuild-catalog` settles them.
         public var disagreements: [String] = []
+        /// Maps of points no longer in use that could not be read, with why. Without a listing
+        /// of every chunk their chunks cannot be found, so such a map is kept, not removed, until
+        /// a run that lists (`gc --list`, or any gc of a folder) or a repair settles it.
+        public var unreadableMaps: [String] = []
     }
 
     /// Collects now, or with `dryRun` only counts what it would remove.
@@ -85,15 +90,23 @@ public struct GarbageCollector {
         // The chunks of the maps about to go are the candidates a listing would find.
         let doomed = try repository.maps.points().subtracting(keep)
         var marks = try Marks.load(repository.objects)
+        var unreadable = Set<String>()
         for point in doomed {
-            for disk in (try? repository.maps.disks(of: point)) ?? [] {
-                guard let map = try? repository.maps.read(point: point, disk: disk) else { continue }
-                for case .data(let hash) in map.entries.map(\.ref) where !referenced.contains(hash) && marks.chunks[hash] == nil {
-                    marks.chunks[hash] = Marks.Mark(at: now, size: -1)
+            do {
+                for disk in try repository.maps.disks(of: point) {
+                    let map = try repository.maps.read(point: point, disk: disk)
+                    for case .data(let hash) in map.entries.map(\.ref) where !referenced.contains(hash) && marks.chunks[hash] == nil {
+                        marks.chunks[hash] = Marks.Mark(at: now, size: -1)
+                    }
                 }
+            } catch {
+                unreadable.insert(point)
+                result.unreadableMaps.append("\(point): \(error)")
             }
         }
         result.listed = listAll || !repository.isShared || now - marks.listedAt >= Self.listingInterval
+        // A listing finds every unused chunk: then an unreadable map can go like the others.
+        let removable = result.listed ? doomed : doomed.subtracting(unreadable)
         var sizes: [ChunkHash: Int64] = [:]
         if result.listed {
             let stored = try repository.chunks.allChunks()
@@ -119,7 +132,7 @@ public struct GarbageCollector {
             try requireLease(lock)
             try marks.save(repository.objects)
         }
-        for point in doomed {
+        for point in removable {
             result.removedMaps += 1
             if !dryRun {
                 try requireLease(lock)
@@ -207,5 +220,18 @@ public struct GarbageCollector {
             while let parent = next, keep.insert(parent).inserted { next = parents[parent] }
         }
         return keep
+    }
+}
+
+extension Repository {
+    /// Collects garbage after `what` freed points (retention, purge, a backup that ran out of
+    /// space). When collection cannot run, the points are gone all the same and their space
+    /// comes back at the next `vaultctl gc`: that is said in the log, never swallowed.
+    func collectGarbage(after what: String) {
+        do {
+            _ = try GarbageCollector(repository: self).collect()
+        } catch {
+            Logger(label: "vaultfs.gc").warning("garbage collection after \(what) did not run: \(error); 'vaultctl gc' frees the space later")
+        }
     }
 }

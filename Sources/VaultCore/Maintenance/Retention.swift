@@ -31,7 +31,7 @@ public struct Retention {
         let doomed = try plan(vault: name)
         guard !doomed.isEmpty else { return [] }
         try repository.deleteForGood(doomed, at: now)
-        _ = try? GarbageCollector(repository: repository).collect()
+        repository.collectGarbage(after: "retention of vault \(name)")
         return doomed
     }
 }

@@ -25,6 +25,16 @@ public final class Scheduler: Sendable {
         public var server: String
         public var point: Point?
         public var message: String
+        /// Whether something due did not happen: a backup that failed or could not start, or
+        /// retention that failed. A slot skipped because another process runs it is no failure.
+        public var failed: Bool
+
+        public init(server: String, point: Point?, message: String, failed: Bool = false) {
+            self.server = server
+            self.point = point
+            self.message = message
+            self.failed = failed
+        }
     }
 
     /// Runs every slot due at `now` once: a missed slot runs once, never several times.
@@ -42,7 +52,7 @@ public final class Scheduler: Sendable {
                     outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
                 } catch {
                     logger.error("scheduling \(server.name) failed: \(error)")
-                    outcomes.append(Outcome(server: server.name, point: nil, message: "error: \(error)"))
+                    outcomes.append(Outcome(server: server.name, point: nil, message: "error: \(error)", failed: true))
                 }
             }
             do {
@@ -51,7 +61,7 @@ public final class Scheduler: Sendable {
                 }
             } catch {
                 logger.error("retention of vault \(vault.name) failed: \(error)")
-                outcomes.append(Outcome(server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)"))
+                outcomes.append(Outcome(server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)", failed: true))
             }
         }
         return outcomes
@@ -73,7 +83,8 @@ public final class Scheduler: Sendable {
             if isStopped { job.cancel() }
             let point = job.run(clock: now, progress: progress)
             running.withLock { $0 = nil }
-            return Outcome(server: server.name, point: point, message: point.status == .active ? "made" : "failed: \(point.error ?? "")")
+            let made = point.status == .active
+            return Outcome(server: server.name, point: point, message: made ? "made" : "failed: \(point.error ?? "")", failed: !made)
         } catch let error as VaultError where error.code == .busy {
             return Outcome(server: server.name, point: nil, message: "skipped: \(error.message)")
         } catch {
@@ -82,7 +93,7 @@ public final class Scheduler: Sendable {
             let reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("policy backup of \(server.name) failed: \(reason)")
             let point = try? repository.recordFailedAttempt(plan, server: server, error: reason, now: now)
-            return Outcome(server: server.name, point: point, message: "failed: \(reason)")
+            return Outcome(server: server.name, point: point, message: "failed: \(reason)", failed: true)
         }
     }
 }

@@ -400,7 +400,11 @@ public final class Repository: Sendable {
             if let manifest, manifest.isLive, whole {
                 if (try? catalog.rollForward(manifest)) == true { continue }
             }
-            failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(), retrySlot: true)
+            do {
+                try failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(), retrySlot: true)
+            } catch {
+                Logger(label: "vaultfs.repository").warning("cannot record interrupted point \(point.id) as failed: \(error); the next opener tries again")
+            }
         }
     }
 
@@ -417,17 +421,25 @@ public final class Repository: Sendable {
         return true
     }
 
-    /// Marks a `creating` point failed, manifest first; false when it was not creating.
+    /// Marks a `creating` point failed, manifest first; false when it was not creating. The
+    /// catalog is changed even when the manifest cannot be written (the store is away), and
+    /// then the manifest's error is thrown: a failure to record a failure is never silent.
     @discardableResult
-    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) -> Bool {
-        if var manifest = try? catalog.manifest(ofPoint: id), manifest.point.status == .creating {
-            manifest.point.status = .failed
-            manifest.point.error = error
-            manifest.point.finishedAt = time
-            try? manifests.write(manifest)
+    func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) throws -> Bool {
+        var manifestError: (any Error)?
+        do {
+            if var manifest = try catalog.manifest(ofPoint: id), manifest.point.status == .creating {
+                manifest.point.status = .failed
+                manifest.point.error = error
+                manifest.point.finishedAt = time
+                try manifests.write(manifest)
+            }
+        } catch {
+            manifestError = error
         }
-        let failed = catalog.failPoint(id, error: error, at: time, retrySlot: retrySlot)
-        if !failed { try? syncManifest(of: id) }
+        let failed = try catalog.failPoint(id, error: error, at: time, retrySlot: retrySlot)
+        if !failed { try syncManifest(of: id) }
+        if let manifestError { throw manifestError }
         return failed
     }
 

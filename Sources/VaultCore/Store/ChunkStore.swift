@@ -45,7 +45,7 @@ public final class ChunkStore: Sendable {
         } else if try objects.exists(key(for: hash)) {
             return 0
         }
-        let lengths = compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
+        let lengths = try compressor.compressFrames(plain, frameSize: ChunkFile.frameSize, into: &scratch)
         let payload = lengths.reduce(0, +)
         var object: [UInt8]
         if let sealer {

@@ -30,23 +30,25 @@ final class ZstdCompressor {
     deinit { ZSTD_freeCCtx(context) }
 
     /// Compresses `source` as independent frames of `frameSize` plain bytes into
-    /// `destination`; returns each frame's length.
-    func compressFrames(_ source: UnsafeRawBufferPointer, frameSize: Int, into destination: inout [UInt8]) -> [Int] {
+    /// `destination`; returns each frame's length. A zstd error (no memory for its tables,
+    /// say) fails this chunk's write, and with it the backup, with zstd's reason: never the
+    /// process, which may be a mount serving other readers.
+    func compressFrames(_ source: UnsafeRawBufferPointer, frameSize: Int, into destination: inout [UInt8]) throws -> [Int] {
         let count = (source.count + frameSize - 1) / frameSize
         let bound = count * ZSTD_compressBound(frameSize)
         if destination.count < bound { destination = [UInt8](repeating: 0, count: bound) }
         var lengths: [Int] = []
         lengths.reserveCapacity(count)
-        destination.withUnsafeMutableBytes { out in
+        try destination.withUnsafeMutableBytes { out in
             var written = 0
             for i in 0..<count {
                 let start = i * frameSize
                 let length = min(frameSize, source.count - start)
                 let size = ZSTD_compress2(context, out.baseAddress! + written, out.count - written,
                                           source.baseAddress! + start, length)
-                // A context that cannot compress 64 KiB into its own bound is broken memory;
-                // nothing sensible can be stored.
-                precondition(ZSTD_isError(size) == 0, "zstd failed: \(String(cString: ZSTD_getErrorName(size)))")
+                guard ZSTD_isError(size) == 0 else {
+                    throw VaultError(.io, "zstd cannot compress a chunk: \(String(cString: ZSTD_getErrorName(size)))")
+                }
                 lengths.append(size)
                 written += size
             }
