@@ -20,7 +20,9 @@ MNT = os.path.join(RUN, "mnt")
 VAULTCTL, VAULTFS = os.path.join(BIN, "vaultctl"), os.path.join(BIN, "vaultfs")
 ENV = dict(os.environ, VAULT_REPO=os.path.join(RUN, "vaultfs-repo"), RESTIC_REPOSITORY=os.path.join(RUN, "restic-repo"),
            RESTIC_PASSWORD="bench", BORG_REPO=os.path.join(RUN, "borg-repo"),
-           BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+           BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+           # The servers' host configuration (disks, hooks): the bench's own, never /etc/vaultfs.
+           VAULT_CONFIG_DIR=os.path.join(WORK, "etc"))
 PASSPHRASE = "bench passphrase"
 SLOT = {1: "2030-01-01T00:00Z", 2: "2030-01-01T01:00Z", 3: "2030-01-01T02:00Z"}
 POINT = {1: "20300101T000000Z", 2: "20300101T010000Z", 3: "20300101T020000Z"}
@@ -333,7 +335,9 @@ def chain_depth(runs):
     log("== chain depth 30")
     repo = os.path.join(WORK, "chain-repo")
     disk = os.path.join(WORK, "chain-disk.img")
-    env = dict(ENV, VAULT_REPO=repo)
+    # Its server web reads another disk than the bench repository's web: its own host
+    # configuration, kept with the repository across runs.
+    env = dict(ENV, VAULT_REPO=repo, VAULT_CONFIG_DIR=repo + "-etc")
     # Slot k of the chain (2030-01-02T00:00Z + k hours), as the scheduler's `--now` and as
     # the point it names.
     slot = lambda k, form: time.strftime(form, time.gmtime(1893542400 + k * 3600))
@@ -487,7 +491,7 @@ def many_points(runs):
     log("== ls -l of 10,000 points")
     repo = os.path.join(WORK, "many-repo")
     shutil.rmtree(repo, ignore_errors=True)
-    env = dict(ENV, VAULT_REPO=repo)
+    env = dict(ENV, VAULT_REPO=repo, VAULT_CONFIG_DIR=repo + "-etc")
     run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
     small = os.path.join(WORK, "small.img")
     with open(small, "wb") as f:

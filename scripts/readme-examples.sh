@@ -71,7 +71,7 @@ scene() {
   mkdir -p "$s"/{work,mnt,mnt2,restore,restore-tar,tmp,vartmp,home,etc,img}
   cp --sparse=always "$images"/* "$s/img/"
   echo "correct horse battery staple" > "$s/etc/passphrase"
-  export VAULT_CONFIG_DIR=$s/etc/vaultfs           # hooks: never the machine's /etc/vaultfs
+  export VAULT_CONFIG_DIR=$s/etc/vaultfs           # servers (disks, hooks): never the machine's /etc/vaultfs
   export VAULT_NEW_PASSPHRASE="a longer passphrase for the new key wrap"   # key change-passphrase
   unset VAULT_REPO
   [ "$1" = new ] && return

@@ -6,7 +6,7 @@
 set -uo pipefail
 swift="${SWIFT:-swift}"
 log=$(mktemp)
-# The hooks that tests set (`server add --freeze-command`) go to a host configuration of the
+# The servers that tests set up (`server add`: their disks and hooks) go to a host configuration of the
 # run's own, never to the machine's /etc/vaultfs.
 VAULT_CONFIG_DIR=$(mktemp -d)
 export VAULT_CONFIG_DIR

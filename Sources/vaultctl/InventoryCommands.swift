@@ -73,7 +73,7 @@ func policyText(_ policy: Policy?) -> String {
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server", abstract: "Add, list, show, move and remove servers.",
-        subcommands: [Add.self, List.self, Show.self, SetHooks.self, Move.self, Remove.self])
+        subcommands: [Add.self, List.self, Show.self, SetHooks.self, Adopt.self, Move.self, Remove.self])
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a server and its disks.")
@@ -82,9 +82,9 @@ struct ServerCommand: ParsableCommand {
         @Option(help: "The vault the server belongs to.") var vault: String?
         @Option(name: .customLong("disk"), help: "A disk as NAME=PATH (block device or image file); repeat for more.")
         var disks: [String] = []
-        @Option(help: "Shell command run before the disks are read (kept in this host's /etc/vaultfs/hooks).")
+        @Option(help: "Shell command run before the disks are read (kept in this host's /etc/vaultfs/servers).")
         var freezeCommand: String?
-        @Option(help: "Shell command run after the disks are read (kept in this host's /etc/vaultfs/hooks).")
+        @Option(help: "Shell command run after the disks are read (kept in this host's /etc/vaultfs/servers).")
         var thawCommand: String?
 
         func run() throws {
@@ -115,7 +115,7 @@ struct ServerCommand: ParsableCommand {
             let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id!, $0.name) })
             let views = try repo.catalog.servers().map { server in
                 ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id!),
-                           hooks: try? HookFiles.standard.hooks(server: server.name))
+                           hooks: try? HostServers.standard.hooks(server: server.name))
             }
             if json { return printJSON(views) }
             printTable(["SERVER", "VAULT", "DISKS"], views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
@@ -131,28 +131,35 @@ struct ServerCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let server = try repo.catalog.server(named: name)
-            let files = HookFiles.standard
-            // A user who may not read this host's hooks (they are root's) still sees the rest.
-            let hooks: Hooks?, unreadable: String?
+            let files = HostServers.standard
+            // A user who may not read this host's servers (they are root's) still sees the rest.
+            let here: HostServer?, unreadable: String?
             do {
-                (hooks, unreadable) = (try files.hooks(server: server.name), nil)
+                (here, unreadable) = (try files.server(server.name), nil)
             } catch {
-                (hooks, unreadable) = (nil, "\(error)")
+                (here, unreadable) = (nil, "\(error)")
             }
+            let hooks = here.flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
                 return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!), hooks: hooks))
             }
+            let disks = try repo.catalog.disks(ofServer: server.id!)
             print("server: \(server.name)")
             print("vault:  \(try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name } ?? "-")")
-            for disk in try repo.catalog.disks(ofServer: server.id!) { print("disk:   \(disk.name)=\(disk.path)") }
+            for disk in disks { print("disk:   \(disk.name)=\(disk.path)") }
             if let freeze = hooks?.freeze { print("freeze: \(freeze)") }
             if let thaw = hooks?.thaw { print("thaw:   \(thaw)") }
             if let unreadable {
-                print("hooks:  cannot be read here: \(unreadable)")
-            } else if hooks != nil {
-                print("hooks:  from \(files.path(server: server.name))")
-            } else if server.hooks {
+                print("here:   cannot be read: \(unreadable)")
+            } else if let here {
+                let same = Set(here.disks) == Set(disks.map { HostServer.Disk(name: $0.name, path: $0.path) })
+                print(same ? "here:   set up (\(files.path(server: server.name)))"
+                      : "here:   set up with other disks: \(here.disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", ")); backups are refused until 'vaultctl server adopt \(server.name)'")
+            } else {
+                print("here:   not set up on this host: 'vaultctl server adopt \(server.name)' reads the disks above here")
+            }
+            if unreadable == nil, hooks == nil, server.hooks {
                 print("hooks:  the repository says it has hooks, but this host has none (\(files.path(server: server.name))): its backups fail until they are set")
             }
         }
@@ -163,9 +170,10 @@ struct ServerCommand: ParsableCommand {
             commandName: "hooks",
             abstract: "Set a server's freeze and thaw commands on this host.",
             discussion: """
-                Hooks are host configuration: they are kept in /etc/vaultfs/hooks/SERVER.conf (owned by \
-                root, writable by root alone), never in the repository, which records only that the \
-                server has hooks. A command given here replaces the one kept; --none removes both.
+                Hooks are host configuration: they are kept in /etc/vaultfs/servers/SERVER.conf (owned by \
+                root, writable by root alone) with the server's disks, never in the repository, which \
+                records only that the server has hooks. A command given here replaces the one kept; \
+                --none removes both. The server must be set up on this host (server add or server adopt).
                 """)
         @OptionGroup var repository: RepositoryOptions
         @Argument var name: String
@@ -180,15 +188,43 @@ struct ServerCommand: ParsableCommand {
         }
 
         func run() throws {
-            let files = HookFiles.standard
+            let files = HostServers.standard
             let repo = try repository.open()
             var hooks = Hooks()
             if !none {
                 let kept = try files.hooks(server: name) ?? Hooks()
                 hooks = Hooks(freeze: freezeCommand ?? kept.freeze, thaw: thawCommand ?? kept.thaw)
             }
-            try repo.setHooks(hooks, server: name, hookFiles: files)
+            try repo.setHooks(hooks, server: name, host: files)
             print(hooks.isEmpty ? "removed the hooks of server \(name)" : "set the hooks of server \(name) in \(files.path(server: name))")
+        }
+    }
+
+    struct Adopt: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Back a server up from this host, reading the disks the repository names.",
+            discussion: """
+                A host reads only the disks it was given (server add, or this command), kept in \
+                /etc/vaultfs/servers/SERVER.conf, never paths from the repository, which another host \
+                of a shared bucket, or anyone who can write the repository, may change. Run this for \
+                a server added on another host, for the servers of a repository made by a vaultctl \
+                before this rule (--all), or after a server's disks were changed elsewhere. Check the \
+                paths first: they are printed, and each is read as root.
+                """)
+        @OptionGroup var repository: RepositoryOptions
+        @Argument var names: [String] = []
+        @Flag(help: "Every server of the repository.") var all = false
+
+        func validate() throws {
+            if all == !names.isEmpty { throw ValidationError("give server names, or --all") }
+        }
+
+        func run() throws {
+            let repo = try repository.open()
+            for name in all ? try repo.catalog.servers().map(\.name) : names {
+                let disks = try repo.adoptServer(named: name)
+                print("server \(name) is backed up from this host, reading \(disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", "))")
+            }
         }
     }
 

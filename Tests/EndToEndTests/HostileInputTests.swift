@@ -144,6 +144,14 @@ final class HostileInputTests: XCTestCase {
         try mustRun(["sqlite3", catalog, "ALTER TABLE server ADD COLUMN freezeCommand TEXT; UPDATE server SET freezeCommand = 'id > \(pwned)' WHERE name = 'web'"])
         XCTAssertEqual(try ctl.attempt(["backup", "web", "--name", "edited-catalog"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
+        // A disk path edited in the catalog is not read: the host reads only the disks it was given.
+        let path = try mustRun(["sqlite3", catalog, "SELECT path FROM disk"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try mustRun(["sqlite3", catalog, "UPDATE disk SET path = '/etc/shadow'"])
+        let stolen = try ctl.attempt(["backup", "web", "--name", "edited-disk"])
+        XCTAssertNotEqual(stolen.status, 0)
+        XCTAssertTrue(stolen.stderr.contains("this host reads root=\(path)") && stolen.stderr.contains("nothing is read"), stolen.stderr)
+        XCTAssertFalse(try ctl.run("points", "--json").contains("edited-disk"))
+        try mustRun(["sqlite3", catalog, "UPDATE disk SET path = '\(path)'"])
 
         // A manifest written as an older vaultfs wrote it, naming a command, taken in by a rebuild.
         let manifest = "\(ctl.repository)/manifests/servers/web.json"
@@ -168,7 +176,7 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze\nthaw\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
         XCTAssertFalse(try String(contentsOfFile: manifest, encoding: .utf8).contains("echo"))
-        let hooksFile = "\(setup.configDirectory)/hooks/web.conf"
+        let hooksFile = "\(setup.configDirectory)/servers/web.conf"
         XCTAssertTrue(try String(contentsOfFile: hooksFile, encoding: .utf8).contains("freeze = echo freeze"))
 
         // A hooks file another user could write is refused, and nothing runs.

@@ -315,14 +315,20 @@ final class S3RepositoryTests: XCTestCase {
         object["server"] = server
         try store.put("manifests/servers/planted.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
 
-        // Host a takes the new server in; a fresh host b takes in both. Neither runs anything:
-        // a server the bucket says has hooks is refused on a host that has none for it.
+        // Host a takes the new server in; a fresh host b takes in both. Neither reads a disk
+        // nor runs anything: a host backs up only the servers set up on it.
         let b = host("b", environment: ["VAULT_CONFIG_DIR": scratch.file("etc-b")])
         for (ctl, server) in [(a, "planted"), (b, "planted"), (b, "web")] {
             let refused = try ctl.attempt(["backup", server, "--name", "hooked"])
             XCTAssertNotEqual(refused.status, 0, server)
-            XCTAssertTrue(refused.stderr.contains("this host has none"), refused.stderr)
+            XCTAssertTrue(refused.stderr.contains("not set up on this host"), refused.stderr)
         }
+        // b takes web on, reading the disk the bucket names; the hooks the bucket says web has
+        // are b's to give, and until then its backups are refused.
+        XCTAssertTrue(try b.run("server", "adopt", "web").contains("root=\(disk.path)"))
+        let hooked = try b.attempt(["backup", "web", "--name", "hooked"])
+        XCTAssertNotEqual(hooked.status, 0)
+        XCTAssertTrue(hooked.stderr.contains("this host has none"), hooked.stderr)
         XCTAssertEqual(try a.attempt(["backup", "web", "--name", "plain"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
         // The hooks host b sets are its own, and run.

@@ -74,6 +74,33 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(points.first?["type"] as? String, "Full")
     }
 
+    /// A host's scheduler backs up the servers set up on it and leaves the others to their
+    /// hosts; a host with none set up at all (upgraded from before disks were host
+    /// configuration) fails every due server, naming `server adopt --all`, and reads nothing.
+    func testTheSchedulerBacksUpOnlyTheServersSetUpOnItsHost() throws {
+        let scratch = Scratch("sched-host")
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
+        let dbDisk = try Ext4Image.make(at: scratch.file("db.img"), size: "16M", files: ["b": [2]])
+        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(webDisk.path)")
+        // db is set up on another host, whose configuration is its own.
+        let other = Vaultctl(repository: ctl.repository, environment: ["VAULT_CONFIG_DIR": scratch.file("other-etc")])
+        try other.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)")
+
+        let upgraded = Vaultctl(repository: ctl.repository, environment: ["VAULT_CONFIG_DIR": scratch.file("upgraded-etc")])
+        let none = try upgraded.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:00"])
+        XCTAssertEqual(none.status, 1, none.stderr)
+        XCTAssertTrue(none.stderr.contains("2 due job(s) failed") && none.stderr.contains("server adopt --all"), none.stderr)
+        XCTAssertTrue(try ctl.json("history").isEmpty, "nothing was read or recorded")
+
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        XCTAssertEqual(try ctl.json("points").map { $0["server"] as? String }, ["web"])
+        try other.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
+        XCTAssertEqual(Set(try ctl.json("points").compactMap { $0["server"] as? String }), ["web", "db"])
+    }
+
     func testFailedSlotIsRecordedAsErrorAndNextSlotStartsAFull() throws {
         let scratch = Scratch("failslot")
         let ctl = Vaultctl(repository: scratch.file("repo"))

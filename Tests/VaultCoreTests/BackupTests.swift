@@ -197,8 +197,8 @@ final class BackupTests: XCTestCase {
         let log = fixture.scratch.file("hooks.log")
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
                                          hooks: Hooks(freeze: "echo freeze $VAULT_SERVER >> \(log)", thaw: "echo thaw $VAULT_POINT >> \(log)"),
-                                         hookFiles: fixture.hookFiles, now: Date())
-        _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked"), hookFiles: fixture.hookFiles).run()
+                                         host: fixture.host, now: Date())
+        _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked"), host: fixture.host).run()
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze db\nthaw hooked\n")
     }
 
@@ -206,8 +206,8 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let hooks = Hooks(freeze: "fsfreeze -f /srv", thaw: "fsfreeze -u /srv")
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: hooks,
-                                         hookFiles: fixture.hookFiles, now: Date())
-        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), hooks)
+                                         host: fixture.host, now: Date())
+        XCTAssertEqual(try fixture.host.hooks(server: "db"), hooks)
         XCTAssertTrue(try fixture.repository.catalog.server(named: "db").hooks)
         let manifest = try String(contentsOfFile: fixture.scratch.file("repo/manifests/servers/db.json"), encoding: .utf8)
         XCTAssertFalse(manifest.contains("fsfreeze"), manifest)
@@ -218,14 +218,14 @@ final class BackupTests: XCTestCase {
         // A server refused (its name taken, or no disk) neither writes nor replaces hooks.
         let other = Hooks(freeze: "echo other")
         XCTAssertThrowsError(try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                              hooks: other, hookFiles: fixture.hookFiles, now: Date()))
+                                                              hooks: other, host: fixture.host, now: Date()))
         XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [], hooks: other,
-                                                              hookFiles: fixture.hookFiles, now: Date()))
+                                                              host: fixture.host, now: Date()))
         XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                              hooks: Hooks(freeze: "a\nb"), hookFiles: fixture.hookFiles, now: Date()))
+                                                              hooks: Hooks(freeze: "a\nb"), host: fixture.host, now: Date()))
         XCTAssertTrue(Hooks(freeze: " \t", thaw: "").isEmpty, "blank commands are no hooks")
-        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), hooks)
-        XCTAssertNil(try fixture.hookFiles.hooks(server: "mail"))
+        XCTAssertEqual(try fixture.host.hooks(server: "db"), hooks)
+        XCTAssertNil(try fixture.host.hooks(server: "mail"))
         XCTAssertThrowsError(try fixture.repository.catalog.server(named: "mail"))
     }
 
@@ -243,28 +243,55 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let log = fixture.scratch.file("ran.log")
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "echo ran >> \(log)"), hookFiles: fixture.hookFiles, now: Date())
-        let elsewhere = HookFiles(directory: fixture.scratch.file("other-host/hooks"))
-        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: elsewhere)) {
+                                         hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
+        // Another host: db is not set up there until it is adopted, and then has no hooks.
+        let elsewhere = HostServers(directory: fixture.scratch.file("other-host/servers"))
+        for attempt in [{ _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere) },
+                        { try fixture.repository.setHooks(Hooks(), server: "db", host: elsewhere) }] {
+            XCTAssertThrowsError(try attempt()) { XCTAssertTrue("\($0)".contains("not set up on this host"), "\($0)") }
+        }
+        XCTAssertEqual(try fixture.repository.adoptServer(named: "db", host: elsewhere), [HostServer.Disk(name: "root", path: fixture.disk.path)])
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere)) {
             XCTAssertTrue("\($0)".contains("this host has none"), "\($0)")
         }
-        try fixture.repository.setHooks(Hooks(), server: "db", hookFiles: elsewhere)
-        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: elsewhere).run().status, .active)
+        try fixture.repository.setHooks(Hooks(), server: "db", host: elsewhere)
+        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere).run().status, .active)
         XCTAssertFalse(Posix.exists(log))
+    }
+
+    /// A host reads only the disks it was given: when the repository names other paths than
+    /// this host's file (someone changed it), nothing is read until the host adopts them.
+    func testDisksThatDifferFromThisHostsAreNotRead() throws {
+        let fixture = try Fixture()
+        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], host: fixture.host, now: Date())
+        for disks in [[HostServer.Disk(name: "root", path: "/etc/shadow")],
+                      [HostServer.Disk(name: "root", path: fixture.disk.path), HostServer.Disk(name: "data", path: "/etc/shadow")],
+                      [HostServer.Disk(name: "data", path: fixture.disk.path)]] {
+            try fixture.host.write(HostServer(disks: disks), server: "db")
+            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host), "\(disks)") {
+                XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied)
+                XCTAssertTrue("\($0)".contains("nothing is read"), "\($0)")
+            }
+        }
+        XCTAssertTrue(try fixture.repository.catalog.points(server: try fixture.repository.catalog.server(named: "db").id!,
+                                                             includeSoftDeleted: true).isEmpty)
+        try fixture.repository.adoptServer(named: "db", host: fixture.host)
+        XCTAssertEqual(try fixture.host.server("db")?.disks, [HostServer.Disk(name: "root", path: fixture.disk.path)])
+        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status, .active)
     }
 
     func testAHooksFileOthersMayWriteIsRefused() throws {
         let fixture = try Fixture()
         let log = fixture.scratch.file("ran.log")
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "echo ran >> \(log)"), hookFiles: fixture.hookFiles, now: Date())
-        let file = fixture.hookFiles.path(server: "db")
+                                         hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
+        let file = fixture.host.path(server: "db")
         // The file, its folder, the configuration folder and any folder above them.
-        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.hookFiles.directory, 0o777), (fixture.scratch.file("etc"), 0o757),
+        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.host.directory, 0o777), (fixture.scratch.file("etc"), 0o757),
                              (fixture.scratch.path, 0o777), (fixture.scratch.path, 0o775)] {
             let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
             XCTAssertEqual(chmod(path, mode_t(mode)), 0)
-            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), hookFiles: fixture.hookFiles),
+            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host),
                                  "\(path) \(String(mode, radix: 8))") {
                 XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
             }
@@ -274,7 +301,7 @@ final class BackupTests: XCTestCase {
         // rename what root owns there.
         let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: fixture.scratch.path)[.posixPermissions] as? Int)
         XCTAssertEqual(chmod(fixture.scratch.path, 0o1777), 0)
-        XCTAssertEqual(try fixture.hookFiles.hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
+        XCTAssertEqual(try fixture.host.hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
         XCTAssertEqual(chmod(fixture.scratch.path, mode_t(before)), 0)
         // Reached through a link in a folder everyone may write: whoever writes it may swap
         // the link, so the hooks behind it are refused though their own folders are safe.
@@ -282,44 +309,52 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(mkdir(open, 0o755), 0)
         XCTAssertEqual(chmod(open, 0o777), 0)
         XCTAssertEqual(symlink(fixture.scratch.path, "\(open)/link"), 0)
-        XCTAssertEqual(try HookFiles(directory: "\(fixture.scratch.path)/etc/hooks").hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
-        XCTAssertThrowsError(try HookFiles(directory: "\(open)/link/etc/hooks").hooks(server: "db")) {
+        XCTAssertEqual(try HostServers(directory: "\(fixture.scratch.path)/etc/servers").hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
+        XCTAssertThrowsError(try HostServers(directory: "\(open)/link/etc/servers").hooks(server: "db")) {
             XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
         }
         XCTAssertEqual(chown(file, 65534, 65534), 0)
-        XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
+        XCTAssertThrowsError(try fixture.host.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
         XCTAssertEqual(chown(file, 0, 0), 0)
         XCTAssertEqual(unlink(file), 0)
         XCTAssertEqual(symlink(fixture.scratch.file("elsewhere.conf"), file), 0)
-        XCTAssertThrowsError(try fixture.hookFiles.hooks(server: "db"))
+        XCTAssertThrowsError(try fixture.host.hooks(server: "db"))
         XCTAssertFalse(Posix.exists(log))
     }
 
-    func testAHooksFileIsReadAsWrittenAndRefusedWhenMalformed() throws {
-        XCTAssertEqual(try HookFiles.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\n", file: "f"), Hooks(freeze: "a, b; c=d", thaw: "x"))
+    func testAServersFileIsReadAsWrittenAndRefusedWhenMalformed() throws {
+        XCTAssertEqual(try HostServers.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\ndisk root = /dev/vg/a b=c\n", file: "f"),
+                       HostServer(disks: [.init(name: "root", path: "/dev/vg/a b=c")], hooks: Hooks(freeze: "a, b; c=d", thaw: "x")))
         // A file saved with CR LF or CR line ends: each line is its own, no CR reaches a command.
         for text in ["freeze = a\r\nthaw = b\r\n", "freeze = a\rthaw = b", "# c\r\nfreeze = a\n\r\nthaw = b"] {
-            XCTAssertEqual(try HookFiles.parse(text, file: "f"), Hooks(freeze: "a", thaw: "b"), text)
+            XCTAssertEqual(try HostServers.parse(text, file: "f").hooks, Hooks(freeze: "a", thaw: "b"), text)
         }
-        for text in ["freeze a", "frozen = a", "freeze = a\nfreeze = b"] {
-            XCTAssertThrowsError(try HookFiles.parse(text, file: "f"), text)
+        for text in ["freeze a", "frozen = a", "freeze = a\nfreeze = b", "disk root = relative", "disk r/t = /x",
+                     "disk root = /a\ndisk root = /b"] {
+            XCTAssertThrowsError(try HostServers.parse(text, file: "f"), text)
         }
         let scratch = Scratch("hooks")
-        let files = HookFiles(directory: scratch.file("etc/hooks"))
-        XCTAssertThrowsError(try files.write(Hooks(freeze: "a\nb"), server: "s"))
-        XCTAssertThrowsError(try files.write(Hooks(freeze: "a"), server: "../s"))
-        XCTAssertNil(try files.hooks(server: "s"))
-        try files.write(Hooks(thaw: "t"), server: "s")
+        let files = HostServers(directory: scratch.file("etc/servers"))
+        let disks = [HostServer.Disk(name: "root", path: "/dev/vg/s")]
+        XCTAssertThrowsError(try files.write(HostServer(disks: disks, hooks: Hooks(freeze: "a\nb")), server: "s"))
+        XCTAssertThrowsError(try files.write(HostServer(disks: disks), server: "../s"))
+        XCTAssertThrowsError(try files.write(HostServer(disks: []), server: "s"))
+        XCTAssertThrowsError(try files.write(HostServer(disks: [.init(name: "root", path: "/a\nb")]), server: "s"))
+        XCTAssertThrowsError(try files.write(HostServer(disks: [.init(name: "root", path: "/a ")]), server: "s"))
+        XCTAssertNil(try files.server("s"))
+        try files.write(HostServer(disks: disks, hooks: Hooks(thaw: "t")), server: "s")
+        XCTAssertEqual(try files.server("s"), HostServer(disks: disks, hooks: Hooks(thaw: "t")))
         XCTAssertEqual(try files.hooks(server: "s"), Hooks(thaw: "t"))
-        try files.write(Hooks(), server: "s")
+        try files.write(HostServer(disks: disks), server: "s")
         XCTAssertNil(try files.hooks(server: "s"))
+        XCTAssertEqual(try files.server("s")?.disks, disks)
     }
 
     func testFailingFreezeCommandFailsThePointWithItsReason() throws {
         let fixture = try Fixture()
         try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "exit 3"), hookFiles: fixture.hookFiles, now: Date())
-        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen"), hookFiles: fixture.hookFiles).run()
+                                         hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen"), host: fixture.host).run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertTrue(point.error?.contains("freeze command") == true, point.error ?? "")
     }

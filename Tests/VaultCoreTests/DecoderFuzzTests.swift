@@ -43,8 +43,14 @@ final class DecoderFuzzTests: XCTestCase {
 
     func testMutatedChunksNeverDecodeToWrongBytes() throws {
         // 64 KiB chunks are one frame each; 256 KiB chunks have four behind a frame index.
-        let fixtures = try [64 << 10, 256 << 10].map { try makeFixture(chunkSize: $0) }
-        let corpus = try fixtures.flatMap { try StoredChunk.all(of: $0.repository, point: $0.backup("one")) }
+        // Each backed up as soon as it is made: the two fixtures' servers share a name on
+        // this host, which reads the disk of the one set up last.
+        var fixtures: [Fixture] = [], corpus: [StoredChunk] = []
+        for chunkSize in [64 << 10, 256 << 10] {
+            let fixture = try makeFixture(chunkSize: chunkSize)
+            fixtures.append(fixture)
+            corpus += try StoredChunk.all(of: fixture.repository, point: fixture.backup("one"))
+        }
         for fixture in fixtures {
             XCTAssertEqual(Set(corpus.filter { $0.store === fixture.repository.chunks }.map(\.hash)),
                            Set(try fixture.repository.chunks.allChunks().map(\.hash)), "the point uses every stored chunk")

@@ -178,9 +178,9 @@ final class FingerprintTests: XCTestCase {
     func testAFailedBackupKeepsNoFingerprints() throws {
         let fixture = try Fixture()
         try fixture.repository.addServer(named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "exit 3"), hookFiles: fixture.hookFiles, now: Date())
+                                         hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
         let server = try fixture.repository.catalog.server(named: "bad").id!
-        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), hookFiles: fixture.hookFiles).run()
+        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), host: fixture.host).run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertFalse(Posix.exists(fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")))
     }

@@ -6,7 +6,7 @@ import TestSupport
 final class Fixture {
     let scratch = Scratch("core")
     /// This test's host configuration of hooks, never the machine's /etc/vaultfs.
-    var hookFiles: HookFiles { HookFiles(directory: scratch.file("etc/hooks")) }
+    var host: HostServers { HostServers(directory: scratch.file("etc/servers")) }
     let repository: Repository
     let disk: Ext4Image
     let server = "web"

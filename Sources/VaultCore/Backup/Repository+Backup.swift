@@ -8,18 +8,29 @@ extension Repository {
     /// With `waitForCollection` false, a running garbage collection refuses the backup
     /// (`.busy`) instead of waiting for it: the mount's mkdir never blocks on one.
     public func prepareBackup(_ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true,
-                              hookFiles: HookFiles = .standard) throws -> BackupJob {
+                              host: HostServers = .standard) throws -> BackupJob {
         try requireWritable("back up")
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
         var server = try catalog.server(named: plan.server)
-        let hooks = try hookFiles.hooks(server: server.name) ?? Hooks()
+        var disks = try catalog.disks(ofServer: server.id!)
+        // What is read, and run, is this host's: the repository's disks must be the ones this
+        // host was given, path for path, or someone who can write the repository could have
+        // any file of this host copied into it.
+        guard let here = try host.server(server.name) else { throw notSetUp(server.name, host: host) }
+        let named = Set(disks.map { HostServer.Disk(name: $0.name, path: $0.path) })
+        guard named == Set(here.disks) else {
+            func list(_ disks: some Sequence<HostServer.Disk>) -> String {
+                disks.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.path)" }.joined(separator: ", ")
+            }
+            throw VaultError(.permissionDenied, "the repository says server '\(server.name)' has disks \(list(named)), but this host reads \(list(here.disks)) (\(host.path(server: server.name))): nothing is read. If the repository is right (the server was changed elsewhere), 'vaultctl server adopt \(server.name)'")
+        }
+        let hooks = here.hooks
         if server.hooks && hooks.isEmpty {
             // The repository says the server has hooks, and this host has none: backing up
             // without its freeze could store an inconsistent disk.
-            throw VaultError(.invalidArgument, "server '\(server.name)' has freeze/thaw hooks, but this host has none for it in \(hookFiles.path(server: server.name)); hooks are host configuration, never read from the repository: set them here with 'vaultctl server hooks \(server.name) --freeze-command CMD --thaw-command CMD', or back up without them after 'vaultctl server hooks \(server.name) --none'")
+            throw VaultError(.invalidArgument, "server '\(server.name)' has freeze/thaw hooks, but this host has none for it in \(host.path(server: server.name)); hooks are host configuration, never read from the repository: set them here with 'vaultctl server hooks \(server.name) --freeze-command CMD --thaw-command CMD', or back up without them after 'vaultctl server hooks \(server.name) --none'")
         }
-        var disks = try catalog.disks(ofServer: server.id!)
         if let wanted = plan.disks {
             for name in wanted where !disks.contains(where: { $0.name == name }) {
                 throw VaultError.notFound("server '\(server.name)' has no disk named '\(name)'")

@@ -88,7 +88,7 @@ public struct Server: Codable, FetchableRecord, MutablePersistableRecord, Sendab
     public var name: String
     public var vaultId: Int64?
     /// Whether the server has freeze/thaw hooks. What they run is host configuration
-    /// (`HookFiles`), never read from the repository, which anyone who can write it could
+    /// (`HostServers`), never read from the repository, which anyone who can write it could
     /// otherwise turn into a command run as root.
     public var hooks: Bool
     public var createdAt: Date

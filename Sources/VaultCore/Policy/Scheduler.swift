@@ -8,8 +8,15 @@ public final class Scheduler: Sendable {
     private let logger = Logger(label: "vaultfs.scheduler")
     private let running = Mutex<BackupJob?>(nil)
     private let stopped = Atomic<Bool>(false)
+    /// Where this host's servers are set up: the scheduler backs up only those.
+    private let host: HostServers
+    /// Servers and slots already reported as not set up, so a running scheduler says it once.
+    private let reported = Mutex<Set<String>>([])
 
-    public init(repository: Repository) { self.repository = repository }
+    public init(repository: Repository, host: HostServers = .standard) {
+        self.repository = repository
+        self.host = host
+    }
 
     /// Stops the scheduler: the running backup is cancelled (it ends as failed) and no other
     /// starts. Safe to call from a signal handler's queue.
@@ -45,6 +52,17 @@ public final class Scheduler: Sendable {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
             for server in try repository.catalog.servers(inVault: vault.id!) where !isStopped {
                 do {
+                    // A server set up on another host is that host's to back up. A host with no
+                    // servers set up at all ran an older vaultctl: that is a failure to say.
+                    if try host.server(server.name) == nil {
+                        guard !host.isInUse else {
+                            logger.debug("\(server.name) is not set up on this host; left to the hosts it is set up on")
+                            continue
+                        }
+                        guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted }) else { continue }
+                        outcomes.append(Outcome(server: server.name, point: nil, message: "failed: \(repository.notSetUp(server.name, host: host).message) (or 'vaultctl server adopt --all')", failed: true))
+                        continue
+                    }
                     // Chains stay inside one vault: a server moved here starts with a full.
                     let history = try repository.catalog.allPoints(server: server.id!)
                         .filter { $0.schedule == .policy && $0.vaultId == vault.id }

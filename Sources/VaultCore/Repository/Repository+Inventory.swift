@@ -20,37 +20,55 @@ extension Repository {
         try? manifests.removeVault(name)
     }
 
-    /// Adds a server; `hooks` are kept in this host's configuration (`hookFiles`), and the
-    /// repository records only that they exist.
+    /// Adds a server. Its disks and `hooks` are kept in this host's configuration (`host`),
+    /// which backups read from; the repository records the disks, and only that hooks exist.
     @discardableResult
     public func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
-                          hooks: Hooks = Hooks(), hookFiles: HookFiles = .standard, now: Date = Date()) throws -> Server {
+                          hooks: Hooks = Hooks(), host: HostServers = .standard, now: Date = Date()) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
-        try hookFiles.check(hooks)
+        let here = HostServer(disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks)
+        try host.check(hooks)
         try requireWritable("add a server")
         // The catalog first: a server refused (a name given twice, a bad disk, no such vault)
-        // leaves no hooks behind, nor replaces another server's.
+        // leaves no file behind, nor replaces another server's.
         let server = try catalog.addServer(named: name, vault: vault, disks: disks, hooks: !hooks.isEmpty, now: now)
-        if !hooks.isEmpty {
-            do {
-                try hookFiles.write(hooks, server: name)
-            } catch {
-                try? catalog.removeServer(named: name)
-                throw error
-            }
+        do {
+            try host.write(here, server: name)
+        } catch {
+            try? catalog.removeServer(named: name)
+            throw error
         }
         try writeServerManifest(name)
         return server
     }
 
     /// Sets a server's hooks on this host (empty hooks remove them) and records in the
-    /// repository whether it has any.
-    public func setHooks(_ hooks: Hooks, server name: String, hookFiles: HookFiles = .standard) throws {
+    /// repository whether it has any. The server must be set up here.
+    public func setHooks(_ hooks: Hooks, server name: String, host: HostServers = .standard) throws {
         _ = try catalog.server(named: name)
         try requireWritable("change hooks")
-        try hookFiles.write(hooks, server: name)
+        guard var here = try host.server(name) else { throw notSetUp(name, host: host) }
+        here.hooks = hooks
+        try host.write(here, server: name)
         try catalog.setHooks(!hooks.isEmpty, server: name)
         try writeServerManifest(name)
+    }
+
+    /// Sets a server up on this host with the disks the repository names (a server added on
+    /// another host, or before disks were host configuration), keeping any hooks it has here.
+    /// Returns the disks this host will read.
+    @discardableResult
+    public func adoptServer(named name: String, host: HostServers = .standard) throws -> [HostServer.Disk] {
+        let server = try catalog.server(named: name)
+        let disks = try catalog.disks(ofServer: server.id!).map { HostServer.Disk(name: $0.name, path: $0.path) }
+        let hooks = try host.server(name)?.hooks ?? Hooks()
+        try host.write(HostServer(disks: disks, hooks: hooks), server: name)
+        return disks
+    }
+
+    /// The refusal of a backup, or a change, of a server this host has not set up.
+    func notSetUp(_ name: String, host: HostServers) -> VaultError {
+        VaultError(.permissionDenied, "server '\(name)' is not set up on this host (\(host.path(server: name))): a host reads only the disks it was given, never paths from the repository; check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'")
     }
 
     public func moveServer(named name: String, toVault vault: String) throws {

@@ -19,34 +19,69 @@ public struct Hooks: Sendable, Equatable {
     public var isEmpty: Bool { freeze == nil && thaw == nil }
 }
 
-/// Where this host keeps its servers' hooks: one file a server,
-/// `/etc/vaultfs/hooks/SERVER.conf` (`$VAULT_CONFIG_DIR/hooks` when that is set).
+/// A server as this host backs it up: the disks it reads (each name and path) and its hooks.
+public struct HostServer: Sendable, Equatable {
+    public struct Disk: Sendable, Hashable {
+        public var name: String
+        public var path: String
+        public init(name: String, path: String) {
+            self.name = name
+            self.path = path
+        }
+    }
+
+    public var disks: [Disk]
+    public var hooks: Hooks
+
+    public init(disks: [Disk], hooks: Hooks = Hooks()) {
+        self.disks = disks
+        self.hooks = hooks
+    }
+}
+
+/// Where this host keeps the servers it backs up: one file a server,
+/// `/etc/vaultfs/servers/SERVER.conf` (`$VAULT_CONFIG_DIR/servers` when that is set), with
+/// its disks (`disk NAME = PATH`) and hooks (`freeze = COMMAND`, `thaw = COMMAND`).
 ///
-/// Hooks are host configuration and never repository data. A repository may be written by
-/// someone else (another host of a shared bucket, an NFS export, a removable disk), and a
-/// command read from it would run as root here; the repository says only that a server has
+/// What vaultctl reads and runs as root is host configuration, never repository data. A
+/// repository may be written by someone else (another host of a shared bucket, an NFS
+/// export, a removable disk): a command read from it would run as root here, and a disk path
+/// read from it would copy any file of this host into a repository they can read. So the
+/// repository says which disks a server has and that it has hooks; a backup reads a disk only
+/// when this host's file names the same disk at the same path, and runs only this host's
 /// hooks. As sudoers and cron do, a file or folder that another user owns or may write is
 /// refused rather than read.
-public struct HookFiles: Sendable {
-    /// The hooks folder.
+public struct HostServers: Sendable {
+    /// The folder of the servers' files.
     public let directory: String
-    /// Most bytes a hooks file may have.
+    /// Most bytes a server's file may have.
     static let maxFileSize = 64 << 10
 
     public init(directory: String) { self.directory = directory }
 
-    /// This host's: `$VAULT_CONFIG_DIR/hooks`, else `/etc/vaultfs/hooks`.
-    public static var standard: HookFiles {
+    /// This host's: `$VAULT_CONFIG_DIR/servers`, else `/etc/vaultfs/servers`.
+    public static var standard: HostServers {
         let base = ProcessInfo.processInfo.environment["VAULT_CONFIG_DIR"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-        return HookFiles(directory: "\(base ?? "/etc/vaultfs")/hooks")
+        return HostServers(directory: "\(base ?? "/etc/vaultfs")/servers")
     }
 
-    /// The file that holds `server`'s hooks.
+    /// The file that holds `server`'s disks and hooks.
     public func path(server: String) -> String { "\(directory)/\(server).conf" }
 
-    /// `server`'s hooks on this host, or nil when it has none. A file that someone other than
-    /// root or this user owns or may write, in such a folder, is refused with why.
+    /// Whether this host has set up any server since disks became host configuration: without
+    /// the folder, a host that ran an older vaultctl backs nothing up until it adopts its
+    /// servers, and says so.
+    public var isInUse: Bool { Posix.exists(directory) }
+
+    /// `server`'s hooks on this host, or nil when it has none.
     public func hooks(server: String) throws -> Hooks? {
+        try self.server(server).flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
+    }
+
+    /// `server` as this host backs it up, or nil when it is not set up here. A file that
+    /// someone other than root or this user owns or may write, in such a folder, is refused
+    /// with why.
+    public func server(_ server: String) throws -> HostServer? {
         try Names.validateVaultOrServer(server, what: "server")
         let file = path(server: server)
         var st = stat()
@@ -56,13 +91,13 @@ public struct HookFiles: Sendable {
         let fd = Glibc.open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT { return nil }
-            throw Posix.error("cannot read the hooks file", file)
+            throw Posix.error("cannot read the server file", file)
         }
         defer { close(fd) }
-        guard fstat(fd, &st) == 0 else { throw Posix.error("cannot read the hooks file", file) }
+        guard fstat(fd, &st) == 0 else { throw Posix.error("cannot read the server file", file) }
         try Self.requireTrusted(st, file, isDirectory: false)
         guard st.st_size <= Self.maxFileSize else {
-            throw VaultError(.invalidArgument, "the hooks file \(file) is larger than \(Self.maxFileSize) bytes")
+            throw VaultError(.invalidArgument, "the server file \(file) is larger than \(Self.maxFileSize) bytes")
         }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         let count = try bytes.withUnsafeMutableBytes { try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: file) }
@@ -70,26 +105,28 @@ public struct HookFiles: Sendable {
         return try Self.parse(String(decoding: bytes, as: UTF8.self), file: file)
     }
 
-    /// Keeps `hooks` as `server`'s on this host (owner-only, written whole or not at all);
-    /// empty hooks remove its file. Creates the folder (mode 0755) when it is missing.
-    public func write(_ hooks: Hooks, server: String) throws {
+    /// Keeps `host` as `server`'s on this host (owner-only, written whole or not at all).
+    /// Creates the folder (mode 0755) when it is missing.
+    public func write(_ host: HostServer, server: String) throws {
         try Names.validateVaultOrServer(server, what: "server")
-        try check(hooks)
-        let file = path(server: server)
-        if hooks.isEmpty {
-            if unlink(file) != 0 && errno != ENOENT { throw Posix.error("cannot remove the hooks file", file) }
-            return
+        try check(host.hooks)
+        try Names.validateDisks(host.disks.map { (name: $0.name, path: $0.path) }, server: server)
+        for disk in host.disks where disk.path.contains(where: \.isNewline) || disk.path != disk.path.trimmingCharacters(in: .whitespaces) {
+            throw VaultError.invalid("disk '\(disk.name)': a path with a line break or spaces at either end cannot be kept in host configuration")
         }
+        let file = path(server: server)
         let parent = (directory as NSString).deletingLastPathComponent
         if !Posix.exists(parent) { try Posix.makeDirectory(parent, mode: 0o755) }
         try Posix.makeDirectory(directory, mode: 0o755)
         var st = stat()
-        guard lstat(directory, &st) == 0 else { throw Posix.error("cannot use the hooks folder", directory) }
+        guard lstat(directory, &st) == 0 else { throw Posix.error("cannot use the servers folder", directory) }
         try Self.requireTrusted(st, directory, isDirectory: true)
         try requireTrustedParent()
-        var text = "# Hooks of server \(server), run by vaultctl before (freeze) and after (thaw) its disks are read.\n"
-        if let freeze = hooks.freeze { text += "freeze = \(freeze)\n" }
-        if let thaw = hooks.thaw { text += "thaw = \(thaw)\n" }
+        var text = "# Server \(server) as this host backs it up: the disks vaultctl reads, and the commands it runs\n"
+            + "# before (freeze) and after (thaw) reading them.\n"
+        for disk in host.disks { text += "disk \(disk.name) = \(disk.path)\n" }
+        if let freeze = host.hooks.freeze { text += "freeze = \(freeze)\n" }
+        if let thaw = host.hooks.thaw { text += "thaw = \(thaw)\n" }
         try Posix.writeFileAtomically(file, Array(text.utf8), mode: 0o600, sync: true)
     }
 
@@ -101,28 +138,42 @@ public struct HookFiles: Sendable {
         }
     }
 
-    /// Reads a hooks file: `freeze = COMMAND` and `thaw = COMMAND` lines; `#` starts a comment.
-    static func parse(_ text: String, file: String) throws -> Hooks {
+    /// Reads a server's file: `disk NAME = PATH`, `freeze = COMMAND` and `thaw = COMMAND`
+    /// lines; `#` starts a comment.
+    static func parse(_ text: String, file: String) throws -> HostServer {
         var values: [String: String] = [:]
+        var disks: [HostServer.Disk] = []
         // Lines end at LF, CR LF or CR: a file saved on another system never runs its next
         // line as part of a command.
         for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {
-                throw VaultError(.invalidArgument, "\(file) line \(number + 1): expected 'freeze = COMMAND' or 'thaw = COMMAND'")
+                throw VaultError(.invalidArgument, "\(file) line \(number + 1): expected 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'")
             }
             let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+            let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if key.hasPrefix("disk ") || key.hasPrefix("disk\t") {
+                let name = key.dropFirst(4).trimmingCharacters(in: .whitespaces)
+                guard (try? Names.validateDisk(name)) != nil, value.hasPrefix("/") else {
+                    throw VaultError(.invalidArgument, "\(file) line \(number + 1): expected 'disk NAME = /PATH'")
+                }
+                guard !disks.contains(where: { $0.name == name }) else {
+                    throw VaultError(.invalidArgument, "\(file) line \(number + 1): disk '\(name)' is given twice")
+                }
+                disks.append(HostServer.Disk(name: name, path: value))
+                continue
+            }
             guard key == "freeze" || key == "thaw" else {
-                throw VaultError(.invalidArgument, "\(file) line \(number + 1): unknown key '\(key)' (known: freeze, thaw)")
+                throw VaultError(.invalidArgument, "\(file) line \(number + 1): unknown key '\(key)' (known: disk NAME, freeze, thaw)")
             }
             guard values[key] == nil else { throw VaultError(.invalidArgument, "\(file) line \(number + 1): '\(key)' is given twice") }
-            values[key] = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            values[key] = value
         }
-        return Hooks(freeze: values["freeze"], thaw: values["thaw"])
+        return HostServer(disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]))
     }
 
-    /// The folders above the hooks folder must be as safe as it is, up to `/`: whoever may
+    /// The folders above the servers folder must be as safe as it is, up to `/`: whoever may
     /// write one may swap what is below it for their own. The configuration folder itself is
     /// not followed through a link; above it, a folder that everyone may write counts only
     /// with its sticky bit (as `/tmp`), where nobody may rename what others own.
@@ -154,13 +205,13 @@ public struct HookFiles: Sendable {
     static func requireTrusted(_ st: stat, _ path: String, isDirectory: Bool) throws {
         let kind = st.st_mode & S_IFMT
         guard kind == (isDirectory ? S_IFDIR : S_IFREG) else {
-            throw VaultError(.permissionDenied, "\(path) is not a \(isDirectory ? "folder" : "plain file"); hooks are not read from it")
+            throw VaultError(.permissionDenied, "\(path) is not a \(isDirectory ? "folder" : "plain file"); servers are not read from it")
         }
         guard st.st_uid == 0 || st.st_uid == geteuid() else {
-            throw VaultError(.permissionDenied, "\(path) belongs to user \(st.st_uid), not to root: its hooks are not run")
+            throw VaultError(.permissionDenied, "\(path) belongs to user \(st.st_uid), not to root: its servers are not backed up")
         }
         guard st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
-            throw VaultError(.permissionDenied, "\(path) may be written by its group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): its hooks are not run; make it writable by its owner only")
+            throw VaultError(.permissionDenied, "\(path) may be written by its group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): its servers are not backed up; make it writable by its owner only")
         }
     }
 }
