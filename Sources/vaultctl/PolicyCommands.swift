@@ -118,7 +118,7 @@ struct ScheduleCommand: ParsableCommand {
                         print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
                         fflush(stdout)
                     }
-                    failed += outcomes.filter(\.failed)
+                    if once { failed += outcomes.filter(\.failed) }
                 } catch where !once {
                     // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
                     FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))

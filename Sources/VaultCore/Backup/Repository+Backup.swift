@@ -23,8 +23,13 @@ extension Repository {
             func list(_ disks: some Sequence<HostServer.Disk>) -> String {
                 disks.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.path)" }.joined(separator: ", ")
             }
-            throw VaultError(.permissionDenied, "the repository says server '\(server.name)' has disks \(list(named)), but this host reads \(list(here.disks)) (\(host.path(server: server.name))): nothing is read. If the repository is right (the server was changed elsewhere), 'vaultctl server adopt \(server.name)'")
+            // This host's paths stay out of the message: a refused slot is recorded in the
+            // repository, which whoever changed it may read. `server show` compares the two.
+            throw VaultError(.permissionDenied, "the repository says server '\(server.name)' has disks \(list(named)), which are not this host's (\(host.path(server: server.name))): nothing is read. 'vaultctl server show \(server.name)' shows both; if the repository is right (the server was changed elsewhere), 'vaultctl server adopt \(server.name)'")
         }
+        // Opened by this host's paths, byte for byte (Swift's == takes canonically equal
+        // strings as one).
+        let paths = Dictionary(here.disks.map { ($0.name, $0.path) }, uniquingKeysWith: { first, _ in first })
         let hooks = here.hooks
         if server.hooks && hooks.isEmpty {
             // The repository says the server has hooks, and this host has none: backing up
@@ -40,7 +45,7 @@ extension Repository {
         guard let serverLock = try lockServer(server.id!, name: server.name) else {
             throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
         }
-        let sources = try disks.map { try DiskSource(name: $0.name, path: $0.path, server: server.name) }
+        let sources = try disks.map { try DiskSource(name: $0.name, path: paths[$0.name] ?? $0.path, server: server.name) }
         if plan.kind == .incremental {
             guard let parentId = plan.parentId, let parent = try catalog.point(id: parentId),
                   parent.status == .active, parent.deletion == .none else {

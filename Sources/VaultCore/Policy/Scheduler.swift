@@ -54,13 +54,18 @@ public final class Scheduler: Sendable {
                 do {
                     // A server set up on another host is that host's to back up. A host with no
                     // servers set up at all ran an older vaultctl: that is a failure to say.
+                    // Either is said once a slot: a running scheduler does not repeat it every 30 s.
                     if try host.server(server.name) == nil {
-                        guard !host.isInUse else {
-                            logger.debug("\(server.name) is not set up on this host; left to the hosts it is set up on")
-                            continue
-                        }
+                        let history = try repository.catalog.allPoints(server: server.id!)
+                        if history.contains(where: { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }) { continue }
                         guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted }) else { continue }
-                        outcomes.append(Outcome(server: server.name, point: nil, message: "failed: \(repository.notSetUp(server.name, host: host).message) (or 'vaultctl server adopt --all')", failed: true))
+                        if host.isInUse {
+                            let line = "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
+                            logger.warning("\(server.name): \(line)")
+                            outcomes.append(Outcome(server: server.name, point: nil, message: line))
+                        } else {
+                            outcomes.append(Outcome(server: server.name, point: nil, message: "failed: \(repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)", failed: true))
+                        }
                         continue
                     }
                     // Chains stay inside one vault: a server moved here starts with a full.
