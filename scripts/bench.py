@@ -6,7 +6,7 @@ paired rows) with its min and max. Prints Markdown tables and writes the same fi
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
 `make release` does and makes the corpus. Needs root: it drops the page cache and mounts.
 """
-import json, os, random, shutil, signal, sqlite3, statistics, subprocess, sys, time, uuid
+import json, os, random, shutil, signal, statistics, subprocess, sys, time, uuid
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TOP, "bench-work")
@@ -487,7 +487,8 @@ def fragmented_file(runs):
 
 
 def many_points(runs):
-    """`ls -l` of a server with 10,000 points (catalog rows cloned from one real point)."""
+    """`ls -l` of a server with 10,000 points (manifests cloned from one real point, then the
+    catalog rebuilt from them by vaultctl: the bench never writes the catalog itself)."""
     log("== ls -l of 10,000 points")
     repo = os.path.join(WORK, "many-repo")
     shutil.rmtree(repo, ignore_errors=True)
@@ -500,20 +501,19 @@ def many_points(runs):
     run(VAULTCTL, "vault", "create", "bench")
     run(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={small}")
     run(VAULTCTL, "backup", "web", "--name", "seed")
-    db = sqlite3.connect(os.path.join(repo, "catalog.sqlite"))
-    point = db.execute("SELECT * FROM point").fetchone()
-    columns = [d[0] for d in db.execute("SELECT * FROM point").description]
-    disk = db.execute("SELECT * FROM pointDisk").fetchone()
-    rows, disks = [], []
+    folder = os.path.join(repo, "manifests", "points")
+    [seed] = os.listdir(folder)
+    with open(os.path.join(folder, seed)) as f:
+        manifest = json.load(f)
     for i in range(9999):
-        row = dict(zip(columns, point))
-        row["id"], row["name"] = str(uuid.uuid4()), f"p{i:05d}"
-        rows.append(tuple(row[c] for c in columns))
-        disks.append((row["id"],) + tuple(disk[1:]))
-    db.executemany(f"INSERT INTO point VALUES ({','.join('?' * len(columns))})", rows)
-    db.executemany(f"INSERT INTO pointDisk VALUES ({','.join('?' * len(disk))})", disks)
-    db.commit()
-    db.close()
+        clone = json.loads(json.dumps(manifest))
+        new = str(uuid.uuid4()).upper()
+        clone["point"].update(id=new, chainId=new, name=f"p{i:05d}")
+        for detail in clone["tags"] + clone["disks"]:
+            detail["pointId"] = new
+        with open(os.path.join(folder, new + ".json"), "w") as f:
+            json.dump(clone, f)
+    run(VAULTCTL, "repair", "--rebuild-catalog")
     for r in range(runs):
         m = VaultfsMount(repo, os.path.join(WORK, "many-mnt"))
         start = time.monotonic()

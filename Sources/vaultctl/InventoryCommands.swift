@@ -29,10 +29,10 @@ struct VaultCommand: ParsableCommand {
             let repo = try repository.open()
             let vaults = try repo.catalog.vaults()
             if json {
-                return printJSON(try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id!).map(\.name)) })
+                return printJSON(try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id).map(\.name)) })
             }
             printTable(["VAULT", "SERVERS", "POLICY"], try vaults.map { vault in
-                [vault.name, "\(try repo.catalog.servers(inVault: vault.id!).count)", policyText(vault.policy)]
+                [vault.name, "\(try repo.catalog.servers(inVault: vault.id).count)", policyText(vault.policy)]
             })
         }
     }
@@ -46,10 +46,10 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let vault = try repo.catalog.vault(named: name)
-            if json { return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id!).map(\.name))) }
+            if json { return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name))) }
             print("vault:   \(vault.name)")
             print("policy:  \(policyText(vault.policy))")
-            print("servers: \(try repo.catalog.servers(inVault: vault.id!).map(\.name).joined(separator: ", "))")
+            print("servers: \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
         }
     }
 
@@ -112,9 +112,9 @@ struct ServerCommand: ParsableCommand {
 
         func run() throws {
             let repo = try repository.open()
-            let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id!, $0.name) })
+            let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id, $0.name) })
             let views = try repo.catalog.servers().map { server in
-                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id!),
+                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id),
                            hooks: try? HostServers.standard.hooks(server: server.name))
             }
             if json { return printJSON(views) }
@@ -142,9 +142,9 @@ struct ServerCommand: ParsableCommand {
             let hooks = here.flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
-                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id!), hooks: hooks))
+                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id), hooks: hooks))
             }
-            let disks = try repo.catalog.disks(ofServer: server.id!)
+            let disks = try repo.catalog.disks(ofServer: server.id)
             print("server: \(server.name)")
             print("vault:  \(try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name } ?? "-")")
             for disk in disks { print("disk:   \(disk.name)=\(disk.path)") }

@@ -44,7 +44,7 @@ struct Points: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let serverId = try server.map { try repo.catalog.server(named: $0).id }
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all)
         let views = try repo.views(of: points, server: serverId)
         if json { return printJSON(views) }
@@ -64,7 +64,7 @@ struct History: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let serverId = try server.map { try repo.catalog.server(named: $0).id }
         let entries = try repo.history(server: serverId)
         if json { return printJSON(entries) }
         printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"], entries.map { e in
@@ -157,7 +157,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try server.map { try repo.catalog.server(named: $0).id! }
+        let serverId = try server.map { try repo.catalog.server(named: $0).id }
         let printer = progress.printer()
         defer { printer.clear() }
         let report = try Verifier(repository: repo).verify(server: serverId, progress: printer.callback())

@@ -21,12 +21,11 @@ struct PolicyOptions: ParsableArguments {
             throw VaultError(.invalidArgument, "bad --start '\(start)': use HH:MM")
         }
         let hoursText = every.hasSuffix("h") ? String(every.dropLast()) : every
-        guard let hours = Int(hoursText), (1...8760).contains(hours) else {
+        guard let hours = Int(hoursText) else {
             throw VaultError(.invalidArgument, "bad --every '\(every)': use a whole number of hours such as 4h")
         }
-        guard incrementals >= 0 else { throw VaultError(.invalidArgument, "--incrementals must be 0 or more") }
-        guard keepFulls >= 1 else { throw VaultError(.invalidArgument, "--keep-fulls must be 1 or more") }
-        return Policy(startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,
+        // The ranges are the core's: the same rule holds for the catalog and for manifests.
+        return try Policy(startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,
                       keepFulls: keepFulls, since: now)
     }
 }

@@ -231,12 +231,12 @@ final class BackupTests: XCTestCase {
 
     func testAManifestOrCatalogThatNamesACommandOnlyMarksTheServerAsHooked() throws {
         let legacy = #"{"id":3,"name":"e1","vaultId":1,"freezeCommand":"id > /tmp/PWNED","thawCommand":null,"createdAt":0}"#
-        let server = try JSONDecoder().decode(Server.self, from: Data(legacy.utf8))
+        let server = try JSONDecoder().decode(ServerManifest.Entry.self, from: Data(legacy.utf8))
         XCTAssertTrue(server.hooks)
         let encoded = String(decoding: try JSONEncoder().encode(server), as: UTF8.self)
         XCTAssertFalse(encoded.contains("PWNED"), encoded)
         let none = #"{"id":3,"name":"e1","freezeCommand":"","createdAt":0}"#
-        XCTAssertFalse(try JSONDecoder().decode(Server.self, from: Data(none.utf8)).hooks)
+        XCTAssertFalse(try JSONDecoder().decode(ServerManifest.Entry.self, from: Data(none.utf8)).hooks)
     }
 
     func testAHookNamedInTheRepositoryButNotOnThisHostRefusesTheBackup() throws {
@@ -273,7 +273,7 @@ final class BackupTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains("nothing is read"), "\($0)")
             }
         }
-        XCTAssertTrue(try fixture.repository.catalog.points(server: try fixture.repository.catalog.server(named: "db").id!,
+        XCTAssertTrue(try fixture.repository.catalog.points(server: try fixture.repository.catalog.server(named: "db").id,
                                                              includeSoftDeleted: true).isEmpty)
         try fixture.repository.adoptServer(named: "db", host: fixture.host)
         XCTAssertEqual(try fixture.host.server("db")?.disks, [HostServer.Disk(name: "root", path: fixture.disk.path)])

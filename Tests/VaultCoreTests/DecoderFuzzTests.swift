@@ -259,9 +259,9 @@ final class DecoderFuzzTests: XCTestCase {
                     let now = Date()
                     _ = policy.latestSlot(atOrBefore: now)
                     test.check(policy.nextSlot(after: now) > now, "no next slot for \(policy)")
-                    _ = ChainRule.next(policyPoints: try catalog.policyPoints(vault: vault.id!), incrementals: policy.incrementals)
+                    _ = ChainRule.next(policyPoints: try catalog.policyPoints(vault: vault.id), incrementals: policy.incrementals)
                 }
-                _ = try catalog.servers().map { try catalog.disks(ofServer: $0.id!) }
+                _ = try catalog.servers().map { try catalog.disks(ofServer: $0.id) }
             }
             for file in [rebuilt, other] { for suffix in ["", "-wal", "-shm"] { unlink(file + suffix) } }
         }

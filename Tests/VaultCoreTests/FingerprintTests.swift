@@ -13,7 +13,7 @@ final class FingerprintTests: XCTestCase {
         let path = fixture.scratch.file("raw.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(8 * chunk, seed: 5))))
         try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], now: Date())
-        return (path, try fixture.repository.catalog.server(named: "raw").id!)
+        return (path, try fixture.repository.catalog.server(named: "raw").id)
     }
 
     private func backup(_ fixture: Fixture, _ name: String, parent: Point? = nil) throws -> Point {
@@ -129,7 +129,7 @@ final class FingerprintTests: XCTestCase {
         try sealed.createVault(named: "v", policy: nil, now: Date())
         try sealed.addServer(named: "s", vault: "v", disks: [("d", disk)], now: Date())
         let point = try backup(sealed, server: "s", "one")
-        let id = try sealed.catalog.server(named: "s").id!
+        let id = try sealed.catalog.server(named: "s").id
         let kept = try XCTUnwrap(sealed.fingerprints.load(server: id, point: point.id, disk: "d", chunkSize: chunk))
         let file = try readBytes(scratch.file("repo/fingerprints/server-\(id)/\(point.id)/d"))
         XCTAssertNotEqual(Array(file.prefix(8)), Fingerprints.magic)
@@ -179,7 +179,7 @@ final class FingerprintTests: XCTestCase {
         let fixture = try Fixture()
         try fixture.repository.addServer(named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
                                          hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
-        let server = try fixture.repository.catalog.server(named: "bad").id!
+        let server = try fixture.repository.catalog.server(named: "bad").id
         let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), host: fixture.host).run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertFalse(Posix.exists(fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")))
@@ -192,7 +192,7 @@ final class FingerprintTests: XCTestCase {
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(4 * chunk, seed: UInt64(80 + i)))))
         }
         try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])], now: Date())
-        let server = try fixture.repository.catalog.server(named: "two").id!
+        let server = try fixture.repository.catalog.server(named: "two").id
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "full")).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")
         let store = fixture.repository.fingerprints

@@ -89,6 +89,47 @@ final class FormatTests: XCTestCase {
         XCTAssertNil(fixture.repository.chunks.verify(hash))
     }
 
+    /// Manifests are the repository's format, read by other hosts and other versions: they
+    /// keep the first release's fields whatever the catalog's tables or the core's values
+    /// become, and files of the first release (catalog ids and all) read back.
+    func testManifestsKeepTheFirstReleasesFields() throws {
+        let fixture = try Fixture()
+        try fixture.repository.setPolicy(try Policy(startMinute: 90, everyHours: 6, incrementals: 3, keepFulls: 2, since: Date()),
+                                         vault: "prod")
+        let point = try fixture.backup("first")
+        let root = fixture.repository.root
+        func keys(_ path: String, _ member: String) throws -> [String: Set<String>] {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes("\(root)/manifests/\(path)"))) as? [String: Any])
+            var found = ["": Set(object.keys)]
+            if let inner = object[member] as? [String: Any] { found[member] = Set(inner.keys) }
+            if let list = object["disks"] as? [[String: Any]], let first = list.first { found["disks"] = Set(first.keys) }
+            return found
+        }
+        XCTAssertEqual(try keys("vaults/prod.json", "vault"), [
+            "": ["format", "vault"],
+            "vault": ["name", "createdAt", "policyStartMinute", "policyEveryHours", "policyIncrementals", "policyKeepFulls", "policySince"]])
+        XCTAssertEqual(try keys("servers/web.json", "server"), [
+            "": ["format", "server", "vault", "disks"], "server": ["name", "hooks", "createdAt"],
+            "disks": ["serverId", "name", "path"]])
+        XCTAssertEqual(try keys("points/\(point.id).json", "point"), [
+            "": ["format", "point", "tags", "disks"],
+            "point": ["id", "serverId", "serverName", "vaultId", "vaultName", "name", "description", "kind", "schedule", "status",
+                      "chainId", "startedAt", "finishedAt", "deletion", "progressDone", "progressTotal"],
+            "disks": ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes"]])
+
+        // As the first release wrote them: with the writing catalog's ids, which mean nothing here.
+        let vault = #"{"format":1,"vault":{"id":7,"name":"prod","createdAt":0,"policyStartMinute":60,"policyEveryHours":4,"policyIncrementals":2,"policyKeepFulls":3,"policySince":0}}"#
+        let server = #"{"format":1,"server":{"id":9,"name":"web","vaultId":7,"hooks":false,"createdAt":0},"vault":"prod","disks":[{"id":4,"serverId":9,"name":"root","path":"/dev/vdb"}]}"#
+        try Data(vault.utf8).write(to: URL(fileURLWithPath: "\(root)/manifests/vaults/prod.json"))
+        try Data(server.utf8).write(to: URL(fileURLWithPath: "\(root)/manifests/servers/web.json"))
+        let read = try XCTUnwrap(try fixture.repository.manifests.vault("prod"))
+        XCTAssertEqual(read.policy?.everyHours, 4)
+        XCTAssertEqual(read.policy?.keepFulls, 3)
+        let web = try XCTUnwrap(try fixture.repository.manifests.server("web"))
+        XCTAssertEqual(web.vault, "prod")
+        XCTAssertEqual(web.disks.map(\.path), ["/dev/vdb"])
+    }
+
     func testRepositoryOfNewerFormatIsRefused() throws {
         let fixture = try Fixture()
         let path = "\(fixture.repository.root)/repository.json"
@@ -164,7 +205,7 @@ final class UpgradeTests: XCTestCase {
         XCTAssertEqual(stat(root, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o700)
         XCTAssertEqual(try upgraded.manifests.point(point.id)?.point.status, .active)
-        XCTAssertEqual(try upgraded.manifests.allVaults().map(\.vault.name), ["prod"])
+        XCTAssertEqual(try upgraded.manifests.allVaults().map(\.name), ["prod"])
 
         for suffix in ["", "-wal", "-shm"] { unlink("\(root)/catalog.sqlite\(suffix)") }
         let report = try CatalogRebuild.run(repository: root)

@@ -103,8 +103,8 @@ public final class BackupJob: Sendable {
     private func keep(_ fingerprints: [Fingerprints]) {
         let store = repository.fingerprints
         do {
-            for prints in fingerprints { try store.save(prints, server: server.id!) }
-            store.prune(server: server.id!, keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id!)))
+            for prints in fingerprints { try store.save(prints, server: server.id) }
+            store.prune(server: server.id, keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id)))
         } catch {
             logger.warning("cannot keep the fingerprints of \(point.name) for the next incremental: \(error)")
         }
@@ -125,7 +125,7 @@ public final class BackupJob: Sendable {
             var known: Fingerprints?
             if let parentId = point.parentId, parentDisks.contains(source.name) {
                 parent = try repository.flatten(point: parentId, disk: source.name)
-                known = repository.fingerprints.load(server: server.id!, point: parentId, disk: source.name, chunkSize: chunkSize)
+                known = repository.fingerprints.load(server: server.id, point: parentId, disk: source.name, chunkSize: chunkSize)
             }
             let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
                                         compressionLevel: repository.config.compressionLevel, parent: parent, known: known,

@@ -13,7 +13,7 @@ extension Repository {
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
         var server = try catalog.server(named: plan.server)
-        var disks = try catalog.disks(ofServer: server.id!)
+        var disks = try catalog.disks(ofServer: server.id)
         // What is read, and run, is this host's: the repository's disks must be the ones this
         // host was given, path for path, or someone who can write the repository could have
         // any file of this host copied into it.
@@ -42,7 +42,7 @@ extension Repository {
             }
             disks = disks.filter { wanted.contains($0.name) }
         }
-        guard let serverLock = try lockServer(server.id!, name: server.name) else {
+        guard let serverLock = try lockServer(server.id, name: server.name) else {
             throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
         }
         let sources = try disks.map { try DiskSource(name: $0.name, path: paths[$0.name] ?? $0.path, server: server.name) }
@@ -73,8 +73,8 @@ extension Repository {
     /// default policy when missing (seed 000).
     private func vaultForBackup(_ server: inout Server, now: Date) throws -> Vault {
         if let id = server.vaultId, let vault = try catalog.vault(id: id) { return vault }
-        let serverId = server.id!
-        let vault = try catalog.assignVault(named: Self.defaultVaultName, policy: .makeDefault(since: now), toServer: serverId, now: now)
+        let serverId = server.id
+        let vault = try catalog.assignVault(named: Self.defaultVaultName, policy: try .makeDefault(since: now), toServer: serverId, now: now)
         server.vaultId = vault.id
         try writeVaultManifest(vault.name)
         try writeServerManifest(server.name)
@@ -84,7 +84,7 @@ extension Repository {
     /// Records a new point: its manifest, then the catalog row. A manifest whose point the
     /// catalog refused (a name in use, say) is removed again.
     func register(_ point: Point, tags: [(key: String, value: String)]) throws {
-        let manifest = PointManifest(point: point, tags: tags.map { PointTag(pointId: point.id, key: $0.key, value: $0.value) },
+        let manifest = PointManifest(point, tags: tags.map { PointTag(pointId: point.id, key: $0.key, value: $0.value) },
                                      disks: [])
         try manifests.write(manifest)
         do {

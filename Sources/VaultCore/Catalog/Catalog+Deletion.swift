@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+internal import GRDB
 
 /// Deletion states and the points retention and purge look at. The rules (what may be
 /// deleted, undeleted or purged) are the callers'; each is checked here in the same
@@ -9,17 +9,17 @@ extension Catalog {
     /// that depend on it (not deleted for good) and its parent, and throws to refuse.
     func changePoint(_ id: String, _ change: (inout Point, _ dependants: [Point], _ parent: Point?) throws -> Void) throws -> Point {
         try write { db in
-            guard var point = try Point.fetchOne(db, key: id) else { throw VaultError.notFound("no point \(id)") }
-            let parent = try point.parentId.flatMap { try Point.fetchOne(db, key: $0) }
+            guard var point = try PointRow.find(id, db) else { throw VaultError.notFound("no point \(id)") }
+            let parent = try point.parentId.flatMap { try PointRow.find($0, db) }
             try change(&point, try dependants(of: id, db: db), parent)
-            try point.update(db)
+            try PointRow(point).update(db)
             return point
         }
     }
 
     /// Soft-deleted points, newest first.
     func softDeletedPoints() throws -> [Point] {
-        try read { try Point.filter(Column("deletion") == Deletion.soft.rawValue).order(Column("startedAt").desc).fetchAll($0) }
+        try read { try PointRow.filter(Column("deletion") == Deletion.soft.rawValue).order(Column("startedAt").desc).points($0) }
     }
 
     /// Deletes a soft-deleted point for good unless a point outside `purged` still depends on
@@ -45,16 +45,16 @@ extension Catalog {
     /// A vault's policy points that are not deleted for good.
     func policyPoints(vault id: Int64) throws -> [Point] {
         try read { db in
-            try Point.filter(Column("vaultId") == id && Column("schedule") == ScheduleType.policy.rawValue
-                             && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+            try PointRow.filter(Column("vaultId") == id && Column("schedule") == ScheduleType.policy.rawValue
+                                && Column("deletion") != Deletion.deleted.rawValue).points(db)
         }
     }
 
     /// The points of these chains that are neither deleted for good nor still being made.
     func finishedPoints(ofChains chains: [String]) throws -> [Point] {
         try read { db in
-            try Point.filter(chains.contains(Column("chainId")) && Column("deletion") != Deletion.deleted.rawValue
-                             && Column("status") != PointStatus.creating.rawValue).fetchAll(db)
+            try PointRow.filter(chains.contains(Column("chainId")) && Column("deletion") != Deletion.deleted.rawValue
+                                && Column("status") != PointStatus.creating.rawValue).points(db)
         }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+internal import GRDB
 
 /// Points: registering, finishing, finding and listing them.
 extension Catalog {
@@ -7,14 +7,14 @@ extension Catalog {
     /// the same server is refused; a failed attempt does not hold its name.
     func insertPoint(_ point: Point, tags: [(key: String, value: String)]) throws {
         try write { db in
-            let clash = try Point.filter(Column("serverId") == point.serverId && Column("name") == point.name
-                                         && Column("deletion") != Deletion.deleted.rawValue
-                                         && Column("status") != PointStatus.failed.rawValue).fetchCount(db)
+            let clash = try PointRow.filter(Column("serverId") == point.serverId && Column("name") == point.name
+                                            && Column("deletion") != Deletion.deleted.rawValue
+                                            && Column("status") != PointStatus.failed.rawValue).fetchCount(db)
             if clash > 0 {
                 throw VaultError(.alreadyExists, "server '\(point.serverName)' already has a point named '\(point.name)'")
             }
-            try point.insert(db)
-            for tag in tags { try PointTag(pointId: point.id, key: tag.key, value: tag.value).insert(db) }
+            try PointRow(point).insert(db)
+            for tag in tags { try PointTagRow(PointTag(pointId: point.id, key: tag.key, value: tag.value)).insert(db) }
         }
     }
 
@@ -36,7 +36,7 @@ extension Catalog {
     /// Commits a finished point with its per-disk sizes in one transaction.
     func finishPoint(_ id: String, disks: [PointDisk], at time: Date) throws {
         try write { db in
-            for disk in disks { try disk.insert(db) }
+            for disk in disks { try PointDiskRow(disk).insert(db) }
             try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
                            arguments: [time, id])
         }
@@ -61,24 +61,24 @@ extension Catalog {
 
     /// Points whose backup has not ended, as far as the catalog knows.
     func pointsBeingMade() throws -> [Point] {
-        try read { try Point.filter(Column("status") == PointStatus.creating.rawValue).fetchAll($0) }
+        try read { try PointRow.filter(Column("status") == PointStatus.creating.rawValue).points($0) }
     }
 
     public func point(id: String) throws -> Point? {
-        try read { try Point.fetchOne($0, key: id) }
+        try read { try PointRow.find(id, $0) }
     }
 
     /// Finds a point by id, unique id prefix (at least 4 characters), or `SERVER/NAME`.
     public func point(matching reference: String) throws -> Point {
         let found: [Point] = try read { db in
-            if let exact = try Point.fetchOne(db, key: reference), exact.deletion != .deleted { return [exact] }
+            if let exact = try PointRow.find(reference, db), exact.deletion != .deleted { return [exact] }
             if let slash = reference.firstIndex(of: "/") {
                 let server = String(reference[..<slash]), name = String(reference[reference.index(after: slash)...])
-                return try Point.filter(Column("serverName") == server && Column("name") == name
-                                        && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+                return try PointRow.filter(Column("serverName") == server && Column("name") == name
+                                           && Column("deletion") != Deletion.deleted.rawValue).points(db)
             }
             guard reference.count >= 4 else { return [] }
-            return try Point.filter(Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+            return try PointRow.filter(Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue).points(db)
         }
         guard let point = found.first else {
             let hint = reference.count < 4 && !reference.contains("/") ? " (an id prefix needs 4 or more characters)" : ""
@@ -96,34 +96,33 @@ extension Catalog {
     /// including soft-deleted ones.
     public func points(server: Int64? = nil, includeSoftDeleted: Bool = false) throws -> [Point] {
         try read { db in
-            var request = Point.filter(Column("deletion") != Deletion.deleted.rawValue)
+            var request = PointRow.filter(Column("deletion") != Deletion.deleted.rawValue)
             if !includeSoftDeleted { request = request.filter(Column("deletion") == Deletion.none.rawValue) }
             if let server { request = request.filter(Column("serverId") == server) }
-            return try request.order(Column("startedAt"), Column("id")).fetchAll(db)
+            return try request.order(Column("startedAt"), Column("id")).points(db)
         }
     }
 
     /// Every point ever attempted, for history.
     public func allPoints(server: Int64? = nil) throws -> [Point] {
         try read { db in
-            var request = Point.all()
+            var request = PointRow.all()
             if let server { request = request.filter(Column("serverId") == server) }
-            return try request.order(Column("startedAt"), Column("id")).fetchAll(db)
+            return try request.order(Column("startedAt"), Column("id")).points(db)
         }
     }
 
     /// The disks of every point (of one server's points, or of the points `ids` names), by
     /// point id, in one query.
     public func pointDisksByPoint(server: Int64? = nil, ids: [String]? = nil) throws -> [String: [PointDisk]] {
-        try byPoint(PointDisk.self, orderedBy: "disk", server: server, ids: ids, pointId: \.pointId)
+        try byPoint(PointDiskRow.self, server: server, ids: ids)
     }
 
     /// Rows of a table of point details (disks, tags) for every point, one server's points or
     /// the points `ids` names, by point id, in one query.
-    private func byPoint<Row: FetchableRecord & TableRecord>(_ type: Row.Type, orderedBy column: String, server: Int64?,
-                                                             ids: [String]?, pointId: KeyPath<Row, String>) throws -> [String: [Row]] {
+    private func byPoint<Row: PointDetailRow>(_ type: Row.Type, server: Int64?, ids: [String]?) throws -> [String: [Row.Value]] {
         try read { db in
-            let table = Row.databaseTableName
+            let table = Row.databaseTableName, column = Row.orderColumn
             let rows: [Row]
             if let ids {
                 rows = try Row.filter(ids.contains(Column("pointId"))).order(Column(column)).fetchAll(db)
@@ -135,27 +134,27 @@ extension Catalog {
             } else {
                 rows = try Row.order(Column(column)).fetchAll(db)
             }
-            return Dictionary(grouping: rows, by: { $0[keyPath: pointId] })
+            return Dictionary(grouping: rows, by: \.pointId).mapValues { $0.map(\.value) }
         }
     }
 
     public func pointDisks(_ id: String) throws -> [PointDisk] {
-        try read { try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll($0) }
+        try read { try PointDiskRow.of(point: id, $0) }
     }
 
     /// The tags of every point (of one server's points, or of the points `ids` names), by
     /// point id, in one query.
     public func tagsByPoint(server: Int64? = nil, ids: [String]? = nil) throws -> [String: [PointTag]] {
-        try byPoint(PointTag.self, orderedBy: "key", server: server, ids: ids, pointId: \.pointId)
+        try byPoint(PointTagRow.self, server: server, ids: ids)
     }
 
     public func tags(_ id: String) throws -> [PointTag] {
-        try read { try PointTag.filter(Column("pointId") == id).order(Column("key")).fetchAll($0) }
+        try read { try PointTagRow.of(point: id, $0) }
     }
 
     /// Points whose parent is `id` and which are not deleted for good.
     func dependants(of id: String, db: Database) throws -> [Point] {
-        try Point.filter(Column("parentId") == id && Column("deletion") != Deletion.deleted.rawValue).fetchAll(db)
+        try PointRow.filter(Column("parentId") == id && Column("deletion") != Deletion.deleted.rawValue).points(db)
     }
 
     /// The points of a chain, from its full to `id`, following parent links.
@@ -164,7 +163,7 @@ extension Catalog {
             var chain: [Point] = []
             var next: String? = id
             while let current = next {
-                guard let point = try Point.fetchOne(db, key: current) else {
+                guard let point = try PointRow.find(current, db) else {
                     throw VaultError(.corrupt, "point \(current) in a chain is missing from the catalog")
                 }
                 chain.append(point)
@@ -181,20 +180,18 @@ extension Catalog {
     /// What the catalog knows of one point, as its manifest holds it.
     func manifest(ofPoint id: String) throws -> PointManifest? {
         try read { db in
-            guard let point = try Point.fetchOne(db, key: id) else { return nil }
-            return PointManifest(point: point,
-                                 tags: try PointTag.filter(Column("pointId") == id).order(Column("key")).fetchAll(db),
-                                 disks: try PointDisk.filter(Column("pointId") == id).order(Column("disk")).fetchAll(db))
+            guard let point = try PointRow.find(id, db) else { return nil }
+            return PointManifest(point, tags: try PointTagRow.of(point: id, db), disks: try PointDiskRow.of(point: id, db))
         }
     }
 
     /// Every point the catalog knows, as manifests, read in one transaction.
     func allPointManifests() throws -> [PointManifest] {
         try read { db in
-            let tags = Dictionary(grouping: try PointTag.order(Column("key")).fetchAll(db), by: \.pointId)
-            let disks = Dictionary(grouping: try PointDisk.order(Column("disk")).fetchAll(db), by: \.pointId)
-            return try Point.order(Column("startedAt"), Column("id")).fetchAll(db).map {
-                PointManifest(point: $0, tags: tags[$0.id] ?? [], disks: disks[$0.id] ?? [])
+            let tags = Dictionary(grouping: try PointTagRow.order(Column("key")).fetchAll(db).map(\.tag), by: \.pointId)
+            let disks = Dictionary(grouping: try PointDiskRow.order(Column("disk")).fetchAll(db).map(\.disk), by: \.pointId)
+            return try PointRow.order(Column("startedAt"), Column("id")).points(db).map {
+                PointManifest($0, tags: tags[$0.id] ?? [], disks: disks[$0.id] ?? [])
             }
         }
     }
@@ -203,9 +200,9 @@ extension Catalog {
     /// said so: its manifest and maps were complete. False when it was not `creating`.
     func rollForward(_ manifest: PointManifest) throws -> Bool {
         try write { db in
-            guard let current = try Point.fetchOne(db, key: manifest.point.id), current.status == .creating else { return false }
-            try PointDisk.filter(Column("pointId") == current.id).deleteAll(db)
-            for disk in manifest.disks { try disk.insert(db) }
+            guard let current = try PointRow.find(manifest.point.id, db), current.status == .creating else { return false }
+            try PointDiskRow.filter(Column("pointId") == current.id).deleteAll(db)
+            for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
             try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
                            arguments: [manifest.point.finishedAt ?? Date(), current.id])
             return true

@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+internal import GRDB
 
 /// Filling a new catalog from the repository's manifests.
 extension Catalog {
@@ -9,34 +9,38 @@ extension Catalog {
         try write { db in
             var vaultIds: [String: Int64] = [:]
             for manifest in vaults {
-                var vault = manifest.vault
-                vault.id = nil
-                try vault.insert(db)
-                vaultIds[vault.name] = vault.id
+                vaultIds[manifest.name] = try insert(manifest, db).id
             }
             var serverIds: [String: Int64] = [:]
             for manifest in servers {
-                var server = manifest.server
-                server.id = nil
-                server.vaultId = manifest.vault.flatMap { vaultIds[$0] }
-                try server.insert(db)
-                serverIds[server.name] = server.id
-                for var disk in manifest.disks {
-                    disk.id = nil
-                    disk.serverId = server.id!
-                    try disk.insert(db)
-                }
+                serverIds[manifest.name] = try insert(manifest, vaultId: manifest.vault.flatMap { vaultIds[$0] }, db).id
             }
             // Parents first: every parent started before its children.
             for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) }) {
                 var point = manifest.point
                 point.serverId = serverIds[point.serverName]
                 point.vaultId = vaultIds[point.vaultName]
-                try point.insert(db)
-                for tag in manifest.tags { try tag.insert(db) }
-                for disk in manifest.disks { try disk.insert(db) }
+                try insert(point, manifest, db)
             }
         }
+    }
+
+    private func insert(_ manifest: VaultManifest, _ db: Database) throws -> Vault {
+        try VaultRow.insert(name: manifest.name, createdAt: manifest.createdAt, policy: manifest.policy, db)
+    }
+
+    private func insert(_ manifest: ServerManifest, vaultId: Int64?, _ db: Database) throws -> Server {
+        let server = try ServerRow.insert(name: manifest.name, vaultId: vaultId, hooks: manifest.hooks,
+                                          createdAt: manifest.createdAt, db)
+        for disk in manifest.disks { try DiskRow.insert(server: server.id, name: disk.name, path: disk.path, db) }
+        return server
+    }
+
+    /// Inserts a point as `manifest` describes it, linked to this catalog's server and vault.
+    private func insert(_ point: Point, _ manifest: PointManifest, _ db: Database) throws {
+        try PointRow(point).insert(db)
+        for tag in manifest.tags { try PointTagRow(tag).insert(db) }
+        for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
     }
 
     /// Brings in what other hosts sharing an object store wrote: vaults and servers this
@@ -50,38 +54,26 @@ extension Catalog {
         try write { db in
             var changed = 0
             var skipped = Set<String>()
-            for manifest in vaults where try Vault.filter(Column("name") == manifest.vault.name).fetchOne(db) == nil {
-                var vault = manifest.vault
-                vault.id = nil
-                try vault.insert(db)
+            for manifest in vaults where try VaultRow.named(manifest.name, db) == nil {
+                _ = try insert(manifest, db)
                 changed += 1
             }
-            for manifest in servers where try Server.filter(Column("name") == manifest.server.name).fetchOne(db) == nil {
-                var server = manifest.server
-                server.id = nil
-                server.vaultId = try manifest.vault.flatMap { try Vault.filter(Column("name") == $0).fetchOne(db)?.id }
-                try server.insert(db)
-                for var disk in manifest.disks {
-                    disk.id = nil
-                    disk.serverId = server.id!
-                    try disk.insert(db)
-                }
+            for manifest in servers where try ServerRow.named(manifest.name, db) == nil {
+                _ = try insert(manifest, vaultId: try manifest.vault.flatMap { try VaultRow.named($0, db)?.id }, db)
                 changed += 1
             }
             for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) }) {
                 var point = manifest.point
-                point.serverId = try Server.filter(Column("name") == point.serverName).fetchOne(db)?.id
-                point.vaultId = try Vault.filter(Column("name") == point.vaultName).fetchOne(db)?.id
-                guard var local = try Point.fetchOne(db, key: point.id) else {
-                    if let parent = point.parentId, try Point.fetchOne(db, key: parent) == nil {
+                point.serverId = try ServerRow.named(point.serverName, db)?.id
+                point.vaultId = try VaultRow.named(point.vaultName, db)?.id
+                guard var local = try PointRow.find(point.id, db) else {
+                    if let parent = point.parentId, try PointRow.find(parent, db) == nil {
                         skipped.insert(point.id)
                         continue
                     }
                     do {
                         try db.inSavepoint {
-                            try point.insert(db)
-                            for tag in manifest.tags { try tag.insert(db) }
-                            for disk in manifest.disks { try disk.insert(db) }
+                            try insert(point, manifest, db)
                             return .commit
                         }
                         changed += 1
@@ -97,8 +89,8 @@ extension Catalog {
                     local.finishedAt = point.finishedAt
                     local.progressDone = point.progressDone
                     local.progressTotal = point.progressTotal
-                    try PointDisk.filter(Column("pointId") == point.id).deleteAll(db)
-                    for disk in manifest.disks { try disk.insert(db) }
+                    try PointDiskRow.filter(Column("pointId") == point.id).deleteAll(db)
+                    for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
                     updated = true
                 }
                 if point.deletion.rank > local.deletion.rank {
@@ -107,7 +99,7 @@ extension Catalog {
                     updated = true
                 }
                 if updated {
-                    try local.update(db)
+                    try PointRow(local).update(db)
                     changed += 1
                 }
             }

@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+internal import GRDB
 import Synchronization
 
 /// The SQLite catalog (WAL mode) shared by every process using a repository. It is an index

@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+internal import GRDB
 
 /// Everything the mount shows, read in one consistent transaction.
 public struct Inventory: Sendable {
@@ -20,14 +20,14 @@ public struct Inventory: Sendable {
 extension Catalog {
     public func inventory() throws -> Inventory {
         try read { db in
-            let points = try Point.filter(Column("deletion") == Deletion.none.rawValue)
-                .order(Column("startedAt"), Column("id")).fetchAll(db)
-            let disks = try PointDisk.fetchAll(db, sql: """
+            let points = try PointRow.filter(Column("deletion") == Deletion.none.rawValue)
+                .order(Column("startedAt"), Column("id")).points(db)
+            let disks = try PointDiskRow.fetchAll(db, sql: """
                 SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
                 WHERE point.deletion = '' ORDER BY pointDisk.disk
-                """)
-            return Inventory(vaults: try Vault.order(Column("name")).fetchAll(db),
-                             servers: try Server.order(Column("name")).fetchAll(db),
+                """).map(\.disk)
+            return Inventory(vaults: try VaultRow.all(db),
+                             servers: try ServerRow.order(Column("name")).fetchAll(db).map(\.server),
                              points: points, disks: Dictionary(grouping: disks, by: \.pointId))
         }
     }

@@ -11,8 +11,8 @@ public struct Retention {
     /// Points retention would delete now, without deleting them.
     public func plan(vault name: String) throws -> [Point] {
         let vault = try repository.catalog.vault(named: name)
-        guard let policy = vault.policy, let id = vault.id else { return [] }
-        let points = try repository.catalog.policyPoints(vault: id)
+        guard let policy = vault.policy else { return [] }
+        let points = try repository.catalog.policyPoints(vault: vault.id)
         var doomed: [Point] = []
         for (_, serverPoints) in Dictionary(grouping: points, by: { $0.serverId }) {
             let fulls = serverPoints.filter { $0.kind == .full && $0.status == .active && $0.deletion == .none }

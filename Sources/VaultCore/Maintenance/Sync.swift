@@ -102,8 +102,8 @@ public enum Sync {
         // The servers and vaults of what was copied, then the target's catalog takes it all in.
         for name in Set(wanted.map(\.point.serverName)) { try copyIfPresent("\(ManifestStore.prefix)servers/\(name).json", source, mirror) }
         for name in Set(wanted.map(\.point.vaultName)) { try copyIfPresent("\(ManifestStore.prefix)vaults/\(name).json", source, mirror) }
-        let vaults = try source.catalog.vaultManifests().filter { vault in wanted.contains { $0.point.vaultName == vault.vault.name } }
-        let servers = try source.catalog.serverManifests().filter { server in wanted.contains { $0.point.serverName == server.server.name } }
+        let vaults = try source.catalog.vaultManifests().filter { vault in wanted.contains { $0.point.vaultName == vault.name } }
+        let servers = try source.catalog.serverManifests().filter { server in wanted.contains { $0.point.serverName == server.name } }
         let merged = try mirror.catalog.merge(vaults: vaults, servers: servers, points: wanted)
         if let first = merged.skipped.first, let point = byId[first]?.point {
             throw VaultError(.io, "copied, but \(merged.skipped.count) point(s) are not shown in \(mirror.location.name): \(point.serverName)/\(point.name) among them (its name is in use there, or its parent is missing)")

@@ -50,13 +50,13 @@ public final class Scheduler: Sendable {
         var outcomes: [Outcome] = []
         for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
-            for server in try repository.catalog.servers(inVault: vault.id!) where !isStopped {
+            for server in try repository.catalog.servers(inVault: vault.id) where !isStopped {
                 do {
                     // A server set up on another host is that host's to back up. A host with no
                     // servers set up at all ran an older vaultctl: that is a failure to say.
                     // Either is said once a slot: a running scheduler does not repeat it every 30 s.
                     if try host.server(server.name) == nil {
-                        let history = try repository.catalog.allPoints(server: server.id!)
+                        let history = try repository.catalog.allPoints(server: server.id)
                         if history.contains(where: { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }) { continue }
                         guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted }) else { continue }
                         if host.isInUse {
@@ -69,7 +69,7 @@ public final class Scheduler: Sendable {
                         continue
                     }
                     // Chains stay inside one vault: a server moved here starts with a full.
-                    let history = try repository.catalog.allPoints(server: server.id!)
+                    let history = try repository.catalog.allPoints(server: server.id)
                         .filter { $0.schedule == .policy && $0.vaultId == vault.id }
                     if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
                     outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
@@ -96,7 +96,7 @@ public final class Scheduler: Sendable {
         // A slot run again after a cancelled or cut-off attempt keeps that attempt (history
         // shows it) and takes the next free name: 20301231T160000Z-2, -3, ...
         let base = Units.compactUTC(slot)
-        let taken = Set(((try? repository.catalog.points(server: server.id!, includeSoftDeleted: true)) ?? []).map(\.name))
+        let taken = Set(((try? repository.catalog.points(server: server.id, includeSoftDeleted: true)) ?? []).map(\.name))
         let name = taken.contains(base) ? (2...).lazy.map { "\(base)-\($0)" }.first { !taken.contains($0) }! : base
         let plan = BackupPlan(server: server.name, name: name, description: "", tags: [],
                               disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)

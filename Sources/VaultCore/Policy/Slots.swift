@@ -11,10 +11,9 @@ extension Policy {
         return (0..<(24 / everyHours)).map { (startMinute / 60 + $0 * everyHours) % 24 }.sorted()
     }
 
-    /// Slots on the local days around `date`, oldest first; none for a policy out of range
-    /// (which every way in refuses), so nothing here can divide by zero.
+    /// Slots on the local days around `date`, oldest first. A policy's values are in range
+    /// (its initializer checks them), so nothing here can divide by zero.
     private func slots(around date: Date, calendar: Calendar) -> [Date] {
-        guard problem == nil else { return [] }
         let today = calendar.startOfDay(for: date)
         if let hours = dailyHours {
             return (-1...1).flatMap { offset -> [Date] in
@@ -37,7 +36,7 @@ extension Policy {
     }
 
     /// The first slot after `now`; `distantFuture` when there is none within a year past the
-    /// longest interval (a policy out of range has none).
+    /// longest interval.
     public func nextSlot(after now: Date, calendar: Calendar = .current) -> Date {
         var probe = now
         for _ in 0..<(Self.everyHoursRange.upperBound / 24 + 366) {

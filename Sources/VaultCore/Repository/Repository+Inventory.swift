@@ -60,7 +60,7 @@ extension Repository {
     @discardableResult
     public func adoptServer(named name: String, host: HostServers = .standard) throws -> [HostServer.Disk] {
         let server = try catalog.server(named: name)
-        let disks = try catalog.disks(ofServer: server.id!).map { HostServer.Disk(name: $0.name, path: $0.path) }
+        let disks = try catalog.disks(ofServer: server.id).map { HostServer.Disk(name: $0.name, path: $0.path) }
         let hooks = try host.server(name)?.hooks ?? Hooks()
         try host.write(HostServer(disks: disks, hooks: hooks), server: name)
         return disks
@@ -82,7 +82,7 @@ extension Repository {
         let id = try catalog.server(named: name).id
         try catalog.removeServer(named: name)
         try? manifests.removeServer(name)
-        if let id { fingerprints.remove(server: id) }
+        fingerprints.remove(server: id)
     }
 
     func writeVaultManifest(_ name: String) throws {

@@ -88,3 +88,8 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         try objects.put(Self.fileName, try encoded(), durable: true)
     }
 }
+
+extension FileModes {
+    /// The modes of the repository `config` describes.
+    static func of(_ config: RepositoryConfig) -> FileModes { config.group == nil ? .ownerOnly : .groupReadable }
+}

@@ -13,8 +13,6 @@ public struct FileModes: Sendable, Equatable {
     static let ownerOnly = FileModes(directory: 0o700, file: 0o600, sealed: 0o400)
     static let groupReadable = FileModes(directory: 0o2750, file: 0o640, sealed: 0o440)
 
-    static func of(_ config: RepositoryConfig) -> FileModes { config.group == nil ? .ownerOnly : .groupReadable }
-
     /// The group id of `name`, or an error a user can act on.
     static func groupId(_ name: String) throws -> gid_t {
         guard let entry = getgrnam(name) else { throw VaultError.invalid("no group named '\(name)'") }
