@@ -20,8 +20,10 @@ func printTable(_ header: [String], _ rows: [(cells: [String], last: [UInt8])]) 
     }
     line(Array(header.dropLast()), Array((header.last ?? "").utf8))
     for row in rows { line(row.cells, row.last) }
-    // Through stdio, as `print` writes, so the two never reorder.
-    _ = out.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, stdout) }
+    // What `print` buffered goes first, so the two never reorder; a closed pipe (`| head`)
+    // ends the listing quietly, as it ends `ls`.
+    fflush(nil)
+    _ = try? out.withUnsafeBytes { try Posix.writeAll(STDOUT_FILENO, $0, path: "standard output") }
 }
 
 func printJSON<T: Encodable>(_ value: T) {

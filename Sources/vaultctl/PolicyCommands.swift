@@ -115,7 +115,7 @@ struct ScheduleCommand: ParsableCommand {
                     for outcome in outcomes {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
                         print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
-                        fflush(stdout)
+                        fflush(nil)
                     }
                     if once { failed += outcomes.filter(\.failed) }
                 } catch where !once {

@@ -53,6 +53,9 @@ final class SoakTests: XCTestCase {
         let group = DispatchGroup()
         func loop(_ name: String, _ body: @escaping (Int) throws -> Void) {
             group.enter()
+            // Each loop's body runs on its own thread only; what the loops share (the ledger,
+            // the slot list) is behind locks.
+            nonisolated(unsafe) let body = body
             Thread.detachNewThread {
                 defer { group.leave() }
                 var round = 0

@@ -112,7 +112,10 @@ public final class MountedRepository {
     @discardableResult
     public func io<T>(timeout: TimeInterval = 30, _ body: @escaping () throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
+        // The thread runs `body` and writes `result` before it signals; this function reads
+        // `result` only after that signal, so neither is touched by two threads at once.
         nonisolated(unsafe) var result: Result<T, Error>?
+        nonisolated(unsafe) let body = body
         Thread.detachNewThread {
             result = Result { try body() }
             done.signal()

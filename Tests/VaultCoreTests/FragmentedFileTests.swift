@@ -85,8 +85,9 @@ final class FragmentedFileTests: XCTestCase {
         }
     }
 
-    /// Made once: writing the source and mkfs take seconds.
-    private static var shared: Fragmented?
+    /// Made once: writing the source and mkfs take seconds. XCTest runs this class's tests
+    /// one after another on one thread, the only one that touches it.
+    nonisolated(unsafe) private static var shared: Fragmented?
 
     private func fragmented() throws -> Fragmented {
         if let shared = Self.shared { return shared }

@@ -80,7 +80,8 @@ struct DiskBackup {
         let path = source.path, parent = self.parent, known = self.known, positions = self.positions
         let order = ReadOrder(count: positions.count, workers: workers, chunkSize: chunkSize)
 
-        refs.withUnsafeMutableBufferPointer { out in prints.withUnsafeMutableBufferPointer { printed in
+        refs.withUnsafeMutableBufferPointer { refs in prints.withUnsafeMutableBufferPointer { prints in
+            let out = DisjointSlots(refs), printed = DisjointSlots(prints)
             runWorkers(workers) { _ in
                 let compressor = ZstdCompressor(level: compressionLevel)
                 guard let buffer = Posix.mapForReads(byteCount: order.run * chunkSize + DiskSource.alignment) else {
@@ -94,14 +95,14 @@ struct DiskBackup {
                 func backUp(_ chunk: UnsafeRawBufferPointer, at position: Int) throws {
                     if chunk.isAllZero { return }
                     let print = Fingerprint(of: chunk, key: key)
-                    printed[position] = print
+                    printed.set(position, print)
                     if let parent, let known, position < parent.refs.count, case .data = parent.refs[position],
                        known.matches(print, at: position) {
-                        out[position] = parent.refs[position]
+                        out.set(position, parent.refs[position])
                         return
                     }
                     let hash = store.chunkId(of: chunk)
-                    out[position] = .data(hash)
+                    out.set(position, .data(hash))
                     if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
                     let written = try store.store(chunk, hash: hash, compressor: compressor, scratch: &scratch)
                     newBytes.add(written, ordering: .relaxed)
@@ -165,4 +166,16 @@ struct DiskBackup {
         return DiskBackupResult(map: map, record: record,
                                 fingerprints: Fingerprints(pointId: pointId, disk: source.name, chunkSize: chunkSize, key: key, prints: prints))
     }
+}
+
+/// The slots of a buffer that workers fill at once, each slot by one worker: the position
+/// `p` is written only by the worker that took the run holding `p` from an atomic counter,
+/// and the buffer is read only after every worker has been joined.
+private struct DisjointSlots<Element>: @unchecked Sendable {
+    private let buffer: UnsafeMutableBufferPointer<Element>
+
+    init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
+
+    /// Writes one slot; see above for who may.
+    nonmutating func set(_ position: Int, _ value: Element) { buffer[position] = value }
 }

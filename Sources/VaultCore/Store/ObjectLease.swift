@@ -116,11 +116,15 @@ public final class ObjectLease: Sendable {
     }
 
     private func startRenewing() {
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + lifetime / 3, repeating: lifetime / 3)
-        timer.setEventHandler { [weak self] in self?.renew() }
-        renewal.withLock { $0 = timer }
-        timer.resume()
+        let every = lifetime / 3
+        // Made under the lock and kept there: only the lock's holder touches the timer.
+        renewal.withLock { renewal in
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + every, repeating: every)
+            timer.setEventHandler { [weak self] in self?.renew() }
+            timer.resume()
+            renewal = timer
+        }
     }
 
     /// Writes the next generation, live for another lifetime. A lease that came near its

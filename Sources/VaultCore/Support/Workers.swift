@@ -6,7 +6,7 @@ import Synchronization
 /// Runs `body(i)` for i in 0..<count, each on a thread of its own, and returns when all have
 /// ended. Unlike `DispatchQueue.concurrentPerform`, which runs no more at once than there are
 /// cores, every worker runs at once: for work that mostly waits on the network.
-func runWorkers(_ count: Int, _ body: (Int) -> Void) {
+func runWorkers(_ count: Int, _ body: @Sendable (Int) -> Void) {
     if count <= ProcessInfo.processInfo.activeProcessorCount {
         DispatchQueue.concurrentPerform(iterations: count, execute: body)
         return
@@ -35,9 +35,9 @@ func runWorkers(_ count: Int, _ body: (Int) -> Void) {
 
 /// What one worker thread runs.
 private final class Work {
-    let body: (Int) -> Void
+    let body: @Sendable (Int) -> Void
     let index: Int
-    init(body: @escaping (Int) -> Void, index: Int) {
+    init(body: @escaping @Sendable (Int) -> Void, index: Int) {
         self.body = body
         self.index = index
     }
