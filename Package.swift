@@ -57,7 +57,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "vaultctl",
-            dependencies: ["VaultCore", "VaultFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "VaultCore", "VaultFiles", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(

@@ -9,7 +9,9 @@ enum Bridge {
     /// Whether an open reached the kernel: a request interrupted meanwhile (the caller gave
     /// up) gets no release, so its handle is the caller's to close.
     @discardableResult
-    static func send(_ reply: Reply, _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, uid: UInt32, gid: UInt32) -> Bool {
+    static func send(
+        _ reply: Reply, _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, uid: UInt32, gid: UInt32
+    ) -> Bool {
         switch reply {
         case .error(let code):
             fuse_reply_err(req, code)
@@ -37,7 +39,9 @@ enum Bridge {
             vfs_fi_set_cache_readdir(fi, cacheDirectory ? 1 : 0)
             return fuse_reply_open(req, fi) == 0
         case .data(let bytes):
-            _ = bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+            _ = bytes.withUnsafeBytes {
+                fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count)
+            }
         case .pieces(let pieces):
             sendPieces(pieces, req)
         case .directory(let entries, let offset, let maxSize):
@@ -65,7 +69,9 @@ enum Bridge {
                     var entry = fuse_entry_param()
                     // "." and "..", and entries whose attributes cannot be read, go without
                     // attributes (inode 0): the kernel then looks them up itself.
-                    if item.name.bytes != [0x2E], item.name.bytes != [0x2E, 0x2E], let (attributes, timeout) = attributesOf(item) {
+                    if item.name.bytes != [0x2E], item.name.bytes != [0x2E, 0x2E],
+                        let (attributes, timeout) = attributesOf(item)
+                    {
                         entry.ino = fuse_ino_t(attributes.inode)
                         entry.generation = 1
                         entry.attr = stat(attributes, uid: uid, gid: gid)
@@ -76,7 +82,8 @@ enum Bridge {
                         entry.attr.st_mode = item.kind.map(mode(of:)) ?? 0
                     }
                     let size = item.name.withCString {
-                        fuse_add_direntry_plus(req, out.baseAddress! + used, maxSize - used, $0, &entry, off_t(index + 1))
+                        fuse_add_direntry_plus(
+                            req, out.baseAddress! + used, maxSize - used, $0, &entry, off_t(index + 1))
                     }
                     if size > maxSize - used { break }
                     used += size
@@ -133,8 +140,10 @@ enum Bridge {
                 pin(index + 1)
             case .bytes(let frame, let range):
                 frame.withUnsafeBytes { raw in
-                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + range.lowerBound),
-                                         iov_len: range.count))
+                    vectors.append(
+                        iovec(
+                            iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + range.lowerBound),
+                            iov_len: range.count))
                     pin(index + 1)
                 }
             }
@@ -156,7 +165,8 @@ enum Bridge {
 
     /// glibc's makedev, a macro Swift cannot see: the Linux dev_t layout.
     static func deviceNumber(_ major: UInt32, _ minor: UInt32) -> UInt {
-        let major = UInt(major), minor = UInt(minor)
+        let major = UInt(major)
+        let minor = UInt(minor)
         return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12) | ((major & ~0xfff) << 32)
     }
 
@@ -183,6 +193,8 @@ enum Bridge {
 extension FileName {
     /// Calls `body` with the name as a NUL-terminated C string (a name never holds NUL).
     func withCString<T>(_ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
-        try (bytes + [0]).withUnsafeBufferPointer { try $0.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) } }
+        try (bytes + [0]).withUnsafeBufferPointer {
+            try $0.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
+        }
     }
 }

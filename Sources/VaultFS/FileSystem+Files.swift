@@ -14,7 +14,11 @@ extension FileSystem {
             for disk in tree.inventory.disks[id] ?? [] {
                 guard let contents = contents(point: id, disk: disk.disk) else { continue }
                 for number in contents.partitions.keys.sorted() {
-                    list.append((FileName("\(disk.disk).part\(number).img"), .partitionImage(point: id, disk: disk.disk, partition: number), .file))
+                    list.append(
+                        (
+                            FileName("\(disk.disk).part\(number).img"),
+                            .partitionImage(point: id, disk: disk.disk, partition: number), .file
+                        ))
                 }
             }
         case .files(let id):
@@ -22,7 +26,8 @@ extension FileSystem {
                 guard let contents = contents(point: id, disk: disk.disk) else { continue }
                 for name in contents.shownVolumes {
                     let number = volumes.number(for: VolumeKey(point: id, disk: disk.disk, name: name))
-                    list.append((FileName(name), .inside(volume: number, inode: contents.volumes[name]!.rootInode), .directory))
+                    list.append(
+                        (FileName(name), .inside(volume: number, inode: contents.volumes[name]!.rootInode), .directory))
                 }
             }
         case .inside(let number, let inode):
@@ -69,11 +74,12 @@ extension FileSystem {
         guard case .inside(_, let number) = node else { throw VaultError(.notFound, "not a file inside a point") }
         let a = try volume(of: node).reader.attributes(number)
         func time(_ t: FileTime) -> timespec { timespec(tv_sec: Int(t.seconds), tv_nsec: Int(t.nanoseconds)) }
-        return Attributes(inode: inodes.inode(for: node), kind: Self.kind(a.kind), mode: a.permissions, size: a.size,
-                          blocks: a.blocks, time: Date(timeIntervalSince1970: Double(a.modified.seconds)),
-                          owner: options.filesOwnedByMounter ? nil : (a.uid, a.gid), links: a.links,
-                          times: (time(a.accessed), time(a.modified), time(a.changed)),
-                          device: a.kind == .characterDevice || a.kind == .blockDevice ? (a.deviceMajor, a.deviceMinor) : nil)
+        return Attributes(
+            inode: inodes.inode(for: node), kind: Self.kind(a.kind), mode: a.permissions, size: a.size,
+            blocks: a.blocks, time: Date(timeIntervalSince1970: Double(a.modified.seconds)),
+            owner: options.filesOwnedByMounter ? nil : (a.uid, a.gid), links: a.links,
+            times: (time(a.accessed), time(a.modified), time(a.changed)),
+            device: a.kind == .characterDevice || a.kind == .blockDevice ? (a.deviceMajor, a.deviceMinor) : nil)
     }
 
     static func kind(_ kind: FileKind) -> Node.Kind {
@@ -101,7 +107,8 @@ extension FileSystem {
         guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
         guard case .inside(_, let number) = node else { return .error(ENOTSUP) }
         do {
-            guard let value = try volume(of: node).extendedAttributes(number).first(where: { $0.name == name })?.value else {
+            guard let value = try volume(of: node).extendedAttributes(number).first(where: { $0.name == name })?.value
+            else {
                 return .error(ENODATA)
             }
             if size == 0 { return .xattrSize(value.count) }

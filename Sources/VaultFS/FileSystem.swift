@@ -62,8 +62,11 @@ final class FileSystem: Sendable {
         self.repository = repository
         self.options = options
         let resident = System.residentBytes()
-        let cache = ChunkCache(store: repository.chunks, budget: Self.frameBudget(cacheSize: options.cacheSize, resident: resident))
-        logger.info("decoded frames keep \(cache.budget >> 20) MiB: cache_size \(options.cacheSize >> 20) MiB, \((resident ?? 0) >> 20) MiB resident at start")
+        let cache = ChunkCache(
+            store: repository.chunks, budget: Self.frameBudget(cacheSize: options.cacheSize, resident: resident))
+        logger.info(
+            "decoded frames keep \(cache.budget >> 20) MiB: cache_size \(options.cacheSize >> 20) MiB, \((resident ?? 0) >> 20) MiB resident at start"
+        )
         let images = ImageOpener(repository: repository, cache: cache)
         self.cache = cache
         self.images = images
@@ -105,7 +108,8 @@ final class FileSystem: Sendable {
         // A point being made may belong to a process that died: such a tree is re-read,
         // which recovers it.
         if let tree = current.tree, let changeCount, changeCount == current.changeCount,
-           !tree.inventory.points.contains(where: { $0.status == .creating }) {
+            !tree.inventory.points.contains(where: { $0.status == .creating })
+        {
             snapshot.withLock { if $0.generation == current.generation { $0.checked = now } }
             return tree
         }
@@ -121,14 +125,16 @@ final class FileSystem: Sendable {
             // a slow read never hides the point a mkdir has just made.
             let kept = snapshot.withLock { state in
                 guard state.generation == current.generation else { return false }
-                state = Snapshot(tree: tree, built: now, checked: now, changeCount: changeCount, generation: state.generation + 1)
+                state = Snapshot(
+                    tree: tree, built: now, checked: now, changeCount: changeCount, generation: state.generation + 1)
                 return true
             }
             if kept { files.keep(points: Set(inventory.points.filter { $0.status == .active }.map(\.id))) }
             return tree
         } catch {
             logger.error("cannot read the catalog: \(error)")
-            return current.tree ?? Tree(Inventory(vaults: [], servers: [], points: [], disks: [:]), singleVault: options.vault)
+            return current.tree
+                ?? Tree(Inventory(vaults: [], servers: [], points: [], disks: [:]), singleVault: options.vault)
         }
     }
 
@@ -160,19 +166,23 @@ final class FileSystem: Sendable {
             return Attributes(inode: inode, kind: .directory, mode: 0o555, size: 4096, blocks: 8, time: time)
         case .latest, .byIdLink:
             guard let target = tree.links[node] else { return nil }
-            return Attributes(inode: inode, kind: .symlink, mode: 0o777, size: Int64(target.utf8.count), blocks: 0, time: time)
+            return Attributes(
+                inode: inode, kind: .symlink, mode: 0o777, size: Int64(target.utf8.count), blocks: 0, time: time)
         case .image(let point, let disk):
             guard let sizes = tree.inventory.disks[point]?.first(where: { $0.disk == disk }) else { return nil }
-            return Attributes(inode: inode, kind: .file, mode: mode_t(options.imageMode), size: sizes.size,
-                              blocks: (sizes.dataBytes + 511) / 512, time: time)
+            return Attributes(
+                inode: inode, kind: .file, mode: mode_t(options.imageMode), size: sizes.size,
+                blocks: (sizes.dataBytes + 511) / 512, time: time)
         case .policy, .history, .pointJSON:
             guard let bytes = try? content(of: node, in: tree) else { return nil }
-            return Attributes(inode: inode, kind: .file, mode: 0o444, size: Int64(bytes.count),
-                              blocks: Int64((bytes.count + 511) / 512), time: time)
+            return Attributes(
+                inode: inode, kind: .file, mode: 0o444, size: Int64(bytes.count),
+                blocks: Int64((bytes.count + 511) / 512), time: time)
         case .partitionImage(let point, let disk, let number):
             guard let span = try? files.contents(point: point, disk: disk).partitions[number] else { return nil }
-            return Attributes(inode: inode, kind: .file, mode: mode_t(options.imageMode), size: span.size,
-                              blocks: span.size / 512, time: time)
+            return Attributes(
+                inode: inode, kind: .file, mode: mode_t(options.imageMode), size: span.size,
+                blocks: span.size / 512, time: time)
         case .inside:
             return try? insideAttributes(of: node)
         }
@@ -193,7 +203,9 @@ final class FileSystem: Sendable {
             }
             return bytes
         case .pointJSON(let id):
-            guard let point = try repository.catalog.point(id: id) else { throw VaultError(.notFound, "no point \(id)") }
+            guard let point = try repository.catalog.point(id: id) else {
+                throw VaultError(.notFound, "no point \(id)")
+            }
             var view = try repository.view(of: point)
             if point.status == .active {
                 for index in view.disks.indices {
@@ -258,16 +270,19 @@ final class FileSystem: Sendable {
         do {
             let kind = try node.kind ?? insideAttributes(of: node).kind
             guard kind == .directory else { return .error(ENOTDIR) }
-            var entries = [DirectoryEntry(name: FileName("."), inode: inode, kind: .directory),
-                           DirectoryEntry(name: FileName(".."), inode: InodeTable.rootInode, kind: .directory)]
+            var entries = [
+                DirectoryEntry(name: FileName("."), inode: inode, kind: .directory),
+                DirectoryEntry(name: FileName(".."), inode: InodeTable.rootInode, kind: .directory),
+            ]
             for (name, child, kind) in try children(of: node, in: tree) {
                 entries.append(DirectoryEntry(name: name, inode: inodes.inode(for: child), kind: kind))
             }
             // An open folder's entries count against the memory budget until it is closed.
             cache.charge(Self.memoryCost(of: entries))
             // What never changes is listed once: the kernel keeps the listing.
-            return .opened(handle: store(.directory(entries)), keepCache: node.isImmutable, directIO: false,
-                           cacheDirectory: node.isImmutable)
+            return .opened(
+                handle: store(.directory(entries)), keepCache: node.isImmutable, directIO: false,
+                cacheDirectory: node.isImmutable)
         } catch {
             logger.error("cannot list a folder inside a point: \(error)")
             return .error(errnoOf(error))
@@ -305,10 +320,13 @@ final class FileSystem: Sendable {
             }
         case .partitionImage(let point, let disk, let number):
             do {
-                guard let span = try files.contents(point: point, disk: disk).partitions[number] else { return .error(ENOENT) }
+                guard let span = try files.contents(point: point, disk: disk).partitions[number] else {
+                    return .error(ENOENT)
+                }
                 let (reader, lease) = try images.open(point: point, disk: disk)
                 let slice = SliceSource(reader, offset: span.offset, length: span.size)
-                return .opened(handle: store(.partition(slice, reader: reader, lease: lease)), keepCache: true, directIO: false)
+                return .opened(
+                    handle: store(.partition(slice, reader: reader, lease: lease)), keepCache: true, directIO: false)
             } catch {
                 logger.error("cannot open \(disk).part\(number).img of point \(point): \(error)")
                 return .error(errnoOf(error))
@@ -371,12 +389,14 @@ final class FileSystem: Sendable {
 
     /// A read's reply of up to `size` bytes that `body` writes (every byte it counts, zeros
     /// included, so no zero-fill first). A failure is logged and answered with EIO.
-    private func readBytes(size: Int, at offset: Int64, _ body: (UnsafeMutableRawBufferPointer) throws -> Int) -> Reply {
+    private func readBytes(size: Int, at offset: Int64, _ body: (UnsafeMutableRawBufferPointer) throws -> Int) -> Reply
+    {
         guard size > 0 else { return .data([]) }
         do {
-            return .data(try [UInt8](unsafeUninitializedCapacity: size) { raw, count in
-                count = try body(UnsafeMutableRawBufferPointer(raw))
-            })
+            return .data(
+                try [UInt8](unsafeUninitializedCapacity: size) { raw, count in
+                    count = try body(UnsafeMutableRawBufferPointer(raw))
+                })
         } catch {
             logger.error("read error at offset \(offset): \(error)")
             return .error(EIO)
@@ -395,10 +415,13 @@ final class FileSystem: Sendable {
             }
         }
         if case .partition(let slice, let reader, _)? = found {
-            let image = reader.image, base = slice.offset, end = slice.offset + slice.size
+            let image = reader.image
+            let base = slice.offset
+            let end = slice.offset + slice.size
             switch whence {
             case 3:
-                guard offset >= 0, offset < slice.size, let data = image.nextData(from: base + offset), data < end else { return .error(ENXIO) }
+                guard offset >= 0, offset < slice.size, let data = image.nextData(from: base + offset), data < end
+                else { return .error(ENXIO) }
                 return .offset(data - base)
             case 4:
                 guard offset >= 0, offset < slice.size else { return .error(ENXIO) }
@@ -470,8 +493,9 @@ final class FileSystem: Sendable {
                 _ = jobs.withLock { $0.removeValue(forKey: id) }
                 invalidate()
             }
-            let attributes = Attributes(inode: inodes.inode(for: .point(id)), kind: .directory, mode: 0o555,
-                                        size: 4096, blocks: 8, time: job.point.startedAt)
+            let attributes = Attributes(
+                inode: inodes.inode(for: .point(id)), kind: .directory, mode: 0o555,
+                size: 4096, blocks: 8, time: job.point.startedAt)
             return .entry(attributes, timeout: Self.shortTimeout)
         } catch {
             // A backup that cannot start is still an attempt: history shows it and why. A
@@ -489,11 +513,15 @@ final class FileSystem: Sendable {
     /// `rmdir` of a point soft-deletes it, with the same rules as `vaultctl delete`.
     func rmdir(parent: UInt64, name: String) -> Reply {
         let tree = tree()
-        guard let parentNode = resolve(parent, in: tree), let child = try? child(of: parentNode, named: FileName(name), in: tree) else {
+        guard let parentNode = resolve(parent, in: tree),
+            let child = try? child(of: parentNode, named: FileName(name), in: tree)
+        else {
             return .error(ENOENT)
         }
         // Only a point's folder can go; everything else, files inside points included, stays.
-        guard case .point(let id) = child else { return .error(child.kind == .directory || child.kind == nil ? EROFS : ENOTDIR) }
+        guard case .point(let id) = child else {
+            return .error(child.kind == .directory || child.kind == nil ? EROFS : ENOTDIR)
+        }
         do {
             _ = try repository.softDelete(id)
             invalidate()

@@ -25,7 +25,8 @@ struct FlatImageCache {
         entries[key] = (image, tick)
         positions += image.refs.count
         while positions > Self.positionBudget, entries.count > 1,
-              let oldest = entries.min(by: { $0.value.tick < $1.value.tick }) {
+            let oldest = entries.min(by: { $0.value.tick < $1.value.tick })
+        {
             entries[oldest.key] = nil
             positions -= oldest.value.image.refs.count
         }

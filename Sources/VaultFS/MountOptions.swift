@@ -44,24 +44,30 @@ public struct MountOptions: Sendable, Equatable {
     public init(parsing text: String) throws {
         for option in text.split(separator: ",").map(String.init) where !option.isEmpty {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
+            let key = parts[0]
+            let value = parts.count > 1 ? parts[1] : nil
             switch (key, value) {
             case ("vault", let name?) where !name.isEmpty: vault = name
             case ("allow_other", nil): allowOther = true
             case ("cache_size", let size?):
                 guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
-                    throw VaultError(.invalidArgument, "bad cache_size '\(size)': give a size of at least 1M, e.g. 512M")
+                    throw VaultError(
+                        .invalidArgument, "bad cache_size '\(size)': give a size of at least 1M, e.g. 512M")
                 }
                 // The cache lives in memory: a budget the machine cannot hold would only
                 // end in the kernel's out-of-memory killer taking the mount down.
                 guard bytes <= Posix.physicalMemory else {
-                    throw VaultError(.invalidArgument, "bad cache_size '\(size)': this machine has \(Units.formatSize(Int64(Posix.physicalMemory))) of memory; give less, e.g. 512M")
+                    throw VaultError(
+                        .invalidArgument,
+                        "bad cache_size '\(size)': this machine has \(Units.formatSize(Int64(Posix.physicalMemory))) of memory; give less, e.g. 512M"
+                    )
                 }
                 cacheSize = bytes
             case ("fsname", let name?): fsname = name
             case ("image_mode", let text?):
                 guard let mode = UInt16(text, radix: 8), mode & ~0o444 == 0, mode & 0o400 != 0 else {
-                    throw VaultError(.invalidArgument, "bad image_mode '\(text)': give read bits in octal, e.g. 0400, 0440 or 0444")
+                    throw VaultError(
+                        .invalidArgument, "bad image_mode '\(text)': give read bits in octal, e.g. 0400, 0440 or 0444")
                 }
                 imageMode = mode
             case ("log", let path?) where path.hasPrefix("/"): logFile = path
@@ -75,16 +81,20 @@ public struct MountOptions: Sendable, Equatable {
             case ("cache_dir", let path?) where path.hasPrefix("/"): cacheDirectory = path
             case ("cache_disk_size", let size?):
                 guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
-                    throw VaultError(.invalidArgument, "bad cache_disk_size '\(size)': give a size of at least 1M, e.g. 20G")
+                    throw VaultError(
+                        .invalidArgument, "bad cache_disk_size '\(size)': give a size of at least 1M, e.g. 20G")
                 }
                 cacheDiskSize = Int64(bytes)
             case ("ro", nil): readOnly = true
             case ("rw", nil): readOnly = false
             case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
-                 ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
+                ("noatime", nil), ("relatime", nil), ("dev", nil), ("suid", nil), ("exec", nil), ("atime", nil):
                 continue
             default:
-                throw VaultError(.invalidArgument, "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE)")
+                throw VaultError(
+                    .invalidArgument,
+                    "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE)"
+                )
             }
         }
         if cacheDiskSize != nil && cacheDirectory == nil {

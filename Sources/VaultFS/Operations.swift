@@ -61,7 +61,9 @@ func makeOperations() -> fuse_lowlevel_ops {
 }
 
 /// Finds the request's `FileSystem`, runs the handler and sends its one reply.
-private func respond(_ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply) {
+private func respond(
+    _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply
+) {
     let fs = Unmanaged<FileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     let reply = handler(fs)
     if !Bridge.send(reply, req, fi, uid: fs.uid, gid: fs.gid), case .opened(let handle, _, _, _) = reply {

@@ -41,7 +41,8 @@ enum Reply {
     case directory([DirectoryEntry], offset: Int, maxSize: Int)
     /// readdirplus: each entry with its attributes and their cache time, asked for only for
     /// the entries that fit (nil sends the name alone).
-    case directoryPlus([DirectoryEntry], offset: Int, maxSize: Int, attributes: (DirectoryEntry) -> (Attributes, Double)?)
+    case directoryPlus(
+        [DirectoryEntry], offset: Int, maxSize: Int, attributes: (DirectoryEntry) -> (Attributes, Double)?)
     /// The size an extended attribute value or name list needs (a size query).
     case xattrSize(Int)
     case link(FileName)

@@ -7,14 +7,18 @@ import VaultCore
 /// Mounts a repository and serves it until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
 public enum Mount {
     /// Runs the session on this thread; `ready` is called once the mount is up.
-    public static func serve(repository: Repository, at mountpoint: String, options: MountOptions,
-                             ready: () -> Void) throws {
+    public static func serve(
+        repository: Repository, at mountpoint: String, options: MountOptions,
+        ready: () -> Void
+    ) throws {
         if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
         try checkMountPoint(mountpoint)
         try refuseOverlap(mountpoint, with: folders(of: repository, options: options))
         let fs = FileSystem(repository: repository, options: options)
-        let argv = ["vaultfs", "-o", optionString(fsname: options.fsname ?? repository.location.name, options: options)]
-            .map(duplicateCString)
+        let argv = [
+            "vaultfs", "-o", optionString(fsname: options.fsname ?? repository.location.name, options: options),
+        ]
+        .map(duplicateCString)
         defer { argv.forEach { free($0) } }
         var pointers: [UnsafeMutablePointer<CChar>?] = argv + [nil]
         var ops = makeOperations()
@@ -26,7 +30,9 @@ public enum Mount {
                 throw VaultError(.io, "cannot start a FUSE session (is /dev/fuse available?)")
             }
             defer { fuse_session_destroy(session) }
-            guard fuse_set_signal_handlers(session) == 0 else { throw VaultError(.io, "cannot install signal handlers") }
+            guard fuse_set_signal_handlers(session) == 0 else {
+                throw VaultError(.io, "cannot install signal handlers")
+            }
             defer { fuse_remove_signal_handlers(session) }
             guard fuse_session_mount(session, mountpoint) == 0 else {
                 throw VaultError(.io, "cannot mount at \(mountpoint) (see the message above)")
@@ -70,9 +76,15 @@ public enum Mount {
         if let current = mounts(at: mountpoint).last {
             if current.type.hasPrefix("fuse"), isDead(mountpoint) {
                 let kind = current.type == "fuse.vaultfs" ? "vaultfs" : current.type
-                throw VaultError(.busy, "\(mountpoint) is a dead \(kind) mount (its daemon has ended); clear it with 'fusermount3 -u \(mountpoint)', then mount again")
+                throw VaultError(
+                    .busy,
+                    "\(mountpoint) is a dead \(kind) mount (its daemon has ended); clear it with 'fusermount3 -u \(mountpoint)', then mount again"
+                )
             }
-            throw VaultError(.busy, "\(mountpoint) is already a mount point (of \(current.source) \(current.type)); unmount it first (fusermount3 -u \(mountpoint))")
+            throw VaultError(
+                .busy,
+                "\(mountpoint) is already a mount point (of \(current.source) \(current.type)); unmount it first (fusermount3 -u \(mountpoint))"
+            )
         }
         var st = stat()
         guard stat(mountpoint, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
@@ -123,7 +135,9 @@ public enum Mount {
                 relation = nil
             }
             if let relation {
-                throw VaultError(.invalidArgument, "mount point \(mountpoint) \(relation) \(folder.what) (\(folder.path)); mount it somewhere else")
+                throw VaultError(
+                    .invalidArgument,
+                    "mount point \(mountpoint) \(relation) \(folder.what) (\(folder.path)); mount it somewhere else")
             }
         }
     }
@@ -154,10 +168,13 @@ public enum Mount {
     static func mounts(at target: String, in mountinfo: String) -> [MountEntry] {
         mountinfo.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4, unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else {
+            guard fields.count > 4, unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"),
+                dash + 2 < fields.count
+            else {
                 return nil
             }
-            return MountEntry(device: String(fields[2]), source: unescaped(fields[dash + 2]), type: unescaped(fields[dash + 1]))
+            return MountEntry(
+                device: String(fields[2]), source: unescaped(fields[dash + 2]), type: unescaped(fields[dash + 1]))
         }
     }
 
@@ -172,7 +189,8 @@ public enum Mount {
         var i = 0
         while i < raw.count {
             if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count, raw[i + 1] <= UInt8(ascii: "3"),
-               raw[(i + 1)...(i + 3)].allSatisfy(isOctal) {
+                raw[(i + 1)...(i + 3)].allSatisfy(isOctal)
+            {
                 bytes.append((raw[i + 1] - zero) << 6 | (raw[i + 2] - zero) << 3 | (raw[i + 3] - zero))
                 i += 4
             } else {
@@ -196,7 +214,8 @@ public enum Mount {
     static func tuneReadAhead(_ mountpoint: String) {
         // This session's mount is the newest at the folder.
         guard let mine = mounts(at: mountpoint).last, mine.type == "fuse.vaultfs",
-              let fd = try? Posix.open("/sys/class/bdi/\(mine.device)/read_ahead_kb", O_WRONLY) else { return }
+            let fd = try? Posix.open("/sys/class/bdi/\(mine.device)/read_ahead_kb", O_WRONLY)
+        else { return }
         defer { close(fd) }
         try? Array("\(readAheadKiB)".utf8).withUnsafeBytes { try Posix.writeAll(fd, $0, path: "read_ahead_kb") }
     }

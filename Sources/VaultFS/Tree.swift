@@ -91,7 +91,9 @@ struct Tree: Sendable {
                 add(pointNode, "point.json", .pointJSON(point.id))
                 if point.status == .active {
                     add(pointNode, "files", .files(point: point.id))
-                    for disk in inventory.disks[point.id] ?? [] { add(pointNode, "\(disk.disk).img", .image(point: point.id, disk: disk.disk)) }
+                    for disk in inventory.disks[point.id] ?? [] {
+                        add(pointNode, "\(disk.disk).img", .image(point: point.id, disk: disk.disk))
+                    }
                 }
                 let link = Node.byIdLink(vault: vault.name, point: point.id)
                 add(byId, point.id, link)
@@ -138,7 +140,8 @@ struct Tree: Sendable {
     /// The time shown for a node: a point's time, or the newest point's time below it.
     func time(of node: Node) -> Date {
         switch node {
-        case .pointJSON(let id), .image(let id, _), .partitionImage(let id, _, _), .files(let id): return points[id]?.startedAt ?? Date()
+        case .pointJSON(let id), .image(let id, _), .partitionImage(let id, _, _), .files(let id):
+            return points[id]?.startedAt ?? Date()
         case .byIdLink(_, let id): return points[id]?.startedAt ?? Date()
         default: return times[node] ?? times[.root] ?? Date()
         }

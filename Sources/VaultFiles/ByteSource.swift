@@ -14,7 +14,8 @@ extension ByteSource {
     /// shorter.
     public func bytes(at offset: Int64, count: Int) throws -> [UInt8] {
         guard offset >= 0, count >= 0, offset <= size, Int64(count) <= size - offset else {
-            throw VaultError(.corrupt, "bytes \(offset)-\(offset + Int64(count) - 1) lie beyond the end (\(size) bytes)")
+            throw VaultError(
+                .corrupt, "bytes \(offset)-\(offset + Int64(count) - 1) lie beyond the end (\(size) bytes)")
         }
         return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             initialized = try readFully(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
@@ -25,7 +26,8 @@ extension ByteSource {
     public func readFully(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         var done = 0
         while done < destination.count {
-            let got = try read(at: offset + Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: destination[done...]))
+            let got = try read(
+                at: offset + Int64(done), into: UnsafeMutableRawBufferPointer(rebasing: destination[done...]))
             if got == 0 { break }
             done += got
         }
@@ -52,7 +54,8 @@ public struct SliceSource: ByteSource {
     public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0, offset < size else { return 0 }
         let count = Int(min(Int64(destination.count), size - offset))
-        return try base.read(at: self.offset + offset, into: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
+        return try base.read(
+            at: self.offset + offset, into: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
     }
 }
 
@@ -86,7 +89,9 @@ public struct MemorySource: ByteSource {
     public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0, offset < size else { return 0 }
         let count = min(destination.count, bytes.count - Int(offset))
-        bytes.withUnsafeBytes { destination.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: count) }
+        bytes.withUnsafeBytes {
+            destination.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: count)
+        }
         return count
     }
 }

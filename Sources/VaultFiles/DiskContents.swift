@@ -19,26 +19,32 @@ public struct DiskContents: Sendable {
         let whole = Filesystems.open(source)
         if case .success(let reader) = whole {
             describe(&view, reader)
-            return DiskContents(disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]),
-                                volumes: [disk: Volume(name: disk, reader: reader, memory: memory)], partitions: [:], source: source)
+            return DiskContents(
+                disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]),
+                volumes: [disk: Volume(name: disk, reader: reader, memory: memory)], partitions: [:], source: source)
         }
         let table: PartitionTable?
         do {
             table = try PartitionTable.read(source)
         } catch {
             view.reason = "partition table: \(message(error))"
-            return DiskContents(disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]), volumes: [:], partitions: [:], source: source)
+            return DiskContents(
+                disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]), volumes: [:], partitions: [:],
+                source: source)
         }
         guard let table else {
             if case .failure(let error) = whole { view.reason = error.message }
-            return DiskContents(disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]), volumes: [:], partitions: [:], source: source)
+            return DiskContents(
+                disk: disk, view: DiskContentsView(partitionTable: nil, volumes: [view]), volumes: [:], partitions: [:],
+                source: source)
         }
         var volumes: [DiskContentsView.VolumeView] = []
         var shown: [String: Volume] = [:]
         var partitions: [Int: (offset: Int64, size: Int64)] = [:]
         for partition in table.partitions {
             let name = "\(disk).part\(partition.number)"
-            var volume = DiskContentsView.VolumeView(name: name, partition: partition.number, offset: partition.offset, size: partition.size)
+            var volume = DiskContentsView.VolumeView(
+                name: name, partition: partition.number, offset: partition.offset, size: partition.size)
             volume.partitionType = partition.type
             volume.partitionName = partition.name
             partitions[partition.number] = (partition.offset, partition.size)
@@ -51,8 +57,9 @@ public struct DiskContents: Sendable {
             }
             volumes.append(volume)
         }
-        return DiskContents(disk: disk, view: DiskContentsView(partitionTable: table.scheme.rawValue, volumes: volumes),
-                            volumes: shown, partitions: partitions, source: source)
+        return DiskContents(
+            disk: disk, view: DiskContentsView(partitionTable: table.scheme.rawValue, volumes: volumes),
+            volumes: shown, partitions: partitions, source: source)
     }
 
     /// Names of the volumes shown under `files/`, in disk order.

@@ -33,7 +33,8 @@ final class Ext2File: OpenFile {
         for piece in map.pieces(at: UInt64(offset), count: count) {
             switch piece {
             case .zeros(let length):
-                UnsafeMutableRawBufferPointer(rebasing: destination[done..<done + length]).initializeMemory(as: UInt8.self, repeating: 0)
+                UnsafeMutableRawBufferPointer(rebasing: destination[done..<done + length]).initializeMemory(
+                    as: UInt8.self, repeating: 0)
                 done += length
             case .bytes(let at, let length):
                 let target = UnsafeMutableRawBufferPointer(rebasing: destination[done..<done + length])
@@ -42,7 +43,8 @@ final class Ext2File: OpenFile {
                     throw VaultError(.corrupt, "cannot read inode \(inode) at \(offset): \(error)")
                 }
                 guard got == length else {
-                    throw VaultError(.corrupt, "cannot read inode \(inode) at \(offset): its blocks lie beyond the filesystem")
+                    throw VaultError(
+                        .corrupt, "cannot read inode \(inode) at \(offset): its blocks lie beyond the filesystem")
                 }
                 done += length
             }

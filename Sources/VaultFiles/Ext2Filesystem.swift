@@ -22,7 +22,9 @@ public final class Ext2Filesystem: FilesystemReader {
     /// The extent maps of its open files.
     let extentMaps = ExtentMaps()
     /// Directory entry file types (EXT2_FT_*) by number.
-    static let kinds: [Int: FileKind] = [1: .file, 2: .directory, 3: .characterDevice, 4: .blockDevice, 5: .fifo, 6: .socket, 7: .symlink]
+    static let kinds: [Int: FileKind] = [
+        1: .file, 2: .directory, 3: .characterDevice, 4: .blockDevice, 5: .fifo, 6: .socket, 7: .symlink,
+    ]
     public let summary: FilesystemSummary
 
     public static func recognizes(_ header: [UInt8]) -> Bool {
@@ -32,25 +34,29 @@ public final class Ext2Filesystem: FilesystemReader {
     public required init(source: any ByteSource) throws {
         let superblock = try source.bytes(at: 1024, count: 1024)
         guard Self.descriptorsFit(superblock, in: source.size) else {
-            throw VaultError(.corrupt, "not a readable ext2/3/4 filesystem: its group descriptors would not fit in \(source.size) bytes")
+            throw VaultError(
+                .corrupt,
+                "not a readable ext2/3/4 filesystem: its group descriptors would not fit in \(source.size) bytes")
         }
         let box = SourceBox(source)
         let unmanaged = Unmanaged.passRetained(box)
         var handle: OpaquePointer?
-        let code = vfs_ext2_open({ context, offset, buffer, length in
-            let box = Unmanaged<SourceBox>.fromOpaque(context!).takeUnretainedValue()
-            do {
-                let got = try box.source.readFully(at: Int64(offset), into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
-                if got < length {
-                    buffer!.advanced(by: got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got)
+        let code = vfs_ext2_open(
+            { context, offset, buffer, length in
+                let box = Unmanaged<SourceBox>.fromOpaque(context!).takeUnretainedValue()
+                do {
+                    let got = try box.source.readFully(
+                        at: Int64(offset), into: UnsafeMutableRawBufferPointer(start: buffer, count: length))
+                    if got < length {
+                        buffer!.advanced(by: got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got)
+                        return EIO
+                    }
+                    return 0
+                } catch {
+                    box.lastError.withLock { $0 = "\(error)" }
                     return EIO
                 }
-                return 0
-            } catch {
-                box.lastError.withLock { $0 = "\(error)" }
-                return EIO
-            }
-        }, unmanaged.toOpaque(), UInt64(source.size), &handle)
+            }, unmanaged.toOpaque(), UInt64(source.size), &handle)
         guard code == 0, let handle else {
             unmanaged.release()
             throw Self.error(code, "not a readable ext2/3/4 filesystem", box)
@@ -63,21 +69,26 @@ public final class Ext2Filesystem: FilesystemReader {
         fs = Mutex(handle)
         var notes: [String] = []
         if info.needs_recovery != 0 {
-            notes.append("taken while mounted: its journal was not replayed, so files show as its last checkpoint left them")
+            notes.append(
+                "taken while mounted: its journal was not replayed, so files show as its last checkpoint left them")
         }
         if info.errors_recorded != 0 { notes.append("the filesystem had recorded errors when the point was taken") }
         let label = withUnsafeBytes(of: info.label) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let uuid = withUnsafeBytes(of: info.uuid) { bytes in
-            bytes.enumerated().map { (i, b) in ([4, 6, 8, 10].contains(i) ? "-" : "") + String(b, radix: 16).leftPadded(2) }.joined()
+            bytes.enumerated().map { (i, b) in
+                ([4, 6, 8, 10].contains(i) ? "-" : "") + String(b, radix: 16).leftPadded(2)
+            }.joined()
         }
-        summary = FilesystemSummary(type: info.is_ext4 != 0 ? "ext4" : info.has_journal != 0 ? "ext3" : "ext2",
-                                    label: label.isEmpty ? nil : label, uuid: uuid, notes: notes)
+        summary = FilesystemSummary(
+            type: info.is_ext4 != 0 ? "ext4" : info.has_journal != 0 ? "ext3" : "ext2",
+            label: label.isEmpty ? nil : label, uuid: uuid, notes: notes)
     }
 
     /// Whether a superblock's group descriptors fit in the source: a damaged one can ask
     /// libext2fs for gigabytes of them before anything else is checked.
     static func descriptorsFit(_ sb: [UInt8], in size: Int64) -> Bool {
-        let log = le32(sb, 24), perGroup = UInt64(le32(sb, 32))
+        let log = le32(sb, 24)
+        let perGroup = UInt64(le32(sb, 32))
         guard log <= 6, perGroup > 0 else { return false }
         let is64 = le32(sb, 96) & 0x80 != 0
         let blocks = UInt64(le32(sb, 4)) | (is64 ? UInt64(le32(sb, 336)) << 32 : 0)
@@ -103,12 +114,13 @@ public final class Ext2Filesystem: FilesystemReader {
         guard a.size <= UInt64(blockSize) << 32, a.blocks512 <= UInt64(Int64.max) else {
             throw VaultError(.corrupt, "inode \(inode) has an impossible size")
         }
-        return FileAttributes(inode: inode, kind: kind, permissions: a.mode & 0o7777, uid: a.uid, gid: a.gid, links: a.nlink,
-                              size: Int64(bitPattern: a.size), blocks: Int64(bitPattern: a.blocks512),
-                              accessed: FileTime(seconds: a.atime, nanoseconds: a.atime_nsec),
-                              modified: FileTime(seconds: a.mtime, nanoseconds: a.mtime_nsec),
-                              changed: FileTime(seconds: a.ctime, nanoseconds: a.ctime_nsec),
-                              deviceMajor: a.rdev_major, deviceMinor: a.rdev_minor)
+        return FileAttributes(
+            inode: inode, kind: kind, permissions: a.mode & 0o7777, uid: a.uid, gid: a.gid, links: a.nlink,
+            size: Int64(bitPattern: a.size), blocks: Int64(bitPattern: a.blocks512),
+            accessed: FileTime(seconds: a.atime, nanoseconds: a.atime_nsec),
+            modified: FileTime(seconds: a.mtime, nanoseconds: a.mtime_nsec),
+            changed: FileTime(seconds: a.ctime, nanoseconds: a.ctime_nsec),
+            deviceMajor: a.rdev_major, deviceMinor: a.rdev_minor)
     }
 
     /// A directory's entries but its own `.` and `..`; an entry no name may be (holding `/`
@@ -123,14 +135,24 @@ public final class Ext2Filesystem: FilesystemReader {
         try call("cannot list directory inode \(directory)") { fs in
             let dir = try number(directory)
             return withUnsafeMutablePointer(to: &state) { state in
-                vfs_ext2_list(fs, dir, { context, name, length, inode, type in
-                    let state = context!.assumingMemoryBound(to: State.self)
-                    let name = FileName(Array(UnsafeRawBufferPointer(start: name, count: Int(length))))
-                    if name.bytes == [0x2E] || name.bytes == [0x2E, 0x2E], state.pointee.dots.insert(name.bytes).inserted { return 0 }
-                    let entry = FileEntry(name: name, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)])
-                    if name.isUsable { state.pointee.listing.entries.append(entry) } else { state.pointee.listing.unusable.append(entry) }
-                    return 0
-                }, state)
+                vfs_ext2_list(
+                    fs, dir,
+                    { context, name, length, inode, type in
+                        let state = context!.assumingMemoryBound(to: State.self)
+                        let name = FileName(Array(UnsafeRawBufferPointer(start: name, count: Int(length))))
+                        if name.bytes == [0x2E] || name.bytes == [0x2E, 0x2E],
+                            state.pointee.dots.insert(name.bytes).inserted
+                        {
+                            return 0
+                        }
+                        let entry = FileEntry(name: name, inode: UInt64(inode), kind: Ext2Filesystem.kinds[Int(type)])
+                        if name.isUsable {
+                            state.pointee.listing.entries.append(entry)
+                        } else {
+                            state.pointee.listing.unusable.append(entry)
+                        }
+                        return 0
+                    }, state)
             }
         }
         return state.listing
@@ -144,7 +166,8 @@ public final class Ext2Filesystem: FilesystemReader {
     func open(_ inode: UInt64, extentLimit: Int) throws -> Ext2File {
         let size = try attributes(inode).size
         let mapped = extentMap(inode, limit: extentLimit) != nil
-        return Ext2File(filesystem: self, source: box.source, inode: inode, size: size, extentLimit: mapped ? extentLimit : nil)
+        return Ext2File(
+            filesystem: self, source: box.source, inode: inode, size: size, extentLimit: mapped ? extentLimit : nil)
     }
 
     /// `inode`'s extent map, kept or read again from its tree: nil when it has no extent tree,
@@ -154,15 +177,19 @@ public final class Ext2Filesystem: FilesystemReader {
         if let kept = extentMaps.map(inode) { return kept.extents.count <= limit ? kept : nil }
         var walk = ExtentWalk(limit: limit)
         var mapped: Int32 = 0
-        let walked = (try? call("cannot map inode \(inode)") { fs in
-            let n = try number(inode)
-            return withUnsafeMutablePointer(to: &walk) { walk in
-                vfs_ext2_extents(fs, n, &mapped, { context, logical, length, physical, unwritten in
-                    let walk = context!.assumingMemoryBound(to: ExtentWalk.self)
-                    return walk.pointee.add(logical: logical, count: length, physical: physical, unwritten: unwritten != 0) ? 0 : 1
-                }, walk)
-            }
-        }) != nil
+        let walked =
+            (try? call("cannot map inode \(inode)") { fs in
+                let n = try number(inode)
+                return withUnsafeMutablePointer(to: &walk) { walk in
+                    vfs_ext2_extents(
+                        fs, n, &mapped,
+                        { context, logical, length, physical, unwritten in
+                            let walk = context!.assumingMemoryBound(to: ExtentWalk.self)
+                            return walk.pointee.add(
+                                logical: logical, count: length, physical: physical, unwritten: unwritten != 0) ? 0 : 1
+                        }, walk)
+                }
+            }) != nil
         guard walked, mapped != 0, !walk.overflowed else { return nil }
         let map = ExtentMap(blockSize: UInt64(blockSize), extents: walk.extents)
         extentMaps.keep(map, for: inode)
@@ -184,8 +211,10 @@ public final class Ext2Filesystem: FilesystemReader {
                 return false
             }
             if !unwritten, count > 0 {
-                extents.append(ExtentMap.Extent(logical: UInt32(truncatingIfNeeded: logical), count: UInt32(truncatingIfNeeded: count),
-                                                physical: physical))
+                extents.append(
+                    ExtentMap.Extent(
+                        logical: UInt32(truncatingIfNeeded: logical), count: UInt32(truncatingIfNeeded: count),
+                        physical: physical))
             }
             return true
         }
@@ -204,7 +233,9 @@ public final class Ext2Filesystem: FilesystemReader {
     public func linkTarget(_ inode: UInt64) throws -> FileName {
         var buffer = [CChar](repeating: 0, count: 4097)
         var length = 0
-        try call("cannot read symlink inode \(inode)") { vfs_ext2_readlink($0, try number(inode), &buffer, buffer.count, &length) }
+        try call("cannot read symlink inode \(inode)") {
+            vfs_ext2_readlink($0, try number(inode), &buffer, buffer.count, &length)
+        }
         return FileName(buffer.prefix(length).map { UInt8(bitPattern: $0) })
     }
 
@@ -219,23 +250,33 @@ public final class Ext2Filesystem: FilesystemReader {
             return code == ENXIO ? 0 : code
         }
         guard code != ENXIO else { return nil }
-        guard let position = Int64(exactly: result) else { throw VaultError(.corrupt, "inode \(inode) maps data beyond any file size") }
+        guard let position = Int64(exactly: result) else {
+            throw VaultError(.corrupt, "inode \(inode) maps data beyond any file size")
+        }
         return position
     }
 
     public func attributeNames(_ inode: UInt64) throws -> [String] {
         var needed = 0
-        try call("cannot read attributes of inode \(inode)") { vfs_ext2_xattr_names($0, try number(inode), nil, 0, &needed) }
+        try call("cannot read attributes of inode \(inode)") {
+            vfs_ext2_xattr_names($0, try number(inode), nil, 0, &needed)
+        }
         guard needed > 0 else { return [] }
         var buffer = [CChar](repeating: 0, count: needed)
-        try call("cannot read attributes of inode \(inode)") { vfs_ext2_xattr_names($0, try number(inode), &buffer, buffer.count, &needed) }
-        return buffer.prefix(needed).split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        try call("cannot read attributes of inode \(inode)") {
+            vfs_ext2_xattr_names($0, try number(inode), &buffer, buffer.count, &needed)
+        }
+        return buffer.prefix(needed).split(separator: 0).map {
+            String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
     }
 
     public func attribute(_ inode: UInt64, named name: String) throws -> [UInt8] {
         let n = try number(inode)
         var needed = 0
-        try call("cannot read attribute \(name) of inode \(inode)") { vfs_ext2_xattr_value($0, n, name, nil, 0, &needed) }
+        try call("cannot read attribute \(name) of inode \(inode)") {
+            vfs_ext2_xattr_value($0, n, name, nil, 0, &needed)
+        }
         var value = [UInt8](repeating: 0, count: needed)
         try call("cannot read attribute \(name) of inode \(inode)") { fs in
             value.withUnsafeMutableBytes { vfs_ext2_xattr_value(fs, n, name, $0.baseAddress, $0.count, &needed) }

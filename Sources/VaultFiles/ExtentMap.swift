@@ -47,8 +47,9 @@ struct ExtentMap: Sendable {
                 // Past block 2^32 - 1 (an extent that ends beyond what ext4 numbers) nothing is kept.
                 guard let logical = UInt32(exactly: end) else { continue }
                 let cut = end - UInt64(extent.logical)
-                extent = Extent(logical: logical, count: extent.count - UInt32(cut),
-                                physical: extent.physical.addingReportingOverflow(cut).partialValue)
+                extent = Extent(
+                    logical: logical, count: extent.count - UInt32(cut),
+                    physical: extent.physical.addingReportingOverflow(cut).partialValue)
             }
             if let last = runs.last, last.end == UInt64(extent.logical) {
                 runs[runs.count - 1].end = extent.end
@@ -108,7 +109,8 @@ struct ExtentMap: Sendable {
     /// The first index below `count` where `isAfter` holds, `count` if none: `isAfter` must
     /// be false then true along the indices.
     private func first(_ count: Int, where isAfter: (Int) -> Bool) -> Int {
-        var low = 0, high = count
+        var low = 0
+        var high = count
         while low < high {
             let middle = (low + high) / 2
             if isAfter(middle) { high = middle } else { low = middle + 1 }
@@ -177,7 +179,8 @@ final class ExtentMaps: Sendable {
 
     func keep(_ map: ExtentMap, for inode: UInt64) {
         state.withLock { state in
-            let budget = state.memory.map { Volume.share(of: $0, own: state.bytes, budget: state.budget) } ?? state.budget
+            let budget =
+                state.memory.map { Volume.share(of: $0, own: state.bytes, budget: state.budget) } ?? state.budget
             guard map.bytes <= budget else { return }
             Self.evict(&state, keeping: map.bytes, budget: budget)
             state.clock += 1

@@ -8,8 +8,10 @@ public enum FileRestore {
 
     /// Calls `write` with each run of a regular file's bytes and its offset, in order,
     /// skipping holes when `skipHoles` (the caller then makes the file `size` long).
-    public static func copy(_ volume: Volume, file inode: UInt64, size: Int64, skipHoles: Bool,
-                            write: (Int64, UnsafeRawBufferPointer) throws -> Void) throws {
+    public static func copy(
+        _ volume: Volume, file inode: UInt64, size: Int64, skipHoles: Bool,
+        write: (Int64, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let file = try volume.reader.open(inode)
         var buffer = [UInt8](repeating: 0, count: blockSize)
         var offset: Int64 = 0
@@ -20,14 +22,18 @@ public enum FileRestore {
                 guard data >= offset else { throw VaultError(.corrupt, "file inode \(inode) maps data backwards") }
                 offset = data
                 end = min(size, try file.seek(from: data, data: false) ?? size)
-                guard end > offset else { throw VaultError(.corrupt, "file inode \(inode) maps an empty run of data at \(offset)") }
+                guard end > offset else {
+                    throw VaultError(.corrupt, "file inode \(inode) maps an empty run of data at \(offset)")
+                }
             }
             while offset < end {
                 let want = Int(min(Int64(blockSize), end - offset))
                 let got = try buffer.withUnsafeMutableBytes {
                     try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<want]))
                 }
-                guard got > 0 else { throw VaultError(.corrupt, "file inode \(inode) ends at \(offset), before its size \(size)") }
+                guard got > 0 else {
+                    throw VaultError(.corrupt, "file inode \(inode) ends at \(offset), before its size \(size)")
+                }
                 try buffer.withUnsafeBytes { try write(offset, UnsafeRawBufferPointer(rebasing: $0[..<got])) }
                 offset += Int64(got)
             }
@@ -38,11 +44,14 @@ public enum FileRestore {
     /// the bytes the disk holds. A file or folder that cannot be read is reported, not fatal:
     /// the rest is still written (a file whose bytes fail partway is padded with zeros to its
     /// size); so are entries whose names no file may have. Returns the reports.
-    public static func archive(_ volume: Volume, folder inode: UInt64, as top: FileName, to tar: TarWriter,
-                               meter: ProgressMeter? = nil) throws -> [String] {
+    public static func archive(
+        _ volume: Volume, folder inode: UInt64, as top: FileName, to tar: TarWriter,
+        meter: ProgressMeter? = nil
+    ) throws -> [String] {
         var failures: [String] = []
         var firstNames: [UInt64: FileName] = [:]
-        var visiting: Set<UInt64> = [], archived: Set<UInt64> = []
+        var visiting: Set<UInt64> = []
+        var archived: Set<UInt64> = []
 
         func add(_ inode: UInt64, path: FileName, depth: Int) throws {
             let attributes: FileAttributes
@@ -51,7 +60,8 @@ public enum FileRestore {
                 return
             }
             if attributes.kind == .socket { return }
-            var entry = TarWriter.Entry(path: path, attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: [])
+            var entry = TarWriter.Entry(
+                path: path, attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: [])
             do {
                 for name in try volume.reader.attributeNames(inode) {
                     entry.xattrs.append((name, try volume.reader.attribute(inode, named: name)))
@@ -78,7 +88,8 @@ public enum FileRestore {
                         meter?.advance(Int64(bytes.count))
                     }
                 } catch {
-                    failures.append("\(path.quoted): \(message(error)); its bytes from \(written) on are zeros in the archive")
+                    failures.append(
+                        "\(path.quoted): \(message(error)); its bytes from \(written) on are zeros in the archive")
                 }
                 let zeros = [UInt8](repeating: 0, count: blockSize)
                 while written < attributes.size {

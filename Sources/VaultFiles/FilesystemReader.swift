@@ -77,13 +77,18 @@ public struct FileName: Hashable, Sendable, CustomStringConvertible, Expressible
                 // The longest valid UTF-8 sequence here, if any (1 to 4 bytes).
                 var length = 0
                 for candidate in (1...4).reversed() where index + candidate <= bytes.count {
-                    if let piece = String(validating: bytes[index..<(index + candidate)], as: UTF8.self), piece.unicodeScalars.count == 1 {
+                    if let piece = String(validating: bytes[index..<(index + candidate)], as: UTF8.self),
+                        piece.unicodeScalars.count == 1
+                    {
                         length = candidate
                         break
                     }
                 }
-                if length > 0, let scalar = String(validating: bytes[index..<(index + length)], as: UTF8.self)?.unicodeScalars.first,
-                   !Self.isControl(scalar) {
+                if length > 0,
+                    let scalar = String(validating: bytes[index..<(index + length)], as: UTF8.self)?.unicodeScalars
+                        .first,
+                    !Self.isControl(scalar)
+                {
                     out += scalar == "'" ? "\\'" : scalar == "\\" ? "\\\\" : String(scalar)
                     index += length
                     continue
@@ -193,12 +198,15 @@ public enum Filesystems {
             return .failure(VaultError(.corrupt, "cannot read its first bytes", cause: error))
         }
         for reader in readers where reader.recognizes(header) {
-            do { return .success(try reader.init(source: source)) } catch let error as VaultError { return .failure(error) } catch {
+            do { return .success(try reader.init(source: source)) } catch let error as VaultError {
+                return .failure(error)
+            } catch {
                 return .failure(VaultError(.corrupt, "\(error)"))
             }
         }
         if let other = foreignName(header) {
-            return .failure(VaultError(.unsupportedFormat, "\(other): not a filesystem vaultfs reads (ext2, ext3, ext4)"))
+            return .failure(
+                VaultError(.unsupportedFormat, "\(other): not a filesystem vaultfs reads (ext2, ext3, ext4)"))
         }
         return .failure(VaultError(.unsupportedFormat, "no filesystem found"))
     }

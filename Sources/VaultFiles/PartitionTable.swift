@@ -40,7 +40,8 @@ public struct PartitionTable: Sendable, Equatable {
         }
         // A boot sector without partitions (a filesystem's own, or an empty disk) is no table.
         guard entries.contains(where: { $0.type != 0 && $0.sectors != 0 }),
-              entries.allSatisfy({ $0.status == 0 || $0.status == 0x80 }) else { return nil }
+            entries.allSatisfy({ $0.status == 0 || $0.status == 0x80 })
+        else { return nil }
         var partitions: [Partition] = []
         var followedExtended = false
         for (index, entry) in entries.enumerated() where entry.type != 0 && entry.sectors != 0 {
@@ -51,7 +52,8 @@ public struct PartitionTable: Sendable, Equatable {
                 followedExtended = true
                 partitions += try readLogical(disk, extended: span)
             } else {
-                partitions.append(Partition(number: index + 1, offset: span.offset, size: span.size, type: entry.typeName))
+                partitions.append(
+                    Partition(number: index + 1, offset: span.offset, size: span.size, type: entry.typeName))
             }
         }
         return PartitionTable(scheme: .mbr, partitions: partitions.sorted { $0.number < $1.number })
@@ -59,7 +61,9 @@ public struct PartitionTable: Sendable, Equatable {
 
     /// Follows the chain of extended boot records; each holds one logical partition (relative
     /// to itself) and a link to the next (relative to the extended partition).
-    private static func readLogical(_ disk: any ByteSource, extended: (offset: Int64, size: Int64)) throws -> [Partition] {
+    private static func readLogical(_ disk: any ByteSource, extended: (offset: Int64, size: Int64)) throws
+        -> [Partition]
+    {
         var partitions: [Partition] = []
         var seen: Set<Int64> = []
         var ebr = extended.offset
@@ -68,10 +72,14 @@ public struct PartitionTable: Sendable, Equatable {
             records += 1
             let record = try disk.bytes(at: ebr, count: Int(sector))
             guard record[510] == 0x55, record[511] == 0xAA else { break }
-            let logical = MBREntry(record, at: 446), next = MBREntry(record, at: 462)
+            let logical = MBREntry(record, at: 446)
+            let next = MBREntry(record, at: 462)
             if logical.type != 0, logical.sectors != 0, let span = logical.span(base: ebr, within: disk.size),
-               span.offset >= extended.offset, span.offset + span.size <= extended.offset + extended.size {
-                partitions.append(Partition(number: 5 + partitions.count, offset: span.offset, size: span.size, type: logical.typeName))
+                span.offset >= extended.offset, span.offset + span.size <= extended.offset + extended.size
+            {
+                partitions.append(
+                    Partition(
+                        number: 5 + partitions.count, offset: span.offset, size: span.size, type: logical.typeName))
             }
             guard next.isExtended, next.sectors != 0 else { break }
             ebr = extended.offset + Int64(next.start) * sector
@@ -95,9 +103,11 @@ public struct PartitionTable: Sendable, Equatable {
         checked[16..<20] = [0, 0, 0, 0]
         guard CRC32.checksum(checked) == le32(header, 16) else { throw VaultError(.corrupt, "bad GPT header checksum") }
         let entriesLBA = Int64(bitPattern: le64(header, 72))
-        let count = Int(le32(header, 80)), entrySize = Int(le32(header, 84))
+        let count = Int(le32(header, 80))
+        let entrySize = Int(le32(header, 84))
         guard count <= maxGPTEntries, entrySize >= 128, entrySize <= 4096, entrySize % 8 == 0,
-              entriesLBA > 0, entriesLBA < disk.size / sector else { throw VaultError(.corrupt, "bad GPT entry array") }
+            entriesLBA > 0, entriesLBA < disk.size / sector
+        else { throw VaultError(.corrupt, "bad GPT entry array") }
         let table = try disk.bytes(at: entriesLBA * sector, count: count * entrySize)
         guard CRC32.checksum(table) == le32(header, 88) else { throw VaultError(.corrupt, "bad GPT entry checksum") }
         var partitions: [Partition] = []
@@ -105,13 +115,18 @@ public struct PartitionTable: Sendable, Equatable {
             let base = index * entrySize
             let typeBytes = Array(table[base..<base + 16])
             guard typeBytes.contains(where: { $0 != 0 }) else { continue }
-            let first = le64(table, base + 32), last = le64(table, base + 40)
+            let first = le64(table, base + 32)
+            let last = le64(table, base + 40)
             guard first <= last, last < UInt64(disk.size / sector) else { continue }
-            let nameUnits = stride(from: base + 56, to: base + 128, by: 2).map { UInt16(table[$0]) | UInt16(table[$0 + 1]) << 8 }
+            let nameUnits = stride(from: base + 56, to: base + 128, by: 2).map {
+                UInt16(table[$0]) | UInt16(table[$0 + 1]) << 8
+            }
             let name = String(decoding: nameUnits.prefix { $0 != 0 }, as: UTF16.self)
-            partitions.append(Partition(number: index + 1, offset: Int64(first) * sector,
-                                        size: Int64(last - first + 1) * sector, type: guid(typeBytes),
-                                        name: name.isEmpty ? nil : name))
+            partitions.append(
+                Partition(
+                    number: index + 1, offset: Int64(first) * sector,
+                    size: Int64(last - first + 1) * sector, type: guid(typeBytes),
+                    name: name.isEmpty ? nil : name))
         }
         return partitions
     }

@@ -30,7 +30,9 @@ public final class PointFiles: Sendable {
             state.tick += 1
             state.disks[key]!.tick = state.tick
             return entry.contents
-        }) { return found }
+        }) {
+            return found
+        }
         let contents = DiskContents.probe(disk: disk, source: try open(point, disk), memory: memory)
         return kept.withLock { state in
             if let raced = state.disks[key] { return raced.contents }
@@ -54,7 +56,9 @@ public final class PointFiles: Sendable {
     /// Partition `number` of a point's disk, as bytes of its own.
     public func partition(point: String, disk: String, number: Int) throws -> any ByteSource {
         let contents = try contents(point: point, disk: disk)
-        guard let span = contents.partitions[number] else { throw VaultError(.notFound, "disk \(disk) has no partition \(number)") }
+        guard let span = contents.partitions[number] else {
+            throw VaultError(.notFound, "disk \(disk) has no partition \(number)")
+        }
         return SliceSource(contents.source, offset: span.offset, length: span.size)
     }
 
@@ -85,28 +89,45 @@ extension PointFiles {
         let candidates = disk.map { [$0] } ?? disks
         if let partition {
             guard let disk = disk ?? (candidates.count == 1 ? candidates[0] : nil) else {
-                throw VaultError(.invalidArgument, "the point has disks \(disks.joined(separator: ", ")); say which with --disk")
+                throw VaultError(
+                    .invalidArgument, "the point has disks \(disks.joined(separator: ", ")); say which with --disk")
             }
             let name = "\(disk).part\(partition)"
             let contents = try contents(point: point, disk: disk)
             guard let view = contents.view.volumes.first(where: { $0.name == name }) else {
                 let numbers = contents.partitions.keys.sorted().map(String.init)
-                throw VaultError(.notFound, "disk \(disk) has no partition \(partition)"
-                                 + (numbers.isEmpty ? " (it has no partition table)" : " (it has: \(numbers.joined(separator: ", ")))"))
+                throw VaultError(
+                    .notFound,
+                    "disk \(disk) has no partition \(partition)"
+                        + (numbers.isEmpty
+                            ? " (it has no partition table)" : " (it has: \(numbers.joined(separator: ", ")))"))
             }
-            guard let volume = contents.volumes[name] else { throw VaultError(.unsupportedFormat, "\(name): \(view.reason ?? "not readable")") }
+            guard let volume = contents.volumes[name] else {
+                throw VaultError(.unsupportedFormat, "\(name): \(view.reason ?? "not readable")")
+            }
             return volume
         }
-        var shown: [Volume] = [], reasons: [String] = []
+        var shown: [Volume] = []
+        var reasons: [String] = []
         for disk in candidates {
             let contents = try contents(point: point, disk: disk)
             for view in contents.view.volumes {
-                if let volume = contents.volumes[view.name] { shown.append(volume) } else { reasons.append("\(view.name): \(view.reason ?? "not readable")") }
+                if let volume = contents.volumes[view.name] {
+                    shown.append(volume)
+                } else {
+                    reasons.append("\(view.name): \(view.reason ?? "not readable")")
+                }
             }
         }
         if shown.count == 1 { return shown[0] }
-        if shown.isEmpty { throw VaultError(.unsupportedFormat, "no filesystem vaultfs reads in this point (\(reasons.joined(separator: "; ")))") }
-        throw VaultError(.invalidArgument, "the point holds several filesystems (\(shown.map(\.name).joined(separator: ", "))); choose one with --disk and --partition")
+        if shown.isEmpty {
+            throw VaultError(
+                .unsupportedFormat, "no filesystem vaultfs reads in this point (\(reasons.joined(separator: "; ")))")
+        }
+        throw VaultError(
+            .invalidArgument,
+            "the point holds several filesystems (\(shown.map(\.name).joined(separator: ", "))); choose one with --disk and --partition"
+        )
     }
 }
 

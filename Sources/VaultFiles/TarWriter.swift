@@ -30,7 +30,8 @@ public final class TarWriter {
         var records: [(String, [UInt8])] = []
         var name = entry.path.bytes
         if a.kind == .directory, name.last != 0x2F { name.append(0x2F) }
-        var nameField = name, prefixField: [UInt8] = []
+        var nameField = name
+        var prefixField: [UInt8] = []
         let link = (entry.hardLinkTo ?? entry.linkTarget)?.bytes ?? []
         let needsPath = nameField.count > 100 && Self.split(nameField) == nil
         // ustar fields hold any bytes; a pax record holds UTF-8 unless the header says the
@@ -40,7 +41,9 @@ public final class TarWriter {
         }
         if nameField.count > 100 {
             // ustar can split at a slash; anything longer goes in a pax record.
-            if let split = Self.split(nameField) { (prefixField, nameField) = split } else {
+            if let split = Self.split(nameField) {
+                (prefixField, nameField) = split
+            } else {
                 records.append(("path", name))
                 nameField = Array(nameField.suffix(99))
             }
@@ -57,9 +60,11 @@ public final class TarWriter {
             var body: [UInt8] = []
             for (key, value) in records { body += Self.record(key, value) }
             let last = name.split(separator: 0x2F).last.map(Array.init) ?? Array("x".utf8)
-            try header(name: Array((Array("PaxHeaders/".utf8) + last).prefix(100)), prefix: [],
-                       mode: 0o644, uid: 0, gid: 0, size: Int64(body.count), mtime: a.modified.seconds, type: UInt8(ascii: "x"),
-                       link: [], major: 0, minor: 0)
+            try header(
+                name: Array((Array("PaxHeaders/".utf8) + last).prefix(100)), prefix: [],
+                mode: 0o644, uid: 0, gid: 0, size: Int64(body.count), mtime: a.modified.seconds,
+                type: UInt8(ascii: "x"),
+                link: [], major: 0, minor: 0)
             try append(body)
             try pad(Int64(body.count))
         }
@@ -73,9 +78,10 @@ public final class TarWriter {
         case .fifo: type = UInt8(ascii: "6")
         case .socket: throw VaultError(.invalidArgument, "\(entry.path) is a socket, which tar cannot hold")
         }
-        try header(name: nameField, prefix: prefixField, mode: a.permissions, uid: min(a.uid, 0o7777777),
-                   gid: min(a.gid, 0o7777777), size: min(size, 0o77777777777), mtime: a.modified.seconds, type: type,
-                   link: Array(link.prefix(100)), major: a.deviceMajor, minor: a.deviceMinor)
+        try header(
+            name: nameField, prefix: prefixField, mode: a.permissions, uid: min(a.uid, 0o7777777),
+            gid: min(a.gid, 0o7777777), size: min(size, 0o77777777777), mtime: a.modified.seconds, type: type,
+            link: Array(link.prefix(100)), major: a.deviceMajor, minor: a.deviceMinor)
     }
 
     public func writeData(_ bytes: UnsafeRawBufferPointer) throws {
@@ -93,8 +99,10 @@ public final class TarWriter {
 
     // MARK: Encoding
 
-    private func header(name: [UInt8], prefix: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: Int64, mtime: Int64,
-                        type: UInt8, link: [UInt8], major: UInt32, minor: UInt32) throws {
+    private func header(
+        name: [UInt8], prefix: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: Int64, mtime: Int64,
+        type: UInt8, link: [UInt8], major: UInt32, minor: UInt32
+    ) throws {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ bytes: [UInt8], at offset: Int, width: Int) {
             for (i, b) in bytes.prefix(width).enumerated() { h[offset + i] = b }
@@ -123,7 +131,8 @@ public final class TarWriter {
     /// Splits a long name at a slash into ustar's prefix (155) and name (100), if it can.
     private static func split(_ name: [UInt8]) -> (prefix: [UInt8], name: [UInt8])? {
         for index in name.indices.reversed() where name[index] == UInt8(ascii: "/") {
-            let prefix = Array(name[..<index]), rest = Array(name[(index + 1)...])
+            let prefix = Array(name[..<index])
+            let rest = Array(name[(index + 1)...])
             if prefix.count <= 155, rest.count <= 100, !rest.isEmpty { return (prefix, rest) }
         }
         return nil

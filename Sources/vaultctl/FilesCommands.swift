@@ -6,7 +6,8 @@ import VaultFiles
 struct FilesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "files",
-        abstract: "List and copy out files inside a point's disks (ext2/3/4, on the whole disk or in MBR/GPT partitions).",
+        abstract:
+            "List and copy out files inside a point's disks (ext2/3/4, on the whole disk or in MBR/GPT partitions).",
         subcommands: [FilesList.self, FilesGet.self])
 }
 
@@ -14,7 +15,8 @@ struct FilesCommand: ParsableCommand {
 struct VolumeOptions: ParsableArguments {
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "The disk, when the point has several with filesystems.") var disk: String?
-    @Option(help: "The partition's number on that disk (MBR: 1-4, logical from 5; GPT: entry number).") var partition: Int?
+    @Option(help: "The partition's number on that disk (MBR: 1-4, logical from 5; GPT: entry number).") var partition:
+        Int?
 
     func open(_ repository: Repository) throws -> Volume {
         let (record, disks) = try repository.readablePoint(point)
@@ -73,7 +75,9 @@ struct FilesList: ParsableCommand {
         let attributes = try volume.reader.attributes(inode)
         var rows: [(name: FileName, attributes: FileAttributes, target: FileName?)] = []
         var unusable: [FileView] = []
-        func target(_ a: FileAttributes) throws -> FileName? { a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil }
+        func target(_ a: FileAttributes) throws -> FileName? {
+            a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil
+        }
         if attributes.kind == .directory {
             let listing = try volume.listing(inode)
             for entry in listing.entries {
@@ -85,29 +89,39 @@ struct FilesList: ParsableCommand {
                 unusable.append(FileView(name: entry.name, a, target: nil, unusable: true))
             }
             if !listing.unusable.isEmpty {
-                FileHandle.standardError.write(Data("warning: \(path): \(listing.unusable.count) \(FileRestore.unusableEntries) not shown\n".utf8))
+                FileHandle.standardError.write(
+                    Data("warning: \(path): \(listing.unusable.count) \(FileRestore.unusableEntries) not shown\n".utf8))
             }
         } else {
-            rows.append((FileName(path.split(separator: "/").last.map(String.init) ?? path), attributes, try target(attributes)))
+            rows.append(
+                (FileName(path.split(separator: "/").last.map(String.init) ?? path), attributes, try target(attributes))
+            )
         }
         if json { return printJSON(rows.map { FileView(name: $0.name, $0.attributes, target: $0.target) } + unusable) }
         // On a terminal a name is quoted as `ls` quotes it, so a guest's name cannot forge a
         // line or move the cursor; into a pipe or file it goes as its bytes.
         let terminal = isatty(STDOUT_FILENO) == 1
         func shown(_ name: FileName) -> [UInt8] { terminal ? Array(name.quoted.utf8) : name.bytes }
-        printTable(["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "NAME"], rows.map { row in
-            let a = row.attributes
-            let name = shown(row.name) + (row.target.map { Array(" -> ".utf8) + shown($0) } ?? [])
-            return (["\(a.modeText)", "\(a.links)", "\(a.uid)", "\(a.gid)", "\(a.size)",
-                     Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds)))], name)
-        })
+        printTable(
+            ["MODE", "LINKS", "UID", "GID", "SIZE", "MODIFIED", "NAME"],
+            rows.map { row in
+                let a = row.attributes
+                let name = shown(row.name) + (row.target.map { Array(" -> ".utf8) + shown($0) } ?? [])
+                return (
+                    [
+                        "\(a.modeText)", "\(a.links)", "\(a.uid)", "\(a.gid)", "\(a.size)",
+                        Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds))),
+                    ], name
+                )
+            })
     }
 }
 
 struct FilesGet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
-        abstract: "Copy one file out of a point, or a folder as a tar stream with owners, modes, times, links and xattrs.",
+        abstract:
+            "Copy one file out of a point, or a folder as a tar stream with owners, modes, times, links and xattrs.",
         discussion: """
             A file is written with its mode and modification time (owners need tar and root). A folder becomes a \
             POSIX tar archive: unpack it with `tar -xpf FILE --xattrs --xattrs-include='*' --numeric-owner` \
@@ -117,7 +131,8 @@ struct FilesGet: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var volume: VolumeOptions
     @Argument(help: "Path inside the filesystem.") var path: String
-    @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), or - for standard output.")
+    @Option(
+        name: .shortAndLong, help: "Output file (written beside and renamed when complete), or - for standard output.")
     var output: String
     @OptionGroup var progress: ProgressOptions
 
@@ -129,26 +144,37 @@ struct FilesGet: ParsableCommand {
         let inode = try volume.resolve(path)
         let attributes = try volume.reader.attributes(inode)
         let target = try ExportTarget.open(output)
-        let fd = target.fd, name = target.name
+        let fd = target.fd
+        let name = target.name
         switch attributes.kind {
         case .file:
             meter.addTotal(attributes.size)
-            try FileRestore.copy(volume, file: inode, size: attributes.size, skipHoles: target.isFile) { offset, bytes in
+            try FileRestore.copy(volume, file: inode, size: attributes.size, skipHoles: target.isFile) {
+                offset, bytes in
                 meter.advance(Int64(bytes.count))
-                if target.isFile { try Posix.pwriteAll(fd, bytes, offset, path: name) } else { try Posix.writeAll(fd, bytes, path: name) }
+                if target.isFile {
+                    try Posix.pwriteAll(fd, bytes, offset, path: name)
+                } else {
+                    try Posix.writeAll(fd, bytes, path: name)
+                }
             }
             if target.isFile {
-                guard ftruncate(fd, off_t(attributes.size)) == 0, fchmod(fd, mode_t(attributes.permissions & 0o777)) == 0 else {
+                guard ftruncate(fd, off_t(attributes.size)) == 0,
+                    fchmod(fd, mode_t(attributes.permissions & 0o777)) == 0
+                else {
                     throw VaultError(.io, "cannot finish \(name): \(Posix.message(errno))")
                 }
-                let times = [timespec(tv_sec: Int(attributes.accessed.seconds), tv_nsec: Int(attributes.accessed.nanoseconds)),
-                             timespec(tv_sec: Int(attributes.modified.seconds), tv_nsec: Int(attributes.modified.nanoseconds))]
+                let times = [
+                    timespec(tv_sec: Int(attributes.accessed.seconds), tv_nsec: Int(attributes.accessed.nanoseconds)),
+                    timespec(tv_sec: Int(attributes.modified.seconds), tv_nsec: Int(attributes.modified.nanoseconds)),
+                ]
                 _ = futimens(fd, times)
             }
             meter.finish()
             printer.clear()
             try target.commit()
-            FileHandle.standardError.write(Data("copied \(path) (\(Units.formatSize(attributes.size))) to \(name)\n".utf8))
+            FileHandle.standardError.write(
+                Data("copied \(path) (\(Units.formatSize(attributes.size))) to \(name)\n".utf8))
         case .directory:
             let tar = TarWriter { try Posix.writeAll(fd, $0, path: name) }
             let top = FileName(path.split(separator: "/").last.map(String.init) ?? volume.name)
@@ -157,10 +183,14 @@ struct FilesGet: ParsableCommand {
             printer.clear()
             try target.commit()
             for failure in failures { FileHandle.standardError.write(Data("cannot read: \(failure)\n".utf8)) }
-            FileHandle.standardError.write(Data("wrote \(path) as tar to \(name)\(failures.isEmpty ? "" : " (\(failures.count) unreadable)")\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "wrote \(path) as tar to \(name)\(failures.isEmpty ? "" : " (\(failures.count) unreadable)")\n".utf8
+                ))
             if !failures.isEmpty { throw ExitCode.failure }
         default:
-            throw VaultError(.invalidArgument, "\(path) is a \(attributes.kind.rawValue); only files and folders can be copied out")
+            throw VaultError(
+                .invalidArgument, "\(path) is a \(attributes.kind.rawValue); only files and folders can be copied out")
         }
     }
 }

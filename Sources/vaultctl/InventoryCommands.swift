@@ -29,11 +29,14 @@ struct VaultCommand: ParsableCommand {
             let repo = try repository.open()
             let vaults = try repo.catalog.vaults()
             if json {
-                return printJSON(try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id).map(\.name)) })
+                return printJSON(
+                    try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id).map(\.name)) })
             }
-            printTable(["VAULT", "SERVERS", "POLICY"], try vaults.map { vault in
-                [vault.name, "\(try repo.catalog.servers(inVault: vault.id).count)", policyText(vault.policy)]
-            })
+            printTable(
+                ["VAULT", "SERVERS", "POLICY"],
+                try vaults.map { vault in
+                    [vault.name, "\(try repo.catalog.servers(inVault: vault.id).count)", policyText(vault.policy)]
+                })
         }
     }
 
@@ -46,7 +49,9 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open()
             let vault = try repo.catalog.vault(named: name)
-            if json { return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name))) }
+            if json {
+                return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name)))
+            }
             print("vault:   \(vault.name)")
             print("policy:  \(policyText(vault.policy))")
             print("servers: \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
@@ -67,7 +72,8 @@ struct VaultCommand: ParsableCommand {
 
 func policyText(_ policy: Policy?) -> String {
     guard let policy else { return "none (manual backups only)" }
-    return "start \(policy.startText), every \(policy.everyHours)h, \(policy.incrementals) incrementals between fulls, keep \(policy.keepFulls) fulls"
+    return
+        "start \(policy.startText), every \(policy.everyHours)h, \(policy.incrementals) incrementals between fulls, keep \(policy.keepFulls) fulls"
 }
 
 struct ServerCommand: ParsableCommand {
@@ -96,10 +102,14 @@ struct ServerCommand: ParsableCommand {
                 let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
                 return (String(text[..<eq]), absolute)
             }
-            try repository.open().addServer(named: name, vault: vault, disks: parsed,
-                                            hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), now: Date())
+            try repository.open().addServer(
+                named: name, vault: vault, disks: parsed,
+                hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), now: Date())
             for disk in parsed where !FileManager.default.fileExists(atPath: disk.path) {
-                FileHandle.standardError.write(Data("warning: disk '\(disk.name)' (\(disk.path)) does not exist yet; backups of \(name) fail until it does\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "warning: disk '\(disk.name)' (\(disk.path)) does not exist yet; backups of \(name) fail until it does\n"
+                            .utf8))
             }
             print("added server \(name)" + (vault.map { " to vault \($0)" } ?? ""))
         }
@@ -114,11 +124,15 @@ struct ServerCommand: ParsableCommand {
             let repo = try repository.open()
             let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id, $0.name) })
             let views = try repo.catalog.servers().map { server in
-                ServerView(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try repo.catalog.disks(ofServer: server.id),
-                           hooks: try? HostServers.standard.hooks(server: server.name))
+                ServerView(
+                    server, vault: server.vaultId.flatMap { vaults[$0] },
+                    disks: try repo.catalog.disks(ofServer: server.id),
+                    hooks: try? HostServers.standard.hooks(server: server.name))
             }
             if json { return printJSON(views) }
-            printTable(["SERVER", "VAULT", "DISKS"], views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
+            printTable(
+                ["SERVER", "VAULT", "DISKS"],
+                views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
         }
     }
 
@@ -133,7 +147,8 @@ struct ServerCommand: ParsableCommand {
             let server = try repo.catalog.server(named: name)
             let files = HostServers.standard
             // A user who may not read this host's servers (they are root's) still sees the rest.
-            let here: HostServer?, unreadable: String?
+            let here: HostServer?
+            let unreadable: String?
             do {
                 (here, unreadable) = (try files.server(server.name), nil)
             } catch {
@@ -142,7 +157,8 @@ struct ServerCommand: ParsableCommand {
             let hooks = here.flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
-                return printJSON(ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id), hooks: hooks))
+                return printJSON(
+                    ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id), hooks: hooks))
             }
             let disks = try repo.catalog.disks(ofServer: server.id)
             print("server: \(server.name)")
@@ -154,13 +170,20 @@ struct ServerCommand: ParsableCommand {
                 print("here:   cannot be read: \(unreadable)")
             } else if let here {
                 let same = Set(here.disks) == Set(disks.map { HostServer.Disk(name: $0.name, path: $0.path) })
-                print(same ? "here:   set up (\(files.path(server: server.name)))"
-                      : "here:   set up with other disks: \(here.disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", ")); backups are refused until 'vaultctl server adopt \(server.name)'")
+                print(
+                    same
+                        ? "here:   set up (\(files.path(server: server.name)))"
+                        : "here:   set up with other disks: \(here.disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", ")); backups are refused until 'vaultctl server adopt \(server.name)'"
+                )
             } else {
-                print("here:   not set up on this host: 'vaultctl server adopt \(server.name)' reads the disks above here")
+                print(
+                    "here:   not set up on this host: 'vaultctl server adopt \(server.name)' reads the disks above here"
+                )
             }
             if unreadable == nil, hooks == nil, server.hooks {
-                print("hooks:  the repository says it has hooks, but this host has none (\(files.path(server: server.name))): its backups fail until they are set")
+                print(
+                    "hooks:  the repository says it has hooks, but this host has none (\(files.path(server: server.name))): its backups fail until they are set"
+                )
             }
         }
     }
@@ -196,7 +219,10 @@ struct ServerCommand: ParsableCommand {
                 hooks = Hooks(freeze: freezeCommand ?? kept.freeze, thaw: thawCommand ?? kept.thaw)
             }
             try repo.setHooks(hooks, server: name, host: files)
-            print(hooks.isEmpty ? "removed the hooks of server \(name)" : "set the hooks of server \(name) in \(files.path(server: name))")
+            print(
+                hooks.isEmpty
+                    ? "removed the hooks of server \(name)"
+                    : "set the hooks of server \(name) in \(files.path(server: name))")
         }
     }
 
@@ -223,13 +249,16 @@ struct ServerCommand: ParsableCommand {
             let repo = try repository.open()
             for name in all ? try repo.catalog.servers().map(\.name) : names {
                 let disks = try repo.adoptServer(named: name)
-                print("server \(name) is backed up from this host, reading \(disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", "))")
+                print(
+                    "server \(name) is backed up from this host, reading \(disks.map { "\($0.name)=\($0.path)" }.joined(separator: ", "))"
+                )
             }
         }
     }
 
     struct Move: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Move a server to another vault; its points stay where they are.")
+        static let configuration = CommandConfiguration(
+            abstract: "Move a server to another vault; its points stay where they are.")
         @OptionGroup var repository: RepositoryOptions
         @Argument var name: String
         @Option var vault: String

@@ -21,19 +21,25 @@ struct Info: ParsableCommand {
         } else {
             print("readable by: \(info.group.map { "its owner and group \($0)" } ?? "its owner only")")
         }
-        print("gc grace:    \(Units.formatDuration(info.gcGraceSeconds)) (how long an unused chunk waits before gc removes it)")
-        print("contents:    \(info.vaults) vault(s), \(info.servers) server(s), \(info.points) point(s), \(info.chunks) chunk(s), \(Units.formatSize(info.storedBytes)) stored")
+        print(
+            "gc grace:    \(Units.formatDuration(info.gcGraceSeconds)) (how long an unused chunk waits before gc removes it)"
+        )
+        print(
+            "contents:    \(info.vaults) vault(s), \(info.servers) server(s), \(info.points) point(s), \(info.chunks) chunk(s), \(Units.formatSize(info.storedBytes)) stored"
+        )
         if let reason = info.readOnly { print("read-only:   \(reason)") }
     }
 }
 
 struct KeyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "key", abstract: "Manage the key of an encrypted repository.", subcommands: [ChangePassphrase.self, Export.self])
+        commandName: "key", abstract: "Manage the key of an encrypted repository.",
+        subcommands: [ChangePassphrase.self, Export.self])
 
     struct ChangePassphrase: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Wrap the key under a new passphrase (from VAULT_NEW_PASSPHRASE or the prompt); no data is rewritten.")
+            abstract:
+                "Wrap the key under a new passphrase (from VAULT_NEW_PASSPHRASE or the prompt); no data is rewritten.")
         @OptionGroup var repository: RepositoryOptions
 
         func run() throws {
@@ -43,10 +49,14 @@ struct KeyCommand: ParsableCommand {
                 passphrase = given
             } else {
                 guard isatty(STDIN_FILENO) == 1, let first = getpass("New passphrase: ").map({ String(cString: $0) }),
-                      let second = getpass("Repeat it: ").map({ String(cString: $0) }) else {
-                    throw VaultError(.invalidArgument, "give the new passphrase in VAULT_NEW_PASSPHRASE or run on a terminal")
+                    let second = getpass("Repeat it: ").map({ String(cString: $0) })
+                else {
+                    throw VaultError(
+                        .invalidArgument, "give the new passphrase in VAULT_NEW_PASSPHRASE or run on a terminal")
                 }
-                guard first == second else { throw VaultError(.invalidArgument, "the passphrases differ; nothing was changed") }
+                guard first == second else {
+                    throw VaultError(.invalidArgument, "the passphrases differ; nothing was changed")
+                }
                 passphrase = first
             }
             try repo.changePassphrase(to: passphrase)
@@ -56,7 +66,8 @@ struct KeyCommand: ParsableCommand {
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the key to a new file (0600) for safekeeping: it works with --key-file and holds a paper form.")
+            abstract:
+                "Write the key to a new file (0600) for safekeeping: it works with --key-file and holds a paper form.")
         @OptionGroup var repository: RepositoryOptions
         @Argument(help: "A new file.") var file: String
 

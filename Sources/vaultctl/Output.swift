@@ -9,11 +9,14 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 /// A table whose last column is bytes as they are (a file name need not be UTF-8).
 func printTable(_ header: [String], _ rows: [(cells: [String], last: [UInt8])]) {
     var widths = header.dropLast().map(\.count)
-    for row in rows { for (i, cell) in row.cells.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        for (i, cell) in row.cells.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+    }
     var out: [UInt8] = []
     func line(_ cells: [String], _ last: [UInt8]) {
         for (i, cell) in cells.enumerated() {
-            out += Array(cell.padding(toLength: i < widths.count ? widths[i] : cell.count, withPad: " ", startingAt: 0).utf8)
+            out += Array(
+                cell.padding(toLength: i < widths.count ? widths[i] : cell.count, withPad: " ", startingAt: 0).utf8)
             out += Array("  ".utf8)
         }
         out += last + [0x0A]
@@ -35,7 +38,8 @@ func describe(_ point: Point, disks: [PointDisk]) -> String {
     let written = disks.reduce(Int64(0)) { $0 + $1.newBytes }
     switch point.status {
     case .active:
-        return "\(point.serverName)/\(point.name): \(point.kind.rawValue) point \(point.id) (\(Units.formatSize(size)) changed, \(Units.formatSize(written)) newly stored)"
+        return
+            "\(point.serverName)/\(point.name): \(point.kind.rawValue) point \(point.id) (\(Units.formatSize(size)) changed, \(Units.formatSize(written)) newly stored)"
     case .failed:
         return "\(point.serverName)/\(point.name): failed: \(point.error ?? "unknown error")"
     case .creating:

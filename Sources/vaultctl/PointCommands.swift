@@ -7,7 +7,8 @@ struct Backup: ParsableCommand {
         abstract: "Back up servers now: a full point of schedule type manual for each.")
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Servers to back up.") var servers: [String]
-    @Option(help: "Point name (default manualbk_xxxx; -0001, -0002... are added for several servers).") var name: String?
+    @Option(help: "Point name (default manualbk_xxxx; -0001, -0002... are added for several servers).") var name:
+        String?
     @Option(help: "Description, up to 255 characters.") var description = ""
     @Option(name: .customLong("tag"), help: "A tag KEY=VALUE; up to 10.") var tags: [String] = []
     @Option(name: .customLong("disk"), help: "Back up only this disk; repeat for more.") var disks: [String] = []
@@ -16,8 +17,9 @@ struct Backup: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let jobs = try repo.prepareManualBackups(servers: servers, name: name, description: description,
-                                                 tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
+        let jobs = try repo.prepareManualBackups(
+            servers: servers, name: name, description: description,
+            tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
         let signals = onStopSignals { jobs.forEach { $0.cancel() } }
         defer { signals.forEach { $0.cancel() } }
         var failed = false
@@ -27,7 +29,11 @@ struct Backup: ParsableCommand {
             defer { printer.clear() }
             let point = job.run(progress: printer.callback())
             printer.clear()
-            if json { views.append(try repo.view(of: point)) } else { print(describe(point, disks: try repo.catalog.pointDisks(point.id))) }
+            if json {
+                views.append(try repo.view(of: point))
+            } else {
+                print(describe(point, disks: try repo.catalog.pointDisks(point.id)))
+            }
             failed = failed || point.status != .active
         }
         if json { printJSON(views) }
@@ -48,11 +54,15 @@ struct Points: ParsableCommand {
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all)
         let views = try repo.views(of: points, server: serverId)
         if json { return printJSON(views) }
-        printTable(["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "SIZE", "TIME", "PARENT", "LOCATION"], views.map { v in
-            [String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,
-             v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))",
-             Units.formatSize(v.estimatedSize), v.time, v.parent.map { String($0.prefix(8)) } ?? "-", v.location]
-        })
+        printTable(
+            ["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "SIZE", "TIME", "PARENT", "LOCATION"],
+            views.map { v in
+                [
+                    String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,
+                    v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))",
+                    Units.formatSize(v.estimatedSize), v.time, v.parent.map { String($0.prefix(8)) } ?? "-", v.location,
+                ]
+            })
     }
 }
 
@@ -67,10 +77,15 @@ struct History: ParsableCommand {
         let serverId = try server.map { try repo.catalog.server(named: $0).id }
         let entries = try repo.history(server: serverId)
         if json { return printJSON(entries) }
-        printTable(["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"], entries.map { e in
-            [String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType, Units.formatSize(e.estimatedSize),
-             e.time, e.finishedAt ?? "-", e.deletion.isEmpty ? "-" : e.deletion, e.error ?? "-"]
-        })
+        printTable(
+            ["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"],
+            entries.map { e in
+                [
+                    String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType,
+                    Units.formatSize(e.estimatedSize),
+                    e.time, e.finishedAt ?? "-", e.deletion.isEmpty ? "-" : e.deletion, e.error ?? "-",
+                ]
+            })
     }
 }
 
@@ -105,7 +120,8 @@ struct Undelete: ParsableCommand {
 }
 
 struct Purge: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete soft-deleted points for good and free their space.")
+    static let configuration = CommandConfiguration(
+        abstract: "Delete soft-deleted points for good and free their space.")
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "Only points soft-deleted at least this long ago (e.g. 7d, 12h).") var olderThan: String?
     @Flag var json = false
@@ -121,11 +137,16 @@ struct Purge: ParsableCommand {
 }
 
 struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Rebuild a point's disk as a raw image file, or stream it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild a point's disk as a raw image file, or stream it.")
     @OptionGroup var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "Disk to export (needed when the point has several).") var disk: String?
-    @Option(name: .shortAndLong, help: "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output.") var output: String
+    @Option(
+        name: .shortAndLong,
+        help:
+            "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output."
+    ) var output: String
     @Flag(help: "Report what was written as JSON (on standard output, so not with -o -).") var json = false
     @OptionGroup var progress: ProgressOptions
 
@@ -142,7 +163,9 @@ struct Export: ParsableCommand {
         let image = try repo.export(point: source.point, disk: source.disk, to: target, progress: printer.callback())
         printer.clear()
         try target.commit()
-        if json { return printJSON(ExportView(point: source.point, disk: source.disk, output: output, size: image.size)) }
+        if json {
+            return printJSON(ExportView(point: source.point, disk: source.disk, output: output, size: image.size))
+        }
         FileHandle.standardError.write(Data("exported \(Units.formatSize(image.size)) to \(target.name)\n".utf8))
     }
 }
@@ -169,8 +192,10 @@ struct Verify: ParsableCommand {
         }
         for problem in report.problems { print("damaged: \(problem.what): \(problem.reason)") }
         for point in report.affected { print("affected point: \(point.serverName)/\(point.name) (\(point.id))") }
-        print("checked \(report.chunks) chunk(s) of \(report.points) point(s): "
-              + (report.isClean ? "all intact" : "\(report.problems.count) damaged, \(report.affected.count) points affected"))
+        print(
+            "checked \(report.chunks) chunk(s) of \(report.points) point(s): "
+                + (report.isClean
+                    ? "all intact" : "\(report.problems.count) damaged, \(report.affected.count) points affected"))
         if !report.isClean { throw ExitCode.failure }
     }
 }
@@ -190,7 +215,8 @@ struct Collect: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @Flag(help: "Only count what would be removed.") var dryRun = false
     @Option(help: "The grace period for this run, e.g. 0 or 12h (default: the repository's).") var grace: String?
-    @Flag(help: "List every chunk of the store, to find those of killed backups (always done in a folder).") var list = false
+    @Flag(help: "List every chunk of the store, to find those of killed backups (always done in a folder).") var list =
+        false
     @Flag var json = false
     @OptionGroup var progress: ProgressOptions
 
@@ -207,17 +233,24 @@ struct Collect: ParsableCommand {
         }
         let verb = dryRun ? "would remove" : "removed"
         let unsized = result.removedChunksUnsized > 0 ? " and \(result.removedChunksUnsized) of unlisted size" : ""
-        print("\(verb) \(result.removedChunks) chunk(s) (\(Units.formatSize(result.removedChunkBytes))\(unsized)), "
-              + "\(result.removedMaps) map folder(s), \(result.removedTemporaries) temporary file(s) "
-              + "(\(Units.formatSize(result.removedTemporaryBytes))); kept \(result.keptChunks) chunk(s) in use")
+        print(
+            "\(verb) \(result.removedChunks) chunk(s) (\(Units.formatSize(result.removedChunkBytes))\(unsized)), "
+                + "\(result.removedMaps) map folder(s), \(result.removedTemporaries) temporary file(s) "
+                + "(\(Units.formatSize(result.removedTemporaryBytes))); kept \(result.keptChunks) chunk(s) in use")
         if result.markedChunks > 0 {
-            print("marked \(result.markedChunks) unused chunk(s): a gc after the grace period (\(Units.formatDuration(result.graceSeconds))) removes them")
+            print(
+                "marked \(result.markedChunks) unused chunk(s): a gc after the grace period (\(Units.formatDuration(result.graceSeconds))) removes them"
+            )
         }
         for point in result.disagreements {
-            print("kept: \(point) is deleted or failed in the catalog but restorable in its manifest; 'vaultctl repair --rebuild-catalog' settles it")
+            print(
+                "kept: \(point) is deleted or failed in the catalog but restorable in its manifest; 'vaultctl repair --rebuild-catalog' settles it"
+            )
         }
         for map in result.unreadableMaps {
-            let what = result.listed ? "removed; the listing found its unused chunks" : "kept until 'vaultctl gc --list' finds its chunks"
+            let what =
+                result.listed
+                ? "removed; the listing found its unused chunks" : "kept until 'vaultctl gc --list' finds its chunks"
             FileHandle.standardError.write(Data("warning: the map of unused point \(map); \(what)\n".utf8))
         }
     }
@@ -241,13 +274,18 @@ struct Repair: ParsableCommand {
         if json {
             printJSON(report)
         } else {
-            print("rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable")
+            print(
+                "rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable"
+            )
             if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
         }
         // A point whose maps are there and whose manifest is not cannot come back: say so, and
         // fail, so a script does not take the rebuild for a whole one.
         for id in report.unaccounted {
-            FileHandle.standardError.write(Data("error: point \(id) has chunk maps but no manifest (manifests/points/\(id).json): it is not in the rebuilt catalog\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "error: point \(id) has chunk maps but no manifest (manifests/points/\(id).json): it is not in the rebuilt catalog\n"
+                        .utf8))
         }
         if !report.unaccounted.isEmpty { throw ExitCode.failure }
     }
@@ -256,11 +294,17 @@ struct Repair: ParsableCommand {
 struct SyncCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync",
-        abstract: "Copy restorable points to another repository (a folder or s3://), made as this one's mirror when new; skips what it has.")
+        abstract:
+            "Copy restorable points to another repository (a folder or s3://), made as this one's mirror when new; skips what it has."
+    )
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "The repository to copy from (the same as --repo; default: $VAULT_REPO).") var from: String?
-    @Option(help: "The repository to copy into: a new folder or s3:// prefix becomes this one's mirror (same key).") var to: String
-    @Option(help: "The state folder of an s3:// target (default: one of its own under /var/lib/vaultfs/s3 or ~/.local/state/vaultfs/s3).")
+    @Option(help: "The repository to copy into: a new folder or s3:// prefix becomes this one's mirror (same key).")
+    var to: String
+    @Option(
+        help:
+            "The state folder of an s3:// target (default: one of its own under /var/lib/vaultfs/s3 or ~/.local/state/vaultfs/s3)."
+    )
     var toStateDir: String?
     @Option(help: "Only this vault's points.") var vault: String?
     @Flag(help: "Report what was copied as JSON.") var json = false
@@ -272,14 +316,17 @@ struct SyncCommand: ParsableCommand {
         // The target never shares the source's state folder: a mirror has the source's id.
         var environment = ProcessInfo.processInfo.environment
         environment["VAULT_STATE_DIR"] = nil
-        let target = try RepositoryLocation.parse(to, endpoint: repository.store.endpoint, region: repository.store.region,
-                                                  stateDirectory: toStateDir, environment: environment)
+        let target = try RepositoryLocation.parse(
+            to, endpoint: repository.store.endpoint, region: repository.store.region,
+            stateDirectory: toStateDir, environment: environment)
         let printer = progress.printer()
         defer { printer.clear() }
-        let report = try Sync.run(from: source, to: target, vault: vault, unlock: repository.unlock, progress: printer.callback())
+        let report = try Sync.run(
+            from: source, to: target, vault: vault, unlock: repository.unlock, progress: printer.callback())
         printer.clear()
         if json { return printJSON(report) }
-        print("synced \(report.points) point(s) to \(target.name) (\(report.pointsPresent) already there): \(report.chunks) chunk(s), \(Units.formatSize(report.chunkBytes)) copied, \(report.chunksPresent) chunk reference(s) already there")
+        print(
+            "synced \(report.points) point(s) to \(target.name) (\(report.pointsPresent) already there): \(report.chunks) chunk(s), \(Units.formatSize(report.chunkBytes)) copied, \(report.chunksPresent) chunk reference(s) already there"
+        )
     }
 }
-

@@ -13,11 +13,13 @@ struct PolicyOptions: ParsableArguments {
     func policy(now: Date) throws -> Policy? {
         if start == nil && every == nil && incrementals == nil && keepFulls == nil { return nil }
         guard let start, let every, let incrementals, let keepFulls else {
-            throw VaultError(.invalidArgument, "a policy needs all of --start, --every, --incrementals and --keep-fulls")
+            throw VaultError(
+                .invalidArgument, "a policy needs all of --start, --every, --incrementals and --keep-fulls")
         }
         let parts = start.split(separator: ":")
         guard parts.count == 2, let hour = Int(parts[0]), let minute = Int(parts[1]),
-              (0..<24).contains(hour), (0..<60).contains(minute) else {
+            (0..<24).contains(hour), (0..<60).contains(minute)
+        else {
             throw VaultError(.invalidArgument, "bad --start '\(start)': use HH:MM")
         }
         let hoursText = every.hasSuffix("h") ? String(every.dropLast()) : every
@@ -25,14 +27,16 @@ struct PolicyOptions: ParsableArguments {
             throw VaultError(.invalidArgument, "bad --every '\(every)': use a whole number of hours such as 4h")
         }
         // The ranges are the core's: the same rule holds for the catalog and for manifests.
-        return try Policy(startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,
-                      keepFulls: keepFulls, since: now)
+        return try Policy(
+            startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,
+            keepFulls: keepFulls, since: now)
     }
 }
 
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "policy", abstract: "Set or show a vault's backup policy.", subcommands: [Set.self, Show.self, Clear.self])
+        commandName: "policy", abstract: "Set or show a vault's backup policy.",
+        subcommands: [Set.self, Show.self, Clear.self])
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a vault's policy.")
@@ -118,7 +122,7 @@ struct ScheduleCommand: ParsableCommand {
                         fflush(nil)
                     }
                     if once { failed += outcomes.filter(\.failed) }
-                } catch where !once {
+                } catch  where !once {
                     // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
                     FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))
                 }
@@ -165,7 +169,9 @@ struct RetentionCommand: ParsableCommand {
                     continue
                 }
                 for point in points {
-                    print("\(dryRun ? "would delete" : "deleted") \(vault.name)/\(point.serverName)/\(point.name) (\(point.kind.rawValue), \(point.id))")
+                    print(
+                        "\(dryRun ? "would delete" : "deleted") \(vault.name)/\(point.serverName)/\(point.name) (\(point.kind.rawValue), \(point.id))"
+                    )
                 }
                 if points.isEmpty { print("\(vault.name): nothing to delete") }
             }

@@ -53,7 +53,9 @@ final class ProgressPrinter: Sendable {
                 let amount: String
                 switch progress.unit {
                 case .bytes:
-                    amount = progress.total > 0 ? "\(Units.formatSize(progress.done)) / \(Units.formatSize(progress.total))"
+                    amount =
+                        progress.total > 0
+                        ? "\(Units.formatSize(progress.done)) / \(Units.formatSize(progress.total))"
                         : Units.formatSize(progress.done)
                 case .chunks:
                     amount = "\(progress.done) / \(progress.total) chunks"
@@ -68,6 +70,8 @@ final class ProgressPrinter: Sendable {
 
     /// Clears the progress line, if one is drawn, so the next output starts on a clean line.
     func clear() {
-        if style == .line, drawn.exchange(false, ordering: .relaxed) { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if style == .line, drawn.exchange(false, ordering: .relaxed) {
+            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        }
     }
 }

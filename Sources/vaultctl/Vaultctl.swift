@@ -8,17 +8,20 @@ struct Vaultctl: ParsableCommand {
         commandName: "vaultctl",
         abstract: "Back up servers' disks into a vaultfs repository, on a schedule or now, and manage what is kept.",
         version: "0.1.0",
-        subcommands: [Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
-                      ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
-                      Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self, FilesCommand.self,
-                      SyncCommand.self])
+        subcommands: [
+            Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
+            ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
+            Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self,
+            FilesCommand.self,
+            SyncCommand.self,
+        ])
 
     /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
     /// points`), as the repository for every subcommand.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if let first = arguments.first {
-            if (first == "-R" || first == "--repo"), arguments.count > 1 {
+            if first == "-R" || first == "--repo", arguments.count > 1 {
                 setenv("VAULT_REPO", arguments[1], 1)
                 arguments.removeFirst(2)
             } else if first.hasPrefix("--repo=") {
@@ -49,7 +52,9 @@ struct RepositoryOptions: ParsableArguments {
 
     /// How to unlock the repository if it is encrypted; the passphrase is read only then.
     var unlock: Unlock {
-        if let file = keyFile ?? ProcessInfo.processInfo.environment["VAULT_KEY_FILE"], !file.isEmpty { return .keyFile(file) }
+        if let file = keyFile ?? ProcessInfo.processInfo.environment["VAULT_KEY_FILE"], !file.isEmpty {
+            return .keyFile(file)
+        }
         let fd = passphraseFd
         return .passphrase { try Passphrase.read(fd: fd) }
     }
@@ -67,7 +72,10 @@ struct RepositoryOptions: ParsableArguments {
 struct StoreOptions: ParsableArguments {
     @Option(help: "The S3 endpoint of an s3:// repository (default: $VAULT_S3_ENDPOINT).") var endpoint: String?
     @Option(help: "The S3 region (default: $AWS_REGION, else us-east-1).") var region: String?
-    @Option(help: "The local state folder of an s3:// repository: its catalog and locks (default: $VAULT_STATE_DIR, else /var/lib/vaultfs/s3/... for root, ~/.local/state/vaultfs/s3/... for others).")
+    @Option(
+        help:
+            "The local state folder of an s3:// repository: its catalog and locks (default: $VAULT_STATE_DIR, else /var/lib/vaultfs/s3/... for root, ~/.local/state/vaultfs/s3/... for others)."
+    )
     var stateDir: String?
 
     func location(of path: String) throws -> RepositoryLocation {
@@ -81,17 +89,23 @@ struct Init: ParsableCommand {
     @Argument(help: "Directory to create the repository in (new or empty), or s3://BUCKET/PREFIX.") var path: String
     @OptionGroup var store: StoreOptions
     @Option(help: "Chunk size, a power of two from 64K to 4M.") var chunkSize = "1M"
-    @Option(help: "zstd compression level, 1-19: 1 is the fastest, higher levels store a little less.") var compressionLevel = 1
+    @Option(help: "zstd compression level, 1-19: 1 is the fastest, higher levels store a little less.")
+    var compressionLevel = 1
     @Option(help: "Let this group read the repository (default: only its owner can).") var group: String?
     @Option(help: "aes-256-gcm, or none (the default): encrypt chunks, maps and manifests.") var encryption = "none"
     @Option(help: "With encryption: write the key to this new file instead of wrapping it with a passphrase.")
     var keyFile: String?
     @Option(help: "Read the passphrase from this file descriptor.") var passphraseFd: Int32?
-    @Option(help: "How long gc leaves an unused chunk before removing it, e.g. 12h (default: 0 in a folder, 1d in a bucket; longer than your longest backup).")
+    @Option(
+        help:
+            "How long gc leaves an unused chunk before removing it, e.g. 12h (default: 0 in a folder, 1d in a bucket; longer than your longest backup)."
+    )
     var gcGrace: String?
 
     func run() throws {
-        guard let size = Units.parseSize(chunkSize) else { throw VaultError(.invalidArgument, "bad chunk size '\(chunkSize)'") }
+        guard let size = Units.parseSize(chunkSize) else {
+            throw VaultError(.invalidArgument, "bad chunk size '\(chunkSize)'")
+        }
         let protection: Repository.Encryption
         switch (encryption, keyFile) {
         case ("none", nil): protection = .none
@@ -99,17 +113,24 @@ struct Init: ParsableCommand {
         case (RepositoryConfig.cipher, let file?): protection = .keyFile(file)
         case (RepositoryConfig.cipher, nil):
             let passphrase = try Passphrase.read(fd: passphraseFd, prompt: "New passphrase: ")
-            if ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] == nil && isatty(STDIN_FILENO) == 1 && passphraseFd == nil,
-               try Passphrase.read(prompt: "Repeat it: ") != passphrase {
+            if ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] == nil && isatty(STDIN_FILENO) == 1
+                && passphraseFd == nil,
+                try Passphrase.read(prompt: "Repeat it: ") != passphrase
+            {
                 throw VaultError(.invalidArgument, "the passphrases differ; nothing was created")
             }
             protection = .passphrase(passphrase)
         default: throw VaultError(.invalidArgument, "unknown encryption '\(encryption)': use aes-256-gcm or none")
         }
         let grace = try gcGrace.map(Units.durationArgument)
-        let repository = try Repository.create(at: try store.location(of: path), chunkSize: size, compressionLevel: compressionLevel, group: group,
-                                               encryption: protection, gcGrace: grace)
-        let what = protection == .none ? "not encrypted" : "encrypted with aes-256-gcm" + (keyFile.map { ", key in \($0)" } ?? "")
-        print("created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))")
+        let repository = try Repository.create(
+            at: try store.location(of: path), chunkSize: size, compressionLevel: compressionLevel, group: group,
+            encryption: protection, gcGrace: grace)
+        let what =
+            protection == .none
+            ? "not encrypted" : "encrypted with aes-256-gcm" + (keyFile.map { ", key in \($0)" } ?? "")
+        print(
+            "created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))"
+        )
     }
 }

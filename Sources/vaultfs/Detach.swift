@@ -7,7 +7,9 @@ import Glibc
 enum Detach {
     static func spawnAndWait(_ arguments: [String]) -> Int32 {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return VaultfsCommand.fail("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else {
+            return VaultfsCommand.fail("cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
         setenv("VAULTFS_NOTIFY_FD", "3", 1)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { text in text.withCString { strdup($0) } } + [nil]

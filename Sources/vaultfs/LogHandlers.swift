@@ -60,8 +60,9 @@ struct FileLogHandler: LogHandler {
         var now = time(nil)
         var parts = tm()
         gmtime_r(&now, &parts)
-        let stamp = String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                           parts.tm_hour, parts.tm_min, parts.tm_sec)
+        let stamp = String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+            parts.tm_hour, parts.tm_min, parts.tm_sec)
         let text = "\(stamp) vaultfs[\(getpid())] \(event.level): \(event.message)\n"
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
     }

@@ -39,10 +39,17 @@ enum VaultfsCommand {
             case "-o":
                 guard let value = rest.popFirst() else { return fail("-o needs a value") }
                 optionText.append(value)
-            case "-h", "--help": print(usage); return 0
-            case "--version": print("vaultfs 0.1.0"); return 0
+            case "-h", "--help":
+                print(usage)
+                return 0
+            case "--version":
+                print("vaultfs 0.1.0")
+                return 0
             default:
-                if argument.hasPrefix("-o") && argument.count > 2 { optionText.append(String(argument.dropFirst(2))); continue }
+                if argument.hasPrefix("-o") && argument.count > 2 {
+                    optionText.append(String(argument.dropFirst(2)))
+                    continue
+                }
                 if argument.hasPrefix("-") { return fail("unknown flag \(argument)\n\(usage)") }
                 positional.append(argument)
             }
@@ -68,8 +75,9 @@ enum VaultfsCommand {
             // fio with 4 jobs gave 13.3-14.4k IOPS against 14.9-15.3k before the cache counted
             // its loads in flight (both changes together).
             _ = vfs_limit_malloc_arenas(1)
-            let location = try RepositoryLocation.parse(positional[0], endpoint: options.s3Endpoint, region: options.s3Region,
-                                                        stateDirectory: options.stateDirectory)
+            let location = try RepositoryLocation.parse(
+                positional[0], endpoint: options.s3Endpoint, region: options.s3Region,
+                stateDirectory: options.stateDirectory)
             let repository = try Repository(location: location, unlock: options.unlock, diskCache: options.diskCache)
             try Mount.serve(repository: repository, at: positional[1], options: options) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }

@@ -10,21 +10,29 @@ final class CatalogLossTests: XCTestCase {
     /// soft-deleted, deleted by retention, and manual.
     private func populated() throws -> MountFixture {
         let fixture = try MountFixture(policyPoints: 3, manual: ["m1", "m2"])
-        try fixture.ctl.run("vault", "create", "spare", "--start", "02:00", "--every", "24h", "--incrementals", "0", "--keep-fulls", "3")
-        try fixture.ctl.run("server", "add", "gone", "--vault", "spare", "--disk", "root=\(fixture.scratch.file("missing.img"))")
+        try fixture.ctl.run(
+            "vault", "create", "spare", "--start", "02:00", "--every", "24h", "--incrementals", "0", "--keep-fulls", "3"
+        )
+        try fixture.ctl.run(
+            "server", "add", "gone", "--vault", "spare", "--disk", "root=\(fixture.scratch.file("missing.img"))")
         _ = try fixture.ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-02T02:00"])
         try fixture.ctl.run("delete", "web/m2")
         return fixture
     }
 
     private func catalogView(_ ctl: Vaultctl) throws -> [String] {
-        [try ctl.run("history", "--json"), try ctl.run("points", "--all", "--json"), try ctl.run("vault", "list", "--json"),
-         try ctl.run("server", "list"), try ctl.run("policy", "show", "prod", "--json")]
+        [
+            try ctl.run("history", "--json"), try ctl.run("points", "--all", "--json"),
+            try ctl.run("vault", "list", "--json"),
+            try ctl.run("server", "list"), try ctl.run("policy", "show", "prod", "--json"),
+        ]
     }
 
     private func storedFiles(_ fixture: MountFixture) throws -> String {
-        try mustRun(["find", "\(fixture.ctl.repository)/chunks", "\(fixture.ctl.repository)/maps",
-                     "\(fixture.ctl.repository)/manifests", "-type", "f"]).split(separator: "\n").sorted().joined(separator: "\n")
+        try mustRun([
+            "find", "\(fixture.ctl.repository)/chunks", "\(fixture.ctl.repository)/maps",
+            "\(fixture.ctl.repository)/manifests", "-type", "f",
+        ]).split(separator: "\n").sorted().joined(separator: "\n")
     }
 
     func testMissingCatalogIsRefusedByEveryCommandAndRebuiltWhole() throws {
@@ -37,7 +45,8 @@ final class CatalogLossTests: XCTestCase {
         let commands: [[String]] = [
             ["points"], ["history"], ["vault", "list"], ["server", "list"], ["verify"], ["gc"], ["retention", "apply"],
             ["purge"], ["backup", "web"], ["schedule", "run", "--once", "--now", "2030-01-05T16:00"],
-            ["export", "web/m1", "-o", fixture.scratch.file("out.img")], ["delete", "web/m1"], ["vault", "create", "x"],
+            ["export", "web/m1", "-o", fixture.scratch.file("out.img")], ["delete", "web/m1"],
+            ["vault", "create", "x"],
         ]
         for command in commands {
             let result = try ctl.attempt(command)
@@ -45,10 +54,13 @@ final class CatalogLossTests: XCTestCase {
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(command): \(result.stderr)")
             XCTAssertTrue(result.stderr.contains("repair --rebuild-catalog"), "\(command): \(result.stderr)")
         }
-        let mount = try runCommand([productPath("vaultfs"), ctl.repository, fixture.scratch.file("mnt"), "-f"], timeout: 20)
+        let mount = try runCommand(
+            [productPath("vaultfs"), ctl.repository, fixture.scratch.file("mnt"), "-f"], timeout: 20)
         XCTAssertNotEqual(mount.status, 0)
         XCTAssertTrue(mount.stderr.contains("repair --rebuild-catalog"), mount.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(ctl.repository)/catalog.sqlite"), "a command recreated the catalog")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: "\(ctl.repository)/catalog.sqlite"),
+            "a command recreated the catalog")
         XCTAssertEqual(try storedFiles(fixture), stored, "a refused command changed what is stored")
 
         let repair = try ctl.run("repair", "--rebuild-catalog")
@@ -80,8 +92,9 @@ final class CatalogLossTests: XCTestCase {
         let gc = try ctl.attempt(["gc"])
         XCTAssertNotEqual(gc.status, 0)
         XCTAssertTrue(gc.stderr.contains("repair --rebuild-catalog"), gc.stderr)
-        XCTAssertEqual(try storedFiles(fixture).components(separatedBy: "\n").filter { $0.contains("/chunks/") },
-                       stored.components(separatedBy: "\n").filter { $0.contains("/chunks/") })
+        XCTAssertEqual(
+            try storedFiles(fixture).components(separatedBy: "\n").filter { $0.contains("/chunks/") },
+            stored.components(separatedBy: "\n").filter { $0.contains("/chunks/") })
 
         try ctl.run("repair", "--rebuild-catalog")
         let out = fixture.scratch.file("out.img")
@@ -93,7 +106,8 @@ final class CatalogLossTests: XCTestCase {
 
     func testEverythingIsOwnerOnlyWhateverTheUmask() throws {
         let scratch = Scratch("modes")
-        let disk = try Ext4Image.make(at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(50_000, seed: 9)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(50_000, seed: 9)])
         let repo = scratch.file("repo")
         let script = """
             umask 022
@@ -113,8 +127,10 @@ final class CatalogLossTests: XCTestCase {
 
         // Shared with one group: read, never write, for that group; nothing for others.
         let shared = scratch.file("shared")
-        try mustRun(["sh", "-c", "umask 0; \"$0\" init \"$1\" --group daemon && \"$0\" -R \"$1\" vault create v",
-                     productPath("vaultctl"), shared])
+        try mustRun([
+            "sh", "-c", "umask 0; \"$0\" init \"$1\" --group daemon && \"$0\" -R \"$1\" vault create v",
+            productPath("vaultctl"), shared,
+        ])
         XCTAssertEqual(try mustRun(["find", shared, "-perm", "/027"]), "")
         XCTAssertEqual(try mustRun(["find", shared, "!", "-group", "daemon"]), "")
         XCTAssertEqual(try mustRun(["stat", "-c", "%a", shared]), "2750\n")
@@ -137,12 +153,14 @@ final class CatalogLossTests: XCTestCase {
         try Data(original.prefix(original.count / 2)).write(to: URL(fileURLWithPath: manifest))
         var result = try ctl.attempt(["verify"])
         XCTAssertEqual(result.status, 1, result.stdout)
-        XCTAssertTrue(result.stdout.contains("manifest of point web/m1") && result.stdout.contains("rebuild"), result.stdout)
+        XCTAssertTrue(
+            result.stdout.contains("manifest of point web/m1") && result.stdout.contains("rebuild"), result.stdout)
         // A missing one.
         unlink(manifest)
         result = try ctl.attempt(["verify"])
         XCTAssertEqual(result.status, 1, result.stdout)
-        XCTAssertTrue(result.stdout.contains("manifest of point web/m1") && result.stdout.contains("missing"), result.stdout)
+        XCTAssertTrue(
+            result.stdout.contains("manifest of point web/m1") && result.stdout.contains("missing"), result.stdout)
         // ... and the catalog lost too: the rebuild names the point it cannot bring back.
         for suffix in ["", "-wal", "-shm"] { unlink("\(repo)/catalog.sqlite\(suffix)") }
         result = try ctl.attempt(["repair", "--rebuild-catalog"])
@@ -159,10 +177,12 @@ final class CatalogLossTests: XCTestCase {
         let config = "\(repo)/repository.json"
         let settings = try String(contentsOfFile: config, encoding: .utf8)
         XCTAssertTrue(settings.contains("65536"), settings)
-        try settings.replacingOccurrences(of: "65536", with: "131072").write(toFile: config, atomically: true, encoding: .utf8)
+        try settings.replacingOccurrences(of: "65536", with: "131072").write(
+            toFile: config, atomically: true, encoding: .utf8)
         result = try ctl.attempt(["verify"])
         XCTAssertEqual(result.status, 1, result.stdout)
-        XCTAssertTrue(result.stdout.contains("map of web/m1") && result.stdout.contains("131072-byte chunks"), result.stdout)
+        XCTAssertTrue(
+            result.stdout.contains("map of web/m1") && result.stdout.contains("131072-byte chunks"), result.stdout)
         XCTAssertNotEqual(try ctl.attempt(["export", "web/m1", "-o", fixture.scratch.file("out.img")]).status, 0)
         try settings.write(toFile: config, atomically: true, encoding: .utf8)
         XCTAssertTrue(try ctl.run("verify").contains("all intact"))

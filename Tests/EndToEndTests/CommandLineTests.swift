@@ -12,7 +12,8 @@ final class CommandLineTests: XCTestCase {
     override func setUpWithError() throws {
         scratch = Scratch("cli")
         ctl = Vaultctl(repository: scratch.file("repo"))
-        disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["f": pseudoRandomBytes(200_000, seed: 1)])
+        disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "16M", files: ["f": pseudoRandomBytes(200_000, seed: 1)])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
@@ -25,12 +26,15 @@ final class CommandLineTests: XCTestCase {
             + files.split(separator: "\n").sorted().joined(separator: "\n")
     }
 
-    private func assertRefused(_ arguments: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    private func assertRefused(
+        _ arguments: [String], mentions text: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let result = try ctl.attempt(arguments)
         XCTAssertNotEqual(result.status, 0, "\(arguments) succeeded", file: file, line: line)
         let lines = result.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, "\(arguments) printed: \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stderr.contains(text), "\(arguments): '\(result.stderr)' lacks '\(text)'", file: file, line: line)
+        XCTAssertTrue(
+            result.stderr.contains(text), "\(arguments): '\(result.stderr)' lacks '\(text)'", file: file, line: line)
     }
 
     func testBadInputGivesOneClearLineAndChangesNothing() throws {
@@ -45,11 +49,13 @@ final class CommandLineTests: XCTestCase {
         try assertRefused(["backup", "web", "--name", "bad name"], mentions: "bad point name")
         try assertRefused(["backup", "web", "--name", "first"], mentions: "already has a point named 'first'")
         try assertRefused(["backup", "web", "--tag", "k=v v"], mentions: "bad tag value")
-        try assertRefused(["backup", "web", "--description", String(repeating: "d", count: 256)], mentions: "at most 255")
+        try assertRefused(
+            ["backup", "web", "--description", String(repeating: "d", count: 256)], mentions: "at most 255")
         try assertRefused(["backup", "nosuch"], mentions: "no server named 'nosuch'")
         try assertRefused(["backup", "web", "ghost"], mentions: "missing.img")
         try assertRefused(["backup", "web", "--disk", "nope"], mentions: "no disk named 'nope'")
-        try assertRefused(["server", "add", "x", "--vault", "nosuch", "--disk", "r=/tmp/x"], mentions: "no vault named 'nosuch'")
+        try assertRefused(
+            ["server", "add", "x", "--vault", "nosuch", "--disk", "r=/tmp/x"], mentions: "no vault named 'nosuch'")
         try assertRefused(["export", "nosuch", "-o", scratch.file("out.img")], mentions: "no point matches 'nosuch'")
         try assertRefused(["delete", "nosuch"], mentions: "no point matches")
         try assertRefused(["vault", "remove", "prod"], mentions: "still has")
@@ -59,10 +65,12 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testSecondBackupOfABusyServerIsRefused() throws {
-        try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 3")
+        try ctl.run(
+            "server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 3")
         let first = try ctl.start(["backup", "slow", "--name", "first"])
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        XCTAssertTrue(
+            try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         try assertRefused(["backup", "slow", "--name", "second"], mentions: "busy")
         XCTAssertTrue(eventually(timeout: 30) { !first.isRunning })
         XCTAssertEqual(first.terminationStatus, 0)
@@ -71,18 +79,24 @@ final class CommandLineTests: XCTestCase {
 
     func testNamesDescriptionsTagsAndSuffixes() throws {
         try ctl.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(disk.path)")
-        try ctl.run("backup", "web", "db", "--name", "nightly", "--description", "before upgrade", "--tag", "env=prod", "--tag", "ticket=")
+        try ctl.run(
+            "backup", "web", "db", "--name", "nightly", "--description", "before upgrade", "--tag", "env=prod", "--tag",
+            "ticket=")
         try ctl.run("backup", "web")
         let points = try ctl.json("points")
-        XCTAssertEqual(Set(points.map { "\($0["server"]!)/\($0["name"]!)" }).subtracting(points.filter {
-            ($0["name"] as! String).hasPrefix("manualbk_") }.map { "\($0["server"]!)/\($0["name"]!)" }),
+        XCTAssertEqual(
+            Set(points.map { "\($0["server"]!)/\($0["name"]!)" }).subtracting(
+                points.filter {
+                    ($0["name"] as! String).hasPrefix("manualbk_")
+                }.map { "\($0["server"]!)/\($0["name"]!)" }),
             ["web/nightly-0001", "db/nightly-0002"])
         let nightly = try XCTUnwrap(points.first { $0["name"] as? String == "nightly-0001" })
         XCTAssertEqual(nightly["description"] as? String, "before upgrade")
         XCTAssertEqual(nightly["tags"] as? [String: String], ["env": "prod", "ticket": ""])
         XCTAssertEqual(nightly["scheduleType"] as? String, "Manual")
         XCTAssertEqual(nightly["type"] as? String, "Full")
-        let generated = try XCTUnwrap(points.first { ($0["name"] as! String).hasPrefix("manualbk_") })["name"] as! String
+        let generated =
+            try XCTUnwrap(points.first { ($0["name"] as! String).hasPrefix("manualbk_") })["name"] as! String
         XCTAssertNotNil(generated.range(of: "^manualbk_[0-9a-f]{4}$", options: .regularExpression), generated)
     }
 
@@ -123,10 +137,14 @@ final class CommandLineTests: XCTestCase {
         try graced.run("backup", "web", "--name", "one")
         try disk.write("g", pseudoRandomBytes(300_000, seed: 2))
         try graced.run("backup", "web", "--name", "two")
-        let chunks = { try mustRun(["find", self.scratch.file("graced/chunks"), "-type", "f"]).split(separator: "\n").count }
+        let chunks = {
+            try mustRun(["find", self.scratch.file("graced/chunks"), "-type", "f"]).split(separator: "\n").count
+        }
         let before = try chunks()
         let gc = { (arguments: [String]) throws -> [String: Any] in
-            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try graced.run(["gc", "--json"] + arguments).utf8)) as? [String: Any])
+            try XCTUnwrap(
+                JSONSerialization.jsonObject(with: Data(try graced.run(["gc", "--json"] + arguments).utf8))
+                    as? [String: Any])
         }
         // Soft-deleted: nothing is unused yet.
         try graced.run("delete", "web/two")
@@ -152,14 +170,17 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("vault", "create", "dr")
         try ctl.run("server", "move", "web", "--vault", "dr")
         try ctl.run("backup", "web", "--name", "in-dr")
-        let vaults = Dictionary(uniqueKeysWithValues: try ctl.json("points").map { ($0["name"] as! String, $0["vault"] as! String) })
+        let vaults = Dictionary(
+            uniqueKeysWithValues: try ctl.json("points").map { ($0["name"] as! String, $0["vault"] as! String) })
         XCTAssertEqual(vaults, ["in-prod": "prod", "in-dr": "dr"])
     }
 
     func testExportStreamsToStandardOutput() throws {
         try ctl.run("backup", "web", "--name", "one")
         let out = scratch.file("streamed.img")
-        try mustRun(["sh", "-c", "\"$0\" export web/one -o - > \(out)", productPath("vaultctl")], environment: ["VAULT_REPO": ctl.repository])
+        try mustRun(
+            ["sh", "-c", "\"$0\" export web/one -o - > \(out)", productPath("vaultctl")],
+            environment: ["VAULT_REPO": ctl.repository])
         try mustRun(["cmp", out, disk.path])
     }
 
@@ -174,7 +195,8 @@ final class CommandLineTests: XCTestCase {
         try tight.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         try tight.run("backup", "web", "--name", "fits")
         let big = scratch.file("big.img")
-        XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: Data(pseudoRandomBytes(12 << 20, seed: 77))))
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: big, contents: Data(pseudoRandomBytes(12 << 20, seed: 77))))
         try tight.run("server", "add", "big", "--vault", "prod", "--disk", "root=\(big)")
 
         let result = try tight.attempt(["backup", "big", "--name", "too-big"])
@@ -199,7 +221,11 @@ final class CommandLineTests: XCTestCase {
         try ctl.run("backup", "web", "--name", "one")
         let repository = try openRepository(ctl.repository)
         let point = try repository.catalog.point(matching: "web/one")
-        guard case .data(let hash)? = try repository.flatten(point: point.id, disk: "root").refs.first(where: { $0 != .zero }) else {
+        guard
+            case .data(let hash)? = try repository.flatten(point: point.id, disk: "root").refs.first(where: {
+                $0 != .zero
+            })
+        else {
             return XCTFail("no data chunk")
         }
         unlink("\(ctl.repository)/chunks/\(hash.hex.prefix(2))/\(hash.hex)")
@@ -213,23 +239,27 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testBlockDeviceDiskIsBackedUpAndRestoredToADevice() throws {
-        let loop = try mustRun(["losetup", "--find", "--show", disk.path]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let loop = try mustRun(["losetup", "--find", "--show", disk.path]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         defer { _ = try? runCommand(["losetup", "-d", loop], timeout: 10) }
         try ctl.run("server", "add", "metal", "--vault", "prod", "--disk", "vda=\(loop)")
         try ctl.run("backup", "metal", "--name", "dev")
         let target = scratch.file("target.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: target, contents: Data(count: 16 << 20)))
-        let targetLoop = try mustRun(["losetup", "--find", "--show", target]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let targetLoop = try mustRun(["losetup", "--find", "--show", target]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         defer { _ = try? runCommand(["losetup", "-d", targetLoop], timeout: 10) }
         try ctl.run("export", "metal/dev", "-o", targetLoop)
         try mustRun(["cmp", targetLoop, disk.path])
     }
 
     func testInterruptedBackupIsRecordedAsCancelled() throws {
-        try ctl.run("server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
+        try ctl.run(
+            "server", "add", "slow", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
         let backup = try ctl.start(["backup", "slow", "--name", "stopped"])
         defer { if backup.isRunning { kill(backup.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        XCTAssertTrue(
+            try eventually(timeout: 10) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         kill(backup.processIdentifier, SIGINT)
         XCTAssertTrue(eventually(timeout: 20) { !backup.isRunning })
         XCTAssertNotEqual(backup.terminationStatus, 0)
@@ -303,7 +333,8 @@ final class CommandLineTests: XCTestCase {
         let env = ["VAULT_REPO": ctl.repository]
         // On a terminal (script gives the command one): a line redrawn in place, naming the
         // server, point and disk, and cleared before the result is printed.
-        let tty = try mustRun(["script", "-qec", "\(vaultctl) backup web --name on-tty", "/dev/null"], environment: env)
+        let tty = try mustRun(
+            ["script", "-qec", "\(vaultctl) backup web --name on-tty", "/dev/null"], environment: env)
         XCTAssertTrue(tty.contains("\r\u{1B}[Kweb/on-tty disk root: "), tty)
         XCTAssertTrue(tty.contains("\r\u{1B}[Kweb/on-tty: full point"), tty)
         let verify = try mustRun(["script", "-qec", "\(vaultctl) verify", "/dev/null"], environment: env)
@@ -314,8 +345,10 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(piped.stderr.contains("\r"), piped.stderr)
         XCTAssertEqual(piped.stderr, "")
         // --progress json: one event per line on stderr, the result alone on stdout.
-        for arguments in [["backup", "web", "--name", "as-json"], ["export", "web/as-json", "-o", scratch.file("e.img")], ["verify"],
-                          ["gc", "--dry-run"]] {
+        for arguments in [
+            ["backup", "web", "--name", "as-json"], ["export", "web/as-json", "-o", scratch.file("e.img")], ["verify"],
+            ["gc", "--dry-run"],
+        ] {
             let result = try ctl.attempt(arguments + ["--progress", "json"])
             XCTAssertEqual(result.status, 0, result.stderr)
             let events = result.stderr.split(separator: "\n").filter { $0.hasPrefix("{") }
@@ -333,27 +366,39 @@ final class CommandLineTests: XCTestCase {
     /// The machine's libcurl.so.4, as the dynamic loader finds it.
     private func libcurlPath() throws -> String {
         let found = try mustRun(["ldconfig", "-p"]).split(separator: "\n").first { $0.contains("libcurl.so.4 ") }
-        guard let library = found?.components(separatedBy: " => ").last else { throw XCTSkip("no libcurl.so.4 on this machine") }
+        guard let library = found?.components(separatedBy: " => ").last else {
+            throw XCTSkip("no libcurl.so.4 on this machine")
+        }
         return library
     }
 
     /// vaultctl with `replacement` bind-mounted over `library` (the machine's libcurl.so.4) in a
     /// mount namespace of its own: the mount dies with the namespace when the command ends,
     /// whatever happens. Exit status 99 says the mount could not be made.
-    private func vaultctl(replacing library: String, with replacement: String, _ arguments: [String],
-                          environment: [String: String] = [:]) throws -> CommandResult {
+    private func vaultctl(
+        replacing library: String, with replacement: String, _ arguments: [String],
+        environment: [String: String] = [:]
+    ) throws -> CommandResult {
         let mask = "mount --bind \(replacement) \(library) || exit 99; exec \"$@\""
         var variables = ["VAULT_REPO": ctl.repository]
-        if Vaultctl.encryptsByDefault { variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] }
+        if Vaultctl.encryptsByDefault {
+            variables["VAULT_PASSPHRASE"] = ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"]
+        }
         variables.merge(environment) { _, new in new }
-        return try runCommand(["unshare", "--mount", "--propagation", "private", "sh", "-c", mask, "sh", productPath("vaultctl")] + arguments,
-                              environment: variables)
+        return try runCommand(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", mask, "sh", productPath("vaultctl")]
+                + arguments,
+            environment: variables)
     }
 
     /// An S3 repository whose endpoint nobody answers, for tests that must fail before any request.
-    private let unansweredS3 = (arguments: ["points", "--repo", "s3://some-bucket/repo"],
-                                environment: ["AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
-                                              "VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
+    private let unansweredS3 = (
+        arguments: ["points", "--repo", "s3://some-bucket/repo"],
+        environment: [
+            "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret",
+            "VAULT_S3_ENDPOINT": "http://127.0.0.1:9",
+        ]
+    )
 
     /// libcurl is loaded only for a repository in a bucket. With it unusable (an empty file
     /// bind-mounted over it, in a mount namespace of the command's own), a local repository
@@ -383,9 +428,12 @@ final class CommandLineTests: XCTestCase {
     /// libcurl's functions whose curl_version_info says 7.74.0, put in libcurl.so.4's place.
     func testALibcurlTooOldToSignRequestsIsRefusedInOneLine() throws {
         let curl = try libcurlPath()
-        let source = scratch.file("oldcurl.c"), library = scratch.file("libcurl-7.74.so")
-        let functions = ["curl_global_init", "curl_easy_init", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_setopt",
-                         "curl_easy_perform", "curl_easy_getinfo", "curl_easy_strerror", "curl_slist_append", "curl_slist_free_all"]
+        let source = scratch.file("oldcurl.c")
+        let library = scratch.file("libcurl-7.74.so")
+        let functions = [
+            "curl_global_init", "curl_easy_init", "curl_easy_cleanup", "curl_easy_reset", "curl_easy_setopt",
+            "curl_easy_perform", "curl_easy_getinfo", "curl_easy_strerror", "curl_slist_append", "curl_slist_free_all",
+        ]
         // The first fields of curl_version_info_data: age, version, version_num.
         let text = """
             struct version { int age; const char *version; unsigned int version_num; };
@@ -395,15 +443,20 @@ final class CommandLineTests: XCTestCase {
 
             """
         try text.write(toFile: source, atomically: true, encoding: .utf8)
-        let compiled = try runCommand(["sh", "-c", "for cc in cc clang; do command -v $cc >/dev/null && exec $cc -shared -fPIC -o \"$1\" \"$2\"; done; exit 127",
-                                       "sh", library, source])
+        let compiled = try runCommand([
+            "sh", "-c",
+            "for cc in cc clang; do command -v $cc >/dev/null && exec $cc -shared -fPIC -o \"$1\" \"$2\"; done; exit 127",
+            "sh", library, source,
+        ])
         guard compiled.status != 127 else { throw XCTSkip("no C compiler to build a stand-in libcurl") }
         XCTAssertEqual(compiled.status, 0, compiled.stderr)
 
-        let s3 = try vaultctl(replacing: curl, with: library, unansweredS3.arguments, environment: unansweredS3.environment)
+        let s3 = try vaultctl(
+            replacing: curl, with: library, unansweredS3.arguments, environment: unansweredS3.environment)
         guard s3.status != 99 else { return XCTFail("the test could not replace libcurl: \(s3.stderr)") }
         XCTAssertNotEqual(s3.status, 0)
         XCTAssertEqual(s3.stderr.split(separator: "\n").count, 1, s3.stderr)
-        XCTAssertTrue(s3.stderr.contains("libcurl 7.74.0 cannot sign S3 requests: libcurl 7.75.0 or later is needed"), s3.stderr)
+        XCTAssertTrue(
+            s3.stderr.contains("libcurl 7.74.0 cannot sign S3 requests: libcurl 7.75.0 or later is needed"), s3.stderr)
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 import TestSupport
-@testable import VaultCore
 import XCTest
+
+@testable import VaultCore
 
 /// Backups, retention, purge and garbage collection killed with SIGKILL at exact moments
 /// (`VAULTFS_FAULT`): what was stored stays whole, nothing half-made shows as Active, and
@@ -18,7 +19,8 @@ class CrashTests: XCTestCase {
     override func setUpWithError() throws {
         scratch = Scratch("crash")
         ctl = try makeRepository()
-        root = try Ext4Image.make(at: scratch.file("root.img"), size: "16M", files: ["etc/hostname": Array("web\n".utf8)])
+        root = try Ext4Image.make(
+            at: scratch.file("root.img"), size: "16M", files: ["etc/hostname": Array("web\n".utf8)])
         data = scratch.file("data.img")
         XCTAssertTrue(FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(6 << 20, seed: 3))))
         try ctl.run(["init", ctl.repository, "--chunk-size", "64K"] + Self.initOptions)
@@ -53,11 +55,16 @@ class CrashTests: XCTestCase {
     }
 
     /// Runs vaultctl with a fault planned; it must die by SIGKILL at that moment.
-    private func killed(_ arguments: [String], at moment: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let result = try runCommand([productPath("vaultctl")] + arguments,
-                                    environment: ctl.environment.merging(["VAULT_REPO": ctl.repository, "VAULTFS_FAULT": moment]) { $1 },
-                                    timeout: 120)
-        XCTAssertEqual(result.status, SIGKILL, "\(arguments) at \(moment) was not killed: \(result.stderr)", file: file, line: line)
+    private func killed(_ arguments: [String], at moment: String, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
+        let result = try runCommand(
+            [productPath("vaultctl")] + arguments,
+            environment: ctl.environment.merging(["VAULT_REPO": ctl.repository, "VAULTFS_FAULT": moment]) { $1 },
+            timeout: 120)
+        XCTAssertEqual(
+            result.status, SIGKILL, "\(arguments) at \(moment) was not killed: \(result.stderr)", file: file, line: line
+        )
     }
 
     private func assertExportsIdentical(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -71,7 +78,10 @@ class CrashTests: XCTestCase {
     }
 
     private func statuses() throws -> [String: String] {
-        Dictionary(uniqueKeysWithValues: try ctl.json("points", "--all").map { ($0["name"] as! String, $0["status"] as! String) })
+        Dictionary(
+            uniqueKeysWithValues: try ctl.json("points", "--all").map {
+                ($0["name"] as! String, $0["status"] as! String)
+            })
     }
 
     func testBackupKilledAtTwelveMomentsLeavesWholePointsAndCollectableGarbage() throws {
@@ -79,9 +89,11 @@ class CrashTests: XCTestCase {
         try ctl.run("backup", "web", "--name", "base")
         // Spread over the chunk writes (before and after each is linked into place), the map
         // writes of both disks, the manifest and the catalog commit.
-        let moments = ["chunk-written:1", "chunk-written:9", "chunk-written:40", "chunk-linked:1", "chunk-linked:5",
-                       "chunk-linked:20", "chunk-linked:35", "chunk-linked:50", "map-written:1", "map-written:2",
-                       "manifest-written", "committed"]
+        let moments = [
+            "chunk-written:1", "chunk-written:9", "chunk-written:40", "chunk-linked:1", "chunk-linked:5",
+            "chunk-linked:20", "chunk-linked:35", "chunk-linked:50", "map-written:1", "map-written:2",
+            "manifest-written", "committed",
+        ]
         let whole = Set(["manifest-written", "committed"])
         for (step, moment) in moments.enumerated() {
             let name = "k\(step)"
@@ -110,8 +122,9 @@ class CrashTests: XCTestCase {
     }
 
     func testRetentionPurgeAndCollectionKilledMidwayLoseNothing() throws {
-        try ctl.run("policy", "set", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "0", "--keep-fulls", "1",
-                    "--now", "2030-01-01T00:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "0", "--keep-fulls", "1",
+            "--now", "2030-01-01T00:00")
         let slots = ["2030-01-01T04:00", "2030-01-01T08:00", "2030-01-01T12:00"]
         let names = slots.map { Units.compactUTC(Units.parseTime($0)!) }
         try change(1, remember: names[0])
@@ -150,8 +163,10 @@ class CrashTests: XCTestCase {
         try ctl.run("purge")
         try ctl.run("backup", "web", "--name", "again")
         try ctl.run("delete", "web/again")
-        let purgeResult = try runCommand([productPath("vaultctl"), "purge"],
-                                         environment: ctl.environment.merging(["VAULT_REPO": ctl.repository, "VAULTFS_FAULT": "gc-chunk-removed:3"]) { $1 })
+        let purgeResult = try runCommand(
+            [productPath("vaultctl"), "purge"],
+            environment: ctl.environment.merging(["VAULT_REPO": ctl.repository, "VAULTFS_FAULT": "gc-chunk-removed:3"])
+            { $1 })
         XCTAssertEqual(purgeResult.status, SIGKILL, purgeResult.stderr)
         XCTAssertEqual(try ctl.attempt(["verify"]).status, 0)
         try assertCollectsEverythingUnused()
@@ -168,7 +183,9 @@ class CrashTests: XCTestCase {
         let live = try repository.catalog.points(includeSoftDeleted: true).filter { $0.status == .active }
         for point in live {
             for disk in try repository.catalog.pointDisks(point.id) {
-                for case .data(let hash) in try repository.maps.read(point: point.id, disk: disk.disk).entries.map(\.ref) {
+                for case .data(let hash) in try repository.maps.read(point: point.id, disk: disk.disk).entries.map(
+                    \.ref)
+                {
                     referenced.insert(hash.hex)
                 }
             }
@@ -179,7 +196,9 @@ class CrashTests: XCTestCase {
             let files = try mustRun(["find", ctl.repository, "-type", "f"]).split(separator: "\n").map(String.init)
             XCTAssertEqual(files.filter { $0.contains(".tmp-") }, [], file: file, line: line)
         }
-        XCTAssertEqual(try repository.maps.points(), Set(live.map(\.id)), "maps differ from restorable points", file: file, line: line)
+        XCTAssertEqual(
+            try repository.maps.points(), Set(live.map(\.id)), "maps differ from restorable points", file: file,
+            line: line)
     }
 }
 

@@ -8,18 +8,22 @@ final class DaemonTests: XCTestCase {
         let fixture = try MountFixture(policyPoints: 1)
         let mnt = fixture.scratch.file("mnt")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        for (options, message) in [("bogus", "unknown mount option 'bogus'"), ("cache_size=lots", "bad cache_size"),
-                                   ("vault=nosuch", "no vault named 'nosuch'"),
-                                   ("cache_disk_size=1G", "cache_disk_size= needs cache_dir="),
-                                   ("cache_dir=\(fixture.scratch.file("cache")),cache_disk_size=1", "bad cache_disk_size"),
-                                   ("cache_dir=\(fixture.scratch.file("cache"))", "cache_dir= is for s3:// repositories")] {
-            let result = try runCommand([productPath("vaultfs"), fixture.ctl.repository, mnt, "-f", "-o", options], timeout: 20)
+        for (options, message) in [
+            ("bogus", "unknown mount option 'bogus'"), ("cache_size=lots", "bad cache_size"),
+            ("vault=nosuch", "no vault named 'nosuch'"),
+            ("cache_disk_size=1G", "cache_disk_size= needs cache_dir="),
+            ("cache_dir=\(fixture.scratch.file("cache")),cache_disk_size=1", "bad cache_disk_size"),
+            ("cache_dir=\(fixture.scratch.file("cache"))", "cache_dir= is for s3:// repositories"),
+        ] {
+            let result = try runCommand(
+                [productPath("vaultfs"), fixture.ctl.repository, mnt, "-f", "-o", options], timeout: 20)
             XCTAssertEqual(result.status, 1, options)
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
             XCTAssertTrue(result.stderr.contains(message), result.stderr)
             XCTAssertFalse(MountedRepository.isMounted(mnt))
         }
-        let missing = try runCommand([productPath("vaultfs"), fixture.ctl.repository, fixture.scratch.file("nope")], timeout: 20)
+        let missing = try runCommand(
+            [productPath("vaultfs"), fixture.ctl.repository, fixture.scratch.file("nope")], timeout: 20)
         XCTAssertEqual(missing.status, 1)
         XCTAssertTrue(missing.stderr.contains("is not a directory"), missing.stderr)
         let notRepo = try runCommand([productPath("vaultfs"), fixture.scratch.path, mnt], timeout: 20)
@@ -31,7 +35,9 @@ final class DaemonTests: XCTestCase {
         let fixture = try MountFixture(policyPoints: 1)
         let mount = try fixture.mount(["vault=prod", "cache_size=64M", "fsname=backups-prod"])
         defer { mount.unmount() }
-        XCTAssertTrue(try String(contentsOfFile: "/proc/mounts", encoding: .utf8).contains("backups-prod \(mount.mountpoint) fuse.vaultfs"))
+        XCTAssertTrue(
+            try String(contentsOfFile: "/proc/mounts", encoding: .utf8).contains(
+                "backups-prod \(mount.mountpoint) fuse.vaultfs"))
         let listing = try mustRun(["ls", "-a", mount.mountpoint], timeout: 10).split(separator: "\n").map(String.init)
         XCTAssertEqual(Set(listing), [".", "..", ".by-id", "policy.json", "web"])
         try mustRun(["cmp", mount.path("web/latest/root.img"), fixture.asItWas[fixture.names[0]]!], timeout: 60)
@@ -52,7 +58,9 @@ final class DaemonTests: XCTestCase {
         defer { mount.unmount() }
         let listing = try mustRun(asNobody + [mount.path("prod/web")], timeout: 10)
         XCTAssertTrue(listing.contains(fixture.names[0]))
-        let write = try runCommand(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir", mount.path("prod/web/x")], timeout: 10)
+        let write = try runCommand(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir", mount.path("prod/web/x")],
+            timeout: 10)
         XCTAssertTrue(write.stderr.contains("Permission denied"), write.stderr)
     }
 
@@ -63,15 +71,20 @@ final class DaemonTests: XCTestCase {
         defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
         // Run the way a script would, capturing its output through a pipe: the daemon must
         // not keep the pipe open, or the caller would wait for the life of the mount.
-        let captured = try mustRun(["sh", "-c", "out=$(\"$0\" \"$1\" \"$2\"); echo \"[$out]\"", productPath("vaultfs"),
-                                    fixture.ctl.repository, mnt], timeout: 30)
+        let captured = try mustRun(
+            [
+                "sh", "-c", "out=$(\"$0\" \"$1\" \"$2\"); echo \"[$out]\"", productPath("vaultfs"),
+                fixture.ctl.repository, mnt,
+            ], timeout: 30)
         XCTAssertEqual(captured, "[]\n")
         XCTAssertTrue(MountedRepository.isMounted(mnt))
         try mustRun(["cmp", "\(mnt)/prod/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
         try mustRun(["fusermount3", "-u", mnt], timeout: 10)
-        XCTAssertTrue(eventually(timeout: 10) {
-            ((try? runCommand(["pgrep", "-f", "vaultfs \(fixture.ctl.repository) \(mnt)"], timeout: 5))?.status ?? 0) != 0
-        })
+        XCTAssertTrue(
+            eventually(timeout: 10) {
+                ((try? runCommand(["pgrep", "-f", "vaultfs \(fixture.ctl.repository) \(mnt)"], timeout: 5))?.status ?? 0)
+                    != 0
+            })
     }
 
     func testSigtermUnmountsCleanly() throws {

@@ -14,9 +14,12 @@ final class EncryptionTests: XCTestCase {
 
     override func setUpWithError() throws {
         scratch = Scratch("crypt")
-        disk = try Ext4Image.make(at: scratch.file("d.img"), size: "16M", files: [
-            "secret.txt": Array(repeating: marker, count: 3000).flatMap { $0 + [10] },
-            "random.bin": pseudoRandomBytes(400_000, seed: 12)])
+        disk = try Ext4Image.make(
+            at: scratch.file("d.img"), size: "16M",
+            files: [
+                "secret.txt": Array(repeating: marker, count: 3000).flatMap { $0 + [10] },
+                "random.bin": pseudoRandomBytes(400_000, seed: 12),
+            ])
         ctl = Vaultctl(repository: scratch.file("repo"), environment: ["VAULT_PASSPHRASE": Self.passphrase])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K", "--encryption", "aes-256-gcm")
         try ctl.run("vault", "create", "prod")
@@ -47,7 +50,9 @@ final class EncryptionTests: XCTestCase {
             for needle in needles {
                 XCTAssertFalse(contains(bytes, needle), "\(file) holds plain data")
             }
-            XCTAssertFalse(plainNames.contains((file as NSString).lastPathComponent), "\(file) is named by the SHA-256 of its data")
+            XCTAssertFalse(
+                plainNames.contains((file as NSString).lastPathComponent), "\(file) is named by the SHA-256 of its data"
+            )
         }
         let out = scratch.file("out.img")
         try ctl.run("export", "web/one", "-o", out)
@@ -74,7 +79,8 @@ final class EncryptionTests: XCTestCase {
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
             XCTAssertTrue(result.stderr.contains("wrong passphrase"), result.stderr)
         }
-        let none = try runCommand([productPath("vaultctl"), "points"], environment: ["VAULT_REPO": ctl.repository, "VAULT_PASSPHRASE": ""])
+        let none = try runCommand(
+            [productPath("vaultctl"), "points"], environment: ["VAULT_REPO": ctl.repository, "VAULT_PASSPHRASE": ""])
         XCTAssertTrue(none.stderr.contains("no passphrase was given"), none.stderr)
 
         // A repository whose key lives in a key file.
@@ -84,15 +90,21 @@ final class EncryptionTests: XCTestCase {
         XCTAssertEqual(try mustRun(["stat", "-c", "%a", keyFile]), "600\n")
         try kept.run("server", "add", "web", "--disk", "root=\(disk.path)")
         try kept.run("backup", "web", "--name", "one")
-        let missing = try Vaultctl(repository: kept.repository, environment: ["VAULT_KEY_FILE": scratch.file("nope.key")]).attempt(["points"])
+        let missing = try Vaultctl(
+            repository: kept.repository, environment: ["VAULT_KEY_FILE": scratch.file("nope.key")]
+        ).attempt(["points"])
         XCTAssertTrue(missing.stderr.contains("is missing"), missing.stderr)
         let truncated = scratch.file("short.key")
         let text = try String(contentsOfFile: keyFile, encoding: .utf8)
         try String(text.prefix(text.count / 2)).write(toFile: truncated, atomically: true, encoding: .utf8)
-        let cut = try Vaultctl(repository: kept.repository, environment: ["VAULT_KEY_FILE": truncated]).attempt(["points"])
+        let cut = try Vaultctl(repository: kept.repository, environment: ["VAULT_KEY_FILE": truncated]).attempt([
+            "points"
+        ])
         XCTAssertEqual(cut.stderr.split(separator: "\n").count, 1, cut.stderr)
         XCTAssertTrue(cut.stderr.contains("truncated or damaged"), cut.stderr)
-        let other = try Vaultctl(repository: ctl.repository, environment: ["VAULT_KEY_FILE": keyFile]).attempt(["points"])
+        let other = try Vaultctl(repository: ctl.repository, environment: ["VAULT_KEY_FILE": keyFile]).attempt([
+            "points"
+        ])
         XCTAssertTrue(other.stderr.contains("belongs to repository"), other.stderr)
         XCTAssertEqual(try mustRun(["find", ctl.repository, "-type", "f", "-printf", "%p %s\n"]), before)
     }
@@ -107,7 +119,9 @@ final class EncryptionTests: XCTestCase {
         let counts = Dictionary(used.map { ($0.1, 1) }, uniquingKeysWith: +)
         let unique = used.filter { counts[$0.1] == 1 }
         XCTAssertGreaterThan(unique.count, 3)
-        let (renamedAt, renamed) = unique[0], (_, donor) = unique[1], (flippedAt, flipped) = unique[2]
+        let (renamedAt, renamed) = unique[0]
+        let (_, donor) = unique[1]
+        let (flippedAt, flipped) = unique[2]
         let path = { (hash: ChunkHash) in "\(self.ctl.repository)/chunks/\(hash.hex.prefix(2))/\(hash.hex)" }
         // A chunk file copied over another id: its frames are bound to their own id.
         unlink(path(renamed))
@@ -131,7 +145,9 @@ final class EncryptionTests: XCTestCase {
                 let fd = open(file, O_RDONLY)
                 defer { close(fd) }
                 var buffer = [UInt8](repeating: 0, count: 4096)
-                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(position * image.chunkSize)) }
+                let n = buffer.withUnsafeMutableBytes {
+                    pread(fd, $0.baseAddress, 4096, off_t(position * image.chunkSize))
+                }
                 return n < 0 ? errno : 0
             }
             XCTAssertEqual(failure, EIO, "position \(position)")
@@ -140,8 +156,11 @@ final class EncryptionTests: XCTestCase {
     }
 
     func testChangedPassphraseReplacesTheOldOne() throws {
-        try mustRun([productPath("vaultctl"), "key", "change-passphrase"],
-                    environment: ["VAULT_REPO": ctl.repository, "VAULT_PASSPHRASE": Self.passphrase, "VAULT_NEW_PASSPHRASE": "a new one"])
+        try mustRun(
+            [productPath("vaultctl"), "key", "change-passphrase"],
+            environment: [
+                "VAULT_REPO": ctl.repository, "VAULT_PASSPHRASE": Self.passphrase, "VAULT_NEW_PASSPHRASE": "a new one",
+            ])
         let old = try ctl.attempt(["points"])
         XCTAssertTrue(old.stderr.contains("wrong passphrase"), old.stderr)
         let renewed = Vaultctl(repository: ctl.repository, environment: ["VAULT_PASSPHRASE": "a new one"])
@@ -152,6 +171,8 @@ final class EncryptionTests: XCTestCase {
         // The exported key opens it without a passphrase.
         let key = scratch.file("paper.key")
         try renewed.run("key", "export", key)
-        XCTAssertEqual(try Vaultctl(repository: ctl.repository, environment: ["VAULT_KEY_FILE": key]).attempt(["verify"]).status, 0)
+        XCTAssertEqual(
+            try Vaultctl(repository: ctl.repository, environment: ["VAULT_KEY_FILE": key]).attempt(["verify"]).status, 0
+        )
     }
 }

@@ -22,17 +22,23 @@ final class FilesInsideTests: XCTestCase {
             tree = try SourceTree.make(at: scratch.file("src"), otherUID: user.uid)
             try tree.ext4(at: scratch.file("root.img"), size: "64M")
             // ext4 keeps nanoseconds (shifted left by two, beside the epoch bits).
-            try mustRun(["debugfs", "-w", "-R", "set_inode_field /etc/hostname mtime_extra \(123_456_789 << 2)", scratch.file("root.img")])
+            try mustRun([
+                "debugfs", "-w", "-R", "set_inode_field /etc/hostname mtime_extra \(123_456_789 << 2)",
+                scratch.file("root.img"),
+            ])
             ctl = Vaultctl(repository: scratch.file("repo"))
             try ctl.run("init", ctl.repository, "--chunk-size", "256K")
             var disks = ["--disk", "root=\(scratch.file("root.img"))"]
             for (name, path) in extraDisks.sorted(by: { $0.key < $1.key }) { disks += ["--disk", "\(name)=\(path)"] }
-            _ = try mustRun([productPath("vaultctl"), "server", "add", "web"] + disks, environment: ["VAULT_REPO": ctl.repository])
+            _ = try mustRun(
+                [productPath("vaultctl"), "server", "add", "web"] + disks, environment: ["VAULT_REPO": ctl.repository])
             try ctl.run("backup", "web", "--name", "one")
         }
 
         func mount(_ options: [String] = ["allow_other"], as user: TestUser? = nil) throws -> MountedRepository {
-            try MountedRepository(repository: ctl.repository, at: scratch.file(user == nil ? "mnt" : "mnt-user"), options: options, as: user)
+            try MountedRepository(
+                repository: ctl.repository, at: scratch.file(user == nil ? "mnt" : "mnt-user"), options: options,
+                as: user)
         }
 
         func source(_ relative: String) -> String { "\(tree.path)/\(relative)" }
@@ -68,9 +74,12 @@ final class FilesInsideTests: XCTestCase {
         defer { mount.unmount() }
         let files = mount.path("default/web/one/files/root")
         try mount.io {
-            for name in ["etc", "etc/hostname", "etc/shadow", "etc/nginx/current", "home/user", "home/user/private.key",
-                         "var/lib/data/large.bin", "var/lib/data/sparse.img", "srv/fifo", "srv/null", "var/lib/data/long-link"] {
-                var a = stat(), b = stat()
+            for name in [
+                "etc", "etc/hostname", "etc/shadow", "etc/nginx/current", "home/user", "home/user/private.key",
+                "var/lib/data/large.bin", "var/lib/data/sparse.img", "srv/fifo", "srv/null", "var/lib/data/long-link",
+            ] {
+                var a = stat()
+                var b = stat()
                 XCTAssertEqual(lstat("\(files)/\(name)", &a), 0, name)
                 XCTAssertEqual(lstat(setup.source(name), &b), 0, name)
                 XCTAssertEqual(a.st_mode, b.st_mode, name)
@@ -84,11 +93,14 @@ final class FilesInsideTests: XCTestCase {
             var precise = stat()
             lstat("\(files)/etc/hostname", &precise)
             XCTAssertEqual(precise.st_mtim.tv_nsec, 123_456_789)
-            XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: "\(files)/etc/nginx/current"), "nginx.conf")
-            XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: "\(files)/var/lib/data/long-link"),
-                           try FileManager.default.destinationOfSymbolicLink(atPath: setup.source("var/lib/data/long-link")))
+            XCTAssertEqual(
+                try FileManager.default.destinationOfSymbolicLink(atPath: "\(files)/etc/nginx/current"), "nginx.conf")
+            XCTAssertEqual(
+                try FileManager.default.destinationOfSymbolicLink(atPath: "\(files)/var/lib/data/long-link"),
+                try FileManager.default.destinationOfSymbolicLink(atPath: setup.source("var/lib/data/long-link")))
             // Hard links share one inode number and count two links.
-            var one = stat(), two = stat()
+            var one = stat()
+            var two = stat()
             lstat("\(files)/var/lib/data/large.bin", &one)
             lstat("\(files)/var/lib/data/large.hardlink", &two)
             XCTAssertEqual(one.st_ino, two.st_ino)
@@ -102,18 +114,22 @@ final class FilesInsideTests: XCTestCase {
             XCTAssertEqual(lseek(fd, 4096, 3), 1500 * 4096)
             XCTAssertEqual(try readBytes(sparse), try readBytes(setup.source("var/lib/data/sparse.img")))
             // Extended attributes and the POSIX ACL, as getfattr and getfacl show them.
-            XCTAssertEqual(try mustRun(["getfattr", "--absolute-names", "-d", "\(files)/etc/hostname"])
-                .replacingOccurrences(of: files, with: ""),
+            XCTAssertEqual(
+                try mustRun(["getfattr", "--absolute-names", "-d", "\(files)/etc/hostname"])
+                    .replacingOccurrences(of: files, with: ""),
                 try mustRun(["getfattr", "--absolute-names", "-d", setup.source("etc/hostname")])
-                .replacingOccurrences(of: setup.tree.path, with: ""))
-            XCTAssertEqual(try mustRun(["getfacl", "--omit-header", "\(files)/etc/nginx/nginx.conf"]),
-                           try mustRun(["getfacl", "--omit-header", setup.source("etc/nginx/nginx.conf")]))
+                    .replacingOccurrences(of: setup.tree.path, with: ""))
+            XCTAssertEqual(
+                try mustRun(["getfacl", "--omit-header", "\(files)/etc/nginx/nginx.conf"]),
+                try mustRun(["getfacl", "--omit-header", setup.source("etc/nginx/nginx.conf")]))
             // The tree's own nodes say attributes are not supported, so ls stops asking for them
             // there; a listing inside still marks the file with an ACL.
             let point = try runCommand(["getfattr", "-n", "user.origin", mount.path("default/web/one")])
             XCTAssertTrue(point.stderr.contains("Operation not supported"), point.stderr)
             let listing = try mustRun(["ls", "-l", "\(files)/etc/nginx"]).split(separator: "\n")
-            XCTAssertEqual(listing.first { $0.hasPrefix("-") && $0.hasSuffix(" nginx.conf") }?.dropFirst(10).first, "+", "\(listing)")
+            XCTAssertEqual(
+                listing.first { $0.hasPrefix("-") && $0.hasSuffix(" nginx.conf") }?.dropFirst(10).first, "+",
+                "\(listing)")
             // Nothing can be written, and the FIFO is shown but never opened through us.
             XCTAssertEqual(open("\(files)/etc/hostname", O_WRONLY), -1)
             XCTAssertEqual(errno, EROFS)
@@ -164,13 +180,18 @@ final class FilesInsideTests: XCTestCase {
         let small = scratch.file("small")
         try FileManager.default.createDirectory(atPath: "\(small)/etc", withIntermediateDirectories: true)
         XCTAssertTrue(FileManager.default.createFile(atPath: "\(small)/etc/motd", contents: Data("partition\n".utf8)))
-        XCTAssertTrue(FileManager.default.createFile(atPath: "\(small)/blob", contents: Data(pseudoRandomBytes(700_000, seed: 5))))
-        let mbr = scratch.file("mbr.img"), gpt = scratch.file("gpt.img")
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: "\(small)/blob", contents: Data(pseudoRandomBytes(700_000, seed: 5)))
+        )
+        let mbr = scratch.file("mbr.img")
+        let gpt = scratch.file("gpt.img")
         // MBR: a primary partition and a logical one inside an extended partition.
-        let mbrSpans = try PartitionedDisk.make(at: mbr, size: "64M", script: "label: dos\n,20M,L\n,,E\n,24M,L\n",
-                                                contents: [1: small, 5: small])
-        let gptSpans = try PartitionedDisk.make(at: gpt, size: "64M", script: "label: gpt\n,20M\n,20M\n,8M\n",
-                                                contents: [1: small, 2: small])
+        let mbrSpans = try PartitionedDisk.make(
+            at: mbr, size: "64M", script: "label: dos\n,20M,L\n,,E\n,24M,L\n",
+            contents: [1: small, 5: small])
+        let gptSpans = try PartitionedDisk.make(
+            at: gpt, size: "64M", script: "label: gpt\n,20M\n,20M\n,8M\n",
+            contents: [1: small, 2: small])
         let setup = try Setup(extraDisks: ["mbr": mbr, "gpt": gpt])
         let mount = try setup.mount()
         defer { mount.unmount() }
@@ -183,14 +204,18 @@ final class FilesInsideTests: XCTestCase {
                 XCTAssertEqual(try readBytes("\(point)/files/\(volume)/blob"), try readBytes("\(small)/blob"), volume)
             }
             // Each partition is an image of its own, byte for byte, and a clean filesystem.
-            let images = try FileManager.default.contentsOfDirectory(atPath: point).filter { $0.contains(".part") }.sorted()
-            XCTAssertEqual(images, ["gpt.part1.img", "gpt.part2.img", "gpt.part3.img", "mbr.part1.img", "mbr.part5.img"])
+            let images = try FileManager.default.contentsOfDirectory(atPath: point).filter { $0.contains(".part") }
+                .sorted()
+            XCTAssertEqual(
+                images, ["gpt.part1.img", "gpt.part2.img", "gpt.part3.img", "mbr.part1.img", "mbr.part5.img"])
             for (disk, spans) in [("mbr", mbrSpans), ("gpt", gptSpans)] {
                 for (number, span) in spans where images.contains("\(disk).part\(number).img") {
                     let image = "\(point)/\(disk).part\(number).img"
                     let original = scratch.file("\(disk)\(number).orig")
-                    try mustRun(["dd", "if=\(disk == "mbr" ? mbr : gpt)", "of=\(original)", "bs=64K", "skip=\(span.offset)",
-                                 "count=\(span.size)", "iflag=skip_bytes,count_bytes", "status=none"])
+                    try mustRun([
+                        "dd", "if=\(disk == "mbr" ? mbr : gpt)", "of=\(original)", "bs=64K", "skip=\(span.offset)",
+                        "count=\(span.size)", "iflag=skip_bytes,count_bytes", "status=none",
+                    ])
                     XCTAssertEqual(try readBytes(image), try readBytes(original), image)
                 }
             }
@@ -198,7 +223,9 @@ final class FilesInsideTests: XCTestCase {
             try Ext4Image.check("\(point)/gpt.part2.img")
         }
         // point.json says what each disk holds, and why a partition is not shown.
-        let json = try mount.io { try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(point)/point.json"))) }
+        let json = try mount.io {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(point)/point.json")))
+        }
         let disks = (json as! [String: Any])["disks"] as! [[String: Any]]
         let gptContents = disks.first { $0["name"] as? String == "gpt" }!["contents"] as! [String: Any]
         XCTAssertEqual(gptContents["partitionTable"] as? String, "gpt")
@@ -217,21 +244,29 @@ final class FilesInsideTests: XCTestCase {
         try setup.ctl.run("files", "get", "web/one", "/etc", "-o", tarFile)
         let unpacked = setup.scratch.file("unpacked")
         try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
-        try mustRun(["tar", "-C", unpacked, "-xpf", tarFile, "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner"])
+        try mustRun([
+            "tar", "-C", unpacked, "-xpf", tarFile, "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner",
+        ])
         try mustRun(["diff", "-r", "--no-dereference", "\(unpacked)/etc", setup.source("etc")])
         for name in ["etc/hostname", "etc/shadow", "etc/nginx", "etc/nginx/current"] {
-            var a = stat(), b = stat()
+            var a = stat()
+            var b = stat()
             XCTAssertEqual(lstat("\(unpacked)/\(name)", &a), 0, name)
             lstat(setup.source(name), &b)
             XCTAssertEqual(a.st_mode, b.st_mode, name)
             XCTAssertEqual(a.st_uid, b.st_uid, name)
             XCTAssertEqual(a.st_mtim.tv_sec, b.st_mtim.tv_sec, name)
         }
-        XCTAssertEqual(try mustRun(["getfattr", "--only-values", "-n", "user.origin", "\(unpacked)/etc/hostname"]), "web01 backup test")
+        XCTAssertEqual(
+            try mustRun(["getfattr", "--only-values", "-n", "user.origin", "\(unpacked)/etc/hostname"]),
+            "web01 backup test")
         // One file, to standard output and to a file, byte for byte.
         let piped = setup.scratch.file("piped.bin")
-        try mustRun(["/bin/sh", "-c", "\"$0\" files get web/one --disk root /var/lib/data/large.bin -o - > \"$1\"",
-                     productPath("vaultctl"), piped], environment: ["VAULT_REPO": setup.ctl.repository])
+        try mustRun(
+            [
+                "/bin/sh", "-c", "\"$0\" files get web/one --disk root /var/lib/data/large.bin -o - > \"$1\"",
+                productPath("vaultctl"), piped,
+            ], environment: ["VAULT_REPO": setup.ctl.repository])
         XCTAssertEqual(try readBytes(piped), try readBytes(setup.source("var/lib/data/large.bin")))
         let copy = setup.scratch.file("large.bin")
         try setup.ctl.run("files", "get", "web/one", "/var/lib/data/large.bin", "-o", copy)
@@ -247,16 +282,22 @@ final class FilesInsideTests: XCTestCase {
         let source = scratch.file("src")
         for folder in ["broken", "fine"] {
             try FileManager.default.createDirectory(atPath: "\(source)/\(folder)", withIntermediateDirectories: true)
-            for k in 0..<20 { XCTAssertTrue(FileManager.default.createFile(atPath: "\(source)/\(folder)/f\(k)", contents: Data("\(folder) \(k)\n".utf8))) }
+            for k in 0..<20 {
+                XCTAssertTrue(
+                    FileManager.default.createFile(
+                        atPath: "\(source)/\(folder)/f\(k)", contents: Data("\(folder) \(k)\n".utf8)))
+            }
         }
         let disk = scratch.file("disk.img")
         try SourceTree(path: source).ext4(at: disk, size: "16M")
         // Overwrite the directory block of /broken with garbage: its checksum no longer holds.
         let blocks = try mustRun(["debugfs", "-R", "blocks /broken", disk]).split(separator: " ").compactMap { Int($0) }
-        let blockSize = Int(try mustRun(["dumpe2fs", "-h", disk]).split(separator: "\n")
-            .first { $0.hasPrefix("Block size:") }!.split(separator: " ").last!)!
+        let blockSize = Int(
+            try mustRun(["dumpe2fs", "-h", disk]).split(separator: "\n")
+                .first { $0.hasPrefix("Block size:") }!.split(separator: " ").last!)!
         let fd = open(disk, O_WRONLY)
-        XCTAssertEqual(pwrite(fd, pseudoRandomBytes(blockSize, seed: 9), blockSize, off_t(blocks[0] * blockSize)), blockSize)
+        XCTAssertEqual(
+            pwrite(fd, pseudoRandomBytes(blockSize, seed: 9), blockSize, off_t(blocks[0] * blockSize)), blockSize)
         close(fd)
         let ctl = Vaultctl(repository: scratch.file("repo"))
         try ctl.run("init", ctl.repository)

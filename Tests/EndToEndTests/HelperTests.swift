@@ -18,8 +18,9 @@ final class HelperTests: XCTestCase {
         let mnt = fixture.scratch.file("mnt")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
-        try mustRun(["\(helpers)/mount.vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod,nofail,_netdev,defaults"],
-                    environment: ["VAULTFS_BIN": productPath("vaultfs")], timeout: 30)
+        try mustRun(
+            ["\(helpers)/mount.vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod,nofail,_netdev,defaults"],
+            environment: ["VAULTFS_BIN": productPath("vaultfs")], timeout: 30)
         XCTAssertTrue(MountedRepository.isMounted(mnt))
         try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
         try mustRun(["fusermount3", "-u", mnt], timeout: 10)
@@ -30,7 +31,9 @@ final class HelperTests: XCTestCase {
     /// and the environment that makes the helper run this build's vaultfs.
     private func withInstalledHelper(_ body: (MountFixture, String, [String: String]) throws -> Void) throws {
         let installed = "/sbin/mount.vaultfs"
-        guard !FileManager.default.fileExists(atPath: installed) else { throw XCTSkip("\(installed) is already installed") }
+        guard !FileManager.default.fileExists(atPath: installed) else {
+            throw XCTSkip("\(installed) is already installed")
+        }
         try FileManager.default.createSymbolicLink(atPath: installed, withDestinationPath: "\(helpers)/mount.vaultfs")
         defer { unlink(installed) }
         let fixture = try MountFixture(policyPoints: 1)
@@ -43,42 +46,46 @@ final class HelperTests: XCTestCase {
 
     func testMountTypeVaultfsAndAnFstabLine() throws {
         try withInstalledHelper { fixture, mnt, env in
-        try mustRun(["mount", "-t", "vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod"], environment: env, timeout: 30)
-        try mustRun(["test", "-f", "\(mnt)/web/latest/root.img"], timeout: 10)
-        try mustRun(["umount", mnt], timeout: 10)
-        XCTAssertFalse(MountedRepository.isMounted(mnt))
+            try mustRun(
+                ["mount", "-t", "vaultfs", fixture.ctl.repository, mnt, "-o", "vault=prod"], environment: env,
+                timeout: 30)
+            try mustRun(["test", "-f", "\(mnt)/web/latest/root.img"], timeout: 10)
+            try mustRun(["umount", mnt], timeout: 10)
+            XCTAssertFalse(MountedRepository.isMounted(mnt))
 
-        let fstab = fixture.scratch.file("fstab")
-        try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,nofail,_netdev 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
-        try mustRun(["mount", "--fstab", fstab, mnt], environment: env, timeout: 30)
-        try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
-        try mustRun(["umount", mnt], timeout: 10)
+            let fstab = fixture.scratch.file("fstab")
+            try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,nofail,_netdev 0 0\n".write(
+                toFile: fstab, atomically: true, encoding: .utf8)
+            try mustRun(["mount", "--fstab", fstab, mnt], environment: env, timeout: 30)
+            try mustRun(["cmp", "\(mnt)/web/latest/root.img", fixture.asItWas[fixture.names[0]]!], timeout: 60)
+            try mustRun(["umount", mnt], timeout: 10)
         }
     }
 
     func testMountingTwiceMountsOnceAndRoShowsInProcMounts() throws {
         try withInstalledHelper { fixture, mnt, env in
-        let fstab = fixture.scratch.file("fstab")
-        try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,ro 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
-        // mount -a twice: the second sees the first (the sources match) and mounts nothing.
-        try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
-        try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
-        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
-            .filter { $0.split(separator: " ")[4] == mnt }
-        XCTAssertEqual(mounts.count, 1, mounts.joined(separator: "\n"))
-        let line = try mustRun(["findmnt", "-n", "-o", "SOURCE,OPTIONS", "--mountpoint", mnt])
-        XCTAssertTrue(line.hasPrefix(fixture.ctl.repository + " "), line)
-        XCTAssertTrue(line.contains("ro,") || line.contains(" ro"), line)
-        // ro: mkdir of a point is refused by the kernel (asked through a bounded command).
-        let made = try runCommand(["mkdir", "\(mnt)/web/now"], timeout: 10)
-        XCTAssertNotEqual(made.status, 0)
-        XCTAssertTrue(made.stderr.contains("Read-only file system"), made.stderr)
-        // A second daemon on the same directory is refused with one line.
-        let again = try runCommand([productPath("vaultfs"), fixture.ctl.repository, mnt], timeout: 30)
-        XCTAssertEqual(again.status, 1)
-        XCTAssertTrue(again.stderr.contains("already a mount point"), again.stderr)
-        XCTAssertEqual(again.stderr.split(separator: "\n").count, 1, again.stderr)
-        try mustRun(["umount", mnt], timeout: 10)
+            let fstab = fixture.scratch.file("fstab")
+            try "\(fixture.ctl.repository) \(mnt) vaultfs vault=prod,ro 0 0\n".write(
+                toFile: fstab, atomically: true, encoding: .utf8)
+            // mount -a twice: the second sees the first (the sources match) and mounts nothing.
+            try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
+            try mustRun(["mount", "--fstab", fstab, "-a"], environment: env, timeout: 30)
+            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+                .filter { $0.split(separator: " ")[4] == mnt }
+            XCTAssertEqual(mounts.count, 1, mounts.joined(separator: "\n"))
+            let line = try mustRun(["findmnt", "-n", "-o", "SOURCE,OPTIONS", "--mountpoint", mnt])
+            XCTAssertTrue(line.hasPrefix(fixture.ctl.repository + " "), line)
+            XCTAssertTrue(line.contains("ro,") || line.contains(" ro"), line)
+            // ro: mkdir of a point is refused by the kernel (asked through a bounded command).
+            let made = try runCommand(["mkdir", "\(mnt)/web/now"], timeout: 10)
+            XCTAssertNotEqual(made.status, 0)
+            XCTAssertTrue(made.stderr.contains("Read-only file system"), made.stderr)
+            // A second daemon on the same directory is refused with one line.
+            let again = try runCommand([productPath("vaultfs"), fixture.ctl.repository, mnt], timeout: 30)
+            XCTAssertEqual(again.status, 1)
+            XCTAssertTrue(again.stderr.contains("already a mount point"), again.stderr)
+            XCTAssertEqual(again.stderr.split(separator: "\n").count, 1, again.stderr)
+            try mustRun(["umount", mnt], timeout: 10)
         }
     }
 

@@ -53,7 +53,8 @@ final class HostileInputTests: XCTestCase {
             XCTAssertTrue(try mount.exists("default/web/one/root.img"), name)
         }
         // An fsname ending in a backslash does not swallow the option after it.
-        let mount = try MountedRepository(repository: current, at: setup.scratch.file("mnt-fsname"), options: ["fsname=x\\"])
+        let mount = try MountedRepository(
+            repository: current, at: setup.scratch.file("mnt-fsname"), options: ["fsname=x\\"])
         defer { mount.unmount() }
         let view = try XCTUnwrap(mount.kernelView)
         XCTAssertEqual(view.source, "x\\")
@@ -64,7 +65,8 @@ final class HostileInputTests: XCTestCase {
         let setup = try Setup()
         let path = setup.scratch.file("r,suid,dev")
         XCTAssertEqual(rename(setup.ctl.repository, path), 0)
-        let mount = try MountedRepository(repository: path, at: setup.scratch.file("mnt"), options: ["allow_other", "suid", "dev"])
+        let mount = try MountedRepository(
+            repository: path, at: setup.scratch.file("mnt"), options: ["allow_other", "suid", "dev"])
         defer { mount.unmount() }
         let view = try XCTUnwrap(mount.kernelView)
         XCTAssertTrue(view.flags.isSuperset(of: ["nosuid", "nodev"]), "\(view.flags)")
@@ -95,8 +97,10 @@ final class HostileInputTests: XCTestCase {
         let setup = try Setup()
         let repository = setup.ctl.repository
         XCTAssertEqual(symlink(repository, setup.scratch.file("link-to-repo")), 0)
-        let cases = [(repository, " is the repository"), ("\(repository)/maps", " is inside the repository"),
-                     (setup.scratch.path, " holds the repository"), (setup.scratch.file("link-to-repo"), " is the repository")]
+        let cases = [
+            (repository, " is the repository"), ("\(repository)/maps", " is inside the repository"),
+            (setup.scratch.path, " holds the repository"), (setup.scratch.file("link-to-repo"), " is the repository"),
+        ]
         for (mountpoint, expected) in cases {
             let result = try runCommand([productPath("vaultfs"), repository, mountpoint, "-f"], timeout: 20)
             XCTAssertFalse(result.timedOut, mountpoint)
@@ -127,8 +131,9 @@ final class HostileInputTests: XCTestCase {
     func testACacheLargerThanMemoryIsRefused() throws {
         let setup = try Setup()
         for (size, expected) in [("999T", "of memory"), ("99999999999999T", "bad cache_size")] {
-            let result = try runCommand([productPath("vaultfs"), setup.ctl.repository, setup.scratch.path, "-f", "-o", "cache_size=\(size)"],
-                                        timeout: 20)
+            let result = try runCommand(
+                [productPath("vaultfs"), setup.ctl.repository, setup.scratch.path, "-f", "-o", "cache_size=\(size)"],
+                timeout: 20)
             XCTAssertNotEqual(result.status, 0)
             XCTAssertTrue(result.stderr.contains(expected), result.stderr)
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
@@ -141,11 +146,15 @@ final class HostileInputTests: XCTestCase {
         let catalog = "\(ctl.repository)/catalog.sqlite"
         let pwned = setup.scratch.file("PWNED")
         // The catalog edited as an attacker would: the old column back, with a command in it.
-        try mustRun(["sqlite3", catalog, "ALTER TABLE server ADD COLUMN freezeCommand TEXT; UPDATE server SET freezeCommand = 'id > \(pwned)' WHERE name = 'web'"])
+        try mustRun([
+            "sqlite3", catalog,
+            "ALTER TABLE server ADD COLUMN freezeCommand TEXT; UPDATE server SET freezeCommand = 'id > \(pwned)' WHERE name = 'web'",
+        ])
         XCTAssertEqual(try ctl.attempt(["backup", "web", "--name", "edited-catalog"]).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
         // A disk path edited in the catalog is not read: the host reads only the disks it was given.
-        let path = try mustRun(["sqlite3", catalog, "SELECT path FROM disk"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let path = try mustRun(["sqlite3", catalog, "SELECT path FROM disk"]).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         try mustRun(["sqlite3", catalog, "UPDATE disk SET path = '/etc/shadow'"])
         let stolen = try ctl.attempt(["backup", "web", "--name", "edited-disk"])
         XCTAssertNotEqual(stolen.status, 0)
@@ -172,7 +181,9 @@ final class HostileInputTests: XCTestCase {
 
         // The host's own hooks run, and the repository keeps no command.
         let log = setup.scratch.file("hooks.log")
-        try ctl.run("server", "hooks", "web", "--freeze-command", "echo freeze >> \(log)", "--thaw-command", "echo thaw >> \(log)")
+        try ctl.run(
+            "server", "hooks", "web", "--freeze-command", "echo freeze >> \(log)", "--thaw-command",
+            "echo thaw >> \(log)")
         try ctl.run("backup", "web", "--name", "host-hooks")
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze\nthaw\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: pwned))
@@ -197,7 +208,9 @@ final class HostileInputTests: XCTestCase {
         chmod(scratch.path, 0o755)
         let source = scratch.file("src")
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        let odd: [[UInt8]] = [[0xFF, 0xFE], Array("line\nbreak".utf8), Array("\u{1B}[2Jclear".utf8), Array("plain".utf8)]
+        let odd: [[UInt8]] = [
+            [0xFF, 0xFE], Array("line\nbreak".utf8), Array("\u{1B}[2Jclear".utf8), Array("plain".utf8),
+        ]
         let planted = ["SLASHNAM", "NULLNAME", "DOTENTRY", "DOTDOTXX"]
         for (index, name) in (odd + planted.map { Array($0.utf8) }).enumerated() {
             try writeFile(source, name, Array("file \(index)\n".utf8))
@@ -210,10 +223,15 @@ final class HostileInputTests: XCTestCase {
         // Without metadata checksums, so the planted names below are all that is damaged.
         try mustRun(["mkfs.ext4", "-q", "-F", "-O", "^metadata_csum", "-d", source, image, "8M"])
         var bytes = try readBytes(image)
-        for (marker, name) in zip(planted + ["NESTEDXX"], [Array("sl/shnam".utf8), Array("nul\u{0}name".utf8), [0x2E], [0x2E, 0x2E],
-                                                          Array("ne/ted/x".utf8)]) {
+        for (marker, name) in zip(
+            planted + ["NESTEDXX"],
+            [
+                Array("sl/shnam".utf8), Array("nul\u{0}name".utf8), [0x2E], [0x2E, 0x2E],
+                Array("ne/ted/x".utf8),
+            ])
+        {
             let at = try XCTUnwrap(find(Array(marker.utf8), in: bytes), marker)
-            bytes[at - 2] = UInt8(name.count)  // the entry's name length
+            bytes[at - 2] = UInt8(name.count) // the entry's name length
             bytes.replaceSubrange(at..<(at + name.count), with: name)
         }
         try Data(bytes).write(to: URL(fileURLWithPath: image))
@@ -235,13 +253,18 @@ final class HostileInputTests: XCTestCase {
 
         // files ls into a pipe: each name's bytes; with --json: the exact bytes in base64,
         // and the impossible entries marked, with a count on stderr.
-        let listed = try runCommand([productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
+        let listed = try runCommand(
+            [productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
         XCTAssertEqual(listed.status, 0, listed.stderr)
         XCTAssertTrue(listed.stderr.contains("4 entries with names no file may have"), listed.stderr)
-        let raw = try rawOutput([productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
+        let raw = try rawOutput(
+            [productPath("vaultctl"), "files", "ls", "web/one"], environment: ["VAULT_REPO": ctl.repository])
         XCTAssertNotNil(find([0x20, 0xFF, 0xFE, 0x0A], in: raw), "the name's bytes as they are")
-        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(ctl.run("files", "ls", "web/one", "--json").utf8)) as? [[String: Any]])
-        XCTAssertTrue(json.contains { $0["nameBytes"] as? String == Data([0xFF, 0xFE]).base64EncodedString() }, "\(json)")
+        let json = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(ctl.run("files", "ls", "web/one", "--json").utf8))
+                as? [[String: Any]])
+        XCTAssertTrue(
+            json.contains { $0["nameBytes"] as? String == Data([0xFF, 0xFE]).base64EncodedString() }, "\(json)")
         XCTAssertTrue(json.contains { $0["name"] as? String == "line\nbreak" && $0["nameBytes"] == nil })
         XCTAssertEqual(json.filter { $0["unusable"] as? Bool == true }.count, 4, "\(json)")
 
@@ -260,7 +283,9 @@ final class HostileInputTests: XCTestCase {
         let top = try XCTUnwrap(try names(in: unpacked).first)
         let folder = unpacked + "/" + String(decoding: top, as: UTF8.self)
         XCTAssertEqual(Set(try names(in: folder)), Set(odd + [Array("lost+found".utf8), forging]))
-        for (index, name) in odd.enumerated() { XCTAssertEqual(try readFile(folder, name), Array("file \(index)\n".utf8)) }
+        for (index, name) in odd.enumerated() {
+            XCTAssertEqual(try readFile(folder, name), Array("file \(index)\n".utf8))
+        }
         XCTAssertTrue(mount.isRunning)
     }
 

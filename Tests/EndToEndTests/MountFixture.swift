@@ -14,12 +14,16 @@ final class MountFixture {
 
     init(policyPoints: Int, manual: [String] = []) throws {
         ctl = Vaultctl(repository: scratch.file("repo"))
-        disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: [
-            "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(1 << 20, seed: 1)])
+        disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M",
+            files: [
+                "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(1 << 20, seed: 1),
+            ])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod")
-        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "\(max(policyPoints, 1))",
-                    "--keep-fulls", "2", "--now", "2030-01-01T12:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "\(max(policyPoints, 1))",
+            "--keep-fulls", "2", "--now", "2030-01-01T12:00")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         let start = Units.parseTime("2030-01-01T16:00")!
         for k in 0..<policyPoints {

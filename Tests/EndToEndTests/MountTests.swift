@@ -16,13 +16,16 @@ final class MountTests: XCTestCase {
         }
         let deepest = fixture.names[10]
         try Ext4Image.check(mount.path("prod/web/\(deepest)/root.img"))
-        let listing = try mustRun(["ls", "-a", mount.path("prod/web")], timeout: 10).split(separator: "\n").map(String.init)
+        let listing = try mustRun(["ls", "-a", mount.path("prod/web")], timeout: 10).split(separator: "\n").map(
+            String.init)
         XCTAssertEqual(Set(listing), Set([".", "..", "history.json", "latest"] + fixture.names))
         // The scheduler ran with a 2030 clock, so its last slot is the newest point.
         XCTAssertEqual(try mount.linkTarget("prod/web/latest"), deepest)
         let id = try XCTUnwrap(points.first { $0["name"] as? String == deepest }?["id"] as? String)
         try mustRun(["cmp", mount.path("prod/.by-id/\(id)/root.img"), fixture.asItWas[deepest]!], timeout: 60)
-        let history = try JSONSerialization.jsonObject(with: Data(try mustRun(["cat", mount.path("prod/web/history.json")]).utf8)) as? [[String: Any]]
+        let history =
+            try JSONSerialization.jsonObject(
+                with: Data(try mustRun(["cat", mount.path("prod/web/history.json")]).utf8)) as? [[String: Any]]
         XCTAssertEqual(history?.count, 13)
         let policy = try mustRun(["cat", mount.path("prod/policy.json")])
         XCTAssertTrue(policy.contains("\"incrementals\" : 11"), policy)
@@ -33,7 +36,9 @@ final class MountTests: XCTestCase {
         let mount = try fixture.mount()
         defer { mount.unmount() }
         let second = fixture.names[1]
-        let attributes = try mount.io { try FileManager.default.attributesOfItem(atPath: mount.path("prod/web/\(second)")) }
+        let attributes = try mount.io {
+            try FileManager.default.attributesOfItem(atPath: mount.path("prod/web/\(second)"))
+        }
         XCTAssertEqual(attributes[.modificationDate] as? Date, Units.parseTime("2030-01-01T20:00"))
     }
 
@@ -101,9 +106,11 @@ final class MountTests: XCTestCase {
         XCTAssertEqual(made["scheduleType"] as? String, "Manual")
         XCTAssertEqual(made["type"] as? String, "Full")
 
-        for (path, message) in [(point, "File exists"), (mount.path("prod/web/bad name"), "Invalid argument"),
-                                (mount.path("prod/not-a-point"), "Operation not permitted"),
-                                (mount.path("prod/nosuch/x"), "No such file or directory")] {
+        for (path, message) in [
+            (point, "File exists"), (mount.path("prod/web/bad name"), "Invalid argument"),
+            (mount.path("prod/not-a-point"), "Operation not permitted"),
+            (mount.path("prod/nosuch/x"), "No such file or directory"),
+        ] {
             let result = try runCommand(["mkdir", path], timeout: 10)
             XCTAssertNotEqual(result.status, 0, path)
             XCTAssertTrue(result.stderr.contains(message), "\(path): \(result.stderr)")
@@ -111,8 +118,9 @@ final class MountTests: XCTestCase {
 
         try mustRun(["rmdir", point], timeout: 10)
         XCTAssertFalse(try mount.exists("prod/web/now-1"))
-        XCTAssertEqual(try fixture.ctl.json("history").first { $0["name"] as? String == "now-1" }?["deletion"] as? String,
-                       "Soft deleted")
+        XCTAssertEqual(
+            try fixture.ctl.json("history").first { $0["name"] as? String == "now-1" }?["deletion"] as? String,
+            "Soft deleted")
         try fixture.ctl.run("undelete", "web/now-1")
         XCTAssertTrue(try eventually(timeout: 2.5) { try mount.exists("prod/web/now-1") })
     }
@@ -149,10 +157,13 @@ final class MountTests: XCTestCase {
         var counts: [ChunkHash: Int] = [:]
         for case .data(let hash) in flat.refs { counts[hash, default: 0] += 1 }
         func unique(_ p: Int) -> ChunkHash? {
-            guard p >= 0, p < flat.refs.count, case .data(let hash) = flat.refs[p], counts[hash] == 1 else { return nil }
+            guard p >= 0, p < flat.refs.count, case .data(let hash) = flat.refs[p], counts[hash] == 1 else {
+                return nil
+            }
             return hash
         }
-        let position = try XCTUnwrap((1..<(flat.refs.count - 1)).first { unique($0 - 1) != nil && unique($0) != nil && unique($0 + 1) != nil })
+        let position = try XCTUnwrap(
+            (1..<(flat.refs.count - 1)).first { unique($0 - 1) != nil && unique($0) != nil && unique($0 + 1) != nil })
         let chunkFile = "\(fixture.ctl.repository)/chunks/\(unique(position)!.hex.prefix(2))/\(unique(position)!.hex)"
         chmod(chunkFile, 0o644)
         var bytes = try readBytes(chunkFile)
@@ -181,20 +192,29 @@ final class MountTests: XCTestCase {
         XCTAssertEqual(try read(start - chunk, chunk), .bytes(Array(expected[(start - chunk)..<start])))
         XCTAssertEqual(try read(0, 4096), .bytes(Array(expected[0..<4096])))
         XCTAssertTrue(mount.isRunning)
-        XCTAssertTrue(["fails its checksum", "does not decompress", "fails its authentication"].contains { mount.logText.contains($0) }, mount.logText)
+        XCTAssertTrue(
+            ["fails its checksum", "does not decompress", "fails its authentication"].contains {
+                mount.logText.contains($0)
+            }, mount.logText)
     }
 
     func testEachDiskOfAPointIsAnImageAndADiskBackupShowsOnlyItsDisks() throws {
         let fixture = try MountFixture(policyPoints: 1)
         let data = fixture.scratch.file("data.raw")
-        XCTAssertTrue(FileManager.default.createFile(atPath: data, contents: Data(pseudoRandomBytes(3 << 20, seed: 9) + [UInt8](repeating: 0, count: 2 << 20))))
-        try fixture.ctl.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(fixture.disk.path)", "--disk", "data=\(data)")
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: data,
+                contents: Data(pseudoRandomBytes(3 << 20, seed: 9) + [UInt8](repeating: 0, count: 2 << 20))))
+        try fixture.ctl.run(
+            "server", "add", "db", "--vault", "prod", "--disk", "root=\(fixture.disk.path)", "--disk", "data=\(data)")
         try fixture.ctl.run("backup", "db", "--name", "both")
         try fixture.ctl.run("backup", "db", "--name", "data-only", "--disk", "data")
         let mount = try fixture.mount()
         defer { mount.unmount() }
-        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/both")], timeout: 10), "data.img\nfiles\npoint.json\nroot.img\n")
-        XCTAssertEqual(try mustRun(["ls", mount.path("prod/db/data-only")], timeout: 10), "data.img\nfiles\npoint.json\n")
+        XCTAssertEqual(
+            try mustRun(["ls", mount.path("prod/db/both")], timeout: 10), "data.img\nfiles\npoint.json\nroot.img\n")
+        XCTAssertEqual(
+            try mustRun(["ls", mount.path("prod/db/data-only")], timeout: 10), "data.img\nfiles\npoint.json\n")
         try mustRun(["cmp", mount.path("prod/db/both/root.img"), fixture.disk.path], timeout: 60)
         try mustRun(["cmp", mount.path("prod/db/both/data.img"), data], timeout: 60)
         try mustRun(["cmp", mount.path("prod/db/data-only/data.img"), data], timeout: 60)
@@ -202,7 +222,8 @@ final class MountTests: XCTestCase {
 
     func testFailedPointShowsItsErrorAndNoImages() throws {
         let fixture = try MountFixture(policyPoints: 1)
-        try fixture.ctl.run("server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
+        try fixture.ctl.run(
+            "server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
         XCTAssertEqual(try fixture.ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T20:00"]).status, 1)
         let failed = try XCTUnwrap(fixture.ctl.json("points", "gone").first)
         XCTAssertEqual(failed["status"] as? String, "Error")
@@ -222,10 +243,13 @@ final class MountTests: XCTestCase {
         let fixture = try MountFixture(policyPoints: 1)
         let mount = try fixture.mount()
         defer { mount.unmount() }
-        let device = try mustRun(["mountpoint", "-d", mount.path("")], timeout: 10).trimmingCharacters(in: .whitespacesAndNewlines)
+        let device = try mustRun(["mountpoint", "-d", mount.path("")], timeout: 10).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         let readAhead = try String(contentsOfFile: "/sys/class/bdi/\(device)/read_ahead_kb", encoding: .utf8)
         XCTAssertEqual(readAhead.trimmingCharacters(in: .whitespacesAndNewlines), "4096")
-        try mustRun(["cmp", mount.path("prod/web/\(fixture.names[0])/root.img"), fixture.asItWas[fixture.names[0]]!], timeout: 60)
+        try mustRun(
+            ["cmp", mount.path("prod/web/\(fixture.names[0])/root.img"), fixture.asItWas[fixture.names[0]]!],
+            timeout: 60)
     }
 
     func testWritesAreRefusedAsReadOnly() throws {
@@ -233,9 +257,11 @@ final class MountTests: XCTestCase {
         let mount = try fixture.mount()
         defer { mount.unmount() }
         let image = mount.path("prod/web/\(fixture.names[0])/root.img")
-        for command in [["touch", mount.path("prod/web/new-file")], ["sh", "-c", "echo x >> \(image)"],
-                        ["rm", "-f", image], ["mv", image, image + ".old"], ["ln", "-s", "x", mount.path("prod/web/link")],
-                        ["truncate", "-s", "0", image], ["rmdir", mount.path("prod")]] {
+        for command in [
+            ["touch", mount.path("prod/web/new-file")], ["sh", "-c", "echo x >> \(image)"],
+            ["rm", "-f", image], ["mv", image, image + ".old"], ["ln", "-s", "x", mount.path("prod/web/link")],
+            ["truncate", "-s", "0", image], ["rmdir", mount.path("prod")],
+        ] {
             let result = try runCommand(command, timeout: 10)
             XCTAssertNotEqual(result.status, 0, "\(command)")
             XCTAssertTrue(result.stderr.contains("Read-only file system"), "\(command): \(result.stderr)")

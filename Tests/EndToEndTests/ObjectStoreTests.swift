@@ -1,8 +1,9 @@
 import Foundation
 import Synchronization
 import TestSupport
-@testable import VaultCore
 import XCTest
+
+@testable import VaultCore
 
 /// The storage protocol behaves the same on both backends: a folder, and a bucket of a real
 /// Ceph RADOS Gateway. Then what only the object store can do wrong: refused credentials, a
@@ -16,8 +17,9 @@ final class ObjectStoreTests: XCTestCase {
     func s3Store(prefix: String = "repo", environment extra: [String: String] = [:]) throws -> S3Store {
         let gateway = try CephGateway.shared()
         let environment = gateway.environment.merging(extra) { $1 }
-        let store = try S3Store(try S3Location(url: "s3://\(gateway.newBucket("objects"))/\(prefix)", environment: environment),
-                                environment: environment, backoff: [0.1, 0.2])
+        let store = try S3Store(
+            try S3Location(url: "s3://\(gateway.newBucket("objects"))/\(prefix)", environment: environment),
+            environment: environment, backoff: [0.1, 0.2])
         try store.createBucket()
         return store
     }
@@ -106,21 +108,26 @@ final class ObjectStoreTests: XCTestCase {
         let gateway = try CephGateway.shared()
         var environment = gateway.environment
         environment["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
-        let wrong = try S3Store(try S3Location(url: "s3://\(gateway.newBucket("creds"))/r", environment: environment),
-                                environment: environment, backoff: [])
+        let wrong = try S3Store(
+            try S3Location(url: "s3://\(gateway.newBucket("creds"))/r", environment: environment),
+            environment: environment, backoff: [])
         XCTAssertThrowsError(try wrong.createBucket()) { error in
             XCTAssertEqual((error as? VaultError)?.code, .permissionDenied, "\(error)")
             XCTAssertTrue("\(error)".contains("AWS_SECRET_ACCESS_KEY"), "\(error)")
             XCTAssertFalse("\(error)".contains("\n"), "\(error)")
         }
-        let missing = try S3Store(try S3Location(url: "s3://\(gateway.newBucket("none"))/r", environment: gateway.environment),
-                                  environment: gateway.environment, backoff: [])
+        let missing = try S3Store(
+            try S3Location(url: "s3://\(gateway.newBucket("none"))/r", environment: gateway.environment),
+            environment: gateway.environment, backoff: [])
         XCTAssertThrowsError(try missing.get("repository.json", limit: 100)) { error in
             XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
         }
         // No credentials at all: named, with where they are looked for.
-        XCTAssertThrowsError(try S3Store(try S3Location(url: "s3://abc/r", environment: gateway.environment),
-                                         environment: ["HOME": "/nonexistent"])) { error in
+        XCTAssertThrowsError(
+            try S3Store(
+                try S3Location(url: "s3://abc/r", environment: gateway.environment),
+                environment: ["HOME": "/nonexistent"])
+        ) { error in
             XCTAssertTrue("\(error)".contains("AWS_ACCESS_KEY_ID"), "\(error)")
         }
     }
@@ -129,10 +136,14 @@ final class ObjectStoreTests: XCTestCase {
     /// any request (so no gateway is needed).
     func testS3KeysThatCannotSignAreRefusedBeforeAnyRequest() throws {
         let location = try S3Location(url: "s3://abc/r", environment: ["VAULT_S3_ENDPOINT": "http://127.0.0.1:9"])
-        for (key, secret, says) in [("AKIA:X", "secret", "access key"), ("key\u{7}", "secret", "access key"),
-                                    ("key", "sec\u{0}ret", "secret key"), ("key", "sec\nret", "secret key"),
-                                    ("key", "sécret", "secret key")] {
-            XCTAssertThrowsError(try S3Store(location, environment: ["AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret])) { error in
+        for (key, secret, says) in [
+            ("AKIA:X", "secret", "access key"), ("key\u{7}", "secret", "access key"),
+            ("key", "sec\u{0}ret", "secret key"), ("key", "sec\nret", "secret key"),
+            ("key", "sécret", "secret key"),
+        ] {
+            XCTAssertThrowsError(
+                try S3Store(location, environment: ["AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret])
+            ) { error in
                 XCTAssertEqual((error as? VaultError)?.code, .invalidArgument, "\(error)")
                 XCTAssertTrue("\(error)".contains(says), "\(error)")
                 XCTAssertFalse("\(error)".contains("\n"), "\(error)")
@@ -163,11 +174,13 @@ final class ObjectStoreTests: XCTestCase {
     /// is never taken.
     func testALeaseThatLapsesStaysLostAndAnotherHostTakesIt() throws {
         let gateway = try CephGateway.shared()
-        let store = try S3Store(try S3Location(url: "s3://\(gateway.newBucket("lease"))/r", environment: gateway.environment),
-                                environment: gateway.environment, backoff: [])
+        let store = try S3Store(
+            try S3Location(url: "s3://\(gateway.newBucket("lease"))/r", environment: gateway.environment),
+            environment: gateway.environment, backoff: [])
         try store.createBucket()
         var holder: String?
-        let lease = try XCTUnwrap(try ObjectLease.acquire(store, name: "servers/web", host: "host-a", lifetime: 3, holder: &holder))
+        let lease = try XCTUnwrap(
+            try ObjectLease.acquire(store, name: "servers/web", host: "host-a", lifetime: 3, holder: &holder))
         var other: String?
         XCTAssertNil(try ObjectLease.acquire(store, name: "servers/web", host: "host-b", lifetime: 3, holder: &other))
         XCTAssertNotNil(other)
@@ -182,6 +195,7 @@ final class ObjectStoreTests: XCTestCase {
         paused = false
         sleep(2)
         XCTAssertTrue(lease.isLost, "a lapsed lease must not come back")
-        XCTAssertNotNil(try ObjectLease.acquire(store, name: "servers/web", host: "host-b", lifetime: 3, holder: &other))
+        XCTAssertNotNil(
+            try ObjectLease.acquire(store, name: "servers/web", host: "host-b", lifetime: 3, holder: &other))
     }
 }

@@ -24,7 +24,9 @@ final class RestoreUnderStressTests: XCTestCase {
 
         XCTAssertEqual(try ctl.json("points").count, fixture.names.count)
         XCTAssertEqual(try ctl.json("history").count, fixture.names.count)
-        for name in fixture.names { try exportMatches(ctl, "web/\(name)", fixture.asItWas[name]!, scratch: fixture.scratch) }
+        for name in fixture.names {
+            try exportMatches(ctl, "web/\(name)", fixture.asItWas[name]!, scratch: fixture.scratch)
+        }
         XCTAssertEqual(try ctl.attempt(["verify"]).status, 0)
         for refused in [["backup", "web"], ["delete", "web/m1"], ["gc"], ["vault", "create", "x"]] {
             let result = try ctl.attempt(refused)
@@ -45,7 +47,8 @@ final class RestoreUnderStressTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
         try mustRun(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", small])
         defer { _ = try? runCommand(["umount", "-l", small], timeout: 10) }
-        let disk = try Ext4Image.make(at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(600_000, seed: 4)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(600_000, seed: 4)])
         let copy = scratch.file("copy.img")
         try disk.snapshot(to: copy)
         let ctl = Vaultctl(repository: "\(small)/repo")
@@ -73,8 +76,9 @@ final class RestoreUnderStressTests: XCTestCase {
     func testImageHeldOpenReadsToTheEndWhileRetentionAndCollectionDeleteItsPoint() throws {
         let fixture = try MountFixture(policyPoints: 1)
         let ctl = fixture.ctl
-        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "0", "--keep-fulls", "1",
-                    "--now", "2030-01-01T12:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "0", "--keep-fulls", "1",
+            "--now", "2030-01-01T12:00")
         let first = fixture.names[0]
         let mount = try fixture.mount(["cache_size=1M"])
         defer { mount.unmount() }
@@ -102,7 +106,8 @@ final class RestoreUnderStressTests: XCTestCase {
 
     func testExportFollowsLinksWritesDevicesInPlaceAndNeverWritesThroughPlantedLinks() throws {
         let scratch = Scratch("export")
-        let disk = try Ext4Image.make(at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(300_000, seed: 6)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("d.img"), size: "8M", files: ["f": pseudoRandomBytes(300_000, seed: 6)])
         let ctl = Vaultctl(repository: scratch.file("repo"))
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
@@ -126,12 +131,16 @@ final class RestoreUnderStressTests: XCTestCase {
         try mustRun(["cmp", victim, disk.path])
 
         // /dev/stdout streams; a FIFO and a character device are written in place.
-        try mustRun(["sh", "-c", "\"$0\" export web/one -o /dev/stdout | cmp - \"$1\"", productPath("vaultctl"), disk.path],
-                    environment: ["VAULT_REPO": ctl.repository])
+        try mustRun(
+            ["sh", "-c", "\"$0\" export web/one -o /dev/stdout | cmp - \"$1\"", productPath("vaultctl"), disk.path],
+            environment: ["VAULT_REPO": ctl.repository])
         let fifo = scratch.file("fifo")
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
-        try mustRun(["sh", "-c", "cat \"$2\" > \"$3\" & \"$0\" export web/one -o \"$2\" && wait && cmp \"$3\" \"$1\"",
-                     productPath("vaultctl"), disk.path, fifo, scratch.file("from-fifo")], environment: ["VAULT_REPO": ctl.repository])
+        try mustRun(
+            [
+                "sh", "-c", "cat \"$2\" > \"$3\" & \"$0\" export web/one -o \"$2\" && wait && cmp \"$3\" \"$1\"",
+                productPath("vaultctl"), disk.path, fifo, scratch.file("from-fifo"),
+            ], environment: ["VAULT_REPO": ctl.repository])
         XCTAssertEqual(try mustRun(["stat", "-c", "%F", fifo]), "fifo\n")
         try ctl.run("export", "web/one", "-o", "/dev/null")
         XCTAssertEqual(try mustRun(["stat", "-c", "%F", "/dev/null"]), "character special file\n")
@@ -147,7 +156,8 @@ final class RestoreUnderStressTests: XCTestCase {
 
     func testBackupNowThatCannotStartLeavesAFailedRowAndAMatchingErrno() throws {
         let fixture = try MountFixture(policyPoints: 1)
-        try fixture.ctl.run("server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
+        try fixture.ctl.run(
+            "server", "add", "gone", "--vault", "prod", "--disk", "root=\(fixture.scratch.file("missing.img"))")
         let log = fixture.scratch.file("vaultfs.log")
         let mount = try fixture.mount(["allow_other", "log=\(log)"])
         defer { mount.unmount() }
@@ -159,12 +169,18 @@ final class RestoreUnderStressTests: XCTestCase {
         XCTAssertEqual(history.map { $0["status"] as? String }, ["Error"])
         XCTAssertTrue((history.first?["error"] as? String ?? "").contains("missing.img"), "\(history)")
         XCTAssertTrue(try fixture.ctl.run("history").contains("missing.img"))
-        XCTAssertTrue(eventually(timeout: 5) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("missing.img") })
+        XCTAssertTrue(
+            eventually(timeout: 5) {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("missing.img")
+            })
 
         let unknown = try runCommand(["mkdir", mount.path("prod/nosuch/now")], timeout: 20)
         XCTAssertTrue(unknown.stderr.contains("No such file or directory"), unknown.stderr)
-        let stranger = try runCommand(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir",
-                                       mount.path("prod/web/now")], timeout: 20)
+        let stranger = try runCommand(
+            [
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir",
+                mount.path("prod/web/now"),
+            ], timeout: 20)
         XCTAssertTrue(stranger.stderr.contains("Permission denied"), stranger.stderr)
         // The failed attempt shows as a folder whose point.json says why; once it is removed
         // and the disk is there, the same name works.
@@ -173,8 +189,11 @@ final class RestoreUnderStressTests: XCTestCase {
         try mustRun(["rmdir", mount.path("prod/gone/now")], timeout: 10)
         try mustRun(["cp", fixture.disk.path, fixture.scratch.file("missing.img")])
         try mustRun(["mkdir", mount.path("prod/gone/now")], timeout: 20)
-        XCTAssertTrue(try eventually(timeout: 30) {
-            try fixture.ctl.json("points", "gone").contains { $0["name"] as? String == "now" && $0["status"] as? String == "Active" }
-        })
+        XCTAssertTrue(
+            try eventually(timeout: 30) {
+                try fixture.ctl.json("points", "gone").contains {
+                    $0["name"] as? String == "now" && $0["status"] as? String == "Active"
+                }
+            })
     }
 }

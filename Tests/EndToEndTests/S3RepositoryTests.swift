@@ -1,7 +1,8 @@
 import Foundation
 import TestSupport
-@testable import VaultCore
 import XCTest
+
+@testable import VaultCore
 
 /// Repositories in a bucket of a real Ceph RADOS Gateway, used as a user would: `vaultctl`
 /// with an `s3://` URL, `vaultfs` mounting it, a second host with a state folder of its own,
@@ -24,32 +25,41 @@ final class S3RepositoryTests: XCTestCase {
 
     /// A host: `vaultctl` on the repository with its own state folder.
     func host(_ name: String, environment: [String: String] = [:]) -> Vaultctl {
-        Vaultctl(repository: url, environment: gateway.environment.merging(["VAULT_STATE_DIR": scratch.file("state-\(name)")]) { $1 }
-            .merging(environment) { $1 })
+        Vaultctl(
+            repository: url,
+            environment: gateway.environment.merging(["VAULT_STATE_DIR": scratch.file("state-\(name)")]) { $1 }
+                .merging(environment) { $1 })
     }
 
     func mount(_ name: String, state: String, options: [String] = []) throws -> MountedRepository {
-        try MountedRepository(repository: url, at: scratch.file("mnt-\(name)"),
-                              options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-\(state)"))"] + options)
+        try MountedRepository(
+            repository: url, at: scratch.file("mnt-\(name)"),
+            options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-\(state)"))"] + options)
     }
 
     func testBackupsMountAndVerifyOnS3AndAFreshHostSeesEveryPoint() throws {
         let ctl = host("a")
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: [
-            "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(1 << 20, seed: 1)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M",
+            files: [
+                "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(1 << 20, seed: 1),
+            ])
         try ctl.run("init", url, "--chunk-size", "64K")
-        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run(
+            "vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         // A full and an incremental by the schedule, then a manual point.
         let slot = Calendar.current.date(byAdding: .hour, value: 24 + 16, to: Calendar.current.startOfDay(for: Date()))!
-        var names: [String] = [], asItWas: [String] = []
+        var names: [String] = []
+        var asItWas: [String] = []
         for k in 0..<3 {
             try disk.write("data/change-\(k).bin", pseudoRandomBytes(150_000 + 1000 * k, seed: UInt64(10 + k)))
             let copy = scratch.file("as-it-was-\(k).img")
             try disk.snapshot(to: copy)
             asItWas.append(copy)
             if k < 2 {
-                try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(Double(k) * 4 * 3600)))
+                try ctl.run(
+                    "schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(Double(k) * 4 * 3600)))
             } else {
                 try ctl.run("backup", "web", "--name", "manual")
             }
@@ -70,9 +80,14 @@ final class S3RepositoryTests: XCTestCase {
                 try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/\(name)/root.img"), copy]) }
             }
             try mounted.io(timeout: 60) { try Ext4Image.check(mounted.path("prod/web/\(names[1])/root.img")) }
-            XCTAssertEqual(try mounted.io { try readBytes(mounted.path("prod/web/\(names[0])/files/root/etc/hostname")) }, Array("web\n".utf8))
+            XCTAssertEqual(
+                try mounted.io { try readBytes(mounted.path("prod/web/\(names[0])/files/root/etc/hostname")) },
+                Array("web\n".utf8))
             // mkdir takes a backup now, into the bucket.
-            try mounted.io { try FileManager.default.createDirectory(atPath: mounted.path("prod/web/now"), withIntermediateDirectories: false) }
+            try mounted.io {
+                try FileManager.default.createDirectory(
+                    atPath: mounted.path("prod/web/now"), withIntermediateDirectories: false)
+            }
             XCTAssertTrue(try eventually(timeout: 60) { try mounted.exists("prod/web/now/root.img") })
             try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/now/root.img"), disk.path]) }
             mounted.unmount()
@@ -81,7 +96,8 @@ final class S3RepositoryTests: XCTestCase {
         // Another host: a state folder that has never seen the bucket lists every point and
         // mounts identical images at once.
         let other = host("b")
-        XCTAssertEqual(try other.json("points").map { $0["id"] as? String }, try ctl.json("points").map { $0["id"] as? String })
+        XCTAssertEqual(
+            try other.json("points").map { $0["id"] as? String }, try ctl.json("points").map { $0["id"] as? String })
         XCTAssertEqual(try other.json("points").count, 4)
         let second = try mount("b", state: "b")
         for (name, copy) in zip(names + ["now"], asItWas + [disk.path]) {
@@ -106,9 +122,10 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertNotEqual(session["AWS_ACCESS_KEY_ID"], gateway.environment["AWS_ACCESS_KEY_ID"])
         let (ctl, disk) = try repositoryWithOnePoint(session)
         do {
-            let mounted = try MountedRepository(repository: url, at: scratch.file("mnt-a"),
-                                                options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))"],
-                                                environment: session)
+            let mounted = try MountedRepository(
+                repository: url, at: scratch.file("mnt-a"),
+                options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))"],
+                environment: session)
             try mounted.io(timeout: 60) { try mustRun(["cmp", mounted.path("prod/web/first/root.img"), disk.path]) }
             mounted.unmount()
         }
@@ -116,18 +133,22 @@ final class S3RepositoryTests: XCTestCase {
         // The same credentials as `aws configure` writes them, in a profile.
         let file = scratch.file("credentials")
         try """
-            [default]
-            aws_access_key_id = not-this-one
-            aws_secret_access_key = not-this-one
+        [default]
+        aws_access_key_id = not-this-one
+        aws_secret_access_key = not-this-one
 
-            [backup]
-            aws_access_key_id = \(session["AWS_ACCESS_KEY_ID"]!)
-            aws_secret_access_key = \(session["AWS_SECRET_ACCESS_KEY"]!)
-            aws_session_token = \(session["AWS_SESSION_TOKEN"]!)
+        [backup]
+        aws_access_key_id = \(session["AWS_ACCESS_KEY_ID"]!)
+        aws_secret_access_key = \(session["AWS_SECRET_ACCESS_KEY"]!)
+        aws_session_token = \(session["AWS_SESSION_TOKEN"]!)
 
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-        let profile = host("a", environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
-                                              "AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "backup"])
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let profile = host(
+            "a",
+            environment: [
+                "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                "AWS_SHARED_CREDENTIALS_FILE": file, "AWS_PROFILE": "backup",
+            ])
         try disk.write("data/more.bin", pseudoRandomBytes(200_000, seed: 6))
         try profile.run("backup", "web", "--name", "second")
         XCTAssertEqual(try ctl.json("points").compactMap { $0["name"] as? String }.sorted(), ["first", "second"])
@@ -140,9 +161,11 @@ final class S3RepositoryTests: XCTestCase {
         let session = try gateway.assumeRole()
         let (ctl, _) = try repositoryWithOnePoint(session)
         let token = session["AWS_SESSION_TOKEN"]!
-        for (label, bad, says) in [("no token", "", "AWS_SESSION_TOKEN"),
-                                   ("damaged", String(token.dropLast(8)) + "AAAAAAAA", "refused"),
-                                   ("line break", "abc\ndef", "control character")] {
+        for (label, bad, says) in [
+            ("no token", "", "AWS_SESSION_TOKEN"),
+            ("damaged", String(token.dropLast(8)) + "AAAAAAAA", "refused"),
+            ("line break", "abc\ndef", "control character"),
+        ] {
             let result = try host("a", environment: session.merging(["AWS_SESSION_TOKEN": bad]) { $1 })
                 .attempt(["backup", "web", "--name", "second"])
             XCTAssertNotEqual(result.status, 0, label)
@@ -157,8 +180,11 @@ final class S3RepositoryTests: XCTestCase {
     /// point ("first") of a small disk; the host and the disk.
     private func repositoryWithOnePoint(_ environment: [String: String]) throws -> (Vaultctl, Ext4Image) {
         let ctl = host("a", environment: environment)
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: [
-            "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(300_000, seed: 5)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "16M",
+            files: [
+                "etc/hostname": Array("web\n".utf8), "data/base.bin": pseudoRandomBytes(300_000, seed: 5),
+            ])
         try ctl.run("init", url, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
@@ -169,12 +195,16 @@ final class S3RepositoryTests: XCTestCase {
     func testEncryptedBucketHoldsNoPlainDataAndNoPlainChunkNames() throws {
         let marker = Array("VAULTFS-S3-SECRET-MARKER-77c2".utf8)
         let ctl = host("a", environment: ["VAULT_PASSPHRASE": "bucket passphrase"])
-        let disk = try Ext4Image.make(at: scratch.file("d.img"), size: "16M", files: [
-            "secret.txt": Array(repeating: marker + [10], count: 3000).flatMap { $0 }])
+        let disk = try Ext4Image.make(
+            at: scratch.file("d.img"), size: "16M",
+            files: [
+                "secret.txt": Array(repeating: marker + [10], count: 3000).flatMap { $0 }
+            ])
         try ctl.run("init", url, "--encryption", "aes-256-gcm", "--chunk-size", "64K")
         try ctl.run("server", "add", "db", "--disk", "root=\(disk.path)")
         try ctl.run("backup", "db", "--name", "one")
-        let store = try S3Store(try S3Location(url: url, environment: gateway.environment), environment: gateway.environment)
+        let store = try S3Store(
+            try S3Location(url: url, environment: gateway.environment), environment: gateway.environment)
         let objects = try store.list(prefix: "")
         XCTAssertGreaterThan(objects.count, 5)
         let plain = try readBytes(disk.path)
@@ -203,8 +233,11 @@ final class S3RepositoryTests: XCTestCase {
 
     func testGatewayStoppedMidBackupFailsCleanlyAndReadsRecoverWhenItReturns() throws {
         let ctl = host("a")
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: [
-            "data/base.bin": pseudoRandomBytes(3 << 20, seed: 3)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M",
+            files: [
+                "data/base.bin": pseudoRandomBytes(3 << 20, seed: 3)
+            ])
         try ctl.run("init", url, "--chunk-size", "64K")
         // The freeze hook holds the backup long enough to stop the gateway under it.
         try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
@@ -219,7 +252,8 @@ final class S3RepositoryTests: XCTestCase {
         try disk.write("data/new.bin", pseudoRandomBytes(2 << 20, seed: 4))
         let backup = try ctl.start(["backup", "web", "--name", "cut"], output: scratch.file("cut.out"))
         defer { if backup.isRunning { kill(backup.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(try eventually(timeout: 20) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        XCTAssertTrue(
+            try eventually(timeout: 20) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         try gateway.pause()
         var paused = true
         defer { if paused { try? gateway.resume() } }
@@ -246,7 +280,8 @@ final class S3RepositoryTests: XCTestCase {
     /// gateway is away, and a damaged copy fetched again.
     func testDiskCacheIsBoundedServesReadsWhileTheGatewayIsAwayAndRefetchesADamagedCopy() throws {
         let ctl = host("a")
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["data/base.bin": pseudoRandomBytes(3 << 20, seed: 71)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["data/base.bin": pseudoRandomBytes(3 << 20, seed: 71)])
         try ctl.run("init", url, "--chunk-size", "64K")
         try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
         try ctl.run("backup", "web", "--name", "p")
@@ -260,7 +295,8 @@ final class S3RepositoryTests: XCTestCase {
         let dropPageCache = { try "3\n".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8) }
         // About 3.5 MB of chunks through a 1M disk cache (and the smallest memory cache).
         do {
-            let small = try mount("small", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=1M", "cache_size=1M"])
+            let small = try mount(
+                "small", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=1M", "cache_size=1M"])
             defer { small.unmount() }
             try small.io(timeout: 60) { try mustRun(["cmp", small.path("default/web/p/root.img"), disk.path]) }
             let total = try cached().reduce(0) { $0 + $1.size }
@@ -270,7 +306,8 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertEqual(try mustRun(["stat", "-c", "%a", cache]).trimmingCharacters(in: .whitespacesAndNewlines), "700")
 
         // Big enough for every chunk: read once, then again with the gateway stopped.
-        let mounted = try mount("big", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=64M", "cache_size=1M"])
+        let mounted = try mount(
+            "big", state: "a", options: ["cache_dir=\(cache)", "cache_disk_size=64M", "cache_size=1M"])
         defer { mounted.unmount() }
         let image = mounted.path("default/web/p/root.img")
         try mounted.io(timeout: 60) { try mustRun(["cmp", image, disk.path]) }
@@ -297,23 +334,27 @@ final class S3RepositoryTests: XCTestCase {
 
     func testAHookCommandWrittenIntoTheBucketNeverRuns() throws {
         let a = host("a", environment: ["VAULT_CONFIG_DIR": scratch.file("etc-a")])
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(1 << 20, seed: 31)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(1 << 20, seed: 31)])
         try a.run("init", url, "--chunk-size", "64K")
         try a.run("server", "add", "web", "--disk", "root=\(disk.path)")
         // Another writer of the bucket puts a command into web's manifest, as an older
         // vaultfs wrote hooks, and adds a server of its own the same way.
         let pwned = scratch.file("PWNED")
         let store = try S3Store(try S3Location(url: url, environment: gateway.environment))
-        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(XCTUnwrap(store.get("manifests/servers/web.json", limit: 1 << 20))))
-                                   as? [String: Any])
+        var object = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(XCTUnwrap(store.get("manifests/servers/web.json", limit: 1 << 20))))
+                as? [String: Any])
         var server = try XCTUnwrap(object["server"] as? [String: Any])
         server["hooks"] = nil
         server["freezeCommand"] = "id > \(pwned)"
         object["server"] = server
-        try store.put("manifests/servers/web.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
+        try store.put(
+            "manifests/servers/web.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
         server["name"] = "planted"
         object["server"] = server
-        try store.put("manifests/servers/planted.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
+        try store.put(
+            "manifests/servers/planted.json", Array(try JSONSerialization.data(withJSONObject: object)), durable: true)
 
         // Host a takes the new server in; a fresh host b takes in both. Neither reads a disk
         // nor runs anything: a host backs up only the servers set up on it.
@@ -340,9 +381,12 @@ final class S3RepositoryTests: XCTestCase {
     }
 
     func testTwoHostsShareOneBucketSeeEachOthersPointsAndNeverBackUpOneServerTwice() throws {
-        let a = host("a"), b = host("b")
-        let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 21)])
-        let dbDisk = try Ext4Image.make(at: scratch.file("db.img"), size: "24M", files: ["d.bin": pseudoRandomBytes(2 << 20, seed: 22)])
+        let a = host("a")
+        let b = host("b")
+        let webDisk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 21)])
+        let dbDisk = try Ext4Image.make(
+            at: scratch.file("db.img"), size: "24M", files: ["d.bin": pseudoRandomBytes(2 << 20, seed: 22)])
         try a.run("init", url, "--chunk-size", "64K")
         try a.run("vault", "create", "prod")
         try a.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(webDisk.path)")
@@ -350,8 +394,9 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertTrue(try b.run("server", "list").contains("web"))
         // b's freeze hook holds its backup of db open until the test lets it go (60 s at most).
         let gate = scratch.file("gate")
-        try b.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)", "--freeze-command",
-                  "i=0; while [ ! -e \(gate) ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
+        try b.run(
+            "server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)", "--freeze-command",
+            "i=0; while [ ! -e \(gate) ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done")
         XCTAssertTrue(try a.run("server", "list").contains("db"))
 
         // Both hosts back up at once, each its own server.
@@ -364,7 +409,8 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertEqual(refused?["ran"] as? Bool, false)
         try a.run("undelete", "web/from-a")
         // The same server from both: refused for one, naming where it runs.
-        XCTAssertTrue(try eventually(timeout: 20) { try b.json("points").contains { $0["status"] as? String == "Creating" } })
+        XCTAssertTrue(
+            try eventually(timeout: 20) { try b.json("points").contains { $0["status"] as? String == "Creating" } })
         let twice = try a.attempt(["backup", "db", "--name", "twice"])
         XCTAssertNotEqual(twice.status, 0)
         XCTAssertTrue(twice.stderr.contains("busy") && twice.stderr.contains("running on"), twice.stderr)
@@ -375,7 +421,8 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertEqual(Set(try a.json("points").map { $0["name"] as! String }), ["from-a", "from-b"])
         XCTAssertEqual(Set(try b.json("points").map { $0["name"] as! String }), ["from-a", "from-b"])
         try a.run("backup", "db", "--name", "after-b")
-        XCTAssertTrue(try b.json("points").contains { $0["name"] as? String == "after-b" && $0["status"] as? String == "Active" })
+        XCTAssertTrue(
+            try b.json("points").contains { $0["name"] as? String == "after-b" && $0["status"] as? String == "Active" })
 
         // A mount on b shows a's next point without a remount.
         let mounted = try mount("b", state: "b")
@@ -397,8 +444,10 @@ final class S3RepositoryTests: XCTestCase {
     /// Collection in two phases, and each host's index of stored chunks: a chunk removed by
     /// one host's collection is stored again by another host that had it in its index.
     func testCollectionRemovesOnlyAfterItsGraceAndOtherHostsStoreRemovedChunksAgain() throws {
-        let a = host("a"), b = host("b")
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 61)])
+        let a = host("a")
+        let b = host("b")
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["w.bin": pseudoRandomBytes(2 << 20, seed: 61)])
         try a.run("init", url, "--chunk-size", "64K", "--gc-grace", "4s")
         try a.run("server", "add", "web", "--disk", "root=\(disk.path)")
         let gc = { (ctl: Vaultctl) throws -> [String: Any] in
@@ -438,9 +487,11 @@ final class S3RepositoryTests: XCTestCase {
 
     func testSyncCopiesEveryPointFromAFolderToS3AndBackIdentical() throws {
         let local = Vaultctl(repository: scratch.file("local"), environment: gateway.environment)
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["base.bin": pseudoRandomBytes(1 << 20, seed: 31)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["base.bin": pseudoRandomBytes(1 << 20, seed: 31)])
         try local.run("init", local.repository, "--chunk-size", "64K")
-        try local.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try local.run(
+            "vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try local.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         let slot = Calendar.current.date(byAdding: .hour, value: 24 + 16, to: Calendar.current.startOfDay(for: Date()))!
         var asItWas: [String: String] = [:]
@@ -448,7 +499,8 @@ final class S3RepositoryTests: XCTestCase {
             try disk.write("change-\(k).bin", pseudoRandomBytes(200_000, seed: UInt64(40 + k)))
             let before = Set(try local.json("points").map { $0["name"] as! String })
             try local.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(Double(k) * 4 * 3600)))
-            let name = try XCTUnwrap(Set(try local.json("points").map { $0["name"] as! String }).subtracting(before).first)
+            let name = try XCTUnwrap(
+                Set(try local.json("points").map { $0["name"] as! String }).subtracting(before).first)
             asItWas[name] = scratch.file("as-it-was-\(k).img")
             try disk.snapshot(to: asItWas[name]!)
         }
@@ -460,7 +512,9 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertEqual(first?["points"] as? Int, 3)
         XCTAssertGreaterThan(first?["chunks"] as? Int ?? 0, 10)
         let mirror = host("m")
-        XCTAssertEqual(Set(try mirror.json("points").map { $0["id"] as! String }), Set(try local.json("points").map { $0["id"] as! String }))
+        XCTAssertEqual(
+            Set(try mirror.json("points").map { $0["id"] as! String }),
+            Set(try local.json("points").map { $0["id"] as! String }))
         for (name, copy) in asItWas {
             try mirror.run("export", "web/\(name)", "-o", scratch.file("m.img"))
             try mustRun(["cmp", scratch.file("m.img"), copy])
@@ -489,4 +543,3 @@ final class S3RepositoryTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("another repository"), refused.stderr)
     }
 }
-

@@ -8,12 +8,14 @@ final class ScheduleTests: XCTestCase {
     func testSeed000ScheduleKeepsTwoChainsAndManualPoints() throws {
         let scratch = Scratch("seed000")
         let ctl = Vaultctl(repository: scratch.file("repo"))
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "24M", files: ["etc/hostname": Array("web\n".utf8)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "24M", files: ["etc/hostname": Array("web\n".utf8)])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
-        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
-                    "--now", "2030-01-01T12:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+            "--now", "2030-01-01T12:00")
 
         let start = Units.parseTime("2030-01-01T16:00")!
         var expectedBytes: [String: String] = [:]
@@ -28,7 +30,9 @@ final class ScheduleTests: XCTestCase {
             expectedBytes[name] = snapshot
             try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot))
             // Between slots nothing is due.
-            XCTAssertTrue(try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(3600))).hasSuffix("nothing is due\n"))
+            XCTAssertTrue(
+                try ctl.run("schedule", "run", "--once", "--now", isoLocal(slot.addingTimeInterval(3600))).hasSuffix(
+                    "nothing is due\n"))
             if k == 3 {
                 try ctl.run("backup", "web", "--name", "keepme")
                 expectedBytes["keepme"] = snapshot
@@ -62,11 +66,13 @@ final class ScheduleTests: XCTestCase {
         let ctl = Vaultctl(repository: scratch.file("repo"))
         let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1, 2, 3]])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run(
+            "vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         // 13:00 five days on: a slot (16:00 every 4 h: 12:00) is missed, and the minute after
         // it crosses no other slot whatever the time the test runs.
-        let later = Calendar.current.date(byAdding: .hour, value: 5 * 24 + 13, to: Calendar.current.startOfDay(for: Date()))!
+        let later = Calendar.current.date(
+            byAdding: .hour, value: 5 * 24 + 13, to: Calendar.current.startOfDay(for: Date()))!
         try ctl.run("schedule", "run", "--once", "--now", isoLocal(later))
         try ctl.run("schedule", "run", "--once", "--now", isoLocal(later.addingTimeInterval(60)))
         let points = try ctl.json("points")
@@ -84,16 +90,20 @@ final class ScheduleTests: XCTestCase {
         let webDisk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
         let dbDisk = try Ext4Image.make(at: scratch.file("db.img"), size: "16M", files: ["b": [2]])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run(
+            "vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(webDisk.path)")
         // db is set up on another host, whose configuration is its own.
         let other = Vaultctl(repository: ctl.repository, environment: ["VAULT_CONFIG_DIR": scratch.file("other-etc")])
         try other.run("server", "add", "db", "--vault", "prod", "--disk", "root=\(dbDisk.path)")
 
-        let upgraded = Vaultctl(repository: ctl.repository, environment: ["VAULT_CONFIG_DIR": scratch.file("upgraded-etc")])
+        let upgraded = Vaultctl(
+            repository: ctl.repository, environment: ["VAULT_CONFIG_DIR": scratch.file("upgraded-etc")])
         let none = try upgraded.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:00"])
         XCTAssertEqual(none.status, 1, none.stderr)
-        XCTAssertTrue(none.stderr.contains("2 due job(s) failed") && none.stderr.contains("vaultctl server adopt db"), none.stderr)
+        XCTAssertTrue(
+            none.stderr.contains("2 due job(s) failed") && none.stderr.contains("vaultctl server adopt db"), none.stderr
+        )
         XCTAssertTrue(try ctl.json("history").isEmpty, "nothing was read or recorded")
 
         let web = try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
@@ -109,15 +119,17 @@ final class ScheduleTests: XCTestCase {
         let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": [1]])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         try ctl.run("vault", "create", "prod")
-        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
-                    "--now", "2030-01-01T12:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+            "--now", "2030-01-01T12:00")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
         try FileManager.default.moveItem(atPath: disk.path, toPath: disk.path + ".away")
         // --once exits 1 and names what failed, so cron or a systemd timer sees it.
         let failed = try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:00"])
         XCTAssertEqual(failed.status, 1, failed.stderr)
-        XCTAssertTrue(failed.stderr.contains("failed: web ") && failed.stderr.contains("1 due job(s) failed"),
-                      failed.stderr)
+        XCTAssertTrue(
+            failed.stderr.contains("failed: web ") && failed.stderr.contains("1 due job(s) failed"),
+            failed.stderr)
         try FileManager.default.moveItem(atPath: disk.path + ".away", toPath: disk.path)
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
         let history = try ctl.json("history")
@@ -134,14 +146,17 @@ final class ScheduleTests: XCTestCase {
         let hhmm = DateFormatter()
         hhmm.dateFormat = "HH:mm"
         try ctl.run("vault", "create", "prod")
-        try ctl.run("policy", "set", "prod", "--start", hhmm.string(from: anHourAgo), "--every", "1h", "--incrementals", "2",
-                    "--keep-fulls", "2", "--now", isoLocal(anHourAgo))
-        try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
+        try ctl.run(
+            "policy", "set", "prod", "--start", hhmm.string(from: anHourAgo), "--every", "1h", "--incrementals", "2",
+            "--keep-fulls", "2", "--now", isoLocal(anHourAgo))
+        try ctl.run(
+            "server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)", "--freeze-command", "sleep 2")
         let out = scratch.file("scheduler.out")
         XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: nil))
         let scheduler = try ctl.start(["schedule", "run"], output: out)
         defer { if scheduler.isRunning { kill(scheduler.processIdentifier, SIGKILL) } }
-        XCTAssertTrue(try eventually(timeout: 15) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
+        XCTAssertTrue(
+            try eventually(timeout: 15) { try ctl.json("points").contains { $0["status"] as? String == "Creating" } })
         kill(scheduler.processIdentifier, SIGTERM)
         XCTAssertTrue(eventually(timeout: 20) { !scheduler.isRunning })
         XCTAssertEqual(scheduler.terminationStatus, 0)
@@ -163,8 +178,9 @@ final class ScheduleTests: XCTestCase {
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
         for vault in ["a", "b"] {
             try ctl.run("vault", "create", vault)
-            try ctl.run("policy", "set", vault, "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "1",
-                        "--now", "2030-01-01T12:00")
+            try ctl.run(
+                "policy", "set", vault, "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "1",
+                "--now", "2030-01-01T12:00")
         }
         try ctl.run("server", "add", "web", "--vault", "a", "--disk", "root=\(disk.path)")
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
@@ -178,12 +194,15 @@ final class ScheduleTests: XCTestCase {
     func testVerifyFindsADamagedChunkAndThePointsThatUseIt() throws {
         let scratch = Scratch("verify")
         let ctl = Vaultctl(repository: scratch.file("repo"))
-        let disk = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["a": pseudoRandomBytes(400_000, seed: 3)])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "16M", files: ["a": pseudoRandomBytes(400_000, seed: 3)])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
+        try ctl.run(
+            "vault", "create", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(disk.path)")
-        try ctl.run("policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
-                    "--now", "2030-01-01T12:00")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "16:00", "--every", "4h", "--incrementals", "4", "--keep-fulls", "2",
+            "--now", "2030-01-01T12:00")
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T16:00")
         try disk.write("b", pseudoRandomBytes(100_000, seed: 4))
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
@@ -196,10 +215,12 @@ final class ScheduleTests: XCTestCase {
         let rewritten = Set(try repository.maps.read(point: inc.id, disk: "root").entries.map(\.position))
         let fullEntries = try repository.maps.read(point: full.id, disk: "root").entries
         let counts = Dictionary(fullEntries.map { ($0.ref, 1) }, uniquingKeysWith: +)
-        let victim = try XCTUnwrap(fullEntries.lazy.compactMap { entry -> ChunkHash? in
-            guard case .data(let hash) = entry.ref, !rewritten.contains(entry.position), counts[entry.ref] == 1 else { return nil }
-            return hash
-        }.first)
+        let victim = try XCTUnwrap(
+            fullEntries.lazy.compactMap { entry -> ChunkHash? in
+                guard case .data(let hash) = entry.ref, !rewritten.contains(entry.position), counts[entry.ref] == 1
+                else { return nil }
+                return hash
+            }.first)
         let file = "\(ctl.repository)/chunks/\(victim.hex.prefix(2))/\(victim.hex)"
         chmod(file, 0o644)
         var bytes = try readBytes(file)

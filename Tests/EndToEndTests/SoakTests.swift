@@ -30,12 +30,16 @@ final class SoakTests: XCTestCase {
         let seconds = Double(ProcessInfo.processInfo.environment["VAULTFS_SOAK_SECONDS"] ?? "") ?? 120
         let scratch = Scratch("soak")
         let ctl = Vaultctl(repository: scratch.file("repo"))
-        let web = try Ext4Image.make(at: scratch.file("web.img"), size: "16M", files: ["etc/hostname": Array("web\n".utf8)])
-        let db = try Ext4Image.make(at: scratch.file("db.img"), size: "16M", files: ["etc/hostname": Array("db\n".utf8)])
+        let web = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "16M", files: ["etc/hostname": Array("web\n".utf8)])
+        let db = try Ext4Image.make(
+            at: scratch.file("db.img"), size: "16M", files: ["etc/hostname": Array("db\n".utf8)])
         try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("vault", "create", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "2", "--keep-fulls", "2")
-        try ctl.run("policy", "set", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "2", "--keep-fulls", "2",
-                    "--now", "2030-01-01T00:00")
+        try ctl.run(
+            "vault", "create", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "2", "--keep-fulls", "2")
+        try ctl.run(
+            "policy", "set", "prod", "--start", "00:00", "--every", "4h", "--incrementals", "2", "--keep-fulls", "2",
+            "--now", "2030-01-01T00:00")
         try ctl.run("server", "add", "web", "--vault", "prod", "--disk", "root=\(web.path)")
         try ctl.run("vault", "create", "adhoc")
         try ctl.run("server", "add", "db", "--vault", "adhoc", "--disk", "root=\(db.path)")
@@ -86,9 +90,14 @@ final class SoakTests: XCTestCase {
             try db.write("data/d\(round % 5).bin", pseudoRandomBytes(150_000, seed: UInt64(9000 + round)))
             ledger.expect("db/d\(round)", try snapshot(db, "db-d\(round)"))
             let made = try runCommand(["mkdir", mount.path("adhoc/db/d\(round)")], timeout: 30)
-            guard made.status == 0 else { usleep(300_000); return }
+            guard made.status == 0 else {
+                usleep(300_000)
+                return
+            }
             _ = eventually(timeout: 60) {
-                ((try? ctl.json("points", "db")) ?? []).contains { $0["name"] as? String == "d\(round)" && $0["status"] as? String != "Creating" }
+                ((try? ctl.json("points", "db")) ?? []).contains {
+                    $0["name"] as? String == "d\(round)" && $0["status"] as? String != "Creating"
+                }
             }
         }
         // Deletions, purges and collections.
@@ -105,7 +114,8 @@ final class SoakTests: XCTestCase {
             loop("reader\(reader)") { _ in
                 let points = try ctl.json("points").filter { $0["status"] as? String == "Active" }
                 guard let point = points.randomElement(), let server = point["server"] as? String,
-                      let name = point["name"] as? String, let copy = ledger.copy(of: "\(server)/\(name)") else {
+                    let name = point["name"] as? String, let copy = ledger.copy(of: "\(server)/\(name)")
+                else {
                     usleep(200_000)
                     return
                 }
@@ -142,11 +152,14 @@ final class SoakTests: XCTestCase {
             XCTAssertTrue(shown.contains("web/\(name)"), "retention lost web/\(name), which the policy keeps")
         }
         let history = try ctl.json("history")
-        for entry in history where entry["status"] as? String == "Active" && (entry["deletion"] as? String ?? "").isEmpty {
+        for entry in history
+        where entry["status"] as? String == "Active" && (entry["deletion"] as? String ?? "").isEmpty {
             let key = "\(entry["server"]!)/\(entry["name"]!)"
             XCTAssertTrue(shown.contains(key), "\(key) is Active in history but not listed")
             XCTAssertFalse(ledger.wasDeleted(key), "\(key) was deleted but shows")
         }
-        print("soak: \(Int(seconds)) s, \(ledger.comparisons) whole-image comparisons through the mount, \(points.count) points kept")
+        print(
+            "soak: \(Int(seconds)) s, \(ledger.comparisons) whole-image comparisons through the mount, \(points.count) points kept"
+        )
     }
 }

@@ -37,7 +37,8 @@ public final class CephGateway: Sendable {
         var template = Array("/tmp/vaultfs-ceph-XXXXXX".utf8CString)
         directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         // The watchdog: stops the cluster once this process is gone, however it ended.
-        let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \"\(script)\" stop \"\(directory)\" >/dev/null 2>&1; rm -rf \"\(directory)\""
+        let watchdog =
+            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \"\(script)\" stop \"\(directory)\" >/dev/null 2>&1; rm -rf \"\(directory)\""
         let guardian = Process()
         guardian.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         guardian.arguments = ["-f", "bash", "-c", watchdog]
@@ -55,7 +56,9 @@ public final class CephGateway: Sendable {
             throw TestError.failed("the Ceph gateway wrote no endpoint or credentials in \(directory)/env")
         }
         self.endpoint = endpoint
-        environment = values.filter { ["VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"].contains($0.key) }
+        environment = values.filter {
+            ["VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"].contains($0.key)
+        }
         // Credentials as an administrator would set them: in the environment of every command
         // and daemon the tests start (never on a command line).
         for (key, value) in environment where key.hasPrefix("AWS_") { setenv(key, value, 1) }
@@ -81,7 +84,9 @@ public final class CephGateway: Sendable {
         var values: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { values[parts[0]] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }
+            if parts.count == 2 {
+                values[parts[0]] = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'\""))
+            }
         }
         return values
     }

@@ -30,10 +30,13 @@ public struct SourceTree {
         let sparse = "\(path)/var/lib/data/sparse.img"
         try write("var/lib/data/sparse.img", pseudoRandomBytes(4096, seed: 79))
         try mustRun(["truncate", "-s", "8M", sparse])
-        try mustRun(["dd", "if=/dev/urandom", "of=\(sparse)", "bs=4096", "count=1", "seek=1500", "conv=notrunc", "status=none"])
+        try mustRun([
+            "dd", "if=/dev/urandom", "of=\(sparse)", "bs=4096", "count=1", "seek=1500", "conv=notrunc", "status=none",
+        ])
         try fm.createSymbolicLink(atPath: "\(path)/etc/nginx/current", withDestinationPath: "nginx.conf")
-        try fm.createSymbolicLink(atPath: "\(path)/var/lib/data/long-link",
-                                  withDestinationPath: "/" + String(repeating: "long/", count: 30) + "target")
+        try fm.createSymbolicLink(
+            atPath: "\(path)/var/lib/data/long-link",
+            withDestinationPath: "/" + String(repeating: "long/", count: 30) + "target")
         guard link("\(path)/var/lib/data/large.bin", "\(path)/var/lib/data/large.hardlink") == 0 else {
             throw TestError.failed("link: \(String(cString: strerror(errno)))")
         }
@@ -49,8 +52,9 @@ public struct SourceTree {
 
     /// An ext4 image of `size` holding the folder (`mkfs.ext4 -d`).
     public func ext4(at image: String, size: String) throws {
-        try mustRun(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", path, image, size],
-                    environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
+        try mustRun(
+            ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", path, image, size],
+            environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
     }
 }
 
@@ -61,8 +65,10 @@ public enum PartitionedDisk {
     /// maps partition numbers to folders to fill them from. Returns each partition's byte
     /// offset and size, by number, as sfdisk reports them.
     @discardableResult
-    public static func make(at path: String, size: String, script: String,
-                            contents: [Int: String]) throws -> [Int: (offset: Int64, size: Int64)] {
+    public static func make(
+        at path: String, size: String, script: String,
+        contents: [Int: String]
+    ) throws -> [Int: (offset: Int64, size: Int64)] {
         try mustRun(["truncate", "-s", size, path])
         let scratch = Scratch("sfdisk")
         let input = scratch.file("script")
@@ -76,14 +82,18 @@ public enum PartitionedDisk {
         for partition in partitions {
             let node = partition["node"] as! String
             let number = Int(node.reversed().prefix { $0.isNumber }.reversed().map(String.init).joined())!
-            spans[number] = ((partition["start"] as! NSNumber).int64Value * 512, (partition["size"] as! NSNumber).int64Value * 512)
+            spans[number] = (
+                (partition["start"] as! NSNumber).int64Value * 512, (partition["size"] as! NSNumber).int64Value * 512
+            )
         }
         for (number, folder) in contents {
             guard let span = spans[number] else { throw TestError.failed("no partition \(number) in \(path)") }
             let image = scratch.file("part\(number).img")
             try SourceTree(path: folder).ext4(at: image, size: "\(span.size / 1024)K")
-            try mustRun(["dd", "if=\(image)", "of=\(path)", "bs=64K", "seek=\(span.offset)", "oflag=seek_bytes",
-                         "conv=notrunc,sparse", "status=none"])
+            try mustRun([
+                "dd", "if=\(image)", "of=\(path)", "bs=64K", "seek=\(span.offset)", "oflag=seek_bytes",
+                "conv=notrunc,sparse", "status=none",
+            ])
         }
         return spans
     }

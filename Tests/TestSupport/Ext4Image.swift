@@ -10,11 +10,15 @@ public struct Ext4Image {
         let source = Scratch("ext4src")
         for (name, bytes) in files {
             let file = "\(source.path)/\(name)"
-            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { throw TestError.failed("cannot create \(file)") }
+            try FileManager.default.createDirectory(
+                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else {
+                throw TestError.failed("cannot create \(file)")
+            }
         }
-        try mustRun(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", source.path, path, size],
-                    environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
+        try mustRun(
+            ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", source.path, path, size],
+            environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
         return Ext4Image(path: path)
     }
 
@@ -22,7 +26,9 @@ public struct Ext4Image {
     public func write(_ name: String, _ bytes: [UInt8]) throws {
         let source = Scratch("ext4file")
         let file = source.file("data")
-        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { throw TestError.failed("cannot create \(file)") }
+        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else {
+            throw TestError.failed("cannot create \(file)")
+        }
         _ = try? mustRun(["debugfs", "-w", "-R", "rm /\(name)", path])
         try mustRun(["debugfs", "-w", "-R", "write \(file) /\(name)", path])
     }

@@ -11,19 +11,27 @@ public final class MountedRepository {
     /// Mounts and waits (at most `timeout` seconds) until the kernel shows the mount; as
     /// `user` when given (who must own the mount point). `environment` is added to this
     /// process's for the daemon.
-    public init(repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20,
-                as user: TestUser? = nil, environment: [String: String] = [:]) throws {
+    public init(
+        repository: String, at mountpoint: String, options: [String] = [], timeout: TimeInterval = 20,
+        as user: TestUser? = nil, environment: [String: String] = [:]
+    ) throws {
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         if let user { chown(mountpoint, user.uid, user.gid) }
         self.mountpoint = mountpoint
         log = mountpoint + ".log"
-        guard FileManager.default.createFile(atPath: log, contents: nil) else { throw TestError.failed("cannot create \(log)") }
+        guard FileManager.default.createFile(atPath: log, contents: nil) else {
+            throw TestError.failed("cannot create \(log)")
+        }
         process = Process()
-        let arguments = [productPath("vaultfs"), repository, mountpoint, "-f"] + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
+        let arguments =
+            [productPath("vaultfs"), repository, mountpoint, "-f"]
+            + (options.isEmpty ? [] : ["-o", options.joined(separator: ",")])
         let command = user?.command(arguments) ?? arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -78,13 +86,20 @@ public final class MountedRepository {
     /// (`allow_other`, ...); nil when nothing is mounted here.
     public var kernelView: (source: String, flags: Set<String>, options: Set<String>)? {
         guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
-        let target = realpath(mountpoint, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? mountpoint
+        let target =
+            realpath(mountpoint, nil).map { p -> String in
+                defer { free(p) }
+                return String(cString: p)
+            } ?? mountpoint
         for line in text.split(separator: "\n").reversed() {
             let fields = line.split(separator: " ").map(String.init)
             guard fields.count > 5, Self.unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"),
-                  dash + 3 < fields.count else { continue }
-            return (Self.unescaped(fields[dash + 2]), Set(fields[5].split(separator: ",").map(String.init)),
-                    Set(fields[dash + 3].split(separator: ",").map(String.init)))
+                dash + 3 < fields.count
+            else { continue }
+            return (
+                Self.unescaped(fields[dash + 2]), Set(fields[5].split(separator: ",").map(String.init)),
+                Set(fields[dash + 3].split(separator: ",").map(String.init))
+            )
         }
         return nil
     }
@@ -96,7 +111,9 @@ public final class MountedRepository {
         let raw = Array(field.utf8)
         var i = 0
         while i < raw.count {
-            if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count, let value = UInt8(String(decoding: raw[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+            if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count,
+                let value = UInt8(String(decoding: raw[(i + 1)...(i + 3)], as: UTF8.self), radix: 8)
+            {
                 bytes.append(value)
                 i += 4
             } else {
@@ -146,10 +163,16 @@ public final class MountedRepository {
     public static func isMounted(_ path: String) -> Bool {
         let url = URL(fileURLWithPath: path)
         let parent = url.deletingLastPathComponent().path
-        let resolvedParent = realpath(parent, nil).map { p -> String in defer { free(p) }; return String(cString: p) } ?? parent
+        let resolvedParent =
+            realpath(parent, nil).map { p -> String in
+                defer { free(p) }
+                return String(cString: p)
+            } ?? parent
         let resolved = (resolvedParent == "/" ? "" : resolvedParent) + "/" + url.lastPathComponent
         guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
-        return text.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == resolved }
+        return text.split(separator: "\n").contains {
+            $0.split(separator: " ").dropFirst(4).first.map(String.init) == resolved
+        }
     }
 }
 

@@ -6,7 +6,9 @@ public func productPath(_ name: String) -> String {
     if let dir = ProcessInfo.processInfo.environment["VAULTFS_BIN_DIR"] { return "\(dir)/\(name)" }
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     var dir = (exe as NSString).deletingLastPathComponent
-    if dir.hasSuffix(".xctest/Contents/MacOS") { dir = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }
+    if dir.hasSuffix(".xctest/Contents/MacOS") {
+        dir = ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+    }
     return "\(dir)/\(name)"
 }
 
@@ -38,7 +40,9 @@ public struct Vaultctl {
     public static var encryptsByDefault: Bool { ProcessInfo.processInfo.environment["VAULTFS_TEST_ENCRYPTION"] != nil }
 
     private func prepared(_ arguments: [String]) -> [String] {
-        guard Self.encryptsByDefault, arguments.first == "init", !arguments.contains("--encryption") else { return arguments }
+        guard Self.encryptsByDefault, arguments.first == "init", !arguments.contains("--encryption") else {
+            return arguments
+        }
         return arguments + ["--encryption", "aes-256-gcm"]
     }
 

@@ -26,18 +26,28 @@ public struct CommandResult {
 
 public enum TestError: Error, CustomStringConvertible {
     case failed(String)
-    public var description: String { if case .failed(let text) = self { return text }; return "" }
+    public var description: String {
+        if case .failed(let text) = self { return text }
+        return ""
+    }
 }
 
 /// Runs a program to completion, killing it after `timeout` seconds. Output goes through
 /// files, so a chatty program cannot block on a full pipe.
 @discardableResult
-public func runCommand(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120,
-                       stdinPath: String? = nil) throws -> CommandResult {
+public func runCommand(
+    _ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120,
+    stdinPath: String? = nil
+) throws -> CommandResult {
     let scratch = Scratch("cmd")
-    let out = scratch.file("out"), err = scratch.file("err")
-    guard FileManager.default.createFile(atPath: out, contents: nil) else { throw TestError.failed("cannot create \(out)") }
-    guard FileManager.default.createFile(atPath: err, contents: nil) else { throw TestError.failed("cannot create \(err)") }
+    let out = scratch.file("out")
+    let err = scratch.file("err")
+    guard FileManager.default.createFile(atPath: out, contents: nil) else {
+        throw TestError.failed("cannot create \(out)")
+    }
+    guard FileManager.default.createFile(atPath: err, contents: nil) else {
+        throw TestError.failed("cannot create \(err)")
+    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: arguments[0].hasPrefix("/") ? arguments[0] : "/usr/bin/env")
     process.arguments = arguments[0].hasPrefix("/") ? Array(arguments.dropFirst()) : arguments
@@ -57,24 +67,29 @@ public func runCommand(_ arguments: [String], environment: [String: String] = [:
         kill(process.processIdentifier, SIGKILL)
         _ = done.wait(timeout: .now() + 10)
     }
-    return CommandResult(status: timedOut ? -1 : process.terminationStatus,
-                         stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "", timedOut: timedOut)
+    return CommandResult(
+        status: timedOut ? -1 : process.terminationStatus,
+        stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "", timedOut: timedOut)
 }
 
 /// Runs a program and throws unless it exits 0.
 @discardableResult
-public func mustRun(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> String {
+public func mustRun(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws
+    -> String
+{
     let result = try runCommand(arguments, environment: environment, timeout: timeout)
     guard result.status == 0 else {
-        throw TestError.failed("\(arguments.joined(separator: " ")) exited \(result.status)\(result.timedOut ? " (timed out)" : ""): \(result.stderr)\(result.stdout)")
+        throw TestError.failed(
+            "\(arguments.joined(separator: " ")) exited \(result.status)\(result.timedOut ? " (timed out)" : ""): \(result.stderr)\(result.stdout)"
+        )
     }
     return result.stdout
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so images differ but tests repeat.
 public func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed == 0 ? 0x9E3779B97F4A7C15 : seed
+    var state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed
     var bytes = [UInt8](repeating: 0, count: count)
     for i in stride(from: 0, to: count, by: 8) {
         state ^= state << 13

@@ -1,5 +1,6 @@
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 final class BackupTests: XCTestCase {
@@ -67,8 +68,9 @@ final class BackupTests: XCTestCase {
         let point = try fixture.repository.prepareBackup(.manual(server: "runs", name: "r1")).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")
         XCTAssertEqual(try fixture.exported(point, disk: "d"), try readBytes(path))
-        XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).first?.dataBytes,
-                       Int64((written.count - 1) * chunk + 777))
+        XCTAssertEqual(
+            try fixture.repository.catalog.pointDisks(point.id).first?.dataBytes,
+            Int64((written.count - 1) * chunk + 777))
     }
 
     /// An image of three 64 KiB chunks and 5000 bytes, ending 904 bytes into a 4 KiB block,
@@ -85,8 +87,9 @@ final class BackupTests: XCTestCase {
     }
 
     private func read(_ source: DiskSource, at offset: Int, _ length: Int) throws -> [UInt8] {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: (64 << 10) + DiskSource.alignment,
-                                                            alignment: DiskSource.alignment)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: (64 << 10) + DiskSource.alignment,
+            alignment: DiskSource.alignment)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
         let n = try source.read(into: buffer, offset: Int64(offset), length: length)
@@ -128,7 +131,10 @@ final class BackupTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try mustRun(["mount", "-t", "ramfs", "vaultfs-test", folder])
         // The scratch folder outlives the mount inside it.
-        defer { _ = try? runCommand(["umount", folder], timeout: 30); withExtendedLifetime(scratch) {} }
+        defer {
+            _ = try? runCommand(["umount", folder], timeout: 30)
+            withExtendedLifetime(scratch) {}
+        }
         let fixture = try Fixture(diskFolder: folder)
         XCTAssertFalse(try DiskSource(name: "root", path: fixture.disk.path, server: fixture.server).readsDirect)
         let full = try fixture.backup("full")
@@ -160,11 +166,16 @@ final class BackupTests: XCTestCase {
         let fixture = try Fixture()
         let path = fixture.scratch.file("raw.img")
         let chunk = 64 << 10
-        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1))))
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(5 * chunk + 1000, seed: 1))))
         try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], now: Date())
         func backup(_ name: String, parent: Point?) throws -> Point {
             var plan = BackupPlan.manual(server: "raw", name: name)
-            if let parent { plan.kind = .incremental; plan.schedule = .policy; plan.parentId = parent.id }
+            if let parent {
+                plan.kind = .incremental
+                plan.schedule = .policy
+                plan.parentId = parent.id
+            }
             return try fixture.repository.prepareBackup(plan).run()
         }
         var parent = try backup("p0", parent: nil)
@@ -179,14 +190,18 @@ final class BackupTests: XCTestCase {
             points.append(parent)
             expected.append(bytes)
         }
-        for (point, bytes) in zip(points, expected) { XCTAssertEqual(try fixture.exported(point, disk: "d"), bytes, point.name) }
+        for (point, bytes) in zip(points, expected) {
+            XCTAssertEqual(try fixture.exported(point, disk: "d"), bytes, point.name)
+        }
     }
 
     func testDiskBackupTakesOnlyTheNamedDisks() throws {
         let fixture = try Fixture()
         let second = fixture.scratch.file("second.img")
-        XCTAssertTrue(FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2))))
-        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)], now: Date())
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: second, contents: Data(pseudoRandomBytes(100_000, seed: 2))))
+        try fixture.repository.addServer(
+            named: "two", vault: "prod", disks: [("a", fixture.disk.path), ("b", second)], now: Date())
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "only-b", disks: ["b"])).run()
         XCTAssertEqual(try fixture.repository.catalog.pointDisks(point.id).map(\.disk), ["b"])
         XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "two", name: "x", disks: ["nope"])))
@@ -195,9 +210,10 @@ final class BackupTests: XCTestCase {
     func testFreezeAndThawRunAroundTheRead() throws {
         let fixture = try Fixture()
         let log = fixture.scratch.file("hooks.log")
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "echo freeze $VAULT_SERVER >> \(log)", thaw: "echo thaw $VAULT_POINT >> \(log)"),
-                                         host: fixture.host, now: Date())
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+            hooks: Hooks(freeze: "echo freeze $VAULT_SERVER >> \(log)", thaw: "echo thaw $VAULT_POINT >> \(log)"),
+            host: fixture.host, now: Date())
         _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "hooked"), host: fixture.host).run()
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "freeze db\nthaw hooked\n")
     }
@@ -205,11 +221,13 @@ final class BackupTests: XCTestCase {
     func testHooksLiveInHostConfigurationAndTheRepositoryOnlySaysTheyExist() throws {
         let fixture = try Fixture()
         let hooks = Hooks(freeze: "fsfreeze -f /srv", thaw: "fsfreeze -u /srv")
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: hooks,
-                                         host: fixture.host, now: Date())
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: hooks,
+            host: fixture.host, now: Date())
         XCTAssertEqual(try fixture.host.hooks(server: "db"), hooks)
         XCTAssertTrue(try fixture.repository.catalog.server(named: "db").hooks)
-        let manifest = try String(contentsOfFile: fixture.scratch.file("repo/manifests/servers/db.json"), encoding: .utf8)
+        let manifest = try String(
+            contentsOfFile: fixture.scratch.file("repo/manifests/servers/db.json"), encoding: .utf8)
         XCTAssertFalse(manifest.contains("fsfreeze"), manifest)
         for file in ["catalog.sqlite", "catalog.sqlite-wal"] where Posix.exists(fixture.scratch.file("repo/\(file)")) {
             let bytes = try readBytes(fixture.scratch.file("repo/\(file)"))
@@ -217,12 +235,18 @@ final class BackupTests: XCTestCase {
         }
         // A server refused (its name taken, or no disk) neither writes nor replaces hooks.
         let other = Hooks(freeze: "echo other")
-        XCTAssertThrowsError(try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                              hooks: other, host: fixture.host, now: Date()))
-        XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [], hooks: other,
-                                                              host: fixture.host, now: Date()))
-        XCTAssertThrowsError(try fixture.repository.addServer(named: "mail", vault: "prod", disks: [("root", fixture.disk.path)],
-                                                              hooks: Hooks(freeze: "a\nb"), host: fixture.host, now: Date()))
+        XCTAssertThrowsError(
+            try fixture.repository.addServer(
+                named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+                hooks: other, host: fixture.host, now: Date()))
+        XCTAssertThrowsError(
+            try fixture.repository.addServer(
+                named: "mail", vault: "prod", disks: [], hooks: other,
+                host: fixture.host, now: Date()))
+        XCTAssertThrowsError(
+            try fixture.repository.addServer(
+                named: "mail", vault: "prod", disks: [("root", fixture.disk.path)],
+                hooks: Hooks(freeze: "a\nb"), host: fixture.host, now: Date()))
         XCTAssertTrue(Hooks(freeze: " \t", thaw: "").isEmpty, "blank commands are no hooks")
         XCTAssertEqual(try fixture.host.hooks(server: "db"), hooks)
         XCTAssertNil(try fixture.host.hooks(server: "mail"))
@@ -230,7 +254,8 @@ final class BackupTests: XCTestCase {
     }
 
     func testAManifestOrCatalogThatNamesACommandOnlyMarksTheServerAsHooked() throws {
-        let legacy = #"{"id":3,"name":"e1","vaultId":1,"freezeCommand":"id > /tmp/PWNED","thawCommand":null,"createdAt":0}"#
+        let legacy =
+            #"{"id":3,"name":"e1","vaultId":1,"freezeCommand":"id > /tmp/PWNED","thawCommand":null,"createdAt":0}"#
         let server = try JSONDecoder().decode(ServerManifest.Entry.self, from: Data(legacy.utf8))
         XCTAssertTrue(server.hooks)
         let encoded = String(decoding: try JSONEncoder().encode(server), as: UTF8.self)
@@ -242,20 +267,27 @@ final class BackupTests: XCTestCase {
     func testAHookNamedInTheRepositoryButNotOnThisHostRefusesTheBackup() throws {
         let fixture = try Fixture()
         let log = fixture.scratch.file("ran.log")
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+            hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
         // Another host: db is not set up there until it is adopted, and then has no hooks.
         let elsewhere = HostServers(directory: fixture.scratch.file("other-host/servers"))
-        for attempt in [{ _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere) },
-                        { try fixture.repository.setHooks(Hooks(), server: "db", host: elsewhere) }] {
+        for attempt in [
+            { _ = try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere) },
+            { try fixture.repository.setHooks(Hooks(), server: "db", host: elsewhere) },
+        ] {
             XCTAssertThrowsError(try attempt()) { XCTAssertTrue("\($0)".contains("not set up on this host"), "\($0)") }
         }
-        XCTAssertEqual(try fixture.repository.adoptServer(named: "db", host: elsewhere), [HostServer.Disk(name: "root", path: fixture.disk.path)])
+        XCTAssertEqual(
+            try fixture.repository.adoptServer(named: "db", host: elsewhere),
+            [HostServer.Disk(name: "root", path: fixture.disk.path)])
         XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere)) {
             XCTAssertTrue("\($0)".contains("this host has none"), "\($0)")
         }
         try fixture.repository.setHooks(Hooks(), server: "db", host: elsewhere)
-        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere).run().status, .active)
+        XCTAssertEqual(
+            try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: elsewhere).run().status,
+            .active)
         XCTAssertFalse(Posix.exists(log))
     }
 
@@ -263,43 +295,62 @@ final class BackupTests: XCTestCase {
     /// this host's file (someone changed it), nothing is read until the host adopts them.
     func testDisksThatDifferFromThisHostsAreNotRead() throws {
         let fixture = try Fixture()
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], host: fixture.host, now: Date())
-        for disks in [[HostServer.Disk(name: "root", path: "/etc/shadow")],
-                      [HostServer.Disk(name: "root", path: fixture.disk.path), HostServer.Disk(name: "data", path: "/etc/shadow")],
-                      [HostServer.Disk(name: "data", path: fixture.disk.path)]] {
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)], host: fixture.host, now: Date())
+        for disks in [
+            [HostServer.Disk(name: "root", path: "/etc/shadow")],
+            [
+                HostServer.Disk(name: "root", path: fixture.disk.path),
+                HostServer.Disk(name: "data", path: "/etc/shadow"),
+            ],
+            [HostServer.Disk(name: "data", path: fixture.disk.path)],
+        ] {
             try fixture.host.write(HostServer(disks: disks), server: "db")
-            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host), "\(disks)") {
+            XCTAssertThrowsError(
+                try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host), "\(disks)"
+            ) {
                 XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied)
                 XCTAssertTrue("\($0)".contains("nothing is read"), "\($0)")
             }
         }
-        XCTAssertTrue(try fixture.repository.catalog.points(server: try fixture.repository.catalog.server(named: "db").id,
-                                                             includeSoftDeleted: true).isEmpty)
+        XCTAssertTrue(
+            try fixture.repository.catalog.points(
+                server: try fixture.repository.catalog.server(named: "db").id,
+                includeSoftDeleted: true
+            ).isEmpty)
         try fixture.repository.adoptServer(named: "db", host: fixture.host)
         XCTAssertEqual(try fixture.host.server("db")?.disks, [HostServer.Disk(name: "root", path: fixture.disk.path)])
-        XCTAssertEqual(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status, .active)
+        XCTAssertEqual(
+            try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status,
+            .active)
     }
 
     func testAHooksFileOthersMayWriteIsRefused() throws {
         let fixture = try Fixture()
         let log = fixture.scratch.file("ran.log")
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+            hooks: Hooks(freeze: "echo ran >> \(log)"), host: fixture.host, now: Date())
         let file = fixture.host.path(server: "db")
         // The file, its folder, the configuration folder and any folder above them.
-        for (path, mode) in [(file, 0o620), (file, 0o602), (fixture.host.directory, 0o777), (fixture.scratch.file("etc"), 0o757),
-                             (fixture.scratch.path, 0o777), (fixture.scratch.path, 0o775)] {
+        for (path, mode) in [
+            (file, 0o620), (file, 0o602), (fixture.host.directory, 0o777), (fixture.scratch.file("etc"), 0o757),
+            (fixture.scratch.path, 0o777), (fixture.scratch.path, 0o775),
+        ] {
             let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
             XCTAssertEqual(chmod(path, mode_t(mode)), 0)
-            XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host),
-                                 "\(path) \(String(mode, radix: 8))") {
+            XCTAssertThrowsError(
+                try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host),
+                "\(path) \(String(mode, radix: 8))"
+            ) {
                 XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
             }
             XCTAssertEqual(chmod(path, mode_t(before)), 0)
         }
         // Everyone may write a folder above with its sticky bit set, as /tmp: nobody may
         // rename what root owns there.
-        let before = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: fixture.scratch.path)[.posixPermissions] as? Int)
+        let before = try XCTUnwrap(
+            FileManager.default.attributesOfItem(atPath: fixture.scratch.path)[.posixPermissions] as? Int)
         XCTAssertEqual(chmod(fixture.scratch.path, 0o1777), 0)
         XCTAssertEqual(try fixture.host.hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
         XCTAssertEqual(chmod(fixture.scratch.path, mode_t(before)), 0)
@@ -309,12 +360,16 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(mkdir(open, 0o755), 0)
         XCTAssertEqual(chmod(open, 0o777), 0)
         XCTAssertEqual(symlink(fixture.scratch.path, "\(open)/link"), 0)
-        XCTAssertEqual(try HostServers(directory: "\(fixture.scratch.path)/etc/servers").hooks(server: "db"), Hooks(freeze: "echo ran >> \(log)"))
+        XCTAssertEqual(
+            try HostServers(directory: "\(fixture.scratch.path)/etc/servers").hooks(server: "db"),
+            Hooks(freeze: "echo ran >> \(log)"))
         XCTAssertThrowsError(try HostServers(directory: "\(open)/link/etc/servers").hooks(server: "db")) {
             XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
         }
         XCTAssertEqual(chown(file, 65534, 65534), 0)
-        XCTAssertThrowsError(try fixture.host.hooks(server: "db")) { XCTAssertTrue("\($0)".contains("not to root"), "\($0)") }
+        XCTAssertThrowsError(try fixture.host.hooks(server: "db")) {
+            XCTAssertTrue("\($0)".contains("not to root"), "\($0)")
+        }
         XCTAssertEqual(chown(file, 0, 0), 0)
         XCTAssertEqual(unlink(file), 0)
         XCTAssertEqual(symlink(fixture.scratch.file("elsewhere.conf"), file), 0)
@@ -323,14 +378,18 @@ final class BackupTests: XCTestCase {
     }
 
     func testAServersFileIsReadAsWrittenAndRefusedWhenMalformed() throws {
-        XCTAssertEqual(try HostServers.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\ndisk root = /dev/vg/a b=c\n", file: "f"),
-                       HostServer(disks: [.init(name: "root", path: "/dev/vg/a b=c")], hooks: Hooks(freeze: "a, b; c=d", thaw: "x")))
+        XCTAssertEqual(
+            try HostServers.parse("# c\n\nfreeze =  a, b; c=d \n  thaw=x\ndisk root = /dev/vg/a b=c\n", file: "f"),
+            HostServer(
+                disks: [.init(name: "root", path: "/dev/vg/a b=c")], hooks: Hooks(freeze: "a, b; c=d", thaw: "x")))
         // A file saved with CR LF or CR line ends: each line is its own, no CR reaches a command.
         for text in ["freeze = a\r\nthaw = b\r\n", "freeze = a\rthaw = b", "# c\r\nfreeze = a\n\r\nthaw = b"] {
             XCTAssertEqual(try HostServers.parse(text, file: "f").hooks, Hooks(freeze: "a", thaw: "b"), text)
         }
-        for text in ["freeze a", "frozen = a", "freeze = a\nfreeze = b", "disk root = relative", "disk r/t = /x",
-                     "disk root = /a\ndisk root = /b"] {
+        for text in [
+            "freeze a", "frozen = a", "freeze = a\nfreeze = b", "disk root = relative", "disk r/t = /x",
+            "disk root = /a\ndisk root = /b",
+        ] {
             XCTAssertThrowsError(try HostServers.parse(text, file: "f"), text)
         }
         let scratch = Scratch("hooks")
@@ -352,9 +411,11 @@ final class BackupTests: XCTestCase {
 
     func testFailingFreezeCommandFailsThePointWithItsReason() throws {
         let fixture = try Fixture()
-        try fixture.repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
-        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen"), host: fixture.host).run()
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)],
+            hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
+        let point = try fixture.repository.prepareBackup(.manual(server: "db", name: "frozen"), host: fixture.host)
+            .run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertTrue(point.error?.contains("freeze command") == true, point.error ?? "")
     }

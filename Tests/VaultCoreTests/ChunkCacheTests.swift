@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 final class ChunkCacheTests: XCTestCase {
@@ -21,7 +22,10 @@ final class ChunkCacheTests: XCTestCase {
         let (hash, length) = try XCTUnwrap(dataChunks(fixture).first)
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 64 << 20)
         DispatchQueue.concurrentPerform(iterations: 16) { _ in
-            XCTAssertEqual((try? cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)))?.reduce(0) { $0 + $1.count }, length)
+            XCTAssertEqual(
+                (try? cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)))?.reduce(0) {
+                    $0 + $1.count
+                }, length)
         }
         XCTAssertEqual(cache.decodes, 1)
     }
@@ -45,7 +49,9 @@ final class ChunkCacheTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(chunks.count, 3)
         let budget = 7 << 19
         let cache = ChunkCache(store: fixture.repository.chunks, budget: budget)
-        for (hash, length) in chunks.prefix(2) { _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)) }
+        for (hash, length) in chunks.prefix(2) {
+            _ = try cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length))
+        }
         XCTAssertEqual(cache.cachedBytes, 2 << 20)
         // The third load sets aside twice its size (stored bytes and frames) before it reads:
         // 2 MiB held and 2 set aside are over the 3.5 MiB budget, so it evicts down to 90% of
@@ -80,7 +86,8 @@ final class ChunkCacheTests: XCTestCase {
                     start.wait()
                     let (hash, length) = chunks[round * 16 + i]
                     if let frames = try? cache.frames(hash, length: length, 0..<ChunkFile.frameCount(length)),
-                       frames.reduce(0, { $0 + $1.count }) == length {
+                        frames.reduce(0, { $0 + $1.count }) == length
+                    {
                         read.add(1, ordering: .relaxed)
                     }
                     done.leave()
@@ -96,7 +103,9 @@ final class ChunkCacheTests: XCTestCase {
         // One load alone larger than the budget still goes (a 1 MiB cache, the least it takes).
         let small = ChunkCache(store: fixture.repository.chunks, budget: 1 << 20)
         let (hash, length) = chunks[0]
-        XCTAssertEqual(try small.frames(hash, length: length, 0..<ChunkFile.frameCount(length)).reduce(0) { $0 + $1.count }, length)
+        XCTAssertEqual(
+            try small.frames(hash, length: length, 0..<ChunkFile.frameCount(length)).reduce(0) { $0 + $1.count }, length
+        )
     }
 
     func testALoadGivesItsRoomBackWhetherItSucceedsOrFails() throws {

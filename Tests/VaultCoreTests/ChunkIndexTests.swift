@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 /// The local index of stored chunks against the removal records collections write: it must
@@ -29,7 +30,8 @@ final class ChunkIndexTests: XCTestCase {
     private func named(_ index: ChunkIndex) -> [Int] { ids.indices.filter { index.contains(ids[$0]) } }
 
     func testIndexForgetsWhatCollectionsRemovedAndRebuildsWhenItCannotTell() throws {
-        let objects = repository.objects, chunks = repository.chunks
+        let objects = repository.objects
+        let chunks = repository.chunks
         let first = index()
         XCTAssertEqual(named(first), [], "nothing is trusted before catching up")
         try first.catchUp(objects, chunks: chunks)
@@ -58,7 +60,9 @@ final class ChunkIndexTests: XCTestCase {
         XCTAssertEqual(named(third), [0, 3, 4])
 
         // A store that lost its records (made again, or rolled back): rebuilt from the listing.
-        for generation in try RemovalRecords.generations(in: objects) { try objects.delete(RemovalRecords.key(generation)) }
+        for generation in try RemovalRecords.generations(in: objects) {
+            try objects.delete(RemovalRecords.key(generation))
+        }
         try chunks.remove(ids[3])
         try third.catchUp(objects, chunks: chunks)
         XCTAssertEqual(named(third), [0, 4])

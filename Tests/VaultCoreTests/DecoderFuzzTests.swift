@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 /// Proves that the chunk, map and manifest decoders survive damage. Real files from a real
@@ -45,18 +46,21 @@ final class DecoderFuzzTests: XCTestCase {
         // 64 KiB chunks are one frame each; 256 KiB chunks have four behind a frame index.
         // Each backed up as soon as it is made: the two fixtures' servers share a name on
         // this host, which reads the disk of the one set up last.
-        var fixtures: [Fixture] = [], corpus: [StoredChunk] = []
+        var fixtures: [Fixture] = []
+        var corpus: [StoredChunk] = []
         for chunkSize in [64 << 10, 256 << 10] {
             let fixture = try makeFixture(chunkSize: chunkSize)
             fixtures.append(fixture)
             corpus += try StoredChunk.all(of: fixture.repository, point: fixture.backup("one"))
         }
         for fixture in fixtures {
-            XCTAssertEqual(Set(corpus.filter { $0.store === fixture.repository.chunks }.map(\.hash)),
-                           Set(try fixture.repository.chunks.allChunks().map(\.hash)), "the point uses every stored chunk")
+            XCTAssertEqual(
+                Set(corpus.filter { $0.store === fixture.repository.chunks }.map(\.hash)),
+                Set(try fixture.repository.chunks.allChunks().map(\.hash)), "the point uses every stored chunk")
         }
-        XCTAssert(corpus.contains { $0.file.count < $0.plain.count } && corpus.contains { $0.file.count > $0.plain.count },
-                  "the corpus has compressed and incompressible chunks")
+        XCTAssert(
+            corpus.contains { $0.file.count < $0.plain.count } && corpus.contains { $0.file.count > $0.plain.count },
+            "the corpus has compressed and incompressible chunks")
 
         let memory = peakResidentBytes()
         var accepted = 0
@@ -70,7 +74,8 @@ final class DecoderFuzzTests: XCTestCase {
 
             let loaded = test.load(chunk)
             let reason = chunk.store.verify(chunk.hash)
-            let count = ChunkFile.frameCount(chunk.plain.count), first = random.below(count)
+            let count = ChunkFile.frameCount(chunk.plain.count)
+            let first = random.below(count)
             let frames = first..<(first + 1 + random.below(count - first))
             let read = Result { try chunk.store.loadFrames(chunk.hash, length: chunk.plain.count, frames: frames) }
             try test.restore(mode: 0o400)
@@ -79,15 +84,20 @@ final class DecoderFuzzTests: XCTestCase {
                 accepted += 1
                 test.check(loaded == chunk.plain, "load reported success with bytes other than the stored ones")
             }
-            test.check((reason == nil) == (loaded != nil), "verify says \(reason ?? "whole") but load \(loaded == nil ? "failed" : "succeeded")")
+            test.check(
+                (reason == nil) == (loaded != nil),
+                "verify says \(reason ?? "whole") but load \(loaded == nil ? "failed" : "succeeded")")
             test.checkCorrupt(read)
             // A frame read checks frames, not the whole chunk: only a forged index may fool it.
             for (index, bytes) in (try? read.get()) ?? [] where !damage.forged {
-                test.check(bytes[...] == chunk.frame(index), "loadFrames reported success with bytes other than the stored ones in frame \(index)")
+                test.check(
+                    bytes[...] == chunk.frame(index),
+                    "loadFrames reported success with bytes other than the stored ones in frame \(index)")
             }
         }
         print("chunk fuzz: \(accepted) of \(FuzzRun.iterations(tenths: 4).count) damaged chunks still read back whole")
-        XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged chunks cost a huge allocation")
+        XCTAssertLessThan(
+            peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged chunks cost a huge allocation")
     }
 
     /// Regression, found by the chunk fuzzer in the first framed format (no index digest, no
@@ -98,13 +108,15 @@ final class DecoderFuzzTests: XCTestCase {
     func testFrameReadRefusesAFrameWithoutItsChecksum() throws {
         let (chunk, _) = try twoIncompressibleChunks()
         var file = try XCTUnwrap(ChunkFrames(chunk.file))
-        XCTAssertNotNil(file.frames[0].withUnsafeBytes { ChunkFile.frameCheck($0) }, "frames are written with their checksum")
+        XCTAssertNotNil(
+            file.frames[0].withUnsafeBytes { ChunkFile.frameCheck($0) }, "frames are written with their checksum")
         file.frames[0][4] &= ~0x04
         file.frames[0].removeLast(4)
         file.frames[0][file.frames[0].count / 2] ^= 0x01
         for index in [ChunkFrames.Index.kept, .rewritten, .resealed] {
             try FuzzCase.replace(chunk.path, with: file.file(index), sparseLength: nil, mode: 0o400)
-            XCTAssertThrowsError(try chunk.store.loadFrames(chunk.hash, length: chunk.plain.count, frames: 0..<1), "index \(index)")
+            XCTAssertThrowsError(
+                try chunk.store.loadFrames(chunk.hash, length: chunk.plain.count, frames: 0..<1), "index \(index)")
             XCTAssertNotNil(chunk.store.verify(chunk.hash), "index \(index)")
         }
     }
@@ -118,7 +130,8 @@ final class DecoderFuzzTests: XCTestCase {
         file.frames = try XCTUnwrap(ChunkFrames(other.file)).frames
         for index in [ChunkFrames.Index.kept, .rewritten] {
             try FuzzCase.replace(chunk.path, with: file.file(index), sparseLength: nil, mode: 0o400)
-            XCTAssertThrowsError(try chunk.store.loadFrames(chunk.hash, length: chunk.plain.count, frames: 0..<1), "index \(index)")
+            XCTAssertThrowsError(
+                try chunk.store.loadFrames(chunk.hash, length: chunk.plain.count, frames: 0..<1), "index \(index)")
             XCTAssertNotNil(chunk.store.verify(chunk.hash), "index \(index)")
         }
     }
@@ -146,7 +159,8 @@ final class DecoderFuzzTests: XCTestCase {
         XCTAssertEqual(try repository.flatten(point: incremental.id, disk: "root").refs.count, positions)
 
         let memory = peakResidentBytes()
-        var decoded = 0, flattened = 0
+        var decoded = 0
+        var flattened = 0
         for iteration in FuzzRun.iterations(tenths: 3) {
             var random = FuzzRun.random(iteration)
             let resealed = iteration % 2 == 1
@@ -154,8 +168,9 @@ final class DecoderFuzzTests: XCTestCase {
             var damage = Damage(map.bytes)
             for _ in 0...random.below(8) { random.damageMap(&damage, diskSize: recorded, positions: positions) }
             if resealed { damage.resealMap() }
-            let test = FuzzCase("\(resealed ? "resealed" : "plain") map of \(map.point == full.id ? "the full" : "the incremental") point",
-                                iteration, damage, original: map.bytes, path: map.path)
+            let test = FuzzCase(
+                "\(resealed ? "resealed" : "plain") map of \(map.point == full.id ? "the full" : "the incremental") point",
+                iteration, damage, original: map.bytes, path: map.path)
             try test.write(mode: 0o600)
 
             let read = Result { try repository.maps.read(point: map.point, disk: "root") }
@@ -166,17 +181,23 @@ final class DecoderFuzzTests: XCTestCase {
             if case .success = read { decoded += 1 }
             if !resealed && damage.changes(map.bytes) {
                 test.check((try? read.get()) == nil, "a map whose checksum no longer matches was read")
-                test.check((try? image.get()) == nil, "a chain with a map whose checksum no longer matches was flattened")
+                test.check(
+                    (try? image.get()) == nil, "a chain with a map whose checksum no longer matches was flattened")
             }
             if case .success(let image) = image {
                 flattened += 1
-                test.check(image.size == recorded && image.refs.count == positions,
-                           "flattened to \(image.size) bytes in \(image.refs.count) positions; the catalog recorded \(recorded) bytes")
+                test.check(
+                    image.size == recorded && image.refs.count == positions,
+                    "flattened to \(image.size) bytes in \(image.refs.count) positions; the catalog recorded \(recorded) bytes"
+                )
             }
         }
         print("map fuzz: \(decoded) damaged maps decoded, \(flattened) chains flattened")
-        if FuzzRun.iterations(tenths: 3).count >= 1000 { XCTAssertGreaterThan(flattened, 0, "resealed maps reach flatten") }
-        XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged maps cost a huge allocation")
+        if FuzzRun.iterations(tenths: 3).count >= 1000 {
+            XCTAssertGreaterThan(flattened, 0, "resealed maps reach flatten")
+        }
+        XCTAssertLessThan(
+            peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged maps cost a huge allocation")
     }
 
     func testMutatedManifestsAreRefusedOrHarmless() throws {
@@ -208,12 +229,15 @@ final class DecoderFuzzTests: XCTestCase {
                 guard let manifest else { continue }
                 test.check(manifest.point.id == id, "the manifest of \(id) was read as point \(manifest.point.id)")
                 for disk in manifest.disks {
-                    test.check((0...ChunkMap.maxDiskSize).contains(disk.size), "disk '\(disk.disk)' was read with size \(disk.size)")
+                    test.check(
+                        (0...ChunkMap.maxDiskSize).contains(disk.size),
+                        "disk '\(disk.disk)' was read with size \(disk.size)")
                 }
             }
         }
         print("manifest fuzz: \(accepted) damaged manifests still passed their check")
-        XCTAssertLessThan(peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged manifests cost a huge allocation")
+        XCTAssertLessThan(
+            peakResidentBytes() - memory, FuzzRun.memoryAllowance, "decoding damaged manifests cost a huge allocation")
     }
 
     /// A vault's and a server's manifests, damaged, taken in as `repair --rebuild-catalog`
@@ -222,14 +246,16 @@ final class DecoderFuzzTests: XCTestCase {
     func testMutatedVaultAndServerManifestsAreRefusedOrHarmlessToARebuildAndAnotherHost() throws {
         let fixture = try makeFixture()
         let repository = fixture.repository
-        try repository.setPolicy(Policy(startMinute: 90, everyHours: 4, incrementals: 3, keepFulls: 2, since: Date()), vault: "prod")
+        try repository.setPolicy(
+            Policy(startMinute: 90, everyHours: 4, incrementals: 3, keepFulls: 2, since: Date()), vault: "prod")
         _ = try twoPoints(fixture)
         let files = try ["vaults/prod", "servers/\(fixture.server)"].map { name in
             let path = "\(repository.root)/manifests/\(name).json"
             return (name: name, path: path, bytes: try readBytes(path))
         }
         let scratch = Scratch("manifest-fuzz")
-        var refused = 0, taken = 0
+        var refused = 0
+        var taken = 0
         for iteration in FuzzRun.iterations(tenths: 1) {
             var random = FuzzRun.random(iteration)
             let (name, path, original) = files[random.below(files.count)]
@@ -241,7 +267,9 @@ final class DecoderFuzzTests: XCTestCase {
 
             // repair --rebuild-catalog: the damaged file is refused with its name, or taken in.
             let rebuilt = scratch.file("rebuilt-\(iteration).sqlite")
-            let rebuild = Result { try CatalogRebuild.build(at: rebuilt, from: repository.manifests, modes: .ownerOnly) }
+            let rebuild = Result {
+                try CatalogRebuild.build(at: rebuilt, from: repository.manifests, modes: .ownerOnly)
+            }
             if case .failure(let error) = rebuild {
                 refused += 1
                 test.check("\(error)".contains(path), "refused without naming the file: \(error)")
@@ -252,14 +280,18 @@ final class DecoderFuzzTests: XCTestCase {
             let found = try repository.manifests.changed(since: [:])
             _ = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
             var catalogs = [catalog]
-            if case .success = rebuild { catalogs.append(try Catalog(path: rebuilt, readOnlyReason: nil)); taken += 1 }
+            if case .success = rebuild {
+                catalogs.append(try Catalog(path: rebuilt, readOnlyReason: nil))
+                taken += 1
+            }
             for catalog in catalogs {
                 for vault in try catalog.vaults() {
                     guard let policy = vault.policy else { continue }
                     let now = Date()
                     _ = policy.latestSlot(atOrBefore: now)
                     test.check(policy.nextSlot(after: now) > now, "no next slot for \(policy)")
-                    _ = ChainRule.next(policyPoints: try catalog.policyPoints(vault: vault.id), incrementals: policy.incrementals)
+                    _ = ChainRule.next(
+                        policyPoints: try catalog.policyPoints(vault: vault.id), incrementals: policy.incrementals)
                 }
                 _ = try catalog.servers().map { try catalog.disks(ofServer: $0.id) }
             }
@@ -276,9 +308,13 @@ final class DecoderFuzzTests: XCTestCase {
         let ids = (0..<4).map { i in [UInt8](repeating: UInt8(i), count: 8).withUnsafeBytes { ChunkHash(of: $0) } }
         var marks = Marks()
         marks.listedAt = 1_900_000_000
-        for (i, id) in ids.enumerated() { marks.chunks[id] = Marks.Mark(at: 1_900_000_000 + Double(i), size: Int64(i) * 1000) }
+        for (i, id) in ids.enumerated() {
+            marks.chunks[id] = Marks.Mark(at: 1_900_000_000 + Double(i), size: Int64(i) * 1000)
+        }
         try marks.save(objects)
-        let originals = [try XCTUnwrap(objects.get(Marks.key, limit: 1 << 20)), ChunkIdList.encode(ids, tag: RemovalRecords.tag)]
+        let originals = [
+            try XCTUnwrap(objects.get(Marks.key, limit: 1 << 20)), ChunkIdList.encode(ids, tag: RemovalRecords.tag),
+        ]
         var refused = 0
         for iteration in FuzzRun.iterations(tenths: 1) {
             var random = FuzzRun.random(iteration)
@@ -291,7 +327,9 @@ final class DecoderFuzzTests: XCTestCase {
                 try objects.put(Marks.key, damage.bytes, durable: false)
                 do {
                     let read = try Marks.load(objects)
-                    XCTAssertEqual(read.chunks.count * (ChunkHash.byteCount + 16) + 16, size, "marks iteration \(iteration): \(damage.steps)")
+                    XCTAssertEqual(
+                        read.chunks.count * (ChunkHash.byteCount + 16) + 16, size,
+                        "marks iteration \(iteration): \(damage.steps)")
                 } catch let error as VaultError {
                     XCTAssertEqual(error.code, .corrupt, "marks iteration \(iteration): \(error)")
                     refused += 1
@@ -299,7 +337,8 @@ final class DecoderFuzzTests: XCTestCase {
             } else {
                 try objects.put(RemovalRecords.key(1), damage.bytes, durable: false)
                 if let read = try RemovalRecords.read(1, from: objects) {
-                    XCTAssertEqual(read.count * ChunkHash.byteCount + 8, size, "record iteration \(iteration): \(damage.steps)")
+                    XCTAssertEqual(
+                        read.count * ChunkHash.byteCount + 8, size, "record iteration \(iteration): \(damage.steps)")
                 } else {
                     refused += 1
                 }
@@ -322,9 +361,10 @@ final class DecoderFuzzTests: XCTestCase {
 enum FuzzRun {
     private static let environment = ProcessInfo.processInfo.environment
 
-    static let seed: UInt64 = environment["VAULTFS_FUZZ_SEED"].flatMap { text in
-        text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
-    } ?? 0x5EED_F022_DEC0_DE01
+    static let seed: UInt64 =
+        environment["VAULTFS_FUZZ_SEED"].flatMap { text in
+            text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+        } ?? 0x5EED_F022_DEC0_DE01
 
     /// Peak memory a whole fuzz loop may add: far above what any input here needs, far below
     /// what a size read from a damaged file would ask for.
@@ -338,7 +378,9 @@ enum FuzzRun {
     }
 
     /// The generator of one iteration: the seed and the iteration number are all it depends on.
-    static func random(_ iteration: Int) -> FuzzRandom { FuzzRandom(seed: seed ^ UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15) }
+    static func random(_ iteration: Int) -> FuzzRandom {
+        FuzzRandom(seed: seed ^ UInt64(iteration) &* 0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 /// xorshift64 behind a splitmix64 seeding step, so nearby seeds still give unrelated streams.
@@ -403,15 +445,17 @@ extension FuzzRandom {
     mutating func damageBytes(_ damage: inout Damage, limit: Int) {
         let count = damage.bytes.count
         switch below(16) {
-        case 0 ..< 5 where count > 0:
-            let at = below(count), bit = below(8)
+        case 0..<5 where count > 0:
+            let at = below(count)
+            let bit = below(8)
             damage.bytes[at] ^= 1 << bit
             damage.steps.append("flip bit \(bit) of byte \(at)")
-        case 5 ..< 9 where count > 0:
-            let at = below(count), value = pick([0x00, 0xff, 0x01, 0x7f, 0x80, UInt8(truncatingIfNeeded: next())])
+        case 5..<9 where count > 0:
+            let at = below(count)
+            let value = pick([0x00, 0xff, 0x01, 0x7f, 0x80, UInt8(truncatingIfNeeded: next())])
             damage.bytes[at] = value
             damage.steps.append("byte \(at) = 0x\(String(value, radix: 16))")
-        case 9 ... 10 where count > 0:
+        case 9...10 where count > 0:
             let length = min(count - 1, pick([0, 1, 31, 32, 47, 48, 49, 63, 64, below(count)]))
             damage.bytes.removeLast(count - length)
             damage.steps.append("truncate to \(length)")
@@ -420,11 +464,13 @@ extension FuzzRandom {
             damage.bytes += extra
             damage.steps.append("append \(extra.count) random bytes")
         case 13 where count > 0:
-            let at = below(count), length = min(count - at, 1 + below(64))
+            let at = below(count)
+            let length = min(count - at, 1 + below(64))
             damage.bytes.removeSubrange(at..<(at + length))
             damage.steps.append("cut \(length) bytes at \(at)")
         case 14 where count > 0:
-            let at = below(count), extra = bytes(1 + below(64))
+            let at = below(count)
+            let extra = bytes(1 + below(64))
             damage.bytes.insert(contentsOf: extra, at: at)
             damage.steps.append("insert \(extra.count) random bytes at \(at)")
         case 15 where below(4) == 0:
@@ -441,35 +487,55 @@ extension FuzzRandom {
     mutating func damageChunk(_ damage: inout Damage, plainLength: Int, corpus: [StoredChunk]) {
         let size = damage.bytes.count
         func field(_ offset: Int) -> Int {
-            offset + 4 > size ? 0 : damage.bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian) }
+            offset + 4 > size
+                ? 0
+                : damage.bytes.withUnsafeBytes {
+                    Int($0.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian)
+                }
         }
-        let plain = field(8), frames = ChunkFile.frameCount(max(1, plain))
+        let plain = field(8)
+        let frames = ChunkFile.frameCount(max(1, plain))
         switch below(16) {
         case 0, 1:
             let offset = pick([8, 12])
-            let lengths = [0, 1, 47, 48, plainLength - 1, plainLength, plainLength + 1, size, size - 48, size - 47, size - 49,
-                           plain - 1, plain + 1, ChunkFile.maxPlainLength, ChunkFile.maxPlainLength + 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff]
-            damage.set(offset == 8 ? "plain length" : "payload length", at: offset, width: 4, to: UInt64(truncatingIfNeeded: pick(lengths)))
+            let lengths = [
+                0, 1, 47, 48, plainLength - 1, plainLength, plainLength + 1, size, size - 48, size - 47, size - 49,
+                plain - 1, plain + 1, ChunkFile.maxPlainLength, ChunkFile.maxPlainLength + 1, 0x7fff_ffff, 0x8000_0000,
+                0xffff_ffff,
+            ]
+            damage.set(
+                offset == 8 ? "plain length" : "payload length", at: offset, width: 4,
+                to: UInt64(truncatingIfNeeded: pick(lengths)))
         case 2:
             damage.set("header byte", at: pick([4, 5, 6, 7]), width: 1, to: UInt64(pick([0, 1, 2, 3, 0xff])))
         case 3:
-            damage.set("frame count", at: 6, width: 2,
-                       to: UInt64(pick([0, 1, frames - 1, frames + 1, ChunkFile.maxFrames, ChunkFile.maxFrames + 1, 0xffff])))
+            damage.set(
+                "frame count", at: 6, width: 2,
+                to: UInt64(pick([0, 1, frames - 1, frames + 1, ChunkFile.maxFrames, ChunkFile.maxFrames + 1, 0xffff])))
         case 4:
-            let at = ChunkFile.headerSize + ChunkFile.indexEntrySize * below(frames), current = field(at), most = ChunkFile.maxFrameLength
-            damage.set("frame length", at: at, width: 4,
-                       to: UInt64(truncatingIfNeeded: pick([0, 1, current - 1, current + 1, most, most + 1, 0x7fff_ffff, 0xffff_ffff])))
+            let at = ChunkFile.headerSize + ChunkFile.indexEntrySize * below(frames)
+            let current = field(at)
+            let most = ChunkFile.maxFrameLength
+            damage.set(
+                "frame length", at: at, width: 4,
+                to: UInt64(
+                    truncatingIfNeeded: pick([0, 1, current - 1, current + 1, most, most + 1, 0x7fff_ffff, 0xffff_ffff])
+                ))
         case 5:
             let other = pick(corpus)
-            damage.bytes.replaceSubrange(0..<min(size, ChunkFile.headerSize), with: other.file[0..<ChunkFile.headerSize])
+            damage.bytes.replaceSubrange(
+                0..<min(size, ChunkFile.headerSize), with: other.file[0..<ChunkFile.headerSize])
             damage.steps.append("header of the \(other)")
-        case 6 ... 8:
+        case 6...8:
             guard var file = ChunkFrames(damage.bytes) else { return damage.steps.append("(frames unreadable)") }
-            let i = below(file.frames.count), j = below(file.frames.count)
+            let i = below(file.frames.count)
+            let j = below(file.frames.count)
             switch below(3) {
             case 0:
                 let other = pick(corpus)
-                guard let frame = ChunkFrames(other.file)?.frames.first else { return damage.steps.append("(frames unreadable)") }
+                guard let frame = ChunkFrames(other.file)?.frames.first else {
+                    return damage.steps.append("(frames unreadable)")
+                }
                 file.frames[i] = frame
                 damage.steps.append("frame \(i) = frame 0 of the \(other)")
             case 1:
@@ -477,7 +543,9 @@ extension FuzzRandom {
                 damage.steps.append("swap frames \(i) and \(j)")
             default:
                 // Frame header descriptor bit 2: the frame ends with a 4-byte checksum of its content.
-                guard file.frames[i].count > 9, file.frames[i][4] & 0x04 != 0 else { return damage.steps.append("(no checksum)") }
+                guard file.frames[i].count > 9, file.frames[i][4] & 0x04 != 0 else {
+                    return damage.steps.append("(no checksum)")
+                }
                 file.frames[i][4] &= ~0x04
                 file.frames[i].removeLast(4)
                 damage.steps.append("frame \(i) without its checksum")
@@ -496,22 +564,36 @@ extension FuzzRandom {
     mutating func damageMap(_ damage: inout Damage, diskSize: Int64, positions: Int) {
         let entries = max(0, (damage.bytes.count - 64) / ChunkMap.entrySize)
         let entry = 32 + below(max(1, entries)) * ChunkMap.entrySize
-        let size = UInt64(diskSize), chunk: UInt64 = 64 << 10, most = UInt64(ChunkMap.maxDiskSize)
+        let size = UInt64(diskSize)
+        let chunk: UInt64 = 64 << 10
+        let most = UInt64(ChunkMap.maxDiskSize)
         switch below(16) {
         case 0:
-            damage.set("chunk size", at: 8, width: 4,
-                       to: pick([0, 1, 4096, 32 << 10, chunk - 1, chunk, chunk + 1, 128 << 10, 4 << 20, 8 << 20, 1 << 31, 0xffff_ffff]))
+            damage.set(
+                "chunk size", at: 8, width: 4,
+                to: pick([
+                    0, 1, 4096, 32 << 10, chunk - 1, chunk, chunk + 1, 128 << 10, 4 << 20, 8 << 20, 1 << 31,
+                    0xffff_ffff,
+                ]))
         case 1:
             damage.set("kind", at: 12, width: 1, to: pick([0, 1, 2, 0xff]))
         case 2:
-            damage.set("disk size", at: 16, width: 8, to: pick([0, 1, chunk - 1, chunk, chunk + 1, size - 1, size + 1, size + chunk, size * 2,
-                                                                most - 1, most, most + 1, 1 << 62, 1 << 63, UInt64(Int64.max), .max]))
+            damage.set(
+                "disk size", at: 16, width: 8,
+                to: pick([
+                    0, 1, chunk - 1, chunk, chunk + 1, size - 1, size + 1, size + chunk, size * 2,
+                    most - 1, most, most + 1, 1 << 62, 1 << 63, UInt64(Int64.max), .max,
+                ]))
         case 3:
-            let n = UInt64(entries), p = UInt64(positions)
-            damage.set("entry count", at: 24, width: 8, to: pick([0, 1, n &- 1, n + 1, p, p + 1, .max / 41, .max / 41 + 1, 1 << 60, 1 << 63, .max]))
+            let n = UInt64(entries)
+            let p = UInt64(positions)
+            damage.set(
+                "entry count", at: 24, width: 8,
+                to: pick([0, 1, n &- 1, n + 1, p, p + 1, .max / 41, .max / 41 + 1, 1 << 60, 1 << 63, .max]))
         case 4, 5:
             let p = UInt64(positions)
-            damage.set("entry position", at: entry, width: 8, to: pick([0, p - 1, p, p + 1, p * 2, 1 << 63, .max, next()]))
+            damage.set(
+                "entry position", at: entry, width: 8, to: pick([0, p - 1, p, p + 1, p * 2, 1 << 63, .max, next()]))
         case 6:
             damage.set("entry flag", at: entry + 8, width: 1, to: pick([0, 1, 2, 0xff]))
         case 7 where entries > 0:
@@ -534,27 +616,32 @@ extension FuzzRandom {
         guard edit < 6 else { return damageBytes(&damage, limit: ManifestStore.maxFileSize) }
         let tokens = JSONTokens(damage.bytes)
         switch edit {
-        case 0 ... 1 where !tokens.numbers.isEmpty:
-            let span = pick(tokens.numbers), value = pick(Self.edgeNumbers)
+        case 0...1 where !tokens.numbers.isEmpty:
+            let span = pick(tokens.numbers)
+            let value = pick(Self.edgeNumbers)
             damage.bytes.replaceSubrange(span, with: Array(value.utf8))
             damage.steps.append("number at \(span.lowerBound) = \(value)")
         case 2 where !tokens.strings.isEmpty:
-            let span = pick(tokens.strings), value = pick(Self.edgeStrings)
+            let span = pick(tokens.strings)
+            let value = pick(Self.edgeStrings)
             damage.bytes.replaceSubrange(span, with: Array("\"\(value)\"".utf8))
             damage.steps.append("string at \(span.lowerBound) = \"\(value.prefix(40))\"")
         case 3 where !tokens.numbers.isEmpty:
             // `"key":value` once more, with an edge value, at the start of the object holding it.
             let span = pick(tokens.numbers)
             guard let key = tokens.strings.last(where: { $0.upperBound <= span.lowerBound }),
-                  let open = damage.bytes[..<key.lowerBound].lastIndex(of: UInt8(ascii: "{")) else { return damage.steps.append("(no key)") }
+                let open = damage.bytes[..<key.lowerBound].lastIndex(of: UInt8(ascii: "{"))
+            else { return damage.steps.append("(no key)") }
             let member = String(decoding: damage.bytes[key], as: UTF8.self) + ":\(pick(Self.edgeNumbers)),"
             damage.bytes.insert(contentsOf: Array(member.utf8), at: open + 1)
             damage.steps.append("insert \(member) at \(open + 1)")
         case 4 where !tokens.numbers.isEmpty || !tokens.strings.isEmpty:
             let span = pick(tokens.numbers + tokens.strings)
-            let depth = 10_000, closed = below(2) == 0
+            let depth = 10_000
+            let closed = below(2) == 0
             let (open, inner, close) = below(2) == 0 ? ("[", "", "]") : ("{\"a\":", "1", "}")
-            let nested = String(repeating: open, count: depth) + inner + (closed ? String(repeating: close, count: depth) : "")
+            let nested =
+                String(repeating: open, count: depth) + inner + (closed ? String(repeating: close, count: depth) : "")
             damage.bytes.replaceSubrange(span, with: Array(nested.utf8))
             damage.steps.append("value at \(span.lowerBound) nested \(depth) deep\(closed ? "" : ", never closed")")
         case 5:
@@ -565,12 +652,16 @@ extension FuzzRandom {
         }
     }
 
-    static let edgeNumbers = ["0", "-1", "1", "2", "1125899906842624", "1125899906842625", "-1125899906842624",
-                              "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
-                              "18446744073709551615", "123456789012345678901234567890", "1e308", "1e309", "-1e400", "1e-400",
-                              "0.5", "-0", "00", "01", "1.", ".5", "1e", "NaN", "Infinity", "null", "true", "\"1\"", "[]", "{}"]
-    static let edgeStrings = ["", "x", "root", "../../etc", "a/b", "null", "\\u0000", "\\ud800", "\\", "é",
-                              "00000000-0000-0000-0000-000000000000", String(repeating: "a", count: 100_000)]
+    static let edgeNumbers = [
+        "0", "-1", "1", "2", "1125899906842624", "1125899906842625", "-1125899906842624",
+        "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+        "18446744073709551615", "123456789012345678901234567890", "1e308", "1e309", "-1e400", "1e-400",
+        "0.5", "-0", "00", "01", "1.", ".5", "1e", "NaN", "Infinity", "null", "true", "\"1\"", "[]", "{}",
+    ]
+    static let edgeStrings = [
+        "", "x", "root", "../../etc", "a/b", "null", "\\u0000", "\\ud800", "\\", "é",
+        "00000000-0000-0000-0000-000000000000", String(repeating: "a", count: 100_000),
+    ]
 }
 
 /// The frames of a framed (version 2) chunk file, found and written back by the store's own
@@ -593,7 +684,8 @@ struct ChunkFrames {
 
     init?(_ file: [UInt8]) {
         guard case .success(let header) = file.withUnsafeBytes({ ChunkFile.decodeHeader($0, fileSize: file.count) }),
-              let first = header.frames.first else { return nil }
+            let first = header.frames.first
+        else { return nil }
         self.header = header
         head = Array(file[..<first.offset])
         frames = header.frames.map { Array(file[$0.offset..<($0.offset + $0.length)]) }
@@ -602,10 +694,16 @@ struct ChunkFrames {
     func file(_ index: Index) -> [UInt8] {
         var head = head
         if index != .kept {
-            let entries = frames.map { frame in (length: frame.count, check: frame.withUnsafeBytes { ChunkFile.frameCheck($0) } ?? 0) }
-            head = ChunkFile.encodeHeader(plainLength: header.plainLength, frames: entries, hash: header.hash,
-                                          sealed: header.codec == .sealedFrames)
-            if index == .rewritten { head.replaceSubrange((head.count - ChunkFile.digestSize)..., with: self.head.suffix(ChunkFile.digestSize)) }
+            let entries = frames.map { frame in
+                (length: frame.count, check: frame.withUnsafeBytes { ChunkFile.frameCheck($0) } ?? 0)
+            }
+            head = ChunkFile.encodeHeader(
+                plainLength: header.plainLength, frames: entries, hash: header.hash,
+                sealed: header.codec == .sealedFrames)
+            if index == .rewritten {
+                head.replaceSubrange(
+                    (head.count - ChunkFile.digestSize)..., with: self.head.suffix(ChunkFile.digestSize))
+            }
         }
         return frames.reduce(into: head) { $0 += $1 }
     }
@@ -668,8 +766,10 @@ struct StoredChunk: CustomStringConvertible {
             var plain = [UInt8](repeating: 0, count: image.length(of: position))
             try plain.withUnsafeMutableBytes { try repository.chunks.load(hash, into: $0) }
             let file = try readBytes(repository.chunks.location(of: hash))
-            chunks.append(StoredChunk(store: repository.chunks, chunkSize: image.chunkSize, position: position,
-                                      hash: hash, file: file, plain: plain))
+            chunks.append(
+                StoredChunk(
+                    store: repository.chunks, chunkSize: image.chunkSize, position: position,
+                    hash: hash, file: file, plain: plain))
         }
         return chunks
     }
@@ -689,7 +789,8 @@ struct FuzzCase {
     let path: String
 
     init(_ what: String, _ iteration: Int, _ damage: Damage, original: [UInt8], path: String) {
-        description = "seed 0x\(String(FuzzRun.seed, radix: 16)) iteration \(iteration), \(what) (\(path)): "
+        description =
+            "seed 0x\(String(FuzzRun.seed, radix: 16)) iteration \(iteration), \(what) (\(path)): "
             + damage.steps.joined(separator: "; ")
         self.damage = damage
         self.original = original
@@ -697,19 +798,27 @@ struct FuzzCase {
         Breadcrumb.set(description)
     }
 
-    func write(mode: mode_t) throws { try Self.replace(path, with: damage.bytes, sparseLength: damage.sparseLength, mode: mode) }
+    func write(mode: mode_t) throws {
+        try Self.replace(path, with: damage.bytes, sparseLength: damage.sparseLength, mode: mode)
+    }
     func restore(mode: mode_t) throws { try Self.replace(path, with: original, sparseLength: nil, mode: mode) }
 
     /// Loads a chunk into a buffer of its plain length fenced by guard bytes; nil when the
     /// store refuses it, which it must do with `.corrupt`.
     func load(_ chunk: StoredChunk) -> [UInt8]? {
-        let fence = 64, pattern: UInt8 = 0xa5, length = chunk.plain.count
+        let fence = 64
+        let pattern: UInt8 = 0xa5
+        let length = chunk.plain.count
         var buffer = [UInt8](repeating: pattern, count: length + 2 * fence)
         let result = buffer.withUnsafeMutableBytes { raw in
-            Result { try chunk.store.load(chunk.hash, into: UnsafeMutableRawBufferPointer(rebasing: raw[fence..<(fence + length)])) }
+            Result {
+                try chunk.store.load(
+                    chunk.hash, into: UnsafeMutableRawBufferPointer(rebasing: raw[fence..<(fence + length)]))
+            }
         }
-        check(buffer.prefix(fence).allSatisfy { $0 == pattern } && buffer.suffix(fence).allSatisfy { $0 == pattern },
-              "load wrote outside its buffer")
+        check(
+            buffer.prefix(fence).allSatisfy { $0 == pattern } && buffer.suffix(fence).allSatisfy { $0 == pattern },
+            "load wrote outside its buffer")
         checkCorrupt(result)
         return (try? result.get()) == nil ? nil : Array(buffer[fence..<(fence + length)])
     }
@@ -717,10 +826,14 @@ struct FuzzCase {
     /// A refusal must be a `.corrupt` error: the file is damaged, nothing else went wrong.
     func checkCorrupt<T>(_ result: Result<T, Error>, file: StaticString = #filePath, line: UInt = #line) {
         guard case .failure(let error) = result else { return }
-        check((error as? VaultError)?.code == .corrupt, "refused with \(error) rather than a .corrupt error", file: file, line: line)
+        check(
+            (error as? VaultError)?.code == .corrupt, "refused with \(error) rather than a .corrupt error", file: file,
+            line: line)
     }
 
-    func check(_ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        _ condition: Bool, _ message: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         guard !condition else { return }
         Self.failures += 1
         guard Self.failures <= Self.failureLimit else { return }
@@ -745,7 +858,9 @@ struct FuzzCase {
         defer { close(fd) }
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard written == bytes.count else { throw TestError.failed("cannot write \(path): errno \(errno)") }
-        if let sparseLength, ftruncate(fd, off_t(sparseLength)) != 0 { throw TestError.failed("cannot grow \(path): errno \(errno)") }
+        if let sparseLength, ftruncate(fd, off_t(sparseLength)) != 0 {
+            throw TestError.failed("cannot grow \(path): errno \(errno)")
+        }
     }
 }
 

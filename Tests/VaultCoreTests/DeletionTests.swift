@@ -1,5 +1,6 @@
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 final class DeletionTests: XCTestCase {
@@ -7,10 +8,14 @@ final class DeletionTests: XCTestCase {
         let fixture = try Fixture()
         let full = try fixture.backup("full")
         let inc = try fixture.backup("inc", kind: .incremental, parent: full.id)
-        XCTAssertThrowsError(try fixture.repository.softDelete(full.id)) { XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants) }
+        XCTAssertThrowsError(try fixture.repository.softDelete(full.id)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants)
+        }
         _ = try fixture.repository.softDelete(inc.id)
         _ = try fixture.repository.softDelete(full.id)
-        XCTAssertThrowsError(try fixture.repository.undelete(inc.id)) { XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants) }
+        XCTAssertThrowsError(try fixture.repository.undelete(inc.id)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .hasDependants)
+        }
         _ = try fixture.repository.undelete(full.id)
         _ = try fixture.repository.undelete(inc.id)
         XCTAssertEqual(try fixture.exported(inc), try readBytes(fixture.disk.path))

@@ -1,8 +1,9 @@
 import Foundation
 import TestSupport
 import VaultCore
-@testable import VaultFiles
 import XCTest
+
+@testable import VaultFiles
 
 /// Names inside points are bytes: shown safely on a terminal, written exactly into a tar.
 final class FileNameTests: XCTestCase {
@@ -18,8 +19,12 @@ final class FileNameTests: XCTestCase {
     }
 
     func testOnlyNamesAnEntryMayHaveAreUsable() {
-        for name: [UInt8] in [Array("a".utf8), Array("...".utf8), [0xFF], Array(".hidden".utf8)] { XCTAssertTrue(FileName(name).isUsable) }
-        for name: [UInt8] in [[], [0x2E], [0x2E, 0x2E], Array("a/b".utf8), [0x61, 0, 0x62]] { XCTAssertFalse(FileName(name).isUsable) }
+        for name: [UInt8] in [Array("a".utf8), Array("...".utf8), [0xFF], Array(".hidden".utf8)] {
+            XCTAssertTrue(FileName(name).isUsable)
+        }
+        for name: [UInt8] in [[], [0x2E], [0x2E, 0x2E], Array("a/b".utf8), [0x61, 0, 0x62]] {
+            XCTAssertFalse(FileName(name).isUsable)
+        }
     }
 
     /// A long name that is not UTF-8 goes into a pax record that says its names are bytes,
@@ -29,11 +34,14 @@ final class FileNameTests: XCTestCase {
         let long = Array(repeating: UInt8(0xE9), count: 150)
         var archive: [UInt8] = []
         let tar = TarWriter { archive += Array($0) }
-        let attributes = FileAttributes(inode: 12, kind: .file, permissions: 0o644, uid: 0, gid: 0, links: 1, size: 3, blocks: 8,
-                                        accessed: FileTime(seconds: 0, nanoseconds: 0), modified: FileTime(seconds: 0, nanoseconds: 0),
-                                        changed: FileTime(seconds: 0, nanoseconds: 0))
+        let attributes = FileAttributes(
+            inode: 12, kind: .file, permissions: 0o644, uid: 0, gid: 0, links: 1, size: 3, blocks: 8,
+            accessed: FileTime(seconds: 0, nanoseconds: 0), modified: FileTime(seconds: 0, nanoseconds: 0),
+            changed: FileTime(seconds: 0, nanoseconds: 0))
         for name in [long, [0xFF, 0xFE]] {
-            try tar.begin(TarWriter.Entry(path: FileName(name), attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: []))
+            try tar.begin(
+                TarWriter.Entry(
+                    path: FileName(name), attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: []))
             try Array("abc".utf8).withUnsafeBytes { try tar.writeData($0) }
             try tar.endData(size: 3)
         }

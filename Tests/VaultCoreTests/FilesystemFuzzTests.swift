@@ -3,6 +3,7 @@ import Glibc
 import TestSupport
 import VaultCore
 import XCTest
+
 @testable import VaultFiles
 
 /// The path from a disk's bytes to partitions, directory entries and file bytes survives
@@ -33,16 +34,23 @@ final class FilesystemFuzzTests: XCTestCase {
             for _ in 0..<(1 + Int(random.next() % 8)) {
                 // The MBR, the GPT header and entries at the start, the backup GPT at the end.
                 let region = random.next() % 3
-                let offset = region == 0 ? Int(random.next() % 1024) : region == 1 ? 1024 + Int(random.next() % 16384)
-                    : bytes.count - 1 - Int(random.next() % (34 * 512))
+                let offset =
+                    region == 0
+                    ? Int(random.next() % 1024)
+                    : region == 1
+                        ? 1024 + Int(random.next() % 16384)
+                        : bytes.count - 1 - Int(random.next() % (34 * 512))
                 bytes[offset] = UInt8(truncatingIfNeeded: random.next())
                 steps.append("byte \(offset)")
             }
-            Breadcrumb.set("partition table, seed 0x\(String(FuzzRun.seed, radix: 16)) iteration \(iteration): \(steps)")
+            Breadcrumb.set(
+                "partition table, seed 0x\(String(FuzzRun.seed, radix: 16)) iteration \(iteration): \(steps)")
             guard let table = try? PartitionTable.read(MemorySource(bytes)) else { continue }
             for partition in table.partitions {
-                XCTAssertTrue(partition.offset >= 0 && partition.size >= 0 && partition.offset + partition.size <= Int64(bytes.count),
-                              "iteration \(iteration): partition \(partition.number) lies off the disk")
+                XCTAssertTrue(
+                    partition.offset >= 0 && partition.size >= 0
+                        && partition.offset + partition.size <= Int64(bytes.count),
+                    "iteration \(iteration): partition \(partition.number) lies off the disk")
             }
         }
     }
@@ -53,17 +61,23 @@ final class FilesystemFuzzTests: XCTestCase {
         for folder in ["etc/deep/deeper", "var/log", "home/u"] {
             try FileManager.default.createDirectory(atPath: "\(source)/\(folder)", withIntermediateDirectories: true)
         }
-        for k in 0..<40 { _ = FileManager.default.createFile(atPath: "\(source)/var/log/f\(k)", contents: Data("line \(k)\n".utf8)) }
-        _ = FileManager.default.createFile(atPath: "\(source)/home/u/big", contents: Data(pseudoRandomBytes(200_000, seed: 3)))
+        for k in 0..<40 {
+            _ = FileManager.default.createFile(atPath: "\(source)/var/log/f\(k)", contents: Data("line \(k)\n".utf8))
+        }
+        _ = FileManager.default.createFile(
+            atPath: "\(source)/home/u/big", contents: Data(pseudoRandomBytes(200_000, seed: 3)))
         try FileManager.default.createSymbolicLink(atPath: "\(source)/etc/link", withDestinationPath: "deep/deeper")
-        try FileManager.default.createSymbolicLink(atPath: "\(source)/etc/long", withDestinationPath: String(repeating: "x/", count: 60))
+        try FileManager.default.createSymbolicLink(
+            atPath: "\(source)/etc/long", withDestinationPath: String(repeating: "x/", count: 60))
         try mustRun(["setfattr", "-n", "user.a", "-v", "1", "\(source)/etc"])
         // With metadata checksums most damage is caught by them; without (ext2, and ext4
         // made without) it reaches the parsers of inodes, extents, directories and xattrs.
         var originals: [[UInt8]] = []
         for (k, options) in [["-t", "ext4"], ["-t", "ext4", "-O", "^metadata_csum"], ["-t", "ext2"]].enumerated() {
             let image = scratch.file("fs\(k).img")
-            try mustRun(["mke2fs", "-q", "-F"] + options + ["-d", source, image, "2M"], environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
+            try mustRun(
+                ["mke2fs", "-q", "-F"] + options + ["-d", source, image, "2M"],
+                environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
             originals.append(try readBytes(image))
         }
         // Everything mkfs wrote lies in the first blocks of these small filesystems.
@@ -77,7 +91,9 @@ final class FilesystemFuzzTests: XCTestCase {
             var steps: [String] = []
             for _ in 0..<(1 + Int(random.next() % 12)) {
                 let set = written[iteration % originals.count]
-                let offset = random.next() % 2 == 0 ? set[random.below(set.count)] : 1024 + Int(random.next() % UInt64(metadata - 1024))
+                let offset =
+                    random.next() % 2 == 0
+                    ? set[random.below(set.count)] : 1024 + Int(random.next() % UInt64(metadata - 1024))
                 bytes[offset] = random.next() % 4 == 0 ? 0 : UInt8(truncatingIfNeeded: random.next())
                 steps.append("byte \(offset)")
             }
@@ -93,7 +109,9 @@ final class FilesystemFuzzTests: XCTestCase {
 
     /// Reads everything a volume shows, bounded: a damaged tree may loop.
     private func walk(_ volume: Volume) {
-        var pending: [(UInt64, Int)] = [(volume.rootInode, 0)], seen: Set<UInt64> = [], budget = 2000
+        var pending: [(UInt64, Int)] = [(volume.rootInode, 0)]
+        var seen: Set<UInt64> = []
+        var budget = 2000
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while let (inode, depth) = pending.popLast(), budget > 0 {
             budget -= 1
@@ -126,7 +144,10 @@ final class FilesystemFuzzTests: XCTestCase {
         XCTAssertTrue(Ext2Filesystem.descriptorsFit(Array(bytes[1024..<2048]), in: Int64(bytes.count)))
         XCTAssertNotNil(try? Ext2Filesystem(source: MemorySource(bytes)))
         // Eight blocks per group and a 64-bit block count: millions of groups on a 4 MiB image.
-        bytes[1024 + 32] = 8; bytes[1024 + 33] = 0; bytes[1024 + 34] = 0; bytes[1024 + 35] = 0
+        bytes[1024 + 32] = 8
+        bytes[1024 + 33] = 0
+        bytes[1024 + 34] = 0
+        bytes[1024 + 35] = 0
         bytes[1024 + 96] |= 0x80
         bytes[1024 + 336] = 0x40
         XCTAssertFalse(Ext2Filesystem.descriptorsFit(Array(bytes[1024..<2048]), in: Int64(bytes.count)))

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 /// The fingerprints a backup keeps so the next incremental hashes only the chunks that changed.
@@ -11,7 +12,8 @@ final class FingerprintTests: XCTestCase {
     /// A server "raw" whose one disk "d" is a plain file of 8 chunks of random bytes.
     private func rawServer(_ fixture: Fixture) throws -> (path: String, serverId: Int64) {
         let path = fixture.scratch.file("raw.img")
-        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(8 * chunk, seed: 5))))
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(8 * chunk, seed: 5))))
         try fixture.repository.addServer(named: "raw", vault: "prod", disks: [("d", path)], now: Date())
         return (path, try fixture.repository.catalog.server(named: "raw").id)
     }
@@ -21,9 +23,14 @@ final class FingerprintTests: XCTestCase {
     }
 
     /// A backup now, or a policy incremental on `parent`, which must end active.
-    private func backup(_ repository: Repository, server: String, _ name: String, parent: Point? = nil) throws -> Point {
+    private func backup(_ repository: Repository, server: String, _ name: String, parent: Point? = nil) throws -> Point
+    {
         var plan = BackupPlan.manual(server: server, name: name)
-        if let parent { plan.kind = .incremental; plan.schedule = .policy; plan.parentId = parent.id }
+        if let parent {
+            plan.kind = .incremental
+            plan.schedule = .policy
+            plan.parentId = parent.id
+        }
         let point = try repository.prepareBackup(plan).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")
         return point
@@ -46,7 +53,8 @@ final class FingerprintTests: XCTestCase {
         let fixture = try Fixture()
         let (path, server) = try rawServer(fixture)
         let full = try backup(fixture, "full")
-        XCTAssertNotNil(fixture.repository.fingerprints.load(server: server, point: full.id, disk: "d", chunkSize: chunk))
+        XCTAssertNotNil(
+            fixture.repository.fingerprints.load(server: server, point: full.id, disk: "d", chunkSize: chunk))
         _ = try change(path, position: 2, seed: 40)
         _ = try change(path, position: 6, seed: 41)
         let quick = try backup(fixture, "quick", parent: full)
@@ -54,8 +62,9 @@ final class FingerprintTests: XCTestCase {
 
         Posix.removeTree(fixture.scratch.file("repo/fingerprints"))
         let hashed = try backup(fixture, "hashed", parent: full)
-        XCTAssertEqual(try fixture.repository.maps.read(point: hashed.id, disk: "d"),
-                       try fixture.repository.maps.read(point: quick.id, disk: "d"))
+        XCTAssertEqual(
+            try fixture.repository.maps.read(point: hashed.id, disk: "d"),
+            try fixture.repository.maps.read(point: quick.id, disk: "d"))
         XCTAssertEqual(try fixture.exported(quick, disk: "d"), try readBytes(path))
     }
 
@@ -76,8 +85,9 @@ final class FingerprintTests: XCTestCase {
         try store.save(kept, server: server)
         let fooled = try backup(fixture, "fooled", parent: full)
         XCTAssertEqual(try changedPositions(fixture, fooled), [5])
-        XCTAssertTrue(try fixture.exported(fooled, disk: "d")[(3 * chunk)..<(4 * chunk)] == old[(3 * chunk)..<(4 * chunk)],
-                      "chunk 3 does not hold the parent's bytes")
+        XCTAssertTrue(
+            try fixture.exported(fooled, disk: "d")[(3 * chunk)..<(4 * chunk)] == old[(3 * chunk)..<(4 * chunk)],
+            "chunk 3 does not hold the parent's bytes")
 
         // The full is no longer its chain's newest point, so its file went; put it back, damaged.
         XCTAssertNil(store.load(server: server, point: full.id, disk: "d", chunkSize: chunk))
@@ -114,8 +124,10 @@ final class FingerprintTests: XCTestCase {
         let (_, server) = try rawServer(fixture)
         let full = try backup(fixture, "full")
         let folder = fixture.scratch.file("repo/fingerprints")
-        for (path, mode) in [(folder, 0o700), ("\(folder)/server-\(server)", 0o700), ("\(folder)/server-\(server)/\(full.id)", 0o700),
-                             ("\(folder)/server-\(server)/\(full.id)/d", 0o600)] {
+        for (path, mode) in [
+            (folder, 0o700), ("\(folder)/server-\(server)", 0o700), ("\(folder)/server-\(server)/\(full.id)", 0o700),
+            ("\(folder)/server-\(server)/\(full.id)/d", 0o600),
+        ] {
             var st = stat()
             XCTAssertEqual(stat(path, &st), 0, path)
             XCTAssertEqual(Int(st.st_mode & 0o777), mode, path)
@@ -123,9 +135,11 @@ final class FingerprintTests: XCTestCase {
         XCTAssertEqual(Array(try readBytes("\(folder)/server-\(server)/\(full.id)/d").prefix(8)), Fingerprints.magic)
 
         let scratch = Scratch("fingerprints-sealed")
-        let sealed = try Repository.create(at: scratch.file("repo"), chunkSize: chunk, compressionLevel: 3, encryption: .passphrase("secret words"))
+        let sealed = try Repository.create(
+            at: scratch.file("repo"), chunkSize: chunk, compressionLevel: 3, encryption: .passphrase("secret words"))
         let disk = scratch.file("d.img")
-        XCTAssertTrue(FileManager.default.createFile(atPath: disk, contents: Data(pseudoRandomBytes(4 * chunk, seed: 9))))
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: disk, contents: Data(pseudoRandomBytes(4 * chunk, seed: 9))))
         try sealed.createVault(named: "v", policy: nil, now: Date())
         try sealed.addServer(named: "s", vault: "v", disks: [("d", disk)], now: Date())
         let point = try backup(sealed, server: "s", "one")
@@ -134,7 +148,9 @@ final class FingerprintTests: XCTestCase {
         let file = try readBytes(scratch.file("repo/fingerprints/server-\(id)/\(point.id)/d"))
         XCTAssertNotEqual(Array(file.prefix(8)), Fingerprints.magic)
         let key = kept.key.withUnsafeBytes { Array($0) }
-        XCTAssertFalse((0...(file.count - key.count)).contains { Array(file[$0..<($0 + key.count)]) == key }, "the key is stored in the clear")
+        XCTAssertFalse(
+            (0...(file.count - key.count)).contains { Array(file[$0..<($0 + key.count)]) == key },
+            "the key is stored in the clear")
 
         _ = try change(disk, position: 2, seed: 10)
         let second = try backup(sealed, server: "s", "two", parent: point)
@@ -168,7 +184,9 @@ final class FingerprintTests: XCTestCase {
         XCTAssertTrue(Posix.exists("\(outside)/keep"))
         XCTAssertEqual(Posix.listDirectory(folder).count, 4)
 
-        for point in try fixture.repository.catalog.points(server: server).reversed() { _ = try fixture.repository.softDelete(point.id) }
+        for point in try fixture.repository.catalog.points(server: server).reversed() {
+            _ = try fixture.repository.softDelete(point.id)
+        }
         _ = try fixture.repository.purge()
         try fixture.repository.removeServer(named: "raw")
         XCTAssertFalse(Posix.exists(folder))
@@ -177,10 +195,12 @@ final class FingerprintTests: XCTestCase {
 
     func testAFailedBackupKeepsNoFingerprints() throws {
         let fixture = try Fixture()
-        try fixture.repository.addServer(named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
-                                         hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
+        try fixture.repository.addServer(
+            named: "bad", vault: "prod", disks: [("root", fixture.disk.path)],
+            hooks: Hooks(freeze: "exit 3"), host: fixture.host, now: Date())
         let server = try fixture.repository.catalog.server(named: "bad").id
-        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), host: fixture.host).run()
+        let point = try fixture.repository.prepareBackup(.manual(server: "bad", name: "broken"), host: fixture.host)
+            .run()
         XCTAssertEqual(point.status, .failed)
         XCTAssertFalse(Posix.exists(fixture.scratch.file("repo/fingerprints/server-\(server)/\(point.id)")))
     }
@@ -189,9 +209,12 @@ final class FingerprintTests: XCTestCase {
         let fixture = try Fixture()
         let paths = [fixture.scratch.file("a.img"), fixture.scratch.file("b.img")]
         for (i, path) in paths.enumerated() {
-            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(pseudoRandomBytes(4 * chunk, seed: UInt64(80 + i)))))
+            XCTAssertTrue(
+                FileManager.default.createFile(
+                    atPath: path, contents: Data(pseudoRandomBytes(4 * chunk, seed: UInt64(80 + i)))))
         }
-        try fixture.repository.addServer(named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])], now: Date())
+        try fixture.repository.addServer(
+            named: "two", vault: "prod", disks: [("a", paths[0]), ("b", paths[1])], now: Date())
         let server = try fixture.repository.catalog.server(named: "two").id
         let point = try fixture.repository.prepareBackup(.manual(server: "two", name: "full")).run()
         XCTAssertEqual(point.status, .active, point.error ?? "")

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+
 @testable import VaultCore
 
 /// A repository with one vault and one server whose single disk is a real ext4 image.
@@ -14,10 +15,12 @@ final class Fixture {
     /// `diskFolder`: where the disk image is made (the scratch folder when nil).
     init(chunkSize: Int = 64 << 10, diskSize: String = "24M", diskFolder: String? = nil) throws {
         repository = try Repository.create(at: scratch.file("repo"), chunkSize: chunkSize, compressionLevel: 3)
-        disk = try Ext4Image.make(at: diskFolder.map { "\($0)/disk.img" } ?? scratch.file("disk.img"), size: diskSize, files: [
-            "data/random.bin": pseudoRandomBytes(2 << 20, seed: 1),
-            "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
-        ])
+        disk = try Ext4Image.make(
+            at: diskFolder.map { "\($0)/disk.img" } ?? scratch.file("disk.img"), size: diskSize,
+            files: [
+                "data/random.bin": pseudoRandomBytes(2 << 20, seed: 1),
+                "data/text.txt": Array(String(repeating: "vaultfs keeps every byte\n", count: 20000).utf8),
+            ])
         try repository.createVault(named: "prod", policy: nil, now: Date())
         try repository.addServer(named: server, vault: "prod", disks: [("root", disk.path)], now: Date())
     }

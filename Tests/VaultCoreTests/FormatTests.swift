@@ -1,12 +1,14 @@
 import TestSupport
 import XCTest
+
 @testable import VaultCore
 
 final class FormatTests: XCTestCase {
     func testChunkMapRoundTrips() throws {
         let hash = ChunkHash(bytes: pseudoRandomBytes(32, seed: 3))
-        let map = ChunkMap(kind: .incremental, chunkSize: 65536, diskSize: 200_000,
-                           entries: [.init(position: 0, ref: .zero), .init(position: 3, ref: .data(hash))])
+        let map = ChunkMap(
+            kind: .incremental, chunkSize: 65536, diskSize: 200_000,
+            entries: [.init(position: 0, ref: .zero), .init(position: 3, ref: .data(hash))])
         XCTAssertEqual(try ChunkMap.decode(map.encoded()), map)
     }
 
@@ -27,9 +29,11 @@ final class FormatTests: XCTestCase {
         let fixture = try Fixture()
         let point = try fixture.backup("one")
         let image = try fixture.repository.flatten(point: point.id, disk: "root")
-        guard let (position, hash) = image.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
-            if case .data(let h) = ref { return (i, h) } else { return nil }
-        }).first else { return XCTFail("no data chunk") }
+        guard
+            let (position, hash) = image.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
+                if case .data(let h) = ref { return (i, h) } else { return nil }
+            }).first
+        else { return XCTFail("no data chunk") }
         var buffer = [UInt8](repeating: 0, count: image.length(of: position))
         try buffer.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
 
@@ -52,16 +56,22 @@ final class FormatTests: XCTestCase {
             let compressor = ZstdCompressor(level: level)
             XCTAssertEqual(compressor.hashLog, level == 1 ? ZstdCompressor.levelOneHashLog : 0)
             var out: [UInt8] = []
-            let lengths = try plain.withUnsafeBytes { try compressor.compressFrames($0, frameSize: ChunkFile.frameSize, into: &out) }
+            let lengths = try plain.withUnsafeBytes {
+                try compressor.compressFrames($0, frameSize: ChunkFile.frameSize, into: &out)
+            }
             XCTAssertEqual(lengths.count, ChunkFile.frameCount(plain.count))
             var start = 0
             for (i, length) in lengths.enumerated() {
                 let frame = Array(out[start..<(start + length)])
-                XCTAssertNotNil(frame.withUnsafeBytes { ChunkFile.frameCheck($0) }, "frame \(i) at level \(level) has no checksum")
+                XCTAssertNotNil(
+                    frame.withUnsafeBytes { ChunkFile.frameCheck($0) }, "frame \(i) at level \(level) has no checksum")
                 var decoded = [UInt8](repeating: 0, count: ChunkFile.frameLength(i, of: plain.count))
-                let ok = frame.withUnsafeBytes { source in decoded.withUnsafeMutableBytes { ZstdDecompressor().decompress(source, into: $0) } }
+                let ok = frame.withUnsafeBytes { source in
+                    decoded.withUnsafeMutableBytes { ZstdDecompressor().decompress(source, into: $0) }
+                }
                 XCTAssertTrue(ok, "frame \(i) at level \(level) does not decode")
-                XCTAssertEqual(decoded, Array(plain[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + decoded.count)]))
+                XCTAssertEqual(
+                    decoded, Array(plain[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + decoded.count)]))
                 start += length
             }
             XCTAssertLessThan(start, plain.count / 2, "level \(level) should compress the text")
@@ -72,9 +82,10 @@ final class FormatTests: XCTestCase {
         let fixture = try Fixture(chunkSize: 1 << 20)
         let point = try fixture.backup("one")
         let image = try fixture.repository.flatten(point: point.id, disk: "root")
-        let (position, hash) = try XCTUnwrap(image.refs.enumerated().lazy.compactMap { i, ref -> (Int, ChunkHash)? in
-            if case .data(let h) = ref, image.length(of: i) == image.chunkSize { return (i, h) } else { return nil }
-        }.first)
+        let (position, hash) = try XCTUnwrap(
+            image.refs.enumerated().lazy.compactMap { i, ref -> (Int, ChunkHash)? in
+                if case .data(let h) = ref, image.length(of: i) == image.chunkSize { return (i, h) } else { return nil }
+            }.first)
         var plain = [UInt8](repeating: 0, count: image.length(of: position))
         try plain.withUnsafeMutableBytes { try fixture.repository.chunks.load(hash, into: $0) }
         // Rewrite it as format 1 wrote raw chunks: a version-1 header and the plain bytes.
@@ -84,7 +95,9 @@ final class FormatTests: XCTestCase {
         unlink(path)
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(v1)))
         let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)
-        XCTAssertEqual(try cache.frames(hash, length: plain.count, 1..<2)[0], Array(plain[ChunkFile.frameSize..<(2 * ChunkFile.frameSize)]))
+        XCTAssertEqual(
+            try cache.frames(hash, length: plain.count, 1..<2)[0],
+            Array(plain[ChunkFile.frameSize..<(2 * ChunkFile.frameSize)]))
         XCTAssertEqual(try fixture.exported(point), try readBytes(fixture.disk.path))
         XCTAssertNil(fixture.repository.chunks.verify(hash))
     }
@@ -94,32 +107,53 @@ final class FormatTests: XCTestCase {
     /// become, and files of the first release (catalog ids and all) read back.
     func testManifestsKeepTheFirstReleasesFields() throws {
         let fixture = try Fixture()
-        try fixture.repository.setPolicy(try Policy(startMinute: 90, everyHours: 6, incrementals: 3, keepFulls: 2, since: Date()),
-                                         vault: "prod")
+        try fixture.repository.setPolicy(
+            try Policy(startMinute: 90, everyHours: 6, incrementals: 3, keepFulls: 2, since: Date()),
+            vault: "prod")
         let point = try fixture.backup("first")
         let root = fixture.repository.root
         func keys(_ path: String, _ member: String) throws -> [String: Set<String>] {
-            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes("\(root)/manifests/\(path)"))) as? [String: Any])
+            let object = try XCTUnwrap(
+                JSONSerialization.jsonObject(with: Data(readBytes("\(root)/manifests/\(path)"))) as? [String: Any])
             var found = ["": Set(object.keys)]
             if let inner = object[member] as? [String: Any] { found[member] = Set(inner.keys) }
-            if let list = object["disks"] as? [[String: Any]], let first = list.first { found["disks"] = Set(first.keys) }
+            if let list = object["disks"] as? [[String: Any]], let first = list.first {
+                found["disks"] = Set(first.keys)
+            }
             return found
         }
-        XCTAssertEqual(try keys("vaults/prod.json", "vault"), [
-            "": ["format", "vault"],
-            "vault": ["name", "createdAt", "policyStartMinute", "policyEveryHours", "policyIncrementals", "policyKeepFulls", "policySince"]])
-        XCTAssertEqual(try keys("servers/web.json", "server"), [
-            "": ["format", "server", "vault", "disks"], "server": ["name", "hooks", "createdAt"],
-            "disks": ["serverId", "name", "path"]])
-        XCTAssertEqual(try keys("points/\(point.id).json", "point"), [
-            "": ["format", "point", "tags", "disks"],
-            "point": ["id", "serverId", "serverName", "vaultId", "vaultName", "name", "description", "kind", "schedule", "status",
-                      "chainId", "startedAt", "finishedAt", "deletion", "progressDone", "progressTotal"],
-            "disks": ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes"]])
+        XCTAssertEqual(
+            try keys("vaults/prod.json", "vault"),
+            [
+                "": ["format", "vault"],
+                "vault": [
+                    "name", "createdAt", "policyStartMinute", "policyEveryHours", "policyIncrementals",
+                    "policyKeepFulls", "policySince",
+                ],
+            ])
+        XCTAssertEqual(
+            try keys("servers/web.json", "server"),
+            [
+                "": ["format", "server", "vault", "disks"], "server": ["name", "hooks", "createdAt"],
+                "disks": ["serverId", "name", "path"],
+            ])
+        XCTAssertEqual(
+            try keys("points/\(point.id).json", "point"),
+            [
+                "": ["format", "point", "tags", "disks"],
+                "point": [
+                    "id", "serverId", "serverName", "vaultId", "vaultName", "name", "description", "kind", "schedule",
+                    "status",
+                    "chainId", "startedAt", "finishedAt", "deletion", "progressDone", "progressTotal",
+                ],
+                "disks": ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes"],
+            ])
 
         // As the first release wrote them: with the writing catalog's ids, which mean nothing here.
-        let vault = #"{"format":1,"vault":{"id":7,"name":"prod","createdAt":0,"policyStartMinute":60,"policyEveryHours":4,"policyIncrementals":2,"policyKeepFulls":3,"policySince":0}}"#
-        let server = #"{"format":1,"server":{"id":9,"name":"web","vaultId":7,"hooks":false,"createdAt":0},"vault":"prod","disks":[{"id":4,"serverId":9,"name":"root","path":"/dev/vdb"}]}"#
+        let vault =
+            #"{"format":1,"vault":{"id":7,"name":"prod","createdAt":0,"policyStartMinute":60,"policyEveryHours":4,"policyIncrementals":2,"policyKeepFulls":3,"policySince":0}}"#
+        let server =
+            #"{"format":1,"server":{"id":9,"name":"web","vaultId":7,"hooks":false,"createdAt":0},"vault":"prod","disks":[{"id":4,"serverId":9,"name":"root","path":"/dev/vdb"}]}"#
         try Data(vault.utf8).write(to: URL(fileURLWithPath: "\(root)/manifests/vaults/prod.json"))
         try Data(server.utf8).write(to: URL(fileURLWithPath: "\(root)/manifests/servers/web.json"))
         let read = try XCTUnwrap(try fixture.repository.manifests.vault("prod"))
@@ -133,7 +167,8 @@ final class FormatTests: XCTestCase {
     func testRepositoryOfNewerFormatIsRefused() throws {
         let fixture = try Fixture()
         let path = "\(fixture.repository.root)/repository.json"
-        let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"format\" : \(RepositoryConfig.currentFormat)", with: "\"format\" : 99")
+        let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(
+            of: "\"format\" : \(RepositoryConfig.currentFormat)", with: "\"format\" : 99")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Repository(path: fixture.repository.root)) {
             XCTAssertEqual(($0 as? VaultError)?.code, .unsupportedFormat)
@@ -142,7 +177,9 @@ final class FormatTests: XCTestCase {
 
     func testPathThatIsNotARepositoryIsRefused() {
         let scratch = Scratch()
-        XCTAssertThrowsError(try Repository(path: scratch.path)) { XCTAssertEqual(($0 as? VaultError)?.code, .notARepository) }
+        XCTAssertThrowsError(try Repository(path: scratch.path)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .notARepository)
+        }
     }
 }
 
@@ -200,7 +237,9 @@ final class UpgradeTests: XCTestCase {
 
         let upgraded = try Repository(path: root)
         XCTAssertEqual(upgraded.config.format, RepositoryConfig.currentFormat)
-        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8).contains("\"format\" : \(RepositoryConfig.currentFormat)"), true)
+        XCTAssertEqual(
+            try String(contentsOfFile: path, encoding: .utf8).contains(
+                "\"format\" : \(RepositoryConfig.currentFormat)"), true)
         var st = stat()
         XCTAssertEqual(stat(root, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o700)

@@ -3,6 +3,7 @@ import Glibc
 import TestSupport
 import VaultCore
 import XCTest
+
 @testable import VaultFiles
 
 /// A file in 20,000 extents inside ext4, as a guest leaves a file written in pieces: a sparse
@@ -41,16 +42,29 @@ final class FragmentedFileTests: XCTestCase {
             for (index, data) in isData.enumerated() where data {
                 // Each block its own bytes, none of them all zeros (mkfs.ext4 -d leaves those out).
                 block.withUnsafeMutableBytes { raw in
-                    for word in 0..<bs / 8 { raw.storeBytes(of: 1 << 63 | UInt64(index) << 20 | UInt64(word), toByteOffset: word * 8, as: UInt64.self) }
+                    for word in 0..<bs / 8 {
+                        raw.storeBytes(
+                            of: 1 << 63 | UInt64(index) << 20 | UInt64(word), toByteOffset: word * 8, as: UInt64.self)
+                    }
                 }
-                guard pwrite(fd, block, bs, off_t(index * bs)) == bs else { throw TestError.failed("cannot write \(source)") }
+                guard pwrite(fd, block, bs, off_t(index * bs)) == bs else {
+                    throw TestError.failed("cannot write \(source)")
+                }
             }
             guard ftruncate(fd, off_t(size)) == 0 else { throw TestError.failed("cannot size \(source)") }
             let image = scratch.file("fs.img")
-            try mustRun(["mkfs.ext4", "-q", "-F", "-b", "\(bs)", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", folder, image, "160M"],
-                        environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
+            try mustRun(
+                [
+                    "mkfs.ext4", "-q", "-F", "-b", "\(bs)", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d",
+                    folder, image, "160M",
+                ],
+                environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
             filesystem = try Ext2Filesystem(source: try FileSource(path: image))
-            guard let entry = try filesystem.entries(filesystem.rootInode).entries.first(where: { $0.name == FileName("fragmented") }) else {
+            guard
+                let entry = try filesystem.entries(filesystem.rootInode).entries.first(where: {
+                    $0.name == FileName("fragmented")
+                })
+            else {
                 throw TestError.failed("mkfs.ext4 -d left out the file")
             }
             inode = entry.inode
@@ -118,8 +132,13 @@ final class FragmentedFileTests: XCTestCase {
         for block in 0..<Int64(f.isData.count) {
             for offset in [block * bs, block * bs + 1, block * bs + bs - 1] {
                 for data in [true, false] {
-                    let got = try file.seek(from: offset, data: data), expected = f.expectedSeek(from: offset, data: data)
-                    if got != expected { wrong.append("\(data ? "SEEK_DATA" : "SEEK_HOLE") from \(offset): \(got.map(String.init) ?? "ENXIO"), not \(expected.map(String.init) ?? "ENXIO")") }
+                    let got = try file.seek(from: offset, data: data)
+                    let expected = f.expectedSeek(from: offset, data: data)
+                    if got != expected {
+                        wrong.append(
+                            "\(data ? "SEEK_DATA" : "SEEK_HOLE") from \(offset): \(got.map(String.init) ?? "ENXIO"), not \(expected.map(String.init) ?? "ENXIO")"
+                        )
+                    }
                 }
             }
         }
@@ -134,13 +153,19 @@ final class FragmentedFileTests: XCTestCase {
         var buffer = [UInt8](repeating: 0xAA, count: 1 << 20)
         // Sizes that start and stop inside blocks, runs and holes, through to the end.
         let counts = [1 << 20, 4096, 1, 12_345, 4097, 8191]
-        var offset: Int64 = 0, step = 0
+        var offset: Int64 = 0
+        var step = 0
         while offset < f.size {
             let count = counts[step % counts.count]
-            let got = try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count])) }
+            let got = try buffer.withUnsafeMutableBytes {
+                try file.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count]))
+            }
             let expected = min(Int64(count), f.size - offset)
-            guard Int64(got) == expected, try buffer.withUnsafeBytes({ try f.isSource(UnsafeRawBufferPointer(rebasing: $0[..<got]), at: offset) }) else {
-                return XCTFail("\(count) bytes at \(offset): \(got) bytes read, not the source's \(expected), or not the same")
+            guard Int64(got) == expected,
+                try buffer.withUnsafeBytes({ try f.isSource(UnsafeRawBufferPointer(rebasing: $0[..<got]), at: offset) })
+            else {
+                return XCTFail(
+                    "\(count) bytes at \(offset): \(got) bytes read, not the source's \(expected), or not the same")
             }
             offset += Int64(got)
             step += 1
@@ -156,12 +181,16 @@ final class FragmentedFileTests: XCTestCase {
         var expected: [String] = []
         var block = 0
         while block < f.isData.count {
-            guard f.isData[block] else { block += 1; continue }
+            guard f.isData[block] else {
+                block += 1
+                continue
+            }
             let start = block
             while block < f.isData.count, f.isData[block] { block += 1 }
             expected.append("\(start * bs)+\((block - start) * bs)")
         }
-        var written: [String] = [], differing = 0
+        var written: [String] = []
+        var differing = 0
         try FileRestore.copy(volume, file: f.inode, size: f.size, skipHoles: true) { offset, bytes in
             written.append("\(offset)+\(bytes.count)")
             if try !f.isSource(bytes, at: offset) { differing += 1 }
@@ -187,8 +216,12 @@ final class FragmentedFileTests: XCTestCase {
         // libext2fs walks the tree from its start for each seek: a sample of places.
         for block in stride(from: Int64(0), to: Int64(f.isData.count), by: 997) {
             for offset in [block * bs, block * bs + 1] {
-                XCTAssertEqual(try file.seek(from: offset, data: true), f.expectedSeek(from: offset, data: true), "SEEK_DATA from \(offset)")
-                XCTAssertEqual(try file.seek(from: offset, data: false), f.expectedSeek(from: offset, data: false), "SEEK_HOLE from \(offset)")
+                XCTAssertEqual(
+                    try file.seek(from: offset, data: true), f.expectedSeek(from: offset, data: true),
+                    "SEEK_DATA from \(offset)")
+                XCTAssertEqual(
+                    try file.seek(from: offset, data: false), f.expectedSeek(from: offset, data: false),
+                    "SEEK_HOLE from \(offset)")
             }
             var buffer = [UInt8](repeating: 0, count: 3 * Int(bs))
             let got = try buffer.withUnsafeMutableBytes { try file.read(at: block * bs + 100, into: $0) }
@@ -216,7 +249,9 @@ final class FragmentedFileTests: XCTestCase {
         for offset: Int64 in [0, 12_345, f.size / 2, f.size - 200_000] {
             let got = try buffer.withUnsafeMutableBytes { try file.read(at: offset, into: $0) }
             XCTAssertEqual(got, 300_000 > f.size - offset ? Int(f.size - offset) : 300_000)
-            XCTAssertTrue(try buffer.withUnsafeBytes { try f.isSource(UnsafeRawBufferPointer(rebasing: $0[..<got]), at: offset) }, "\(offset)")
+            XCTAssertTrue(
+                try buffer.withUnsafeBytes { try f.isSource(UnsafeRawBufferPointer(rebasing: $0[..<got]), at: offset) },
+                "\(offset)")
             XCTAssertEqual(filesystem.extentMaps.bytes, 0)
         }
         XCTAssertEqual(cache.chargedBytes, 0)
@@ -241,25 +276,31 @@ final class FragmentedFileTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: "\(folder)/f", contents: Data(pseudoRandomBytes(40_000, seed: 5)))
         let image = scratch.file("fs.img")
-        try mustRun(["mkfs.ext4", "-q", "-F", "-b", "1024", "-d", folder, image, "8M"], environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
+        try mustRun(
+            ["mkfs.ext4", "-q", "-F", "-b", "1024", "-d", folder, image, "8M"],
+            environment: ["E2FSPROGS_FAKE_TIME": "1764000000"])
         // Blocks 60-90 preallocated (unwritten), and the file made longer than all its blocks.
         try mustRun(["debugfs", "-w", "-R", "fallocate /f 60 90", image])
         try mustRun(["debugfs", "-w", "-R", "sif /f size 100000", image])
         let filesystem = try Ext2Filesystem(source: try FileSource(path: image))
-        let inode = try XCTUnwrap(filesystem.entries(filesystem.rootInode).entries.first { $0.name == FileName("f") }).inode
-        let mapped = try filesystem.open(inode, extentLimit: ExtentMap.limit), walked = try filesystem.open(inode, extentLimit: 0)
+        let inode = try XCTUnwrap(filesystem.entries(filesystem.rootInode).entries.first { $0.name == FileName("f") })
+            .inode
+        let mapped = try filesystem.open(inode, extentLimit: ExtentMap.limit)
+        let walked = try filesystem.open(inode, extentLimit: 0)
         XCTAssertNotNil(mapped.map)
         XCTAssertNil(walked.map)
         XCTAssertEqual(mapped.size, 100_000)
         var wrong: [Int64] = []
         for offset in Int64(-1)...mapped.size + 1 {
-            for data in [true, false] where try mapped.seek(from: offset, data: data) != walked.seek(from: offset, data: data) {
+            for data in [true, false]
+            where try mapped.seek(from: offset, data: data) != walked.seek(from: offset, data: data) {
                 wrong.append(offset)
             }
         }
         XCTAssertEqual(wrong, [], "offsets where the map and libext2fs answer differently")
         XCTAssertNil(try mapped.seek(from: 41_000, data: true), "the unwritten blocks are no data")
-        var one = [UInt8](repeating: 1, count: 100_100), two = [UInt8](repeating: 2, count: 100_100)
+        var one = [UInt8](repeating: 1, count: 100_100)
+        var two = [UInt8](repeating: 2, count: 100_100)
         XCTAssertEqual(try one.withUnsafeMutableBytes { try mapped.read(at: 0, into: $0) }, 100_000)
         XCTAssertEqual(try two.withUnsafeMutableBytes { try walked.read(at: 0, into: $0) }, 100_000)
         XCTAssertTrue(one.prefix(100_000) == two.prefix(100_000))
@@ -268,28 +309,49 @@ final class FragmentedFileTests: XCTestCase {
 
     func testExtentsThatOverlapKeepOnlyTheirNewBlocksAndTouchingOnesMakeOneRun() throws {
         // Inside the one before, backwards, partly over it, and empty: only new blocks stay.
-        let damaged = ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100),
-                                                           .init(logical: 2, count: 1, physical: 200),
-                                                           .init(logical: 6, count: 2, physical: 300),
-                                                           .init(logical: 1, count: 1, physical: 400),
-                                                           .init(logical: 7, count: 3, physical: 500),
-                                                           .init(logical: 12, count: 0, physical: 600)])
-        XCTAssertEqual(damaged.extents, [.init(logical: 0, count: 4, physical: 100), .init(logical: 6, count: 2, physical: 300),
-                                         .init(logical: 8, count: 2, physical: 501)])
+        let damaged = ExtentMap(
+            blockSize: 4096,
+            extents: [
+                .init(logical: 0, count: 4, physical: 100),
+                .init(logical: 2, count: 1, physical: 200),
+                .init(logical: 6, count: 2, physical: 300),
+                .init(logical: 1, count: 1, physical: 400),
+                .init(logical: 7, count: 3, physical: 500),
+                .init(logical: 12, count: 0, physical: 600),
+            ])
+        XCTAssertEqual(
+            damaged.extents,
+            [
+                .init(logical: 0, count: 4, physical: 100), .init(logical: 6, count: 2, physical: 300),
+                .init(logical: 8, count: 2, physical: 501),
+            ])
         XCTAssertEqual(damaged.runs, [.init(start: 0, end: 4), .init(start: 6, end: 10)])
-        XCTAssertEqual(damaged.pieces(at: 7 * 4096, count: 2 * 4096),
-                       [.bytes(offset: 301 * 4096, count: 4096), .bytes(offset: 501 * 4096, count: 4096)])
+        XCTAssertEqual(
+            damaged.pieces(at: 7 * 4096, count: 2 * 4096),
+            [.bytes(offset: 301 * 4096, count: 4096), .bytes(offset: 501 * 4096, count: 4096)])
         // Past the last block ext4 numbers, an overlap keeps nothing, and does not trap.
-        let far = ExtentMap(blockSize: 4096, extents: [.init(logical: 0xFFFF_FFF0, count: 0x100, physical: 1),
-                                                       .init(logical: 0xFFFF_FFFF, count: 0x1000, physical: 2)])
+        let far = ExtentMap(
+            blockSize: 4096,
+            extents: [
+                .init(logical: 0xFFFF_FFF0, count: 0x100, physical: 1),
+                .init(logical: 0xFFFF_FFFF, count: 0x1000, physical: 2),
+            ])
         XCTAssertEqual(far.extents, [.init(logical: 0xFFFF_FFF0, count: 0x100, physical: 1)])
-        let map = ExtentMap(blockSize: 4096, extents: [.init(logical: 0, count: 4, physical: 100),
-                                                       .init(logical: 4, count: 1, physical: 200),
-                                                       .init(logical: 7, count: 1, physical: 300)])
+        let map = ExtentMap(
+            blockSize: 4096,
+            extents: [
+                .init(logical: 0, count: 4, physical: 100),
+                .init(logical: 4, count: 1, physical: 200),
+                .init(logical: 7, count: 1, physical: 300),
+            ])
         XCTAssertEqual(map.runs, [.init(start: 0, end: 5), .init(start: 7, end: 8)])
         XCTAssertEqual(map.seek(from: 100, data: false, size: 9 * 4096), 5 * 4096)
         XCTAssertEqual(map.seek(from: 5 * 4096, data: true, size: 9 * 4096), 7 * 4096)
-        XCTAssertEqual(map.pieces(at: 3 * 4096 + 10, count: 3 * 4096),
-                       [.bytes(offset: 103 * 4096 + 10, count: 4086), .bytes(offset: 200 * 4096, count: 4096), .zeros(count: 4106)])
+        XCTAssertEqual(
+            map.pieces(at: 3 * 4096 + 10, count: 3 * 4096),
+            [
+                .bytes(offset: 103 * 4096 + 10, count: 4086), .bytes(offset: 200 * 4096, count: 4096),
+                .zeros(count: 4106),
+            ])
     }
 }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import VaultCore
 
 /// The order in which a backup's workers take a disk's data positions.
@@ -11,7 +12,8 @@ final class ReadOrderTests: XCTestCase {
         for count in 0...70 {
             for (stripes, run) in [(1, 1), (1, 4), (4, 4), (2, 8), (8, 1), (3, 5), (16, 4)] {
                 let order = ReadOrder(count: count, stripes: stripes, run: run)
-                XCTAssertEqual(taken(order).sorted(), Array(0..<count), "count \(count), \(stripes) stripes of runs of \(run)")
+                XCTAssertEqual(
+                    taken(order).sorted(), Array(0..<count), "count \(count), \(stripes) stripes of runs of \(run)")
                 XCTAssertNil(order.index(ofClaim: order.claims))
                 XCTAssertNil(order.index(ofClaim: -1))
             }
@@ -43,7 +45,8 @@ final class ReadOrderTests: XCTestCase {
     func testSixteenWorkersHoldRunsFromFourPlacesAtOnce() {
         let order = ReadOrder(count: 800, workers: 16, chunkSize: 1 << 20)
         XCTAssertEqual(order.stripes, 4)
-        XCTAssertEqual(taken(order).prefix(16), [0, 1, 2, 3, 200, 201, 202, 203, 400, 401, 402, 403, 600, 601, 602, 603])
+        XCTAssertEqual(
+            taken(order).prefix(16), [0, 1, 2, 3, 200, 201, 202, 203, 400, 401, 402, 403, 600, 601, 602, 603])
         XCTAssertEqual(taken(order).suffix(4), [796, 797, 798, 799])
     }
 
@@ -57,7 +60,8 @@ final class ReadOrderTests: XCTestCase {
         XCTAssertGreaterThan(claims.last!, taken.count * 9 / 10)
         // Front to back, the cluster would fill one stretch of the backup with no unchanged
         // position between; here each sixteen positions taken in a row hold some of each.
-        for window in stride(from: 0, to: taken.count - 16, by: 16) where window > taken.count / 10 && window < taken.count * 9 / 10 {
+        for window in stride(from: 0, to: taken.count - 16, by: 16)
+        where window > taken.count / 10 && window < taken.count * 9 / 10 {
             let changed = taken[window..<(window + 16)].filter { cluster.contains($0) }.count
             XCTAssertTrue((1..<16).contains(changed), "claims \(window)..<\(window + 16)")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import VaultCore
 
 /// Times as tables, JSON and policy point names spell them, against Foundation's formatters.

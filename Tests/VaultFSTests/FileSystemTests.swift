@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
 import TestSupport
-@testable import VaultFiles
+import XCTest
+
 @testable import VaultCore
 @testable import VaultFS
-import XCTest
+@testable import VaultFiles
 
 /// The mount's logic in process, without a kernel mount: the tree a catalog gives, and the
 /// replies `FileSystem` gives to lookups, listings, attributes and reads of files inside
@@ -21,7 +22,8 @@ final class FileSystemTests: XCTestCase {
             try tree.ext4(at: scratch.file("root.img"), size: "32M")
             repository = try Repository.create(at: scratch.file("repo"), chunkSize: 64 << 10, compressionLevel: 3)
             try repository.createVault(named: "prod", policy: nil, now: Date())
-            try repository.addServer(named: "web", vault: "prod", disks: [("root", scratch.file("root.img"))], now: Date())
+            try repository.addServer(
+                named: "web", vault: "prod", disks: [("root", scratch.file("root.img"))], now: Date())
             point = try repository.prepareBackup(.manual(server: "web", name: "one")).run()
         }
 
@@ -36,7 +38,8 @@ final class FileSystemTests: XCTestCase {
         var last: Attributes?
         for name in path.split(separator: "/") {
             guard case .entry(let attributes, _) = fs.lookup(parent: inode, name: FileName(String(name))) else {
-                throw TestError.failed("lookup of \(name) in \(path) failed: \(fs.lookup(parent: inode, name: FileName(String(name))))")
+                throw TestError.failed(
+                    "lookup of \(name) in \(path) failed: \(fs.lookup(parent: inode, name: FileName(String(name))))")
             }
             inode = attributes.inode
             last = attributes
@@ -78,8 +81,13 @@ final class FileSystemTests: XCTestCase {
         let names = (tree.entries[.point(setup.point.id)] ?? []).map(\.name)
         XCTAssertEqual(names, ["point.json", "files", "root.img"])
         var failed = inventory
-        failed.points = failed.points.map { var p = $0; p.status = .failed; return p }
-        XCTAssertEqual((Tree(failed, singleVault: nil).entries[.point(setup.point.id)] ?? []).map(\.name), ["point.json"])
+        failed.points = failed.points.map {
+            var p = $0
+            p.status = .failed
+            return p
+        }
+        XCTAssertEqual(
+            (Tree(failed, singleVault: nil).entries[.point(setup.point.id)] ?? []).map(\.name), ["point.json"])
         XCTAssertFalse(Tree(failed, singleVault: nil).contains(.files(point: setup.point.id)))
     }
 
@@ -120,7 +128,8 @@ final class FileSystemTests: XCTestCase {
         let first = fs.treeReads.load(ordering: .relaxed)
         Thread.sleep(forTimeInterval: FileSystem.refreshInterval + 0.2)
         _ = try lookup(fs, "prod/web/being-made")
-        XCTAssertEqual(fs.treeReads.load(ordering: .relaxed), first + 1, "a tree with a point being made was not read again")
+        XCTAssertEqual(
+            fs.treeReads.load(ordering: .relaxed), first + 1, "a tree with a point being made was not read again")
         XCTAssertEqual(try setup.repository.catalog.point(id: "5e1f")?.status, .creating, "a live backup was recovered")
 
         // Its process ends without a word: the next look recovers the point as failed.
@@ -147,31 +156,49 @@ final class FileSystemTests: XCTestCase {
         XCTAssertNil(try lookup(mine, "prod/web/one/files/root/etc/shadow").owner)
         // A name that is not there is ENOENT, and so is a made-up inode number.
         let etc = try lookup(fs, "prod/web/one/files/root/etc")
-        guard case .error(ENOENT) = fs.lookup(parent: etc.inode, name: "nope") else { return XCTFail("lookup of a missing name") }
-        guard case .error(ENOENT) = fs.getattr(InodeTable.insideBit | 77 << 40 | 2) else { return XCTFail("unknown volume") }
+        guard case .error(ENOENT) = fs.lookup(parent: etc.inode, name: "nope") else {
+            return XCTFail("lookup of a missing name")
+        }
+        guard case .error(ENOENT) = fs.getattr(InodeTable.insideBit | 77 << 40 | 2) else {
+            return XCTFail("unknown volume")
+        }
     }
 
     func testReadsSeeksLinksAndXattrsOfFilesInside() throws {
         let setup = try Setup()
         let fs = try setup.fileSystem()
         let large = try lookup(fs, "prod/web/one/files/root/var/lib/data/large.bin")
-        guard case .opened(let handle, true, false, _) = fs.open(large.inode, flags: O_RDONLY) else { return XCTFail("open") }
-        guard case .data(let bytes) = fs.read(handle: handle, offset: 1000, size: 70_000) else { return XCTFail("read") }
+        guard case .opened(let handle, true, false, _) = fs.open(large.inode, flags: O_RDONLY) else {
+            return XCTFail("open")
+        }
+        guard case .data(let bytes) = fs.read(handle: handle, offset: 1000, size: 70_000) else {
+            return XCTFail("read")
+        }
         XCTAssertEqual(bytes, Array(try readBytes(setup.tree.path + "/var/lib/data/large.bin")[1000..<71_000]))
-        guard case .data(let tail) = fs.read(handle: handle, offset: large.size - 10, size: 4096) else { return XCTFail("read") }
+        guard case .data(let tail) = fs.read(handle: handle, offset: large.size - 10, size: 4096) else {
+            return XCTFail("read")
+        }
         XCTAssertEqual(tail.count, 10)
         _ = fs.release(handle: handle)
 
         let sparse = try lookup(fs, "prod/web/one/files/root/var/lib/data/sparse.img")
-        guard case .opened(let s, _, _, _) = fs.open(sparse.inode, flags: O_RDONLY) else { return XCTFail("open sparse") }
+        guard case .opened(let s, _, _, _) = fs.open(sparse.inode, flags: O_RDONLY) else {
+            return XCTFail("open sparse")
+        }
         guard case .offset(4096) = fs.lseek(handle: s, offset: 0, whence: 4) else { return XCTFail("SEEK_HOLE") }
-        guard case .offset(6_144_000) = fs.lseek(handle: s, offset: 4096, whence: 3) else { return XCTFail("SEEK_DATA") }
+        guard case .offset(6_144_000) = fs.lseek(handle: s, offset: 4096, whence: 3) else {
+            return XCTFail("SEEK_DATA")
+        }
         _ = fs.release(handle: s)
 
-        guard case .error(EROFS) = fs.open(large.inode, flags: O_RDWR) else { return XCTFail("write open must be EROFS") }
+        guard case .error(EROFS) = fs.open(large.inode, flags: O_RDWR) else {
+            return XCTFail("write open must be EROFS")
+        }
         let fifo = try lookup(fs, "prod/web/one/files/root/srv/fifo")
         XCTAssertEqual(fifo.kind, .fifo)
-        guard case .error(EACCES) = fs.open(fifo.inode, flags: O_RDONLY) else { return XCTFail("a FIFO is never opened") }
+        guard case .error(EACCES) = fs.open(fifo.inode, flags: O_RDONLY) else {
+            return XCTFail("a FIFO is never opened")
+        }
         let null = try lookup(fs, "prod/web/one/files/root/srv/null")
         XCTAssertEqual(null.kind, .characterDevice)
         XCTAssertEqual(null.device?.major, 1)
@@ -181,18 +208,30 @@ final class FileSystemTests: XCTestCase {
         guard case .link("nginx.conf") = fs.readlink(link.inode) else { return XCTFail("readlink") }
 
         let hostname = try lookup(fs, "prod/web/one/files/root/etc/hostname")
-        guard case .xattrSize(let size) = fs.getxattr(hostname.inode, name: "user.origin", size: 0) else { return XCTFail("size") }
+        guard case .xattrSize(let size) = fs.getxattr(hostname.inode, name: "user.origin", size: 0) else {
+            return XCTFail("size")
+        }
         XCTAssertEqual(size, "web01 backup test".utf8.count)
-        guard case .data(let value) = fs.getxattr(hostname.inode, name: "user.origin", size: 64) else { return XCTFail("value") }
+        guard case .data(let value) = fs.getxattr(hostname.inode, name: "user.origin", size: 64) else {
+            return XCTFail("value")
+        }
         XCTAssertEqual(value, Array("web01 backup test".utf8))
-        guard case .error(ERANGE) = fs.getxattr(hostname.inode, name: "user.origin", size: 3) else { return XCTFail("ERANGE") }
-        guard case .error(ENODATA) = fs.getxattr(hostname.inode, name: "user.none", size: 64) else { return XCTFail("ENODATA") }
+        guard case .error(ERANGE) = fs.getxattr(hostname.inode, name: "user.origin", size: 3) else {
+            return XCTFail("ERANGE")
+        }
+        guard case .error(ENODATA) = fs.getxattr(hostname.inode, name: "user.none", size: 64) else {
+            return XCTFail("ENODATA")
+        }
         guard case .data(let list) = fs.listxattr(hostname.inode, size: 256) else { return XCTFail("listxattr") }
         XCTAssertEqual(list, Array("user.origin".utf8) + [0])
         // The tree's own nodes cannot hold any: not supported, so that ls stops asking.
-        guard case .error(ENOTSUP) = fs.getxattr(InodeTable.rootInode, name: "user.origin", size: 64) else { return XCTFail("root") }
+        guard case .error(ENOTSUP) = fs.getxattr(InodeTable.rootInode, name: "user.origin", size: 64) else {
+            return XCTFail("root")
+        }
         let point = try lookup(fs, "prod/web/one")
-        guard case .error(ENOTSUP) = fs.getxattr(point.inode, name: "system.posix_acl_access", size: 0) else { return XCTFail("point") }
+        guard case .error(ENOTSUP) = fs.getxattr(point.inode, name: "system.posix_acl_access", size: 0) else {
+            return XCTFail("point")
+        }
         guard case .data([]) = fs.listxattr(point.inode, size: 64) else { return XCTFail("listxattr of a point") }
     }
 
@@ -200,8 +239,13 @@ final class FileSystemTests: XCTestCase {
         let setup = try Setup()
         let fs = try setup.fileSystem()
         let data = try lookup(fs, "prod/web/one/files/root/var/lib/data")
-        guard case .opened(let handle, true, false, true) = fs.opendir(data.inode) else { return XCTFail("immutable folders are cached") }
-        guard case .directoryPlus(let entries, _, _, let attributesOf) = fs.readdirplus(handle: handle, offset: 0, size: 1 << 16) else {
+        guard case .opened(let handle, true, false, true) = fs.opendir(data.inode) else {
+            return XCTFail("immutable folders are cached")
+        }
+        guard
+            case .directoryPlus(let entries, _, _, let attributesOf) = fs.readdirplus(
+                handle: handle, offset: 0, size: 1 << 16)
+        else {
             return XCTFail("readdirplus")
         }
         var byName: [String: Attributes] = [:]
@@ -215,7 +259,9 @@ final class FileSystemTests: XCTestCase {
         _ = fs.release(handle: handle)
         // Nothing under files/ can be removed or made.
         guard case .error(EPERM) = fs.mkdir(parent: data.inode, name: "x") else { return XCTFail("mkdir inside") }
-        guard case .error(EROFS) = fs.rmdir(parent: data.inode, name: "large.bin") else { return XCTFail("rmdir inside") }
+        guard case .error(EROFS) = fs.rmdir(parent: data.inode, name: "large.bin") else {
+            return XCTFail("rmdir inside")
+        }
     }
 
     /// An image read is answered with the cache's own frames and runs of zeros, and together
@@ -228,30 +274,37 @@ final class FileSystemTests: XCTestCase {
         let disk = try readBytes(setup.scratch.file("root.img"))
         guard case .opened(let handle, _, _, _) = fs.open(image.inode, flags: O_RDONLY) else { return XCTFail("open") }
         var sawZeros = false
-        for (offset, size) in [(0, 4096), (65_000, 200_000), (1 << 20, 1 << 20), (disk.count - 100, 4096), (disk.count, 4096)] {
+        for (offset, size) in [
+            (0, 4096), (65_000, 200_000), (1 << 20, 1 << 20), (disk.count - 100, 4096), (disk.count, 4096),
+        ] {
             let reply = fs.read(handle: handle, offset: Int64(offset), size: size)
             var bytes: [UInt8] = []
             switch reply {
             case .pieces(let pieces):
                 for piece in pieces {
                     switch piece {
-                    case .zeros(let count): bytes += [UInt8](repeating: 0, count: count); sawZeros = true
+                    case .zeros(let count):
+                        bytes += [UInt8](repeating: 0, count: count)
+                        sawZeros = true
                     case .bytes(let frame, let range): bytes += frame[range]
                     }
                 }
             case .data(let data): bytes = data
             default: return XCTFail("read at \(offset): \(reply)")
             }
-            XCTAssertEqual(bytes, Array(disk[min(offset, disk.count)..<min(disk.count, offset + size)]), "read at \(offset)")
+            XCTAssertEqual(
+                bytes, Array(disk[min(offset, disk.count)..<min(disk.count, offset + size)]), "read at \(offset)")
         }
         XCTAssertTrue(sawZeros, "the 32M ext4 image has zero chunks")
         _ = fs.release(handle: handle)
 
         // A flipped bit in a chunk: the read of its range is EIO.
         let flat = try setup.repository.openImage(point: setup.point.id, disk: "root").image
-        guard let (position, hash) = flat.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
-            if case .data(let hash) = ref { return (i, hash) } else { return nil }
-        }).first else { return XCTFail("no data chunk") }
+        guard
+            let (position, hash) = flat.refs.enumerated().lazy.compactMap({ i, ref -> (Int, ChunkHash)? in
+                if case .data(let hash) = ref { return (i, hash) } else { return nil }
+            }).first
+        else { return XCTFail("no data chunk") }
         let file = setup.repository.chunks.location(of: hash)
         chmod(file, 0o644)
         var stored = try readBytes(file)
@@ -259,7 +312,9 @@ final class FileSystemTests: XCTestCase {
         try Data(stored).write(to: URL(fileURLWithPath: file))
         let fresh = try setup.fileSystem()
         let again = try lookup(fresh, "prod/web/one/root.img")
-        guard case .opened(let damaged, _, _, _) = fresh.open(again.inode, flags: O_RDONLY) else { return XCTFail("open again") }
+        guard case .opened(let damaged, _, _, _) = fresh.open(again.inode, flags: O_RDONLY) else {
+            return XCTFail("open again")
+        }
         guard case .error(EIO) = fresh.read(handle: damaged, offset: Int64(position * (64 << 10)), size: 4096) else {
             return XCTFail("a damaged chunk reads as EIO")
         }
@@ -276,10 +331,12 @@ final class FileSystemTests: XCTestCase {
             41 40 0:46 / /mnt/my\\040backups rw,nosuid shared:21 - fuse.vaultfs /srv/other rw,user_id=0
             42 22 0:47 / /mnt/my rw,nosuid shared:22 - fuse.vaultfs /srv/third rw,user_id=0
             """
-        XCTAssertEqual(Mount.mounts(at: "/mnt/my backups", in: text), [
-            Mount.MountEntry(device: "0:45", source: "/srv/repo one", type: "fuse.vaultfs"),
-            Mount.MountEntry(device: "0:46", source: "/srv/other", type: "fuse.vaultfs"),
-        ])
+        XCTAssertEqual(
+            Mount.mounts(at: "/mnt/my backups", in: text),
+            [
+                Mount.MountEntry(device: "0:45", source: "/srv/repo one", type: "fuse.vaultfs"),
+                Mount.MountEntry(device: "0:46", source: "/srv/other", type: "fuse.vaultfs"),
+            ])
         XCTAssertEqual(Mount.mounts(at: "/mnt/my", in: text).map(\.source), ["/srv/third"])
         XCTAssertEqual(Mount.mounts(at: "/mnt", in: text), [])
         XCTAssertEqual(Mount.unescaped("a\\134b\\011c\\012"), "a\\b\tc\n")
@@ -295,8 +352,10 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(Mount.escapedOptionValue("a=b c\nd"), "a=b c\nd")
         // A comma that Swift folds into one Character with a mark before or after it is still
         // a comma byte to libfuse.
-        for (value, expected) in [("r,\u{301}suid", "r\\,\u{301}suid"), ("r\u{600},dev", "r\u{600}\\,dev"),
-                                  ("r\\\u{301},allow_other", "r\\\\\u{301}\\,allow_other")] {
+        for (value, expected) in [
+            ("r,\u{301}suid", "r\\,\u{301}suid"), ("r\u{600},dev", "r\u{600}\\,dev"),
+            ("r\\\u{301},allow_other", "r\\\\\u{301}\\,allow_other"),
+        ] {
             XCTAssertEqual(Array(Mount.escapedOptionValue(value).utf8), Array(expected.utf8), value)
         }
         var options = try MountOptions(parsing: "allow_other,ro,suid,dev")
@@ -316,7 +375,8 @@ final class FileSystemTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: scratch.file("mnt"), withIntermediateDirectories: true)
         XCTAssertEqual(symlink(repository, scratch.file("link")), 0)
         let folders = [(what: "the repository", path: repository)]
-        for refused in [repository, "\(repository)/maps", scratch.file("srv"), scratch.path, scratch.file("link"), "/"] {
+        for refused in [repository, "\(repository)/maps", scratch.file("srv"), scratch.path, scratch.file("link"), "/"]
+        {
             XCTAssertThrowsError(try Mount.refuseOverlap(refused, with: folders), refused)
         }
         XCTAssertNoThrow(try Mount.refuseOverlap(scratch.file("mnt"), with: folders))
@@ -324,7 +384,8 @@ final class FileSystemTests: XCTestCase {
         // Names compare as bytes: a folder inside whose name starts with a combining mark is
         // inside; "café" spelt with U+00E9 and with "e" + U+0301 are two folders.
         XCTAssertThrowsError(try Mount.refuseOverlap("\(repository)/\u{301}x", with: folders))
-        let composed = scratch.file("caf\u{e9}"), decomposed = scratch.file("cafe\u{301}")
+        let composed = scratch.file("caf\u{e9}")
+        let decomposed = scratch.file("cafe\u{301}")
         for folder in [composed, decomposed] {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }

@@ -18,8 +18,11 @@ public final class BackupJob: Sendable {
     private let stop = Atomic<Bool>(false)
     private let logger = Logger(label: "vaultfs.backup")
 
-    init(point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [DiskSource], serverLock: StoreLock,
-         collectionLock: FileLock) {
+    init(
+        point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [DiskSource],
+        serverLock: StoreLock,
+        collectionLock: FileLock
+    ) {
         self.point = point
         self.repository = repository
         self.server = server
@@ -62,7 +65,9 @@ public final class BackupJob: Sendable {
             // and map is on stable storage: a crash anywhere leaves a point that is either
             // whole or not shown.
             try locks.withLock { $0.server }?.requireHeld(server.name)
-            guard var manifest = try catalog.manifest(ofPoint: id) else { throw VaultError(.io, "point \(id) left the catalog") }
+            guard var manifest = try catalog.manifest(ofPoint: id) else {
+                throw VaultError(.io, "point \(id) left the catalog")
+            }
             manifest.point.status = .active
             manifest.point.finishedAt = finished
             manifest.point.progressDone = manifest.point.progressTotal
@@ -87,8 +92,9 @@ public final class BackupJob: Sendable {
                 repository.collectGarbage(after: "a backup that filled the disk")
             }
             do {
-                try repository.failPoint(id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
-                                         retrySlot: (error as? VaultError)?.code == .cancelled)
+                try repository.failPoint(
+                    id, error: reason, at: (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started)),
+                    retrySlot: (error as? VaultError)?.code == .cancelled)
             } catch {
                 // The point stays "being made"; the next process to open the repository finds
                 // its maker gone and records it as interrupted.
@@ -104,7 +110,9 @@ public final class BackupJob: Sendable {
         let store = repository.fingerprints
         do {
             for prints in fingerprints { try store.save(prints, server: server.id) }
-            store.prune(server: server.id, keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id)))
+            store.prune(
+                server: server.id,
+                keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id)))
         } catch {
             logger.warning("cannot keep the fingerprints of \(point.name) for the next incremental: \(error)")
         }
@@ -115,7 +123,8 @@ public final class BackupJob: Sendable {
         let parentDisks = try point.parentId.map { Set(try repository.catalog.pointDisks($0).map(\.disk)) } ?? []
         let positions = sources.map { $0.dataPositions(chunkSize: chunkSize) }
         for (source, list) in zip(sources, positions) {
-            meter.addTotal(list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
+            meter.addTotal(
+                list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
         }
         var records: [PointDisk] = []
         var fingerprints: [Fingerprints] = []
@@ -125,12 +134,16 @@ public final class BackupJob: Sendable {
             var known: Fingerprints?
             if let parentId = point.parentId, parentDisks.contains(source.name) {
                 parent = try repository.flatten(point: parentId, disk: source.name)
-                known = repository.fingerprints.load(server: server.id, point: parentId, disk: source.name, chunkSize: chunkSize)
+                known = repository.fingerprints.load(
+                    server: server.id, point: parentId, disk: source.name, chunkSize: chunkSize)
             }
-            let result = try DiskBackup(source: source, store: repository.chunks, chunkSize: chunkSize,
-                                        compressionLevel: repository.config.compressionLevel, parent: parent, known: known,
-                                        positions: list, meter: meter, cancelled: { [self] in stop.load(ordering: .relaxed) || locks.withLock { $0.server }?.isLost == true })
-                .run(pointId: point.id)
+            let result = try DiskBackup(
+                source: source, store: repository.chunks, chunkSize: chunkSize,
+                compressionLevel: repository.config.compressionLevel, parent: parent, known: known,
+                positions: list, meter: meter,
+                cancelled: { [self] in stop.load(ordering: .relaxed) || locks.withLock { $0.server }?.isLost == true }
+            )
+            .run(pointId: point.id)
             try repository.maps.write(result.map, point: point.id, disk: source.name)
             FaultInjection.reached("map-written")
             records.append(result.record)
@@ -168,7 +181,9 @@ public final class BackupJob: Sendable {
         }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw VaultError(.io, "the \(what) command of server '\(server.name)' failed with exit status \(process.terminationStatus)")
+            throw VaultError(
+                .io,
+                "the \(what) command of server '\(server.name)' failed with exit status \(process.terminationStatus)")
         }
     }
 }

@@ -14,9 +14,12 @@ public struct BackupPlan: Sendable {
     public var slot: Date?
 
     /// A "backup now": always full, schedule type manual.
-    public static func manual(server: String, name: String, description: String = "",
-                              tags: [(key: String, value: String)] = [], disks: [String]? = nil) -> BackupPlan {
-        BackupPlan(server: server, name: name, description: description, tags: tags, disks: disks,
-                   schedule: .manual, kind: .full, parentId: nil, slot: nil)
+    public static func manual(
+        server: String, name: String, description: String = "",
+        tags: [(key: String, value: String)] = [], disks: [String]? = nil
+    ) -> BackupPlan {
+        BackupPlan(
+            server: server, name: name, description: description, tags: tags, disks: disks,
+            schedule: .manual, kind: .full, parentId: nil, slot: nil)
     }
 }

@@ -76,80 +76,92 @@ struct DiskBackup {
         let newBytes = Atomic<Int>(0)
         let failure = Mutex<VaultError?>(nil)
         let workers = max(store.objects.writers, source.readsDirect ? Self.minimumDirectWorkers : Self.minimumWorkers)
-        let size = source.size, chunkSize = self.chunkSize
-        let path = source.path, parent = self.parent, known = self.known, positions = self.positions
+        let size = source.size
+        let chunkSize = self.chunkSize
+        let path = source.path
+        let parent = self.parent
+        let known = self.known
+        let positions = self.positions
         let order = ReadOrder(count: positions.count, workers: workers, chunkSize: chunkSize)
 
-        refs.withUnsafeMutableBufferPointer { refs in prints.withUnsafeMutableBufferPointer { prints in
-            let out = DisjointSlots(refs), printed = DisjointSlots(prints)
-            runWorkers(workers) { _ in
-                let compressor = ZstdCompressor(level: compressionLevel)
-                guard let buffer = Posix.mapForReads(byteCount: order.run * chunkSize + DiskSource.alignment) else {
-                    failure.withLock { $0 = $0 ?? VaultError(.io, "no memory for reading \(path)") }
-                    return
-                }
-                defer { Posix.unmap(buffer) }
-                var scratch: [UInt8] = []
-
-                /// Backs up the chunk at `position`, whose bytes `chunk` holds.
-                func backUp(_ chunk: UnsafeRawBufferPointer, at position: Int) throws {
-                    if chunk.isAllZero { return }
-                    let print = Fingerprint(of: chunk, key: key)
-                    printed.set(position, print)
-                    if let parent, let known, position < parent.refs.count, case .data = parent.refs[position],
-                       known.matches(print, at: position) {
-                        out.set(position, parent.refs[position])
+        refs.withUnsafeMutableBufferPointer { refs in
+            prints.withUnsafeMutableBufferPointer { prints in
+                let out = DisjointSlots(refs)
+                let printed = DisjointSlots(prints)
+                runWorkers(workers) { _ in
+                    let compressor = ZstdCompressor(level: compressionLevel)
+                    guard let buffer = Posix.mapForReads(byteCount: order.run * chunkSize + DiskSource.alignment) else {
+                        failure.withLock { $0 = $0 ?? VaultError(.io, "no memory for reading \(path)") }
                         return
                     }
-                    let hash = store.chunkId(of: chunk)
-                    out.set(position, .data(hash))
-                    if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
-                    let written = try store.store(chunk, hash: hash, compressor: compressor, scratch: &scratch)
-                    newBytes.add(written, ordering: .relaxed)
-                }
+                    defer { Posix.unmap(buffer) }
+                    var scratch: [UInt8] = []
 
-                while failure.withLock({ $0 == nil }) {
-                    let run = next.add(1, ordering: .relaxed).oldValue
-                    guard run < order.runs else { break }
-                    if cancelled() {
-                        failure.withLock { $0 = $0 ?? VaultError(.cancelled, "the backup was cancelled") }
-                        break
-                    }
-                    if !source.readsDirect {
-                        for ahead in order.indices(ofRun: run + max(1, Self.readAhead / order.run)) {
-                            source.prefetch(offset: Int64(positions[ahead]) * Int64(chunkSize), length: chunkSize)
+                    /// Backs up the chunk at `position`, whose bytes `chunk` holds.
+                    func backUp(_ chunk: UnsafeRawBufferPointer, at position: Int) throws {
+                        if chunk.isAllZero { return }
+                        let print = Fingerprint(of: chunk, key: key)
+                        printed.set(position, print)
+                        if let parent, let known, position < parent.refs.count, case .data = parent.refs[position],
+                            known.matches(print, at: position)
+                        {
+                            out.set(position, parent.refs[position])
+                            return
                         }
+                        let hash = store.chunkId(of: chunk)
+                        out.set(position, .data(hash))
+                        if let parent, position < parent.refs.count, parent.refs[position] == .data(hash) { return }
+                        let written = try store.store(chunk, hash: hash, compressor: compressor, scratch: &scratch)
+                        newBytes.add(written, ordering: .relaxed)
                     }
-                    // Each stretch of consecutive positions is one read, into the buffer at the
-                    // place of its first chunk in the run.
-                    let taken = order.indices(ofRun: run).map { positions[$0] }
-                    var first = 0
-                    while first < taken.count {
-                        var end = first + 1
-                        while end < taken.count && taken[end] == taken[end - 1] + 1 { end += 1 }
-                        let offset = Int64(taken[first]) * Int64(chunkSize)
-                        let length = Int(min(Int64((end - first) * chunkSize), size - offset))
-                        do {
-                            let into = UnsafeMutableRawBufferPointer(rebasing: buffer[(first * chunkSize)...])
-                            let n = try source.read(into: into, offset: offset, length: length)
-                            guard n == length else {
-                                throw VaultError(.io, "disk \(path) ended at \(offset + Int64(n)) while reading; it changed size during the backup")
-                            }
-                            for i in first..<end {
-                                let start = i * chunkSize, chunkEnd = min(start + chunkSize, first * chunkSize + length)
-                                try backUp(UnsafeRawBufferPointer(rebasing: buffer[start..<chunkEnd]), at: taken[i])
-                                meter.advance(Int64(chunkEnd - start))
-                            }
-                        } catch {
-                            let wrapped = error as? VaultError ?? VaultError(.io, "reading \(path)", cause: error)
-                            failure.withLock { $0 = $0 ?? wrapped }
+
+                    while failure.withLock({ $0 == nil }) {
+                        let run = next.add(1, ordering: .relaxed).oldValue
+                        guard run < order.runs else { break }
+                        if cancelled() {
+                            failure.withLock { $0 = $0 ?? VaultError(.cancelled, "the backup was cancelled") }
                             break
                         }
-                        first = end
+                        if !source.readsDirect {
+                            for ahead in order.indices(ofRun: run + max(1, Self.readAhead / order.run)) {
+                                source.prefetch(offset: Int64(positions[ahead]) * Int64(chunkSize), length: chunkSize)
+                            }
+                        }
+                        // Each stretch of consecutive positions is one read, into the buffer at the
+                        // place of its first chunk in the run.
+                        let taken = order.indices(ofRun: run).map { positions[$0] }
+                        var first = 0
+                        while first < taken.count {
+                            var end = first + 1
+                            while end < taken.count && taken[end] == taken[end - 1] + 1 { end += 1 }
+                            let offset = Int64(taken[first]) * Int64(chunkSize)
+                            let length = Int(min(Int64((end - first) * chunkSize), size - offset))
+                            do {
+                                let into = UnsafeMutableRawBufferPointer(rebasing: buffer[(first * chunkSize)...])
+                                let n = try source.read(into: into, offset: offset, length: length)
+                                guard n == length else {
+                                    throw VaultError(
+                                        .io,
+                                        "disk \(path) ended at \(offset + Int64(n)) while reading; it changed size during the backup"
+                                    )
+                                }
+                                for i in first..<end {
+                                    let start = i * chunkSize
+                                    let chunkEnd = min(start + chunkSize, first * chunkSize + length)
+                                    try backUp(UnsafeRawBufferPointer(rebasing: buffer[start..<chunkEnd]), at: taken[i])
+                                    meter.advance(Int64(chunkEnd - start))
+                                }
+                            } catch {
+                                let wrapped = error as? VaultError ?? VaultError(.io, "reading \(path)", cause: error)
+                                failure.withLock { $0 = $0 ?? wrapped }
+                                break
+                            }
+                            first = end
+                        }
                     }
                 }
             }
-        } }
+        }
         if let error = failure.withLock({ $0 }) { throw error }
 
         let image = FlatImage(size: size, chunkSize: chunkSize, refs: refs)
@@ -160,11 +172,15 @@ struct DiskBackup {
             entries.append(.init(position: position, ref: ref))
             if ref != .zero { changed += Int64(image.length(of: position)) }
         }
-        let map = ChunkMap(kind: parent == nil ? .full : .incremental, chunkSize: chunkSize, diskSize: size, entries: entries)
-        let record = PointDisk(pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
-                               changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
-        return DiskBackupResult(map: map, record: record,
-                                fingerprints: Fingerprints(pointId: pointId, disk: source.name, chunkSize: chunkSize, key: key, prints: prints))
+        let map = ChunkMap(
+            kind: parent == nil ? .full : .incremental, chunkSize: chunkSize, diskSize: size, entries: entries)
+        let record = PointDisk(
+            pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
+            changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
+        return DiskBackupResult(
+            map: map, record: record,
+            fingerprints: Fingerprints(
+                pointId: pointId, disk: source.name, chunkSize: chunkSize, key: key, prints: prints))
     }
 }
 

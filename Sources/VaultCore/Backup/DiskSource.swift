@@ -25,16 +25,20 @@ final class DiskSource: Sendable {
         self.path = path
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
-            let code: VaultError.Code = errno == ENOENT || errno == ENXIO || errno == ENODEV ? .diskMissing
+            let code: VaultError.Code =
+                errno == ENOENT || errno == ENXIO || errno == ENODEV
+                ? .diskMissing
                 : errno == EACCES || errno == EPERM ? .permissionDenied : .io
-            throw VaultError(code,
-                             "cannot read disk '\(name)' of server '\(server)' (\(path)): \(Posix.message(errno))")
+            throw VaultError(
+                code,
+                "cannot read disk '\(name)' of server '\(server)' (\(path)): \(Posix.message(errno))")
         }
         var st = stat()
         let kind = fstat(fd, &st) == 0 ? st.st_mode & S_IFMT : 0
         guard kind == S_IFREG || kind == S_IFBLK else {
             close(fd)
-            throw VaultError.invalid("disk '\(name)' of server '\(server)' (\(path)) is not a block device or an image file")
+            throw VaultError.invalid(
+                "disk '\(name)' of server '\(server)' (\(path)) is not a block device or an image file")
         }
         let end = lseek(fd, 0, SEEK_END)
         guard end >= 0 else {
@@ -73,7 +77,9 @@ final class DiskSource: Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, offset: Int64, length: Int) throws -> Int {
         if directFd >= 0 {
             let rounded = (length + Self.alignment - 1) / Self.alignment * Self.alignment
-            if let n = try Posix.preadBlocks(directFd, buffer.baseAddress!, length, capacity: rounded, offset, path: path) {
+            if let n = try Posix.preadBlocks(
+                directFd, buffer.baseAddress!, length, capacity: rounded, offset, path: path)
+            {
                 return n
             }
         }
@@ -103,7 +109,7 @@ final class DiskSource: Sendable {
             if hole < 0 { hole = off_t(size) }
             let first = Int(Int64(data) / Int64(chunkSize))
             let last = Int((Int64(hole) - 1) / Int64(chunkSize))
-            if first >= count { break }  // the source grew after it was sized; its new end is not part of this backup
+            if first >= count { break } // the source grew after it was sized; its new end is not part of this backup
             if first <= last { for position in first...min(last, count - 1) { marked[position] = true } }
             offset = hole
         }

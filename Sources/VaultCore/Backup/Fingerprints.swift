@@ -25,8 +25,12 @@ struct Fingerprint: Equatable {
     init(of chunk: UnsafeRawBufferPointer, key: SymmetricKey) {
         // Sealing fails only for a key or nonce of a wrong size; both are fixed here.
         let tag = try! AES.GCM.seal(EmptyCollection<UInt8>(), using: key, nonce: Self.nonce, authenticating: chunk).tag
-        (high, low) = tag.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
-                                             $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+        (high, low) = tag.withUnsafeBytes {
+            (
+                $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+                $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            )
+        }
     }
 }
 
@@ -93,20 +97,26 @@ struct Fingerprints {
     /// The fingerprints in `bytes`, or nil when they are damaged or not of this shape.
     static func decode(_ bytes: [UInt8]) -> Fingerprints? {
         guard bytes.count >= 106, bytes.count <= maxFileSize, Array(bytes[0..<8]) == magic,
-              Array(SHA256.hash(data: bytes[0..<(bytes.count - 32)])) == Array(bytes[(bytes.count - 32)...]) else { return nil }
+            Array(SHA256.hash(data: bytes[0..<(bytes.count - 32)])) == Array(bytes[(bytes.count - 32)...])
+        else { return nil }
         return bytes.withUnsafeBytes { raw -> Fingerprints? in
             let nameLength = Int(raw.loadUnaligned(fromByteOffset: 72, as: UInt16.self).littleEndian)
-            let start = 74 + nameLength, body = bytes.count - 32 - start
+            let start = 74 + nameLength
+            let body = bytes.count - 32 - start
             let count = raw.loadUnaligned(fromByteOffset: 64, as: UInt64.self).littleEndian
-            guard body >= 0, body % Fingerprint.byteCount == 0, count == UInt64(body / Fingerprint.byteCount) else { return nil }
-            let prints = (0..<Int(count)).map { i in
-                Fingerprint(high: raw.loadUnaligned(fromByteOffset: start + 16 * i, as: UInt64.self).littleEndian,
-                            low: raw.loadUnaligned(fromByteOffset: start + 16 * i + 8, as: UInt64.self).littleEndian)
+            guard body >= 0, body % Fingerprint.byteCount == 0, count == UInt64(body / Fingerprint.byteCount) else {
+                return nil
             }
-            return Fingerprints(pointId: String(decoding: bytes[8..<44].prefix { $0 != 0 }, as: UTF8.self),
-                                disk: String(decoding: bytes[74..<start], as: UTF8.self),
-                                chunkSize: Int(raw.loadUnaligned(fromByteOffset: 44, as: UInt32.self).littleEndian),
-                                key: SymmetricKey(data: bytes[48..<64]), prints: prints)
+            let prints = (0..<Int(count)).map { i in
+                Fingerprint(
+                    high: raw.loadUnaligned(fromByteOffset: start + 16 * i, as: UInt64.self).littleEndian,
+                    low: raw.loadUnaligned(fromByteOffset: start + 16 * i + 8, as: UInt64.self).littleEndian)
+            }
+            return Fingerprints(
+                pointId: String(decoding: bytes[8..<44].prefix { $0 != 0 }, as: UTF8.self),
+                disk: String(decoding: bytes[74..<start], as: UTF8.self),
+                chunkSize: Int(raw.loadUnaligned(fromByteOffset: 44, as: UInt32.self).littleEndian),
+                key: SymmetricKey(data: bytes[48..<64]), prints: prints)
         }
     }
 }
@@ -123,7 +133,9 @@ struct FingerprintStore {
     static let keptPoints = 4
 
     private func folder(server: Int64) -> String { "\(directory)/server-\(server)" }
-    private func path(server: Int64, point: String, disk: String) -> String { "\(folder(server: server))/\(point)/\(disk)" }
+    private func path(server: Int64, point: String, disk: String) -> String {
+        "\(folder(server: server))/\(point)/\(disk)"
+    }
     private func context(point: String, disk: String) -> String { "fingerprints/\(point)/\(disk)" }
 
     /// The fingerprints the backup of `point` kept for `disk`, or nil.
@@ -131,13 +143,18 @@ struct FingerprintStore {
         let file = path(server: server, point: point, disk: disk)
         var st = stat()
         guard lstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
-              var bytes = try? Posix.readFile(file, limit: Fingerprints.maxFileSize + Sealer.overhead + 4) else { return nil }
+            var bytes = try? Posix.readFile(file, limit: Fingerprints.maxFileSize + Sealer.overhead + 4)
+        else { return nil }
         if let sealer {
-            guard let plain = try? sealer.openFile(bytes, context: context(point: point, disk: disk), what: "fingerprints") else { return nil }
+            guard
+                let plain = try? sealer.openFile(
+                    bytes, context: context(point: point, disk: disk), what: "fingerprints")
+            else { return nil }
             bytes = plain
         }
         guard let prints = Fingerprints.decode(bytes), prints.pointId == point, prints.disk == disk,
-              prints.chunkSize == chunkSize else { return nil }
+            prints.chunkSize == chunkSize
+        else { return nil }
         return prints
     }
 
@@ -154,7 +171,8 @@ struct FingerprintStore {
         var bytes = prints.encoded()
         if let sealer { bytes = sealer.sealFile(bytes, context: context(point: prints.pointId, disk: prints.disk)) }
         // A torn file after a crash fails its checksum and is not used: no sync needed.
-        try Posix.writeFileAtomically(path(server: server, point: prints.pointId, disk: prints.disk), bytes, mode: 0o600, sync: false)
+        try Posix.writeFileAtomically(
+            path(server: server, point: prints.pointId, disk: prints.disk), bytes, mode: 0o600, sync: false)
     }
 
     /// The points of a server whose fingerprints can still serve a backup: the newest active

@@ -49,16 +49,18 @@ struct ReadOrder {
 
     /// The indices of the positions run `r` takes, in order (fewer than `run` only in the last).
     func indices(ofRun r: Int) -> [Int] {
-        (r * run ..< (r + 1) * run).compactMap { index(ofClaim: $0) }
+        (r * run..<(r + 1) * run).compactMap { index(ofClaim: $0) }
     }
 
     /// The index of the position claim `k` names, or nil for a claim past the last position.
     func index(ofClaim k: Int) -> Int? {
         guard k >= 0, k < claims else { return nil }
         // Runs are shared out as evenly as they go: the first `longer` stripes hold one more.
-        let perStripe = runs / stripes, longer = runs % stripes
+        let perStripe = runs / stripes
+        let longer = runs % stripes
         let turn = k / run
-        let stripe: Int, inStripe: Int
+        let stripe: Int
+        let inStripe: Int
         if turn < perStripe * stripes {
             stripe = turn % stripes
             inStripe = turn / stripes

@@ -7,8 +7,10 @@ extension Repository {
     /// point as `creating`. Nothing is stored when this throws. Call `run` on the result.
     /// With `waitForCollection` false, a running garbage collection refuses the backup
     /// (`.busy`) instead of waiting for it: the mount's mkdir never blocks on one.
-    public func prepareBackup(_ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true,
-                              host: HostServers = .standard) throws -> BackupJob {
+    public func prepareBackup(
+        _ plan: BackupPlan, now: Date = Date(), waitForCollection: Bool = true,
+        host: HostServers = .standard
+    ) throws -> BackupJob {
         try requireWritable("back up")
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
@@ -25,7 +27,10 @@ extension Repository {
             }
             // This host's paths stay out of the message: a refused slot is recorded in the
             // repository, which whoever changed it may read. `server show` compares the two.
-            throw VaultError(.permissionDenied, "the repository says server '\(server.name)' has disks \(list(named)), which are not this host's (\(host.path(server: server.name))): nothing is read. 'vaultctl server show \(server.name)' shows both; if the repository is right (the server was changed elsewhere), 'vaultctl server adopt \(server.name)'")
+            throw VaultError(
+                .permissionDenied,
+                "the repository says server '\(server.name)' has disks \(list(named)), which are not this host's (\(host.path(server: server.name))): nothing is read. 'vaultctl server show \(server.name)' shows both; if the repository is right (the server was changed elsewhere), 'vaultctl server adopt \(server.name)'"
+            )
         }
         // Opened by this host's paths, byte for byte (Swift's == takes canonically equal
         // strings as one).
@@ -34,7 +39,10 @@ extension Repository {
         if server.hooks && hooks.isEmpty {
             // The repository says the server has hooks, and this host has none: backing up
             // without its freeze could store an inconsistent disk.
-            throw VaultError(.invalidArgument, "server '\(server.name)' has freeze/thaw hooks, but this host has none for it in \(host.path(server: server.name)); hooks are host configuration, never read from the repository: set them here with 'vaultctl server hooks \(server.name) --freeze-command CMD --thaw-command CMD', or back up without them after 'vaultctl server hooks \(server.name) --none'")
+            throw VaultError(
+                .invalidArgument,
+                "server '\(server.name)' has freeze/thaw hooks, but this host has none for it in \(host.path(server: server.name)); hooks are host configuration, never read from the repository: set them here with 'vaultctl server hooks \(server.name) --freeze-command CMD --thaw-command CMD', or back up without them after 'vaultctl server hooks \(server.name) --none'"
+            )
         }
         if let wanted = plan.disks {
             for name in wanted where !disks.contains(where: { $0.name == name }) {
@@ -45,10 +53,13 @@ extension Repository {
         guard let serverLock = try lockServer(server.id, name: server.name) else {
             throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
         }
-        let sources = try disks.map { try DiskSource(name: $0.name, path: paths[$0.name] ?? $0.path, server: server.name) }
+        let sources = try disks.map {
+            try DiskSource(name: $0.name, path: paths[$0.name] ?? $0.path, server: server.name)
+        }
         if plan.kind == .incremental {
             guard let parentId = plan.parentId, let parent = try catalog.point(id: parentId),
-                  parent.status == .active, parent.deletion == .none else {
+                parent.status == .active, parent.deletion == .none
+            else {
                 throw VaultError.invalid("an incremental needs an active parent point")
             }
         }
@@ -65,8 +76,9 @@ extension Repository {
             slot: plan.slot, startedAt: now, finishedAt: nil, deletion: .none, deletedAt: nil,
             progressDone: 0, progressTotal: 0)
         try register(point, tags: plan.tags)
-        return BackupJob(point: point, repository: self, server: server, hooks: hooks, sources: sources, serverLock: serverLock,
-                         collectionLock: gcLock)
+        return BackupJob(
+            point: point, repository: self, server: server, hooks: hooks, sources: sources, serverLock: serverLock,
+            collectionLock: gcLock)
     }
 
     /// The server's vault; a server in no vault is put in the default vault, created with the
@@ -74,7 +86,8 @@ extension Repository {
     private func vaultForBackup(_ server: inout Server, now: Date) throws -> Vault {
         if let id = server.vaultId, let vault = try catalog.vault(id: id) { return vault }
         let serverId = server.id
-        let vault = try catalog.assignVault(named: Self.defaultVaultName, policy: try .makeDefault(since: now), toServer: serverId, now: now)
+        let vault = try catalog.assignVault(
+            named: Self.defaultVaultName, policy: try .makeDefault(since: now), toServer: serverId, now: now)
         server.vaultId = vault.id
         try writeVaultManifest(vault.name)
         try writeServerManifest(server.name)
@@ -84,8 +97,9 @@ extension Repository {
     /// Records a new point: its manifest, then the catalog row. A manifest whose point the
     /// catalog refused (a name in use, say) is removed again.
     func register(_ point: Point, tags: [(key: String, value: String)]) throws {
-        let manifest = PointManifest(point, tags: tags.map { PointTag(pointId: point.id, key: $0.key, value: $0.value) },
-                                     disks: [])
+        let manifest = PointManifest(
+            point, tags: tags.map { PointTag(pointId: point.id, key: $0.key, value: $0.value) },
+            disks: [])
         try manifests.write(manifest)
         do {
             try catalog.insertPoint(point, tags: tags)
@@ -103,20 +117,24 @@ extension Repository {
     /// Backs up several servers now under one name (`NAME-0001`, ... when more than one).
     /// Every server is checked and locked before any is read, so a bad name, an unknown
     /// server, a missing disk or a busy server stores nothing at all.
-    public func prepareManualBackups(servers: [String], name: String?, description: String,
-                                     tags: [(key: String, value: String)], disks: [String]?,
-                                     now: Date = Date()) throws -> [BackupJob] {
+    public func prepareManualBackups(
+        servers: [String], name: String?, description: String,
+        tags: [(key: String, value: String)], disks: [String]?,
+        now: Date = Date()
+    ) throws -> [BackupJob] {
         guard !servers.isEmpty else { throw VaultError.invalid("name at least one server to back up") }
         guard Set(servers).count == servers.count else { throw VaultError.invalid("a server is named twice") }
         for server in servers { _ = try catalog.server(named: server) }
         guard name == nil else {
-            return try prepareNamedBackups(servers: servers, name: name!, description: description, tags: tags, disks: disks, now: now)
+            return try prepareNamedBackups(
+                servers: servers, name: name!, description: description, tags: tags, disks: disks, now: now)
         }
         // A generated name that happens to be taken is drawn again, a few times.
         for attempt in 1...8 {
             do {
-                return try prepareNamedBackups(servers: servers, name: Names.defaultManualName(), description: description,
-                                               tags: tags, disks: disks, now: now)
+                return try prepareNamedBackups(
+                    servers: servers, name: Names.defaultManualName(), description: description,
+                    tags: tags, disks: disks, now: now)
             } catch let error as VaultError where error.code == .alreadyExists && attempt < 8 {
                 continue
             }
@@ -124,14 +142,19 @@ extension Repository {
         throw VaultError(.alreadyExists, "no free manualbk_ name; give one with --name")
     }
 
-    private func prepareNamedBackups(servers: [String], name: String, description: String,
-                                     tags: [(key: String, value: String)], disks: [String]?, now: Date) throws -> [BackupJob] {
+    private func prepareNamedBackups(
+        servers: [String], name: String, description: String,
+        tags: [(key: String, value: String)], disks: [String]?, now: Date
+    ) throws -> [BackupJob] {
         let names = try Names.namesForServers(base: name, count: servers.count)
         var jobs: [BackupJob] = []
         do {
             for (server, pointName) in zip(servers, names) {
-                jobs.append(try prepareBackup(.manual(server: server, name: pointName, description: description,
-                                                      tags: tags, disks: disks), now: now))
+                jobs.append(
+                    try prepareBackup(
+                        .manual(
+                            server: server, name: pointName, description: description,
+                            tags: tags, disks: disks), now: now))
             }
         } catch {
             for job in jobs { discard(job) }

@@ -40,7 +40,9 @@ extension Catalog {
 
     func setPolicy(_ policy: Policy?, vault name: String) throws {
         try write { db in
-            guard let vault = try VaultRow.named(name, db) else { throw VaultError.notFound("no vault named '\(name)'") }
+            guard let vault = try VaultRow.named(name, db) else {
+                throw VaultError.notFound("no vault named '\(name)'")
+            }
             try VaultRow.setPolicy(policy, vault: vault.id, db)
         }
     }
@@ -49,14 +51,19 @@ extension Catalog {
     /// stored point loses its place.
     func removeVault(named name: String) throws {
         try write { db in
-            guard let vault = try VaultRow.named(name, db) else { throw VaultError.notFound("no vault named '\(name)'") }
+            guard let vault = try VaultRow.named(name, db) else {
+                throw VaultError.notFound("no vault named '\(name)'")
+            }
             let servers = try ServerRow.filter(Column("vaultId") == vault.id).fetchCount(db)
             if servers > 0 {
                 throw VaultError(.notEmpty, "vault '\(name)' still has \(servers) server(s); move or remove them first")
             }
-            let points = try PointRow.filter(Column("vaultId") == vault.id && Column("deletion") != Deletion.deleted.rawValue).fetchCount(db)
+            let points = try PointRow.filter(
+                Column("vaultId") == vault.id && Column("deletion") != Deletion.deleted.rawValue
+            ).fetchCount(db)
             if points > 0 {
-                throw VaultError(.notEmpty, "vault '\(name)' still holds \(points) point(s); delete and purge them first")
+                throw VaultError(
+                    .notEmpty, "vault '\(name)' still holds \(points) point(s); delete and purge them first")
             }
             try db.execute(sql: "UPDATE point SET vaultId = NULL WHERE vaultId = ?", arguments: [vault.id])
             try db.execute(sql: "DELETE FROM vault WHERE id = ?", arguments: [vault.id])
@@ -83,8 +90,10 @@ extension Catalog {
     }
 
     @discardableResult
-    func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
-                   hooks: Bool, now: Date) throws -> Server {
+    func addServer(
+        named name: String, vault: String?, disks: [(name: String, path: String)],
+        hooks: Bool, now: Date
+    ) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         try Names.validateDisks(disks, server: name)
         return try write { db in
@@ -93,7 +102,9 @@ extension Catalog {
             }
             var vaultId: Int64?
             if let vault {
-                guard let found = try VaultRow.named(vault, db) else { throw VaultError.notFound("no vault named '\(vault)'") }
+                guard let found = try VaultRow.named(vault, db) else {
+                    throw VaultError.notFound("no vault named '\(vault)'")
+                }
                 vaultId = found.id
             }
             let server = try ServerRow.insert(name: name, vaultId: vaultId, hooks: hooks, createdAt: now, db)
@@ -113,8 +124,12 @@ extension Catalog {
     /// Moves a server to another vault; its existing points stay in the vault they were taken in.
     func moveServer(named name: String, toVault vault: String) throws {
         try write { db in
-            guard let server = try ServerRow.named(name, db) else { throw VaultError.notFound("no server named '\(name)'") }
-            guard let target = try VaultRow.named(vault, db) else { throw VaultError.notFound("no vault named '\(vault)'") }
+            guard let server = try ServerRow.named(name, db) else {
+                throw VaultError.notFound("no server named '\(name)'")
+            }
+            guard let target = try VaultRow.named(vault, db) else {
+                throw VaultError.notFound("no vault named '\(vault)'")
+            }
             try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [target.id, server.id])
         }
     }
@@ -122,10 +137,15 @@ extension Catalog {
     /// Removes a server that has no stored points left; one with points is refused.
     func removeServer(named name: String) throws {
         try write { db in
-            guard let server = try ServerRow.named(name, db) else { throw VaultError.notFound("no server named '\(name)'") }
-            let points = try PointRow.filter(Column("serverId") == server.id && Column("deletion") != Deletion.deleted.rawValue).fetchCount(db)
+            guard let server = try ServerRow.named(name, db) else {
+                throw VaultError.notFound("no server named '\(name)'")
+            }
+            let points = try PointRow.filter(
+                Column("serverId") == server.id && Column("deletion") != Deletion.deleted.rawValue
+            ).fetchCount(db)
             if points > 0 {
-                throw VaultError(.notEmpty, "server '\(name)' still has \(points) point(s); delete and purge them first")
+                throw VaultError(
+                    .notEmpty, "server '\(name)' still has \(points) point(s); delete and purge them first")
             }
             try db.execute(sql: "DELETE FROM server WHERE id = ?", arguments: [server.id])
         }
@@ -148,7 +168,8 @@ extension Catalog {
             if let name { request = request.filter(Column("name") == name) }
             let vaults = Dictionary(uniqueKeysWithValues: try VaultRow.all(db).map { ($0.id, $0.name) })
             return try request.fetchAll(db).map(\.server).map { server in
-                ServerManifest(server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try DiskRow.of(server: server.id, db))
+                ServerManifest(
+                    server, vault: server.vaultId.flatMap { vaults[$0] }, disks: try DiskRow.of(server: server.id, db))
             }
         }
     }

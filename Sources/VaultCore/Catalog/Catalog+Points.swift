@@ -7,11 +7,14 @@ extension Catalog {
     /// the same server is refused; a failed attempt does not hold its name.
     func insertPoint(_ point: Point, tags: [(key: String, value: String)]) throws {
         try write { db in
-            let clash = try PointRow.filter(Column("serverId") == point.serverId && Column("name") == point.name
-                                            && Column("deletion") != Deletion.deleted.rawValue
-                                            && Column("status") != PointStatus.failed.rawValue).fetchCount(db)
+            let clash = try PointRow.filter(
+                Column("serverId") == point.serverId && Column("name") == point.name
+                    && Column("deletion") != Deletion.deleted.rawValue
+                    && Column("status") != PointStatus.failed.rawValue
+            ).fetchCount(db)
             if clash > 0 {
-                throw VaultError(.alreadyExists, "server '\(point.serverName)' already has a point named '\(point.name)'")
+                throw VaultError(
+                    .alreadyExists, "server '\(point.serverName)' already has a point named '\(point.name)'")
             }
             try PointRow(point).insert(db)
             for tag in tags { try PointTagRow(PointTag(pointId: point.id, key: tag.key, value: tag.value)).insert(db) }
@@ -28,8 +31,9 @@ extension Catalog {
 
     func updateProgress(point id: String, done: Int64, total: Int64) {
         _ = try? write { db in
-            try db.execute(sql: "UPDATE point SET progressDone = ?, progressTotal = ? WHERE id = ? AND status = 'creating'",
-                           arguments: [done, total, id])
+            try db.execute(
+                sql: "UPDATE point SET progressDone = ?, progressTotal = ? WHERE id = ? AND status = 'creating'",
+                arguments: [done, total, id])
         }
     }
 
@@ -37,8 +41,9 @@ extension Catalog {
     func finishPoint(_ id: String, disks: [PointDisk], at time: Date) throws {
         try write { db in
             for disk in disks { try PointDiskRow(disk).insert(db) }
-            try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
-                           arguments: [time, id])
+            try db.execute(
+                sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
+                arguments: [time, id])
         }
     }
 
@@ -51,10 +56,11 @@ extension Catalog {
     /// not (it ended meanwhile); throws when the catalog cannot be written.
     func failPoint(_ id: String, error: String, at time: Date, retrySlot: Bool = false) throws -> Bool {
         try write { db in
-            try db.execute(sql: """
-                UPDATE point SET status = 'failed', error = ?, finishedAt = ?, slot = CASE WHEN ? THEN NULL ELSE slot END
-                WHERE id = ? AND status = 'creating'
-                """, arguments: [error, time, retrySlot, id])
+            try db.execute(
+                sql: """
+                    UPDATE point SET status = 'failed', error = ?, finishedAt = ?, slot = CASE WHEN ? THEN NULL ELSE slot END
+                    WHERE id = ? AND status = 'creating'
+                    """, arguments: [error, time, retrySlot, id])
             return db.changesCount > 0
         }
     }
@@ -73,15 +79,21 @@ extension Catalog {
         let found: [Point] = try read { db in
             if let exact = try PointRow.find(reference, db), exact.deletion != .deleted { return [exact] }
             if let slash = reference.firstIndex(of: "/") {
-                let server = String(reference[..<slash]), name = String(reference[reference.index(after: slash)...])
-                return try PointRow.filter(Column("serverName") == server && Column("name") == name
-                                           && Column("deletion") != Deletion.deleted.rawValue).points(db)
+                let server = String(reference[..<slash])
+                let name = String(reference[reference.index(after: slash)...])
+                return try PointRow.filter(
+                    Column("serverName") == server && Column("name") == name
+                        && Column("deletion") != Deletion.deleted.rawValue
+                ).points(db)
             }
             guard reference.count >= 4 else { return [] }
-            return try PointRow.filter(Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue).points(db)
+            return try PointRow.filter(
+                Column("id").like("\(reference)%") && Column("deletion") != Deletion.deleted.rawValue
+            ).points(db)
         }
         guard let point = found.first else {
-            let hint = reference.count < 4 && !reference.contains("/") ? " (an id prefix needs 4 or more characters)" : ""
+            let hint =
+                reference.count < 4 && !reference.contains("/") ? " (an id prefix needs 4 or more characters)" : ""
             throw VaultError.notFound("no point matches '\(reference)'\(hint)")
         }
         let restorable = found.filter { $0.status != .failed }
@@ -120,17 +132,22 @@ extension Catalog {
 
     /// Rows of a table of point details (disks, tags) for every point, one server's points or
     /// the points `ids` names, by point id, in one query.
-    private func byPoint<Row: PointDetailRow>(_ type: Row.Type, server: Int64?, ids: [String]?) throws -> [String: [Row.Value]] {
+    private func byPoint<Row: PointDetailRow>(_ type: Row.Type, server: Int64?, ids: [String]?) throws -> [String: [Row
+        .Value]]
+    {
         try read { db in
-            let table = Row.databaseTableName, column = Row.orderColumn
+            let table = Row.databaseTableName
+            let column = Row.orderColumn
             let rows: [Row]
             if let ids {
                 rows = try Row.filter(ids.contains(Column("pointId"))).order(Column(column)).fetchAll(db)
             } else if let server {
-                rows = try Row.fetchAll(db, sql: """
-                    SELECT \(table).* FROM \(table) JOIN point ON point.id = \(table).pointId
-                    WHERE point.serverId = ? ORDER BY \(table).\(column)
-                    """, arguments: [server])
+                rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT \(table).* FROM \(table) JOIN point ON point.id = \(table).pointId
+                        WHERE point.serverId = ? ORDER BY \(table).\(column)
+                        """, arguments: [server])
             } else {
                 rows = try Row.order(Column(column)).fetchAll(db)
             }
@@ -181,7 +198,8 @@ extension Catalog {
     func manifest(ofPoint id: String) throws -> PointManifest? {
         try read { db in
             guard let point = try PointRow.find(id, db) else { return nil }
-            return PointManifest(point, tags: try PointTagRow.of(point: id, db), disks: try PointDiskRow.of(point: id, db))
+            return PointManifest(
+                point, tags: try PointTagRow.of(point: id, db), disks: try PointDiskRow.of(point: id, db))
         }
     }
 
@@ -189,7 +207,8 @@ extension Catalog {
     func allPointManifests() throws -> [PointManifest] {
         try read { db in
             let tags = Dictionary(grouping: try PointTagRow.order(Column("key")).fetchAll(db).map(\.tag), by: \.pointId)
-            let disks = Dictionary(grouping: try PointDiskRow.order(Column("disk")).fetchAll(db).map(\.disk), by: \.pointId)
+            let disks = Dictionary(
+                grouping: try PointDiskRow.order(Column("disk")).fetchAll(db).map(\.disk), by: \.pointId)
             return try PointRow.order(Column("startedAt"), Column("id")).points(db).map {
                 PointManifest($0, tags: tags[$0.id] ?? [], disks: disks[$0.id] ?? [])
             }
@@ -200,11 +219,14 @@ extension Catalog {
     /// said so: its manifest and maps were complete. False when it was not `creating`.
     func rollForward(_ manifest: PointManifest) throws -> Bool {
         try write { db in
-            guard let current = try PointRow.find(manifest.point.id, db), current.status == .creating else { return false }
+            guard let current = try PointRow.find(manifest.point.id, db), current.status == .creating else {
+                return false
+            }
             try PointDiskRow.filter(Column("pointId") == current.id).deleteAll(db)
             for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
-            try db.execute(sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
-                           arguments: [manifest.point.finishedAt ?? Date(), current.id])
+            try db.execute(
+                sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
+                arguments: [manifest.point.finishedAt ?? Date(), current.id])
             return true
         }
     }

@@ -16,7 +16,8 @@ extension Catalog {
                 serverIds[manifest.name] = try insert(manifest, vaultId: manifest.vault.flatMap { vaultIds[$0] }, db).id
             }
             // Parents first: every parent started before its children.
-            for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) }) {
+            for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) })
+            {
                 var point = manifest.point
                 point.serverId = serverIds[point.serverName]
                 point.vaultId = vaultIds[point.vaultName]
@@ -30,8 +31,9 @@ extension Catalog {
     }
 
     private func insert(_ manifest: ServerManifest, vaultId: Int64?, _ db: Database) throws -> Server {
-        let server = try ServerRow.insert(name: manifest.name, vaultId: vaultId, hooks: manifest.hooks,
-                                          createdAt: manifest.createdAt, db)
+        let server = try ServerRow.insert(
+            name: manifest.name, vaultId: vaultId, hooks: manifest.hooks,
+            createdAt: manifest.createdAt, db)
         for disk in manifest.disks { try DiskRow.insert(server: server.id, name: disk.name, path: disk.path, db) }
         return server
     }
@@ -50,7 +52,8 @@ extension Catalog {
     /// parent is not known yet, its name is in use here) is skipped and returned, to be
     /// tried again. Returns how many records changed and the ids of skipped points.
     func merge(vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest]) throws
-        -> (changed: Int, skipped: Set<String>) {
+        -> (changed: Int, skipped: Set<String>)
+    {
         try write { db in
             var changed = 0
             var skipped = Set<String>()
@@ -62,7 +65,8 @@ extension Catalog {
                 _ = try insert(manifest, vaultId: try manifest.vault.flatMap { try VaultRow.named($0, db)?.id }, db)
                 changed += 1
             }
-            for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) }) {
+            for manifest in points.sorted(by: { ($0.point.startedAt, $0.point.id) < ($1.point.startedAt, $1.point.id) })
+            {
                 var point = manifest.point
                 point.serverId = try ServerRow.named(point.serverName, db)?.id
                 point.vaultId = try VaultRow.named(point.vaultName, db)?.id

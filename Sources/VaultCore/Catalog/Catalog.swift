@@ -29,7 +29,10 @@ public final class Catalog: Sendable {
     /// command that rebuilds it, and never recreated empty.
     init(path: String, readOnlyReason knownReason: String?, foreignKeys: Bool = true) throws {
         guard Posix.exists(path) else {
-            throw VaultError(.needsRepair, "the catalog \(path) is missing; nothing was changed. Rebuild it from the repository's manifests with 'vaultctl -R \((path as NSString).deletingLastPathComponent) repair --rebuild-catalog'")
+            throw VaultError(
+                .needsRepair,
+                "the catalog \(path) is missing; nothing was changed. Rebuild it from the repository's manifests with 'vaultctl -R \((path as NSString).deletingLastPathComponent) repair --rebuild-catalog'"
+            )
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
@@ -43,9 +46,12 @@ public final class Catalog: Sendable {
                 readOnlyReason = nil
                 watched = (path, false)
                 return
-            } catch let error as DatabaseError where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
-                        .contains(error.resultCode) {
-                reason = error.resultCode == .SQLITE_FULL || error.resultCode == .SQLITE_IOERR
+            } catch let error as DatabaseError
+                where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
+                .contains(error.resultCode)
+            {
+                reason =
+                    error.resultCode == .SQLITE_FULL || error.resultCode == .SQLITE_IOERR
                     ? "its disk is full or failing (\(error.message ?? "\(error.resultCode)"))"
                     : "its catalog cannot be written (\(error.message ?? "\(error.resultCode)"))"
             } catch {
@@ -61,7 +67,9 @@ public final class Catalog: Sendable {
                 let uri = "file:\(Self.uriPath(path))?\(parameter)"
                 let queue = try DatabaseQueue(path: uri, configuration: configuration)
                 guard try queue.read({ try Self.migrator.hasCompletedMigrations($0) }) else {
-                    throw VaultError(.unsupportedFormat, "the catalog \(path) needs an upgrade that a read-only repository cannot take")
+                    throw VaultError(
+                        .unsupportedFormat,
+                        "the catalog \(path) needs an upgrade that a read-only repository cannot take")
                 }
                 database = queue
                 readOnlyReason = reason
@@ -86,56 +94,59 @@ public final class Catalog: Sendable {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE vault (
-                  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, createdAt DATETIME NOT NULL,
-                  policyStartMinute INTEGER, policyEveryHours INTEGER, policyIncrementals INTEGER,
-                  policyKeepFulls INTEGER, policySince DATETIME);
-                CREATE TABLE server (
-                  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
-                  vaultId INTEGER REFERENCES vault(id), freezeCommand TEXT, thawCommand TEXT,
-                  createdAt DATETIME NOT NULL);
-                CREATE TABLE disk (
-                  id INTEGER PRIMARY KEY AUTOINCREMENT,
-                  serverId INTEGER NOT NULL REFERENCES server(id) ON DELETE CASCADE,
-                  name TEXT NOT NULL, path TEXT NOT NULL, UNIQUE(serverId, name));
-                CREATE TABLE point (
-                  id TEXT PRIMARY KEY, serverId INTEGER REFERENCES server(id) ON DELETE SET NULL,
-                  serverName TEXT NOT NULL, vaultId INTEGER REFERENCES vault(id) ON DELETE SET NULL,
-                  vaultName TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
-                  kind TEXT NOT NULL, schedule TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
-                  parentId TEXT REFERENCES point(id), chainId TEXT NOT NULL, slot DATETIME,
-                  startedAt DATETIME NOT NULL, finishedAt DATETIME, deletion TEXT NOT NULL,
-                  deletedAt DATETIME, progressDone INTEGER NOT NULL, progressTotal INTEGER NOT NULL);
-                CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted';
-                CREATE INDEX pointByServer ON point(serverId, startedAt);
-                CREATE INDEX pointByParent ON point(parentId);
-                CREATE TABLE pointTag (
-                  pointId TEXT NOT NULL REFERENCES point(id) ON DELETE CASCADE,
-                  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(pointId, key));
-                CREATE TABLE pointDisk (
-                  pointId TEXT NOT NULL REFERENCES point(id) ON DELETE CASCADE, disk TEXT NOT NULL,
-                  size INTEGER NOT NULL, dataBytes INTEGER NOT NULL, changedBytes INTEGER NOT NULL,
-                  newBytes INTEGER NOT NULL, PRIMARY KEY(pointId, disk));
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE vault (
+                      id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, createdAt DATETIME NOT NULL,
+                      policyStartMinute INTEGER, policyEveryHours INTEGER, policyIncrementals INTEGER,
+                      policyKeepFulls INTEGER, policySince DATETIME);
+                    CREATE TABLE server (
+                      id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+                      vaultId INTEGER REFERENCES vault(id), freezeCommand TEXT, thawCommand TEXT,
+                      createdAt DATETIME NOT NULL);
+                    CREATE TABLE disk (
+                      id INTEGER PRIMARY KEY AUTOINCREMENT,
+                      serverId INTEGER NOT NULL REFERENCES server(id) ON DELETE CASCADE,
+                      name TEXT NOT NULL, path TEXT NOT NULL, UNIQUE(serverId, name));
+                    CREATE TABLE point (
+                      id TEXT PRIMARY KEY, serverId INTEGER REFERENCES server(id) ON DELETE SET NULL,
+                      serverName TEXT NOT NULL, vaultId INTEGER REFERENCES vault(id) ON DELETE SET NULL,
+                      vaultName TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+                      kind TEXT NOT NULL, schedule TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+                      parentId TEXT REFERENCES point(id), chainId TEXT NOT NULL, slot DATETIME,
+                      startedAt DATETIME NOT NULL, finishedAt DATETIME, deletion TEXT NOT NULL,
+                      deletedAt DATETIME, progressDone INTEGER NOT NULL, progressTotal INTEGER NOT NULL);
+                    CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted';
+                    CREATE INDEX pointByServer ON point(serverId, startedAt);
+                    CREATE INDEX pointByParent ON point(parentId);
+                    CREATE TABLE pointTag (
+                      pointId TEXT NOT NULL REFERENCES point(id) ON DELETE CASCADE,
+                      key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(pointId, key));
+                    CREATE TABLE pointDisk (
+                      pointId TEXT NOT NULL REFERENCES point(id) ON DELETE CASCADE, disk TEXT NOT NULL,
+                      size INTEGER NOT NULL, dataBytes INTEGER NOT NULL, changedBytes INTEGER NOT NULL,
+                      newBytes INTEGER NOT NULL, PRIMARY KEY(pointId, disk));
+                    """)
         }
         // A failed attempt no longer holds its name: a backup-now that could not start can be
         // tried again under the same name once its cause is fixed.
         migrator.registerMigration("v2") { db in
-            try db.execute(sql: """
-                DROP INDEX pointNameInUse;
-                CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted' AND status != 'failed';
-                """)
+            try db.execute(
+                sql: """
+                    DROP INDEX pointNameInUse;
+                    CREATE UNIQUE INDEX pointNameInUse ON point(serverId, name) WHERE deletion != 'deleted' AND status != 'failed';
+                    """)
         }
         // Hook commands leave the catalog: they are host configuration, and the catalog only
         // says that a server has hooks.
         migrator.registerMigration("v3") { db in
-            try db.execute(sql: """
-                ALTER TABLE server ADD COLUMN hooks BOOLEAN NOT NULL DEFAULT 0;
-                UPDATE server SET hooks = 1 WHERE coalesce(freezeCommand, '') != '' OR coalesce(thawCommand, '') != '';
-                ALTER TABLE server DROP COLUMN freezeCommand;
-                ALTER TABLE server DROP COLUMN thawCommand;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE server ADD COLUMN hooks BOOLEAN NOT NULL DEFAULT 0;
+                    UPDATE server SET hooks = 1 WHERE coalesce(freezeCommand, '') != '' OR coalesce(thawCommand, '') != '';
+                    ALTER TABLE server DROP COLUMN freezeCommand;
+                    ALTER TABLE server DROP COLUMN thawCommand;
+                    """)
         }
         return migrator
     }
@@ -149,7 +160,9 @@ public final class Catalog: Sendable {
     /// cannot be written.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         if let readOnlyReason {
-            throw VaultError(.readOnly, "the repository cannot be written: \(readOnlyReason); only listing, export, verify and the mount work")
+            throw VaultError(
+                .readOnly,
+                "the repository cannot be written: \(readOnlyReason); only listing, export, verify and the mount work")
         }
         do { return try database.write(body) } catch { throw Self.wrap(error, "catalog write failed") }
     }
@@ -162,8 +175,10 @@ public final class Catalog: Sendable {
             var st = stat()
             guard lstat(watched.path, &st) == 0 else { throw Posix.error("cannot look at the catalog", watched.path) }
             var hasher = Hasher()
-            for part in [Int64(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec),
-                         Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec)] { hasher.combine(part) }
+            for part in [
+                Int64(st.st_ino), Int64(st.st_size), Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec),
+                Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec),
+            ] { hasher.combine(part) }
             return Int64(hasher.finalize())
         }
         let watchedPath = watched.path
@@ -189,7 +204,10 @@ public final class Catalog: Sendable {
             case .SQLITE_FULL: return VaultError(.noSpace, "\(what): no space left on device")
             case .SQLITE_BUSY, .SQLITE_LOCKED: return VaultError(.busy, "\(what): the catalog is busy")
             case .SQLITE_NOTADB, .SQLITE_CORRUPT:
-                return VaultError(.needsRepair, "\(what): the catalog is damaged; rebuild it from the repository's manifests with 'vaultctl repair --rebuild-catalog'")
+                return VaultError(
+                    .needsRepair,
+                    "\(what): the catalog is damaged; rebuild it from the repository's manifests with 'vaultctl repair --rebuild-catalog'"
+                )
             case .SQLITE_READONLY: return VaultError(.readOnly, "\(what): the catalog is read-only")
             default: return VaultError(.io, what, cause: error.message.map { VaultError(.io, $0) } ?? error)
             }

@@ -22,13 +22,17 @@ extension Catalog {
         try read { db in
             let points = try PointRow.filter(Column("deletion") == Deletion.none.rawValue)
                 .order(Column("startedAt"), Column("id")).points(db)
-            let disks = try PointDiskRow.fetchAll(db, sql: """
-                SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
-                WHERE point.deletion = '' ORDER BY pointDisk.disk
-                """).map(\.disk)
-            return Inventory(vaults: try VaultRow.all(db),
-                             servers: try ServerRow.order(Column("name")).fetchAll(db).map(\.server),
-                             points: points, disks: Dictionary(grouping: disks, by: \.pointId))
+            let disks = try PointDiskRow.fetchAll(
+                db,
+                sql: """
+                    SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
+                    WHERE point.deletion = '' ORDER BY pointDisk.disk
+                    """
+            ).map(\.disk)
+            return Inventory(
+                vaults: try VaultRow.all(db),
+                servers: try ServerRow.order(Column("name")).fetchAll(db).map(\.server),
+                points: points, disks: Dictionary(grouping: disks, by: \.pointId))
         }
     }
 }

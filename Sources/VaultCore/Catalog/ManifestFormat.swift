@@ -71,15 +71,19 @@ struct PointManifest: Sendable, Equatable {
     var file: File {
         let p = point
         return File(
-            point: PointEntry(id: p.id, serverId: p.serverId, serverName: p.serverName, vaultId: p.vaultId,
-                              vaultName: p.vaultName, name: p.name, description: p.description, kind: p.kind,
-                              schedule: p.schedule, status: p.status, error: p.error, parentId: p.parentId,
-                              chainId: p.chainId, slot: p.slot, startedAt: p.startedAt, finishedAt: p.finishedAt,
-                              deletion: p.deletion, deletedAt: p.deletedAt, progressDone: p.progressDone,
-                              progressTotal: p.progressTotal),
+            point: PointEntry(
+                id: p.id, serverId: p.serverId, serverName: p.serverName, vaultId: p.vaultId,
+                vaultName: p.vaultName, name: p.name, description: p.description, kind: p.kind,
+                schedule: p.schedule, status: p.status, error: p.error, parentId: p.parentId,
+                chainId: p.chainId, slot: p.slot, startedAt: p.startedAt, finishedAt: p.finishedAt,
+                deletion: p.deletion, deletedAt: p.deletedAt, progressDone: p.progressDone,
+                progressTotal: p.progressTotal),
             tags: tags.map { TagEntry(pointId: $0.pointId, key: $0.key, value: $0.value) },
-            disks: disks.map { DiskEntry(pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
-                                         changedBytes: $0.changedBytes, newBytes: $0.newBytes) })
+            disks: disks.map {
+                DiskEntry(
+                    pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
+                    changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+            })
     }
 
     /// The manifest a file holds once every field is checked against what a repository
@@ -88,27 +92,39 @@ struct PointManifest: Sendable, Equatable {
         func bad(_ why: String) -> VaultError { VaultError(.corrupt, "manifest \(path) is damaged: \(why)") }
         guard file.format == Self.format else { throw bad("unknown format \(file.format)") }
         let e = file.point
-        guard path.hasSuffix("/\(e.id).json"), UUID(uuidString: e.id) != nil else { throw bad("its point id does not match its name") }
-        guard (try? Names.validatePointName(e.name)) != nil, !e.serverName.isEmpty else { throw bad("bad point or server name") }
+        guard path.hasSuffix("/\(e.id).json"), UUID(uuidString: e.id) != nil else {
+            throw bad("its point id does not match its name")
+        }
+        guard (try? Names.validatePointName(e.name)) != nil, !e.serverName.isEmpty else {
+            throw bad("bad point or server name")
+        }
         guard file.disks.count <= Names.maxDisks, file.tags.count <= 10 else { throw bad("too many disks or tags") }
         for disk in file.disks {
             // Plain comparisons: a range built from a damaged size could itself trap.
             guard disk.pointId == e.id, disk.size >= 0, disk.size <= ChunkMap.maxDiskSize,
-                  disk.dataBytes >= 0, disk.dataBytes <= disk.size, disk.changedBytes >= 0, disk.changedBytes <= disk.size,
-                  disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil else { throw bad("bad disk record '\(disk.disk)'") }
+                disk.dataBytes >= 0, disk.dataBytes <= disk.size, disk.changedBytes >= 0,
+                disk.changedBytes <= disk.size,
+                disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil
+            else { throw bad("bad disk record '\(disk.disk)'") }
         }
         for tag in file.tags where tag.pointId != e.id { throw bad("a tag of another point") }
-        guard ManifestTimes.contain(e.slot, e.startedAt, e.finishedAt, e.deletedAt) else { throw bad("a time out of range") }
+        guard ManifestTimes.contain(e.slot, e.startedAt, e.finishedAt, e.deletedAt) else {
+            throw bad("a time out of range")
+        }
         guard e.progressDone >= 0, e.progressTotal >= 0 else { throw bad("negative progress") }
         if let parent = e.parentId, UUID(uuidString: parent) == nil { throw bad("bad parent id") }
-        point = Point(id: e.id, serverId: e.serverId, serverName: e.serverName, vaultId: e.vaultId, vaultName: e.vaultName,
-                      name: e.name, description: e.description, kind: e.kind, schedule: e.schedule, status: e.status,
-                      error: e.error, parentId: e.parentId, chainId: e.chainId, slot: e.slot, startedAt: e.startedAt,
-                      finishedAt: e.finishedAt, deletion: e.deletion, deletedAt: e.deletedAt,
-                      progressDone: e.progressDone, progressTotal: e.progressTotal)
+        point = Point(
+            id: e.id, serverId: e.serverId, serverName: e.serverName, vaultId: e.vaultId, vaultName: e.vaultName,
+            name: e.name, description: e.description, kind: e.kind, schedule: e.schedule, status: e.status,
+            error: e.error, parentId: e.parentId, chainId: e.chainId, slot: e.slot, startedAt: e.startedAt,
+            finishedAt: e.finishedAt, deletion: e.deletion, deletedAt: e.deletedAt,
+            progressDone: e.progressDone, progressTotal: e.progressTotal)
         tags = file.tags.map { PointTag(pointId: $0.pointId, key: $0.key, value: $0.value) }
-        disks = file.disks.map { PointDisk(pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
-                                           changedBytes: $0.changedBytes, newBytes: $0.newBytes) }
+        disks = file.disks.map {
+            PointDisk(
+                pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
+                changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+        }
     }
 }
 
@@ -141,9 +157,11 @@ struct VaultManifest: Sendable, Equatable {
     }
 
     var file: File {
-        File(vault: Entry(id: nil, name: name, createdAt: createdAt, policyStartMinute: policy?.startMinute,
-                          policyEveryHours: policy?.everyHours, policyIncrementals: policy?.incrementals,
-                          policyKeepFulls: policy?.keepFulls, policySince: policy?.since))
+        File(
+            vault: Entry(
+                id: nil, name: name, createdAt: createdAt, policyStartMinute: policy?.startMinute,
+                policyEveryHours: policy?.everyHours, policyIncrementals: policy?.incrementals,
+                policyKeepFulls: policy?.keepFulls, policySince: policy?.since))
     }
 
     /// Checks every field: a policy out of range would make the scheduler and retention of
@@ -160,9 +178,10 @@ struct VaultManifest: Sendable, Equatable {
         switch (e.policyStartMinute, e.policyEveryHours, e.policyIncrementals, e.policyKeepFulls, e.policySince) {
         case (nil, nil, nil, nil, nil):
             policy = nil
-        case let (start?, every?, incrementals?, keep?, since?):
+        case (let start?, let every?, let incrementals?, let keep?, let since?):
             do {
-                policy = try Policy(startMinute: start, everyHours: every, incrementals: incrementals, keepFulls: keep, since: since)
+                policy = try Policy(
+                    startMinute: start, everyHours: every, incrementals: incrementals, keepFulls: keep, since: since)
             } catch let error as VaultError {
                 throw bad("its policy is impossible: \(error.message)")
             }
@@ -240,8 +259,9 @@ struct ServerManifest: Sendable {
     }
 
     var file: File {
-        File(server: Entry(name: name, hooks: hooks, createdAt: createdAt), vault: vault,
-             disks: disks.map { DiskEntry(name: $0.name, path: $0.path) })
+        File(
+            server: Entry(name: name, hooks: hooks, createdAt: createdAt), vault: vault,
+            disks: disks.map { DiskEntry(name: $0.name, path: $0.path) })
     }
 
     /// Checks every field, refusing the file with its name.
@@ -251,7 +271,9 @@ struct ServerManifest: Sendable {
         guard file.server.name == name else { throw bad("it names server '\(file.server.name)'") }
         guard (try? Names.validateVaultOrServer(name, what: "server")) != nil else { throw bad("bad server name") }
         guard ManifestTimes.contain(file.server.createdAt) else { throw bad("a time out of range") }
-        if let vault = file.vault, (try? Names.validateVaultOrServer(vault, what: "vault")) == nil { throw bad("bad vault name") }
+        if let vault = file.vault, (try? Names.validateVaultOrServer(vault, what: "vault")) == nil {
+            throw bad("bad vault name")
+        }
         let disks = file.disks.map { (name: $0.name, path: $0.path) }
         do {
             try Names.validateDisks(disks, server: name)

@@ -36,20 +36,28 @@ public enum Names {
     /// `maxDisks`, each name once, each path absolute, without NUL and at most 4096 bytes.
     public static func validateDisks(_ disks: [(name: String, path: String)], server: String) throws {
         guard !disks.isEmpty else { throw VaultError.invalid("server '\(server)' needs at least one --disk NAME=PATH") }
-        guard disks.count <= maxDisks else { throw VaultError.invalid("server '\(server)' has \(disks.count) disks; at most \(maxDisks)") }
+        guard disks.count <= maxDisks else {
+            throw VaultError.invalid("server '\(server)' has \(disks.count) disks; at most \(maxDisks)")
+        }
         var seen = Set<String>()
         for disk in disks {
             try validateDisk(disk.name)
-            guard disk.path.hasPrefix("/") else { throw VaultError.invalid("disk '\(disk.name)': path '\(disk.path)' must be absolute") }
+            guard disk.path.hasPrefix("/") else {
+                throw VaultError.invalid("disk '\(disk.name)': path '\(disk.path)' must be absolute")
+            }
             guard !disk.path.utf8.contains(0), disk.path.utf8.count <= 4096 else {
                 throw VaultError.invalid("disk '\(disk.name)': a path holds no NUL and at most 4096 bytes")
             }
-            guard seen.insert(disk.name).inserted else { throw VaultError.invalid("disk '\(disk.name)' is given twice") }
+            guard seen.insert(disk.name).inserted else {
+                throw VaultError.invalid("disk '\(disk.name)' is given twice")
+            }
         }
     }
 
     public static func validateDescription(_ text: String) throws {
-        guard text.count <= 255 else { throw VaultError.invalid("description is \(text.count) characters; at most 255") }
+        guard text.count <= 255 else {
+            throw VaultError.invalid("description is \(text.count) characters; at most 255")
+        }
     }
 
     /// Parses and checks `KEY=VALUE` tags: at most 10, unique keys of 1-36 and values of 0-43
@@ -58,7 +66,9 @@ public enum Names {
         guard texts.count <= 10 else { throw VaultError.invalid("\(texts.count) tags given; a point has at most 10") }
         var keys = Set<String>()
         return try texts.map { text in
-            guard let eq = text.firstIndex(of: "=") else { throw VaultError.invalid("bad tag '\(text)': use KEY=VALUE") }
+            guard let eq = text.firstIndex(of: "=") else {
+                throw VaultError.invalid("bad tag '\(text)': use KEY=VALUE")
+            }
             let key = String(text[..<eq])
             let value = String(text[text.index(after: eq)...])
             guard (1...36).contains(key.count), onlyAllowed(key) else {

@@ -12,14 +12,19 @@ struct VaultRow: FetchableRecord, TableRecord {
     let vault: Vault
 
     init(row: Row) throws {
-        let start: Int? = try row.column("policyStartMinute"), every: Int? = try row.column("policyEveryHours")
-        let incrementals: Int? = try row.column("policyIncrementals"), keep: Int? = try row.column("policyKeepFulls")
+        let start: Int? = try row.column("policyStartMinute")
+        let every: Int? = try row.column("policyEveryHours")
+        let incrementals: Int? = try row.column("policyIncrementals")
+        let keep: Int? = try row.column("policyKeepFulls")
         let since: Date? = try row.column("policySince")
         var policy: Policy?
         if let start, let every, let incrementals, let keep, let since {
-            policy = try? Policy(startMinute: start, everyHours: every, incrementals: incrementals, keepFulls: keep, since: since)
+            policy = try? Policy(
+                startMinute: start, everyHours: every, incrementals: incrementals, keepFulls: keep, since: since)
         }
-        vault = Vault(id: try row.column("id"), name: try row.column("name"), createdAt: try row.column("createdAt"), policy: policy)
+        vault = Vault(
+            id: try row.column("id"), name: try row.column("name"), createdAt: try row.column("createdAt"),
+            policy: policy)
     }
 
     static func named(_ name: String, _ db: Database) throws -> Vault? {
@@ -35,18 +40,20 @@ struct VaultRow: FetchableRecord, TableRecord {
     }
 
     static func insert(name: String, createdAt: Date, policy: Policy?, _ db: Database) throws -> Vault {
-        try db.execute(sql: """
-            INSERT INTO vault (name, createdAt, policyStartMinute, policyEveryHours, policyIncrementals, policyKeepFulls, policySince)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            """, arguments: StatementArguments([name, createdAt] + arguments(policy)))
+        try db.execute(
+            sql: """
+                INSERT INTO vault (name, createdAt, policyStartMinute, policyEveryHours, policyIncrementals, policyKeepFulls, policySince)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: StatementArguments([name, createdAt] + arguments(policy)))
         return Vault(id: db.lastInsertedRowID, name: name, createdAt: createdAt, policy: policy)
     }
 
     static func setPolicy(_ policy: Policy?, vault id: Int64, _ db: Database) throws {
-        try db.execute(sql: """
-            UPDATE vault SET policyStartMinute = ?, policyEveryHours = ?, policyIncrementals = ?, policyKeepFulls = ?,
-              policySince = ? WHERE id = ?
-            """, arguments: StatementArguments(arguments(policy) + [id]))
+        try db.execute(
+            sql: """
+                UPDATE vault SET policyStartMinute = ?, policyEveryHours = ?, policyIncrementals = ?, policyKeepFulls = ?,
+                  policySince = ? WHERE id = ?
+                """, arguments: StatementArguments(arguments(policy) + [id]))
     }
 }
 
@@ -56,8 +63,9 @@ struct ServerRow: FetchableRecord, TableRecord {
     let server: Server
 
     init(row: Row) throws {
-        server = Server(id: try row.column("id"), name: try row.column("name"), vaultId: try row.column("vaultId"),
-                        hooks: try row.column("hooks"), createdAt: try row.column("createdAt"))
+        server = Server(
+            id: try row.column("id"), name: try row.column("name"), vaultId: try row.column("vaultId"),
+            hooks: try row.column("hooks"), createdAt: try row.column("createdAt"))
     }
 
     static func named(_ name: String, _ db: Database) throws -> Server? {
@@ -65,8 +73,9 @@ struct ServerRow: FetchableRecord, TableRecord {
     }
 
     static func insert(name: String, vaultId: Int64?, hooks: Bool, createdAt: Date, _ db: Database) throws -> Server {
-        try db.execute(sql: "INSERT INTO server (name, vaultId, hooks, createdAt) VALUES (?, ?, ?, ?)",
-                       arguments: [name, vaultId, hooks, createdAt])
+        try db.execute(
+            sql: "INSERT INTO server (name, vaultId, hooks, createdAt) VALUES (?, ?, ?, ?)",
+            arguments: [name, vaultId, hooks, createdAt])
         return Server(id: db.lastInsertedRowID, name: name, vaultId: vaultId, hooks: hooks, createdAt: createdAt)
     }
 }
@@ -77,8 +86,9 @@ struct DiskRow: FetchableRecord, TableRecord {
     let disk: Disk
 
     init(row: Row) throws {
-        disk = Disk(id: try row.column("id"), serverId: try row.column("serverId"), name: try row.column("name"),
-                    path: try row.column("path"))
+        disk = Disk(
+            id: try row.column("id"), serverId: try row.column("serverId"), name: try row.column("name"),
+            path: try row.column("path"))
     }
 
     static func of(server id: Int64, _ db: Database) throws -> [Disk] {
@@ -102,7 +112,8 @@ struct PointRow: FetchableRecord, PersistableRecord {
         point = Point(
             id: try row.column("id"), serverId: try row.column("serverId"), serverName: try row.column("serverName"),
             vaultId: try row.column("vaultId"), vaultName: try row.column("vaultName"), name: try row.column("name"),
-            description: try row.column("description"), kind: try row.named("kind"), schedule: try row.named("schedule"),
+            description: try row.column("description"), kind: try row.named("kind"),
+            schedule: try row.named("schedule"),
             status: try row.named("status"), error: try row.column("error"), parentId: try row.column("parentId"),
             chainId: try row.column("chainId"), slot: try row.column("slot"), startedAt: try row.column("startedAt"),
             finishedAt: try row.column("finishedAt"), deletion: try row.named("deletion"),
@@ -169,9 +180,10 @@ struct PointDiskRow: FetchableRecord, PersistableRecord {
     init(_ disk: PointDisk) { self.disk = disk }
 
     init(row: Row) throws {
-        disk = PointDisk(pointId: try row.column("pointId"), disk: try row.column("disk"), size: try row.column("size"),
-                         dataBytes: try row.column("dataBytes"), changedBytes: try row.column("changedBytes"),
-                         newBytes: try row.column("newBytes"))
+        disk = PointDisk(
+            pointId: try row.column("pointId"), disk: try row.column("disk"), size: try row.column("size"),
+            dataBytes: try row.column("dataBytes"), changedBytes: try row.column("changedBytes"),
+            newBytes: try row.column("newBytes"))
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -189,7 +201,10 @@ extension Row {
     /// the command that rebuilds the catalog, never a crash.
     func column<T: DatabaseValueConvertible>(_ name: String) throws -> T {
         do { return try decode(T.self, forColumn: name) } catch {
-            throw VaultError(.needsRepair, "the catalog's \(name) column holds a value it cannot read (\(error)); rebuild it with 'vaultctl repair --rebuild-catalog'")
+            throw VaultError(
+                .needsRepair,
+                "the catalog's \(name) column holds a value it cannot read (\(error)); rebuild it with 'vaultctl repair --rebuild-catalog'"
+            )
         }
     }
 
@@ -197,7 +212,10 @@ extension Row {
     func named<T: RawRepresentable>(_ name: String) throws -> T where T.RawValue == String {
         let text: String = try column(name)
         guard let value = T(rawValue: text) else {
-            throw VaultError(.needsRepair, "the catalog has a point whose \(name) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'")
+            throw VaultError(
+                .needsRepair,
+                "the catalog has a point whose \(name) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'"
+            )
         }
         return value
     }

@@ -13,8 +13,10 @@ public struct Policy: Equatable, Sendable {
 
     /// A policy; refused, with the value that is wrong, when one is out of its range.
     public init(startMinute: Int, everyHours: Int, incrementals: Int, keepFulls: Int, since: Date) throws {
-        if let problem = Self.problem(startMinute: startMinute, everyHours: everyHours, incrementals: incrementals,
-                                      keepFulls: keepFulls, since: since) {
+        if let problem = Self.problem(
+            startMinute: startMinute, everyHours: everyHours, incrementals: incrementals,
+            keepFulls: keepFulls, since: since)
+        {
             throw VaultError(.invalidArgument, "bad policy: \(problem)")
         }
         self.startMinute = startMinute

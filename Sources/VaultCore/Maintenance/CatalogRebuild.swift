@@ -19,7 +19,10 @@ extension CatalogRebuild {
             let config = try RepositoryConfig.load(from: root)
             modes = FileModes.of(config)
             guard Posix.isDirectory("\(root)/manifests") else {
-                throw VaultError(.corrupt, "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt")
+                throw VaultError(
+                    .corrupt,
+                    "\(root) has no manifests/ folder (a format-1 repository that was never upgraded): its catalog cannot be rebuilt"
+                )
             }
             objects = DirectoryStore(root: root, modes: modes)
         case .s3(let s3, _):
@@ -30,12 +33,14 @@ extension CatalogRebuild {
         if case .s3(_, let state) = location { try Repository.prepareState(state, repository: config.id) }
         let sealer = try unlock.keys(for: config, at: location.name).map(Sealer.init)
         if let problem = Repository.writeProblem(root) {
-            throw VaultError(.readOnly, "cannot rebuild the catalog: the repository \(root) cannot be written: \(problem)")
+            throw VaultError(
+                .readOnly, "cannot rebuild the catalog: the repository \(root) cannot be written: \(problem)")
         }
         guard let lock = try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) else {
             throw VaultError(.busy, "a backup or garbage collection is running; rebuild the catalog when it ends")
         }
         defer { _ = lock }
-        return try build(at: "\(root)/catalog.sqlite", from: ManifestStore(objects: objects, sealer: sealer), modes: modes)
+        return try build(
+            at: "\(root)/catalog.sqlite", from: ManifestStore(objects: objects, sealer: sealer), modes: modes)
     }
 }

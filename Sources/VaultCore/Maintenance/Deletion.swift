@@ -27,46 +27,78 @@ extension Repository {
     public func softDelete(_ reference: String, now: Date = Date()) throws -> Point {
         try requireWritable("delete a point")
         let point = try catalog.point(matching: reference)
-        return try changePoint(point.id, { $0.deletion = .soft; $0.deletedAt = now }) { try catalog.changePoint(point.id) { current, dependants, _ in
-            guard current.deletion == .none else { throw VaultError.invalid("point \(current.name) is already deleted") }
-            guard current.status != .creating else {
-                throw VaultError(.busy, "point \(current.name) is still being made; wait for its backup to end")
+        return try changePoint(
+            point.id,
+            {
+                $0.deletion = .soft
+                $0.deletedAt = now
             }
-            let live = dependants.filter { $0.deletion == .none }
-            if !live.isEmpty {
-                let names = live.map(\.name).joined(separator: ", ")
-                throw VaultError(.hasDependants, "point \(current.name) has dependent incremental point(s) \(names); delete them first")
+        ) {
+            try catalog.changePoint(point.id) { current, dependants, _ in
+                guard current.deletion == .none else {
+                    throw VaultError.invalid("point \(current.name) is already deleted")
+                }
+                guard current.status != .creating else {
+                    throw VaultError(.busy, "point \(current.name) is still being made; wait for its backup to end")
+                }
+                let live = dependants.filter { $0.deletion == .none }
+                if !live.isEmpty {
+                    let names = live.map(\.name).joined(separator: ", ")
+                    throw VaultError(
+                        .hasDependants,
+                        "point \(current.name) has dependent incremental point(s) \(names); delete them first")
+                }
+                current.deletion = .soft
+                current.deletedAt = now
             }
-            current.deletion = .soft
-            current.deletedAt = now
-        } }
+        }
     }
 
     /// Restores a soft-deleted point.
     public func undelete(_ reference: String) throws -> Point {
         try requireWritable("undelete a point")
         let point = try catalog.point(matching: reference)
-        return try changePoint(point.id, { $0.deletion = .none; $0.deletedAt = nil }) { try catalog.changePoint(point.id) { current, _, parent in
-            guard current.deletion == .soft else { throw VaultError.invalid("point \(current.name) is not soft-deleted") }
-            if let parent, parent.deletion != .none {
-                throw VaultError(.hasDependants, "point \(current.name) depends on \(parent.name), which is deleted; undelete that first")
+        return try changePoint(
+            point.id,
+            {
+                $0.deletion = .none
+                $0.deletedAt = nil
             }
-            current.deletion = .none
-            current.deletedAt = nil
-        } }
+        ) {
+            try catalog.changePoint(point.id) { current, _, parent in
+                guard current.deletion == .soft else {
+                    throw VaultError.invalid("point \(current.name) is not soft-deleted")
+                }
+                if let parent, parent.deletion != .none {
+                    throw VaultError(
+                        .hasDependants,
+                        "point \(current.name) depends on \(parent.name), which is deleted; undelete that first")
+                }
+                current.deletion = .none
+                current.deletedAt = nil
+            }
+        }
     }
 
     /// Deletes soft-deleted points for good, those deleted at least `olderThan` ago, children
     /// before parents; then collects unused chunks.
     public func purge(olderThan: TimeInterval = 0, now: Date = Date()) throws -> [Point] {
         try requireWritable("purge points")
-        let candidates = try catalog.softDeletedPoints().filter { ($0.deletedAt ?? now) <= now.addingTimeInterval(-olderThan) }
+        let candidates = try catalog.softDeletedPoints().filter {
+            ($0.deletedAt ?? now) <= now.addingTimeInterval(-olderThan)
+        }
         var purged: [Point] = []
         var purgedIds = Set<String>()
         for point in candidates {
             // The check and the deletion share one transaction, so a point undeleted meanwhile
             // (or given a dependant) is left alone.
-            let done = try changePoint(point.id, { $0.deletion = .deleted; $0.deletedAt = now }) {
+            let done = try changePoint(
+                point.id,
+                {
+                    $0.deletion = .deleted
+                    $0.deletedAt = now
+                }
+            ) {
                 try catalog.purgePoint(point.id, at: now, purged: purgedIds)
             }
             guard done else {

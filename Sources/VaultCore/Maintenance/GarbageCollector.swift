@@ -1,6 +1,6 @@
-import Logging
 import Foundation
 import Glibc
+import Logging
 
 /// Removes what no point needs any more: chunks, the maps of deleted and failed points, and
 /// temporary files writers left behind (mark and sweep, in two phases).
@@ -66,7 +66,9 @@ public struct GarbageCollector {
     }
 
     /// Collects now, or with `dryRun` only counts what it would remove.
-    public func collect(dryRun: Bool = false, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Result {
+    public func collect(dryRun: Bool = false, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws
+        -> Result
+    {
         try repository.requireWritable("collect garbage")
         guard let lock = try repository.tryLockForCollection() else { return Result() }
         defer { _ = lock }
@@ -95,7 +97,8 @@ public struct GarbageCollector {
             do {
                 for disk in try repository.maps.disks(of: point) {
                     let map = try repository.maps.read(point: point, disk: disk)
-                    for case .data(let hash) in map.entries.map(\.ref) where !referenced.contains(hash) && marks.chunks[hash] == nil {
+                    for case .data(let hash) in map.entries.map(\.ref)
+                    where !referenced.contains(hash) && marks.chunks[hash] == nil {
                         marks.chunks[hash] = Marks.Mark(at: now, size: -1)
                     }
                 }
@@ -145,7 +148,8 @@ public struct GarbageCollector {
             try requireLease(lock)
             try RemovalRecords.write(due.keys, to: repository.objects)
         }
-        let meter = ProgressMeter(label: dryRun ? "chunks to remove" : "chunks removed", unit: .chunks, report: progress)
+        let meter = ProgressMeter(
+            label: dryRun ? "chunks to remove" : "chunks removed", unit: .chunks, report: progress)
         meter.addTotal(Int64(due.count))
         defer { meter.finish() }
         for (hash, mark) in due {
@@ -184,7 +188,10 @@ public struct GarbageCollector {
     /// renewed in time): a backup on another host may have started since.
     private func requireLease(_ lock: StoreLock) throws {
         if lock.isLost {
-            throw VaultError(.busy, "garbage collection stopped: its lease in \(repository.location.name) lapsed while the store could not be reached, so a backup may have started; run it again")
+            throw VaultError(
+                .busy,
+                "garbage collection stopped: its lease in \(repository.location.name) lapsed while the store could not be reached, so a backup may have started; run it again"
+            )
         }
     }
 
@@ -193,11 +200,15 @@ public struct GarbageCollector {
     /// the catalog where that keeps more, never less.
     private func pointsInUse(_ result: inout Result, dryRun: Bool) throws -> Set<String> {
         let catalogPoints = try repository.catalog.allPointManifests()
-        let manifestPoints = Dictionary(try repository.manifests.allPoints().map { ($0.point.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let manifestPoints = Dictionary(
+            try repository.manifests.allPoints().map { ($0.point.id, $0) }, uniquingKeysWith: { a, _ in a })
         let known = Set(catalogPoints.map(\.point.id))
         let unknown = manifestPoints.values.filter { $0.isLive && !known.contains($0.point.id) }
         if let first = unknown.first {
-            throw VaultError(.needsRepair, "the catalog does not know \(unknown.count) restorable point(s) that the repository's manifests hold (\(first.point.serverName)/\(first.point.name) among them): it is missing, replaced or older than the repository. Nothing was removed; rebuild it with 'vaultctl repair --rebuild-catalog'")
+            throw VaultError(
+                .needsRepair,
+                "the catalog does not know \(unknown.count) restorable point(s) that the repository's manifests hold (\(first.point.serverName)/\(first.point.name) among them): it is missing, replaced or older than the repository. Nothing was removed; rebuild it with 'vaultctl repair --rebuild-catalog'"
+            )
         }
         var keep = Set<String>()
         var parents: [String: String] = [:]
@@ -231,7 +242,8 @@ extension Repository {
         do {
             _ = try GarbageCollector(repository: self).collect()
         } catch {
-            Logger(label: "vaultfs.gc").warning("garbage collection after \(what) did not run: \(error); 'vaultctl gc' frees the space later")
+            Logger(label: "vaultfs.gc").warning(
+                "garbage collection after \(what) did not run: \(error); 'vaultctl gc' frees the space later")
         }
     }
 }

@@ -23,8 +23,10 @@ public enum Sync {
 
     /// Copies into `target` (made as the mirror of `source` when it holds no repository);
     /// `unlock` opens the target as it opens the source (the same key).
-    public static func run(from source: Repository, to target: RepositoryLocation, vault: String? = nil, unlock: Unlock = .none,
-                           progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Report {
+    public static func run(
+        from source: Repository, to target: RepositoryLocation, vault: String? = nil, unlock: Unlock = .none,
+        progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }
+    ) throws -> Report {
         if let vault, try source.catalog.vaults().first(where: { $0.name == vault }) == nil {
             throw VaultError.notFound("no vault named '\(vault)' in \(source.location.name)")
         }
@@ -35,8 +37,12 @@ public enum Sync {
         var lease: ObjectLease?
         if mirror.isShared {
             var holder: String?
-            lease = try ObjectLease.acquire(mirror.objects, name: "servers/.sync", host: try mirror.hostId(), holder: &holder)
-            guard lease != nil else { throw VaultError(.busy, "another sync into \(mirror.location.name) is running on \(holder ?? "another host")") }
+            lease = try ObjectLease.acquire(
+                mirror.objects, name: "servers/.sync", host: try mirror.hostId(), holder: &holder)
+            guard lease != nil else {
+                throw VaultError(
+                    .busy, "another sync into \(mirror.location.name) is running on \(holder ?? "another host")")
+            }
         }
         defer { lease?.release() }
         guard let lock = try mirror.lockForBackup(wait: true) else {
@@ -54,7 +60,8 @@ public enum Sync {
             if let parent = manifest.point.parentId.flatMap({ byId[$0] }) { add(parent) }
             wanted.append(manifest)
         }
-        for manifest in live.sorted(by: { $0.point.startedAt < $1.point.startedAt }) where vault == nil || manifest.point.vaultName == vault {
+        for manifest in live.sorted(by: { $0.point.startedAt < $1.point.startedAt })
+        where vault == nil || manifest.point.vaultName == vault {
             add(manifest)
         }
 
@@ -73,7 +80,8 @@ public enum Sync {
             for disk in manifest.disks {
                 let map = try source.maps.read(point: id, disk: disk.disk)
                 var missing: [ChunkHash] = []
-                for case .data(let hash) in map.entries.map(\.ref) where !present.contains(source.chunks.key(for: hash)) {
+                for case .data(let hash) in map.entries.map(\.ref) where !present.contains(source.chunks.key(for: hash))
+                {
                     missing.append(hash)
                 }
                 missing = Array(Set(missing))
@@ -92,34 +100,54 @@ public enum Sync {
                 report.maps += 1
             }
             try mirror.objects.flush()
-            guard let sourceManifest else { throw VaultError(.corrupt, "manifest \(source.objects.location)/\(key) is missing") }
+            guard let sourceManifest else {
+                throw VaultError(.corrupt, "manifest \(source.objects.location)/\(key) is missing")
+            }
             if lease?.isLost == true {
-                throw VaultError(.busy, "sync stopped: its lease in \(mirror.location.name) lapsed while the store could not be reached; run it again")
+                throw VaultError(
+                    .busy,
+                    "sync stopped: its lease in \(mirror.location.name) lapsed while the store could not be reached; run it again"
+                )
             }
             try mirror.objects.put(key, sourceManifest, durable: true)
             report.points += 1
         }
         // The servers and vaults of what was copied, then the target's catalog takes it all in.
-        for name in Set(wanted.map(\.point.serverName)) { try copyIfPresent("\(ManifestStore.prefix)servers/\(name).json", source, mirror) }
-        for name in Set(wanted.map(\.point.vaultName)) { try copyIfPresent("\(ManifestStore.prefix)vaults/\(name).json", source, mirror) }
-        let vaults = try source.catalog.vaultManifests().filter { vault in wanted.contains { $0.point.vaultName == vault.name } }
-        let servers = try source.catalog.serverManifests().filter { server in wanted.contains { $0.point.serverName == server.name } }
+        for name in Set(wanted.map(\.point.serverName)) {
+            try copyIfPresent("\(ManifestStore.prefix)servers/\(name).json", source, mirror)
+        }
+        for name in Set(wanted.map(\.point.vaultName)) {
+            try copyIfPresent("\(ManifestStore.prefix)vaults/\(name).json", source, mirror)
+        }
+        let vaults = try source.catalog.vaultManifests().filter { vault in
+            wanted.contains { $0.point.vaultName == vault.name }
+        }
+        let servers = try source.catalog.serverManifests().filter { server in
+            wanted.contains { $0.point.serverName == server.name }
+        }
         let merged = try mirror.catalog.merge(vaults: vaults, servers: servers, points: wanted)
         if let first = merged.skipped.first, let point = byId[first]?.point {
-            throw VaultError(.io, "copied, but \(merged.skipped.count) point(s) are not shown in \(mirror.location.name): \(point.serverName)/\(point.name) among them (its name is in use there, or its parent is missing)")
+            throw VaultError(
+                .io,
+                "copied, but \(merged.skipped.count) point(s) are not shown in \(mirror.location.name): \(point.serverName)/\(point.name) among them (its name is in use there, or its parent is missing)"
+            )
         }
         return report
     }
 
     /// Opens the mirror at `target`, or makes it there when it holds no repository.
-    private static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws -> Repository {
+    private static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws
+        -> Repository
+    {
         if target == source.location || target.root == source.root {
             throw VaultError.invalid("the target is the source itself")
         }
         do {
             let mirror = try Repository(location: target, unlock: unlock)
             guard mirror.config.id == source.config.id else {
-                throw VaultError.invalid("\(target.name) is another repository (id \(mirror.config.id)); sync copies into a mirror of \(source.location.name) that sync makes itself: give a new folder or prefix")
+                throw VaultError.invalid(
+                    "\(target.name) is another repository (id \(mirror.config.id)); sync copies into a mirror of \(source.location.name) that sync makes itself: give a new folder or prefix"
+                )
             }
             return mirror
         } catch let error as VaultError where error.code == .notARepository || error.code == .notFound {
@@ -130,12 +158,16 @@ public enum Sync {
     }
 
     private static func copyIfPresent(_ key: String, _ source: Repository, _ mirror: Repository) throws {
-        if let bytes = try source.objects.get(key, limit: ManifestStore.maxFileSize) { try mirror.objects.put(key, bytes, durable: true) }
+        if let bytes = try source.objects.get(key, limit: ManifestStore.maxFileSize) {
+            try mirror.objects.put(key, bytes, durable: true)
+        }
     }
 
     /// Copies objects as they are, with as many in flight as the target takes.
-    private static func copy(_ keys: [String], from source: any ObjectStore, to target: any ObjectStore,
-                             meter: ProgressMeter) throws -> (count: Int, bytes: Int64) {
+    private static func copy(
+        _ keys: [String], from source: any ObjectStore, to target: any ObjectStore,
+        meter: ProgressMeter
+    ) throws -> (count: Int, bytes: Int64) {
         let next = Atomic<Int>(0)
         let copied = Mutex<(count: Int, bytes: Int64)>((0, 0))
         let failure = Mutex<VaultError?>(nil)
@@ -148,11 +180,16 @@ public enum Sync {
                         throw VaultError(.corrupt, "chunk \(source.location)/\(keys[i]) is missing from the source")
                     }
                     if try target.putIfAbsent(keys[i], bytes) {
-                        copied.withLock { $0.count += 1; $0.bytes += Int64(bytes.count) }
+                        copied.withLock {
+                            $0.count += 1
+                            $0.bytes += Int64(bytes.count)
+                        }
                     }
                     meter.advance(1)
                 } catch {
-                    failure.withLock { $0 = $0 ?? (error as? VaultError ?? VaultError(.io, "copying \(keys[i])", cause: error)) }
+                    failure.withLock {
+                        $0 = $0 ?? (error as? VaultError ?? VaultError(.io, "copying \(keys[i])", cause: error))
+                    }
                 }
             }
         }

@@ -26,8 +26,12 @@ public struct Verifier {
     }
 
     /// Verifies the points of one server, or all points (soft-deleted ones too: they can be restored).
-    public func verify(server: Int64? = nil, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> Report {
-        let points = try repository.catalog.points(server: server, includeSoftDeleted: true).filter { $0.status == .active }
+    public func verify(server: Int64? = nil, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws
+        -> Report
+    {
+        let points = try repository.catalog.points(server: server, includeSoftDeleted: true).filter {
+            $0.status == .active
+        }
         var problems: [Problem] = []
         var badMaps = Set<String>()
         var hashes = Set<ChunkHash>()
@@ -40,20 +44,25 @@ public struct Verifier {
                     for case .data(let hash) in map.entries.map(\.ref) { hashes.insert(hash) }
                 } catch {
                     badMaps.insert(point.id)
-                    problems.append(Problem(what: "map of \(point.serverName)/\(point.name) disk \(disk.disk)", reason: "\(error)"))
+                    problems.append(
+                        Problem(what: "map of \(point.serverName)/\(point.name) disk \(disk.disk)", reason: "\(error)"))
                 }
             }
             chains[point.id] = try repository.catalog.chain(endingAt: point.id).map(\.id)
         }
         if server == nil { problems += try manifestProblems() }
-        let meter = ProgressMeter(label: "chunks of \(points.count) point\(points.count == 1 ? "" : "s")", unit: .chunks, report: progress)
+        let meter = ProgressMeter(
+            label: "chunks of \(points.count) point\(points.count == 1 ? "" : "s")", unit: .chunks, report: progress)
         meter.addTotal(Int64(hashes.count))
         let damaged = check(Array(hashes), meter: meter)
         meter.finish()
         problems += damaged.map { Problem(what: "chunk \($0.key)", reason: $0.value) }
         var affected: [Point] = []
         for point in points {
-            if chains[point.id, default: []].contains(where: badMaps.contains) { affected.append(point); continue }
+            if chains[point.id, default: []].contains(where: badMaps.contains) {
+                affected.append(point)
+                continue
+            }
             guard !damaged.isEmpty else { continue }
             let uses = try repository.catalog.pointDisks(point.id).contains { disk in
                 ((try? repository.flatten(point: point.id, disk: disk.disk))?.refs ?? []).contains {
@@ -76,28 +85,44 @@ public struct Verifier {
             let what = "manifest of point \(point.serverName)/\(point.name) (\(point.id))"
             do {
                 guard let manifest = try manifests.point(point.id) else {
-                    problems.append(Problem(what: what, reason: "missing: a rebuild of the catalog would lose this point"))
+                    problems.append(
+                        Problem(what: what, reason: "missing: a rebuild of the catalog would lose this point"))
                     continue
                 }
                 let disks = try catalog.pointDisks(point.id)
                 if manifest.point.status != point.status || manifest.point.deletion != point.deletion
                     || manifest.point.parentId != point.parentId || manifest.disks.map(\.disk) != disks.map(\.disk)
-                    || manifest.disks.map(\.size) != disks.map(\.size) {
-                    problems.append(Problem(what: what, reason: "it says other than the catalog (status, parent or disks): a rebuild would restore it wrongly"))
+                    || manifest.disks.map(\.size) != disks.map(\.size)
+                {
+                    problems.append(
+                        Problem(
+                            what: what,
+                            reason:
+                                "it says other than the catalog (status, parent or disks): a rebuild would restore it wrongly"
+                        ))
                 }
             } catch {
-                problems.append(Problem(what: what, reason: "\(error); a rebuild of the catalog fails until it is fixed"))
+                problems.append(
+                    Problem(what: what, reason: "\(error); a rebuild of the catalog fails until it is fixed"))
             }
         }
-        for (kind, names, read) in [("vault", try catalog.vaults().map(\.name), { (name: String) in try manifests.vault(name) != nil }),
-                                    ("server", try catalog.servers().map(\.name), { (name: String) in try manifests.server(name) != nil })] {
+        for (kind, names, read) in [
+            ("vault", try catalog.vaults().map(\.name), { (name: String) in try manifests.vault(name) != nil }),
+            ("server", try catalog.servers().map(\.name), { (name: String) in try manifests.server(name) != nil }),
+        ] {
             for name in names {
                 do {
                     if try !read(name) {
-                        problems.append(Problem(what: "manifest of \(kind) \(name)", reason: "missing: a rebuild of the catalog would lose this \(kind)"))
+                        problems.append(
+                            Problem(
+                                what: "manifest of \(kind) \(name)",
+                                reason: "missing: a rebuild of the catalog would lose this \(kind)"))
                     }
                 } catch {
-                    problems.append(Problem(what: "manifest of \(kind) \(name)", reason: "\(error); a rebuild of the catalog fails until it is fixed"))
+                    problems.append(
+                        Problem(
+                            what: "manifest of \(kind) \(name)",
+                            reason: "\(error); a rebuild of the catalog fails until it is fixed"))
                 }
             }
         }

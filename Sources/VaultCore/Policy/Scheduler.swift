@@ -46,7 +46,8 @@ public final class Scheduler: Sendable {
 
     /// Runs every slot due at `now` once: a missed slot runs once, never several times.
     /// A server or vault that fails is reported in the outcomes and the others go on.
-    public func runDue(now: Date, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> [Outcome] {
+    public func runDue(now: Date, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> [Outcome]
+    {
         var outcomes: [Outcome] = []
         for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
@@ -57,14 +58,23 @@ public final class Scheduler: Sendable {
                     // Either is said once a slot: a running scheduler does not repeat it every 30 s.
                     if try host.server(server.name) == nil {
                         let history = try repository.catalog.allPoints(server: server.id)
-                        if history.contains(where: { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }) { continue }
-                        guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted }) else { continue }
+                        if history.contains(where: { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }) {
+                            continue
+                        }
+                        guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted })
+                        else { continue }
                         if host.isInUse {
-                            let line = "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
+                            let line =
+                                "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
                             logger.warning("\(server.name): \(line)")
                             outcomes.append(Outcome(server: server.name, point: nil, message: line))
                         } else {
-                            outcomes.append(Outcome(server: server.name, point: nil, message: "failed: \(repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)", failed: true))
+                            outcomes.append(
+                                Outcome(
+                                    server: server.name, point: nil,
+                                    message:
+                                        "failed: \(repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)",
+                                    failed: true))
                         }
                         continue
                     }
@@ -72,7 +82,8 @@ public final class Scheduler: Sendable {
                     let history = try repository.catalog.allPoints(server: server.id)
                         .filter { $0.schedule == .policy && $0.vaultId == vault.id }
                     if history.contains(where: { ($0.slot ?? .distantPast) >= slot }) { continue }
-                    outcomes.append(runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
+                    outcomes.append(
+                        runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
                 } catch {
                     logger.error("scheduling \(server.name) failed: \(error)")
                     outcomes.append(Outcome(server: server.name, point: nil, message: "error: \(error)", failed: true))
@@ -84,22 +95,29 @@ public final class Scheduler: Sendable {
                 }
             } catch {
                 logger.error("retention of vault \(vault.name) failed: \(error)")
-                outcomes.append(Outcome(server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)", failed: true))
+                outcomes.append(
+                    Outcome(
+                        server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)",
+                        failed: true))
             }
         }
         return outcomes
     }
 
-    private func runSlot(_ slot: Date, server: Server, policy: Policy, history: [Point], now: Date,
-                         progress: @escaping @Sendable (BackupProgress) -> Void) -> Outcome {
+    private func runSlot(
+        _ slot: Date, server: Server, policy: Policy, history: [Point], now: Date,
+        progress: @escaping @Sendable (BackupProgress) -> Void
+    ) -> Outcome {
         let next = ChainRule.next(policyPoints: history, incrementals: policy.incrementals)
         // A slot run again after a cancelled or cut-off attempt keeps that attempt (history
         // shows it) and takes the next free name: 20301231T160000Z-2, -3, ...
         let base = Units.compactUTC(slot)
-        let taken = Set(((try? repository.catalog.points(server: server.id, includeSoftDeleted: true)) ?? []).map(\.name))
+        let taken = Set(
+            ((try? repository.catalog.points(server: server.id, includeSoftDeleted: true)) ?? []).map(\.name))
         let name = taken.contains(base) ? (2...).lazy.map { "\(base)-\($0)" }.first { !taken.contains($0) }! : base
-        let plan = BackupPlan(server: server.name, name: name, description: "", tags: [],
-                              disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)
+        let plan = BackupPlan(
+            server: server.name, name: name, description: "", tags: [],
+            disks: nil, schedule: .policy, kind: next.kind, parentId: next.parent, slot: slot)
         do {
             let job = try repository.prepareBackup(plan, now: now)
             running.withLock { $0 = job }
@@ -107,7 +125,9 @@ public final class Scheduler: Sendable {
             let point = job.run(clock: now, progress: progress)
             running.withLock { $0 = nil }
             let made = point.status == .active
-            return Outcome(server: server.name, point: point, message: made ? "made" : "failed: \(point.error ?? "")", failed: !made)
+            return Outcome(
+                server: server.name, point: point, message: made ? "made" : "failed: \(point.error ?? "")",
+                failed: !made)
         } catch let error as VaultError where error.code == .busy {
             return Outcome(server: server.name, point: nil, message: "skipped: \(error.message)")
         } catch {

@@ -18,12 +18,16 @@ extension Policy {
         if let hours = dailyHours {
             return (-1...1).flatMap { offset -> [Date] in
                 guard let day = calendar.date(byAdding: .day, value: offset, to: today) else { return [] }
-                return hours.compactMap { calendar.date(bySettingHour: $0, minute: startMinute % 60, second: 0, of: day) }
+                return hours.compactMap {
+                    calendar.date(bySettingHour: $0, minute: startMinute % 60, second: 0, of: day)
+                }
             }.sorted()
         }
         // An interval that does not divide a day steps from the first launch.
-        let anchor = calendar.date(bySettingHour: startMinute / 60, minute: startMinute % 60, second: 0,
-                                   of: calendar.startOfDay(for: since)) ?? since
+        let anchor =
+            calendar.date(
+                bySettingHour: startMinute / 60, minute: startMinute % 60, second: 0,
+                of: calendar.startOfDay(for: since)) ?? since
         let steps = (date.timeIntervalSince(anchor) / interval).rounded(.down)
         return (-1...1).map { anchor.addingTimeInterval((steps + Double($0)) * interval) }
     }
@@ -40,7 +44,9 @@ extension Policy {
     public func nextSlot(after now: Date, calendar: Calendar = .current) -> Date {
         var probe = now
         for _ in 0..<(Self.everyHoursRange.upperBound / 24 + 366) {
-            if let slot = slots(around: probe, calendar: calendar).first(where: { $0 > now && eligible($0) }) { return slot }
+            if let slot = slots(around: probe, calendar: calendar).first(where: { $0 > now && eligible($0) }) {
+                return slot
+            }
             probe = probe.addingTimeInterval(86400)
         }
         return .distantFuture
@@ -54,7 +60,8 @@ public enum ChainRule {
     public static func next(policyPoints: [Point], incrementals: Int) -> (kind: PointKind, parent: String?) {
         let ordered = policyPoints.sorted { $0.startedAt < $1.startedAt }
         guard let lastFull = ordered.last(where: { $0.kind == .full && $0.deletion != .deleted }),
-              lastFull.status == .active, lastFull.deletion == .none else { return (.full, nil) }
+            lastFull.status == .active, lastFull.deletion == .none
+        else { return (.full, nil) }
         let chain = ordered.filter { $0.chainId == lastFull.id && $0.status == .active && $0.deletion == .none }
         let count = chain.filter { $0.kind == .incremental }.count
         guard count < incrementals, let tip = chain.last else { return (.full, nil) }

@@ -113,7 +113,9 @@ public final class ChunkCache: Sendable {
             }
         }
         if let mine = claim {
-            load(hash, length: length, frames: missing.min()!..<(missing.max()! + 1), pending: mine, claimed: Set(missing))
+            load(
+                hash, length: length, frames: missing.min()!..<(missing.max()! + 1), pending: mine,
+                claimed: Set(missing))
             for (i, data) in try mine.result.get() where frames.contains(i) { found[i] = data }
         }
         for pending in waits {
@@ -188,7 +190,8 @@ public final class ChunkCache: Sendable {
         let missing = state.withLock { state in
             wanted.filter { item in
                 let first = Key(hash: item.hash, frame: 0)
-                return state.entries[first] == nil && state.pending[first] == nil && state.queued.insert(item.hash).inserted
+                return state.entries[first] == nil && state.pending[first] == nil
+                    && state.queued.insert(item.hash).inserted
             }
         }
         for item in missing {
@@ -210,7 +213,8 @@ public final class ChunkCache: Sendable {
     private func evictIfOver(_ state: inout State, sparing: Set<Key> = []) {
         guard state.bytes + state.reserved + state.charged > budget else { return }
         let target = budget - budget / 10
-        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where !sparing.contains(other) {
+        for (other, entry) in state.entries.sorted(by: { $0.value.tick < $1.value.tick }) where !sparing.contains(other)
+        {
             if state.bytes + state.reserved + state.charged <= target { break }
             state.entries[other] = nil
             state.bytes -= entry.data.count

@@ -30,7 +30,8 @@ public final class ExportTarget {
 
     public static func open(_ output: String) throws -> ExportTarget {
         if output == "-" {
-            return ExportTarget(fd: STDOUT_FILENO, name: "standard output", isFile: false, temporary: nil, destination: "-")
+            return ExportTarget(
+                fd: STDOUT_FILENO, name: "standard output", isFile: false, temporary: nil, destination: "-")
         }
         var st = stat()
         let exists = stat(output, &st) == 0
@@ -93,7 +94,8 @@ public final class ExportTarget {
         var st = stat()
         if lstat(destination, &st) == 0 && st.st_mode & S_IFMT != S_IFREG {
             unlink(temporary)
-            throw VaultError.invalid("\(name) was replaced by something that is not a regular file during the export; nothing was written")
+            throw VaultError.invalid(
+                "\(name) was replaced by something that is not a regular file during the export; nothing was written")
         }
         if rename(temporary, destination) != 0 {
             let error = Posix.error("cannot put the export in place at", destination)

@@ -55,7 +55,10 @@ extension Repository {
     func check(_ map: ChunkMap, point id: String, disk: String) throws {
         let recorded = try catalog.pointDisks(id).first { $0.disk == disk }?.size
         guard map.chunkSize == config.chunkSize, map.diskSize == recorded else {
-            throw VaultError(.corrupt, "the map of point \(id) disk '\(disk)' gives \(map.diskSize) bytes in \(map.chunkSize)-byte chunks; the repository recorded \(recorded.map(String.init) ?? "no") bytes in \(config.chunkSize)-byte chunks")
+            throw VaultError(
+                .corrupt,
+                "the map of point \(id) disk '\(disk)' gives \(map.diskSize) bytes in \(map.chunkSize)-byte chunks; the repository recorded \(recorded.map(String.init) ?? "no") bytes in \(config.chunkSize)-byte chunks"
+            )
         }
     }
 
@@ -71,7 +74,8 @@ extension Repository {
         guard let base = pending.last, base.kind == .full else {
             throw VaultError(.corrupt, "point \(id) disk '\(disk)': its chain has no full map")
         }
-        var refs = [ChunkRef](repeating: .zero, count: ChunkMap.positions(diskSize: base.diskSize, chunkSize: base.chunkSize))
+        var refs = [ChunkRef](
+            repeating: .zero, count: ChunkMap.positions(diskSize: base.diskSize, chunkSize: base.chunkSize))
         var size = base.diskSize
         for map in pending.reversed() {
             let count = ChunkMap.positions(diskSize: map.diskSize, chunkSize: map.chunkSize)

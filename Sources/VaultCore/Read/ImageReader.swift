@@ -42,7 +42,9 @@ public final class ImageReader: Sendable {
             case .zeros(let count):
                 target.initializeMemory(as: UInt8.self, repeating: 0, count: count)
             case .bytes(let frame, let range):
-                frame.withUnsafeBytes { target.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count) }
+                frame.withUnsafeBytes {
+                    target.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count)
+                }
             }
             copied += piece.count
         }
@@ -72,12 +74,14 @@ public final class ImageReader: Sendable {
                 }
             case .data(let hash):
                 let length = image.length(of: position)
-                let first = within / ChunkFile.frameSize, last = (within + take - 1) / ChunkFile.frameSize
+                let first = within / ChunkFile.frameSize
+                let last = (within + take - 1) / ChunkFile.frameSize
                 let frames: [[UInt8]]
                 do {
                     frames = try cache.frames(hash, length: length, first..<(last + 1))
                 } catch let error as VaultError {
-                    throw VaultError(.corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
+                    throw VaultError(
+                        .corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
                 }
                 var taken = 0
                 for (k, frame) in frames.enumerated() {

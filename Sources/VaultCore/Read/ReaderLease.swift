@@ -45,7 +45,9 @@ extension Repository {
     /// point is deleted meanwhile. `cached` is a flattened image the caller kept; it is used
     /// only when the point's maps are still there. A repository that cannot be written gives
     /// no lease: nothing can be deleted from it.
-    public func openImage(point id: String, disk: String, cached: FlatImage? = nil) throws -> (image: FlatImage, lease: ReaderLease?) {
+    public func openImage(point id: String, disk: String, cached: FlatImage? = nil) throws -> (
+        image: FlatImage, lease: ReaderLease?
+    ) {
         guard readOnlyReason == nil else { return (try cached ?? flatten(point: id, disk: disk), nil) }
         // Shared with other readers; a collection takes it alone while it decides what is
         // in use, so a lease is either seen by it or taken after its maps are gone.

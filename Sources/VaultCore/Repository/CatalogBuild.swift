@@ -38,20 +38,25 @@ public enum CatalogRebuild {
             for suffix in ["", "-wal", "-shm"] { unlink(fresh + suffix) }
             throw error
         }
-        var report = Report(vaults: vaults.count, servers: servers.count, points: points.count,
-                            restorable: points.filter(\.isLive).count)
+        var report = Report(
+            vaults: vaults.count, servers: servers.count, points: points.count,
+            restorable: points.filter(\.isLive).count)
         report.unaccounted = unaccounted
         if Posix.exists(final) {
             let aside = "\(final).replaced-\(Units.compactUTC(Date()))"
             for suffix in ["", "-wal", "-shm"] where Posix.exists(final + suffix) {
-                guard rename(final + suffix, aside + suffix) == 0 else { throw Posix.error("cannot move aside", final + suffix) }
+                guard rename(final + suffix, aside + suffix) == 0 else {
+                    throw Posix.error("cannot move aside", final + suffix)
+                }
             }
             report.previousCatalog = aside
         } else {
             for suffix in ["-wal", "-shm"] { unlink(final + suffix) }
         }
         for suffix in ["-wal", "-shm"] where Posix.exists(fresh + suffix) {
-            guard rename(fresh + suffix, final + suffix) == 0 else { throw Posix.error("cannot put in place", fresh + suffix) }
+            guard rename(fresh + suffix, final + suffix) == 0 else {
+                throw Posix.error("cannot put in place", fresh + suffix)
+            }
         }
         guard rename(fresh, final) == 0 else { throw Posix.error("cannot put the rebuilt catalog in place", fresh) }
         return report

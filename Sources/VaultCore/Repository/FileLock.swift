@@ -61,7 +61,10 @@ final class StoreLock: Sendable {
     /// collection stops sweeping).
     func requireHeld(_ server: String) throws {
         if isLost {
-            throw VaultError(.busy, "lost the lease on server '\(server)' to another host (the object store was unreachable for longer than the lease lasts); this backup is abandoned")
+            throw VaultError(
+                .busy,
+                "lost the lease on server '\(server)' to another host (the object store was unreachable for longer than the lease lasts); this backup is abandoned"
+            )
         }
     }
 }

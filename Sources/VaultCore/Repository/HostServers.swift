@@ -111,8 +111,11 @@ public struct HostServers: Sendable {
         try Names.validateVaultOrServer(server, what: "server")
         try check(host.hooks)
         try Names.validateDisks(host.disks.map { (name: $0.name, path: $0.path) }, server: server)
-        for disk in host.disks where disk.path.contains(where: \.isNewline) || disk.path != disk.path.trimmingCharacters(in: .whitespaces) {
-            throw VaultError.invalid("disk '\(disk.name)': a path with a line break or spaces at either end cannot be kept in host configuration")
+        for disk in host.disks
+        where disk.path.contains(where: \.isNewline) || disk.path != disk.path.trimmingCharacters(in: .whitespaces) {
+            throw VaultError.invalid(
+                "disk '\(disk.name)': a path with a line break or spaces at either end cannot be kept in host configuration"
+            )
         }
         let file = path(server: server)
         let parent = (directory as NSString).deletingLastPathComponent
@@ -122,7 +125,8 @@ public struct HostServers: Sendable {
         guard lstat(directory, &st) == 0 else { throw Posix.error("cannot use the servers folder", directory) }
         try Self.requireTrusted(st, directory, isDirectory: true)
         try requireTrustedParent()
-        var text = "# Server \(server) as this host backs it up: the disks vaultctl reads, and the commands it runs\n"
+        var text =
+            "# Server \(server) as this host backs it up: the disks vaultctl reads, and the commands it runs\n"
             + "# before (freeze) and after (thaw) reading them.\n"
         for disk in host.disks { text += "disk \(disk.name) = \(disk.path)\n" }
         if let freeze = host.hooks.freeze { text += "freeze = \(freeze)\n" }
@@ -149,7 +153,9 @@ public struct HostServers: Sendable {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             guard let equals = trimmed.firstIndex(of: "=") else {
-                throw VaultError(.invalidArgument, "\(file) line \(number + 1): expected 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'")
+                throw VaultError(
+                    .invalidArgument,
+                    "\(file) line \(number + 1): expected 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'")
             }
             let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
             let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
@@ -165,9 +171,13 @@ public struct HostServers: Sendable {
                 continue
             }
             guard key == "freeze" || key == "thaw" else {
-                throw VaultError(.invalidArgument, "\(file) line \(number + 1): unknown key '\(key)' (known: disk NAME, freeze, thaw)")
+                throw VaultError(
+                    .invalidArgument,
+                    "\(file) line \(number + 1): unknown key '\(key)' (known: disk NAME, freeze, thaw)")
             }
-            guard values[key] == nil else { throw VaultError(.invalidArgument, "\(file) line \(number + 1): '\(key)' is given twice") }
+            guard values[key] == nil else {
+                throw VaultError(.invalidArgument, "\(file) line \(number + 1): '\(key)' is given twice")
+            }
             values[key] = value
         }
         return HostServer(disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]))
@@ -184,7 +194,9 @@ public struct HostServers: Sendable {
         try Self.requireTrusted(st, parent, isDirectory: true)
         // Above it, each folder on the path as written and on the path its links lead to: a
         // link can be swapped by whoever may write the folder it is in, the next one up.
-        guard let resolved = realpath(parent, nil) else { throw Posix.error("cannot use the configuration folder", parent) }
+        guard let resolved = realpath(parent, nil) else {
+            throw Posix.error("cannot use the configuration folder", parent)
+        }
         let target = String(cString: resolved)
         free(resolved)
         for start in [parent, target] {
@@ -205,13 +217,19 @@ public struct HostServers: Sendable {
     static func requireTrusted(_ st: stat, _ path: String, isDirectory: Bool) throws {
         let kind = st.st_mode & S_IFMT
         guard kind == (isDirectory ? S_IFDIR : S_IFREG) else {
-            throw VaultError(.permissionDenied, "\(path) is not a \(isDirectory ? "folder" : "plain file"); servers are not read from it")
+            throw VaultError(
+                .permissionDenied,
+                "\(path) is not a \(isDirectory ? "folder" : "plain file"); servers are not read from it")
         }
         guard st.st_uid == 0 || st.st_uid == geteuid() else {
-            throw VaultError(.permissionDenied, "\(path) belongs to user \(st.st_uid), not to root: its servers are not backed up")
+            throw VaultError(
+                .permissionDenied, "\(path) belongs to user \(st.st_uid), not to root: its servers are not backed up")
         }
         guard st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
-            throw VaultError(.permissionDenied, "\(path) may be written by its group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): its servers are not backed up; make it writable by its owner only")
+            throw VaultError(
+                .permissionDenied,
+                "\(path) may be written by its group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): its servers are not backed up; make it writable by its owner only"
+            )
         }
     }
 }

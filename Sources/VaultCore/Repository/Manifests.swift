@@ -14,7 +14,9 @@ struct ManifestStore: Sendable {
     /// Creates the manifest folders of a repository in a folder.
     static func create(in directory: DirectoryStore) throws {
         try Posix.makeDirectory(directory.path("manifests"), mode: directory.modes.directory)
-        for folder in folders { try Posix.makeDirectory(directory.path("manifests/\(folder)"), mode: directory.modes.directory) }
+        for folder in folders {
+            try Posix.makeDirectory(directory.path("manifests/\(folder)"), mode: directory.modes.directory)
+        }
     }
 
     private func key(_ folder: String, _ name: String) -> String { "\(Self.prefix)\(folder)/\(name).json" }
@@ -24,7 +26,9 @@ struct ManifestStore: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let bytes: [UInt8]
-        do { bytes = Array(try encoder.encode(value)) } catch { throw VaultError(.io, "cannot encode manifest \(name)", cause: error) }
+        do { bytes = Array(try encoder.encode(value)) } catch {
+            throw VaultError(.io, "cannot encode manifest \(name)", cause: error)
+        }
         try objects.put(key(folder, name), sealer.sealFile(bytes, context: "manifest \(folder)/\(name)"), durable: true)
     }
 
@@ -93,15 +97,21 @@ struct ManifestStore: Sendable {
     /// tag), decoded, and the tags of every manifest there now. One that cannot be read is
     /// left out of both, so it is tried again next time.
     func changed(since seen: [String: String]) throws
-        -> (vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest], tags: [String: String]) {
-        var vaults: [VaultManifest] = [], servers: [ServerManifest] = [], points: [PointManifest] = []
+        -> (vaults: [VaultManifest], servers: [ServerManifest], points: [PointManifest], tags: [String: String])
+    {
+        var vaults: [VaultManifest] = []
+        var servers: [ServerManifest] = []
+        var points: [PointManifest] = []
         var tags: [String: String] = [:]
         for object in try objects.list(prefix: Self.prefix) {
             guard let tag = object.tag else { continue }
             let parts = object.key.dropFirst(Self.prefix.count).split(separator: "/")
             guard parts.count == 2, parts[1].hasSuffix(".json") else { continue }
             let name = String(parts[1].dropLast(5))
-            if seen[object.key] == tag { tags[object.key] = tag; continue }
+            if seen[object.key] == tag {
+                tags[object.key] = tag
+                continue
+            }
             switch parts[0] {
             case "points":
                 guard let manifest = checked({ try point(name) }) else { continue }

@@ -23,8 +23,10 @@ extension Repository {
     /// Adds a server. Its disks and `hooks` are kept in this host's configuration (`host`),
     /// which backups read from; the repository records the disks, and only that hooks exist.
     @discardableResult
-    public func addServer(named name: String, vault: String?, disks: [(name: String, path: String)],
-                          hooks: Hooks = Hooks(), host: HostServers = .standard, now: Date = Date()) throws -> Server {
+    public func addServer(
+        named name: String, vault: String?, disks: [(name: String, path: String)],
+        hooks: Hooks = Hooks(), host: HostServers = .standard, now: Date = Date()
+    ) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         let here = HostServer(disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks)
         try host.check(hooks)
@@ -68,7 +70,10 @@ extension Repository {
 
     /// The refusal of a backup, or a change, of a server this host has not set up.
     func notSetUp(_ name: String, host: HostServers) -> VaultError {
-        VaultError(.permissionDenied, "server '\(name)' is not set up on this host (\(host.path(server: name))): a host reads only the disks it was given, never paths from the repository; check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'")
+        VaultError(
+            .permissionDenied,
+            "server '\(name)' is not set up on this host (\(host.path(server: name))): a host reads only the disks it was given, never paths from the repository; check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
+        )
     }
 
     public func moveServer(named name: String, toVault vault: String) throws {

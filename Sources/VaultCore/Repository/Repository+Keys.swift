@@ -10,7 +10,8 @@ extension Repository {
         guard !passphrase.isEmpty else { throw VaultError.invalid("an empty passphrase protects nothing; give one") }
         var current = try RepositoryConfig.load(from: objects)
         guard current.key != nil else {
-            throw VaultError.invalid("\(root) keeps its key in a key file, not under a passphrase; keep that file safe instead")
+            throw VaultError.invalid(
+                "\(root) keeps its key in a key file, not under a passphrase; keep that file safe instead")
         }
         current.key = try WrappedKey.wrap(keys, passphrase: passphrase, repository: current.id)
         try current.save(to: objects)
@@ -19,7 +20,9 @@ extension Repository {
     /// Writes the key to a new file (mode 0600): usable with `--key-file` and `-o key_file=`,
     /// and printable for a paper backup. Whoever has it can read every backup.
     public func exportKey(to path: String) throws {
-        guard let keys = chunks.sealer?.keys else { throw VaultError.invalid("\(root) is not encrypted: there is no key to export") }
+        guard let keys = chunks.sealer?.keys else {
+            throw VaultError.invalid("\(root) is not encrypted: there is no key to export")
+        }
         if Posix.exists(path) { throw VaultError(.alreadyExists, "\(path) already exists; give a new file") }
         try KeyFile.write(keys, repository: config.id, to: path)
     }
@@ -55,11 +58,16 @@ extension Repository {
         return RepositoryInfo(
             path: location.name, id: config.id, format: config.format, chunkSize: config.chunkSize,
             compressionLevel: config.compressionLevel, encryption: config.encryption ?? "none",
-            keyLocation: config.isEncrypted ? (config.key != nil ? "wrapped by a passphrase in repository.json" : "in a key file") : nil,
+            keyLocation: config.isEncrypted
+                ? (config.key != nil ? "wrapped by a passphrase in repository.json" : "in a key file") : nil,
             group: config.group, vaults: try catalog.vaults().count, servers: try catalog.servers().count,
             points: try catalog.points(includeSoftDeleted: true).filter { $0.status == .active }.count,
             chunks: stored.count, storedBytes: stored.reduce(0) { $0 + $1.size },
-            readOnly: readOnlyReason, stateDirectory: { if case .s3(_, let state) = location { return state }; return nil }(),
+            readOnly: readOnlyReason,
+            stateDirectory: {
+                if case .s3(_, let state) = location { return state }
+                return nil
+            }(),
             gcGraceSeconds: gcGrace)
     }
 }

@@ -55,7 +55,8 @@ public final class Repository: Sendable {
                 throw VaultError(.corrupt, "\(root) is damaged: its \(folder)/ folder is missing")
             }
             if diskCache != nil {
-                throw VaultError.invalid("cache_dir= is for s3:// repositories: the chunks of \(root) are on a local disk already")
+                throw VaultError.invalid(
+                    "cache_dir= is for s3:// repositories: the chunks of \(root) are on a local disk already")
             }
             modes = FileModes.of(config)
             directory = DirectoryStore(root: root, modes: modes)
@@ -100,13 +101,16 @@ public final class Repository: Sendable {
     public func refreshFromStore() throws -> Int {
         guard isShared, readOnlyReason == nil else { return 0 }
         let file = "\(root)/manifests.seen"
-        let seen = (try? JSONDecoder().decode([String: String].self, from: Data(Posix.readFile(file, limit: 256 << 20)))) ?? [:]
+        let seen =
+            (try? JSONDecoder().decode([String: String].self, from: Data(Posix.readFile(file, limit: 256 << 20))))
+            ?? [:]
         let found = try manifests.changed(since: seen)
         let merged = try catalog.merge(vaults: found.vaults, servers: found.servers, points: found.points)
         var tags = found.tags
         for id in merged.skipped {
             tags["\(ManifestStore.prefix)points/\(id).json"] = nil
-            Logger(label: "vaultfs.repository").warning("point \(id) of another host is not shown yet: its parent is unknown here, or its name is in use")
+            Logger(label: "vaultfs.repository").warning(
+                "point \(id) of another host is not shown yet: its parent is unknown here, or its name is in use")
         }
         try Posix.writeFileAtomically(file, Array(try JSONEncoder().encode(tags)), mode: 0o600, sync: false)
         return merged.changed
@@ -145,7 +149,9 @@ public final class Repository: Sendable {
         let file = "\(state)/repository-id"
         if let bytes = try? Posix.readFile(file, limit: 100) {
             guard String(decoding: bytes, as: UTF8.self) == id else {
-                throw VaultError.invalid("the state folder \(state) belongs to another repository; give this one its own with --state-dir (or -o state_dir=)")
+                throw VaultError.invalid(
+                    "the state folder \(state) belongs to another repository; give this one its own with --state-dir (or -o state_dir=)"
+                )
             }
         } else {
             try Posix.writeFileAtomically(file, Array(id.utf8), mode: 0o600)
@@ -155,10 +161,13 @@ public final class Repository: Sendable {
     /// Creates a new, empty repository at `path` (an empty or missing directory, or an
     /// `s3://` URL). See `create(at location:…)`.
     @discardableResult
-    public static func create(at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil,
-                              encryption: Encryption = .none, gcGrace: TimeInterval? = nil) throws -> Repository {
-        try create(at: try RepositoryLocation.parse(path), chunkSize: chunkSize, compressionLevel: compressionLevel,
-                   group: group, encryption: encryption, gcGrace: gcGrace)
+    public static func create(
+        at path: String, chunkSize: Int, compressionLevel: Int, group: String? = nil,
+        encryption: Encryption = .none, gcGrace: TimeInterval? = nil
+    ) throws -> Repository {
+        try create(
+            at: try RepositoryLocation.parse(path), chunkSize: chunkSize, compressionLevel: compressionLevel,
+            group: group, encryption: encryption, gcGrace: gcGrace)
     }
 
     /// Creates a new, empty repository: in a folder (empty or missing), everything owner-only,
@@ -168,16 +177,21 @@ public final class Repository: Sendable {
     /// repository. `gcGrace` is how long unused chunks wait before collection removes them
     /// (nil for the default).
     @discardableResult
-    public static func create(at location: RepositoryLocation, chunkSize: Int, compressionLevel: Int, group: String? = nil,
-                              encryption: Encryption = .none, gcGrace: TimeInterval? = nil) throws -> Repository {
+    public static func create(
+        at location: RepositoryLocation, chunkSize: Int, compressionLevel: Int, group: String? = nil,
+        encryption: Encryption = .none, gcGrace: TimeInterval? = nil
+    ) throws -> Repository {
         var config = try RepositoryConfig(chunkSize: chunkSize, compressionLevel: compressionLevel, group: group)
         if let gcGrace {
-            guard gcGrace >= 0, gcGrace <= 366 * 86400 else { throw VaultError.invalid("a grace period must be from 0 to 366 days") }
+            guard gcGrace >= 0, gcGrace <= 366 * 86400 else {
+                throw VaultError.invalid("a grace period must be from 0 to 366 days")
+            }
             config.gcGraceSeconds = gcGrace
         }
         let gid = try group.map(FileModes.groupId)
         if group != nil, case .s3 = location {
-            throw VaultError.invalid("--group applies to a repository in a folder; an S3 repository's access is the bucket's")
+            throw VaultError.invalid(
+                "--group applies to a repository in a folder; an S3 repository's access is the bucket's")
         }
         let keys = encryption == .none ? nil : RepositoryKeys.random()
         var unlock = Unlock.none
@@ -186,18 +200,24 @@ public final class Repository: Sendable {
             config.keyCheck = keys.check(repository: config.id)
             switch encryption {
             case .passphrase(let passphrase):
-                guard !passphrase.isEmpty else { throw VaultError.invalid("an empty passphrase protects nothing; give one") }
+                guard !passphrase.isEmpty else {
+                    throw VaultError.invalid("an empty passphrase protects nothing; give one")
+                }
                 config.key = try WrappedKey.wrap(keys, passphrase: passphrase, repository: config.id)
                 unlock = .passphrase { passphrase }
             case .keyFile(let file):
-                if Posix.exists(file) { throw VaultError(.alreadyExists, "\(file) already exists; give a new file for the key") }
+                if Posix.exists(file) {
+                    throw VaultError(.alreadyExists, "\(file) already exists; give a new file for the key")
+                }
                 unlock = .keyFile(file)
             case .none:
                 break
             }
         }
         try lay(config, at: location, gid: gid) {
-            if let keys, case .keyFile(let file) = encryption { try KeyFile.write(keys, repository: config.id, to: file) }
+            if let keys, case .keyFile(let file) = encryption {
+                try KeyFile.write(keys, repository: config.id, to: file)
+            }
         }
         return try Repository(location: location, unlock: unlock)
     }
@@ -213,8 +233,10 @@ public final class Repository: Sendable {
     /// Lays out an empty repository described by `config` at `location` (refused unless that
     /// holds nothing); `beforeConfig` runs just before `repository.json`, written last, makes
     /// it a repository.
-    private static func lay(_ config: RepositoryConfig, at location: RepositoryLocation, gid: gid_t?,
-                            beforeConfig: () throws -> Void) throws {
+    private static func lay(
+        _ config: RepositoryConfig, at location: RepositoryLocation, gid: gid_t?,
+        beforeConfig: () throws -> Void
+    ) throws {
         var config = config
         config.storeId = UUID().uuidString.lowercased()
         switch location {
@@ -291,9 +313,12 @@ public final class Repository: Sendable {
 
     /// Brings an older repository to the current format: for format 1, manifests for
     /// everything the catalog knows and owner-only folders. Stored chunks are not rewritten.
-    private static func upgrade(_ directory: DirectoryStore, config: inout RepositoryConfig, catalog: Catalog,
-                                manifests: ManifestStore) throws {
-        let root = directory.root, modes = directory.modes
+    private static func upgrade(
+        _ directory: DirectoryStore, config: inout RepositoryConfig, catalog: Catalog,
+        manifests: ManifestStore
+    ) throws {
+        let root = directory.root
+        let modes = directory.modes
         let lock = try FileLock.lock("\(root)/locks/upgrade.lock", shared: false, mode: modes.file)
         defer { _ = lock }
         if let current = try? RepositoryConfig.load(from: directory), current.format >= RepositoryConfig.currentFormat {
@@ -318,8 +343,10 @@ public final class Repository: Sendable {
         guard let file = try FileLock.tryLock("\(root)/locks/server-\(id).lock", mode: modes.file) else { return nil }
         guard isShared else { return StoreLock(file: file, lease: nil) }
         var holder: String?
-        guard let lease = try ObjectLease.acquire(objects, name: "servers/\(name)", host: try hostId(), holder: &holder) else {
-            throw VaultError(.busy, "server '\(name)' is busy: a backup of it is running on \(holder ?? "another host")")
+        guard let lease = try ObjectLease.acquire(objects, name: "servers/\(name)", host: try hostId(), holder: &holder)
+        else {
+            throw VaultError(
+                .busy, "server '\(name)' is busy: a backup of it is running on \(holder ?? "another host")")
         }
         return StoreLock(file: file, lease: lease)
     }
@@ -327,7 +354,9 @@ public final class Repository: Sendable {
     /// This host's id among those sharing an object store: made once in the state folder.
     func hostId() throws -> String {
         let file = "\(root)/host-id"
-        if let bytes = try? Posix.readFile(file, limit: 100), let id = String(bytes: bytes, encoding: .utf8), UUID(uuidString: id) != nil {
+        if let bytes = try? Posix.readFile(file, limit: 100), let id = String(bytes: bytes, encoding: .utf8),
+            UUID(uuidString: id) != nil
+        {
             return id
         }
         // Made under another name and linked into place: of two processes making it at once,
@@ -352,11 +381,16 @@ public final class Repository: Sendable {
     /// second sees the other's, so a collection never sweeps while a backup on any host may
     /// be storing or reusing chunks.
     func lockForBackup(wait: Bool = true) throws -> FileLock? {
-        guard let file = wait ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
-                : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file) else { return nil }
+        guard
+            let file = wait
+                ? try FileLock.lock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+                : try FileLock.tryLock("\(root)/locks/gc.lock", shared: true, mode: modes.file)
+        else { return nil }
         guard isShared else { return file }
         while let holder = try ObjectLease.holder(objects, name: "gc", host: try hostId()) {
-            guard wait else { throw VaultError(.busy, "garbage collection is running on \(holder); try the backup again when it ends") }
+            guard wait else {
+                throw VaultError(.busy, "garbage collection is running on \(holder); try the backup again when it ends")
+            }
             usleep(2_000_000)
         }
         // Collections on other hosts may have removed chunks this host's index names.
@@ -370,7 +404,9 @@ public final class Repository: Sendable {
         guard let file = try FileLock.tryLock("\(root)/locks/gc.lock", mode: modes.file) else { return nil }
         guard isShared else { return StoreLock(file: file, lease: nil) }
         var holder: String?
-        guard let lease = try ObjectLease.acquire(objects, name: "gc", host: try hostId(), holder: &holder) else { return nil }
+        guard let lease = try ObjectLease.acquire(objects, name: "gc", host: try hostId(), holder: &holder) else {
+            return nil
+        }
         if try !ObjectLease.liveHolders(objects, under: "servers/", host: try hostId()).isEmpty {
             lease.release()
             return nil
@@ -382,13 +418,17 @@ public final class Repository: Sendable {
     /// manifest already says active had finished writing and is committed; any other fails.
     public func recoverInterrupted() {
         guard readOnlyReason == nil,
-              let creating = try? catalog.pointsBeingMade() else { return }
+            let creating = try? catalog.pointsBeingMade()
+        else { return }
         for point in creating {
-            guard let serverId = point.serverId, let lock = try? lockServer(serverId, name: point.serverName) else { continue }
+            guard let serverId = point.serverId, let lock = try? lockServer(serverId, name: point.serverName) else {
+                continue
+            }
             defer { _ = lock }
             // In an object store, a failure to read is no proof the backup died unfinished
             // (another host may have finished it): such a point is left for a later look.
-            var manifest: PointManifest?, whole = false
+            var manifest: PointManifest?
+            var whole = false
             do {
                 manifest = try manifests.point(point.id)
                 whole = try manifest.map(mapsAreWhole) ?? false
@@ -401,9 +441,12 @@ public final class Repository: Sendable {
                 if (try? catalog.rollForward(manifest)) == true { continue }
             }
             do {
-                try failPoint(point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(), retrySlot: true)
+                try failPoint(
+                    point.id, error: "interrupted: the process making this backup ended before it finished", at: Date(),
+                    retrySlot: true)
             } catch {
-                Logger(label: "vaultfs.repository").warning("cannot record interrupted point \(point.id) as failed: \(error); the next opener tries again")
+                Logger(label: "vaultfs.repository").warning(
+                    "cannot record interrupted point \(point.id) as failed: \(error); the next opener tries again")
             }
         }
     }

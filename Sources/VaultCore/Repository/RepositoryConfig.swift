@@ -33,7 +33,8 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
 
     public init(chunkSize: Int, compressionLevel: Int, group: String? = nil) throws {
         guard chunkSize >= 64 << 10, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {
-            throw VaultError.invalid("chunk size \(Units.formatSize(Int64(chunkSize))) must be a power of two from 64K to 4M")
+            throw VaultError.invalid(
+                "chunk size \(Units.formatSize(Int64(chunkSize))) must be a power of two from 64K to 4M")
         }
         guard (1...19).contains(compressionLevel) else {
             throw VaultError.invalid("compression level \(compressionLevel) must be 1-19")
@@ -48,15 +49,20 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
 
     /// Loads `repository.json` of the repository in the folder `root`.
     static func load(from root: String) throws -> RepositoryConfig {
-        guard Posix.isDirectory(root) else { throw VaultError(.notARepository, "\(root) is not a vaultfs repository (no such directory)") }
+        guard Posix.isDirectory(root) else {
+            throw VaultError(.notARepository, "\(root) is not a vaultfs repository (no such directory)")
+        }
         return try load(from: DirectoryStore(root: root, modes: .ownerOnly))
     }
 
     /// Loads and checks `repository.json` from a repository's object store.
     static func load(from objects: any ObjectStore) throws -> RepositoryConfig {
-        let root = objects.location, path = "\(objects.location)/\(fileName)"
+        let root = objects.location
+        let path = "\(objects.location)/\(fileName)"
         guard let bytes = try objects.get(fileName, limit: 64 << 10) else {
-            throw VaultError(.notARepository, "\(root) is not a vaultfs repository (no \(fileName); create one with 'vaultctl init')")
+            throw VaultError(
+                .notARepository, "\(root) is not a vaultfs repository (no \(fileName); create one with 'vaultctl init')"
+            )
         }
         let config: RepositoryConfig
         do {
@@ -65,14 +71,22 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
             throw VaultError(.notARepository, "\(path) is not a valid vaultfs repository description", cause: error)
         }
         guard config.format <= currentFormat else {
-            throw VaultError(.unsupportedFormat, "\(root) uses repository format \(config.format); this vaultfs reads up to format \(currentFormat), upgrade vaultfs")
+            throw VaultError(
+                .unsupportedFormat,
+                "\(root) uses repository format \(config.format); this vaultfs reads up to format \(currentFormat), upgrade vaultfs"
+            )
         }
         guard config.encryption == nil || config.encryption == cipher && config.keyCheck != nil else {
-            throw VaultError(.corrupt, "\(path) is damaged or from a newer vaultfs: unknown encryption '\(config.encryption ?? "")'")
+            throw VaultError(
+                .corrupt, "\(path) is damaged or from a newer vaultfs: unknown encryption '\(config.encryption ?? "")'")
         }
         guard config.chunkSize >= 64 << 10, config.chunkSize <= 4 << 20, config.chunkSize & (config.chunkSize - 1) == 0,
-              (1...22).contains(config.compressionLevel) else {
-            throw VaultError(.corrupt, "\(path) is damaged: chunk size \(config.chunkSize) or compression level \(config.compressionLevel) is out of range")
+            (1...22).contains(config.compressionLevel)
+        else {
+            throw VaultError(
+                .corrupt,
+                "\(path) is damaged: chunk size \(config.chunkSize) or compression level \(config.compressionLevel) is out of range"
+            )
         }
         return config
     }

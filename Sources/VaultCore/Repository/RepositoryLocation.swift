@@ -11,11 +11,14 @@ public enum RepositoryLocation: Sendable, Equatable {
     /// Reads `text`, a path or `s3://BUCKET/PREFIX`. For S3, the endpoint, region and state
     /// folder are the ones given, else `$VAULT_S3_ENDPOINT`, `$AWS_REGION` and
     /// `$VAULT_STATE_DIR`, else a folder of this user's (see `defaultState`).
-    public static func parse(_ text: String, endpoint: String? = nil, region: String? = nil, stateDirectory: String? = nil,
-                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RepositoryLocation {
+    public static func parse(
+        _ text: String, endpoint: String? = nil, region: String? = nil, stateDirectory: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> RepositoryLocation {
         guard S3Location.isURL(text) else { return .directory(Posix.absolutePath(text)) }
         let s3 = try S3Location(url: text, endpoint: endpoint, region: region, environment: environment)
-        let state = stateDirectory ?? environment["VAULT_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        let state =
+            stateDirectory ?? environment["VAULT_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             ?? defaultState(for: s3, environment: environment)
         return .s3(s3, state: Posix.absolutePath(state))
     }

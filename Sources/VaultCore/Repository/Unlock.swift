@@ -14,10 +14,14 @@ public enum Unlock: Sendable {
         let keys: RepositoryKeys
         switch self {
         case .none:
-            throw VaultError(.wrongKey, "\(root) is encrypted: give its passphrase (VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE, --passphrase-fd or at the prompt) or its key file (--key-file)")
+            throw VaultError(
+                .wrongKey,
+                "\(root) is encrypted: give its passphrase (VAULT_PASSPHRASE, VAULT_PASSPHRASE_FILE, --passphrase-fd or at the prompt) or its key file (--key-file)"
+            )
         case .passphrase(let ask):
             guard let wrapped = config.key else {
-                throw VaultError(.wrongKey, "\(root) keeps its key in a key file, not under a passphrase: give it with --key-file")
+                throw VaultError(
+                    .wrongKey, "\(root) keeps its key in a key file, not under a passphrase: give it with --key-file")
             }
             keys = try wrapped.unwrap(passphrase: try ask(), repository: config.id)
         case .keyFile(let path):

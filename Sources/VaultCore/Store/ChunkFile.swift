@@ -53,10 +53,14 @@ enum ChunkFile {
     static func frameCount(_ plainLength: Int) -> Int { (plainLength + frameSize - 1) / frameSize }
 
     /// Plain length of frame `index` of a chunk of `plainLength` bytes.
-    static func frameLength(_ index: Int, of plainLength: Int) -> Int { min(frameSize, plainLength - index * frameSize) }
+    static func frameLength(_ index: Int, of plainLength: Int) -> Int {
+        min(frameSize, plainLength - index * frameSize)
+    }
 
     /// The header, frame index and digest of a version-2 chunk whose frames are `frames`.
-    static func encodeHeader(plainLength: Int, frames: [(length: Int, check: UInt32)], hash: ChunkHash, sealed: Bool) -> [UInt8] {
+    static func encodeHeader(plainLength: Int, frames: [(length: Int, check: UInt32)], hash: ChunkHash, sealed: Bool)
+        -> [UInt8]
+    {
         var out = magic
         out.append(2)
         out.append(sealed ? Codec.sealedFrames.rawValue : Codec.frames.rawValue)
@@ -78,7 +82,8 @@ enum ChunkFile {
     static func frameCheck(_ frame: UnsafeRawBufferPointer) -> UInt32? {
         // A zstd frame: magic 0xFD2FB528, then the descriptor whose bit 2 says a checksum ends it.
         guard frame.count >= 9, frame.loadUnaligned(as: UInt32.self) == UInt32(0xFD2F_B528).littleEndian,
-              frame[4] & 0x04 != 0 else { return nil }
+            frame[4] & 0x04 != 0
+        else { return nil }
         return frame.loadUnaligned(fromByteOffset: frame.count - 4, as: UInt32.self).littleEndian
     }
 
@@ -100,7 +105,8 @@ enum ChunkFile {
         guard Array(bytes[0..<4]) == magic else { return bad("has a bad magic") }
         let version = bytes[4]
         guard version == 1 || version == 2 else { return bad("has unknown version \(version)") }
-        guard let codec = Codec(rawValue: bytes[5]), (version == 2) == (codec == .frames || codec == .sealedFrames) else {
+        guard let codec = Codec(rawValue: bytes[5]), (version == 2) == (codec == .frames || codec == .sealedFrames)
+        else {
             return bad("has unknown codec \(bytes[5])")
         }
         let count = Int(bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self).littleEndian)
@@ -112,8 +118,9 @@ enum ChunkFile {
         guard fileSize == headerSize + payload else {
             return bad("holds \(fileSize - headerSize) payload bytes, header says \(payload)")
         }
-        var header = Header(version: version, codec: codec, plainLength: plain, payloadLength: payload,
-                            hash: ChunkHash(bytes: bytes[16..<48]))
+        var header = Header(
+            version: version, codec: codec, plainLength: plain, payloadLength: payload,
+            hash: ChunkHash(bytes: bytes[16..<48]))
         switch codec {
         case .raw:
             guard payload == plain else { return bad("has a \(payload)-byte payload for \(plain) plain bytes") }
@@ -124,7 +131,10 @@ enum ChunkFile {
             guard count == frameCount(plain) else { return bad("has \(count) frames for \(plain) plain bytes") }
             let indexEnd = headerSize + indexEntrySize * count
             guard bytes.count >= indexEnd + digestSize else { return bad("has a truncated frame index") }
-            guard Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: bytes[0..<indexEnd]))) == Array(bytes[indexEnd..<(indexEnd + digestSize)]) else {
+            guard
+                Array(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: bytes[0..<indexEnd])))
+                    == Array(bytes[indexEnd..<(indexEnd + digestSize)])
+            else {
                 return bad("has a damaged header or frame index (digest mismatch)")
             }
             var offset = indexEnd + digestSize

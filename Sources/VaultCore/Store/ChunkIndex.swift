@@ -47,7 +47,9 @@ final class ChunkIndex: Sendable {
             guard state.generation != nil, state.ids.insert(hash).inserted, state.fd >= 0 else { return }
             // Losing an append costs a re-upload later, never a wrong answer.
             let bytes = hash.bytes
-            let written = bytes.withUnsafeBytes { raw in Posix.retrying { Glibc.write(state.fd, raw.baseAddress, raw.count) } }
+            let written = bytes.withUnsafeBytes { raw in
+                Posix.retrying { Glibc.write(state.fd, raw.baseAddress, raw.count) }
+            }
             if written != bytes.count {
                 Glibc.close(state.fd)
                 state.fd = -1
@@ -83,9 +85,12 @@ final class ChunkIndex: Sendable {
 
     /// The ids removed after generation `known`, up to the newest; nil when the records cannot
     /// tell (nothing known, a gap, a damaged record, or no newer records than known).
-    private func removed(since known: UInt64?, generations: [UInt64], in objects: any ObjectStore) throws -> [ChunkHash]? {
+    private func removed(since known: UInt64?, generations: [UInt64], in objects: any ObjectStore) throws
+        -> [ChunkHash]?
+    {
         guard let known, let newest = generations.last, known < newest,
-              generations.filter({ $0 > known }) == Array((known + 1)...newest) else { return nil }
+            generations.filter({ $0 > known }) == Array((known + 1)...newest)
+        else { return nil }
         var removed: [ChunkHash] = []
         for generation in (known + 1)...newest {
             guard let ids = try RemovalRecords.read(generation, from: objects) else { return nil }
@@ -99,9 +104,12 @@ final class ChunkIndex: Sendable {
         guard let bytes = try? Posix.readFile(path, limit: 1 << 34) else { return nil }
         let header = Self.fileTag.utf8.count + 8 + owner.count
         guard bytes.count >= header, bytes.starts(with: Self.fileTag.utf8),
-              Array(bytes[(header - owner.count)..<header]) == owner else { return nil }
+            Array(bytes[(header - owner.count)..<header]) == owner
+        else { return nil }
         var generation: UInt64 = 0
-        for byte in bytes[Self.fileTag.utf8.count..<(Self.fileTag.utf8.count + 8)] { generation = generation << 8 | UInt64(byte) }
+        for byte in bytes[Self.fileTag.utf8.count..<(Self.fileTag.utf8.count + 8)] {
+            generation = generation << 8 | UInt64(byte)
+        }
         var ids = Set<ChunkHash>()
         var at = header
         // A torn last append is left out.

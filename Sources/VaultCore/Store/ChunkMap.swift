@@ -45,8 +45,12 @@ public struct ChunkMap: Equatable, Sendable {
         for entry in entries {
             out += ChunkFile.littleEndian(UInt64(entry.position))
             switch entry.ref {
-            case .zero: out.append(0); out += zeroHash
-            case .data(let hash): out.append(1); out += hash.bytes
+            case .zero:
+                out.append(0)
+                out += zeroHash
+            case .data(let hash):
+                out.append(1)
+                out += hash.bytes
             }
         }
         out += Array(SHA256.hash(data: out))
@@ -65,7 +69,9 @@ public struct ChunkMap: Equatable, Sendable {
         func bad(_ why: String) -> VaultError { VaultError(.corrupt, "chunk map is damaged: \(why)") }
         guard bytes.count >= 64, Array(bytes[0..<8]) == magic else { throw bad("bad header") }
         let body = bytes[0..<(bytes.count - 32)]
-        guard Array(SHA256.hash(data: body)) == Array(bytes[(bytes.count - 32)...]) else { throw bad("checksum mismatch") }
+        guard Array(SHA256.hash(data: body)) == Array(bytes[(bytes.count - 32)...]) else {
+            throw bad("checksum mismatch")
+        }
         return try bytes.withUnsafeBytes { raw in
             func u64(_ at: Int) -> UInt64 { raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian }
             let chunkSize = Int(raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian)
@@ -76,7 +82,9 @@ public struct ChunkMap: Equatable, Sendable {
             guard u64(16) <= UInt64(maxDiskSize) else { throw bad("disk size \(u64(16)) is past 1 PiB") }
             let diskSize = Int64(u64(16))
             let positions = Self.positions(diskSize: diskSize, chunkSize: chunkSize)
-            guard u64(24) <= UInt64(positions), Int(u64(24)) * entrySize == bytes.count - 64 else { throw bad("entry count mismatch") }
+            guard u64(24) <= UInt64(positions), Int(u64(24)) * entrySize == bytes.count - 64 else {
+                throw bad("entry count mismatch")
+            }
             let count = Int(u64(24))
             var entries: [Entry] = []
             entries.reserveCapacity(count)
@@ -107,7 +115,8 @@ public struct MapStore: Sendable {
     /// Written without waiting for the disk: the backup flushes the store once before its
     /// point is committed.
     func write(_ map: ChunkMap, point: String, disk: String) throws {
-        try objects.put(key(point, disk), sealer.sealFile(map.encoded(), context: "map \(point)/\(disk)"), durable: false)
+        try objects.put(
+            key(point, disk), sealer.sealFile(map.encoded(), context: "map \(point)/\(disk)"), durable: false)
     }
 
     public func read(point: String, disk: String) throws -> ChunkMap {
@@ -116,7 +125,8 @@ public struct MapStore: Sendable {
             guard let stored = try objects.get(key(point, disk), limit: ChunkMap.maxFileSize) else {
                 throw VaultError(.corrupt, "chunk map \(name) is missing")
             }
-            return try ChunkMap.decode(sealer.openFile(stored, context: "map \(point)/\(disk)", what: "chunk map \(name)"))
+            return try ChunkMap.decode(
+                sealer.openFile(stored, context: "map \(point)/\(disk)", what: "chunk map \(name)"))
         } catch let error as VaultError where error.message.hasPrefix("chunk map \(name)") {
             throw error
         } catch let error as VaultError {
@@ -127,7 +137,8 @@ public struct MapStore: Sendable {
     /// The disks a point has maps for.
     func disks(of point: String) throws -> [String] {
         try objects.list(prefix: "\(Self.prefix)\(point)/").compactMap { object in
-            object.key.hasSuffix(".map") ? String(object.key.dropFirst(Self.prefix.count + point.count + 1).dropLast(4)) : nil
+            object.key.hasSuffix(".map")
+                ? String(object.key.dropFirst(Self.prefix.count + point.count + 1).dropLast(4)) : nil
         }.sorted()
     }
 
@@ -137,9 +148,10 @@ public struct MapStore: Sendable {
 
     /// Every point that has maps.
     func points() throws -> Set<String> {
-        Set(try objects.list(prefix: Self.prefix).compactMap { object in
-            let parts = object.key.split(separator: "/")
-            return parts.count == 3 ? String(parts[1]) : nil
-        })
+        Set(
+            try objects.list(prefix: Self.prefix).compactMap { object in
+                let parts = object.key.split(separator: "/")
+                return parts.count == 3 ? String(parts[1]) : nil
+            })
     }
 }

@@ -24,7 +24,10 @@ struct ChunkReader {
                 .mapError { VaultError(.corrupt, "chunk \(hash): \($0.message)") }.get()
             guard header.hash == hash else { throw VaultError(.corrupt, "chunk \(hash) holds chunk \(header.hash)") }
             guard (header.codec == .sealedFrames) == (store.sealer != nil) else {
-                throw VaultError(.corrupt, "chunk \(hash) is \(store.sealer == nil ? "sealed in an unencrypted" : "not sealed in an encrypted") repository")
+                throw VaultError(
+                    .corrupt,
+                    "chunk \(hash) is \(store.sealer == nil ? "sealed in an unencrypted" : "not sealed in an encrypted") repository"
+                )
             }
         } catch {
             object.close()
@@ -50,7 +53,9 @@ struct ChunkReader {
         let hash = header.hash
         if header.version == 1 {
             let payload = try bytes(ChunkFile.headerSize..<(ChunkFile.headerSize + header.payloadLength))
-            guard destination.count == header.plainLength else { throw VaultError(.corrupt, "chunk \(hash) is truncated") }
+            guard destination.count == header.plainLength else {
+                throw VaultError(.corrupt, "chunk \(hash) is truncated")
+            }
             try payload.withUnsafeBytes { raw in
                 switch header.codec {
                 case .raw: destination.copyMemory(from: raw)
@@ -65,11 +70,16 @@ struct ChunkReader {
         var written = 0
         try forEachFrame(frames) { i, source in
             let plain = ChunkFile.frameLength(i, of: header.plainLength)
-            guard written + plain <= destination.count else { throw VaultError(.corrupt, "chunk \(hash) frame \(i) overruns") }
-            try decodeFrame(i, source, into: UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + plain)]))
+            guard written + plain <= destination.count else {
+                throw VaultError(.corrupt, "chunk \(hash) frame \(i) overruns")
+            }
+            try decodeFrame(
+                i, source, into: UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + plain)]))
             written += plain
         }
-        guard written == destination.count else { throw VaultError(.corrupt, "chunk \(hash) decodes to the wrong length") }
+        guard written == destination.count else {
+            throw VaultError(.corrupt, "chunk \(hash) decodes to the wrong length")
+        }
     }
 
     /// Decodes each of `frames` (contiguous, of a chunk of the second format) into an array
@@ -79,39 +89,54 @@ struct ChunkReader {
         decoded.reserveCapacity(frames.count)
         try forEachFrame(frames) { i, source in
             let plain = ChunkFile.frameLength(i, of: header.plainLength)
-            decoded.append((i, try [UInt8](unsafeUninitializedCapacity: plain) { raw, count in
-                try decodeFrame(i, source, into: UnsafeMutableRawBufferPointer(raw))
-                count = plain
-            }))
+            decoded.append(
+                (
+                    i,
+                    try [UInt8](unsafeUninitializedCapacity: plain) { raw, count in
+                        try decodeFrame(i, source, into: UnsafeMutableRawBufferPointer(raw))
+                        count = plain
+                    }
+                ))
         }
         return decoded
     }
 
     /// Reads the stored bytes of `frames` (contiguous) at once and hands each frame's to `body`.
     private func forEachFrame(_ frames: Range<Int>, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
-        let first = header.frames[frames.lowerBound], last = header.frames[frames.upperBound - 1]
-        let start = first.offset, end = last.offset + last.length
+        let first = header.frames[frames.lowerBound]
+        let last = header.frames[frames.upperBound - 1]
+        let start = first.offset
+        let end = last.offset + last.length
         let bytes = try bytes(start..<end)
         try bytes.withUnsafeBytes { raw in
             for i in frames {
                 let frame = header.frames[i]
-                try body(i, UnsafeRawBufferPointer(rebasing: raw[(frame.offset - start)..<(frame.offset - start + frame.length)]))
+                try body(
+                    i,
+                    UnsafeRawBufferPointer(
+                        rebasing: raw[(frame.offset - start)..<(frame.offset - start + frame.length)]))
             }
         }
     }
 
     /// Checks (or opens, when sealed) and decompresses frame `i` into `target`, exactly its
     /// plain length.
-    private func decodeFrame(_ i: Int, _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer) throws {
+    private func decodeFrame(_ i: Int, _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer)
+        throws
+    {
         let hash = header.hash
         let decoded: Bool
         if let sealer = store.sealer {
-            let opened = try sealer.open(source, context: ChunkFile.frameContext(hash, frame: i, plainLength: header.plainLength),
-                                         what: "chunk \(hash) frame \(i)")
+            let opened = try sealer.open(
+                source, context: ChunkFile.frameContext(hash, frame: i, plainLength: header.plainLength),
+                what: "chunk \(hash) frame \(i)")
             decoded = opened.withUnsafeBytes { store.decompressor.decompress($0, into: target) }
         } else {
             guard ChunkFile.frameCheck(source) == header.frames[i].check else {
-                throw VaultError(.corrupt, "chunk \(hash) frame \(i) is not the frame its index names (moved, replaced or without its checksum)")
+                throw VaultError(
+                    .corrupt,
+                    "chunk \(hash) frame \(i) is not the frame its index names (moved, replaced or without its checksum)"
+                )
             }
             decoded = store.decompressor.decompress(source, into: target)
         }

@@ -24,7 +24,9 @@ public final class ChunkStore: Sendable {
     /// Creates the 256 fan-out folders of a new repository in a folder.
     static func create(in directory: DirectoryStore) throws {
         try Posix.makeDirectory(directory.path("chunks"), mode: directory.modes.directory)
-        for byte in 0..<256 { try Posix.makeDirectory(directory.path("chunks/\(hexByte(byte))"), mode: directory.modes.directory) }
+        for byte in 0..<256 {
+            try Posix.makeDirectory(directory.path("chunks/\(hexByte(byte))"), mode: directory.modes.directory)
+        }
     }
 
     func key(for hash: ChunkHash) -> String {
@@ -39,7 +41,9 @@ public final class ChunkStore: Sendable {
     /// checksummed zstd frames; returns the bytes written (0 when it was there). With an
     /// index, a chunk it names is not asked about, and one it lacks is written at once (a
     /// conditional write, so one stored meanwhile is left as it was).
-    func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8]) throws -> Int {
+    func store(_ plain: UnsafeRawBufferPointer, hash: ChunkHash, compressor: ZstdCompressor, scratch: inout [UInt8])
+        throws -> Int
+    {
         if let index {
             if index.contains(hash) { return 0 }
         } else if try objects.exists(key(for: hash)) {
@@ -58,18 +62,25 @@ public final class ChunkStore: Sendable {
             scratch.withUnsafeBytes { raw in
                 var start = 0
                 for (i, length) in lengths.enumerated() {
-                    sealer.seal(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]),
-                                context: ChunkFile.frameContext(hash, frame: i, plainLength: plain.count), appendingTo: &object)
+                    sealer.seal(
+                        UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]),
+                        context: ChunkFile.frameContext(hash, frame: i, plainLength: plain.count), appendingTo: &object)
                     start += length
                 }
             }
-            assert(object.count == header + payload + lengths.count * Sealer.overhead, "a sealed frame is not its length plus the overhead")
+            assert(
+                object.count == header + payload + lengths.count * Sealer.overhead,
+                "a sealed frame is not its length plus the overhead")
         } else {
             var frames: [(length: Int, check: UInt32)] = []
             scratch.withUnsafeBytes { raw in
                 var start = 0
                 for length in lengths {
-                    frames.append((length, ChunkFile.frameCheck(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])) ?? 0))
+                    frames.append(
+                        (
+                            length,
+                            ChunkFile.frameCheck(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])) ?? 0
+                        ))
                     start += length
                 }
             }
@@ -118,7 +129,8 @@ extension ChunkReader {
     func load(_ hash: ChunkHash, into destination: UnsafeMutableRawBufferPointer) throws {
         let file = self
         guard file.header.plainLength == destination.count else {
-            throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(destination.count)")
+            throw VaultError(
+                .corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(destination.count)")
         }
         try file.decode(frames: 0..<max(1, file.header.frames.count), into: destination)
         guard store.chunkId(of: UnsafeRawBufferPointer(destination)) == hash else {
@@ -144,7 +156,9 @@ extension ChunkStore {
         }
     }
 
-    private func decodeFrames(of file: ChunkReader, _ hash: ChunkHash, length: Int, _ frames: Range<Int>) throws -> [(index: Int, bytes: [UInt8])] {
+    private func decodeFrames(of file: ChunkReader, _ hash: ChunkHash, length: Int, _ frames: Range<Int>) throws -> [(
+        index: Int, bytes: [UInt8]
+    )] {
         guard file.header.plainLength == length else {
             throw VaultError(.corrupt, "chunk \(hash) is \(file.header.plainLength) bytes, expected \(length)")
         }
@@ -158,7 +172,13 @@ extension ChunkStore {
                 count = length
             }
             return (0..<ChunkFile.frameCount(length)).map { i in
-                (i, Array(whole[(i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + ChunkFile.frameLength(i, of: length))]))
+                (
+                    i,
+                    Array(
+                        whole[
+                            (i * ChunkFile.frameSize)..<(i * ChunkFile.frameSize + ChunkFile.frameLength(i, of: length))
+                        ])
+                )
             }
         }
         return try file.decodeEach(frames)
@@ -168,7 +188,8 @@ extension ChunkStore {
     func allChunks() throws -> [(hash: ChunkHash, size: Int64)] {
         try objects.list(prefix: Self.prefix).compactMap { object in
             guard let name = object.key.split(separator: "/").last, let hash = ChunkHash(hex: String(name)),
-                  object.key == key(for: hash) else { return nil }
+                object.key == key(for: hash)
+            else { return nil }
             return (hash, object.size)
         }
     }

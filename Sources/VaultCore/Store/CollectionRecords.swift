@@ -34,7 +34,8 @@ enum RemovalRecords {
         let generations = try generations(in: objects)
         let next = (generations.last ?? 0) + 1
         guard try objects.putIfAbsent(key(next), ChunkIdList.encode(chunks, tag: tag)) else {
-            throw VaultError(.busy, "another garbage collection recorded removal \(next) at the same time; run gc again")
+            throw VaultError(
+                .busy, "another garbage collection recorded removal \(next) at the same time; run gc again")
         }
         for old in generations where old + kept <= next {
             do { try objects.delete(key(old)) } catch { break }
@@ -53,8 +54,11 @@ enum ChunkIdList {
     /// The ids, or nil when the tag differs or the list is cut short.
     static func decode(_ bytes: [UInt8], tag: String) -> [ChunkHash]? {
         let start = tag.utf8.count
-        guard bytes.count >= start, bytes.starts(with: tag.utf8), (bytes.count - start) % ChunkHash.byteCount == 0 else { return nil }
-        return stride(from: start, to: bytes.count, by: ChunkHash.byteCount).map { ChunkHash(bytes: bytes[$0..<($0 + ChunkHash.byteCount)]) }
+        guard bytes.count >= start, bytes.starts(with: tag.utf8), (bytes.count - start) % ChunkHash.byteCount == 0
+        else { return nil }
+        return stride(from: start, to: bytes.count, by: ChunkHash.byteCount).map {
+            ChunkHash(bytes: bytes[$0..<($0 + ChunkHash.byteCount)])
+        }
     }
 }
 
@@ -74,15 +78,20 @@ struct Marks {
 
     static func load(_ objects: any ObjectStore) throws -> Marks {
         guard let bytes = try objects.get(Marks.key, limit: 1 << 34) else { return Marks() }
-        let head = tag.utf8.count + 8, entry = ChunkHash.byteCount + 16
+        let head = tag.utf8.count + 8
+        let entry = ChunkHash.byteCount + 16
         guard bytes.count >= head, bytes.starts(with: tag.utf8), (bytes.count - head) % entry == 0 else {
-            throw VaultError(.corrupt, "\(objects.location)/\(Marks.key) is damaged; remove it (the next collections mark again) and run gc again")
+            throw VaultError(
+                .corrupt,
+                "\(objects.location)/\(Marks.key) is damaged; remove it (the next collections mark again) and run gc again"
+            )
         }
         var marks = Marks(listedAt: TimeInterval(Int64(bitPattern: word(bytes, at: tag.utf8.count))))
         for at in stride(from: head, to: bytes.count, by: entry) {
             let id = ChunkHash(bytes: bytes[at..<(at + ChunkHash.byteCount)])
-            marks.chunks[id] = Mark(at: TimeInterval(Int64(bitPattern: word(bytes, at: at + ChunkHash.byteCount))),
-                                    size: Int64(bitPattern: word(bytes, at: at + ChunkHash.byteCount + 8)))
+            marks.chunks[id] = Mark(
+                at: TimeInterval(Int64(bitPattern: word(bytes, at: at + ChunkHash.byteCount))),
+                size: Int64(bitPattern: word(bytes, at: at + ChunkHash.byteCount + 8)))
         }
         return marks
     }
@@ -104,6 +113,8 @@ struct Marks {
     }
 
     private static func append(_ value: UInt64, to bytes: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
     }
 }

@@ -35,7 +35,9 @@ final class DiskCachedStore: ObjectStore {
         self.inner = inner
         self.settings = settings
         try Posix.makeDirectory(settings.directory, mode: 0o700)
-        guard chmod(settings.directory, 0o700) == 0 else { throw Posix.error("cannot make owner-only", settings.directory) }
+        guard chmod(settings.directory, 0o700) == 0 else {
+            throw Posix.error("cannot make owner-only", settings.directory)
+        }
         var found: [(key: String, size: Int64, time: Int)] = []
         for fan in Posix.listDirectory(settings.directory) where fan.count == 2 {
             for name in Posix.listDirectory("\(settings.directory)/\(fan)") {
@@ -87,7 +89,9 @@ final class DiskCachedStore: ObjectStore {
         }
         if cached {
             let local = DirectoryStore(root: settings.directory, modes: .ownerOnly)
-            if let opened = try? local.open(String(key.dropFirst(ChunkStore.prefix.count)), prefix: prefix) { return opened }
+            if let opened = try? local.open(String(key.dropFirst(ChunkStore.prefix.count)), prefix: prefix) {
+                return opened
+            }
             _ = evict(key)
         }
         guard let bytes = try inner.get(key, limit: ChunkFile.maxFileSize) else { return nil }

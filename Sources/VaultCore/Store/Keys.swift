@@ -1,6 +1,6 @@
 import Crypto
-import _CryptoExtras
 import Foundation
+import _CryptoExtras
 
 /// The keys of an encrypted repository, made at random by `init`: one for AES-256-GCM and
 /// one for chunk ids (HMAC-SHA256), so dedup works and chunk names reveal nothing.
@@ -11,7 +11,9 @@ public struct RepositoryKeys: Sendable {
     let material: [UInt8]
 
     init(material: [UInt8]) throws {
-        guard material.count == 64 else { throw VaultError(.wrongKey, "the key is truncated or damaged (\(material.count) bytes, not 64)") }
+        guard material.count == 64 else {
+            throw VaultError(.wrongKey, "the key is truncated or damaged (\(material.count) bytes, not 64)")
+        }
         self.material = material
         encryption = SymmetricKey(data: material[0..<32])
         identity = SymmetricKey(data: material[32..<64])
@@ -25,7 +27,8 @@ public struct RepositoryKeys: Sendable {
     /// A value stored in the repository that tells a wrong key from the right one, without
     /// revealing anything about the key.
     func check(repository id: String) -> String {
-        Data(HMAC<SHA256>.authenticationCode(for: Array("vaultfs key check \(id)".utf8), using: identity)).base64EncodedString()
+        Data(HMAC<SHA256>.authenticationCode(for: Array("vaultfs key check \(id)".utf8), using: identity))
+            .base64EncodedString()
     }
 }
 
@@ -52,11 +55,13 @@ public struct WrappedKey: Codable, Equatable, Sendable {
 
     private func derive(_ passphrase: String) throws -> SymmetricKey {
         guard kdf == "scrypt", let salt = Data(base64Encoded: salt), rounds >= 1 << 10, rounds <= 1 << 22,
-              rounds & (rounds - 1) == 0, (1...32).contains(blockSize), (1...16).contains(parallelism) else {
+            rounds & (rounds - 1) == 0, (1...32).contains(blockSize), (1...16).contains(parallelism)
+        else {
             throw VaultError(.corrupt, "the wrapped key in repository.json is damaged: bad key derivation settings")
         }
-        return try KDF.Scrypt.deriveKey(from: Array(passphrase.utf8), salt: salt, outputByteCount: 32, rounds: rounds,
-                                        blockSize: blockSize, parallelism: parallelism)
+        return try KDF.Scrypt.deriveKey(
+            from: Array(passphrase.utf8), salt: salt, outputByteCount: 32, rounds: rounds,
+            blockSize: blockSize, parallelism: parallelism)
     }
 
     /// The keys, or `.wrongKey` when the passphrase is not the one they were wrapped with.
@@ -64,7 +69,8 @@ public struct WrappedKey: Codable, Equatable, Sendable {
         guard let combined = Data(base64Encoded: sealed), let box = try? AES.GCM.SealedBox(combined: combined) else {
             throw VaultError(.corrupt, "the wrapped key in repository.json is damaged")
         }
-        guard let material = try? AES.GCM.open(box, using: try derive(passphrase), authenticating: Array(id.utf8)) else {
+        guard let material = try? AES.GCM.open(box, using: try derive(passphrase), authenticating: Array(id.utf8))
+        else {
             throw VaultError(.wrongKey, "wrong passphrase for this repository; nothing was read or written")
         }
         return try RepositoryKeys(material: Array(material))
@@ -101,11 +107,13 @@ struct KeyFile: Codable {
             throw VaultError(.wrongKey, "the key file \(path) is missing")
         }
         guard let file = try? JSONDecoder().decode(KeyFile.self, from: Data(bytes)),
-              let material = file.key.flatMap({ Data(base64Encoded: $0) }).map(Array.init) ?? file.paper.flatMap(fromHex) else {
+            let material = file.key.flatMap({ Data(base64Encoded: $0) }).map(Array.init) ?? file.paper.flatMap(fromHex)
+        else {
             throw VaultError(.wrongKey, "the key file \(path) is truncated or damaged")
         }
         guard file.repository == id else {
-            throw VaultError(.wrongKey, "the key file \(path) belongs to repository \(file.repository), not this one (\(id))")
+            throw VaultError(
+                .wrongKey, "the key file \(path) belongs to repository \(file.repository), not this one (\(id))")
         }
         return try RepositoryKeys(material: material)
     }

@@ -34,8 +34,10 @@ public final class ObjectLease: Sendable {
     private let state: Mutex<(generation: UInt64, expires: Double, lost: Bool, released: Bool)>
     private let renewal: Mutex<DispatchSourceTimer?> = Mutex(nil)
 
-    private init(objects: any ObjectStore, folder: String, owner: String, host: String, lifetime: Double, generation: UInt64,
-                 expires: Double) {
+    private init(
+        objects: any ObjectStore, folder: String, owner: String, host: String, lifetime: Double, generation: UInt64,
+        expires: Double
+    ) {
         self.objects = objects
         self.folder = folder
         self.owner = owner
@@ -48,8 +50,10 @@ public final class ObjectLease: Sendable {
 
     /// Takes the lease `name` for this host (`host`: an id unique to it), or returns nil when
     /// a live lease of someone else holds it (`holder` then says who).
-    static func acquire(_ objects: any ObjectStore, name: String, host: String, lifetime: Double = 120,
-                        holder: inout String?) throws -> ObjectLease? {
+    static func acquire(
+        _ objects: any ObjectStore, name: String, host: String, lifetime: Double = 120,
+        holder: inout String?
+    ) throws -> ObjectLease? {
         let folder = "\(prefix)\(name)/"
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid())"
         let newest = try objects.list(prefix: folder).compactMap { UInt64($0.key.dropFirst(folder.count)) }.max()
@@ -63,8 +67,9 @@ public final class ObjectLease: Sendable {
             holder = "another host that took it at the same moment"
             return nil
         }
-        let lease = ObjectLease(objects: objects, folder: folder, owner: owner, host: host, lifetime: lifetime, generation: generation,
-                                expires: record.expires)
+        let lease = ObjectLease(
+            objects: objects, folder: folder, owner: owner, host: host, lifetime: lifetime, generation: generation,
+            expires: record.expires)
         lease.startRenewing()
         try? lease.removeOlder(than: generation)
         return lease
@@ -74,7 +79,8 @@ public final class ObjectLease: Sendable {
     /// generation, unless that has expired or was a process of this host that is gone.
     static func holder(_ objects: any ObjectStore, name: String, host: String) throws -> String? {
         let folder = "\(prefix)\(name)/"
-        guard let newest = try objects.list(prefix: folder).compactMap({ UInt64($0.key.dropFirst(folder.count)) }).max() else { return nil }
+        guard let newest = try objects.list(prefix: folder).compactMap({ UInt64($0.key.dropFirst(folder.count)) }).max()
+        else { return nil }
         return try liveOwner(objects, key: key(folder, newest), host: host)
     }
 
@@ -88,15 +94,18 @@ public final class ObjectLease: Sendable {
             let folder = parts.dropLast().joined(separator: "/") + "/"
             newest[folder] = max(newest[folder] ?? 0, generation)
         }
-        return try newest.compactMap { folder, generation in try liveOwner(objects, key: key(folder, generation), host: host) }
+        return try newest.compactMap { folder, generation in
+            try liveOwner(objects, key: key(folder, generation), host: host)
+        }
     }
 
     /// The owner written in `key` when that lease is live. With `host`, a lease of this host
     /// whose process is gone counts as free.
     private static func liveOwner(_ objects: any ObjectStore, key: String, host: String?) throws -> String? {
         guard let bytes = try objects.get(key, limit: 4096),
-              let record = try? JSONDecoder().decode(Record.self, from: Data(bytes)),
-              record.expires > Date().timeIntervalSince1970 else { return nil }
+            let record = try? JSONDecoder().decode(Record.self, from: Data(bytes)),
+            record.expires > Date().timeIntervalSince1970
+        else { return nil }
         if let host, record.host == host, let pid = record.pid, kill(pid, 0) != 0 && errno == ESRCH { return nil }
         return record.owner
     }
@@ -178,7 +187,8 @@ public final class ObjectLease: Sendable {
         }
         guard let current else { return }
         if let record = try? Self.encode(Record(owner: owner, expires: 0, host: host, pid: getpid())),
-           (try? objects.putIfAbsent(Self.key(folder, current + 1), record)) == true {
+            (try? objects.putIfAbsent(Self.key(folder, current + 1), record)) == true
+        {
             try? removeOlder(than: current + 1)
         }
     }

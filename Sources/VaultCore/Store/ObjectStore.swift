@@ -168,7 +168,9 @@ public struct DirectoryStore: ObjectStore {
 
     public func list(prefix: String) throws -> [StoredObject] {
         // The folder the prefix names (or lies in), walked below; temporaries are left out.
-        let folder = prefix.hasSuffix("/") ? String(prefix.dropLast()) : String(prefix.split(separator: "/").dropLast().joined(separator: "/"))
+        let folder =
+            prefix.hasSuffix("/")
+            ? String(prefix.dropLast()) : String(prefix.split(separator: "/").dropLast().joined(separator: "/"))
         var found: [StoredObject] = []
         func walk(_ relative: String) {
             for name in Posix.listDirectory(path(relative)) where !name.contains(".tmp-") {

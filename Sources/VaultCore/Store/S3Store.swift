@@ -17,14 +17,17 @@ public struct S3Location: Sendable, Equatable {
     public static func isURL(_ text: String) -> Bool { text.hasPrefix("s3://") }
 
     /// Parses `s3://BUCKET/PREFIX`; the endpoint is `endpoint`, else `$VAULT_S3_ENDPOINT`.
-    public init(url: String, endpoint: String? = nil, region: String? = nil,
-                environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(
+        url: String, endpoint: String? = nil, region: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
         guard Self.isURL(url) else { throw VaultError.invalid("'\(url)' is not an s3:// URL") }
         let rest = url.dropFirst("s3://".count)
         let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         bucket = String(parts[0])
         guard bucket.count >= 3, bucket.count <= 63,
-              bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }) else {
+            bucket.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") })
+        else {
             throw VaultError.invalid("'\(bucket)' is not a bucket name: 3-63 lowercase letters, digits, '-' and '.'")
         }
         var path = parts.count > 1 ? String(parts[1]) : ""
@@ -68,8 +71,10 @@ public final class S3Store: ObjectStore {
     public let writers = 8
     public let openPrefix = 128 << 10
 
-    public init(_ s3: S3Location, environment: [String: String] = ProcessInfo.processInfo.environment,
-                timeout: Int = 30, backoff: [Double] = [0.1, 0.3, 0.9, 2.0]) throws {
+    public init(
+        _ s3: S3Location, environment: [String: String] = ProcessInfo.processInfo.environment,
+        timeout: Int = 30, backoff: [Double] = [0.1, 0.3, 0.9, 2.0]
+    ) throws {
         let credentials = try S3Credentials.load(environment: environment)
         self.s3 = s3
         self.credentials = "\(credentials.accessKey):\(credentials.secretKey)"
@@ -79,7 +84,8 @@ public final class S3Store: ObjectStore {
         self.backoff = backoff
         if let text = environment["VAULT_S3_MAX_REQUESTS"], !text.isEmpty {
             guard let rate = Double(text), rate > 0, rate.isFinite else {
-                throw VaultError(.invalidArgument, "VAULT_S3_MAX_REQUESTS is '\(text)': give the most requests a second, e.g. 100")
+                throw VaultError(
+                    .invalidArgument, "VAULT_S3_MAX_REQUESTS is '\(text)': give the most requests a second, e.g. 100")
             }
             pace = RequestPace(perSecond: rate)
         } else {
@@ -87,7 +93,8 @@ public final class S3Store: ObjectStore {
         }
         var error = [CChar](repeating: 0, count: 256)
         guard vfs_http_init(&error, error.count) == 0 else {
-            throw VaultError(.io, "cannot use the object store at \(s3.endpoint): \(error.withUnsafeBytes(Self.text(ofCString:)))")
+            throw VaultError(
+                .io, "cannot use the object store at \(s3.endpoint): \(error.withUnsafeBytes(Self.text(ofCString:)))")
         }
     }
 
@@ -106,7 +113,10 @@ public final class S3Store: ObjectStore {
         var attempts = 1
 
         /// Whether the store says the bucket itself is missing (not just the object).
-        var noBucket: Bool { status == 404 && S3Store.element("Code", in: String(decoding: body.prefix(4096), as: UTF8.self)) == "NoSuchBucket" }
+        var noBucket: Bool {
+            status == 404
+                && S3Store.element("Code", in: String(decoding: body.prefix(4096), as: UTF8.self)) == "NoSuchBucket"
+        }
     }
 
     /// What an error answer (an XML document) may hold.
@@ -122,8 +132,10 @@ public final class S3Store: ObjectStore {
     /// The bucket's URL with `query`, sorted and encoded: libcurl signs the query string as
     /// it is given.
     private func bucketURL(query: [(String, String)]) -> String {
-        "\(s3.endpoint)/\(s3.bucket)?" + query.sorted { $0.0 < $1.0 }
-            .map { "\(Self.encode($0.0, keepSlash: false))=\(Self.encode($0.1, keepSlash: false))" }.joined(separator: "&")
+        "\(s3.endpoint)/\(s3.bucket)?"
+            + query.sorted { $0.0 < $1.0 }
+            .map { "\(Self.encode($0.0, keepSlash: false))=\(Self.encode($0.1, keepSlash: false))" }.joined(
+                separator: "&")
     }
 
     static func encode(_ text: String, keepSlash: Bool) -> String {
@@ -140,9 +152,12 @@ public final class S3Store: ObjectStore {
     }
 
     /// One request, retried while the failure may pass; throws when no answer came at all.
-    private func request(_ method: String, _ url: String, headers: [String] = [], body: [UInt8] = [],
-                         maxBody: Int = 64 << 20, what: String) throws -> Response {
-        let payloadHash = body.isEmpty ? Self.emptyHash : SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+    private func request(
+        _ method: String, _ url: String, headers: [String] = [], body: [UInt8] = [],
+        maxBody: Int = 64 << 20, what: String
+    ) throws -> Response {
+        let payloadHash =
+            body.isEmpty ? Self.emptyHash : SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
         let all = headers + credentialHeaders + ["x-amz-content-sha256: \(payloadHash)"]
         var attempt = 0
         while true {
@@ -150,8 +165,9 @@ public final class S3Store: ObjectStore {
             var response = vfs_http_response()
             let code = withCStrings(all) { lines in
                 body.withUnsafeBytes { raw in
-                    vfs_http_request(method, url, credentials, sigv4, lines, lines.count, raw.baseAddress, raw.count,
-                                     maxBody, timeout, &response)
+                    vfs_http_request(
+                        method, url, credentials, sigv4, lines, lines.count, raw.baseAddress, raw.count,
+                        maxBody, timeout, &response)
                 }
             }
             let status = Int(response.status)
@@ -168,7 +184,8 @@ public final class S3Store: ObjectStore {
             }
             if code != 0 {
                 if error.contains("longer than") { throw VaultError(.corrupt, "\(what): \(error)") }
-                throw VaultError(.unreachable, "cannot \(what): the object store at \(s3.endpoint) does not answer (\(error))")
+                throw VaultError(
+                    .unreachable, "cannot \(what): the object store at \(s3.endpoint) does not answer (\(error))")
             }
             return Response(status: status, body: bytes, rangeTotal: total, attempts: attempt + 1)
         }
@@ -182,17 +199,28 @@ public final class S3Store: ObjectStore {
         case "NoSuchBucket":
             return VaultError(.notFound, "cannot \(what): the bucket '\(s3.bucket)' does not exist at \(s3.endpoint)")
         case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
-            return VaultError(.permissionDenied, "cannot \(what): the object store refused the session token (\(code)); give fresh temporary credentials")
+            return VaultError(
+                .permissionDenied,
+                "cannot \(what): the object store refused the session token (\(code)); give fresh temporary credentials"
+            )
         case "InvalidAccessKeyId", "SignatureDoesNotMatch":
-            return VaultError(.permissionDenied, "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_SESSION_TOKEN for temporary ones")
+            return VaultError(
+                .permissionDenied,
+                "cannot \(what): the object store refused the credentials (\(code)); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_SESSION_TOKEN for temporary ones"
+            )
         case "RequestTimeTooSkewed":
-            return VaultError(.io, "cannot \(what): this host's clock is too far from the object store's (\(code)); set the clock")
+            return VaultError(
+                .io, "cannot \(what): this host's clock is too far from the object store's (\(code)); set the clock")
         case "QuotaExceeded":
             return VaultError(.noSpace, "cannot \(what): the bucket's quota is used up (\(code))")
         case _ where response.status == 403:
-            return VaultError(.permissionDenied, "cannot \(what): the object store refused access (\(code)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) and the bucket's policy")
+            return VaultError(
+                .permissionDenied,
+                "cannot \(what): the object store refused access (\(code)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) and the bucket's policy"
+            )
         default:
-            return VaultError(response.status == 404 ? .notFound : .io, "cannot \(what): the object store answered \(code)")
+            return VaultError(
+                response.status == 404 ? .notFound : .io, "cannot \(what): the object store answered \(code)")
         }
     }
 
@@ -211,8 +239,9 @@ public final class S3Store: ObjectStore {
         // Crash tests: a chunk appears with its PUT, so a kill lands just before or just after.
         let chunk = key.hasPrefix(ChunkStore.prefix)
         if chunk { FaultInjection.reached("chunk-written") }
-        let response = try request("PUT", url(key), headers: ["If-None-Match: *", "Content-Type: application/octet-stream"],
-                                   body: bytes, what: "store \(key)")
+        let response = try request(
+            "PUT", url(key), headers: ["If-None-Match: *", "Content-Type: application/octet-stream"],
+            body: bytes, what: "store \(key)")
         switch response.status {
         case 200, 201:
             if chunk { FaultInjection.reached("chunk-linked") }
@@ -227,7 +256,8 @@ public final class S3Store: ObjectStore {
     }
 
     public func put(_ key: String, _ bytes: [UInt8], durable: Bool) throws {
-        let response = try request("PUT", url(key), headers: ["Content-Type: application/octet-stream"], body: bytes, what: "store \(key)")
+        let response = try request(
+            "PUT", url(key), headers: ["Content-Type: application/octet-stream"], body: bytes, what: "store \(key)")
         guard response.status == 200 || response.status == 201 else { throw failure(response, "store \(key)") }
     }
 
@@ -236,7 +266,10 @@ public final class S3Store: ObjectStore {
         switch response.status {
         case 200:
             guard response.body.count <= limit else {
-                throw VaultError(.corrupt, "\(location)/\(key) is damaged: it holds \(response.body.count) bytes, more than the \(limit) its kind may have")
+                throw VaultError(
+                    .corrupt,
+                    "\(location)/\(key) is damaged: it holds \(response.body.count) bytes, more than the \(limit) its kind may have"
+                )
             }
             return response.body
         case 404 where !response.noBucket: return nil
@@ -246,12 +279,14 @@ public final class S3Store: ObjectStore {
 
     public func open(_ key: String, prefix: Int) throws -> (reader: ObjectReader, prefix: [UInt8])? {
         guard prefix > 0 else { return try exists(key) ? (S3Reader(store: self, key: key, size: 0), []) : nil }
-        let response = try request("GET", url(key), headers: ["Range: bytes=0-\(prefix - 1)"],
-                                   maxBody: max(prefix, Self.errorBodyLimit), what: "read \(key)")
+        let response = try request(
+            "GET", url(key), headers: ["Range: bytes=0-\(prefix - 1)"],
+            maxBody: max(prefix, Self.errorBodyLimit), what: "read \(key)")
         switch response.status {
         case 206:
             guard let total = response.rangeTotal, response.body.count == min(prefix, total) else {
-                throw VaultError(.io, "cannot read \(key): the object store gave a range that does not match the request")
+                throw VaultError(
+                    .io, "cannot read \(key): the object store gave a range that does not match the request")
             }
             return (S3Reader(store: self, key: key, size: total), response.body)
         case 200:
@@ -270,10 +305,13 @@ public final class S3Store: ObjectStore {
     func read(_ key: String, _ range: Range<Int>, into destination: UnsafeMutableRawBufferPointer) throws {
         precondition(destination.count == range.count)
         guard !range.isEmpty else { return }
-        let response = try request("GET", url(key), headers: ["Range: bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
-                                   maxBody: max(range.count, Self.errorBodyLimit), what: "read \(key)")
+        let response = try request(
+            "GET", url(key), headers: ["Range: bytes=\(range.lowerBound)-\(range.upperBound - 1)"],
+            maxBody: max(range.count, Self.errorBodyLimit), what: "read \(key)")
         guard response.status == 206 || response.status == 200 else { throw failure(response, "read \(key)") }
-        let body = response.status == 200 ? Array(response.body.dropFirst(range.lowerBound).prefix(range.count)) : response.body
+        let body =
+            response.status == 200
+            ? Array(response.body.dropFirst(range.lowerBound).prefix(range.count)) : response.body
         guard body.count == range.count else { throw VaultError(.corrupt, "\(location)/\(key) is truncated") }
         body.withUnsafeBytes { destination.copyMemory(from: $0) }
     }
@@ -293,13 +331,20 @@ public final class S3Store: ObjectStore {
             guard response.status == 200 else { throw failure(response, "list \(prefix)") }
             let text = String(decoding: response.body, as: UTF8.self)
             for entry in Self.elements("Contents", in: text) {
-                guard let key = Self.element("Key", in: entry), let size = Self.element("Size", in: entry).flatMap({ Int64($0) }),
-                      key.hasPrefix(s3.prefix) else { continue }
-                found.append(StoredObject(key: String(key.dropFirst(s3.prefix.count)), size: size, tag: Self.element("ETag", in: entry)))
+                guard let key = Self.element("Key", in: entry),
+                    let size = Self.element("Size", in: entry).flatMap({ Int64($0) }),
+                    key.hasPrefix(s3.prefix)
+                else { continue }
+                found.append(
+                    StoredObject(
+                        key: String(key.dropFirst(s3.prefix.count)), size: size, tag: Self.element("ETag", in: entry)))
             }
             if Self.element("IsTruncated", in: text) == "true" {
                 guard let next = Self.element("NextContinuationToken", in: text), !next.isEmpty else {
-                    throw VaultError(.io, "cannot list \(prefix): the object store said the listing goes on but gave no continuation token")
+                    throw VaultError(
+                        .io,
+                        "cannot list \(prefix): the object store said the listing goes on but gave no continuation token"
+                    )
                 }
                 token = next
             } else {
@@ -317,7 +362,12 @@ public final class S3Store: ObjectStore {
         if head.status == 200 { return }
         guard head.status == 404 else { throw failure(head, "look for bucket \(s3.bucket)") }
         let response = try request("PUT", "\(s3.endpoint)/\(s3.bucket)", what: "create bucket \(s3.bucket)")
-        guard response.status == 200 || (response.status == 409 && Self.element("Code", in: String(decoding: response.body, as: UTF8.self)) == "BucketAlreadyOwnedByYou") else {
+        guard
+            response.status == 200
+                || (response.status == 409
+                    && Self.element("Code", in: String(decoding: response.body, as: UTF8.self))
+                        == "BucketAlreadyOwnedByYou")
+        else {
             throw failure(response, "create bucket \(s3.bucket)")
         }
     }
@@ -326,7 +376,9 @@ public final class S3Store: ObjectStore {
 
     /// The text of the first `<name>…</name>` in `xml`, entities decoded.
     static func element(_ name: String, in xml: String) -> String? {
-        guard let open = xml.range(of: "<\(name)>"), let close = xml.range(of: "</\(name)>", range: open.upperBound..<xml.endIndex) else { return nil }
+        guard let open = xml.range(of: "<\(name)>"),
+            let close = xml.range(of: "</\(name)>", range: open.upperBound..<xml.endIndex)
+        else { return nil }
         return unescape(String(xml[open.upperBound..<close.lowerBound]))
     }
 
@@ -334,7 +386,9 @@ public final class S3Store: ObjectStore {
     static func elements(_ name: String, in xml: String) -> [String] {
         var found: [String] = []
         var rest = xml.startIndex..<xml.endIndex
-        while let open = xml.range(of: "<\(name)>", range: rest), let close = xml.range(of: "</\(name)>", range: open.upperBound..<xml.endIndex) {
+        while let open = xml.range(of: "<\(name)>", range: rest),
+            let close = xml.range(of: "</\(name)>", range: open.upperBound..<xml.endIndex)
+        {
             found.append(String(xml[open.upperBound..<close.lowerBound]))
             rest = close.upperBound..<xml.endIndex
         }

@@ -28,7 +28,8 @@ struct Sealer: Sendable {
     /// or any flipped bit throws `.corrupt`.
     func open(_ sealed: UnsafeRawBufferPointer, context: [UInt8], what: String) throws -> [UInt8] {
         guard sealed.count >= Self.overhead, let box = try? AES.GCM.SealedBox(combined: Data(sealed)),
-              let plain = try? AES.GCM.open(box, using: keys.encryption, authenticating: context) else {
+            let plain = try? AES.GCM.open(box, using: keys.encryption, authenticating: context)
+        else {
             throw VaultError(.corrupt, "\(what) fails its authentication: damaged, moved or sealed with another key")
         }
         return Array(plain)
@@ -49,7 +50,9 @@ struct Sealer: Sendable {
         guard bytes.count >= 4, Array(bytes[0..<4]) == Self.magic else {
             throw VaultError(.corrupt, "\(what) is not sealed, in an encrypted repository")
         }
-        return try bytes.withUnsafeBytes { try open(UnsafeRawBufferPointer(rebasing: $0[4...]), context: Array(context.utf8), what: what) }
+        return try bytes.withUnsafeBytes {
+            try open(UnsafeRawBufferPointer(rebasing: $0[4...]), context: Array(context.utf8), what: what)
+        }
     }
 }
 

@@ -33,7 +33,9 @@ final class ZstdCompressor {
     /// `destination`; returns each frame's length. A zstd error (no memory for its tables,
     /// say) fails this chunk's write, and with it the backup, with zstd's reason: never the
     /// process, which may be a mount serving other readers.
-    func compressFrames(_ source: UnsafeRawBufferPointer, frameSize: Int, into destination: inout [UInt8]) throws -> [Int] {
+    func compressFrames(_ source: UnsafeRawBufferPointer, frameSize: Int, into destination: inout [UInt8]) throws
+        -> [Int]
+    {
         let count = (source.count + frameSize - 1) / frameSize
         let bound = count * ZSTD_compressBound(frameSize)
         if destination.count < bound { destination = [UInt8](repeating: 0, count: bound) }
@@ -44,8 +46,9 @@ final class ZstdCompressor {
             for i in 0..<count {
                 let start = i * frameSize
                 let length = min(frameSize, source.count - start)
-                let size = ZSTD_compress2(context, out.baseAddress! + written, out.count - written,
-                                          source.baseAddress! + start, length)
+                let size = ZSTD_compress2(
+                    context, out.baseAddress! + written, out.count - written,
+                    source.baseAddress! + start, length)
                 guard ZSTD_isError(size) == 0 else {
                     throw VaultError(.io, "zstd cannot compress a chunk: \(String(cString: ZSTD_getErrorName(size)))")
                 }
@@ -70,7 +73,8 @@ final class ZstdDecompressor: Sendable {
     func decompress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) -> Bool {
         let raw = idle.withLock { $0.popLast() } ?? UInt(bitPattern: ZSTD_createDCtx())
         let context = OpaquePointer(bitPattern: raw)
-        let size = ZSTD_decompressDCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+        let size = ZSTD_decompressDCtx(
+            context, destination.baseAddress, destination.count, source.baseAddress, source.count)
         idle.withLock { if $0.count < 16 { $0.append(raw) } else { ZSTD_freeDCtx(context) } }
         return ZSTD_isError(size) == 0 && size == destination.count
     }

@@ -15,7 +15,10 @@ public enum Passphrase {
             return try fromFile("\(directory)/passphrase")
         }
         if isatty(STDIN_FILENO) == 1, let typed = getpass(prompt) { return String(cString: typed) }
-        throw VaultError(.wrongKey, "the repository is encrypted and no passphrase was given: set VAULT_PASSPHRASE or VAULT_PASSPHRASE_FILE, give --passphrase-fd, or run on a terminal")
+        throw VaultError(
+            .wrongKey,
+            "the repository is encrypted and no passphrase was given: set VAULT_PASSPHRASE or VAULT_PASSPHRASE_FILE, give --passphrase-fd, or run on a terminal"
+        )
     }
 
     /// A passphrase kept in a file: its first line.
@@ -34,7 +37,9 @@ public enum Passphrase {
         var buffer = [UInt8](repeating: 0, count: 4096)
         while bytes.count < 64 << 10 {
             let n = Posix.retrying { Glibc.read(fd, &buffer, buffer.count) }
-            if n < 0 { throw VaultError(.wrongKey, "cannot read the passphrase from fd \(fd): \(Posix.message(errno))") }
+            if n < 0 {
+                throw VaultError(.wrongKey, "cannot read the passphrase from fd \(fd): \(Posix.message(errno))")
+            }
             if n == 0 { break }
             bytes += buffer[0..<n]
         }

@@ -30,7 +30,9 @@ public enum Posix {
         return VaultError(kind, "\(what) \(path): \(message(code))")
     }
 
-    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600, what: String = "cannot open") throws -> Int32 {
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600, what: String = "cannot open") throws
+        -> Int32
+    {
         let fd = retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
         if fd < 0 { throw error(what, path) }
         return fd
@@ -55,7 +57,9 @@ public enum Posix {
     }
 
     /// Reads exactly `count` bytes at `offset` unless the file ends first; returns bytes read.
-    public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String) throws -> Int {
+    public static func pread(
+        _ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, _ offset: Int64, path: String
+    ) throws -> Int {
         guard let n = try preadBlocks(fd, buffer, count, capacity: count, offset, path: path) else {
             throw error("cannot read", path, EINVAL)
         }
@@ -66,8 +70,10 @@ public enum Posix {
     /// `capacity` (what `buffer` holds: an O_DIRECT read asks for whole blocks, its end
     /// included); returns bytes read, at most `count`, or nil when the descriptor refuses the
     /// request (EINVAL, as O_DIRECT does for a misaligned one).
-    static func preadBlocks(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, capacity: Int,
-                            _ offset: Int64, path: String) throws -> Int? {
+    static func preadBlocks(
+        _ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, capacity: Int,
+        _ offset: Int64, path: String
+    ) throws -> Int? {
         var done = 0
         while done < count {
             let n = retrying { Glibc.pread(fd, buffer + done, capacity - done, off_t(offset) + off_t(done)) }
@@ -93,7 +99,9 @@ public enum Posix {
     public static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64, path: String) throws {
         var done = 0
         while done < buffer.count {
-            let n = retrying { Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            let n = retrying {
+                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
             if n < 0 { throw error("cannot write", path) }
             done += n
         }
@@ -107,7 +115,8 @@ public enum Posix {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw error("cannot stat", path) }
         guard Int(st.st_size) <= limit else {
-            throw VaultError(.corrupt, "\(path) is damaged: it holds \(st.st_size) bytes, more than the \(limit) its kind may have")
+            throw VaultError(
+                .corrupt, "\(path) is damaged: it holds \(st.st_size) bytes, more than the \(limit) its kind may have")
         }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         let n = try bytes.withUnsafeMutableBytes { try pread(fd, $0.baseAddress!, $0.count, 0, path: path) }
@@ -145,7 +154,8 @@ public enum Posix {
         let length = (byteCount + huge - 1) / huge * huge
         // Map one huge page more than asked, so the part returned can start on a boundary.
         guard let raw = mmap(nil, length + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              raw != MAP_FAILED else { return nil }
+            raw != MAP_FAILED
+        else { return nil }
         let skip = (huge - Int(bitPattern: raw) % huge) % huge
         if skip > 0 { munmap(raw, skip) }
         // skip < huge, so a tail always remains past the part returned.

@@ -33,7 +33,9 @@ public final class ProgressMeter: Sendable {
     private let start = Date()
     private let report: @Sendable (BackupProgress) -> Void
 
-    public init(label: String = "", unit: BackupProgress.Unit = .bytes, report: @escaping @Sendable (BackupProgress) -> Void) {
+    public init(
+        label: String = "", unit: BackupProgress.Unit = .bytes, report: @escaping @Sendable (BackupProgress) -> Void
+    ) {
         self.label = Mutex(label)
         self.unit = unit
         self.report = report
@@ -56,8 +58,9 @@ public final class ProgressMeter: Sendable {
     }
 
     public func snapshot() -> BackupProgress {
-        BackupProgress(label: label.withLock { $0 }, unit: unit, done: done.load(ordering: .relaxed),
-                       total: total.load(ordering: .relaxed), elapsed: Date().timeIntervalSince(start))
+        BackupProgress(
+            label: label.withLock { $0 }, unit: unit, done: done.load(ordering: .relaxed),
+            total: total.load(ordering: .relaxed), elapsed: Date().timeIntervalSince(start))
     }
 
     public func finish() { report(snapshot()) }

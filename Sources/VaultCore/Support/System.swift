@@ -11,9 +11,13 @@ public enum System {
         guard let fd = try? Posix.open("/proc/self/statm", O_RDONLY) else { return nil }
         defer { close(fd) }
         var text = [UInt8](repeating: 0, count: 256)
-        guard let n = try? text.withUnsafeMutableBytes({ try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: "/proc/self/statm") }),
-              let field = String(decoding: text[..<n], as: UTF8.self).split(separator: " ").dropFirst().first,
-              let pages = Int(field) else { return nil }
+        guard
+            let n = try? text.withUnsafeMutableBytes({
+                try Posix.pread(fd, $0.baseAddress!, $0.count, 0, path: "/proc/self/statm")
+            }),
+            let field = String(decoding: text[..<n], as: UTF8.self).split(separator: " ").dropFirst().first,
+            let pages = Int(field)
+        else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

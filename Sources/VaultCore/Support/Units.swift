@@ -31,14 +31,17 @@ public enum Units {
 
     /// A duration given on a command line; `.invalidArgument` when it is not one.
     public static func durationArgument(_ text: String) throws -> TimeInterval {
-        guard let value = parseDuration(text) else { throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m, 45s or 0") }
+        guard let value = parseDuration(text) else {
+            throw VaultError(.invalidArgument, "bad duration '\(text)': use e.g. 7d, 12h, 30m, 45s or 0")
+        }
         return value
     }
 
     /// A duration in the largest unit that shows it whole: `1d`, `36h`, `90s`.
     public static func formatDuration(_ seconds: TimeInterval) -> String {
         let whole = Int(seconds.rounded())
-        for (unit, size) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)] where whole >= size && whole % size == 0 {
+        for (unit, size) in [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)]
+        where whole >= size && whole % size == 0 {
             return "\(whole / size)\(unit)"
         }
         return "\(whole)s"
@@ -59,7 +62,9 @@ public enum Units {
     /// Parses `2026-11-25T16:00`, `2026-11-25 16:00:30`, with an optional `Z` for UTC;
     /// without it the time is local.
     public static func parseTime(_ text: String) -> Date? {
-        let formats = ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd"]
+        let formats = [
+            "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd",
+        ]
         var body = text
         var zone = TimeZone.current
         if body.hasSuffix("Z") {
@@ -80,21 +85,27 @@ public enum Units {
     /// calendar fields: a formatter per call cost a listing of 10,000 points seconds in ICU.
     public static func formatTime(_ date: Date) -> String {
         let t = utcFields(date)
-        return "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2))Z"
+        return
+            "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2))Z"
     }
 
     /// `20261125T160000Z`: a policy point's directory name, sortable and free of colons.
     public static func compactUTC(_ date: Date) -> String {
         let t = utcFields(date)
-        return "\(pad(t.year, 4))\(pad(t.month, 2))\(pad(t.day, 2))T\(pad(t.hour, 2))\(pad(t.minute, 2))\(pad(t.second, 2))Z"
+        return
+            "\(pad(t.year, 4))\(pad(t.month, 2))\(pad(t.day, 2))T\(pad(t.hour, 2))\(pad(t.minute, 2))\(pad(t.second, 2))Z"
     }
 
-    private static func utcFields(_ date: Date) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+    private static func utcFields(_ date: Date) -> (
+        year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int
+    ) {
         var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
         var fields = tm()
         gmtime_r(&seconds, &fields)
-        return (Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday), Int(fields.tm_hour),
-                Int(fields.tm_min), Int(fields.tm_sec))
+        return (
+            Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday), Int(fields.tm_hour),
+            Int(fields.tm_min), Int(fields.tm_sec)
+        )
     }
 
     private static func pad(_ value: Int, _ width: Int) -> String {

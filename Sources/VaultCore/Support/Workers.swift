@@ -17,11 +17,14 @@ func runWorkers(_ count: Int, _ body: @Sendable (Int) -> Void) {
         for i in 0..<count {
             let work = Unmanaged.passRetained(Work(body: body, index: i)).toOpaque()
             var thread = pthread_t()
-            if pthread_create(&thread, nil, { context in
-                let work = Unmanaged<Work>.fromOpaque(context!).takeRetainedValue()
-                work.body(work.index)
-                return nil
-            }, work) == 0 {
+            if pthread_create(
+                &thread, nil,
+                { context in
+                    let work = Unmanaged<Work>.fromOpaque(context!).takeRetainedValue()
+                    work.body(work.index)
+                    return nil
+                }, work) == 0
+            {
                 threads.append(thread)
             } else {
                 // No thread to be had: this one does the work.

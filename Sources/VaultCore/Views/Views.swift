@@ -91,11 +91,15 @@ public struct PointView: Codable, Sendable {
         parent = point.parentId
         description = point.description
         self.tags = Dictionary(uniqueKeysWithValues: tags.map { ($0.key, $0.value) })
-        self.disks = disks.map { DiskView(name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
-                                          changedBytes: $0.changedBytes, newBytes: $0.newBytes) }
+        self.disks = disks.map {
+            DiskView(
+                name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
+                changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+        }
         if point.status == .creating {
             // In Double: a catalog row may hold any two integers, and done * 100 must not trap.
-            let percent = point.progressTotal > 0
+            let percent =
+                point.progressTotal > 0
                 ? Int(min(100, max(0, Double(point.progressDone) / Double(point.progressTotal) * 100))) : 0
             progress = ProgressView(doneBytes: point.progressDone, totalBytes: point.progressTotal, percent: percent)
         }
@@ -144,7 +148,8 @@ public struct PolicyView: Codable, Sendable {
 
 extension Repository {
     public func view(of point: Point) throws -> PointView {
-        PointView(point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: location.name)
+        PointView(
+            point, disks: try catalog.pointDisks(point.id), tags: try catalog.tags(point.id), location: location.name)
     }
 
     /// The views of `points`, all of one server when `server` is given: a few points are read
@@ -263,8 +268,9 @@ public struct ExportView: Codable, Sendable {
 extension Repository {
     /// A verification report as `verify --json` gives it.
     public func view(of report: Verifier.Report) throws -> VerifyView {
-        VerifyView(clean: report.isClean, points: report.points, chunks: report.chunks,
-                   problems: report.problems.map { VerifyView.ProblemView(what: $0.what, reason: $0.reason) },
-                   affected: try report.affected.map { try view(of: $0) })
+        VerifyView(
+            clean: report.isClean, points: report.points, chunks: report.chunks,
+            problems: report.problems.map { VerifyView.ProblemView(what: $0.what, reason: $0.reason) },
+            affected: try report.affected.map { try view(of: $0) })
     }
 }
