@@ -13,8 +13,10 @@ enum Bridge {
         _ reply: Reply, _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, uid: UInt32, gid: UInt32
     ) -> Bool {
         switch reply {
-        case .error(let code):
-            fuse_reply_err(req, code)
+        case .refused(let reason):
+            fuse_reply_err(req, reason.errno)
+        case .failed(let error):
+            fuse_reply_err(req, errnoOf(error))
         case .done:
             fuse_reply_err(req, 0)
         case .entry(let attributes, let timeout):
@@ -30,7 +32,7 @@ enum Bridge {
             fuse_reply_attr(req, &st, timeout)
         case .opened(let handle, let keepCache, let directIO, let cacheDirectory):
             guard let fi else {
-                fuse_reply_err(req, EIO)
+                fuse_reply_err(req, Refusal.io.errno)
                 return false
             }
             fi.pointee.fh = handle

@@ -104,35 +104,35 @@ extension FileSystem {
     /// listing of 10,000 points made 30,000). Files inside points answer as their image says.
     func getxattr(_ inode: UInt64, name: String, size: Int) -> Reply {
         let tree = tree()
-        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
-        guard case .inside(_, let number) = node else { return .error(ENOTSUP) }
+        guard let node = resolve(inode, in: tree) else { return .refused(.notFound) }
+        guard case .inside(_, let number) = node else { return .refused(.notSupported) }
         do {
             guard let value = try volume(of: node).extendedAttributes(number).first(where: { $0.name == name })?.value
             else {
-                return .error(ENODATA)
+                return .refused(.noAttribute)
             }
             if size == 0 { return .xattrSize(value.count) }
-            return value.count > size ? .error(ERANGE) : .data(value)
+            return value.count > size ? .refused(.bufferTooSmall) : .data(value)
         } catch {
             logger.error("getxattr \(name): \(error)")
-            return .error(errnoOf(error))
+            return .failed(error)
         }
     }
 
     /// listxattr: the names, each NUL-terminated, or their length when `size` is 0.
     func listxattr(_ inode: UInt64, size: Int) -> Reply {
         let tree = tree()
-        guard let node = resolve(inode, in: tree) else { return .error(ENOENT) }
+        guard let node = resolve(inode, in: tree) else { return .refused(.notFound) }
         var bytes: [UInt8] = []
         if case .inside(_, let number) = node {
             do {
                 for (name, _) in try volume(of: node).extendedAttributes(number) { bytes += Array(name.utf8) + [0] }
             } catch {
                 logger.error("listxattr: \(error)")
-                return .error(errnoOf(error))
+                return .failed(error)
             }
         }
         if size == 0 { return .xattrSize(bytes.count) }
-        return bytes.count > size ? .error(ERANGE) : .data(bytes)
+        return bytes.count > size ? .refused(.bufferTooSmall) : .data(bytes)
     }
 }

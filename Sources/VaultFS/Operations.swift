@@ -46,17 +46,17 @@ func makeOperations() -> fuse_lowlevel_ops {
         respond(req) { $0.rmdir(parent: UInt64(parent), name: String(cString: name!)) }
     }
     // Everything that would change the tree or a file is refused: backups are read-only.
-    ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.unlink = { req, _, _ in fuse_reply_err(req, EROFS) }
-    ops.symlink = { req, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.link = { req, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.create = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-    ops.removexattr = { req, _, _ in fuse_reply_err(req, EROFS) }
-    ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+    ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.unlink = { req, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.symlink = { req, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.link = { req, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.create = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.removexattr = { req, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     return ops
 }
 

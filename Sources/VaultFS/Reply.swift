@@ -30,7 +30,10 @@ struct DirectoryEntry {
 /// The one answer each request gets. Handlers return a `Reply`; only the bridge sends it,
 /// so a request can neither go unanswered nor be answered twice.
 enum Reply {
-    case error(Int32)
+    /// A request refused for a reason of the mount's own.
+    case refused(Refusal)
+    /// A request that failed: the error's own errno (`VaultError.errno`), EIO for others.
+    case failed(any Error)
     case entry(Attributes, timeout: Double)
     case attributes(Attributes, timeout: Double)
     case opened(handle: UInt64, keepCache: Bool, directIO: Bool, cacheDirectory: Bool = false)
@@ -49,4 +52,15 @@ enum Reply {
     case offset(Int64)
     case statfs(blocks: UInt64, free: UInt64, files: UInt64)
     case done
+}
+
+extension Reply {
+    /// The errno this reply sends, or nil when it is not a refusal or failure.
+    var errno: Int32? {
+        switch self {
+        case .refused(let reason): return reason.errno
+        case .failed(let error): return errnoOf(error)
+        default: return nil
+        }
+    }
 }
