@@ -26,16 +26,26 @@ final class ObjectStoreTests: XCTestCase {
 
     func testDirectoryBackendKeepsTheProtocol() throws {
         let (store, scratch) = directoryStore()
+        XCTAssertFalse(store.isShared)
         try checkProtocol(store)
         _ = scratch
     }
 
     func testS3BackendKeepsTheProtocol() throws {
-        try checkProtocol(try s3Store())
+        let store = try s3Store()
+        XCTAssertTrue(store.isShared)
+        try checkProtocol(store)
     }
 
     /// What every backend must do, the same way.
     func checkProtocol(_ store: any ObjectStore) throws {
+        // Prepared prefixes take objects at once, and a store nobody died writing to has no
+        // half-written leftovers.
+        try store.prepare(prefixes: ["maps", "maps/x"])
+        try store.put("maps/x/y", [1, 2, 3], durable: true)
+        XCTAssertEqual(try store.get("maps/x/y", limit: 10), [1, 2, 3])
+        XCTAssertEqual(store.staleTemporaries(prefix: "maps/", olderThan: 0, now: Date().timeIntervalSince1970), [])
+        try store.delete("maps/x/y")
         let bytes = pseudoRandomBytes(300_000, seed: 1)
         XCTAssertFalse(try store.exists("chunks/ab/one"))
         XCTAssertNil(try store.get("chunks/ab/one", limit: 1 << 20))

@@ -76,6 +76,28 @@ final class DeletionTests: XCTestCase {
         XCTAssertEqual(fixture.chunkCount, base)
     }
 
+    /// What a dead writer left half-written is found through the store, whatever its backend:
+    /// a chunk's or map's temporary at once, a manifest's after an hour, a fresh one never.
+    func testCollectionRemovesWhatDeadWritersLeftHalfWritten() throws {
+        let fixture = try Fixture()
+        try fixture.backup("one")
+        let root = fixture.repository.root
+        let old = Date().addingTimeInterval(-7200)
+        var left: [String] = []
+        for (path, age) in [
+            ("chunks/ab/x.tmp-1", old), ("maps/y.tmp-2", Date()), ("manifests/points/z.tmp-3", old),
+            ("manifests/points/w.tmp-4", Date()),
+        ] {
+            let file = "\(root)/\(path)"
+            try Data("partial".utf8).write(to: URL(fileURLWithPath: file))
+            try FileManager.default.setAttributes([.modificationDate: age], ofItemAtPath: file)
+            left.append(file)
+        }
+        let result = try GarbageCollector(repository: fixture.repository, grace: 0).collect()
+        XCTAssertEqual(result.removedTemporaries, 3)
+        XCTAssertEqual(left.map { FileManager.default.fileExists(atPath: $0) }, [false, false, false, true])
+    }
+
     func testPurgeOlderThanKeepsRecentlyDeletedPoints() throws {
         let fixture = try Fixture()
         let point = try fixture.backup("recent")

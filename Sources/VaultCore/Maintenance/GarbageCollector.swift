@@ -170,11 +170,10 @@ public struct GarbageCollector {
         // No backup runs now, so every temporary chunk or map is a dead writer's; other
         // temporaries are left an hour in case a command is writing one right now.
         var temporaries: [String] = []
-        if let directory = repository.objects as? DirectoryStore {
-            temporaries += directory.staleTemporaries(prefix: ChunkStore.prefix, olderThan: 0, now: now)
-            temporaries += directory.staleTemporaries(prefix: MapStore.prefix, olderThan: 0, now: now)
-            temporaries += directory.staleTemporaries(prefix: ManifestStore.prefix, olderThan: 3600, now: now)
-        }
+        let objects = repository.objects
+        temporaries += objects.staleTemporaries(prefix: ChunkStore.prefix, olderThan: 0, now: now)
+        temporaries += objects.staleTemporaries(prefix: MapStore.prefix, olderThan: 0, now: now)
+        temporaries += objects.staleTemporaries(prefix: ManifestStore.prefix, olderThan: 3600, now: now)
         temporaries += Posix.staleTemporaries(in: repository.root, olderThan: 3600, now: now)
         for path in temporaries {
             result.removedTemporaries += 1

@@ -11,12 +11,9 @@ struct ManifestStore: Sendable {
     static let folders = ["points", "vaults", "servers"]
     static let prefix = "manifests/"
 
-    /// Creates the manifest folders of a repository in a folder.
-    static func create(in directory: DirectoryStore) throws {
-        try Posix.makeDirectory(directory.path("manifests"), mode: directory.modes.directory)
-        for folder in folders {
-            try Posix.makeDirectory(directory.path("manifests/\(folder)"), mode: directory.modes.directory)
-        }
+    /// Prepares a store for manifests.
+    static func prepare(_ objects: any ObjectStore) throws {
+        try objects.prepare(prefixes: ["manifests"] + folders.map { "manifests/\($0)" })
     }
 
     private func key(_ folder: String, _ name: String) -> String { "\(Self.prefix)\(folder)/\(name).json" }

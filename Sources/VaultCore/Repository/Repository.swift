@@ -25,7 +25,7 @@ public final class Repository: Sendable {
     public let location: RepositoryLocation
     /// Whether other hosts may write the same store (a bucket): then backups and collections
     /// coordinate through leases, and backups keep a local index of its chunks.
-    public var isShared: Bool { if case .s3 = location { true } else { false } }
+    public var isShared: Bool { objects.isShared }
     /// Seconds an unused chunk stays marked before a collection removes it: the repository's
     /// setting, else none in a folder (one host, exact locks) and a day in a shared store.
     public var gcGrace: TimeInterval { config.gcGraceSeconds ?? (isShared ? 86400 : 0) }
@@ -258,10 +258,10 @@ public final class Repository: Sendable {
                 throw Posix.error("cannot set the mode of", root)
             }
             let directory = DirectoryStore(root: root, modes: modes)
-            try ChunkStore.create(in: directory)
+            try ChunkStore.prepare(directory)
             try Posix.makeDirectory("\(root)/maps", mode: modes.directory)
             try Posix.makeDirectory("\(root)/locks", mode: modes.directory)
-            try ManifestStore.create(in: directory)
+            try ManifestStore.prepare(directory)
             _ = try Catalog.create(at: "\(root)/catalog.sqlite", mode: modes.file)
             try beforeConfig()
             try config.save(to: directory)
@@ -326,7 +326,7 @@ public final class Repository: Sendable {
             return
         }
         if config.format < 2 {
-            try ManifestStore.create(in: directory)
+            try ManifestStore.prepare(directory)
             for manifest in try catalog.allPointManifests() { try manifests.write(manifest) }
             for vault in try catalog.vaultManifests() { try manifests.write(vault) }
             for server in try catalog.serverManifests() { try manifests.write(server) }

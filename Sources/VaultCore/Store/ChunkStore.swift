@@ -21,12 +21,9 @@ public final class ChunkStore: Sendable {
 
     static let prefix = "chunks/"
 
-    /// Creates the 256 fan-out folders of a new repository in a folder.
-    static func create(in directory: DirectoryStore) throws {
-        try Posix.makeDirectory(directory.path("chunks"), mode: directory.modes.directory)
-        for byte in 0..<256 {
-            try Posix.makeDirectory(directory.path("chunks/\(hexByte(byte))"), mode: directory.modes.directory)
-        }
+    /// Prepares a new repository's store for chunks: 256 fan-out prefixes.
+    static func prepare(_ objects: any ObjectStore) throws {
+        try objects.prepare(prefixes: ["chunks"] + (0..<256).map { "chunks/\(hexByte($0))" })
     }
 
     func key(for hash: ChunkHash) -> String {

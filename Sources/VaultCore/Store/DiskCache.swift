@@ -28,6 +28,11 @@ final class DiskCachedStore: ObjectStore {
     var location: String { inner.location }
     var writers: Int { inner.writers }
     var openPrefix: Int { inner.openPrefix }
+    var isShared: Bool { inner.isShared }
+    func prepare(prefixes: [String]) throws { try inner.prepare(prefixes: prefixes) }
+    func staleTemporaries(prefix: String, olderThan age: Double, now: Double) -> [String] {
+        inner.staleTemporaries(prefix: prefix, olderThan: age, now: now)
+    }
 
     /// Makes the folder (owner-only) when missing and takes in what an earlier mount left,
     /// oldest first.

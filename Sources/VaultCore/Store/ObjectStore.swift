@@ -15,6 +15,16 @@ public protocol ObjectStore: Sendable {
     /// index from a local disk; more from a store where each request costs a round trip, so
     /// a small chunk comes whole and a large one with its first frames.
     var openPrefix: Int { get }
+    /// Whether other hosts may write this store at the same time: its locks must then be
+    /// leases kept in the store itself, listing it costs, and unused chunks wait out a grace
+    /// period before they go, as a backup on another host may be about to use them.
+    var isShared: Bool { get }
+    /// Makes what objects under `prefixes` need before the first is stored (the folders of
+    /// a folder store); nothing where keys need no preparing.
+    func prepare(prefixes: [String]) throws
+    /// Local files a dead writer left half-written under `prefix`, older than `age` seconds
+    /// at `now`: a folder store's temporaries. None where a write is whole or absent.
+    func staleTemporaries(prefix: String, olderThan age: Double, now: Double) -> [String]
     /// Whether an object is stored under `key`.
     func exists(_ key: String) throws -> Bool
     /// Stores `bytes` under `key` unless an object is already there, durably before it is
@@ -63,6 +73,13 @@ public struct DirectoryStore: ObjectStore {
     public var location: String { root }
     public var writers: Int { max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)) }
     public var openPrefix: Int { ChunkFile.indexPrefix }
+    /// A folder is one host's: others reach it only through that host (or a network
+    /// filesystem that gives the same locks).
+    public var isShared: Bool { false }
+
+    public func prepare(prefixes: [String]) throws {
+        for prefix in prefixes { try Posix.makeDirectory(path(prefix), mode: modes.directory) }
+    }
 
     init(root: String, modes: FileModes) {
         self.root = root
@@ -195,7 +212,7 @@ public struct DirectoryStore: ObjectStore {
     }
 
     /// Temporary files writers left in the folders holding `prefix`, older than `age` seconds.
-    func staleTemporaries(prefix: String, olderThan age: Double, now: Double) -> [String] {
+    public func staleTemporaries(prefix: String, olderThan age: Double, now: Double) -> [String] {
         var folders = [prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix]
         var stale: [String] = []
         while let folder = folders.popLast() {

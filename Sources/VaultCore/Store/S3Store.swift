@@ -67,6 +67,12 @@ public final class S3Store: ObjectStore {
     private let pace: RequestPace?
 
     public var location: String { s3.url.hasSuffix("/") ? String(s3.url.dropLast()) : s3.url }
+    /// A bucket may be written by any host that has its keys.
+    public var isShared: Bool { true }
+    /// Keys need no folders.
+    public func prepare(prefixes: [String]) throws {}
+    /// A PUT stores a whole object or none: nothing is left half-written.
+    public func staleTemporaries(prefix: String, olderThan age: Double, now: Double) -> [String] { [] }
     /// Parallel PUTs of a backup: requests wait on the network, not on a core.
     public let writers = 8
     public let openPrefix = 128 << 10
