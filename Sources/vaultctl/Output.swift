@@ -46,3 +46,9 @@ func describe(_ point: Point, disks: [PointDisk]) -> String {
         return "\(point.serverName)/\(point.name): still running"
     }
 }
+
+/// One line on standard error: warnings and what went wrong beside a command's output.
+func printError(_ line: String) {
+    fflush(nil)
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

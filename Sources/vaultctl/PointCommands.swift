@@ -129,8 +129,13 @@ struct Purge: ParsableCommand {
     func run() throws {
         let age = try olderThan.map(Units.durationArgument) ?? 0
         let repo = try repository.open()
-        let purged = try repo.purge(olderThan: age)
-        if json { return printJSON(try purged.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }) }
+        let removal = try repo.purge(olderThan: age)
+        let purged = removal.points
+        if let problem = removal.collectionProblem { printError("warning: \(problem)") }
+        if json {
+            let views = try purged.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }
+            return printJSON(PurgeView(purged: views, garbageCollectionProblem: removal.collectionProblem))
+        }
         for point in purged { print("purged \(point.serverName)/\(point.name) (\(point.id))") }
         if purged.isEmpty { print("nothing to purge") }
     }

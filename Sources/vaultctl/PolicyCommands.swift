@@ -163,9 +163,16 @@ struct RetentionCommand: ParsableCommand {
             var views: [RetentionView] = []
             defer { if json { printJSON(views) } }
             for vault in vaults {
-                let points = dryRun ? try retention.plan(vault: vault.name) : try retention.apply(vault: vault.name)
+                let removal =
+                    dryRun
+                    ? Removal(points: try retention.plan(vault: vault.name)) : try retention.apply(vault: vault.name)
+                let points = removal.points
+                if let problem = removal.collectionProblem { printError("warning: \(problem)") }
                 if json {
-                    views.append(RetentionView(vault: vault.name, dryRun: dryRun, points: try repo.views(of: points)))
+                    views.append(
+                        RetentionView(
+                            vault: vault.name, dryRun: dryRun, points: try repo.views(of: points),
+                            garbageCollectionProblem: removal.collectionProblem))
                     continue
                 }
                 for point in points {

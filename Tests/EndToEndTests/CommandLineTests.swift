@@ -317,8 +317,11 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(deleted["deletion"] as? String, "Soft deleted")
         XCTAssertEqual((try json("undelete", id) as? [String: Any])?["deletion"] as? String, "")
         _ = try json("delete", id)
-        let purged = try XCTUnwrap(try json("purge") as? [[String: Any]])
+        let purge = try XCTUnwrap(try json("purge") as? [String: Any])
+        let purged = try XCTUnwrap(purge["purged"] as? [[String: Any]])
         XCTAssertEqual(purged.map { $0["id"] as? String }, [id])
+        // The collection after it ran: no problem to report.
+        XCTAssertNil(purge["garbageCollectionProblem"])
         // retention apply: per vault, what it deleted.
         let retention = try XCTUnwrap(try json("retention", "apply", "--dry-run") as? [[String: Any]])
         XCTAssertEqual(retention.first?["vault"] as? String, "prod")

@@ -37,7 +37,7 @@ final class DeletionTests: XCTestCase {
         XCTAssertEqual(status, ["keep": "", "gone": "Soft deleted", "soft": "Soft deleted"])
         XCTAssertEqual(try fixture.repository.catalog.points().map(\.name), ["keep"])
 
-        let purged = try fixture.repository.purge()
+        let purged = try fixture.repository.purge().points
         XCTAssertEqual(Set(purged.map(\.id)), [gone.id, soft.id])
         status = Dictionary(uniqueKeysWithValues: try fixture.repository.history().map { ($0.name, $0.deletion) })
         XCTAssertEqual(status, ["keep": "", "gone": "Deleted", "soft": "Deleted"])
@@ -98,11 +98,30 @@ final class DeletionTests: XCTestCase {
         XCTAssertEqual(left.map { FileManager.default.fileExists(atPath: $0) }, [false, false, false, true])
     }
 
+    /// A purge whose collection cannot run (another holds the collection's lock) purges all
+    /// the same, and says why the space did not come back, for the command's output.
+    func testAPurgeWhoseCollectionCannotRunSaysSo() throws {
+        let fixture = try Fixture()
+        let point = try fixture.backup("one")
+        _ = try fixture.repository.softDelete(point.id)
+        var held = try FileLock.tryLock("\(fixture.repository.root)/locks/gc.lock", mode: 0o600)
+        XCTAssertNotNil(held)
+        let removal = try fixture.repository.purge()
+        XCTAssertEqual(removal.points.map(\.id), [point.id])
+        XCTAssertTrue(removal.collectionProblem?.contains("did not run") == true, "\(removal)")
+        XCTAssertTrue(removal.collectionProblem?.contains("vaultctl gc") == true, "\(removal)")
+        held = nil
+        let again = try fixture.backup("two")
+        _ = try fixture.repository.softDelete(again.id)
+        XCTAssertNil(try fixture.repository.purge().collectionProblem)
+    }
+
     func testPurgeOlderThanKeepsRecentlyDeletedPoints() throws {
         let fixture = try Fixture()
         let point = try fixture.backup("recent")
         _ = try fixture.repository.softDelete(point.id)
-        XCTAssertTrue(try fixture.repository.purge(olderThan: 3600).isEmpty)
-        XCTAssertEqual(try fixture.repository.purge(olderThan: 3600, now: Date().addingTimeInterval(7200)).count, 1)
+        XCTAssertTrue(try fixture.repository.purge(olderThan: 3600).points.isEmpty)
+        XCTAssertEqual(
+            try fixture.repository.purge(olderThan: 3600, now: Date().addingTimeInterval(7200)).points.count, 1)
     }
 }

@@ -89,7 +89,9 @@ public final class BackupJob: Sendable {
                 // The server stays locked, so the collection does not take this point for one
                 // whose process died; it is failed below with the real reason.
                 locks.withLock { $0.collection = nil }
-                repository.collectGarbage(after: "a backup that filled the disk")
+                if let problem = repository.collectGarbage(after: "a backup that filled the disk") {
+                    reason += "; \(problem)"
+                }
             }
             do {
                 try repository.failPoint(

@@ -82,7 +82,7 @@ extension Repository {
 
     /// Deletes soft-deleted points for good, those deleted at least `olderThan` ago, children
     /// before parents; then collects unused chunks.
-    public func purge(olderThan: TimeInterval = 0, now: Date = Date()) throws -> [Point] {
+    public func purge(olderThan: TimeInterval = 0, now: Date = Date()) throws -> Removal {
         try requireWritable("purge points")
         let candidates = try catalog.softDeletedPoints().filter {
             ($0.deletedAt ?? now) <= now.addingTimeInterval(-olderThan)
@@ -108,8 +108,7 @@ extension Repository {
             purged.append(point)
             purgedIds.insert(point.id)
         }
-        if !purged.isEmpty { collectGarbage(after: "purge") }
-        return purged
+        return Removal(points: purged, collectionProblem: purged.isEmpty ? nil : collectGarbage(after: "purge"))
     }
 
     /// Marks points deleted (history keeps them), manifests first; garbage collection then
@@ -126,5 +125,19 @@ extension Repository {
         FaultInjection.reached("deletion-manifest-written")
         try catalog.markDeleted(points.map(\.id), at: now)
         FaultInjection.reached("deletion-committed")
+    }
+}
+
+/// Points deleted for good by a purge or by retention, and whether the space they held was
+/// collected.
+public struct Removal: Sendable {
+    public var points: [Point]
+    /// Why garbage collection did not run after the deletion, when it did not: the points
+    /// are gone all the same, and their chunks go at the next `vaultctl gc`.
+    public var collectionProblem: String?
+
+    public init(points: [Point] = [], collectionProblem: String? = nil) {
+        self.points = points
+        self.collectionProblem = collectionProblem
     }
 }

@@ -236,13 +236,19 @@ public struct GarbageCollector {
 extension Repository {
     /// Collects garbage after `what` freed points (retention, purge, a backup that ran out of
     /// space). When collection cannot run, the points are gone all the same and their space
-    /// comes back at the next `vaultctl gc`: that is said in the log, never swallowed.
-    func collectGarbage(after what: String) {
+    /// comes back at the next `vaultctl gc`: that is said in the log and returned (for the
+    /// command's output, `--json` and a failed point's error), never swallowed.
+    @discardableResult
+    func collectGarbage(after what: String) -> String? {
+        let why: String
         do {
-            _ = try GarbageCollector(repository: self).collect()
+            if try GarbageCollector(repository: self).collect().ran { return nil }
+            why = "a backup or another collection is running"
         } catch {
-            Logger(label: "vaultfs.gc").warning(
-                "garbage collection after \(what) did not run: \(error); 'vaultctl gc' frees the space later")
+            why = "\(error)"
         }
+        let problem = "garbage collection after \(what) did not run: \(why); 'vaultctl gc' frees the space later"
+        Logger(label: "vaultfs.gc").warning("\(problem)")
+        return problem
     }
 }

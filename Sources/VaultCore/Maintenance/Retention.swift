@@ -27,11 +27,11 @@ public struct Retention {
 
     /// Deletes what `plan` lists, then collects chunks no point uses any more.
     @discardableResult
-    public func apply(vault name: String, now: Date = Date()) throws -> [Point] {
+    public func apply(vault name: String, now: Date = Date()) throws -> Removal {
         let doomed = try plan(vault: name)
-        guard !doomed.isEmpty else { return [] }
+        guard !doomed.isEmpty else { return Removal() }
         try repository.deleteForGood(doomed, at: now)
-        repository.collectGarbage(after: "retention of vault \(name)")
-        return doomed
+        return Removal(
+            points: doomed, collectionProblem: repository.collectGarbage(after: "retention of vault \(name)"))
     }
 }

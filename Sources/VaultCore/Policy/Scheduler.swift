@@ -90,8 +90,13 @@ public final class Scheduler: Sendable {
                 }
             }
             do {
-                outcomes += try Retention(repository: repository).apply(vault: vault.name, now: now).map {
+                let removal = try Retention(repository: repository).apply(vault: vault.name, now: now)
+                outcomes += removal.points.map {
                     Outcome(server: $0.serverName, point: $0, message: "deleted by retention")
+                }
+                // Retention did its work; the space comes back at the next collection.
+                if let problem = removal.collectionProblem {
+                    outcomes.append(Outcome(server: "-", point: nil, message: problem, failed: false))
                 }
             } catch {
                 logger.error("retention of vault \(vault.name) failed: \(error)")

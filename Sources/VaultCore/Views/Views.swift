@@ -238,11 +238,26 @@ public struct RetentionView: Codable, Sendable {
     public var vault: String
     public var dryRun: Bool
     public var points: [PointView]
+    /// Why garbage collection did not run after the deletion; absent when it ran.
+    public var garbageCollectionProblem: String?
 
-    public init(vault: String, dryRun: Bool, points: [PointView]) {
+    public init(vault: String, dryRun: Bool, points: [PointView], garbageCollectionProblem: String? = nil) {
         self.vault = vault
         self.dryRun = dryRun
         self.points = points
+        self.garbageCollectionProblem = garbageCollectionProblem
+    }
+}
+
+/// What `purge --json` did.
+public struct PurgeView: Codable, Sendable {
+    public var purged: [PointView]
+    /// Why garbage collection did not run after the purge; absent when it ran.
+    public var garbageCollectionProblem: String?
+
+    public init(purged: [PointView], garbageCollectionProblem: String?) {
+        self.purged = purged
+        self.garbageCollectionProblem = garbageCollectionProblem
     }
 }
 
