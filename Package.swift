@@ -73,6 +73,11 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "VaultFilesTests",
+            dependencies: ["VaultCore", "VaultFiles", "TestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
             name: "VaultFSTests",
             dependencies: ["VaultFS", "VaultCore", "VaultFiles", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -233,8 +233,8 @@ final class FragmentedFileTests: XCTestCase {
     /// their budget: a map that does not fit is walked again for each read, and reads the same.
     func testExtentMapsCountAgainstTheMountsMemoryAndNeverOutgrowTheirBudget() throws {
         let f = try fragmented()
-        let fixture = try Fixture()
-        let cache = ChunkCache(store: fixture.repository.chunks, budget: 8 << 20)
+        let budget = try MemoryBudget(bytes: 8 << 20)
+        let cache = budget.cache
         let filesystem = try Ext2Filesystem(source: try FileSource(path: f.scratch.file("fs.img")))
         let volume = Volume(name: "root", reader: filesystem, memory: cache)
         let file = try XCTUnwrap(try volume.reader.open(f.inode) as? Ext2File)
@@ -259,8 +259,8 @@ final class FragmentedFileTests: XCTestCase {
 
     /// All volumes' listings and maps share half of the mount's memory, whatever their number.
     func testListingsAndMapsOfManyVolumesShareHalfTheMountsMemory() throws {
-        let fixture = try Fixture()
-        let cache = ChunkCache(store: fixture.repository.chunks, budget: 16 << 20)
+        let budget = try MemoryBudget(bytes: 16 << 20)
+        let cache = budget.cache
         XCTAssertEqual(Volume.share(of: cache, own: 0, budget: 4 << 20), 4 << 20)
         cache.charge(6 << 20)
         XCTAssertEqual(Volume.share(of: cache, own: 0, budget: 4 << 20), 2 << 20, "others hold 6 of the 8 MiB")
