@@ -26,6 +26,7 @@ files() {
     echo "755 $top/mount-helpers/mount.vaultfs $SBINDIR/mount.vaultfs"
     echo "644 $top/mount-helpers/vaultfs@.service $unitdir/vaultfs@.service"
     echo "644 $top/mount-helpers/vaultctl-scheduler.service $unitdir/vaultctl-scheduler.service"
+    echo "644 $top/mount-helpers/vaultctl-scheduler.timer $unitdir/vaultctl-scheduler.timer"
     for page in "$top"/man/*.8 "$MANPAGES"/*.8; do
         [ -e "$page" ] && echo "644 $page $mandir/$(basename "$page").gz"
     done

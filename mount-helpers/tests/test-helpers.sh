@@ -251,10 +251,15 @@ fi
 
 # ---------------------------------------------------------------- unit files
 
-for unit in 'vaultfs@.service' vaultctl-scheduler.service; do
-    for key in ExecStart= EnvironmentFile= WantedBy= Restart=on-failure Type=simple; do
-        check "$unit has $key" grep -q "^$key" "$helpers/$unit"
-    done
+for key in ExecStart= EnvironmentFile= WantedBy= Restart=on-failure Type=simple; do
+    check "vaultfs@.service has $key" grep -q "^$key" "$helpers/vaultfs@.service"
+done
+# The scheduler runs once per start, so a run whose backups failed leaves the unit failed.
+for key in 'ExecStart=.* schedule run --once$' EnvironmentFile= Type=oneshot TimeoutStartSec=infinity; do
+    check "vaultctl-scheduler.service has $key" grep -Eq "^$key" "$helpers/vaultctl-scheduler.service"
+done
+for key in OnCalendar= WantedBy=timers.target; do
+    check "vaultctl-scheduler.timer has $key" grep -q "^$key" "$helpers/vaultctl-scheduler.timer"
 done
 check "vaultfs@.service runs vaultfs in the foreground" grep -Eq '^ExecStart=/usr/local/bin/vaultfs .* -f( |$)' "$helpers/vaultfs@.service"
 check "vaultfs@.service stops with fusermount3 -u" grep -Eq '^ExecStop=.*fusermount3 -u' "$helpers/vaultfs@.service"
@@ -263,10 +268,10 @@ if command -v systemd-analyze >/dev/null; then
     units=$tmp/units
     mkdir -p "$units/bin"
     for b in vaultfs vaultctl; do printf '#!/bin/sh\n' >"$units/bin/$b" && chmod +x "$units/bin/$b"; done
-    for unit in 'vaultfs@.service' vaultctl-scheduler.service; do
+    for unit in 'vaultfs@.service' vaultctl-scheduler.service vaultctl-scheduler.timer; do
         sed "s#/usr/local/bin/#$units/bin/#g" "$helpers/$unit" >"$units/$unit"
     done
-    for unit in 'vaultfs@prod.service' vaultctl-scheduler.service; do
+    for unit in 'vaultfs@prod.service' vaultctl-scheduler.service vaultctl-scheduler.timer; do
         if run systemd-analyze verify "$units/$unit" && ! grep -Eq 'vaultfs@|vaultctl-scheduler' "$tmp/out" "$tmp/err"; then
             ok "systemd-analyze verify $unit"
         else
