@@ -8,28 +8,15 @@ struct FlatImageCache {
     /// About 160 MB of chunk references.
     static let positionBudget = 4 << 20
 
-    private var entries: [String: (image: FlatImage, tick: UInt64)] = [:]
-    private var positions = 0
-    private var tick: UInt64 = 0
+    private var images = LRUCache<String, FlatImage>()
 
-    mutating func image(for key: String) -> FlatImage? {
-        guard let entry = entries[key] else { return nil }
-        tick += 1
-        entries[key] = (entry.image, tick)
-        return entry.image
-    }
+    mutating func image(for key: String) -> FlatImage? { images.value(for: key) }
 
+    /// Keeps `image`; the one just kept stays even when it alone is over the budget.
     mutating func insert(_ image: FlatImage, for key: String) {
-        guard entries[key] == nil else { return }
-        tick += 1
-        entries[key] = (image, tick)
-        positions += image.refs.count
-        while positions > Self.positionBudget, entries.count > 1,
-            let oldest = entries.min(by: { $0.value.tick < $1.value.tick })
-        {
-            entries[oldest.key] = nil
-            positions -= oldest.value.image.refs.count
-        }
+        guard !images.contains(key) else { return }
+        images.insert(image, for: key, cost: image.refs.count)
+        images.evict(downTo: Self.positionBudget) { $0 == key }
     }
 }
 

@@ -133,9 +133,9 @@ extension ExtentMap {
 /// walks again, never memory beyond the budget.
 final class ExtentMaps: Sendable {
     private struct State {
-        var maps: [UInt64: (map: ExtentMap, used: UInt64)] = [:]
-        var bytes = 0
-        var clock: UInt64 = 0
+        /// Maps by inode, each costing its bytes.
+        var maps = LRUCache<UInt64, ExtentMap>()
+        var bytes: Int { maps.cost }
         var budget: Int
         var memory: ChunkCache?
     }
@@ -169,12 +169,7 @@ final class ExtentMaps: Sendable {
     var bytes: Int { state.withLock { $0.bytes } }
 
     func map(_ inode: UInt64) -> ExtentMap? {
-        state.withLock { state in
-            guard let found = state.maps[inode] else { return nil }
-            state.clock += 1
-            state.maps[inode]?.used = state.clock
-            return found.map
-        }
+        state.withLock { $0.maps.value(for: inode) }
     }
 
     func keep(_ map: ExtentMap, for inode: UInt64) {
@@ -183,10 +178,9 @@ final class ExtentMaps: Sendable {
                 state.memory.map { Volume.share(of: $0, own: state.bytes, budget: state.budget) } ?? state.budget
             guard map.bytes <= budget else { return }
             Self.evict(&state, keeping: map.bytes, budget: budget)
-            state.clock += 1
-            let before = state.maps.updateValue((map, state.clock), forKey: inode)?.map.bytes ?? 0
-            state.bytes += map.bytes - before
-            state.memory?.charge(map.bytes - before)
+            let before = state.bytes
+            state.maps.insert(map, for: inode, cost: map.bytes)
+            state.memory?.charge(state.bytes - before)
         }
     }
 
@@ -195,13 +189,8 @@ final class ExtentMaps: Sendable {
     /// not sort them all each time.
     private static func evict(_ state: inout State, keeping room: Int, budget: Int) {
         guard state.bytes + room > budget else { return }
-        let order = state.maps.sorted { $0.value.used < $1.value.used }
-        var freed = 0
-        for (inode, entry) in order where state.bytes - freed + room > budget / 4 * 3 {
-            state.maps[inode] = nil
-            freed += entry.map.bytes
-        }
-        state.bytes -= freed
-        state.memory?.charge(-freed)
+        let before = state.bytes
+        state.maps.evict(downTo: budget / 4 * 3 - room)
+        state.memory?.charge(state.bytes - before)
     }
 }

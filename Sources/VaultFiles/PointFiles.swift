@@ -11,7 +11,7 @@ public final class PointFiles: Sendable {
     private let open: Opener
     /// What the volumes' directory listings are counted against, if anything.
     private let memory: ChunkCache?
-    private let kept = Mutex<(disks: [String: (contents: DiskContents, tick: UInt64)], tick: UInt64)>(([:], 0))
+    private let kept = Mutex(LRUCache<String, DiskContents>())
     /// Disks kept open at once; each holds its flattened image and filesystem metadata.
     static let keptDisks = 64
 
@@ -25,22 +25,12 @@ public final class PointFiles: Sendable {
     /// What a point's disk holds; looked at on first use, then kept.
     public func contents(point: String, disk: String) throws -> DiskContents {
         let key = "\(point)/\(disk)"
-        if let found = kept.withLock({ state -> DiskContents? in
-            guard let entry = state.disks[key] else { return nil }
-            state.tick += 1
-            state.disks[key]!.tick = state.tick
-            return entry.contents
-        }) {
-            return found
-        }
+        if let found = kept.withLock({ $0.value(for: key) }) { return found }
         let contents = DiskContents.probe(disk: disk, source: try open(point, disk), memory: memory)
-        return kept.withLock { state in
-            if let raced = state.disks[key] { return raced.contents }
-            state.tick += 1
-            state.disks[key] = (contents, state.tick)
-            if state.disks.count > Self.keptDisks, let oldest = state.disks.min(by: { $0.value.tick < $1.value.tick }) {
-                state.disks[oldest.key] = nil
-            }
+        return kept.withLock { disks in
+            if let raced = disks.value(for: key) { return raced }
+            disks.insert(contents, for: key, cost: 1)
+            disks.evict(downTo: Self.keptDisks)
             return contents
         }
     }
@@ -64,9 +54,7 @@ public final class PointFiles: Sendable {
 
     /// Closes what is kept of points no longer shown (deleted), releasing their leases.
     public func keep(points: Set<String>) {
-        kept.withLock { state in
-            state.disks = state.disks.filter { points.contains(String($0.key.prefix { $0 != "/" })) }
-        }
+        kept.withLock { disks in disks.removeAll { !points.contains(String($0.prefix { $0 != "/" })) } }
     }
 }
 

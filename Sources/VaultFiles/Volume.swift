@@ -120,35 +120,20 @@ struct DirectoryCache {
         }
     }
 
-    private var listings: [UInt64: (listing: Listing, tick: UInt64)] = [:]
+    private var listings = LRUCache<UInt64, Listing>()
     /// What the listings kept take, as `Listing.bytes` counts it.
-    private(set) var bytes = 0
-    private var tick: UInt64 = 0
+    var bytes: Int { listings.cost }
 
-    mutating func listing(_ directory: UInt64) -> Listing? {
-        guard let entry = listings[directory] else { return nil }
-        tick += 1
-        listings[directory]!.tick = tick
-        return entry.listing
-    }
+    mutating func listing(_ directory: UInt64) -> Listing? { listings.value(for: directory) }
 
-    /// Keeps a listing, dropping the older half of the others when over `budget` bytes;
-    /// returns by how many bytes what is kept changed.
+    /// Keeps a listing, dropping the oldest others down to half of `budget` bytes when over
+    /// it (one sort per half-budget of new names rather than one per listing); returns by
+    /// how many bytes what is kept changed.
     mutating func insert(_ listing: Listing, for directory: UInt64, budget: Int) -> Int {
-        guard listings[directory] == nil else { return 0 }
+        guard !listings.contains(directory) else { return 0 }
         let before = bytes
-        tick += 1
-        listings[directory] = (listing, tick)
-        bytes += listing.bytes
-        if bytes > budget {
-            // Drop the older half at once, so a tree larger than the budget costs one sort
-            // per half-budget of new names rather than one per listing.
-            let sorted = listings.sorted { $0.value.tick < $1.value.tick }
-            for (key, value) in sorted.prefix(max(1, sorted.count / 2)) where key != directory {
-                listings[key] = nil
-                bytes -= value.listing.bytes
-            }
-        }
+        listings.insert(listing, for: directory, cost: listing.bytes)
+        if bytes > budget { listings.evict(downTo: budget / 2) { $0 == directory } }
         return bytes - before
     }
 }

@@ -14,16 +14,10 @@ import Synchronization
 final class DiskCachedStore: ObjectStore {
     typealias Settings = DiskCacheSettings
 
-    private struct State {
-        /// Cached keys: their size and when they were last used.
-        var files: [String: (size: Int64, used: UInt64)] = [:]
-        var total: Int64 = 0
-        var tick: UInt64 = 0
-    }
-
     let inner: any ObjectStore
     let settings: Settings
-    private let state = Mutex(State())
+    /// Cached keys, each costing its size.
+    private let state = Mutex(LRUCache<String, Void>())
 
     var location: String { inner.location }
     var writers: Int { inner.writers }
@@ -56,11 +50,9 @@ final class DiskCachedStore: ObjectStore {
                 found.append(("\(ChunkStore.prefix)\(fan)/\(name)", Int64(st.st_size), st.st_mtim.tv_sec))
             }
         }
-        state.withLock { state in
+        state.withLock { files in
             for file in found.sorted(by: { $0.time < $1.time }) {
-                state.tick += 1
-                state.files[file.key] = (file.size, state.tick)
-                state.total += file.size
+                files.insert((), for: file.key, cost: Int(file.size))
             }
         }
         trim()
@@ -86,12 +78,7 @@ final class DiskCachedStore: ObjectStore {
     /// for next time. Other objects come from the store as asked.
     func open(_ key: String, prefix: Int) throws -> (reader: ObjectReader, prefix: [UInt8])? {
         guard key.hasPrefix(ChunkStore.prefix) else { return try inner.open(key, prefix: prefix) }
-        let cached = state.withLock { state -> Bool in
-            guard let file = state.files[key] else { return false }
-            state.tick += 1
-            state.files[key] = (file.size, state.tick)
-            return true
-        }
+        let cached = state.withLock { $0.value(for: key) != nil }
         if cached {
             let local = DirectoryStore(root: settings.directory, modes: .ownerOnly)
             if let opened = try? local.open(String(key.dropFirst(ChunkStore.prefix.count)), prefix: prefix) {
@@ -107,11 +94,7 @@ final class DiskCachedStore: ObjectStore {
     /// Drops the local copy of `key`; false when there was none.
     @discardableResult
     func evict(_ key: String) -> Bool {
-        let had = state.withLock { state -> Bool in
-            guard let file = state.files.removeValue(forKey: key) else { return false }
-            state.total -= file.size
-            return true
-        }
+        let had = state.withLock { $0.remove(key) != nil }
         if had { unlink(path(key)) }
         return had
     }
@@ -128,34 +111,21 @@ final class DiskCachedStore: ObjectStore {
         } catch {
             return
         }
-        state.withLock { state in
-            state.tick += 1
-            if let old = state.files[key] { state.total -= old.size }
-            state.files[key] = (Int64(bytes.count), state.tick)
-            state.total += Int64(bytes.count)
-        }
+        state.withLock { $0.insert((), for: key, cost: bytes.count) }
         trim()
     }
 
     /// Over its size, drops the least recently used down to 90% of it.
     private func trim() {
-        let victims = state.withLock { state -> [String] in
-            guard state.total > settings.bytes else { return [] }
-            let target = settings.bytes - settings.bytes / 10
-            var victims: [String] = []
-            for (key, file) in state.files.sorted(by: { $0.value.used < $1.value.used }) {
-                if state.total <= target { break }
-                state.files[key] = nil
-                state.total -= file.size
-                victims.append(key)
-            }
-            return victims
+        let limit = Int(clamping: settings.bytes)
+        let victims = state.withLock { files in
+            files.cost > limit ? files.evict(downTo: limit - limit / 10).map(\.key) : []
         }
         for key in victims { unlink(path(key)) }
     }
 
     /// Bytes the folder holds now.
-    var cachedBytes: Int64 { state.withLock { $0.total } }
+    var cachedBytes: Int64 { Int64(state.withLock { $0.cost }) }
 }
 
 /// Where a disk cache of chunks is and how many bytes it may hold.
