@@ -2,7 +2,9 @@
 """vaultfs against borg and restic, side by side in one run, on the benchmark corpus.
 
 Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
-paired rows) with its min and max. Prints Markdown tables and writes the same figures to
+paired rows) with its min and max. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
+another build's vaultctl and vaultfs, e.g. the previous commit's) measures this build against
+that one instead, side by side in one run: backups, cold read, peak RSS, fio, export. Prints Markdown tables and writes the same figures to
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
 `make release` does and makes the corpus. Needs root: it drops the page cache and mounts.
 """
@@ -104,9 +106,9 @@ def wait_for(predicate, seconds=60):
 class VaultfsMount:
     """A fresh vaultfs daemon in the foreground (so its pid and peak RSS are known)."""
 
-    def __init__(self, repo, path, options="", passphrase=""):
+    def __init__(self, repo, path, options="", passphrase="", binary=None):
         os.makedirs(path, exist_ok=True)
-        args = [VAULTFS, repo, path, "-f"] + (["-o", options] if options else [])
+        args = [binary or VAULTFS, repo, path, "-f"] + (["-o", options] if options else [])
         env = dict(ENV, VAULT_PASSPHRASE=passphrase)
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.path = path
@@ -148,13 +150,14 @@ def data_extent(path):
     return f"{max(64, allocated // (1 << 20))}M"
 
 
-def prepare_vaultfs(run, *init):
+def prepare_vaultfs(run, *init, ctl=None):
     """A new vaultfs repository (`init` arguments) with the bench vault, policy and server."""
-    run(VAULTCTL, "init", *init)
-    run(VAULTCTL, "vault", "create", "bench")
-    run(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
+    ctl = ctl or VAULTCTL
+    run(ctl, "init", *init)
+    run(ctl, "vault", "create", "bench")
+    run(ctl, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
         "--now", "2030-01-01T00:00Z")
-    run(VAULTCTL, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
+    run(ctl, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
 
 
 def one_run(r):
@@ -230,6 +233,40 @@ def one_run(r):
     subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
     record("export of the image", "borg", time.monotonic() - start)
     shutil.rmtree(extract)
+
+
+def against_rows(runs, other):
+    """This build against the one in `other`, in turn (each going first on alternate runs),
+    each with a fresh repository and host configuration of its own."""
+    builds = [("vaultfs", VAULTCTL, VAULTFS), ("vaultfs before", os.path.join(other, "vaultctl"), os.path.join(other, "vaultfs"))]
+    for r in range(runs):
+        log(f"== against {other}: run {r + 1} of {runs}")
+        shutil.rmtree(RUN, ignore_errors=True)
+        os.makedirs(MNT)
+        for k, (tool, ctl, fs) in enumerate(in_turn(r, builds)):
+            repo = os.path.join(RUN, f"repo-{k}")
+            env = dict(ENV, VAULT_REPO=repo, VAULT_CONFIG_DIR=os.path.join(RUN, f"etc-{k}"))
+            run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+            use_version(1)
+            prepare_vaultfs(run, repo, ctl=ctl)
+            for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
+                use_version(v)
+                record(f"against: {name}", tool, timed(ctl, "schedule", "run", "--once", "--now", SLOT[v], env=env))
+            m = VaultfsMount(repo, os.path.join(MNT, "vaultfs"), binary=fs)
+            image = os.path.join(m.path, "bench", "web", POINT[2], "root.img")
+            record("against: cold read of the image (dd 1M)", tool, timed("dd", f"if={image}", "of=/dev/null", "bs=1M"))
+            record("against: daemon peak RSS after a cold read", tool, m.peak_rss_kib() / 1024, "MiB")
+            m.close()
+            m = VaultfsMount(repo, os.path.join(MNT, "vaultfs"), binary=fs)
+            drop_caches()
+            extent = data_extent(os.path.join(CORPUS, "disk-v2.img"))
+            iops, _, _, p99, _ = fio(image, "qd1", "randread", "4k", 1, size=extent)
+            record("against: fio 4K random QD1 IOPS", tool, iops, "IOPS")
+            record("against: fio 4K random QD1 p99", tool, p99, "ms")
+            m.close()
+            out = os.path.join(RUN, "export.img")
+            record("against: export of the image", tool, timed(ctl, "export", f"web/{POINT[2]}", "-o", out, env=env))
+            os.unlink(out)
 
 
 def encryption_rows(runs):
@@ -547,12 +584,13 @@ def report():
 
     rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
     lines = []
-    for name in [name for name in order if not name.startswith(("S3: ", "pair: "))]:
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
-    print_table(f"median of {RUNS} runs or more (min-max, and the runs column); ratios are of medians, measured side by side in one run\n",
-                ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs)"], lines)
+    if lines:
+        print_table(f"median of {RUNS} runs or more (min-max, and the runs column); ratios are of medians, measured side by side in one run\n",
+                    ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs)"], lines)
     lines = []
     for name in [name for name in order if name.startswith("pair: ")]:
         plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
@@ -564,6 +602,14 @@ def report():
         print_table("\nEncrypted against plain: fresh repositories in pairs, each going first in turn; the last column\n"
                     "is each pair's ratio, lowest to highest\n",
                     ["measurement", "unit", "pairs", "vaultfs", "vaultfs encrypted", "encrypted / plain", "pairs' ratios"], lines)
+    lines = []
+    for name in [name for name in order if name.startswith("against: ")]:
+        rows = rows_of(name)
+        v, b = rows.get("vaultfs"), rows.get("vaultfs before")
+        lines.append([name.removeprefix("against: "), units[name], v["runs"] if v else "-", show(v), show(b), ratio(v, b)])
+    if lines:
+        print_table(f"\nThis build against {os.environ.get('BENCH_AGAINST')}, in turn in one run\n",
+                    ["measurement", "unit", "runs", "this build", "before", "this / before"], lines)
     lines = []
     for name in [name for name in order if name.startswith("S3: ")]:
         rows, plain = rows_of(name), rows_of(name.removeprefix("S3: ")).get("vaultfs")
@@ -580,9 +626,14 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "fragments"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3 or fragments, not {only}")
-        if only != "fragments":
+        if only not in ("", "s3", "fragments", "against"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments or against, not {only}")
+        if only == "against":
+            other = os.environ.get("BENCH_AGAINST", "")
+            if not os.path.isfile(os.path.join(other, "vaultctl")) or not os.path.isfile(os.path.join(other, "vaultfs")):
+                raise SystemExit("bench: BENCH_ONLY=against needs BENCH_AGAINST=DIR holding another build's vaultctl and vaultfs")
+            against_rows(max(RUNS, 5), other)
+        if only not in ("fragments", "against"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":

@@ -81,7 +81,9 @@ public final class BackupJob: Sendable {
         } catch {
             var reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("backup \(point.name) of \(server.name) failed: \(reason)")
-            try? repository.maps.remove(point: id)
+            repository.tidy("the maps of failed point \(id) are left; the next 'vaultctl gc' removes them") {
+                try repository.maps.remove(point: id)
+            }
             if (error as? VaultError)?.code == .noSpace {
                 // Give back what this backup wrote, so the catalog can record the failure and
                 // the next backup has room; points already stored are untouched.

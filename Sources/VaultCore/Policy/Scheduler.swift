@@ -140,7 +140,10 @@ public final class Scheduler: Sendable {
             // so the history shows it and the slot is not retried forever.
             let reason = (error as? VaultError)?.description ?? "\(error)"
             logger.error("policy backup of \(server.name) failed: \(reason)")
-            let point = try? repository.recordFailedAttempt(plan, server: server, error: reason, now: now)
+            var point: Point?
+            do { point = try repository.recordFailedAttempt(plan, server: server, error: reason, now: now) } catch {
+                logger.error("the failed attempt of \(server.name) could not be recorded in the history: \(error)")
+            }
             return Outcome(server: server.name, point: point, message: "failed: \(reason)", failed: true)
         }
     }

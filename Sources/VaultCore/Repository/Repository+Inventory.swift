@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Vaults, policies and servers: each change is committed in the catalog and then written
 /// to its manifest, so the repository alone describes what it holds.
@@ -17,7 +18,11 @@ extension Repository {
 
     public func removeVault(named name: String) throws {
         try catalog.removeVault(named: name)
-        try? manifests.removeVault(name)
+        tidy(
+            "vault '\(name)' is removed, but its manifest is left (a rebuild or another host would bring it back); remove manifests/vaults/\(name).json"
+        ) {
+            try manifests.removeVault(name)
+        }
     }
 
     /// Adds a server. Its disks and `hooks` are kept in this host's configuration (`host`),
@@ -86,7 +91,11 @@ extension Repository {
     public func removeServer(named name: String) throws {
         let id = try catalog.server(named: name).id
         try catalog.removeServer(named: name)
-        try? manifests.removeServer(name)
+        tidy(
+            "server '\(name)' is removed, but its manifest is left (a rebuild or another host would bring it back); remove manifests/servers/\(name).json"
+        ) {
+            try manifests.removeServer(name)
+        }
         fingerprints.remove(server: id)
     }
 
@@ -96,5 +105,13 @@ extension Repository {
 
     func writeServerManifest(_ name: String) throws {
         for manifest in try catalog.serverManifests(named: name) { try manifests.write(manifest) }
+    }
+}
+
+extension Repository {
+    /// Runs `body`, which tidies up after a change already made; when it fails, the log says
+    /// what is left and why, instead of failing the change that was made or keeping silent.
+    func tidy(_ what: String, _ body: () throws -> Void) {
+        do { try body() } catch { Logger(label: "vaultfs.repository").warning("\(what): \(error)") }
     }
 }
