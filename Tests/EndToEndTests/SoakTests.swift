@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import VaultCore
 import XCTest
@@ -10,20 +11,25 @@ import XCTest
 /// `make soak` runs 900).
 final class SoakTests: XCTestCase {
     /// What each point must read as, and what the test itself deleted.
-    private final class Ledger: @unchecked Sendable {
-        // Every field is read and written under `lock`.
-        private let lock = NSLock()
-        private var expected: [String: String] = [:]
-        private var deleted = Set<String>()
-        private(set) var problems: [String] = []
-        private(set) var comparisons = 0
+    private final class Ledger: Sendable {
+        private struct State {
+            var expected: [String: String] = [:]
+            var deleted = Set<String>()
+            var problems: [String] = []
+            var comparisons = 0
+        }
 
-        func expect(_ key: String, _ copy: String) { lock.withLock { expected[key] = copy } }
-        func copy(of key: String) -> String? { lock.withLock { expected[key] } }
-        func markDeleted(_ key: String) { _ = lock.withLock { deleted.insert(key) } }
-        func wasDeleted(_ key: String) -> Bool { lock.withLock { deleted.contains(key) } }
-        func problem(_ text: String) { lock.withLock { problems.append(text) } }
-        func compared() { lock.withLock { comparisons += 1 } }
+        private let state = Mutex(State())
+
+        var problems: [String] { state.withLock { $0.problems } }
+        var comparisons: Int { state.withLock { $0.comparisons } }
+
+        func expect(_ key: String, _ copy: String) { state.withLock { $0.expected[key] = copy } }
+        func copy(of key: String) -> String? { state.withLock { $0.expected[key] } }
+        func markDeleted(_ key: String) { _ = state.withLock { $0.deleted.insert(key) } }
+        func wasDeleted(_ key: String) -> Bool { state.withLock { $0.deleted.contains(key) } }
+        func problem(_ text: String) { state.withLock { $0.problems.append(text) } }
+        func compared() { state.withLock { $0.comparisons += 1 } }
     }
 
     func testEverythingAtOnceLosesNothingAndReadsNoWrongByte() throws {
