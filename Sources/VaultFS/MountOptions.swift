@@ -59,7 +59,7 @@ public struct MountOptions: Sendable, Equatable {
                 guard bytes <= Posix.physicalMemory else {
                     throw VaultError(
                         .invalidArgument,
-                        "bad cache_size '\(size)': this machine has \(Units.formatSize(Int64(Posix.physicalMemory))) of memory; give less, e.g. 512M"
+                        "bad cache_size '\(size)': this process may use \(Units.formatSize(Int64(Posix.physicalMemory))) of memory (the machine's, or its control group's limit); give less, e.g. 512M"
                     )
                 }
                 cacheSize = bytes

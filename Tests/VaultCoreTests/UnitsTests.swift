@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import VaultCore
@@ -14,5 +15,34 @@ final class UnitsTests: XCTestCase {
         }
         XCTAssertEqual(Units.compactUTC(Date(timeIntervalSince1970: 1_893_513_600)), "20300101T160000Z")
         XCTAssertEqual(Units.compactUTC(Date(timeIntervalSince1970: 951_782_400)), "20000229T000000Z")
+    }
+}
+
+final class MemoryLimitTests: XCTestCase {
+    /// A control group's limit below the machine's memory is what the process may use;
+    /// "max" and v1's near-Int64.max value mean none.
+    func testAControlGroupLimitIsReadFromV1AndV2() throws {
+        let scratch = Scratch("cgroup")
+        let root = scratch.file("sys")
+        for (folder, file, value) in [
+            ("v2/a", "memory.max", "1073741824\n"), ("v2/b", "memory.max", "max\n"),
+            ("memory/v1/a", "memory.limit_in_bytes", "536870912\n"),
+            ("memory/v1/b", "memory.limit_in_bytes", "9223372036854771712\n"),
+        ] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(folder)", withIntermediateDirectories: true)
+            try Data(value.utf8).write(to: URL(fileURLWithPath: "\(root)/\(folder)/\(file)"))
+        }
+        func limit(_ cgroup: String) throws -> Int? {
+            let file = scratch.file("cgroup-\(abs(cgroup.hashValue))")
+            try Data(cgroup.utf8).write(to: URL(fileURLWithPath: file))
+            return Posix.controlGroupMemoryLimit(cgroups: file, root: root)
+        }
+        XCTAssertEqual(try limit("0::/v2/a\n"), 1 << 30)
+        XCTAssertNil(try limit("0::/v2/b\n"))
+        XCTAssertEqual(try limit("4:memory:/v1/a\n1:cpu:/\n"), 512 << 20)
+        XCTAssertNil(try limit("4:memory:/v1/b\n"))
+        XCTAssertNil(try limit("4:memory:/../etc\n"), "a path that leaves the root is not followed")
+        XCTAssertNil(try limit("garbage"))
+        XCTAssertGreaterThan(Posix.physicalMemory, 0)
     }
 }

@@ -185,9 +185,63 @@ public enum Posix {
         }
     }
 
-    /// The machine's physical memory in bytes.
+    /// The memory this process may use, in bytes: the machine's physical memory, or less
+    /// when its control group (v2 `memory.max`, v1 `memory.limit_in_bytes`) sets a lower
+    /// limit. `Int.max` when neither can be read.
     public static var physicalMemory: Int {
-        Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pages = sysconf(Int32(_SC_PHYS_PAGES))
+        let pageSize = sysconf(Int32(_SC_PAGESIZE))
+        var machine = Int.max
+        if pages > 0 && pageSize > 0 {
+            let product = pages.multipliedReportingOverflow(by: pageSize)
+            if !product.overflow { machine = product.partialValue }
+        }
+        return min(machine, controlGroupMemoryLimit() ?? Int.max)
+    }
+
+    /// Up to `limit` bytes of a file of /proc or /sys, whose size `stat` does not tell; nil
+    /// when it cannot be read.
+    static func readKernelFile(_ path: String, limit: Int) -> [UInt8]? {
+        guard let fd = try? open(path, O_RDONLY) else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var count = 0
+        while count < limit {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, limit - count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                if n < 0 { return nil }
+                break
+            }
+            count += n
+        }
+        return Array(bytes.prefix(count))
+    }
+
+    /// The memory limit of this process's control group, when one is set and readable.
+    static func controlGroupMemoryLimit(cgroups: String = "/proc/self/cgroup", root: String = "/sys/fs/cgroup") -> Int?
+    {
+        guard let bytes = readKernelFile(cgroups, limit: 1 << 16) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, !fields[2].contains("..") else { continue }
+            let file: String
+            if fields[0] == "0" && fields[1].isEmpty {
+                file = "\(root)\(fields[2])/memory.max"
+            } else if fields[1].split(separator: ",").contains("memory") {
+                file = "\(root)/memory\(fields[2])/memory.limit_in_bytes"
+            } else {
+                continue
+            }
+            guard let text = readKernelFile(file, limit: 64) else { continue }
+            // "max" (v2) or a number near Int64.max (v1) means no limit.
+            if let limit = Int(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+                limit > 0, limit < Int.max / 2
+            {
+                return limit
+            }
+        }
+        return nil
     }
 
     /// Whether `path` names a directory (following links).
