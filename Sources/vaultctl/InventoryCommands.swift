@@ -168,6 +168,13 @@ struct ServerCommand: ParsableCommand {
             if let thaw = hooks?.thaw { print("thaw:   \(thaw)") }
             if let unreadable {
                 print("here:   cannot be read: \(unreadable)")
+            } else if let here, here.repository != repo.config.id {
+                print(
+                    here.repository.map {
+                        "here:   set up for another repository (\($0)); 'vaultctl server adopt \(server.name)' moves it to this one"
+                    }
+                        ?? "here:   set up by an older vaultctl, for no repository: 'vaultctl server adopt \(server.name)' after checking the disks"
+                )
             } else if let here {
                 let same = Set(here.disks) == Set(disks.map { HostServer.Disk(name: $0.name, path: $0.path) })
                 print(

@@ -305,7 +305,7 @@ final class BackupTests: XCTestCase {
             ],
             [HostServer.Disk(name: "data", path: fixture.disk.path)],
         ] {
-            try fixture.host.write(HostServer(disks: disks), server: "db")
+            try fixture.host.write(HostServer(disks: disks, repository: fixture.repository.config.id), server: "db")
             XCTAssertThrowsError(
                 try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host), "\(disks)"
             ) {
@@ -320,6 +320,37 @@ final class BackupTests: XCTestCase {
             ).isEmpty)
         try fixture.repository.adoptServer(named: "db", host: fixture.host)
         XCTAssertEqual(try fixture.host.server("db")?.disks, [HostServer.Disk(name: "root", path: fixture.disk.path)])
+        XCTAssertEqual(
+            try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status,
+            .active)
+    }
+
+    /// A server file names the repository it is backed up into: another repository that
+    /// names a server of the same name (whoever may write it could add one, with this host's
+    /// paths) gets neither its disks nor its hooks, and a file that names none is adopted again.
+    func testAServerFileOfAnotherRepositoryIsNotReadForThisOne() throws {
+        let fixture = try Fixture()
+        try fixture.repository.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)], host: fixture.host, now: Date())
+        XCTAssertEqual(try fixture.host.server("db")?.repository, fixture.repository.config.id)
+        let other = try Repository.create(at: fixture.scratch.file("other"), chunkSize: 64 << 10, compressionLevel: 3)
+        try other.createVault(named: "prod", policy: nil, now: Date())
+        // As someone who may write the other repository would: straight into its catalog.
+        try other.catalog.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: false, now: Date())
+        XCTAssertThrowsError(try other.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied)
+            XCTAssertTrue("\($0)".contains("another repository"), "\($0)")
+        }
+        XCTAssertTrue(try other.catalog.allPoints().isEmpty)
+        // A file an older vaultctl wrote names no repository: adopted again before it is read.
+        try fixture.host.write(
+            HostServer(disks: [HostServer.Disk(name: "root", path: fixture.disk.path)]), server: "db")
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host))
+        {
+            XCTAssertTrue("\($0)".contains("names no repository"), "\($0)")
+        }
+        try fixture.repository.adoptServer(named: "db", host: fixture.host)
         XCTAssertEqual(
             try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status,
             .active)

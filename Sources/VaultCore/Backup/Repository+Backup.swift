@@ -19,7 +19,7 @@ extension Repository {
         // What is read, and run, is this host's: the repository's disks must be the ones this
         // host was given, path for path, or someone who can write the repository could have
         // any file of this host copied into it.
-        guard let here = try host.server(server.name) else { throw notSetUp(server.name, host: host) }
+        guard let here = try hostServer(server.name, host: host) else { throw try notSetUp(server.name, host: host) }
         let named = Set(disks.map { HostServer.Disk(name: $0.name, path: $0.path) })
         guard named == Set(here.disks) else {
             func list(_ disks: some Sequence<HostServer.Disk>) -> String {

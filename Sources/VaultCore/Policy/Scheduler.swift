@@ -56,25 +56,32 @@ public final class Scheduler: Sendable {
                     // A server set up on another host is that host's to back up. A host with no
                     // servers set up at all ran an older vaultctl: that is a failure to say.
                     // Either is said once a slot: a running scheduler does not repeat it every 30 s.
-                    if try host.server(server.name) == nil {
+                    if try repository.hostServer(server.name, host: host) == nil {
                         let history = try repository.catalog.allPoints(server: server.id)
                         if history.contains(where: { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }) {
                             continue
                         }
                         guard reported.withLock({ $0.insert("\(server.name) \(slot.timeIntervalSince1970)").inserted })
                         else { continue }
-                        if host.isInUse {
-                            let line =
-                                "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
-                            logger.warning("\(server.name): \(line)")
-                            outcomes.append(Outcome(server: server.name, point: nil, message: line))
-                        } else {
+                        // A file of this host for another repository is that repository's
+                        // server of the same name; one that names no repository was written
+                        // by an older vaultctl and must be adopted again: a failure to say.
+                        let file = try host.server(server.name)
+                        let unadopted = file != nil && file?.repository == nil
+                        if unadopted || !host.isInUse {
                             outcomes.append(
                                 Outcome(
                                     server: server.name, point: nil,
                                     message:
-                                        "failed: \(repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)",
+                                        "failed: \(try repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)",
                                     failed: true))
+                        } else {
+                            let line =
+                                file == nil
+                                ? "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
+                                : "skipped: set up on this host for another repository (\(host.path(server: server.name)))"
+                            logger.warning("\(server.name): \(line)")
+                            outcomes.append(Outcome(server: server.name, point: nil, message: line))
                         }
                         continue
                     }

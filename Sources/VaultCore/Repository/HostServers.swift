@@ -32,16 +32,22 @@ public struct HostServer: Sendable, Equatable {
 
     public var disks: [Disk]
     public var hooks: Hooks
+    /// The id of the repository this host backs the server up into: a file names one, so a
+    /// server of the same name in another repository (whoever may write that one) never
+    /// gets this host's disks or hooks.
+    public var repository: String?
 
-    public init(disks: [Disk], hooks: Hooks = Hooks()) {
+    public init(disks: [Disk], hooks: Hooks = Hooks(), repository: String? = nil) {
         self.disks = disks
         self.hooks = hooks
+        self.repository = repository
     }
 }
 
 /// Where this host keeps the servers it backs up: one file a server,
 /// `/etc/vaultfs/servers/SERVER.conf` (`$VAULT_CONFIG_DIR/servers` when that is set), with
-/// its disks (`disk NAME = PATH`) and hooks (`freeze = COMMAND`, `thaw = COMMAND`).
+/// the repository it is backed up into (`repository = ID`), its disks (`disk NAME = PATH`)
+/// and hooks (`freeze = COMMAND`, `thaw = COMMAND`).
 ///
 /// What vaultctl reads and runs as root is host configuration, never repository data. A
 /// repository may be written by someone else (another host of a shared bucket, an NFS
@@ -125,9 +131,13 @@ public struct HostServers: Sendable {
         guard lstat(directory, &st) == 0 else { throw Posix.error("cannot use the servers folder", directory) }
         try Self.requireTrusted(st, directory, isDirectory: true)
         try requireTrustedParent()
+        if let repository = host.repository, repository.isEmpty || repository.contains(where: \.isWhitespace) {
+            throw VaultError.invalid("a repository id is one word")
+        }
         var text =
-            "# Server \(server) as this host backs it up: the disks vaultctl reads, and the commands it runs\n"
-            + "# before (freeze) and after (thaw) reading them.\n"
+            "# Server \(server) as this host backs it up: the repository it goes into, the disks vaultctl\n"
+            + "# reads, and the commands it runs before (freeze) and after (thaw) reading them.\n"
+        if let repository = host.repository { text += "repository = \(repository)\n" }
         for disk in host.disks { text += "disk \(disk.name) = \(disk.path)\n" }
         if let freeze = host.hooks.freeze { text += "freeze = \(freeze)\n" }
         if let thaw = host.hooks.thaw { text += "thaw = \(thaw)\n" }
@@ -142,8 +152,8 @@ public struct HostServers: Sendable {
         }
     }
 
-    /// Reads a server's file: `disk NAME = PATH`, `freeze = COMMAND` and `thaw = COMMAND`
-    /// lines; `#` starts a comment.
+    /// Reads a server's file: `repository = ID`, `disk NAME = PATH`, `freeze = COMMAND` and
+    /// `thaw = COMMAND` lines; `#` starts a comment.
     static func parse(_ text: String, file: String) throws -> HostServer {
         var values: [String: String] = [:]
         var disks: [HostServer.Disk] = []
@@ -155,7 +165,8 @@ public struct HostServers: Sendable {
             guard let equals = trimmed.firstIndex(of: "=") else {
                 throw VaultError(
                     .invalidArgument,
-                    "\(file) line \(number + 1): expected 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'")
+                    "\(file) line \(number + 1): expected 'repository = ID', 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'"
+                )
             }
             let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
             let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
@@ -170,17 +181,19 @@ public struct HostServers: Sendable {
                 disks.append(HostServer.Disk(name: name, path: value))
                 continue
             }
-            guard key == "freeze" || key == "thaw" else {
+            guard key == "freeze" || key == "thaw" || key == "repository" else {
                 throw VaultError(
                     .invalidArgument,
-                    "\(file) line \(number + 1): unknown key '\(key)' (known: disk NAME, freeze, thaw)")
+                    "\(file) line \(number + 1): unknown key '\(key)' (known: repository, disk NAME, freeze, thaw)")
             }
             guard values[key] == nil else {
                 throw VaultError(.invalidArgument, "\(file) line \(number + 1): '\(key)' is given twice")
             }
             values[key] = value
         }
-        return HostServer(disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]))
+        return HostServer(
+            disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]), repository: values["repository"]
+        )
     }
 
     /// The folders above the servers folder must be as safe as it is, up to `/`: whoever may

@@ -33,9 +33,11 @@ extension Repository {
         hooks: Hooks = Hooks(), host: HostServers = .standard, now: Date = Date()
     ) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
-        let here = HostServer(disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks)
+        let here = HostServer(
+            disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks, repository: config.id)
         try host.check(hooks)
         try requireWritable("add a server")
+        let previous = try host.server(name)
         // The catalog first: a server refused (a name given twice, a bad disk, no such vault)
         // leaves no file behind, nor replaces another server's.
         let server = try catalog.addServer(named: name, vault: vault, disks: disks, hooks: !hooks.isEmpty, now: now)
@@ -45,6 +47,7 @@ extension Repository {
             try? catalog.removeServer(named: name)
             throw error
         }
+        warnIfTakenOver(name, from: previous, host: host)
         try writeServerManifest(name)
         return server
     }
@@ -54,7 +57,7 @@ extension Repository {
     public func setHooks(_ hooks: Hooks, server name: String, host: HostServers = .standard) throws {
         _ = try catalog.server(named: name)
         try requireWritable("change hooks")
-        guard var here = try host.server(name) else { throw notSetUp(name, host: host) }
+        guard var here = try hostServer(name, host: host) else { throw try notSetUp(name, host: host) }
         here.hooks = hooks
         try host.write(here, server: name)
         try catalog.setHooks(!hooks.isEmpty, server: name)
@@ -68,16 +71,51 @@ extension Repository {
     public func adoptServer(named name: String, host: HostServers = .standard) throws -> [HostServer.Disk] {
         let server = try catalog.server(named: name)
         let disks = try catalog.disks(ofServer: server.id).map { HostServer.Disk(name: $0.name, path: $0.path) }
-        let hooks = try host.server(name)?.hooks ?? Hooks()
-        try host.write(HostServer(disks: disks, hooks: hooks), server: name)
+        let previous = try host.server(name)
+        // Hooks stay only when the file was this repository's (or an older one naming none).
+        let hooks = previous.flatMap { $0.repository == nil || $0.repository == config.id ? $0.hooks : nil } ?? Hooks()
+        try host.write(HostServer(disks: disks, hooks: hooks, repository: config.id), server: name)
+        warnIfTakenOver(name, from: previous, host: host)
         return disks
     }
 
-    /// The refusal of a backup, or a change, of a server this host has not set up.
-    func notSetUp(_ name: String, host: HostServers) -> VaultError {
-        VaultError(
+    /// `name` as this host backs it up into this repository: nil when this host has no file
+    /// for it, or when its file is for another repository (or, written before files named
+    /// one, for none).
+    func hostServer(_ name: String, host: HostServers) throws -> HostServer? {
+        guard let here = try host.server(name), here.repository == config.id else { return nil }
+        return here
+    }
+
+    /// Says in the log that a server file of another repository on this host was replaced:
+    /// `server add` and `server adopt` are this host's administrator's to run, and the newest
+    /// wins; that repository's server of the same name is no longer backed up here.
+    private func warnIfTakenOver(_ name: String, from previous: HostServer?, host: HostServers) {
+        guard let other = previous?.repository, other != config.id else { return }
+        Logger(label: "vaultfs.repository").warning(
+            "server '\(name)' on this host was backed up into repository \(other); \(host.path(server: name)) now names this one (\(config.id)), and that repository's '\(name)' is no longer backed up here"
+        )
+    }
+
+    /// The refusal of a backup, or a change, of a server this host has not set up for this
+    /// repository.
+    func notSetUp(_ name: String, host: HostServers) throws -> VaultError {
+        let file = host.path(server: name)
+        if let here = try host.server(name) {
+            if let other = here.repository {
+                return VaultError(
+                    .permissionDenied,
+                    "server '\(name)' on this host is backed up into another repository (\(other), in \(file)), not this one (\(config.id)): it is not read for this repository; 'vaultctl server adopt \(name)' moves it here"
+                )
+            }
+            return VaultError(
+                .permissionDenied,
+                "server '\(name)' on this host (\(file)) names no repository (it was set up by an older vaultctl): check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
+            )
+        }
+        return VaultError(
             .permissionDenied,
-            "server '\(name)' is not set up on this host (\(host.path(server: name))): a host reads only the disks it was given, never paths from the repository; check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
+            "server '\(name)' is not set up on this host (\(file)): a host reads only the disks it was given, never paths from the repository; check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
         )
     }
 
