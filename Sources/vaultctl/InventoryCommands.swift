@@ -127,7 +127,7 @@ struct ServerCommand: ParsableCommand {
                 ServerView(
                     server, vault: server.vaultId.flatMap { vaults[$0] },
                     disks: try repo.catalog.disks(ofServer: server.id),
-                    hooks: try? HostServers.standard.hooks(server: server.name))
+                    hooks: try? repo.hostHooks(server.name))
             }
             if json { return printJSON(views) }
             printTable(
@@ -154,7 +154,8 @@ struct ServerCommand: ParsableCommand {
             } catch {
                 (here, unreadable) = (nil, "\(error)")
             }
-            let hooks = here.flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
+            // Hooks of a file that is another repository's are not this server's.
+            let hooks = here.flatMap { $0.hooks.isEmpty || $0.repository != repo.config.id ? nil : $0.hooks }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
                 return printJSON(

@@ -341,8 +341,15 @@ final class BackupTests: XCTestCase {
         XCTAssertThrowsError(try other.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host)) {
             XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied)
             XCTAssertTrue("\($0)".contains("another repository"), "\($0)")
+            // Recorded in the other repository, the refusal names nothing of this one's.
+            XCTAssertFalse("\($0)".contains(fixture.repository.config.id), "\($0)")
         }
         XCTAssertTrue(try other.catalog.allPoints().isEmpty)
+        try fixture.repository.setHooks(Hooks(freeze: "true"), server: "db", host: fixture.host)
+        XCTAssertEqual(try fixture.repository.hostHooks("db", host: fixture.host)?.freeze, "true")
+        XCTAssertNil(
+            try other.hostHooks("db", host: fixture.host), "another repository's hooks are not shown as its own")
+        try fixture.repository.setHooks(Hooks(), server: "db", host: fixture.host)
         // A file an older vaultctl wrote names no repository: adopted again before it is read.
         try fixture.host.write(
             HostServer(disks: [HostServer.Disk(name: "root", path: fixture.disk.path)]), server: "db")

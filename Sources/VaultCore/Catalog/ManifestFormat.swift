@@ -2,8 +2,10 @@ import Foundation
 
 // What the repository's manifests hold, apart from the catalog's rows and the core's values:
 // the files are the repository's format, read by other hosts and other versions. Format 1
-// keeps the fields of the first release, catalog ids included (they mean nothing outside
-// the catalog that wrote them, and every reader links records again by name).
+// keeps the fields of the first release. Point manifests still carry the writing catalog's
+// ids; vault and server manifests no longer do (a disk's `serverId` is 0), which every reader
+// of format 1 accepts: ids mean nothing outside the catalog that wrote them, and readers link
+// records again by name.
 
 /// Everything the catalog knows of one point, kept in the repository so that the repository
 /// alone is enough to restore: `manifests/points/<id>.json`.

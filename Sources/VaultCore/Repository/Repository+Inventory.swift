@@ -87,6 +87,11 @@ extension Repository {
         return here
     }
 
+    /// `name`'s hooks on this host when its file is this repository's; nil otherwise.
+    public func hostHooks(_ name: String, host: HostServers = .standard) throws -> Hooks? {
+        try hostServer(name, host: host).flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
+    }
+
     /// Says in the log that a server file of another repository on this host was replaced:
     /// `server add` and `server adopt` are this host's administrator's to run, and the newest
     /// wins; that repository's server of the same name is no longer backed up here.
@@ -102,10 +107,12 @@ extension Repository {
     func notSetUp(_ name: String, host: HostServers) throws -> VaultError {
         let file = host.path(server: name)
         if let here = try host.server(name) {
-            if let other = here.repository {
+            // The other repository's id stays out: a refusal may be recorded in this one,
+            // which whoever wrote it may read.
+            if here.repository != nil {
                 return VaultError(
                     .permissionDenied,
-                    "server '\(name)' on this host is backed up into another repository (\(other), in \(file)), not this one (\(config.id)): it is not read for this repository; 'vaultctl server adopt \(name)' moves it here"
+                    "server '\(name)' on this host (\(file)) is backed up into another repository, not this one: it is not read for this repository; 'vaultctl server adopt \(name)' moves it here"
                 )
             }
             return VaultError(

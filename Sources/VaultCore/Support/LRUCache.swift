@@ -37,10 +37,9 @@ public struct LRUCache<Key: Hashable, Value> {
     /// The value kept for `key`, now the most recently used.
     @inlinable
     public mutating func value(for key: Key) -> Value? {
-        guard entries[key] != nil else { return nil }
         clock += 1
-        entries[key]!.used = clock
-        return entries[key]!.value
+        entries[key]?.used = clock
+        return entries[key]?.value
     }
 
     /// Whether a value is kept for `key`, without making it recent.
