@@ -32,7 +32,10 @@ public final class MountedRepository {
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        process.standardError = FileHandle(forWritingAtPath: log)
+        // The child has its own copy of the log's descriptor once it runs; ours is closed.
+        let logHandle = FileHandle(forWritingAtPath: log)
+        defer { try? logHandle?.close() }
+        process.standardError = logHandle
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)

@@ -70,7 +70,9 @@ public struct Vaultctl {
         environment.merge(variables) { _, new in new }
         environment["PATH"] = "/usr/bin:/bin"
         process.environment = environment
-        process.standardOutput = output.flatMap { FileHandle(forWritingAtPath: $0) } ?? FileHandle.nullDevice
+        let outputHandle = output.flatMap { FileHandle(forWritingAtPath: $0) }
+        defer { try? outputHandle?.close() }
+        process.standardOutput = outputHandle ?? FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
         return process

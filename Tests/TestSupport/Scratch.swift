@@ -55,9 +55,14 @@ public func runCommand(
     env["PATH"] = (env["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
     for (key, value) in environment { env[key] = value }
     process.environment = env
-    process.standardOutput = FileHandle(forWritingAtPath: out)
-    process.standardError = FileHandle(forWritingAtPath: err)
-    process.standardInput = stdinPath.flatMap { FileHandle(forReadingAtPath: $0) } ?? FileHandle.nullDevice
+    // The handles are closed here, not left to Foundation: left open, every command leaked
+    // two descriptors, and past about 1,300 of them `Process.run` overran a buffer.
+    let handles = [FileHandle(forWritingAtPath: out), FileHandle(forWritingAtPath: err)]
+    let input = stdinPath.flatMap { FileHandle(forReadingAtPath: $0) }
+    defer { for handle in handles + [input] { try? handle?.close() } }
+    process.standardOutput = handles[0]
+    process.standardError = handles[1]
+    process.standardInput = input ?? FileHandle.nullDevice
     let done = DispatchSemaphore(value: 0)
     process.terminationHandler = { _ in done.signal() }
     try process.run()
