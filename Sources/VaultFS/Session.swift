@@ -224,14 +224,9 @@ public enum Mount {
 /// `path` with symbolic links resolved; when the path itself cannot be looked at (a dead
 /// mount), its folder resolved and its last part as it is.
 func resolvedPath(_ path: String) -> String {
-    func real(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
-    if let resolved = real(path) { return resolved }
+    if let resolved = Posix.realPath(path) { return resolved }
     let absolute = Posix.absolutePath(path) as NSString
-    guard let folder = real(absolute.deletingLastPathComponent) else { return path }
+    guard let folder = Posix.realPath(absolute.deletingLastPathComponent) else { return path }
     return (folder == "/" ? "" : folder) + "/" + absolute.lastPathComponent
 }
 

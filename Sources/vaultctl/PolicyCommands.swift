@@ -116,12 +116,27 @@ struct ScheduleCommand: ParsableCommand {
                     let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
                     printer.clear()
                     if outcomes.isEmpty && once { print("\(Units.formatTime(clock)) nothing is due") }
+                    // Each outcome is said once: a failure on stderr, the rest on stdout.
                     for outcome in outcomes {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
-                        print("\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)")
-                        fflush(nil)
+                        let line = "\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)\n"
+                        if outcome.failed {
+                            FileHandle.standardError.write(Data(line.utf8))
+                        } else {
+                            print(line, terminator: "")
+                            fflush(nil)
+                        }
                     }
-                    if once { failed += outcomes.filter(\.failed) }
+                    if once {
+                        failed += outcomes.filter(\.failed)
+                        // A slot that failed in an earlier run is still failing.
+                        let named = Set(failed.map(\.server))
+                        for outcome in try scheduler.failedSlots(now: clock) where !named.contains(outcome.server) {
+                            FileHandle.standardError.write(
+                                Data("\(Units.formatTime(clock)) \(outcome.server): \(outcome.message)\n".utf8))
+                            failed.append(outcome)
+                        }
+                    }
                 } catch  where !once {
                     // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
                     FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))
@@ -130,13 +145,10 @@ struct ScheduleCommand: ParsableCommand {
                 for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }
             } while !scheduler.isStopped
             if scheduler.isStopped { print("scheduler stopped") }
-            // --once, as cron or a systemd timer runs it: exit 1 when anything due failed, each
-            // named on stderr, so the job shows as failed while nothing is being backed up.
+            // --once, as cron or a systemd timer runs it: exit 1 while anything due failed
+            // (each said above, on stderr), so the job shows as failed while a server is not
+            // being backed up, until its next slot succeeds.
             if once, !failed.isEmpty {
-                for outcome in failed {
-                    let what = outcome.point.map { " \($0.name)" } ?? ""
-                    FileHandle.standardError.write(Data("failed: \(outcome.server)\(what): \(outcome.message)\n".utf8))
-                }
                 FileHandle.standardError.write(Data("\(failed.count) due job(s) failed\n".utf8))
                 throw ExitCode.failure
             }

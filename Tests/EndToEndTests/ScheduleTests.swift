@@ -128,10 +128,18 @@ final class ScheduleTests: XCTestCase {
         let failed = try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:00"])
         XCTAssertEqual(failed.status, 1, failed.stderr)
         XCTAssertTrue(
-            failed.stderr.contains("failed: web ") && failed.stderr.contains("1 due job(s) failed"),
-            failed.stderr)
+            failed.stderr.contains(" web full ") && failed.stderr.contains(": failed: ")
+                && failed.stderr.contains("1 due job(s) failed"), failed.stderr)
+        // Said once, on stderr only.
+        XCTAssertEqual(failed.stderr.split(separator: "\n").filter { $0.contains("web") }.count, 1, failed.stderr)
+        XCTAssertFalse(failed.stdout.contains("web"), failed.stdout)
+        // The next minute's run has nothing to do, and still exits 1: the slot failed.
+        let later = try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T16:01"])
+        XCTAssertEqual(later.status, 1, later.stderr)
+        XCTAssertTrue(later.stderr.contains("web: failed at its slot"), later.stderr)
         try FileManager.default.moveItem(atPath: disk.path + ".away", toPath: disk.path)
         try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T20:00")
+        XCTAssertEqual(try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-01T20:01"]).status, 0)
         let history = try ctl.json("history")
         XCTAssertEqual(history.map { $0["status"] as! String }, ["Error", "Active"])
         XCTAssertEqual(history.map { $0["type"] as! String }, ["Full", "Full"])

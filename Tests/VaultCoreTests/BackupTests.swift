@@ -305,7 +305,10 @@ final class BackupTests: XCTestCase {
             ],
             [HostServer.Disk(name: "data", path: fixture.disk.path)],
         ] {
-            try fixture.host.write(HostServer(disks: disks, repository: fixture.repository.config.id), server: "db")
+            try fixture.host.write(
+                HostServer(
+                    disks: disks, repository: fixture.repository.config.id,
+                    location: fixture.repository.location.hostName), server: "db")
             XCTAssertThrowsError(
                 try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host), "\(disks)"
             ) {
@@ -345,6 +348,23 @@ final class BackupTests: XCTestCase {
             XCTAssertFalse("\($0)".contains(fixture.repository.config.id), "\($0)")
         }
         XCTAssertTrue(try other.catalog.allPoints().isEmpty)
+        // Whoever may write another repository can copy this one's id into it; the file also
+        // names where this host finds its repository, so that is not enough.
+        let forgedPath = fixture.scratch.file("forged")
+        _ = try Repository.create(at: forgedPath, chunkSize: 64 << 10, compressionLevel: 3)
+        let configURL = URL(fileURLWithPath: "\(forgedPath)/\(RepositoryConfig.fileName)")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["id"] = fixture.repository.config.id
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let forged = try Repository(path: forgedPath)
+        XCTAssertEqual(forged.config.id, fixture.repository.config.id)
+        try forged.createVault(named: "prod", policy: nil, now: Date())
+        try forged.catalog.addServer(
+            named: "db", vault: "prod", disks: [("root", fixture.disk.path)], hooks: false, now: Date())
+        XCTAssertThrowsError(try forged.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host)) {
+            XCTAssertEqual(($0 as? VaultError)?.code, .permissionDenied, "\($0)")
+        }
+        XCTAssertTrue(try forged.catalog.allPoints().isEmpty)
         try fixture.repository.setHooks(Hooks(freeze: "true"), server: "db", host: fixture.host)
         XCTAssertEqual(try fixture.repository.hostHooks("db", host: fixture.host)?.freeze, "true")
         XCTAssertNil(
@@ -355,9 +375,20 @@ final class BackupTests: XCTestCase {
             HostServer(disks: [HostServer.Disk(name: "root", path: fixture.disk.path)]), server: "db")
         XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host))
         {
-            XCTAssertTrue("\($0)".contains("names no repository"), "\($0)")
+            XCTAssertTrue("\($0)".contains("does not name both a repository and its location"), "\($0)")
+        }
+        // So is one that names the repository's id but not where it is (vaultctl 38e874e).
+        try fixture.host.write(
+            HostServer(
+                disks: [HostServer.Disk(name: "root", path: fixture.disk.path)],
+                repository: fixture.repository.config.id),
+            server: "db")
+        XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host))
+        {
+            XCTAssertTrue("\($0)".contains("does not name both a repository and its location"), "\($0)")
         }
         try fixture.repository.adoptServer(named: "db", host: fixture.host)
+        XCTAssertEqual(try fixture.host.server("db")?.location, fixture.repository.location.hostName)
         XCTAssertEqual(
             try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status,
             .active)

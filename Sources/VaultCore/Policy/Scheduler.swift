@@ -67,7 +67,7 @@ public final class Scheduler: Sendable {
                         // server of the same name; one that names no repository was written
                         // by an older vaultctl and must be adopted again: a failure to say.
                         let file = try host.server(server.name)
-                        let unadopted = file != nil && file?.repository == nil
+                        let unadopted = file != nil && (file?.repository == nil || file?.location == nil)
                         if unadopted || !host.isInUse {
                             outcomes.append(
                                 Outcome(
@@ -80,7 +80,6 @@ public final class Scheduler: Sendable {
                                 file == nil
                                 ? "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
                                 : "skipped: set up on this host for another repository (\(host.path(server: server.name)))"
-                            logger.warning("\(server.name): \(line)")
                             outcomes.append(Outcome(server: server.name, point: nil, message: line))
                         }
                         continue
@@ -92,7 +91,6 @@ public final class Scheduler: Sendable {
                     outcomes.append(
                         runSlot(slot, server: server, policy: policy, history: history, now: now, progress: progress))
                 } catch {
-                    logger.error("scheduling \(server.name) failed: \(error)")
                     outcomes.append(Outcome(server: server.name, point: nil, message: "error: \(error)", failed: true))
                 }
             }
@@ -106,10 +104,34 @@ public final class Scheduler: Sendable {
                     outcomes.append(Outcome(server: "-", point: nil, message: problem, failed: false))
                 }
             } catch {
-                logger.error("retention of vault \(vault.name) failed: \(error)")
                 outcomes.append(
                     Outcome(
                         server: "-", point: nil, message: "retention of vault \(vault.name) failed: \(error)",
+                        failed: true))
+            }
+        }
+        return outcomes
+    }
+
+    /// The servers set up here whose latest slot at `now` ended in failed attempts only. A
+    /// failed slot is not run again, so without this a timer that runs `--once` each minute
+    /// would say the failure once and then succeed until the next slot.
+    public func failedSlots(now: Date) throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        for vault in try repository.catalog.vaults() {
+            guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
+            for server in try repository.catalog.servers(inVault: vault.id)
+            where try repository.hostServer(server.name, host: host) != nil {
+                let attempts = try repository.catalog.allPoints(server: server.id)
+                    .filter { $0.schedule == .policy && ($0.slot ?? .distantPast) >= slot }
+                guard let last = attempts.max(by: { $0.startedAt < $1.startedAt }),
+                    !attempts.contains(where: { $0.status != .failed })
+                else { continue }
+                outcomes.append(
+                    Outcome(
+                        server: server.name, point: last,
+                        message:
+                            "failed at its slot \(Units.formatTime(slot)) (\(last.error ?? "no reason recorded")); it runs again at the next slot, or now with 'vaultctl backup \(server.name)'",
                         failed: true))
             }
         }
@@ -146,7 +168,6 @@ public final class Scheduler: Sendable {
             // A slot that cannot even start (a missing disk, say) is recorded as a failed point,
             // so the history shows it and the slot is not retried forever.
             let reason = (error as? VaultError)?.description ?? "\(error)"
-            logger.error("policy backup of \(server.name) failed: \(reason)")
             var point: Point?
             do { point = try repository.recordFailedAttempt(plan, server: server, error: reason, now: now) } catch {
                 logger.error("the failed attempt of \(server.name) could not be recorded in the history: \(error)")

@@ -75,9 +75,7 @@ public final class ExportTarget {
     }
 
     private static func resolvedPath(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return Posix.absolutePath(path) }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        Posix.realPath(path) ?? Posix.absolutePath(path)
     }
 
     /// Makes the export durable and puts a file in place; call once, after the last write.

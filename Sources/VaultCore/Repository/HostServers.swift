@@ -36,17 +36,23 @@ public struct HostServer: Sendable, Equatable {
     /// server of the same name in another repository (whoever may write that one) never
     /// gets this host's disks or hooks.
     public var repository: String?
+    /// Where this host finds that repository (`RepositoryLocation.hostName`). The id alone is
+    /// not enough: it is read from the repository, and whoever may write another repository
+    /// can copy it there; where a repository is, is this host's own.
+    public var location: String?
 
-    public init(disks: [Disk], hooks: Hooks = Hooks(), repository: String? = nil) {
+    public init(disks: [Disk], hooks: Hooks = Hooks(), repository: String? = nil, location: String? = nil) {
         self.disks = disks
         self.hooks = hooks
         self.repository = repository
+        self.location = location
     }
 }
 
 /// Where this host keeps the servers it backs up: one file a server,
 /// `/etc/vaultfs/servers/SERVER.conf` (`$VAULT_CONFIG_DIR/servers` when that is set), with
-/// the repository it is backed up into (`repository = ID`), its disks (`disk NAME = PATH`)
+/// the repository it is backed up into (`repository = ID` and `location = PATH-OR-URL`), its
+/// disks (`disk NAME = PATH`)
 /// and hooks (`freeze = COMMAND`, `thaw = COMMAND`).
 ///
 /// What vaultctl reads and runs as root is host configuration, never repository data. A
@@ -134,10 +140,19 @@ public struct HostServers: Sendable {
         if let repository = host.repository, repository.isEmpty || repository.contains(where: \.isWhitespace) {
             throw VaultError.invalid("a repository id is one word")
         }
+        if let location = host.location,
+            location.isEmpty || location.contains(where: \.isNewline) || location.unicodeScalars.contains("\0")
+                || location != location.trimmingCharacters(in: .whitespaces)
+        {
+            throw VaultError.invalid(
+                "a repository at a path with a line break or spaces at either end cannot be named in host configuration"
+            )
+        }
         var text =
             "# Server \(server) as this host backs it up: the repository it goes into, the disks vaultctl\n"
             + "# reads, and the commands it runs before (freeze) and after (thaw) reading them.\n"
         if let repository = host.repository { text += "repository = \(repository)\n" }
+        if let location = host.location { text += "location = \(location)\n" }
         for disk in host.disks { text += "disk \(disk.name) = \(disk.path)\n" }
         if let freeze = host.hooks.freeze { text += "freeze = \(freeze)\n" }
         if let thaw = host.hooks.thaw { text += "thaw = \(thaw)\n" }
@@ -165,7 +180,7 @@ public struct HostServers: Sendable {
             guard let equals = trimmed.firstIndex(of: "=") else {
                 throw VaultError(
                     .invalidArgument,
-                    "\(file) line \(number + 1): expected 'repository = ID', 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'"
+                    "\(file) line \(number + 1): expected 'repository = ID', 'location = PATH', 'disk NAME = PATH', 'freeze = COMMAND' or 'thaw = COMMAND'"
                 )
             }
             let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
@@ -181,10 +196,11 @@ public struct HostServers: Sendable {
                 disks.append(HostServer.Disk(name: name, path: value))
                 continue
             }
-            guard key == "freeze" || key == "thaw" || key == "repository" else {
+            guard ["freeze", "thaw", "repository", "location"].contains(key) else {
                 throw VaultError(
                     .invalidArgument,
-                    "\(file) line \(number + 1): unknown key '\(key)' (known: repository, disk NAME, freeze, thaw)")
+                    "\(file) line \(number + 1): unknown key '\(key)' (known: repository, location, disk NAME, freeze, thaw)"
+                )
             }
             guard values[key] == nil else {
                 throw VaultError(.invalidArgument, "\(file) line \(number + 1): '\(key)' is given twice")
@@ -192,8 +208,9 @@ public struct HostServers: Sendable {
             values[key] = value
         }
         return HostServer(
-            disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]), repository: values["repository"]
-        )
+            disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]),
+            repository: values["repository"],
+            location: values["location"])
     }
 
     /// The folders above the servers folder must be as safe as it is, up to `/`: whoever may
@@ -207,11 +224,9 @@ public struct HostServers: Sendable {
         try Self.requireTrusted(st, parent, isDirectory: true)
         // Above it, each folder on the path as written and on the path its links lead to: a
         // link can be swapped by whoever may write the folder it is in, the next one up.
-        guard let resolved = realpath(parent, nil) else {
+        guard let target = Posix.realPath(parent) else {
             throw Posix.error("cannot use the configuration folder", parent)
         }
-        let target = String(cString: resolved)
-        free(resolved)
         for start in [parent, target] {
             var folder = start
             while folder != "/" && !folder.isEmpty {

@@ -34,7 +34,8 @@ extension Repository {
     ) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         let here = HostServer(
-            disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks, repository: config.id)
+            disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks, repository: config.id,
+            location: location.hostName)
         try host.check(hooks)
         try requireWritable("add a server")
         let previous = try host.server(name)
@@ -73,8 +74,9 @@ extension Repository {
         let disks = try catalog.disks(ofServer: server.id).map { HostServer.Disk(name: $0.name, path: $0.path) }
         let previous = try host.server(name)
         // Hooks stay only when the file was this repository's (or an older one naming none).
-        let hooks = previous.flatMap { $0.repository == nil || $0.repository == config.id ? $0.hooks : nil } ?? Hooks()
-        try host.write(HostServer(disks: disks, hooks: hooks, repository: config.id), server: name)
+        let hooks = previous.flatMap { isThisRepository($0) || $0.repository == nil ? $0.hooks : nil } ?? Hooks()
+        try host.write(
+            HostServer(disks: disks, hooks: hooks, repository: config.id, location: location.hostName), server: name)
         warnIfTakenOver(name, from: previous, host: host)
         return disks
     }
@@ -83,8 +85,14 @@ extension Repository {
     /// for it, or when its file is for another repository (or, written before files named
     /// one, for none).
     func hostServer(_ name: String, host: HostServers) throws -> HostServer? {
-        guard let here = try host.server(name), here.repository == config.id else { return nil }
+        guard let here = try host.server(name), isThisRepository(here) else { return nil }
         return here
+    }
+
+    /// Whether a server file names this repository: its id and where this host finds it.
+    /// The id alone would not do, as another repository's writer can copy it.
+    private func isThisRepository(_ here: HostServer) -> Bool {
+        here.repository == config.id && here.location == location.hostName
     }
 
     /// `name`'s hooks on this host when its file is this repository's; nil otherwise.
@@ -96,9 +104,9 @@ extension Repository {
     /// `server add` and `server adopt` are this host's administrator's to run, and the newest
     /// wins; that repository's server of the same name is no longer backed up here.
     private func warnIfTakenOver(_ name: String, from previous: HostServer?, host: HostServers) {
-        guard let other = previous?.repository, other != config.id else { return }
+        guard let previous, let other = previous.repository, !isThisRepository(previous) else { return }
         Logger(label: "vaultfs.repository").warning(
-            "server '\(name)' on this host was backed up into repository \(other); \(host.path(server: name)) now names this one (\(config.id)), and that repository's '\(name)' is no longer backed up here"
+            "server '\(name)' on this host was backed up into repository \(other) at \(previous.location ?? "an unrecorded location"); \(host.path(server: name)) now names this one (\(config.id) at \(location.hostName)), and that one's '\(name)' is no longer backed up here"
         )
     }
 
@@ -109,7 +117,7 @@ extension Repository {
         if let here = try host.server(name) {
             // The other repository's id stays out: a refusal may be recorded in this one,
             // which whoever wrote it may read.
-            if here.repository != nil {
+            if here.repository != nil && here.location != nil {
                 return VaultError(
                     .permissionDenied,
                     "server '\(name)' on this host (\(file)) is backed up into another repository, not this one: it is not read for this repository; 'vaultctl server adopt \(name)' moves it here"
@@ -117,7 +125,7 @@ extension Repository {
             }
             return VaultError(
                 .permissionDenied,
-                "server '\(name)' on this host (\(file)) names no repository (it was set up by an older vaultctl): check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
+                "server '\(name)' on this host (\(file)) does not name both a repository and its location (it was set up by an older vaultctl): check its disks with 'vaultctl server show \(name)', then 'vaultctl server adopt \(name)'"
             )
         }
         return VaultError(

@@ -47,6 +47,18 @@ public enum RepositoryLocation: Sendable, Equatable {
         }
     }
 
+    /// Where this host finds it, as a server file names it: the folder's real path (links
+    /// resolved), or the endpoint, bucket and prefix. A repository's id is read from the
+    /// repository itself; this is not.
+    public var hostName: String {
+        switch self {
+        case .directory(let path): return Posix.realPath(path) ?? path
+        case .s3(let s3, _):
+            return
+                "\(s3.endpoint.hasSuffix("/") ? String(s3.endpoint.dropLast()) : s3.endpoint)/\(s3.bucket)/\(s3.prefix)"
+        }
+    }
+
     /// How users name it: the path or the `s3://` URL.
     public var name: String {
         switch self {

@@ -298,11 +298,19 @@ public enum Posix {
         return names
     }
 
+    /// `path` with every symbolic link resolved and made absolute (realpath), or nil when
+    /// some part of it cannot be looked at.
+    public static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     public static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
         guard getcwd(&buffer, buffer.count) != nil else { return path }
-        let cwd = String(cString: buffer)
+        let cwd = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return path == "." ? cwd : "\(cwd)/\(path)"
     }
 }
