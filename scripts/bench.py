@@ -2,7 +2,7 @@
 """vaultfs against borg and restic, side by side in one run, on the benchmark corpus.
 
 Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
-paired rows) with its min and max. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
+paired rows) with its min and max. BENCH_ONLY=restore measures only the restores. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
 another build's vaultctl and vaultfs, e.g. the previous commit's) measures this build against
 that one instead, side by side in one run: backups, cold read, peak RSS, fio, export. Prints Markdown tables and writes the same figures to
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
@@ -232,7 +232,64 @@ def one_run(r):
     start = time.monotonic()
     subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
     record("export of the image", "borg", time.monotonic() - start)
+    # The same extract is borg's full restore; restic restores the same image.
+    record("restore onto a new file", "borg", time.monotonic() - start)
     shutil.rmtree(extract)
+    restore_rows()
+
+
+def restore_run(r):
+    """BENCH_ONLY=restore: the three versions backed up by each tool, then the restore rows."""
+    log(f"== restore run {r + 1} of {RUNS}")
+    shutil.rmtree(RUN, ignore_errors=True)
+    os.makedirs(MNT)
+    prepare_vaultfs(sh, ENV["VAULT_REPO"])
+    sh("restic", "init")
+    sh("borg", "init", "-e", "none")
+    for v in (1, 2, 3):
+        use_version(v)
+        sh(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])
+        sh("restic", "backup", "--quiet", DISK)
+        sh("borg", "create", f"::v{v}", DISK)
+    extract = os.path.join(RUN, "extract")
+    os.makedirs(extract)
+    drop_caches()
+    start = time.monotonic()
+    subprocess.run(["borg", "extract", "--sparse", "::v2"], cwd=extract, env=ENV, check=True)
+    record("restore onto a new file", "borg", time.monotonic() - start)
+    shutil.rmtree(extract)
+    restore_rows()
+
+
+def restore_rows():
+    """vaultctl restore: onto a new file (against restic restore and borg extract), onto that
+    file after 1% of its chunks changed, and from point v2 to v3 with --from-point."""
+    out = os.path.join(RUN, "restore.img")
+    record("restore onto a new file", "vaultfs", timed(VAULTCTL, "restore", f"web/{POINT[2]}", "--to", out))
+    target = os.path.join(RUN, "restic-restore")
+    snaps = json.loads(sh("restic", "snapshots", "--json").stdout)
+    drop_caches()
+    start = time.monotonic()
+    sh("restic", "restore", "--quiet", snaps[1]["short_id"], "--target", target)
+    record("restore onto a new file", "restic", time.monotonic() - start)
+    shutil.rmtree(target)
+    with open(os.path.join(ENV["VAULT_REPO"], "repository.json")) as f:
+        chunk = json.load(f)["chunkSize"]
+    size = os.path.getsize(out)
+    rng = random.Random(7)
+    with open(out, "r+b") as f:
+        for position in rng.sample(range(size // chunk), max(1, size // chunk // 100)):
+            f.seek(position * chunk + 4096)
+            f.write(rng.randbytes(4096))
+    record("restore: diff-only, 1% of chunks changed", "vaultfs",
+           timed(VAULTCTL, "restore", f"web/{POINT[2]}", "--to", out))
+    if subprocess.run(["cmp", out, os.path.join(CORPUS, "disk-v2.img")]).returncode != 0:
+        raise SystemExit("bench: the diff-only restore differs from disk-v2.img")
+    record("restore: --from-point v2 to v3", "vaultfs",
+           timed(VAULTCTL, "restore", f"web/{POINT[3]}", "--to", out, "--from-point", POINT[2]))
+    if subprocess.run(["cmp", out, os.path.join(CORPUS, "disk-v3.img")]).returncode != 0:
+        raise SystemExit("bench: the --from-point restore differs from disk-v3.img")
+    os.unlink(out)
 
 
 def against_rows(runs, other):
@@ -584,13 +641,19 @@ def report():
 
     rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
     lines = []
-    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: "))]:
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
     if lines:
         print_table(f"median of {RUNS} runs or more (min-max, and the runs column); ratios are of medians, measured side by side in one run\n",
                     ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs)"], lines)
+    full = rows_of("restore onto a new file").get("vaultfs")
+    lines = [[name.removeprefix("restore: "), show(rows_of(name).get("vaultfs")), ratio(rows_of(name).get("vaultfs"), full)]
+             for name in order if name.startswith("restore: ")]
+    if lines and full:
+        print_table("\nvaultctl restore onto the restored file, against the full restore onto a new file\n",
+                    ["restore", "vaultfs s", "/ full restore"], lines)
     lines = []
     for name in [name for name in order if name.startswith("pair: ")]:
         plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
@@ -626,14 +689,17 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "fragments", "against"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments or against, not {only}")
+        if only not in ("", "s3", "fragments", "against", "restore"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against or restore, not {only}")
+        if only == "restore":
+            for r in range(RUNS):
+                restore_run(r)
         if only == "against":
             other = os.environ.get("BENCH_AGAINST", "")
             if not os.path.isfile(os.path.join(other, "vaultctl")) or not os.path.isfile(os.path.join(other, "vaultfs")):
                 raise SystemExit("bench: BENCH_ONLY=against needs BENCH_AGAINST=DIR holding another build's vaultctl and vaultfs")
             against_rows(max(RUNS, 5), other)
-        if only not in ("fragments", "against"):
+        if only not in ("fragments", "against", "restore"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":

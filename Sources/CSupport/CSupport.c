@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
 
 extern char **environ;
 
@@ -35,3 +38,17 @@ int vfs_limit_malloc_arenas(int count) {
 }
 
 const int vfs_o_direct = O_DIRECT;
+
+int vfs_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0 ? 0 : -errno;
+}
+
+int vfs_zero_range(int fd, unsigned long long offset, unsigned long long length) {
+    unsigned long long range[2] = {offset, length};
+    return ioctl(fd, BLKZEROOUT, range) == 0 ? 0 : -errno;
+}
+
+int vfs_lock_whole_file(int fd) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0};
+    return fcntl(fd, F_OFD_SETLK, &lock) == 0 ? 0 : -errno;
+}

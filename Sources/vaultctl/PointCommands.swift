@@ -175,6 +175,60 @@ struct Export: ParsableCommand {
     }
 }
 
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a block device or a file hold a point's disk, writing only where it differs.",
+        discussion: """
+            Each chunk of the target is read and compared with the point's, and only the chunks \
+            that differ are written; where the point is zero the target gets a hole (a file) or a \
+            zeroed range (a device). A file that does not exist is made, sparse. With --from-point \
+            P, the target is taken to hold point P of the same disk (a later or an earlier one): \
+            only the chunks that differ between the two points are written, and the target is \
+            read only to check that claim at a few places. A mounted or busy device, a file in \
+            use by a loop device or a running VM, and a device smaller than the disk are refused \
+            before anything is written. A restore cut off part way can be run again.
+            """)
+    @OptionGroup var repository: RepositoryOptions
+    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+    @Option(help: "Disk to restore (needed when the point has several).") var disk: String?
+    @Option(help: "A block device or a file (made when absent).") var to: String
+    @Option(
+        name: .customLong("from-point"),
+        help: "The point the target holds now (id, SERVER/NAME, or NAME of the same server).")
+    var fromPoint: String?
+    @Flag(help: "Report what was written and skipped as JSON.") var json = false
+    @OptionGroup var progress: ProgressOptions
+
+    func run() throws {
+        let repo = try repository.open()
+        let source = try repo.exportSource(point: point, disk: disk)
+        let base = try fromPoint.map { reference -> Point in
+            do {
+                return try repo.readablePoint(reference).point
+            } catch let error as VaultError where error.code == .notFound && !reference.contains("/") {
+                return try repo.readablePoint("\(source.point.serverName)/\(reference)").point
+            }
+        }
+        let target = try RestoreTarget.open(to)
+        let printer = progress.printer()
+        defer { printer.clear() }
+        let report = try repo.restore(
+            point: source.point, disk: source.disk, to: target, base: base, progress: printer.callback())
+        printer.clear()
+        if json { return printJSON(RestoreView(report)) }
+        FileHandle.standardError.write(
+            Data(
+                """
+                restored \(report.point.serverName)/\(report.point.name) disk \(report.disk) to \(report.target) \
+                (\(Units.formatSize(report.size))) in \(String(format: "%.1f", report.seconds)) s: \
+                wrote \(Units.formatSize(report.writtenBytes)) (\(report.writtenChunks) chunks), \
+                zeroed \(Units.formatSize(report.zeroedBytes)), left \(Units.formatSize(report.unchangedBytes)) as it was\
+                \(report.comparedBytes > 0 ? ", read \(Units.formatSize(report.comparedBytes)) to compare" : "")
+
+                """.utf8))
+    }
+}
+
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read back every chunk and map that points use and check them; exit 1 on damage.")

@@ -11,7 +11,8 @@ struct Vaultctl: ParsableCommand {
         subcommands: [
             Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
             ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
-            Undelete.self, Purge.self, Export.self, Verify.self, Collect.self, Repair.self, Info.self, KeyCommand.self,
+            Undelete.self, Purge.self, Export.self, Restore.self, Verify.self, Collect.self, Repair.self, Info.self,
+            KeyCommand.self,
             FilesCommand.self,
             SyncCommand.self,
         ])

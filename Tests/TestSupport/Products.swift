@@ -78,8 +78,14 @@ public struct Vaultctl {
         return process
     }
 
-    public func attempt(_ arguments: [String], timeout: TimeInterval = 120) throws -> CommandResult {
-        try runCommand([productPath("vaultctl")] + prepared(arguments), environment: variables, timeout: timeout)
+    /// Runs `vaultctl` whatever its exit status, with `extra` set besides this one's
+    /// variables (`VAULTFS_FAULT`, say).
+    public func attempt(_ arguments: [String], extra: [String: String] = [:], timeout: TimeInterval = 120) throws
+        -> CommandResult
+    {
+        try runCommand(
+            [productPath("vaultctl")] + prepared(arguments), environment: variables.merging(extra) { $1 },
+            timeout: timeout)
     }
 
     /// `points --json` (or `history --json`) decoded.

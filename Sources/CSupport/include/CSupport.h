@@ -19,4 +19,14 @@ int vfs_limit_malloc_arenas(int count);
 /* O_DIRECT, whose value differs between architectures: a backup reads each disk past the
  * page cache. */
 extern const int vfs_o_direct;
+/* A restore writes zeros without writing them: a hole punched in a file
+ * (fallocate PUNCH_HOLE, size kept), or a range zeroed by a block device (BLKZEROOUT).
+ * Each returns 0, or -errno (-EOPNOTSUPP where the filesystem or device cannot). */
+int vfs_punch_hole(int fd, long long offset, long long length);
+int vfs_zero_range(int fd, unsigned long long offset, unsigned long long length);
+
+/* An open-file-description write lock on the whole file (F_OFD_SETLK), held until the
+ * descriptor is closed: refused (-EAGAIN) while another program holds any lock on it, as a
+ * running qemu does on its disk images. Returns 0 or -errno. */
+int vfs_lock_whole_file(int fd);
 #endif

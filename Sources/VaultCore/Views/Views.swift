@@ -280,6 +280,46 @@ public struct ExportView: Codable, Sendable {
     }
 }
 
+/// What `restore --json` reports: the bytes written, made zero and left as they were, and
+/// the bytes of the target read to compare.
+public struct RestoreView: Codable, Sendable {
+    public var point: String
+    public var server: String
+    public var name: String
+    public var disk: String
+    public var target: String
+    public var size: Int64
+    public var fromPoint: String?
+    public var createdTarget: Bool
+    public var writtenBytes: Int64
+    public var writtenChunks: Int
+    public var zeroedBytes: Int64
+    public var zeroedChunks: Int
+    public var unchangedBytes: Int64
+    public var unchangedChunks: Int
+    public var comparedBytes: Int64
+    public var seconds: Double
+
+    public init(_ report: RestoreReport) {
+        point = report.point.id
+        server = report.point.serverName
+        name = report.point.name
+        disk = report.disk
+        target = report.target
+        size = report.size
+        fromPoint = report.fromPoint?.id
+        createdTarget = report.createdTarget
+        writtenBytes = report.writtenBytes
+        writtenChunks = report.writtenChunks
+        zeroedBytes = report.zeroedBytes
+        zeroedChunks = report.zeroedChunks
+        unchangedBytes = report.unchangedBytes
+        unchangedChunks = report.unchangedChunks
+        comparedBytes = report.comparedBytes
+        seconds = report.seconds
+    }
+}
+
 extension Repository {
     /// A verification report as `verify --json` gives it.
     public func view(of report: Verifier.Report) throws -> VerifyView {
