@@ -63,7 +63,9 @@ final class RestoreTests: XCTestCase {
         let again = try restore("web/one", "--to", target)
         XCTAssertEqual(bytes(again, "writtenBytes"), 0)
         XCTAssertEqual(bytes(again, "zeroedBytes"), 0)
-        XCTAssertEqual(bytes(again, "comparedBytes"), size)
+        // Only what is not a hole in the file is read to compare.
+        XCTAssertGreaterThan(bytes(again, "comparedBytes"), 0)
+        XCTAssertLessThan(bytes(again, "comparedBytes"), size / 2)
     }
 
     func testOnlyTheChunksThatDifferAreWritten() throws {

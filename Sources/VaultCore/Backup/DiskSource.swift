@@ -96,22 +96,8 @@ final class DiskSource: Sendable {
     /// Marks the chunk positions that overlap data, skipping holes with SEEK_DATA and
     /// SEEK_HOLE so they are never read. Sources without hole support are all data.
     func dataPositions(chunkSize: Int) -> [Int] {
-        let count = ChunkMap.positions(diskSize: size, chunkSize: chunkSize)
-        var marked = [Bool](repeating: false, count: count)
-        var offset: off_t = 0
-        while offset < size {
-            let data = lseek(fd, offset, Posix.seekData)
-            if data < 0 {
-                if errno == ENXIO { break }
-                return Array(0..<count)
-            }
-            var hole = lseek(fd, data, Posix.seekHole)
-            if hole < 0 { hole = off_t(size) }
-            let first = Int(Int64(data) / Int64(chunkSize))
-            let last = Int((Int64(hole) - 1) / Int64(chunkSize))
-            if first >= count { break } // the source grew after it was sized; its new end is not part of this backup
-            if first <= last { for position in first...min(last, count - 1) { marked[position] = true } }
-            offset = hole
+        guard let marked = Posix.dataPositions(fd, size: size, chunkSize: chunkSize) else {
+            return Array(0..<ChunkMap.positions(diskSize: size, chunkSize: chunkSize))
         }
         return marked.indices.filter { marked[$0] }
     }

@@ -298,6 +298,30 @@ public enum Posix {
         return names
     }
 
+    /// Which `chunkSize` positions of the first `size` bytes of `fd` overlap data, found with
+    /// SEEK_DATA and SEEK_HOLE without reading anything; nil when the file cannot say (a
+    /// device, a filesystem without hole support), so all of it counts as data.
+    static func dataPositions(_ fd: Int32, size: Int64, chunkSize: Int) -> [Bool]? {
+        let count = Int((size + Int64(chunkSize) - 1) / Int64(chunkSize))
+        var marked = [Bool](repeating: false, count: count)
+        var offset: off_t = 0
+        while offset < size {
+            let data = lseek(fd, offset, seekData)
+            if data < 0 {
+                if errno == ENXIO { break }
+                return nil
+            }
+            var hole = lseek(fd, data, seekHole)
+            if hole < 0 { hole = off_t(size) }
+            let first = Int(Int64(data) / Int64(chunkSize))
+            let last = Int((Int64(hole) - 1) / Int64(chunkSize))
+            if first >= count { break } // the file grew after it was sized; its new end is not asked about
+            if first <= last { for position in first...min(last, count - 1) { marked[position] = true } }
+            offset = hole
+        }
+        return marked
+    }
+
     /// `path` with every symbolic link resolved and made absolute (realpath), or nil when
     /// some part of it cannot be looked at.
     public static func realPath(_ path: String) -> String? {
