@@ -13,13 +13,13 @@ extern char **environ;
 
 int vfs_syncfs(int fd) { return syncfs(fd); }
 
-pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd) {
+pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd, int error_fd) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, error_fd, 2);
     posix_spawn_file_actions_adddup2(&actions, notify_fd, 3);
     /* A daemon keeps none of its caller's descriptors: a caller waiting for EOF on one of
      * them would otherwise wait for the whole life of the mount. */

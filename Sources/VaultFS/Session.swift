@@ -87,7 +87,14 @@ public enum Mount {
             )
         }
         var st = stat()
-        guard stat(mountpoint, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+        guard stat(mountpoint, &st) == 0 else {
+            if errno == ENOENT {
+                throw VaultError(
+                    .notFound, "mount point \(mountpoint) does not exist; make it first (mkdir \(mountpoint))")
+            }
+            throw Posix.error("cannot use the mount point", mountpoint)
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
             throw VaultError(.invalidArgument, "mount point \(mountpoint) is not a directory")
         }
     }

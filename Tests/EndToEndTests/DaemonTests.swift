@@ -25,7 +25,8 @@ final class DaemonTests: XCTestCase {
         let missing = try runCommand(
             [productPath("vaultfs"), fixture.ctl.repository, fixture.scratch.file("nope")], timeout: 20)
         XCTAssertEqual(missing.status, 1)
-        XCTAssertTrue(missing.stderr.contains("is not a directory"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("does not exist; make it first (mkdir "), missing.stderr)
+        XCTAssertEqual(missing.stderr.split(separator: "\n").count, 1, missing.stderr)
         let notRepo = try runCommand([productPath("vaultfs"), fixture.scratch.path, mnt], timeout: 20)
         XCTAssertEqual(notRepo.status, 1)
         XCTAssertTrue(notRepo.stderr.contains("not a vaultfs repository"), notRepo.stderr)
@@ -62,6 +63,30 @@ final class DaemonTests: XCTestCase {
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir", mount.path("prod/web/x")],
             timeout: 10)
         XCTAssertTrue(write.stderr.contains("Permission denied"), write.stderr)
+    }
+
+    /// A background mount that libfuse refuses says why: what libfuse or fusermount3 printed
+    /// in the daemon reaches the command's stderr, above its own line.
+    func testADetachedMountThatFailsSaysWhy() throws {
+        let scratch = Scratch("detach-fail")
+        chmod(scratch.path, 0o755)
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        try ctl.run("init", ctl.repository, "--group", "nogroup")
+        let mnt = scratch.file("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        defer { _ = try? runCommand(["fusermount3", "-uz", mnt], timeout: 10) }
+        // Neither /dev/fuse (0600 here) nor the mount point (root's) is this user's.
+        let result = try runCommand(
+            [
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", productPath("vaultfs"), ctl.repository,
+                mnt,
+            ], timeout: 60)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertGreaterThanOrEqual(lines.count, 2, result.stderr)
+        XCTAssertTrue(lines.last?.contains("cannot mount at \(mnt)") == true, result.stderr)
+        XCTAssertTrue(lines.dropLast().contains { $0.contains("fuse") && !$0.hasPrefix("vaultfs:") }, result.stderr)
+        XCTAssertFalse(MountedRepository.isMounted(mnt))
     }
 
     func testDetachedDaemonReturnsOnceMountedAndStopsOnUnmount() throws {

@@ -7,9 +7,9 @@
 int vfs_syncfs(int fd);
 
 /* Starts `path` with `argv` in a new session (POSIX_SPAWN_SETSID, a GNU flag), standard
- * input and output on /dev/null, `notify_fd` as its fd 3 and no other inherited descriptor.
- * Returns the pid, or -errno. */
-pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd);
+ * input and output on /dev/null, standard error on `error_fd`, `notify_fd` as its fd 3 and
+ * no other inherited descriptor. Returns the pid, or -errno. */
+pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd, int error_fd);
 
 /* mallopt(M_ARENA_MAX): glibc gives each thread that allocates its own arena (up to 8 per
  * core), so a daemon with 16 FUSE threads holds freed memory in many arenas. Bounding them
