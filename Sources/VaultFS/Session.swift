@@ -157,55 +157,9 @@ public enum Mount {
         return path.utf8.count > prefix.count && path.utf8.starts(with: prefix)
     }
 
-    /// One line of /proc/self/mountinfo.
-    struct MountEntry: Equatable {
-        /// "major:minor", also the name of the mount's bdi in /sys/class/bdi.
-        var device: String
-        var source: String
-        var type: String
-    }
-
     /// The mounts at `mountpoint`, oldest first: the last is the one on top.
-    static func mounts(at mountpoint: String) -> [MountEntry] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-        return mounts(at: resolvedPath(mountpoint), in: text)
-    }
-
-    /// The lines of `mountinfo` (as /proc/self/mountinfo gives it) for the folder `target`.
-    static func mounts(at target: String, in mountinfo: String) -> [MountEntry] {
-        mountinfo.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count > 4, unescaped(fields[4]) == target, let dash = fields.firstIndex(of: "-"),
-                dash + 2 < fields.count
-            else {
-                return nil
-            }
-            return MountEntry(
-                device: String(fields[2]), source: unescaped(fields[dash + 2]), type: unescaped(fields[dash + 1]))
-        }
-    }
-
-    /// A mountinfo field as it was: the kernel writes a space, tab, newline and backslash
-    /// in one as \040, \011, \012 and \134 (a backslash and three octal digits).
-    static func unescaped(_ field: Substring) -> String {
-        guard field.contains("\\") else { return String(field) }
-        let zero = UInt8(ascii: "0")
-        let isOctal = { (byte: UInt8) in byte >= zero && byte <= UInt8(ascii: "7") }
-        var bytes: [UInt8] = []
-        let raw = Array(field.utf8)
-        var i = 0
-        while i < raw.count {
-            if raw[i] == UInt8(ascii: "\\"), i + 3 < raw.count, raw[i + 1] <= UInt8(ascii: "3"),
-                raw[(i + 1)...(i + 3)].allSatisfy(isOctal)
-            {
-                bytes.append((raw[i + 1] - zero) << 6 | (raw[i + 2] - zero) << 3 | (raw[i + 3] - zero))
-                i += 4
-            } else {
-                bytes.append(raw[i])
-                i += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+    static func mounts(at mountpoint: String) -> [MountTable.Entry] {
+        MountTable.current(at: resolvedPath(mountpoint))
     }
 
     /// The kernel's read-ahead for this mount: four 1 MiB requests in flight, so a

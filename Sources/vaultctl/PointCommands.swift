@@ -22,6 +22,11 @@ struct Backup: ParsableCommand {
             tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
         let signals = onStopSignals { jobs.forEach { $0.cancel() } }
         defer { signals.forEach { $0.cancel() } }
+        for job in jobs {
+            if let enrolment = job.enrolment {
+                FileHandle.standardError.write(Data("server \(job.point.serverName) \(enrolment.description)\n".utf8))
+            }
+        }
         var failed = false
         var views: [PointView] = []
         for job in jobs {
@@ -30,7 +35,9 @@ struct Backup: ParsableCommand {
             let point = job.run(progress: printer.callback())
             printer.clear()
             if json {
-                views.append(try repo.view(of: point))
+                var view = try repo.view(of: point)
+                view.enrolledIn = job.enrolment.map(PointView.EnrolmentView.init)
+                views.append(view)
             } else {
                 print(describe(point, disks: try repo.catalog.pointDisks(point.id)))
             }
@@ -337,6 +344,14 @@ struct Repair: ParsableCommand {
                 "rebuilt the catalog: \(report.vaults) vault(s), \(report.servers) server(s), \(report.points) point(s) in history, \(report.restorable) restorable"
             )
             if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
+        }
+        // A running mount reads the new catalog at its next look; say which ones there are.
+        let location = try repository.location()
+        for mount in MountTable.current() where mount.type == "fuse.vaultfs" && mount.source == location.name {
+            FileHandle.standardError.write(
+                Data(
+                    "the vaultfs mount at \(mount.target) reads the new catalog from its next look (within seconds)\n"
+                        .utf8))
         }
         // A point whose maps are there and whose manifest is not cannot come back: say so, and
         // fail, so a script does not take the rebuild for a whole one.

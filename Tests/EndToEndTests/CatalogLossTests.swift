@@ -76,6 +76,34 @@ final class CatalogLossTests: XCTestCase {
         try ctl.run("backup", "web", "--name", "after-repair")
     }
 
+    /// A mount running while the catalog is rebuilt reads the new one: a backup made after
+    /// the repair shows in it, and a point made with mkdir is in the catalog `points` reads.
+    func testARunningMountFollowsARebuiltCatalog() throws {
+        let fixture = try MountFixture(policyPoints: 1)
+        let ctl = fixture.ctl
+        let mount = try fixture.mount()
+        defer { mount.unmount() }
+        XCTAssertTrue(try mount.exists("prod/web/\(fixture.names[0])"))
+        let repair = try ctl.attempt(["repair", "--rebuild-catalog"])
+        XCTAssertEqual(repair.status, 0, repair.stderr)
+        XCTAssertTrue(
+            repair.stderr.contains("the vaultfs mount at \(mount.mountpoint) reads the new catalog"), repair.stderr)
+
+        try ctl.run("backup", "web", "--name", "after-repair")
+        XCTAssertTrue(try eventually(timeout: 10) { try mount.exists("prod/web/after-repair") })
+        try mustRun(["mkdir", mount.path("prod/web/by-mkdir")], timeout: 10)
+        XCTAssertTrue(
+            try eventually(timeout: 60) {
+                try ctl.json("points").contains {
+                    $0["name"] as? String == "by-mkdir" && $0["status"] as? String == "Active"
+                }
+            })
+        try mustRun(["cmp", mount.path("prod/web/by-mkdir/root.img"), fixture.disk.path], timeout: 60)
+        // gc finds nothing the catalog does not know.
+        try ctl.run("gc")
+        XCTAssertTrue(mount.isRunning)
+    }
+
     func testOlderCatalogCopyStopsCollectionUntilRebuilt() throws {
         let fixture = try populated()
         let ctl = fixture.ctl

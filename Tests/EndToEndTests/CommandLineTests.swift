@@ -103,7 +103,26 @@ final class CommandLineTests: XCTestCase {
     func testBackupOfServerWithoutVaultCreatesTheDefaultVault() throws {
         try ctl.run("server", "add", "lonely", "--disk", "root=\(disk.path)")
         XCTAssertTrue(try ctl.run("server", "list").contains("lonely  -"))
-        try ctl.run("backup", "lonely", "--name", "now")
+        // The backup says it put the server in a vault with a policy: the scheduler backs it
+        // up from now on.
+        let first = try ctl.attempt(["backup", "lonely", "--name", "now"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(
+            first.stderr.contains(
+                "server lonely was in no vault: it is now in vault 'default' (made now) with policy every 24h"),
+            first.stderr)
+        try ctl.run("server", "add", "alone", "--disk", "root=\(disk.path)")
+        let json = try ctl.run("backup", "alone", "--json")
+        let made = try XCTUnwrap(
+            (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])?.first)
+        let enrolled = try XCTUnwrap(made["enrolledIn"] as? [String: Any], json)
+        XCTAssertEqual(enrolled["vault"] as? String, "default")
+        XCTAssertEqual(enrolled["created"] as? Bool, false, "the default vault was there already")
+        XCTAssertEqual(enrolled["everyHours"] as? Int, 24)
+        // A server already in a vault is not enrolled again.
+        let again = try ctl.attempt(["backup", "alone", "--json"])
+        XCTAssertFalse(again.stderr.contains("was in no vault"), again.stderr)
+        XCTAssertFalse(again.stdout.contains("enrolledIn"), again.stdout)
         let vaults = try ctl.json("vault", "list")
         let fallback = try XCTUnwrap(vaults.first { $0["vault"] as? String == "default" })
         let policy = try XCTUnwrap(fallback["policy"] as? [String: Any])

@@ -331,17 +331,19 @@ final class FileSystemTests: XCTestCase {
             41 40 0:46 / /mnt/my\\040backups rw,nosuid shared:21 - fuse.vaultfs /srv/other rw,user_id=0
             42 22 0:47 / /mnt/my rw,nosuid shared:22 - fuse.vaultfs /srv/third rw,user_id=0
             """
+        let at = { (target: String) in MountTable.entries(in: text).filter { $0.target == target } }
         XCTAssertEqual(
-            Mount.mounts(at: "/mnt/my backups", in: text),
+            at("/mnt/my backups"),
             [
-                Mount.MountEntry(device: "0:45", source: "/srv/repo one", type: "fuse.vaultfs"),
-                Mount.MountEntry(device: "0:46", source: "/srv/other", type: "fuse.vaultfs"),
+                MountTable.Entry(
+                    device: "0:45", target: "/mnt/my backups", source: "/srv/repo one", type: "fuse.vaultfs"),
+                MountTable.Entry(device: "0:46", target: "/mnt/my backups", source: "/srv/other", type: "fuse.vaultfs"),
             ])
-        XCTAssertEqual(Mount.mounts(at: "/mnt/my", in: text).map(\.source), ["/srv/third"])
-        XCTAssertEqual(Mount.mounts(at: "/mnt", in: text), [])
-        XCTAssertEqual(Mount.unescaped("a\\134b\\011c\\012"), "a\\b\tc\n")
-        XCTAssertEqual(Mount.unescaped("not\\9an\\escape\\"), "not\\9an\\escape\\")
-        XCTAssertEqual(Mount.unescaped("\\+17\\777\\04"), "\\+17\\777\\04")
+        XCTAssertEqual(at("/mnt/my").map(\.source), ["/srv/third"])
+        XCTAssertEqual(at("/mnt"), [])
+        XCTAssertEqual(MountTable.unescaped("a\\134b\\011c\\012"), "a\\b\tc\n")
+        XCTAssertEqual(MountTable.unescaped("not\\9an\\escape\\"), "not\\9an\\escape\\")
+        XCTAssertEqual(MountTable.unescaped("\\+17\\777\\04"), "\\+17\\777\\04")
     }
 
     /// A value in libfuse's option string is one value whatever it holds, and `nosuid,nodev`

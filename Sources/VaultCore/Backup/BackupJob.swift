@@ -6,6 +6,27 @@ import Synchronization
 /// disks until `run` ends.
 public final class BackupJob: Sendable {
     public let point: Point
+    /// Set when the server was in no vault and this backup put it in one (seed 000): the
+    /// scheduler backs it up by that vault's policy from now on, which its caller should say.
+    public let enrolment: Enrolment?
+
+    /// A vault a server was put in by its first backup.
+    public struct Enrolment: Sendable {
+        public let vault: String
+        /// Whether the vault was made for it.
+        public let created: Bool
+        public let policy: Policy?
+
+        /// One line for the user.
+        public var description: String {
+            let rule =
+                policy.map {
+                    "policy every \($0.everyHours)h from \($0.startText), \($0.incrementals) incrementals, keeping \($0.keepFulls) fulls"
+                } ?? "no policy"
+            return
+                "was in no vault: it is now in vault '\(vault)'\(created ? " (made now)" : "") with \(rule), so the scheduler backs it up from now on; 'vaultctl server move' puts it in another"
+        }
+    }
     private let repository: Repository
     private let server: Server
     /// This host's hooks of the server, read when the backup was prepared.
@@ -21,8 +42,9 @@ public final class BackupJob: Sendable {
     init(
         point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [DiskSource],
         serverLock: StoreLock,
-        collectionLock: FileLock
+        collectionLock: FileLock, enrolment: Enrolment?
     ) {
+        self.enrolment = enrolment
         self.point = point
         self.repository = repository
         self.server = server

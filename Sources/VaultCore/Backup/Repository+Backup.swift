@@ -12,6 +12,9 @@ extension Repository {
         host: HostServers = .standard
     ) throws -> BackupJob {
         try requireWritable("back up")
+        // A long-running process (the mount) records the point in the catalog in place now,
+        // not in one `repair --rebuild-catalog` replaced since it opened its own.
+        try catalog.followReplacement()
         try Names.validatePointName(plan.name)
         try Names.validateDescription(plan.description)
         var server = try catalog.server(named: plan.server)
@@ -66,7 +69,7 @@ extension Repository {
         guard let gcLock = try lockForBackup(wait: waitForCollection) else {
             throw VaultError(.busy, "garbage collection is running; try the backup again when it ends")
         }
-        let vault = try vaultForBackup(&server, now: now)
+        let (vault, enrolment) = try vaultForBackup(&server, now: now)
         let id = UUID().uuidString.lowercased()
         let point = Point(
             id: id, serverId: server.id, serverName: server.name, vaultId: vault.id, vaultName: vault.name,
@@ -78,20 +81,21 @@ extension Repository {
         try register(point, tags: plan.tags)
         return BackupJob(
             point: point, repository: self, server: server, hooks: hooks, sources: sources, serverLock: serverLock,
-            collectionLock: gcLock)
+            collectionLock: gcLock, enrolment: enrolment)
     }
 
     /// The server's vault; a server in no vault is put in the default vault, created with the
     /// default policy when missing (seed 000).
-    private func vaultForBackup(_ server: inout Server, now: Date) throws -> Vault {
-        if let id = server.vaultId, let vault = try catalog.vault(id: id) { return vault }
+    /// Says so when it does: the scheduler then backs the server up by that policy.
+    private func vaultForBackup(_ server: inout Server, now: Date) throws -> (Vault, BackupJob.Enrolment?) {
+        if let id = server.vaultId, let vault = try catalog.vault(id: id) { return (vault, nil) }
         let serverId = server.id
-        let vault = try catalog.assignVault(
+        let (vault, created) = try catalog.assignVault(
             named: Self.defaultVaultName, policy: try .makeDefault(since: now), toServer: serverId, now: now)
         server.vaultId = vault.id
         try writeVaultManifest(vault.name)
         try writeServerManifest(server.name)
-        return vault
+        return (vault, BackupJob.Enrolment(vault: vault.name, created: created, policy: vault.policy))
     }
 
     /// Records a new point: its manifest, then the catalog row. A manifest whose point the

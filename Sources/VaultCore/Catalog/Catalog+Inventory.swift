@@ -30,11 +30,16 @@ extension Catalog {
     }
 
     /// Puts a server in the vault named `name`, creating it with `policy` when missing.
-    func assignVault(named name: String, policy: Policy, toServer server: Int64, now: Date) throws -> Vault {
+    /// Puts a server in the vault `name`, made with `policy` when there is none; says whether
+    /// it was made.
+    func assignVault(named name: String, policy: Policy, toServer server: Int64, now: Date) throws -> (
+        vault: Vault, created: Bool
+    ) {
         try write { db in
-            let vault = try VaultRow.named(name, db) ?? VaultRow.insert(name: name, createdAt: now, policy: policy, db)
+            let existing = try VaultRow.named(name, db)
+            let vault = try existing ?? VaultRow.insert(name: name, createdAt: now, policy: policy, db)
             try db.execute(sql: "UPDATE server SET vaultId = ? WHERE id = ?", arguments: [vault.id, server])
-            return vault
+            return (vault, existing == nil)
         }
     }
 

@@ -6,7 +6,23 @@ import Synchronization
 /// of what the repository's manifests say: opening never creates one, and when the
 /// repository cannot be written it is opened read-only, so every reading command still works.
 public final class Catalog: Sendable {
-    let database: any DatabaseWriter
+    /// The connection in use, and which file it was opened from. `repair --rebuild-catalog`
+    /// puts a new file in place; a process that outlives it (the mount) notices the new
+    /// inode at its next `changeCount` or `followReplacement` and opens that one.
+    private struct Opened: Sendable {
+        var database: any DatabaseWriter
+        var inode: ino_t
+        /// How many times the file was found replaced: part of `changeCount`.
+        var replacements: Int64
+        /// A connection that never reads or writes rows: `PRAGMA data_version` on it moves
+        /// with every commit made through any other connection, this process's writer included.
+        var watcher: DatabaseQueue?
+    }
+
+    private let opened: Mutex<Opened>
+    private let path: String
+    private let foreignKeys: Bool
+    var database: any DatabaseWriter { opened.withLock { $0.database } }
     /// Why the catalog cannot be written (read-only media, a full disk, another user's
     /// repository), or nil when it can.
     public let readOnlyReason: String?
@@ -14,9 +30,6 @@ public final class Catalog: Sendable {
     /// Where `changeCount` opens its own connection, or the file it looks at when SQLite reads
     /// it as immutable (no locks, no -shm file: `data_version` would never move).
     private let watched: (path: String, immutable: Bool)
-    /// A connection that never reads or writes rows: `PRAGMA data_version` on it moves with
-    /// every commit made through any other connection, this process's writer included.
-    private let watcher = Mutex<DatabaseQueue?>(nil)
 
     /// Creates a new, empty catalog at `path` with exactly `mode`.
     static func create(at path: String, mode: mode_t) throws -> Catalog {
@@ -28,12 +41,31 @@ public final class Catalog: Sendable {
     /// written, when that is already known. A missing or damaged catalog is refused with the
     /// command that rebuilds it, and never recreated empty.
     init(path: String, readOnlyReason knownReason: String?, foreignKeys: Bool = true) throws {
-        guard Posix.exists(path) else {
+        let inode = try Self.inode(of: path)
+        let (database, reason, watched) = try Self.open(path, readOnlyReason: knownReason, foreignKeys: foreignKeys)
+        opened = Mutex(Opened(database: database, inode: inode, replacements: 0))
+        self.path = path
+        self.foreignKeys = foreignKeys
+        readOnlyReason = reason
+        self.watched = watched
+    }
+
+    private static func inode(of path: String) throws -> ino_t {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            if errno != ENOENT { throw Posix.error("cannot open the catalog", path) }
             throw VaultError(
                 .needsRepair,
                 "the catalog \(path) is missing; nothing was changed. Rebuild it from the repository's manifests with 'vaultctl -R \((path as NSString).deletingLastPathComponent) repair --rebuild-catalog'"
             )
         }
+        return st.st_ino
+    }
+
+    /// Opens the catalog at `path` for writing, or, when it cannot be written, for reading.
+    private static func open(_ path: String, readOnlyReason knownReason: String?, foreignKeys: Bool) throws -> (
+        any DatabaseWriter, String?, (path: String, immutable: Bool)
+    ) {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.foreignKeysEnabled = foreignKeys
@@ -42,10 +74,7 @@ public final class Catalog: Sendable {
             do {
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try Self.migrator.migrate(pool)
-                database = pool
-                readOnlyReason = nil
-                watched = (path, false)
-                return
+                return (pool, nil, (path, false))
             } catch let error as DatabaseError
                 where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
                 .contains(error.resultCode)
@@ -71,10 +100,7 @@ public final class Catalog: Sendable {
                         .unsupportedFormat,
                         "the catalog \(path) needs an upgrade that a read-only repository cannot take")
                 }
-                database = queue
-                readOnlyReason = reason
-                watched = parameter == "immutable=1" ? (path, true) : (uri, false)
-                return
+                return (queue, reason, parameter == "immutable=1" ? (path, true) : (uri, false))
             } catch let error as VaultError {
                 throw error
             } catch {
@@ -82,6 +108,22 @@ public final class Catalog: Sendable {
             }
         }
         throw Self.wrap(lastError!, "cannot open the catalog \(path)")
+    }
+
+    /// Opens the catalog again when its file was replaced (by `repair --rebuild-catalog`)
+    /// since it was opened; returns how many times that has happened. A catalog that is
+    /// missing now is left open as it is: the next look tries again.
+    @discardableResult
+    public func followReplacement() throws -> Int64 {
+        var st = stat()
+        let current = opened.withLock { ($0.inode, $0.replacements) }
+        guard stat(path, &st) == 0, st.st_ino != current.0 else { return current.1 }
+        let (database, _, _) = try Self.open(path, readOnlyReason: readOnlyReason, foreignKeys: foreignKeys)
+        return opened.withLock { opened in
+            guard opened.inode == current.0 else { return opened.replacements }
+            opened = Opened(database: database, inode: st.st_ino, replacements: opened.replacements + 1)
+            return opened.replacements
+        }
     }
 
     /// A path as the path part of an SQLite URI.
@@ -171,6 +213,7 @@ public final class Catalog: Sendable {
     /// other: what was built from the catalog is current while it stays the same. For a
     /// catalog read as immutable it is made from the file's identity, size and time.
     public func changeCount() throws -> Int64 {
+        let replacements = try followReplacement()
         if watched.immutable {
             var st = stat()
             guard lstat(watched.path, &st) == 0 else { throw Posix.error("cannot look at the catalog", watched.path) }
@@ -183,15 +226,17 @@ public final class Catalog: Sendable {
         }
         let watchedPath = watched.path
         do {
-            return try watcher.withLock { watcher in
-                if watcher == nil {
+            let version = try opened.withLock { opened in
+                if opened.watcher == nil {
                     var configuration = Configuration()
                     configuration.readonly = true
                     configuration.busyMode = .timeout(30)
-                    watcher = try DatabaseQueue(path: watchedPath, configuration: configuration)
+                    opened.watcher = try DatabaseQueue(path: watchedPath, configuration: configuration)
                 }
-                return try watcher!.inDatabase { try Int64.fetchOne($0, sql: "PRAGMA data_version") } ?? 0
+                return try opened.watcher!.inDatabase { try Int64.fetchOne($0, sql: "PRAGMA data_version") } ?? 0
             }
+            // A new file starts its own count: the replacements keep the two apart.
+            return version &+ replacements << 40
         } catch {
             throw Self.wrap(error, "catalog read failed")
         }

@@ -74,6 +74,27 @@ public struct PointView: Codable, Sendable {
     public var disks: [DiskView]
     public var progress: ProgressView?
     public var deletion: String
+    /// Set by `backup --json` when that backup put the server in a vault (it was in none).
+    public var enrolledIn: EnrolmentView?
+
+    /// The vault a server's first backup put it in, and its policy.
+    public struct EnrolmentView: Codable, Sendable {
+        public var vault: String
+        public var created: Bool
+        public var start: String?
+        public var everyHours: Int?
+        public var incrementals: Int?
+        public var keepFulls: Int?
+
+        public init(_ enrolment: BackupJob.Enrolment) {
+            vault = enrolment.vault
+            created = enrolment.created
+            start = enrolment.policy?.startText
+            everyHours = enrolment.policy?.everyHours
+            incrementals = enrolment.policy?.incrementals
+            keepFulls = enrolment.policy?.keepFulls
+        }
+    }
 
     public init(_ point: Point, disks: [PointDisk], tags: [PointTag], location: String) {
         id = point.id
