@@ -5,7 +5,7 @@ import VaultCore
 /// `--start HH:MM --every Nh --incrementals K --keep-fulls N`.
 struct PolicyOptions: ParsableArguments {
     @Option(help: "Launch time, HH:MM (local time).") var start: String?
-    @Option(help: "Interval between backups, e.g. 4h.") var every: String?
+    @Option(help: "Interval between backups in whole hours, e.g. 4h, 24h or 1d.") var every: String?
     @Option(help: "Incremental points between two fulls.") var incrementals: Int?
     @Option(help: "Number of fulls (chains) to keep.") var keepFulls: Int?
 
@@ -22,10 +22,14 @@ struct PolicyOptions: ParsableArguments {
         else {
             throw VaultError(.invalidArgument, "bad --start '\(start)': use HH:MM")
         }
-        let hoursText = every.hasSuffix("h") ? String(every.dropLast()) : every
-        guard let hours = Int(hoursText) else {
-            throw VaultError(.invalidArgument, "bad --every '\(every)': use a whole number of hours such as 4h")
+        // The duration grammar of every other option (`1d`, `4h`, `1w`); a bare number is
+        // hours, as before.
+        let seconds = Int(every).map { TimeInterval($0 * 3600) } ?? Units.parseDuration(every)
+        guard let seconds, seconds.truncatingRemainder(dividingBy: 3600) == 0, seconds < TimeInterval(Int32.max) else {
+            throw VaultError(
+                .invalidArgument, "bad --every '\(every)': use a whole number of hours, such as 4h, 24h or 1d")
         }
+        let hours = Int(seconds / 3600)
         // The ranges are the core's: the same rule holds for the catalog and for manifests.
         return try Policy(
             startMinute: hour * 60 + minute, everyHours: hours, incrementals: incrementals,

@@ -17,20 +17,90 @@ struct Vaultctl: ParsableCommand {
             SyncCommand.self,
         ])
 
-    /// Accepts `-R PATH` / `--repo PATH` before the subcommand too (`vaultctl -R /srv/backups
-    /// points`), as the repository for every subcommand.
+    /// Accepts the options every command shares before the subcommand too, at any level, as
+    /// git and restic do: `vaultctl -R /srv/backups points`, `vaultctl vault -R X list`,
+    /// `vaultctl --json points`. `-R/--repo` there is the repository of every subcommand
+    /// (the last one given wins); the others are moved after the subcommand, which takes
+    /// them or says it does not.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
-        if let first = arguments.first {
-            if first == "-R" || first == "--repo", arguments.count > 1 {
-                setenv("VAULT_REPO", arguments[1], 1)
-                arguments.removeFirst(2)
-            } else if first.hasPrefix("--repo=") {
-                setenv("VAULT_REPO", String(first.dropFirst("--repo=".count)), 1)
-                arguments.removeFirst()
+        if let repository = takeRepository(&arguments) { setenv("VAULT_REPO", repository, 1) }
+        main(arranged(arguments))
+    }
+
+    /// Shared options other than `-R/--repo`, and whether each takes a value.
+    static let sharedOptions: [String: Bool] = [
+        "--json": false, "--progress": true, "--state-dir": true, "--key-file": true, "--endpoint": true,
+        "--region": true, "--passphrase-fd": true,
+    ]
+
+    /// How many of the leading `arguments` name subcommands or shared options: where the
+    /// subcommand's own arguments start.
+    private static func leadingPath(_ arguments: [String], each: (Int, _ isOption: Bool, _ width: Int) -> Void) {
+        var command: any ParsableCommand.Type = Vaultctl.self
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            let name = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
+            if let sub = command.configuration.subcommands.first(where: { $0._commandName == argument }) {
+                each(i, false, 1)
+                command = sub
+                i += 1
+                if sub.configuration.subcommands.isEmpty { return }
+                continue
+            }
+            let takesValue: Bool
+            if ["-R", "--repo"].contains(name) {
+                takesValue = true
+            } else if let known = sharedOptions[name] {
+                takesValue = known
+            } else {
+                return
+            }
+            let width = takesValue && !argument.contains("=") && i + 1 < arguments.count ? 2 : 1
+            each(i, true, width)
+            i += width
+        }
+    }
+
+    /// Removes every `-R X`, `--repo X` and `--repo=X` before the subcommand's own
+    /// arguments; returns the last value.
+    static func takeRepository(_ arguments: inout [String]) -> String? {
+        var found: [(index: Int, width: Int)] = []
+        leadingPath(arguments) { index, isOption, width in
+            let name = arguments[index]
+            if isOption && (name == "-R" || name == "--repo" || name.hasPrefix("--repo=")) {
+                found.append((index, width))
             }
         }
-        main(arguments)
+        var value: String?
+        for (index, width) in found.reversed() {
+            let argument = arguments[index]
+            if value == nil {
+                value = width == 2 ? arguments[index + 1] : String(argument.dropFirst("--repo=".count))
+            }
+            arguments.removeSubrange(index..<(index + width))
+        }
+        return value
+    }
+
+    /// `arguments` with the shared options given before the subcommand moved after it
+    /// (before a `--`, so they stay options).
+    static func arranged(_ arguments: [String]) -> [String] {
+        var path: [String] = []
+        var moved: [String] = []
+        var end = 0
+        leadingPath(arguments) { index, isOption, width in
+            if isOption {
+                moved += arguments[index..<(index + width)]
+            } else {
+                path.append(arguments[index])
+            }
+            end = index + width
+        }
+        var rest = Array(arguments[end...])
+        rest.insert(contentsOf: moved, at: rest.firstIndex(of: "--") ?? rest.endIndex)
+        return path + rest
     }
 }
 
@@ -64,7 +134,15 @@ struct RepositoryOptions: ParsableArguments {
 
     func location() throws -> RepositoryLocation { try store.location(of: try path()) }
 
-    func open() throws -> Repository { try Repository(location: try location(), unlock: unlock) }
+    func open() throws -> Repository {
+        let repository = try Repository(location: try location(), unlock: unlock)
+        if !repository.config.isEncrypted && (keyFile != nil || passphraseFd != nil) {
+            warn(
+                "\(keyFile != nil ? "--key-file" : "--passphrase-fd") is for encrypted repositories; \(repository.location.name) is not, so it was not used"
+            )
+        }
+        return repository
+    }
 }
 
 /// How to reach a repository in S3 (`s3://BUCKET/PREFIX`); credentials come from
@@ -80,7 +158,14 @@ struct StoreOptions: ParsableArguments {
     var stateDir: String?
 
     func location(of path: String) throws -> RepositoryLocation {
-        try RepositoryLocation.parse(path, endpoint: endpoint, region: region, stateDirectory: stateDir)
+        let location = try RepositoryLocation.parse(path, endpoint: endpoint, region: region, stateDirectory: stateDir)
+        if case .directory = location {
+            for (option, given) in [("--endpoint", endpoint), ("--region", region), ("--state-dir", stateDir)]
+            where given != nil {
+                warn("\(option) is for s3:// repositories; \(location.name) is a folder, so it was not used")
+            }
+        }
+        return location
     }
 }
 
@@ -134,4 +219,9 @@ struct Init: ParsableCommand {
             "created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))"
         )
     }
+}
+
+/// A warning on stderr: the command goes on.
+func warn(_ text: String) {
+    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
 }

@@ -234,6 +234,42 @@ final class CommandLineTests: XCTestCase {
         let listing = try mustRun([productPath("vaultctl"), "-R", ctl.repository, "points"])
         XCTAssertTrue(listing.contains("one"), listing)
         XCTAssertTrue(try mustRun([productPath("vaultctl"), "--repo=\(ctl.repository)", "history"]).contains("one"))
+        // At any level, given twice (the last wins), and with the other shared options.
+        let bare = ["VAULT_REPO": ""]
+        XCTAssertTrue(
+            try mustRun([productPath("vaultctl"), "vault", "-R", ctl.repository, "list"], environment: bare).contains(
+                "prod"))
+        XCTAssertTrue(
+            try mustRun(
+                [productPath("vaultctl"), "-R", scratch.file("nope"), "-R", ctl.repository, "points"], environment: bare
+            ).contains("one"))
+        let json = try mustRun([productPath("vaultctl"), "--json", "-R", ctl.repository, "points"], environment: bare)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [Any])?.count, 1, json)
+        // Options that do not apply to a folder repository say so.
+        let endpoint = try runCommand(
+            [productPath("vaultctl"), "-R", ctl.repository, "--endpoint", "http://127.0.0.1:1", "points"],
+            environment: bare)
+        XCTAssertEqual(endpoint.status, 0, endpoint.stderr)
+        XCTAssertTrue(endpoint.stderr.contains("warning: --endpoint is for s3:// repositories"), endpoint.stderr)
+        if !Vaultctl.encryptsByDefault {
+            let keyFile = try ctl.attempt(["points", "--key-file", scratch.file("key")])
+            XCTAssertTrue(keyFile.stderr.contains("warning: --key-file is for encrypted repositories"), keyFile.stderr)
+        }
+    }
+
+    func testEveryTakesTheDurationGrammarOfTheOtherOptions() throws {
+        try ctl.run(
+            "policy", "set", "prod", "--start", "01:00", "--every", "1d", "--incrementals", "1", "--keep-fulls", "2")
+        let policy = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(try ctl.run("policy", "show", "prod", "--json").utf8))
+                as? [String: Any])
+        XCTAssertEqual(policy["everyHours"] as? Int, 24)
+        try assertRefused(
+            [
+                "policy", "set", "prod", "--start", "01:00", "--every", "90m", "--incrementals", "1", "--keep-fulls",
+                "2",
+            ],
+            mentions: "bad --every '90m'")
     }
 
     func testFailedExportLeavesAnExistingFileAlone() throws {
