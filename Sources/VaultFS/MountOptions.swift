@@ -109,6 +109,6 @@ extension MountOptions {
     public var unlock: Unlock {
         if let keyFile { return .keyFile(keyFile) }
         if let passphraseFile { return .passphrase { try Passphrase.fromFile(passphraseFile) } }
-        return .passphrase { try Passphrase.read() }
+        return .passphrase { try Passphrase.read(descriptorOption: nil) }
     }
 }

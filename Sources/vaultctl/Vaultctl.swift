@@ -118,7 +118,12 @@ struct RepositoryOptions: ParsableArguments {
 
     @Option(help: "The key file of an encrypted repository made with --key-file (default: $VAULT_KEY_FILE).")
     var keyFile: String?
-    @Option(help: "Read the passphrase of an encrypted repository from this file descriptor.")
+    @Option(
+        help: """
+            Read the passphrase of an encrypted repository from this file descriptor. Without it, the passphrase \
+            is $VAULT_PASSPHRASE, else the first line of the file $VAULT_PASSPHRASE_FILE names, else a systemd \
+            credential named passphrase, else asked for on a terminal.
+            """)
     var passphraseFd: Int32?
 
     /// How to unlock the repository if it is encrypted; the passphrase is read only then.
@@ -181,7 +186,10 @@ struct Init: ParsableCommand {
     @Option(help: "aes-256-gcm, or none (the default): encrypt chunks, maps and manifests.") var encryption = "none"
     @Option(help: "With encryption: write the key to this new file instead of wrapping it with a passphrase.")
     var keyFile: String?
-    @Option(help: "Read the passphrase from this file descriptor.") var passphraseFd: Int32?
+    @Option(
+        help:
+            "Read the new passphrase from this file descriptor (else $VAULT_PASSPHRASE, $VAULT_PASSPHRASE_FILE, or asked for twice on a terminal)."
+    ) var passphraseFd: Int32?
     @Option(
         help:
             "How long gc leaves an unused chunk before removing it, e.g. 12h (default: 0 in a folder, 1d in a bucket; longer than your longest backup)."
@@ -198,7 +206,7 @@ struct Init: ParsableCommand {
         case ("none", _): throw VaultError(.invalidArgument, "--key-file needs --encryption aes-256-gcm")
         case (RepositoryConfig.cipher, let file?): protection = .keyFile(file)
         case (RepositoryConfig.cipher, nil):
-            let passphrase = try Passphrase.read(fd: passphraseFd, prompt: "New passphrase: ")
+            let passphrase = try Passphrase.read(fd: passphraseFd, prompt: "New passphrase: ", forNewRepository: true)
             if ProcessInfo.processInfo.environment["VAULT_PASSPHRASE"] == nil && isatty(STDIN_FILENO) == 1
                 && passphraseFd == nil,
                 try Passphrase.read(prompt: "Repeat it: ") != passphrase
@@ -218,6 +226,14 @@ struct Init: ParsableCommand {
         print(
             "created repository \(repository.location.name) (chunk size \(Units.formatSize(Int64(size))), zstd level \(compressionLevel), \(what))"
         )
+        if case .passphrase = protection {
+            // As borg does: the passphrase opens the key kept in repository.json, which a
+            // damaged or lost file takes with it.
+            FileHandle.standardError.write(
+                Data(
+                    "keep a copy of the key apart from the repository: 'vaultctl -R \(repository.location.name) key export FILE' (it opens the repository with --key-file even if repository.json is lost)\n"
+                        .utf8))
+        }
     }
 }
 

@@ -82,6 +82,33 @@ final class EncryptionTests: XCTestCase {
         let none = try runCommand(
             [productPath("vaultctl"), "points"], environment: ["VAULT_REPO": ctl.repository, "VAULT_PASSPHRASE": ""])
         XCTAssertTrue(none.stderr.contains("no passphrase was given"), none.stderr)
+        // The mount names only the ways it takes one (it has no --passphrase-fd).
+        let mnt = scratch.file("mnt")
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let mount = try runCommand(
+            [productPath("vaultfs"), ctl.repository, mnt, "-f"], environment: ["VAULT_PASSPHRASE": ""], timeout: 20)
+        XCTAssertNotEqual(mount.status, 0)
+        XCTAssertTrue(mount.stderr.contains("set VAULT_PASSPHRASE or VAULT_PASSPHRASE_FILE"), mount.stderr)
+        XCTAssertFalse(mount.stderr.contains("--passphrase-fd"), mount.stderr)
+        // Every command's help names where a passphrase comes from.
+        for command in [["points"], ["backup"], ["init"]] {
+            let help = try mustRun([productPath("vaultctl")] + command + ["--help"])
+            XCTAssertTrue(help.contains("VAULT_PASSPHRASE") && help.contains("VAULT_PASSPHRASE_FILE"), help)
+        }
+        // A new encrypted repository without a passphrase says what it needs, and is not made.
+        let new = scratch.file("new")
+        let refused = try runCommand(
+            [productPath("vaultctl"), "init", new, "--encryption", "aes-256-gcm"], environment: ["VAULT_PASSPHRASE": ""]
+        )
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--encryption needs a passphrase for the new repository"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: new))
+        // One made with a passphrase reminds to keep a copy of its key.
+        let made = try runCommand(
+            [productPath("vaultctl"), "init", new, "--encryption", "aes-256-gcm"],
+            environment: ["VAULT_PASSPHRASE": "a passphrase"])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        XCTAssertTrue(made.stderr.contains("key export FILE"), made.stderr)
 
         // A repository whose key lives in a key file.
         let keyFile = scratch.file("repo.key")

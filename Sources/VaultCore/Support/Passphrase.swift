@@ -6,7 +6,13 @@ import Glibc
 /// named `passphrase` (`LoadCredential=passphrase:FILE`), then a prompt without echo when
 /// standard input is a terminal. Never a command-line argument.
 public enum Passphrase {
-    public static func read(fd: Int32? = nil, prompt: String = "Passphrase: ") throws -> String {
+    /// `descriptorOption` is how the caller's command takes a descriptor (vaultctl's
+    /// `--passphrase-fd`; vaultfs has none), for the refusal; `forNewRepository` says the
+    /// passphrase is wanted for a repository that does not exist yet.
+    public static func read(
+        fd: Int32? = nil, prompt: String = "Passphrase: ", descriptorOption: String? = "--passphrase-fd",
+        forNewRepository: Bool = false
+    ) throws -> String {
         let environment = ProcessInfo.processInfo.environment
         if let value = environment["VAULT_PASSPHRASE"], !value.isEmpty { return value }
         if let file = environment["VAULT_PASSPHRASE_FILE"], !file.isEmpty { return try fromFile(file) }
@@ -15,10 +21,15 @@ public enum Passphrase {
             return try fromFile("\(directory)/passphrase")
         }
         if isatty(STDIN_FILENO) == 1, let typed = getpass(prompt) { return String(cString: typed) }
-        throw VaultError(
-            .wrongKey,
-            "the repository is encrypted and no passphrase was given: set VAULT_PASSPHRASE or VAULT_PASSPHRASE_FILE, give --passphrase-fd, or run on a terminal"
-        )
+        let ways =
+            "set VAULT_PASSPHRASE or VAULT_PASSPHRASE_FILE\(descriptorOption.map { ", give \($0)" } ?? ""), or run on a terminal"
+        if forNewRepository {
+            throw VaultError(
+                .invalidArgument,
+                "--encryption needs a passphrase for the new repository: \(ways) (or keep the key in a file with --key-file FILE); nothing was created"
+            )
+        }
+        throw VaultError(.wrongKey, "the repository is encrypted and no passphrase was given: \(ways)")
     }
 
     /// A passphrase kept in a file: its first line.
