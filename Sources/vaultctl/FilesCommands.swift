@@ -109,8 +109,8 @@ struct FilesList: ParsableCommand {
                 let name = shown(row.name) + (row.target.map { Array(" -> ".utf8) + shown($0) } ?? [])
                 return (
                     [
-                        "\(a.modeText)", "\(a.links)", "\(a.uid)", "\(a.gid)", "\(a.size)",
-                        Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds))),
+                        "\(a.modeText)", "\(a.links)", "\(a.uid)", "\(a.gid)", Units.formatSize(Int64(a.size)),
+                        shownTime(Date(timeIntervalSince1970: Double(a.modified.seconds))),
                     ], name
                 )
             })

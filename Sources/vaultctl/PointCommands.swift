@@ -48,17 +48,57 @@ struct Backup: ParsableCommand {
     }
 }
 
+/// Which points a command takes: a server, and filters every listing and `delete` share.
+struct PointSelection: ParsableArguments {
+    @Argument(help: "Only this server's points.") var server: String?
+    @Option(help: "Only the points of this vault.") var vault: String?
+    @Option(help: "Only full or incremental points.") var type: String?
+    @Option(
+        help:
+            "Only points started at or after this time (YYYY-MM-DD[THH:MM], local; Z for UTC), or this long ago (7d, 12h)."
+    )
+    var since: String?
+    @Option(help: "Only points started before this time, or this long ago.") var before: String?
+
+    var filter: PointFilter {
+        get throws {
+            let kind = try type.map { text -> PointKind in
+                guard let kind = PointKind(rawValue: text.lowercased()) else {
+                    throw VaultError(.invalidArgument, "bad --type '\(text)': use full or incremental")
+                }
+                return kind
+            }
+            return PointFilter(vault: vault, kind: kind, since: try since.map(moment), before: try before.map(moment))
+        }
+    }
+
+    /// A time given, or a duration before now.
+    private func moment(_ text: String) throws -> Date {
+        if let date = Units.parseTime(text) { return date }
+        if let age = Units.parseDuration(text), !text.allSatisfy(\.isNumber) { return Date() - age }
+        throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DD[THH:MM][Z] or a duration such as 7d")
+    }
+
+    /// The server's id, when one is named.
+    func serverId(in repository: Repository) throws -> Int64? {
+        try server.map { try repository.catalog.server(named: $0).id }
+    }
+
+    var isEmpty: Bool { server == nil && vault == nil && type == nil && since == nil && before == nil }
+}
+
 struct Points: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List restore points.")
     @OptionGroup var repository: RepositoryOptions
-    @Argument(help: "Only this server's points.") var server: String?
+    @OptionGroup var selection: PointSelection
     @Flag(help: "Include soft-deleted points.") var all = false
     @Flag var json = false
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try server.map { try repo.catalog.server(named: $0).id }
-        let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all)
+        let serverId = try selection.serverId(in: repo)
+        let filter = try selection.filter
+        let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all).filter(filter.matches)
         let views = try repo.views(of: points, server: serverId)
         if json { return printJSON(views) }
         printTable(
@@ -67,7 +107,8 @@ struct Points: ParsableCommand {
                 [
                     String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,
                     v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))",
-                    Units.formatSize(v.estimatedSize), v.time, v.parent.map { String($0.prefix(8)) } ?? "-", v.location,
+                    Units.formatSize(v.estimatedSize), shownTime(v.time), v.parent.map { String($0.prefix(8)) } ?? "-",
+                    v.location,
                 ]
             })
     }
@@ -76,13 +117,25 @@ struct Points: ParsableCommand {
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show every backup attempt and its deletion status.")
     @OptionGroup var repository: RepositoryOptions
-    @Option(help: "Only this server's history.") var server: String?
+    @OptionGroup var selection: PointSelection
+    @Option(
+        name: .customLong("server"),
+        help: ArgumentHelp("The same as the SERVER argument (kept for a release).", visibility: .hidden))
+    var serverOption: String?
     @Flag var json = false
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try server.map { try repo.catalog.server(named: $0).id }
-        let entries = try repo.history(server: serverId)
+        var selection = selection
+        if let serverOption {
+            warn(
+                "history --server SERVER is now history SERVER, as points and verify take it; --server goes in the next release"
+            )
+            selection.server = selection.server ?? serverOption
+        }
+        let serverId = try selection.serverId(in: repo)
+        let filter = try selection.filter
+        let entries = try repo.history(server: serverId, filter: filter)
         if json { return printJSON(entries) }
         printTable(
             ["ID", "SERVER", "NAME", "STATUS", "TYPE", "SCHEDULE", "SIZE", "START", "END", "DELETION", "REASON"],
@@ -90,7 +143,8 @@ struct History: ParsableCommand {
                 [
                     String(e.id.prefix(8)), e.server, e.name, e.status, e.type, e.scheduleType,
                     Units.formatSize(e.estimatedSize),
-                    e.time, e.finishedAt ?? "-", e.deletion.isEmpty ? "-" : e.deletion, e.error ?? "-",
+                    shownTime(e.time), e.finishedAt.map(shownTime) ?? "-", e.deletion.isEmpty ? "-" : e.deletion,
+                    e.error ?? "-",
                 ]
             })
     }
@@ -98,16 +152,44 @@ struct History: ParsableCommand {
 
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Soft-delete a point (restorable with undelete until purged). A point others depend on is refused.")
+        abstract: "Soft-delete points (restorable with undelete until purged).",
+        discussion: """
+            Give points (id, id prefix or SERVER/NAME), or select them as points does: --server SERVER \
+            --vault, --type, --since, --before. All are deleted, newest first, or none: a point that \
+            stays and depends on one of them (an incremental) refuses the whole deletion.
+            """)
     @OptionGroup var repository: RepositoryOptions
-    @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
+    @Argument(help: "Points: id, id prefix, or SERVER/NAME.") var points: [String] = []
+    @Option(help: "Select the points of this server (with the filters below).") var server: String?
+    @Option(help: "Only the points of this vault.") var vault: String?
+    @Option(help: "Only full or incremental points.") var type: String?
+    @Option(help: "Only points started at or after this time, or this long ago.") var since: String?
+    @Option(help: "Only points started before this time, or this long ago.") var before: String?
     @Flag var json = false
 
     func run() throws {
         let repo = try repository.open()
-        let deleted = try repo.softDelete(point)
-        if json { return printJSON(try repo.view(of: try repo.catalog.point(id: deleted.id) ?? deleted)) }
-        print("soft-deleted \(deleted.serverName)/\(deleted.name) (\(deleted.id))")
+        var selection = PointSelection()
+        (selection.server, selection.vault, selection.type, selection.since, selection.before) = (
+            server, vault, type, since, before
+        )
+        var chosen: [Point] = try points.map { try repo.catalog.point(matching: $0) }
+        if !selection.isEmpty {
+            let filter = try selection.filter
+            chosen += try repo.catalog.points(server: try selection.serverId(in: repo), includeSoftDeleted: false)
+                .filter { filter.matches($0) && !chosen.map(\.id).contains($0.id) }
+        } else if points.isEmpty {
+            throw ValidationError(
+                "give the points to delete, or select them with --server, --vault, --type, --since or --before")
+        }
+        let deleted = try repo.softDelete(points: chosen)
+        if json {
+            let views = try deleted.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }
+            // One point named alone gives one object, as before; a selection, an array.
+            if points.count == 1 && selection.isEmpty, let view = views.first { return printJSON(view) }
+            return printJSON(views)
+        }
+        for point in deleted { print("soft-deleted \(point.serverName)/\(point.name) (\(point.id))") }
     }
 }
 

@@ -69,7 +69,7 @@ struct PolicyCommand: ParsableCommand {
             let found = try repository.open().catalog.vault(named: vault)
             if json { return printJSON(PolicyView(found)) }
             print("vault \(vault): \(policyText(found.policy))")
-            if let policy = found.policy { print("next slot: \(Units.formatTime(policy.nextSlot(after: Date())))") }
+            if let policy = found.policy { print("next slot: \(shownTime(policy.nextSlot(after: Date())))") }
         }
     }
 
@@ -119,11 +119,11 @@ struct ScheduleCommand: ParsableCommand {
                     let printer = progress.printer()
                     let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
                     printer.clear()
-                    if outcomes.isEmpty && once { print("\(Units.formatTime(clock)) nothing is due") }
+                    if outcomes.isEmpty && once { print("\(shownTime(clock)) nothing is due") }
                     // Each outcome is said once: a failure on stderr, the rest on stdout.
                     for outcome in outcomes {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
-                        let line = "\(Units.formatTime(clock)) \(outcome.server) \(what): \(outcome.message)\n"
+                        let line = "\(shownTime(clock)) \(outcome.server) \(what): \(outcome.message)\n"
                         if outcome.failed {
                             FileHandle.standardError.write(Data(line.utf8))
                         } else {
@@ -137,13 +137,13 @@ struct ScheduleCommand: ParsableCommand {
                         let named = Set(failed.map(\.server))
                         for outcome in try scheduler.failedSlots(now: clock) where !named.contains(outcome.server) {
                             FileHandle.standardError.write(
-                                Data("\(Units.formatTime(clock)) \(outcome.server): \(outcome.message)\n".utf8))
+                                Data("\(shownTime(clock)) \(outcome.server): \(outcome.message)\n".utf8))
                             failed.append(outcome)
                         }
                     }
                 } catch  where !once {
                     // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
-                    FileHandle.standardError.write(Data("\(Units.formatTime(clock)) scheduler: \(error)\n".utf8))
+                    FileHandle.standardError.write(Data("\(shownTime(clock)) scheduler: \(error)\n".utf8))
                 }
                 if once { break }
                 for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }

@@ -7,6 +7,11 @@ struct Vaultctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vaultctl",
         abstract: "Back up servers' disks into a vaultfs repository, on a schedule or now, and manage what is kept.",
+        discussion: """
+            Tables and messages show times in local time with its offset; --utc, anywhere on the command line, \
+            shows them in UTC. JSON gives UTC. Times given (--now, --since) are local unless they end in Z. \
+            Shell completion: vaultctl --generate-completion-script bash|zsh|fish.
+            """,
         version: "0.1.0",
         subcommands: [
             Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
@@ -25,6 +30,12 @@ struct Vaultctl: ParsableCommand {
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if let repository = takeRepository(&arguments) { setenv("VAULT_REPO", repository, 1) }
+        // --utc, anywhere before a `--`: every table and line shows times in UTC.
+        let options = arguments.prefix { $0 != "--" }
+        if options.contains("--utc") {
+            setenv("VAULT_UTC", "1", 1)
+            arguments = options.filter { $0 != "--utc" } + arguments[options.endIndex...]
+        }
         main(arranged(arguments))
     }
 

@@ -257,6 +257,55 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// `points`, `history` and `delete` select points the same way: a server as the argument
+    /// (or `--server` for `delete`), and `--vault`, `--type`, `--since`, `--before`.
+    func testPointsHistoryAndDeleteSelectPointsOneWay() throws {
+        try ctl.run(
+            "policy", "set", "prod", "--start", "00:00", "--every", "1h", "--incrementals", "3", "--keep-fulls", "5",
+            "--now", "2030-01-01T00:00Z")
+        for hour in 1...3 { try ctl.run("schedule", "run", "--once", "--now", "2030-01-01T0\(hour):00Z") }
+        let names = { (arguments: [String]) throws -> [String] in
+            try self.ctl.json(arguments).compactMap { $0["name"] as? String }.sorted()
+        }
+        XCTAssertEqual(
+            try names(["points", "web", "--type", "incremental"]), ["20300101T020000Z", "20300101T030000Z"])
+        XCTAssertEqual(try names(["points", "--vault", "prod", "--type", "full"]), ["20300101T010000Z"])
+        XCTAssertEqual(try names(["points", "web", "--since", "2030-01-01T03:00Z"]), ["20300101T030000Z"])
+        XCTAssertEqual(try names(["points", "--before", "2030-01-01T02:00Z"]), ["20300101T010000Z"])
+        XCTAssertEqual(try names(["history", "web", "--type", "full"]), ["20300101T010000Z"])
+        let old = try ctl.attempt(["history", "--server", "web", "--json"])
+        XCTAssertEqual(old.status, 0, old.stderr)
+        XCTAssertTrue(old.stderr.contains("history --server SERVER is now history SERVER"), old.stderr)
+        try assertRefused(["points", "--type", "weekly"], mentions: "bad --type 'weekly'")
+
+        // A deletion that would leave a kept incremental without its parent is refused whole.
+        try assertRefused(["delete", "--server", "web", "--type", "full"], mentions: "nothing was deleted")
+        XCTAssertEqual(try names(["points", "web"]).count, 3)
+        try assertRefused(["delete", "--server", "web", "--since", "2031-01-01"], mentions: "no point matches")
+        let deleted = try ctl.json("delete", "--server", "web", "--since", "2030-01-01T02:00Z")
+        XCTAssertEqual(deleted.compactMap { $0["name"] as? String }, ["20300101T030000Z", "20300101T020000Z"])
+        XCTAssertEqual(try names(["points", "web"]), ["20300101T010000Z"])
+        let one = try ctl.run("delete", "web/20300101T010000Z", "--json")
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(one.utf8)) as? [String: Any], one)
+    }
+
+    /// Tables show local time with its offset, or UTC with --utc; JSON stays UTC.
+    func testTablesShowLocalTimeWithItsOffsetOrUTC() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        let india = try mustRun(
+            [productPath("vaultctl"), "points"], environment: ["VAULT_REPO": ctl.repository, "TZ": "Asia/Kolkata"])
+        XCTAssertTrue(india.contains(" +0530"), india)
+        let utc = try mustRun(
+            [productPath("vaultctl"), "points", "--utc"],
+            environment: ["VAULT_REPO": ctl.repository, "TZ": "Asia/Kolkata"])
+        XCTAssertTrue(utc.contains(" +0000") && !utc.contains("+0530"), utc)
+        XCTAssertTrue((try ctl.json("points").first?["time"] as? String)?.hasSuffix("Z") == true)
+        // files ls gives sizes as every other table does.
+        let listing = try ctl.run("files", "ls", "web/one", "/")
+        let line = try XCTUnwrap(listing.split(separator: "\n").first { $0.hasSuffix(" f") }, listing)
+        XCTAssertTrue(line.contains("KiB") && !line.contains("200000"), listing)
+    }
+
     func testEveryTakesTheDurationGrammarOfTheOtherOptions() throws {
         try ctl.run(
             "policy", "set", "prod", "--start", "01:00", "--every", "1d", "--incrementals", "1", "--keep-fulls", "2")

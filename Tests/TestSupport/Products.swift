@@ -89,7 +89,9 @@ public struct Vaultctl {
     }
 
     /// `points --json` (or `history --json`) decoded.
-    public func json(_ arguments: String...) throws -> [[String: Any]] {
+    public func json(_ arguments: String...) throws -> [[String: Any]] { try json(arguments) }
+
+    public func json(_ arguments: [String]) throws -> [[String: Any]] {
         let text = try mustRun([productPath("vaultctl")] + arguments + ["--json"], environment: variables)
         guard let value = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else {
             throw TestError.failed("not a JSON array: \(text)")

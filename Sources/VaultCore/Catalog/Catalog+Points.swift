@@ -170,6 +170,11 @@ extension Catalog {
     }
 
     /// Points whose parent is `id` and which are not deleted for good.
+    public func dependants(of id: String) throws -> [Point] {
+        try read { try dependants(of: id, db: $0) }
+    }
+
+    /// Points whose parent is `id` and which are not deleted for good.
     func dependants(of id: String, db: Database) throws -> [Point] {
         try PointRow.filter(Column("parentId") == id && Column("deletion") != Deletion.deleted.rawValue).points(db)
     }

@@ -150,3 +150,28 @@ public struct PointDisk: Equatable, Sendable {
     public var changedBytes: Int64
     public var newBytes: Int64
 }
+
+/// Which points a listing or a deletion takes, besides their server: all of them when
+/// nothing is set.
+public struct PointFilter: Sendable, Equatable {
+    public var vault: String?
+    public var kind: PointKind?
+    /// Started at or after.
+    public var since: Date?
+    /// Started before.
+    public var before: Date?
+
+    public init(vault: String? = nil, kind: PointKind? = nil, since: Date? = nil, before: Date? = nil) {
+        self.vault = vault
+        self.kind = kind
+        self.since = since
+        self.before = before
+    }
+
+    public var isEmpty: Bool { self == PointFilter() }
+
+    public func matches(_ point: Point) -> Bool {
+        (vault == nil || point.vaultName == vault) && (kind == nil || point.kind == kind)
+            && (since.map { point.startedAt >= $0 } ?? true) && (before.map { point.startedAt < $0 } ?? true)
+    }
+}

@@ -26,6 +26,30 @@ extension Repository {
     }
 
     /// Soft-deletes a point: hidden, restorable with `undelete` until purged.
+    /// Soft-deletes every point of `points`, newest first, or none: refused whole, before
+    /// anything changes, when a point that stays depends on one of them, or when one is being
+    /// made or is deleted already.
+    public func softDelete(points: [Point], now: Date = Date()) throws -> [Point] {
+        try requireWritable("delete points")
+        guard !points.isEmpty else { throw VaultError.notFound("no point matches the selection; nothing was deleted") }
+        let chosen = Set(points.map(\.id))
+        for point in points {
+            guard point.deletion == .none else { throw VaultError.invalid("point \(point.name) is already deleted") }
+            guard point.status != .creating else {
+                throw VaultError(.busy, "point \(point.name) is still being made; wait for its backup to end")
+            }
+            let kept = try catalog.dependants(of: point.id).filter { $0.deletion == .none && !chosen.contains($0.id) }
+            if let first = kept.first {
+                throw VaultError(
+                    .hasDependants,
+                    "point \(point.serverName)/\(point.name) has the dependent incremental point \(first.name), which would stay; delete it too, or neither; nothing was deleted"
+                )
+            }
+        }
+        // An incremental starts after its parent: newest first deletes each before its parent.
+        return try points.sorted { $0.startedAt > $1.startedAt }.map { try softDelete($0.id, now: now) }
+    }
+
     public func softDelete(_ reference: String, now: Date = Date()) throws -> Point {
         try requireWritable("delete a point")
         let point = try catalog.point(matching: reference)

@@ -187,8 +187,8 @@ extension Repository {
 
     /// Every backup attempt (every point, failed and deleted ones too), oldest first, as the
     /// same point objects `points` shows.
-    public func history(server: Int64? = nil) throws -> [PointView] {
-        try views(of: catalog.allPoints(server: server), server: server)
+    public func history(server: Int64? = nil, filter: PointFilter = PointFilter()) throws -> [PointView] {
+        try views(of: catalog.allPoints(server: server).filter(filter.matches), server: server)
     }
 }
 
