@@ -64,7 +64,7 @@ struct FileView: Encodable {
 struct FilesList: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ls", abstract: "List a folder (or show one file) inside a point, with original owners and modes.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @OptionGroup var volume: VolumeOptions
     @Argument(help: "Path inside the filesystem (default /).") var path = "/"
     @Flag var json = false
@@ -128,13 +128,13 @@ struct FilesGet: ParsableCommand {
             (as root to restore owners). A file or folder that cannot be read is named on stderr, the rest is \
             still written, and the command exits 1.
             """)
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @OptionGroup var volume: VolumeOptions
     @Argument(help: "Path inside the filesystem.") var path: String
     @Option(
         name: .shortAndLong, help: "Output file (written beside and renamed when complete), or - for standard output.")
     var output: String
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let volume = try volume.open(try repository.open())

@@ -9,8 +9,8 @@ struct VaultCommand: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a vault (optionally with its policy).")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The new vault's name: letters, digits, '-', '_' and '.'.") var name: String
         @OptionGroup var policy: PolicyOptions
 
         func run() throws {
@@ -22,7 +22,7 @@ struct VaultCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List vaults.")
-        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Flag var json = false
 
         func run() throws {
@@ -42,8 +42,8 @@ struct VaultCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a vault, its policy and servers.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The vault.") var name: String
         @Flag var json = false
 
         func run() throws {
@@ -60,8 +60,8 @@ struct VaultCommand: ParsableCommand {
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an empty vault.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The vault (it must hold no servers or points).") var name: String
 
         func run() throws {
             try repository.open().removeVault(named: name)
@@ -83,8 +83,8 @@ struct ServerCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a server and its disks.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The new server's name: letters, digits, '-', '_' and '.'.") var name: String
         @Option(help: "The vault the server belongs to.") var vault: String?
         @Option(name: .customLong("disk"), help: "A disk as NAME=PATH (block device or image file); repeat for more.")
         var disks: [String] = []
@@ -117,7 +117,7 @@ struct ServerCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List servers.")
-        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Flag var json = false
 
         func run() throws {
@@ -138,8 +138,8 @@ struct ServerCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a server, its disks and hooks.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The server.") var name: String
         @Flag var json = false
 
         func run() throws {
@@ -206,8 +206,8 @@ struct ServerCommand: ParsableCommand {
                 records only that the server has hooks. A command given here replaces the one kept; \
                 --none removes both. The server must be set up on this host (server add or server adopt).
                 """)
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The server.") var name: String
         @Option(help: "Shell command run before the disks are read.") var freezeCommand: String?
         @Option(help: "Shell command run after the disks are read.") var thawCommand: String?
         @Flag(help: "Remove the server's hooks: its backups then run without them.") var none = false
@@ -245,8 +245,8 @@ struct ServerCommand: ParsableCommand {
                 before this rule (--all), or after a server's disks were changed elsewhere. Check the \
                 paths first: they are printed, and each is read as root.
                 """)
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var names: [String] = []
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The servers to adopt.") var names: [String] = []
         @Flag(help: "Every server of the repository.") var all = false
 
         func validate() throws {
@@ -267,8 +267,8 @@ struct ServerCommand: ParsableCommand {
     struct Move: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move a server to another vault; its points stay where they are.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The server.") var name: String
         @Option var vault: String
 
         func run() throws {
@@ -279,8 +279,8 @@ struct ServerCommand: ParsableCommand {
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a server that has no points left.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var name: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The server.") var name: String
 
         func run() throws {
             try repository.open().removeServer(named: name)

@@ -4,7 +4,7 @@ import VaultCore
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show what kind of repository this is and what it holds.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Flag var json = false
 
     func run() throws {
@@ -40,7 +40,7 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Wrap the key under a new passphrase (from VAULT_NEW_PASSPHRASE or the prompt); no data is rewritten.")
-        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
 
         func run() throws {
             let repo = try repository.open()
@@ -68,7 +68,7 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Write the key to a new file (0600) for safekeeping: it works with --key-file and holds a paper form.")
-        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Argument(help: "A new file.") var file: String
 
         func run() throws {

@@ -5,7 +5,7 @@ import VaultCore
 struct Backup: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Back up servers now: a full point of schedule type manual for each.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Servers to back up.") var servers: [String]
     @Option(help: "Point name (default manualbk_xxxx; -0001, -0002... are added for several servers).") var name:
         String?
@@ -13,7 +13,7 @@ struct Backup: ParsableCommand {
     @Option(name: .customLong("tag"), help: "A tag KEY=VALUE; up to 10.") var tags: [String] = []
     @Option(name: .customLong("disk"), help: "Back up only this disk; repeat for more.") var disks: [String] = []
     @Flag(help: "Print the points made (or failed) as JSON, as `points --json` shows them.") var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let repo = try repository.open()
@@ -89,7 +89,7 @@ struct PointSelection: ParsableArguments {
 
 struct Points: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List restore points.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @OptionGroup var selection: PointSelection
     @Flag(help: "Include soft-deleted points.") var all = false
     @Flag var json = false
@@ -116,7 +116,7 @@ struct Points: ParsableCommand {
 
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show every backup attempt and its deletion status.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @OptionGroup var selection: PointSelection
     @Option(
         name: .customLong("server"),
@@ -158,7 +158,7 @@ struct Delete: ParsableCommand {
             --vault, --type, --since, --before. All are deleted, newest first, or none: a point that \
             stays and depends on one of them (an incremental) refuses the whole deletion.
             """)
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Points: id, id prefix, or SERVER/NAME.") var points: [String] = []
     @Option(help: "Select the points of this server (with the filters below).") var server: String?
     @Option(help: "Only the points of this vault.") var vault: String?
@@ -195,7 +195,7 @@ struct Delete: ParsableCommand {
 
 struct Undelete: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Restore a soft-deleted point.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
 
     @Flag var json = false
@@ -211,7 +211,7 @@ struct Undelete: ParsableCommand {
 struct Purge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete soft-deleted points for good and free their space.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Option(help: "Only points soft-deleted at least this long ago (e.g. 7d, 12h).") var olderThan: String?
     @Flag var json = false
 
@@ -233,7 +233,7 @@ struct Purge: ParsableCommand {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rebuild a point's disk as a raw image file, or stream it.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "Disk to export (needed when the point has several).") var disk: String?
     @Option(
@@ -242,7 +242,7 @@ struct Export: ParsableCommand {
             "Output file (written beside and renamed when complete), a device or FIFO (written in place), or - for standard output."
     ) var output: String
     @Flag(help: "Report what was written as JSON (on standard output, so not with -o -).") var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func validate() throws {
         if json && output == "-" { throw ValidationError("--json needs -o FILE: standard output carries the image") }
@@ -277,7 +277,7 @@ struct Restore: ParsableCommand {
             use by a loop device or a running VM, and a device smaller than the disk are refused \
             before anything is written. A restore cut off part way can be run again.
             """)
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Point id, id prefix, or SERVER/NAME.") var point: String
     @Option(help: "Disk to restore (needed when the point has several).") var disk: String?
     @Option(help: "A block device or a file (made when absent).") var to: String
@@ -286,7 +286,7 @@ struct Restore: ParsableCommand {
         help: "The point the target holds now (id, SERVER/NAME, or NAME of the same server).")
     var fromPoint: String?
     @Flag(help: "Report what was written and skipped as JSON.") var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let repo = try repository.open()
@@ -321,10 +321,10 @@ struct Restore: ParsableCommand {
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read back every chunk and map that points use and check them; exit 1 on damage.")
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Only this server's points.") var server: String?
     @Flag(help: "Report as JSON; the exit status still says whether anything is damaged.") var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let repo = try repository.open()
@@ -360,13 +360,13 @@ struct Collect: ParsableCommand {
             folder, a day in a bucket). In a bucket, gc lists every chunk once a week (or with --list) to \
             find those of killed backups; otherwise it looks only at the maps it removes.
             """)
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Flag(help: "Only count what would be removed.") var dryRun = false
     @Option(help: "The grace period for this run, e.g. 0 or 12h (default: the repository's).") var grace: String?
     @Flag(help: "List every chunk of the store, to find those of killed backups (always done in a folder).") var list =
         false
     @Flag var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let printer = progress.printer()
@@ -412,7 +412,7 @@ struct Repair: ParsableCommand {
             point. When the catalog is missing, damaged or older than the repository, every command refuses \
             and names this one. A catalog that is replaced is kept beside as catalog.sqlite.replaced-TIME.
             """)
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Flag(help: "Make a new catalog from the manifests.") var rebuildCatalog = false
     @Flag var json = false
 
@@ -453,7 +453,7 @@ struct SyncCommand: ParsableCommand {
         abstract:
             "Copy restorable points to another repository (a folder or s3://), made as this one's mirror when new; skips what it has."
     )
-    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Option(help: "The repository to copy from (the same as --repo; default: $VAULT_REPO).") var from: String?
     @Option(help: "The repository to copy into: a new folder or s3:// prefix becomes this one's mirror (same key).")
     var to: String
@@ -464,7 +464,7 @@ struct SyncCommand: ParsableCommand {
     var toStateDir: String?
     @Option(help: "Only this vault's points.") var vault: String?
     @Flag(help: "Report what was copied as JSON.") var json = false
-    @OptionGroup var progress: ProgressOptions
+    @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
         let sourceLocation = try repository.store.location(of: try from ?? repository.path())

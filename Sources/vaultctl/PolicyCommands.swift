@@ -44,8 +44,8 @@ struct PolicyCommand: ParsableCommand {
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a vault's policy.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var vault: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The vault.") var vault: String
         @OptionGroup var options: PolicyOptions
         @Option(help: "Take the policy as set at this time (for testing schedules).") var now: String?
 
@@ -61,8 +61,8 @@ struct PolicyCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a vault's policy.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var vault: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The vault.") var vault: String
         @Flag var json = false
 
         func run() throws {
@@ -75,8 +75,8 @@ struct PolicyCommand: ParsableCommand {
 
     struct Clear: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a vault's policy (manual backups only).")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var vault: String
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "The vault.") var vault: String
 
         func run() throws {
             try repository.open().setPolicy(nil, vault: vault)
@@ -100,10 +100,10 @@ struct ScheduleCommand: ParsableCommand {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run due policy backups and retention; keeps running unless --once.")
-        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Flag(help: "Run what is due now, then exit.") var once = false
         @Option(help: "Use this time as now (YYYY-MM-DDTHH:MM, local; Z for UTC).") var now: String?
-        @OptionGroup var progress: ProgressOptions
+        @OptionGroup(title: "Output options") var progress: ProgressOptions
 
         func run() throws {
             let repo = try repository.open()
@@ -167,8 +167,8 @@ struct RetentionCommand: ParsableCommand {
     struct Apply: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete the policy chains past each vault's keep-fulls; manual points are never touched.")
-        @OptionGroup var repository: RepositoryOptions
-        @Argument var vault: String?
+        @OptionGroup(title: "Repository options") var repository: RepositoryOptions
+        @Argument(help: "Only this vault (default: every vault).") var vault: String?
         @Flag(help: "Only list what would be deleted.") var dryRun = false
         @Flag var json = false
 

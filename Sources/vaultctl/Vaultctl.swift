@@ -12,7 +12,7 @@ struct Vaultctl: ParsableCommand {
             shows them in UTC. JSON gives UTC. Times given (--now, --since) are local unless they end in Z. \
             Shell completion: vaultctl --generate-completion-script bash|zsh|fish.
             """,
-        version: "0.1.0",
+        version: "vaultctl 0.1.0",
         subcommands: [
             Init.self, VaultCommand.self, ServerCommand.self, Backup.self, PolicyCommand.self,
             ScheduleCommand.self, RetentionCommand.self, Points.self, History.self, Delete.self,
@@ -29,6 +29,7 @@ struct Vaultctl: ParsableCommand {
     /// them or says it does not.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["-V"] { arguments = ["--version"] }
         if let repository = takeRepository(&arguments) { setenv("VAULT_REPO", repository, 1) }
         // --utc, anywhere before a `--`: every table and line shows times in UTC.
         let options = arguments.prefix { $0 != "--" }
@@ -36,8 +37,28 @@ struct Vaultctl: ParsableCommand {
             setenv("VAULT_UTC", "1", 1)
             arguments = options.filter { $0 != "--utc" } + arguments[options.endIndex...]
         }
-        main(arranged(arguments))
+        arguments = arranged(arguments)
+        if let verb = arguments.first, let instead = familiarVerbs[verb] {
+            FileHandle.standardError.write(
+                Data("Error: vaultctl has no '\(verb)' command; \(instead) (see vaultctl --help)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+        main(arguments)
     }
+
+    /// Commands of borg and restic, and what does their job here.
+    static let familiarVerbs: [String: String] = [
+        "list": "'vaultctl points' lists points ('vault list', 'server list' the rest)",
+        "ls": "'vaultctl points' lists points; 'vaultctl files ls POINT PATH' lists files in one",
+        "snapshots": "'vaultctl points' lists them",
+        "check": "'vaultctl verify' checks every chunk and map",
+        "prune": "'vaultctl retention apply' keeps what policies say, then 'vaultctl purge' and 'vaultctl gc'",
+        "forget": "'vaultctl delete' soft-deletes points",
+        "compact": "'vaultctl gc' frees unused chunks",
+        "extract": "'vaultctl export' writes a disk, 'vaultctl files get' files from one",
+        "create": "'vaultctl backup SERVER' backs up now",
+        "mount": "mount with 'vaultfs REPOSITORY MOUNTPOINT'",
+    ]
 
     /// Shared options other than `-R/--repo`, and whether each takes a value.
     static let sharedOptions: [String: Bool] = [

@@ -42,7 +42,7 @@ enum VaultfsCommand {
             case "-h", "--help":
                 print(usage)
                 return 0
-            case "--version":
+            case "--version", "-V":
                 print("vaultfs 0.1.0")
                 return 0
             default:

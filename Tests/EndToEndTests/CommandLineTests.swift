@@ -306,6 +306,27 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(line.contains("KiB") && !line.contains("200000"), listing)
     }
 
+    /// What a borg or restic user types first.
+    func testVersionsVerbsAndHelpAreWhatAUserOfOtherToolsExpects() throws {
+        for tool in ["vaultctl", "vaultfs"] {
+            for flag in ["--version", "-V"] {
+                XCTAssertEqual(try mustRun([productPath(tool), flag]), "\(tool) 0.1.0\n", "\(tool) \(flag)")
+            }
+        }
+        for (verb, instead) in [
+            ("snapshots", "vaultctl points"), ("check", "vaultctl verify"), ("forget", "vaultctl delete"),
+        ] {
+            let result = try ctl.attempt([verb])
+            XCTAssertEqual(result.status, 64, result.stderr)
+            XCTAssertTrue(result.stderr.contains("'\(instead)"), result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        }
+        let help = try ctl.run("server", "show", "--help")
+        XCTAssertTrue(help.contains("REPOSITORY OPTIONS:"), help)
+        XCTAssertTrue(help.contains("<name>") && help.contains("The server."), help)
+        XCTAssertTrue(try ctl.run("--help").contains("--generate-completion-script"))
+    }
+
     func testEveryTakesTheDurationGrammarOfTheOtherOptions() throws {
         try ctl.run(
             "policy", "set", "prod", "--start", "01:00", "--every", "1d", "--incrementals", "1", "--keep-fulls", "2")
