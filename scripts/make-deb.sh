@@ -6,7 +6,7 @@
 # Runs lintian when it is installed.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-version=$("$top/.build-static/release/vaultctl" --version)
+version=$("$top/.build-static/release/vaultctl" --version | awk '{ print $NF }')
 arch=$(dpkg --print-architecture)
 work=$top/.build-static/deb
 root=$work/root

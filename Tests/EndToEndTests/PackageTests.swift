@@ -42,7 +42,7 @@ final class PackageTests: XCTestCase {
             try mustRun(["ldd", "\(destdir)/usr/local/bin/vaultctl"])
             + mustRun(["ldd", "\(destdir)/usr/local/bin/vaultfs"])
         XCTAssertFalse(libraries.contains("libswift") || libraries.contains("libFoundation"), libraries)
-        XCTAssertEqual(try mustRun(["\(destdir)/usr/local/bin/vaultctl", "--version"]), "0.1.0\n")
+        XCTAssertEqual(try mustRun(["\(destdir)/usr/local/bin/vaultctl", "--version"]), "vaultctl 0.1.0\n")
         // Every man page renders without a warning.
         for page in listed where page.hasSuffix(".8.gz") {
             let result = try runCommand(["man", "--warnings", "-l", destdir + page], environment: ["MANWIDTH": "80"])
@@ -102,7 +102,7 @@ final class PackageTests: XCTestCase {
         // Opened at run time for S3 repositories: not linked, so the package names it.
         XCTAssertFalse(try mustRun(["ldd", "/usr/bin/vaultctl", "/usr/bin/vaultfs"]).contains("libcurl"))
         XCTAssertTrue(try mustRun(["dpkg-query", "-W", "-f=${Depends}", "vaultfs"]).contains("libcurl4 (>= 7.75.0)"))
-        XCTAssertEqual(try mustRun(["/usr/bin/vaultctl", "--version"]), "0.1.0\n")
+        XCTAssertEqual(try mustRun(["/usr/bin/vaultctl", "--version"]), "vaultctl 0.1.0\n")
         XCTAssertTrue(try mustRun(["man", "-w", "vaultctl"]).hasSuffix("vaultctl.8.gz\n"))
 
         // A backup, a mount through the installed binaries, and an unmount.
