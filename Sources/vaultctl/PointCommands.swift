@@ -92,6 +92,11 @@ struct Points: ParsableCommand {
     @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @OptionGroup var selection: PointSelection
     @Flag(help: "Include soft-deleted points.") var all = false
+    @Flag(
+        help:
+            "Also show what deleting each point alone would free (UNIQUE): reads every point's maps and lists the stored chunks."
+    )
+    var unique = false
     @Flag var json = false
 
     func run() throws {
@@ -99,17 +104,23 @@ struct Points: ParsableCommand {
         let serverId = try selection.serverId(in: repo)
         let filter = try selection.filter
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all).filter(filter.matches)
-        let views = try repo.views(of: points, server: serverId)
+        var views = try repo.views(of: points, server: serverId)
+        if unique {
+            let sizes = try repo.uniqueBytes(of: points)
+            for i in views.indices { views[i].uniqueBytes = sizes[views[i].id] ?? 0 }
+        }
         if json { return printJSON(views) }
+        // DISK: the disks' size; ADDED: what the point stored anew (compressed), as borg shows.
         printTable(
-            ["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "SIZE", "TIME", "PARENT", "LOCATION"],
-            views.map { v in
-                [
-                    String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType,
-                    v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))",
-                    Units.formatSize(v.estimatedSize), shownTime(v.time), v.parent.map { String($0.prefix(8)) } ?? "-",
-                    v.location,
-                ]
+            ["ID", "SERVER", "NAME", "TYPE", "SCHEDULE", "STATUS", "DISK", "ADDED"] + (unique ? ["UNIQUE"] : [])
+                + ["TIME", "PARENT", "LOCATION"],
+            views.map { v -> [String] in
+                let status: String = v.deletion.isEmpty ? v.status : "\(v.status) (\(v.deletion))"
+                var row: [String] = [String(v.id.prefix(8)), v.server, v.name, v.type, v.scheduleType, status]
+                row += [Units.formatSize(v.diskBytes), Units.formatSize(v.addedBytes)]
+                if let bytes = v.uniqueBytes { row.append(Units.formatSize(bytes)) }
+                row += [shownTime(v.time), v.parent.map { String($0.prefix(8)) } ?? "-", v.location]
+                return row
             })
     }
 }

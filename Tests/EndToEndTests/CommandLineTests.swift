@@ -327,6 +327,39 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(try ctl.run("--help").contains("--generate-completion-script"))
     }
 
+    /// `points` shows each disk's size, what the point added, and with --unique what deleting
+    /// it alone would free: gc frees exactly that once it is deleted and purged.
+    func testSizesSayWhatEachPointHoldsAddedAndWouldFree() throws {
+        try ctl.run("backup", "web", "--name", "one")
+        try disk.write("new.bin", pseudoRandomBytes(600_000, seed: 5))
+        try ctl.run("backup", "web", "--name", "two")
+        let points = try ctl.json("points", "--unique")
+        let one = try XCTUnwrap(points.first { $0["name"] as? String == "one" })
+        let two = try XCTUnwrap(points.first { $0["name"] as? String == "two" })
+        for point in [one, two] { XCTAssertEqual(point["diskBytes"] as? Int, 16 << 20) }
+        let added = (one: one["addedBytes"] as? Int ?? 0, two: two["addedBytes"] as? Int ?? 0)
+        XCTAssertGreaterThan(added.one, 0)
+        XCTAssertGreaterThan(added.two, 0)
+        let unique = try XCTUnwrap(two["uniqueBytes"] as? Int)
+        XCTAssertGreaterThan(unique, 0)
+        XCTAssertLessThanOrEqual(unique, added.two, "what only it holds, it added")
+        XCTAssertNil(try ctl.json("points").first?["uniqueBytes"], "only asked for with --unique")
+        XCTAssertTrue(try ctl.run("points", "--unique").contains("UNIQUE"))
+
+        let stored = {
+            try mustRun(["find", self.scratch.file("repo/chunks"), "-type", "f", "-printf", "%s\n"])
+                .split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
+        }
+        let before = try stored()
+        try ctl.run("delete", "web/two")
+        try ctl.run("purge") // collects too
+        try ctl.run("gc")
+        XCTAssertEqual(before - (try stored()), unique)
+        // A purged point is not Active in the history.
+        let history = try ctl.json("history")
+        XCTAssertEqual(history.first { $0["name"] as? String == "two" }?["status"] as? String, "Purged")
+    }
+
     func testEveryTakesTheDurationGrammarOfTheOtherOptions() throws {
         try ctl.run(
             "policy", "set", "prod", "--start", "01:00", "--every", "1d", "--incrementals", "1", "--keep-fulls", "2")

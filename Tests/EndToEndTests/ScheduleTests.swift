@@ -49,7 +49,11 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(history.count, 15)
         let deleted = history.filter { $0["deletion"] as? String == "Deleted" }.map { $0["name"] as! String }
         XCTAssertEqual(deleted.sorted(), Array(slotNames[0..<5]).sorted())
-        XCTAssertTrue(history.allSatisfy { $0["status"] as? String == "Active" })
+        // Deleted for good by retention: Purged, not Active; the others Active.
+        XCTAssertTrue(
+            history.allSatisfy {
+                $0["status"] as? String == ($0["deletion"] as? String == "Deleted" ? "Purged" : "Active")
+            })
         XCTAssertEqual(history.filter { ($0["deletion"] as? String)?.isEmpty == true }.count, 10)
 
         for point in points {

@@ -65,6 +65,12 @@ public struct PointView: Codable, Sendable {
     public var status: String
     public var error: String?
     public var estimatedSize: Int64
+    /// The size of its disks, together.
+    public var diskBytes: Int64
+    /// What this point added to the repository: its new chunks, as stored (compressed).
+    public var addedBytes: Int64
+    /// What deleting it alone would free (`points --unique`); nil when not asked for.
+    public var uniqueBytes: Int64?
     public var location: String
     public var time: String
     public var finishedAt: String?
@@ -103,9 +109,12 @@ public struct PointView: Codable, Sendable {
         vault = point.vaultName
         type = point.kind == .full ? "Full" : "Incremental"
         scheduleType = point.schedule == .policy ? "Policy" : "Manual"
-        status = Self.statusText(point.status)
+        // A purged point is gone: not Active, whatever it was before.
+        status = point.deletion == .deleted ? "Purged" : Self.statusText(point.status)
         error = point.error
         estimatedSize = disks.reduce(0) { $0 + $1.changedBytes }
+        diskBytes = disks.reduce(0) { $0 + $1.size }
+        addedBytes = disks.reduce(0) { $0 + $1.newBytes }
         self.location = location
         time = Units.formatTime(point.startedAt)
         finishedAt = point.finishedAt.map(Units.formatTime)
