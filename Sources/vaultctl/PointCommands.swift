@@ -184,11 +184,15 @@ struct Delete: ParsableCommand {
         (selection.server, selection.vault, selection.type, selection.since, selection.before) = (
             server, vault, type, since, before
         )
-        var chosen: [Point] = try points.map { try repo.catalog.point(matching: $0) }
+        var chosen: [Point] = []
+        for point in try points.map({ try repo.catalog.point(matching: $0) }) where !chosen.contains(point) {
+            chosen.append(point)
+        }
         if !selection.isEmpty {
+            // A selection leaves out points being made; a point named is refused while it is.
             let filter = try selection.filter
             chosen += try repo.catalog.points(server: try selection.serverId(in: repo), includeSoftDeleted: false)
-                .filter { filter.matches($0) && !chosen.map(\.id).contains($0.id) }
+                .filter { filter.matches($0) && $0.status != .creating && !chosen.map(\.id).contains($0.id) }
         } else if points.isEmpty {
             throw ValidationError(
                 "give the points to delete, or select them with --server, --vault, --type, --since or --before")

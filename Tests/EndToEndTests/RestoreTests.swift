@@ -115,6 +115,15 @@ final class RestoreTests: XCTestCase {
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("does not hold point one"), refused.stderr)
         XCTAssertEqual(try readBytes(other.path), before)
+        // A file shorter than the point's disk does not hold it.
+        let short = scratch.file("short.img")
+        try mustRun(["cp", "--sparse=always", one, short])
+        try mustRun(["truncate", "-s", "60M", short])
+        let shortBefore = try readBytes(short)
+        let cut = try ctl.attempt(["restore", "web/two", "--to", short, "--from-point", "one"])
+        XCTAssertEqual(cut.status, 1)
+        XCTAssertTrue(cut.stderr.contains("it does not hold that point"), cut.stderr)
+        XCTAssertEqual(try readBytes(short), shortBefore)
         // --from-point with no file there says so, and makes none.
         let absent = scratch.file("absent.img")
         XCTAssertTrue(
@@ -204,6 +213,22 @@ final class RestoreTests: XCTestCase {
         do {
             defer { _ = try? runCommand(["losetup", "-d", smallDevice], timeout: 10) }
             try refused(smallDevice, "less than the disk's")
+            // A device another program holds a lock on, as a running qemu does with its disks.
+            let ready = scratch.file("device.ready")
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            holder.arguments = [
+                "-c",
+                "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); open(sys.argv[2], 'w').close(); time.sleep(60)",
+                smallDevice, ready,
+            ]
+            try holder.run()
+            defer {
+                holder.terminate()
+                holder.waitUntilExit()
+            }
+            XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: ready) })
+            try refused(smallDevice, "is in use")
         }
         XCTAssertEqual(try allocatedBytes(small), 0)
         try mustRun(["cmp", backing, two])

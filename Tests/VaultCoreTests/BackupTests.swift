@@ -380,7 +380,7 @@ final class BackupTests: XCTestCase {
         // So is one that names the repository's id but not where it is (vaultctl 38e874e).
         try fixture.host.write(
             HostServer(
-                disks: [HostServer.Disk(name: "root", path: fixture.disk.path)],
+                disks: [HostServer.Disk(name: "root", path: fixture.disk.path)], hooks: Hooks(freeze: "true"),
                 repository: fixture.repository.config.id),
             server: "db")
         XCTAssertThrowsError(try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host))
@@ -389,6 +389,7 @@ final class BackupTests: XCTestCase {
         }
         try fixture.repository.adoptServer(named: "db", host: fixture.host)
         XCTAssertEqual(try fixture.host.server("db")?.location, fixture.repository.location.hostName)
+        XCTAssertEqual(try fixture.host.server("db")?.hooks.freeze, "true", "this repository's hooks stay")
         XCTAssertEqual(
             try fixture.repository.prepareBackup(.manual(server: "db", name: "x"), host: fixture.host).run().status,
             .active)

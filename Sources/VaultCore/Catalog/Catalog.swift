@@ -118,12 +118,33 @@ public final class Catalog: Sendable {
         var st = stat()
         let current = opened.withLock { ($0.inode, $0.replacements) }
         guard stat(path, &st) == 0, st.st_ino != current.0 else { return current.1 }
-        let (database, _, _) = try Self.open(path, readOnlyReason: readOnlyReason, foreignKeys: foreignKeys)
+        let (database, reason, _) = try Self.open(path, readOnlyReason: readOnlyReason, foreignKeys: foreignKeys)
+        guard reason == readOnlyReason else {
+            Self.retire([database])
+            throw VaultError(
+                .readOnly,
+                "the catalog \(path) was replaced by one that cannot be opened as the old one was (\(reason ?? "writable")); still using the old one"
+            )
+        }
         return opened.withLock { opened in
-            guard opened.inode == current.0 else { return opened.replacements }
+            guard opened.inode == current.0 else {
+                Self.retire([database])
+                return opened.replacements
+            }
+            Self.retire([opened.database] + (opened.watcher.map { [$0] } ?? []))
             opened = Opened(database: database, inode: st.st_ino, replacements: opened.replacements + 1)
             return opened.replacements
         }
+    }
+
+    /// Connections to a catalog file that was replaced, kept open for the life of the
+    /// process. Closing the last one would have SQLite checkpoint it and delete its WAL and
+    /// shared-memory files by name: the names are the new catalog's now. A replacement is
+    /// `repair --rebuild-catalog`, rare, so what this keeps stays small.
+    private static let retired = Mutex<[any DatabaseWriter]>([])
+
+    private static func retire(_ databases: [any DatabaseWriter]) {
+        retired.withLock { $0 += databases }
     }
 
     /// A path as the path part of an SQLite URI.
@@ -213,7 +234,7 @@ public final class Catalog: Sendable {
     /// other: what was built from the catalog is current while it stays the same. For a
     /// catalog read as immutable it is made from the file's identity, size and time.
     public func changeCount() throws -> Int64 {
-        let replacements = try followReplacement()
+        try followReplacement()
         if watched.immutable {
             var st = stat()
             guard lstat(watched.path, &st) == 0 else { throw Posix.error("cannot look at the catalog", watched.path) }
@@ -226,17 +247,19 @@ public final class Catalog: Sendable {
         }
         let watchedPath = watched.path
         do {
-            let version = try opened.withLock { opened in
+            // The count and the replacements are read together: a new file starts its own
+            // count, and the replacements keep the two apart.
+            return try opened.withLock { opened in
                 if opened.watcher == nil {
                     var configuration = Configuration()
                     configuration.readonly = true
                     configuration.busyMode = .timeout(30)
                     opened.watcher = try DatabaseQueue(path: watchedPath, configuration: configuration)
                 }
-                return try opened.watcher!.inDatabase { try Int64.fetchOne($0, sql: "PRAGMA data_version") } ?? 0
+                let version =
+                    try opened.watcher!.inDatabase { try Int64.fetchOne($0, sql: "PRAGMA data_version") } ?? 0
+                return version &+ opened.replacements << 40
             }
-            // A new file starts its own count: the replacements keep the two apart.
-            return version &+ replacements << 40
         } catch {
             throw Self.wrap(error, "catalog read failed")
         }

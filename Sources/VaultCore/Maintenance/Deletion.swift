@@ -29,8 +29,11 @@ extension Repository {
     /// Soft-deletes every point of `points`, newest first, or none: refused whole, before
     /// anything changes, when a point that stays depends on one of them, or when one is being
     /// made or is deleted already.
-    public func softDelete(points: [Point], now: Date = Date()) throws -> [Point] {
+    public func softDelete(points given: [Point], now: Date = Date()) throws -> [Point] {
         try requireWritable("delete points")
+        // A point named twice (by id and by name) is one point.
+        var seen: Set<String> = []
+        let points = given.filter { seen.insert($0.id).inserted }
         guard !points.isEmpty else { throw VaultError.notFound("no point matches the selection; nothing was deleted") }
         let chosen = Set(points.map(\.id))
         for point in points {

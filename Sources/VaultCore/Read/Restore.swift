@@ -55,7 +55,12 @@ public final class RestoreTarget: Sendable {
         guard stat(path, &st) == 0 else {
             guard errno == ENOENT else { throw Posix.error("cannot restore to", path) }
             let fd = try Posix.createFile(path, mode: 0o600, what: "cannot create")
-            return RestoreTarget(fd: fd, name: path, isDevice: false, isNew: true)
+            let target = RestoreTarget(fd: fd, name: path, isDevice: false, isNew: true)
+            do { try target.lock() } catch {
+                target.discard()
+                throw error
+            }
+            return target
         }
         switch st.st_mode & S_IFMT {
         case S_IFBLK:
@@ -69,25 +74,19 @@ public final class RestoreTarget: Sendable {
                 }
                 throw Posix.error("cannot open for writing", path)
             }
-            return RestoreTarget(fd: fd, name: path, isDevice: true, isNew: false)
+            // A running qemu does not open its disk exclusively, but it locks it, a device too.
+            let target = RestoreTarget(fd: fd, name: path, isDevice: true, isNew: false)
+            try target.lock()
+            return target
         case S_IFREG:
             if let loop = try loopDevice(backedBy: path) {
                 throw VaultError(
                     .busy, "\(path) is attached to \(loop): detach it (losetup -d \(loop)) first; nothing was written")
             }
             let fd = try Posix.open(path, O_RDWR | O_CLOEXEC, what: "cannot open for writing")
-            let locked = vfs_lock_whole_file(fd)
-            if locked != 0 {
-                close(fd)
-                if locked == -EAGAIN || locked == -EACCES {
-                    throw VaultError(
-                        .busy,
-                        "\(path) is in use: another program holds a lock on it (a running virtual machine does); stop it first; nothing was written"
-                    )
-                }
-                throw Posix.error("cannot lock", path, -locked)
-            }
-            return RestoreTarget(fd: fd, name: path, isDevice: false, isNew: false)
+            let target = RestoreTarget(fd: fd, name: path, isDevice: false, isNew: false)
+            try target.lock()
+            return target
         case S_IFDIR:
             throw VaultError.invalid("cannot restore to \(path): it is a directory; give a file or a block device")
         default:
@@ -95,6 +94,20 @@ public final class RestoreTarget: Sendable {
                 "cannot restore to \(path): a restore writes in place to a block device or a regular file; 'vaultctl export' writes a stream"
             )
         }
+    }
+
+    /// Takes a write lock on the whole target, held until it is closed: refused while another
+    /// program holds any lock on it (a running virtual machine does).
+    private func lock() throws {
+        let locked = vfs_lock_whole_file(fd)
+        guard locked != 0 else { return }
+        if locked == -EAGAIN || locked == -EACCES {
+            throw VaultError(
+                .busy,
+                "\(name) is in use: another program holds a lock on it (a running virtual machine does); stop it first; nothing was written"
+            )
+        }
+        throw Posix.error("cannot lock", name, -locked)
     }
 
     /// The loop device whose backing file is `path`, if any.
@@ -253,6 +266,14 @@ extension Repository {
                 }
                 let opened = try openImage(point: base.id, disk: disk)
                 (baseImage, leases) = (opened.image, leases + [opened.lease])
+                // Grown, a short file would read as zeros where the two points agree, and
+                // those positions are not written.
+                let held = try target.currentSize()
+                guard target.isDevice ? held >= opened.image.size : held == opened.image.size else {
+                    throw VaultError.invalid(
+                        "\(target.name) holds \(held) bytes, not the \(opened.image.size) of point \(base.name)'s disk '\(disk)': it does not hold that point; restore without --from-point; nothing was written"
+                    )
+                }
             }
             reader = ImageReader(
                 image: image, cache: cache ?? ChunkCache(store: chunks, budget: 64 << 20), readAhead: 0)

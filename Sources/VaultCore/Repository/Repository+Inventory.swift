@@ -73,8 +73,9 @@ extension Repository {
         let server = try catalog.server(named: name)
         let disks = try catalog.disks(ofServer: server.id).map { HostServer.Disk(name: $0.name, path: $0.path) }
         let previous = try host.server(name)
-        // Hooks stay only when the file was this repository's (or an older one naming none).
-        let hooks = previous.flatMap { isThisRepository($0) || $0.repository == nil ? $0.hooks : nil } ?? Hooks()
+        // Hooks stay only when the file was this repository's, or an older one's that named
+        // none, or named this id before files named a location too.
+        let hooks = previous.flatMap { isThisRepository($0) || isOlderFile($0) ? $0.hooks : nil } ?? Hooks()
         try host.write(
             HostServer(disks: disks, hooks: hooks, repository: config.id, location: location.hostName), server: name)
         warnIfTakenOver(name, from: previous, host: host)
@@ -87,6 +88,12 @@ extension Repository {
     func hostServer(_ name: String, host: HostServers) throws -> HostServer? {
         guard let here = try host.server(name), isThisRepository(here) else { return nil }
         return here
+    }
+
+    /// Whether a server file was written by an older vaultctl for this repository, or for
+    /// none: it names no repository, or this id and no location.
+    private func isOlderFile(_ here: HostServer) -> Bool {
+        here.repository == nil || here.repository == config.id && here.location == nil
     }
 
     /// Whether a server file names this repository: its id and where this host finds it.
@@ -104,7 +111,9 @@ extension Repository {
     /// `server add` and `server adopt` are this host's administrator's to run, and the newest
     /// wins; that repository's server of the same name is no longer backed up here.
     private func warnIfTakenOver(_ name: String, from previous: HostServer?, host: HostServers) {
-        guard let previous, let other = previous.repository, !isThisRepository(previous) else { return }
+        guard let previous, let other = previous.repository, !isThisRepository(previous), !isOlderFile(previous) else {
+            return
+        }
         Logger(label: "vaultfs.repository").warning(
             "server '\(name)' on this host was backed up into repository \(other) at \(previous.location ?? "an unrecorded location"); \(host.path(server: name)) now names this one (\(config.id) at \(location.hostName)), and that one's '\(name)' is no longer backed up here"
         )
