@@ -160,13 +160,18 @@ def prepare_vaultfs(run, *init, ctl=None):
     run(ctl, "server", "add", "web", "--vault", "bench", "--disk", f"root={DISK}")
 
 
-def one_run(r):
-    log(f"== run {r + 1} of {RUNS}")
+def fresh_repositories():
+    """An empty run folder with a new repository of each tool (vaultfs's with the bench's vault and server)."""
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(MNT)
     prepare_vaultfs(sh, ENV["VAULT_REPO"])
     sh("restic", "init")
     sh("borg", "init", "-e", "none")
+
+
+def one_run(r):
+    log(f"== run {r + 1} of {RUNS}")
+    fresh_repositories()
     for v, name in [(1, "full backup (v1)"), (2, "incremental backup (v2)"), (3, "incremental backup (v3)")]:
         use_version(v)
         record(name, "vaultfs", timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v]))
@@ -241,11 +246,7 @@ def one_run(r):
 def restore_run(r):
     """BENCH_ONLY=restore: the three versions backed up by each tool, then the restore rows."""
     log(f"== restore run {r + 1} of {RUNS}")
-    shutil.rmtree(RUN, ignore_errors=True)
-    os.makedirs(MNT)
-    prepare_vaultfs(sh, ENV["VAULT_REPO"])
-    sh("restic", "init")
-    sh("borg", "init", "-e", "none")
+    fresh_repositories()
     for v in (1, 2, 3):
         use_version(v)
         sh(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])

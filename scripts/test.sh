@@ -13,6 +13,24 @@ export VAULT_CONFIG_DIR
 trap 'rm -f "$log"; rm -rf "$VAULT_CONFIG_DIR"' EXIT
 passed=0 failed=0 skipped=0 status=0
 
+# sweep_leftovers: what a test made under /tmp/vaultfs-* and did not take down (a test process
+# that crashed or was killed cannot run its cleanup): mounts, innermost first, and loop devices.
+# Each is named, taken down, and fails the run; the next pass and the machine start clean.
+sweep_leftovers() {
+  local target device found=0
+  for target in $(awk '$2 ~ "^/tmp/vaultfs-" { print $2 }' /proc/self/mounts | sort -r); do
+    echo "left mounted by the tests: $target" >&2
+    timeout 30 fusermount3 -uz "$target" 2>/dev/null || timeout 30 umount -l "$target" 2>/dev/null
+    found=1
+  done
+  for device in $(losetup -n -O NAME,BACK-FILE 2>/dev/null | awk '$2 ~ "^/tmp/vaultfs-" { print $1 }'); do
+    echo "loop device left attached by the tests: $device" >&2
+    losetup -d "$device" 2>/dev/null
+    found=1
+  done
+  [ "$found" -eq 0 ] || status=1
+}
+
 # run_pass LABEL ARGS...: one `swift test`, its counts added to the totals.
 run_pass() {
   local label=$1; shift
@@ -35,6 +53,7 @@ run_pass() {
   fi
   passed=$((passed + total - fails - skips)) failed=$((failed + fails)) skipped=$((skipped + skips))
   [ "$code" -eq 0 ] || status=$code
+  sweep_leftovers
 }
 
 if [ $# -gt 0 ]; then

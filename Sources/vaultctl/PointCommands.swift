@@ -48,9 +48,9 @@ struct Backup: ParsableCommand {
     }
 }
 
-/// Which points a command takes: a server, and filters every listing and `delete` share.
-struct PointSelection: ParsableArguments {
-    @Argument(help: "Only this server's points.") var server: String?
+/// Which points a command takes besides their server: the filters every listing and
+/// `delete` share.
+struct PointFilterOptions: ParsableArguments {
     @Option(help: "Only the points of this vault.") var vault: String?
     @Option(help: "Only full or incremental points.") var type: String?
     @Option(
@@ -79,18 +79,19 @@ struct PointSelection: ParsableArguments {
         throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DD[THH:MM][Z] or a duration such as 7d")
     }
 
-    /// The server's id, when one is named.
-    func serverId(in repository: Repository) throws -> Int64? {
-        try server.map { try repository.catalog.server(named: $0).id }
-    }
+    var isEmpty: Bool { vault == nil && type == nil && since == nil && before == nil }
+}
 
-    var isEmpty: Bool { server == nil && vault == nil && type == nil && since == nil && before == nil }
+/// The id of the server named, when one is.
+func serverId(_ name: String?, in repository: Repository) throws -> Int64? {
+    try name.map { try repository.catalog.server(named: $0).id }
 }
 
 struct Points: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List restore points.")
     @OptionGroup(title: "Repository options") var repository: RepositoryOptions
-    @OptionGroup var selection: PointSelection
+    @Argument(help: "Only this server's points.") var server: String?
+    @OptionGroup var filters: PointFilterOptions
     @Flag(help: "Include soft-deleted points.") var all = false
     @Flag(
         help:
@@ -101,8 +102,8 @@ struct Points: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let serverId = try selection.serverId(in: repo)
-        let filter = try selection.filter
+        let serverId = try serverId(server, in: repo)
+        let filter = try filters.filter
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all).filter(filter.matches)
         var views = try repo.views(of: points, server: serverId)
         if unique {
@@ -128,7 +129,8 @@ struct Points: ParsableCommand {
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show every backup attempt and its deletion status.")
     @OptionGroup(title: "Repository options") var repository: RepositoryOptions
-    @OptionGroup var selection: PointSelection
+    @Argument(help: "Only this server's history.") var server: String?
+    @OptionGroup var filters: PointFilterOptions
     @Option(
         name: .customLong("server"),
         help: ArgumentHelp("The same as the SERVER argument (kept for a release).", visibility: .hidden))
@@ -137,15 +139,13 @@ struct History: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        var selection = selection
-        if let serverOption {
+        if serverOption != nil {
             warn(
                 "history --server SERVER is now history SERVER, as points and verify take it; --server goes in the next release"
             )
-            selection.server = selection.server ?? serverOption
         }
-        let serverId = try selection.serverId(in: repo)
-        let filter = try selection.filter
+        let serverId = try serverId(server ?? serverOption, in: repo)
+        let filter = try filters.filter
         let entries = try repo.history(server: serverId, filter: filter)
         if json { return printJSON(entries) }
         printTable(
@@ -172,26 +172,20 @@ struct Delete: ParsableCommand {
     @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "Points: id, id prefix, or SERVER/NAME.") var points: [String] = []
     @Option(help: "Select the points of this server (with the filters below).") var server: String?
-    @Option(help: "Only the points of this vault.") var vault: String?
-    @Option(help: "Only full or incremental points.") var type: String?
-    @Option(help: "Only points started at or after this time, or this long ago.") var since: String?
-    @Option(help: "Only points started before this time, or this long ago.") var before: String?
+    @OptionGroup var filters: PointFilterOptions
     @Flag var json = false
 
     func run() throws {
         let repo = try repository.open()
-        var selection = PointSelection()
-        (selection.server, selection.vault, selection.type, selection.since, selection.before) = (
-            server, vault, type, since, before
-        )
+        let selects = server != nil || !filters.isEmpty
         var chosen: [Point] = []
         for point in try points.map({ try repo.catalog.point(matching: $0) }) where !chosen.contains(point) {
             chosen.append(point)
         }
-        if !selection.isEmpty {
+        if selects {
             // A selection leaves out points being made; a point named is refused while it is.
-            let filter = try selection.filter
-            chosen += try repo.catalog.points(server: try selection.serverId(in: repo), includeSoftDeleted: false)
+            let filter = try filters.filter
+            chosen += try repo.catalog.points(server: try serverId(server, in: repo), includeSoftDeleted: false)
                 .filter { filter.matches($0) && $0.status != .creating && !chosen.map(\.id).contains($0.id) }
         } else if points.isEmpty {
             throw ValidationError(
@@ -201,7 +195,7 @@ struct Delete: ParsableCommand {
         if json {
             let views = try deleted.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) }
             // One point named alone gives one object, as before; a selection, an array.
-            if points.count == 1 && selection.isEmpty, let view = views.first { return printJSON(view) }
+            if points.count == 1 && !selects, let view = views.first { return printJSON(view) }
             return printJSON(views)
         }
         for point in deleted { print("soft-deleted \(point.serverName)/\(point.name) (\(point.id))") }

@@ -150,6 +150,26 @@ final class RestoreTests: XCTestCase {
         try Ext4Image.check(scratch.file("killed-1.img"))
     }
 
+    /// Runs `body` while another process holds a read lock on part of `path`, as a running
+    /// qemu does on its disks; the holder is stopped in every outcome, and waited for.
+    private func whileLocked(_ path: String, _ body: () throws -> Void) throws {
+        let ready = scratch.file("\((path as NSString).lastPathComponent).locked")
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = [
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); open(sys.argv[2], 'w').close(); time.sleep(60)",
+            path, ready,
+        ]
+        try holder.run()
+        defer {
+            holder.terminate()
+            holder.waitUntilExit()
+        }
+        XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: ready) }, "no lock on \(path)")
+        try body()
+    }
+
     func testTargetsInUseOrTooSmallAreRefusedBeforeAnythingIsWritten() throws {
         func refused(_ target: String, _ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
             let result = try ctl.attempt(["restore", "web/one", "--to", target])
@@ -174,23 +194,7 @@ final class RestoreTests: XCTestCase {
         // A file another program holds a lock on, as a running qemu does.
         let locked = scratch.file("locked.img")
         try mustRun(["cp", "--sparse=always", two, locked])
-        let ready = scratch.file("locked.ready")
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = [
-            "-c",
-            "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); open(sys.argv[2], 'w').close(); time.sleep(60)",
-            locked, ready,
-        ]
-        try holder.run()
-        do {
-            defer {
-                holder.terminate()
-                holder.waitUntilExit()
-            }
-            XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: ready) })
-            try refused(locked, "is in use")
-        }
+        try whileLocked(locked) { try refused(locked, "is in use") }
         try mustRun(["cmp", locked, two])
 
         // A mounted device, then one smaller than the disk; the same device unmounted works.
@@ -214,21 +218,7 @@ final class RestoreTests: XCTestCase {
             defer { _ = try? runCommand(["losetup", "-d", smallDevice], timeout: 10) }
             try refused(smallDevice, "less than the disk's")
             // A device another program holds a lock on, as a running qemu does with its disks.
-            let ready = scratch.file("device.ready")
-            let holder = Process()
-            holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            holder.arguments = [
-                "-c",
-                "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); open(sys.argv[2], 'w').close(); time.sleep(60)",
-                smallDevice, ready,
-            ]
-            try holder.run()
-            defer {
-                holder.terminate()
-                holder.waitUntilExit()
-            }
-            XCTAssertTrue(eventually(timeout: 10) { FileManager.default.fileExists(atPath: ready) })
-            try refused(smallDevice, "is in use")
+            try whileLocked(smallDevice) { try refused(smallDevice, "is in use") }
         }
         XCTAssertEqual(try allocatedBytes(small), 0)
         try mustRun(["cmp", backing, two])

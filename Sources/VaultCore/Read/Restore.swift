@@ -333,7 +333,8 @@ extension Repository {
         let ref = image.refs[position]
         let length = image.length(of: position)
         let offset = Int64(position) * Int64(image.chunkSize)
-        var buffer = [UInt8](repeating: 0, count: length)
+        // Made only where a chunk is read or written: a position left alone costs nothing.
+        var buffer: [UInt8] = []
         var compared = false
         if target.isNew {
             if ref == .zero { return .unchanged(compared: false) }
@@ -345,6 +346,7 @@ extension Repository {
             // A hole in the file: it reads as zeros.
             if ref == .zero { return .unchanged(compared: false) }
         } else {
+            buffer = [UInt8](repeating: 0, count: length)
             let read = try buffer.withUnsafeMutableBytes {
                 try Posix.pread(target.fd, $0.baseAddress!, length, offset, path: target.name)
             }
@@ -364,6 +366,7 @@ extension Repository {
             FaultInjection.reached("restore-written")
             return .zeroed(compared: compared)
         }
+        if buffer.count != length { buffer = [UInt8](repeating: 0, count: length) }
         try buffer.withUnsafeMutableBytes { raw in
             _ = try reader.read(at: offset, into: raw)
             try Posix.pwriteAll(target.fd, UnsafeRawBufferPointer(raw), offset, path: target.name)
