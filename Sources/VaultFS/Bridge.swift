@@ -98,6 +98,8 @@ enum Bridge {
             _ = target.withCString { fuse_reply_readlink(req, $0) }
         case .offset(let offset):
             fuse_reply_lseek(req, off_t(offset))
+        case .written(let count):
+            fuse_reply_write(req, count)
         case .statfs(let blocks, let free, let files):
             var sv = statvfs()
             sv.f_bsize = 4096

@@ -10,6 +10,11 @@ extension FileSystem {
     func children(of node: Node, in tree: Tree) throws -> [(name: FileName, node: Node, kind: Node.Kind?)] {
         var list = (tree.entries[node] ?? []).map { (name: FileName($0.name), node: $0.node, kind: $0.node.kind) }
         switch node {
+        case .root:
+            // Listed while there are restores; looked up by name always.
+            if !liveRestores.current().isEmpty { list.append((FileName(Self.restoresName), .restores, .directory)) }
+        case .restores, .restoreFolder:
+            list += restoreChildren(of: node)
         case .point(let id) where tree.points[id]?.status == .active:
             for disk in tree.inventory.disks[id] ?? [] {
                 guard let contents = contents(point: id, disk: disk.disk) else { continue }
@@ -44,6 +49,10 @@ extension FileSystem {
     func child(of parent: Node, named name: FileName, in tree: Tree) throws -> Node? {
         if let text = name.string, let node = tree.child(of: parent, named: text) { return node }
         switch parent {
+        case .root where name.string == Self.restoresName:
+            return .restores
+        case .restores, .restoreFolder:
+            return restoreChildren(of: parent).first { $0.name == name }?.node
         case .inside(let number, let inode):
             return try volume(of: parent).child(of: inode, named: name).map { .inside(volume: number, inode: $0) }
         case .point, .files:

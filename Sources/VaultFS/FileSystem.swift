@@ -16,13 +16,16 @@ final class FileSystem: Sendable {
     let inodes = InodeTable()
     let logger = Logger(label: "vaultfs")
     let trees: TreeCache
-    private let handles = HandleTable()
+    let handles = HandleTable()
     private let images: ImageOpener
     /// Partitions and filesystems of points' disks, looked at once and kept.
     let files: PointFiles
     let volumes = VolumeTable()
     private let generated: GeneratedFiles
     private let jobs = BackupJobs()
+    /// The instant restores this mount serves (`.restores/`).
+    let liveRestores: LiveRestoreSet
+    let restoreFolders = InstantRestores.standard
 
     /// Kernel cache time for names and attributes that can change (new points, deletions).
     static let shortTimeout = 1.0
@@ -47,7 +50,14 @@ final class FileSystem: Sendable {
         self.files = files
         trees = TreeCache(repository: repository, singleVault: options.vault, files: files, logger: logger)
         generated = GeneratedFiles(repository: repository, files: files)
+        let logger = logger
+        liveRestores = LiveRestoreSet(repository: repository, cache: cache, fillRate: options.restoreFillRate) {
+            logger.info("\($0)")
+        }
     }
+
+    /// Serves the instant restores there are, and those started later.
+    func startRestores() { liveRestores.start() }
 
     /// `cache_size` bounds the whole daemon, not only its frames: what the daemon holds
     /// before it reads anything (the program and its libraries, the catalog), beyond
@@ -74,6 +84,7 @@ final class FileSystem: Sendable {
 
     func resolve(_ inode: UInt64, in tree: Tree) -> Node? {
         guard let node = inodes.node(for: inode) else { return nil }
+        if node.isRestore { return resolveRestore(node) }
         if case .inside(let number, _) = node {
             guard let key = volumes.key(for: number), tree.points[key.point]?.status == .active else { return nil }
             return node
@@ -110,10 +121,12 @@ final class FileSystem: Sendable {
                 blocks: span.size / 512, time: time)
         case .inside:
             return try? insideAttributes(of: node)
+        case .restores, .restoreFolder, .restoreImage, .restoreStatus:
+            return restoreAttributes(of: node)
         }
     }
 
-    private func timeout(for node: Node) -> Double {
+    func timeout(for node: Node) -> Double {
         node.isImmutable ? Self.imageTimeout : Self.shortTimeout
     }
 
@@ -201,10 +214,13 @@ final class FileSystem: Sendable {
     }
 
     func open(_ inode: UInt64, flags: Int32) -> Reply {
-        guard flags & O_ACCMODE == O_RDONLY else { return .refused(.readOnly) }
         let tree = tree()
         guard let node = resolve(inode, in: tree) else { return .refused(.notFound) }
+        if case .restoreImage = node { return openRestore(node) }
+        guard flags & O_ACCMODE == O_RDONLY else { return .refused(.readOnly) }
         switch node {
+        case .restoreStatus:
+            return openRestore(node)
         case .image(let point, let disk):
             do {
                 let (reader, lease) = try images.open(point: point, disk: disk)
@@ -267,6 +283,11 @@ final class FileSystem: Sendable {
             return readBytes(size: min(size, Int(max(0, file.size - offset))), at: offset) {
                 try file.read(at: offset, into: $0)
             }
+        case .restore(let restore, _)?:
+            do { return .data(try restore.read(at: offset, count: size)) } catch {
+                logger.error("restore \(restore.record.id): read at offset \(offset): \(error)")
+                return .refused(.io)
+            }
         case .bytes(let bytes)?:
             guard offset < bytes.count else { return .data([]) }
             return .data(Array(bytes[Int(offset)..<min(bytes.count, Int(offset) + size)]))
@@ -304,6 +325,15 @@ final class FileSystem: Sendable {
 
     func lseek(handle: UInt64, offset: Int64, whence: Int32) -> Reply {
         let found = handles.lookup(handle)
+        if case .restore(let restore, _)? = found {
+            // Every byte of the image is data: a disk being restored has no holes to skip.
+            guard offset >= 0, offset < restore.size else { return .refused(.pastEnd) }
+            switch whence {
+            case 3: return .offset(offset)
+            case 4: return .offset(restore.size)
+            default: return .refused(.invalid)
+            }
+        }
         if case .inside(let file, _)? = found, whence == 3 || whence == 4 {
             do {
                 guard let position = try file.seek(from: offset, data: whence == 3) else { return .refused(.pastEnd) }
@@ -433,5 +463,6 @@ final class FileSystem: Sendable {
     /// Stops backups started by mkdir when the mount ends; they end as failed, never half-shown.
     func shutdown() {
         jobs.stopAll()
+        liveRestores.shutdown()
     }
 }

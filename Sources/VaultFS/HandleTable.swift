@@ -10,6 +10,9 @@ enum Handle: Sendable {
     case partition(SliceSource, reader: ImageReader, lease: ReaderLease?)
     /// A regular file inside a filesystem, with the lease of the disk it lies on.
     case inside(any OpenFile, lease: ReaderLease?)
+    /// The writable image of an instant restore, with its claim: the restore cannot be
+    /// finished while it is open.
+    case restore(LiveRestore, RestoreImageClaim)
     case bytes([UInt8])
     case directory([DirectoryEntry])
 }

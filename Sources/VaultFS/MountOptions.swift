@@ -32,6 +32,10 @@ public struct MountOptions: Sendable, Equatable {
     /// may hold (`cache_disk_size=`, default 10G).
     public var cacheDirectory: String?
     public var cacheDiskSize: Int64?
+    /// Most bytes a second the fill of instant restores copies in the background
+    /// (`restore_fill_rate=`, e.g. 100M); unlimited by default. Guest reads and writes are
+    /// never held back.
+    public var restoreFillRate: Int64?
 
     public init() {}
 
@@ -85,6 +89,13 @@ public struct MountOptions: Sendable, Equatable {
                         .invalidArgument, "bad cache_disk_size '\(size)': give a size of at least 1M, e.g. 20G")
                 }
                 cacheDiskSize = Int64(bytes)
+            case ("restore_fill_rate", let size?):
+                guard let bytes = Units.parseSize(size), bytes >= 1 << 20 else {
+                    throw VaultError(
+                        .invalidArgument, "bad restore_fill_rate '\(size)': give bytes a second, at least 1M, e.g. 100M"
+                    )
+                }
+                restoreFillRate = Int64(bytes)
             case ("ro", nil): readOnly = true
             case ("rw", nil): readOnly = false
             case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
@@ -93,7 +104,7 @@ public struct MountOptions: Sendable, Equatable {
             default:
                 throw VaultError(
                     .invalidArgument,
-                    "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE)"
+                    "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE, restore_fill_rate=SIZE)"
                 )
             }
         }

@@ -45,18 +45,28 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.rmdir = { req, parent, name in
         respond(req) { $0.rmdir(parent: UInt64(parent), name: String(cString: name!)) }
     }
-    // Everything that would change the tree or a file is refused: backups are read-only.
-    ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
+    // An instant restore's image is the one file that takes writes (and fsync).
+    ops.write = { req, _, buf, size, off, fi in
+        respond(req, fi) {
+            $0.write(handle: fi!.pointee.fh, offset: Int64(off), bytes: UnsafeRawBufferPointer(start: buf, count: size))
+        }
+    }
+    ops.flush = { req, _, fi in respond(req, fi) { $0.flush(handle: fi!.pointee.fh) } }
+    ops.fsync = { req, _, _, fi in respond(req, fi) { $0.flush(handle: fi!.pointee.fh) } }
+    ops.setattr = { req, ino, attr, toSet, _ in
+        let size = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attr!.pointee.st_size) : nil
+        respond(req) { $0.setattr(UInt64(ino), newSize: size) }
+    }
+    ops.fallocate = { req, _, _, _, _, fi in respond(req, fi) { $0.fallocate(handle: fi!.pointee.fh) } }
+    // Everything else that would change the tree or a file is refused: backups are read-only.
     ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.unlink = { req, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.symlink = { req, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.link = { req, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
-    ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.create = { req, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     ops.removexattr = { req, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
-    ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, Refusal.readOnly.errno) }
     return ops
 }
 

@@ -50,6 +50,8 @@ enum Reply {
     case xattrSize(Int)
     case link(FileName)
     case offset(Int64)
+    /// How many bytes of a write were taken.
+    case written(Int)
     case statfs(blocks: UInt64, free: UInt64, files: UInt64)
     case done
 }

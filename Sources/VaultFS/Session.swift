@@ -39,6 +39,7 @@ public enum Mount {
             }
             defer { fuse_session_unmount(session) }
             tuneReadAhead(mountpoint)
+            fs.startRestores()
             ready()
             _ = vfs_session_loop_mt(session, 16)
             fs.shutdown()

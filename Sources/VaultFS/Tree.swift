@@ -20,16 +20,30 @@ enum Node: Hashable, Sendable {
     case partitionImage(point: String, disk: String, partition: Int)
     /// A file or folder inside a filesystem under `files/` (its root is `files/<volume>`).
     case inside(volume: UInt32, inode: UInt64)
+    /// `.restores/`, its folder for each instant restore, and in that the writable image
+    /// and `status.json`.
+    case restores
+    case restoreFolder(String)
+    case restoreImage(String)
+    case restoreStatus(String)
 
     enum Kind { case directory, file, symlink, characterDevice, blockDevice, fifo, socket }
 
     /// The kind of the tree's own nodes; a node inside a filesystem has the kind its inode says.
     var kind: Kind? {
         switch self {
-        case .root, .vault, .byId, .server, .point, .files: return .directory
+        case .root, .vault, .byId, .server, .point, .files, .restores, .restoreFolder: return .directory
         case .byIdLink, .latest: return .symlink
-        case .policy, .history, .pointJSON, .image, .partitionImage: return .file
+        case .policy, .history, .pointJSON, .image, .partitionImage, .restoreImage, .restoreStatus: return .file
         case .inside: return nil
+        }
+    }
+
+    /// Whether the node belongs to `.restores/`, which the host's restores make, not the catalog.
+    var isRestore: Bool {
+        switch self {
+        case .restores, .restoreFolder, .restoreImage, .restoreStatus: return true
+        default: return false
         }
     }
 

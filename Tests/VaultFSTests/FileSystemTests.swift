@@ -324,6 +324,65 @@ final class FileSystemTests: XCTestCase {
     /// The mounts at a folder, from mountinfo's text: the kernel's escapes undone (a mount
     /// point with a space is still found, so a second mount there is refused), stacked
     /// mounts oldest first, and other folders left out.
+    /// `.restores/<id>/root.img`: the one file that opens for writing; writes read back, land
+    /// in the target, and stay across a restart of the file system.
+    func testAnInstantRestoreImageTakesWritesThatOutliveARestart() throws {
+        let setup = try Setup()
+        let folder = setup.scratch.file("restores")
+        setenv("VAULT_RESTORE_DIR", folder, 1)
+        defer { unsetenv("VAULT_RESTORE_DIR") }
+        let restores = InstantRestores(directory: folder)
+        let target = setup.scratch.file("target.raw")
+        let record = try setup.repository.startInstantRestore(
+            point: setup.point, disk: "root", to: target, restores: restores)
+        let written = pseudoRandomBytes(100_000, seed: 7)
+        do {
+            let fs = try setup.fileSystem()
+            defer { fs.shutdown() }
+            XCTAssertTrue(try names(fs, InodeTable.rootInode).contains(".restores"))
+            let attributes = try lookup(fs, ".restores/\(record.id)/root.img")
+            XCTAssertEqual(attributes.mode, 0o600)
+            XCTAssertEqual(attributes.size, record.size)
+            guard case .opened(let handle, _, let directIO, _) = fs.open(attributes.inode, flags: O_RDWR) else {
+                return XCTFail("the image does not open for writing")
+            }
+            XCTAssertTrue(directIO, "the kernel neither caches nor reads ahead the image")
+            let reply = written.withUnsafeBytes { fs.write(handle: handle, offset: 70_000, bytes: $0) }
+            guard case .written(let count) = reply else { return XCTFail("\(reply)") }
+            XCTAssertEqual(count, written.count)
+            guard case .data(let back) = fs.read(handle: handle, offset: 70_000, size: written.count) else {
+                return XCTFail("no read")
+            }
+            XCTAssertEqual(back, written)
+            let past = [UInt8](repeating: 1, count: 10).withUnsafeBytes {
+                fs.write(handle: handle, offset: record.size - 5, bytes: $0)
+            }
+            XCTAssertEqual(past.errno, ENOSPC, "a disk does not grow")
+            XCTAssertEqual(fs.setattr(attributes.inode, newSize: record.size + 1).errno, EPERM)
+            guard case .attributes = fs.setattr(attributes.inode, newSize: nil) else { return XCTFail("setattr") }
+            XCTAssertEqual(fs.fallocate(handle: handle).errno, EOPNOTSUPP)
+            guard case .offset(record.size) = fs.lseek(handle: handle, offset: 0, whence: 4) else {
+                return XCTFail("SEEK_HOLE is the end")
+            }
+            XCTAssertTrue(restores.isImageOpen(record.id))
+            _ = fs.release(handle: handle)
+            XCTAssertFalse(restores.isImageOpen(record.id))
+            // The point's own image stays read-only.
+            let pointImage = try lookup(fs, "prod/web/one/root.img")
+            XCTAssertEqual(fs.open(pointImage.inode, flags: O_RDWR).errno, EROFS)
+        }
+        let again = try setup.fileSystem()
+        let attributes = try lookup(again, ".restores/\(record.id)/root.img")
+        guard case .opened(let handle, _, _, _) = again.open(attributes.inode, flags: O_RDONLY),
+            case .data(let back) = again.read(handle: handle, offset: 70_000, size: written.count)
+        else { return XCTFail("the image does not read after a restart") }
+        XCTAssertEqual(back, written)
+        _ = again.release(handle: handle)
+        again.shutdown()
+        try restores.end(record, cancel: true, repository: setup.repository)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: restores.folder(record.id)))
+    }
+
     func testMountinfoLinesOfAFolderAreFoundWithTheirEscapesUndone() {
         let text = """
             22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw

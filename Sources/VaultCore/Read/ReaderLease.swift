@@ -23,8 +23,15 @@ public final class ReaderLease: Sendable {
     static func heldPoints(_ repository: Repository, removeDead: Bool) -> Set<String> {
         var held = Set<String>()
         let folder = folder(repository)
-        for name in Posix.listDirectory(folder) where name.hasSuffix(".lease") {
+        for name in Posix.listDirectory(folder) where name.hasSuffix(".lease") || name.hasSuffix(".pin") {
             let path = "\(folder)/\(name)"
+            // An instant restore's pin holds its points until the restore ends, whether or
+            // not a mount serves it now.
+            if name.hasSuffix(".pin") {
+                let text = (try? Posix.readFile(path, limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) }
+                held.formUnion((text ?? "").split(separator: "\n").map(String.init))
+                continue
+            }
             let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
             guard fd >= 0 else { continue }
             defer { close(fd) }
@@ -68,6 +75,19 @@ extension Repository {
             // The store is away: an image flattened before still reads from what is cached.
         }
         return (try cached ?? flatten(point: id, disk: disk), lease)
+    }
+
+    /// Keeps `points` (an instant restore's chain) from garbage collection until
+    /// `releaseRestorePin`, across mounts and restarts: a restore fills from them for hours.
+    func takeRestorePin(_ id: String, on points: [String]) throws {
+        let folder = ReaderLease.folder(self)
+        try Posix.makeDirectory(folder, mode: modes.directory)
+        let text = Array(points.joined(separator: "\n").utf8) + [10]
+        try Posix.writeFileAtomically("\(folder)/restore-\(id).pin", text, mode: modes.file)
+    }
+
+    func releaseRestorePin(_ id: String) {
+        unlink("\(ReaderLease.folder(self))/restore-\(id).pin")
     }
 
     private func takeLease(on points: [String]) throws -> ReaderLease {

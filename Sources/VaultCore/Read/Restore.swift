@@ -46,14 +46,15 @@ public final class RestoreTarget: Sendable {
         if isNew { unlink(name) }
     }
 
-    public static func open(_ path: String) throws -> RestoreTarget {
+    /// Opens `path`; with `create`, a file that does not exist is made (else that is refused).
+    public static func open(_ path: String, create: Bool = true) throws -> RestoreTarget {
         guard path != "-" else {
             throw VaultError.invalid(
                 "a restore writes in place and cannot write to standard output; 'vaultctl export -o -' streams a disk")
         }
         var st = stat()
         guard stat(path, &st) == 0 else {
-            guard errno == ENOENT else { throw Posix.error("cannot restore to", path) }
+            guard errno == ENOENT, create else { throw Posix.error("cannot restore to", path) }
             let fd = try Posix.createFile(path, mode: 0o600, what: "cannot create")
             let target = RestoreTarget(fd: fd, name: path, isDevice: false, isNew: true)
             do { try target.lock() } catch {
@@ -116,7 +117,7 @@ public final class RestoreTarget: Sendable {
             let devices = try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")
         else { return nil }
         for device in devices.sorted() where device.hasPrefix("loop") {
-            guard let bytes = try? Posix.readKernelFile("/sys/block/\(device)/loop/backing_file", limit: 8192)
+            guard let bytes = Posix.readKernelFile("/sys/block/\(device)/loop/backing_file", limit: 8192)
             else { continue }
             let backing = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
             if backing == file || backing == "\(file) (deleted)" { return "/dev/\(device)" }

@@ -26,17 +26,18 @@ public enum RepositoryLocation: Sendable, Equatable {
     /// `/var/lib/vaultfs/s3/HOST/BUCKET/PREFIX` for root; for other users the same below
     /// `$XDG_STATE_HOME/vaultfs` (or `~/.local/state/vaultfs`).
     static func defaultState(for s3: S3Location, environment: [String: String]) -> String {
-        let base: String
-        if getuid() == 0 {
-            base = "/var/lib/vaultfs"
-        } else if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") {
-            base = "\(state)/vaultfs"
-        } else {
-            base = "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/vaultfs"
-        }
+        let base = stateBase(environment: environment)
         let host = s3.endpoint.split(separator: "/").dropFirst().first.map(String.init) ?? "endpoint"
         let prefix = s3.prefix.isEmpty ? "_" : S3Store.encode(String(s3.prefix.dropLast()), keepSlash: false)
         return "\(base)/s3/\(host)/\(s3.bucket)/\(prefix)"
+    }
+
+    /// This user's state folder: `/var/lib/vaultfs` for root, else `$XDG_STATE_HOME/vaultfs`
+    /// (or `~/.local/state/vaultfs`).
+    static func stateBase(environment: [String: String]) -> String {
+        if getuid() == 0 { return "/var/lib/vaultfs" }
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return "\(state)/vaultfs" }
+        return "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/vaultfs"
     }
 
     /// The local folder: the repository itself, or its state folder.

@@ -260,6 +260,15 @@ public enum Posix {
         if chmod(path, mode) != 0 { throw error("cannot set the mode of", path) }
     }
 
+    /// Makes `path` and the folders above it that are missing, each with `mode`.
+    static func makeDirectories(_ path: String, mode: mode_t) throws {
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            let parent = String(path[..<slash])
+            if !exists(parent) { try makeDirectories(parent, mode: mode) }
+        }
+        try makeDirectory(path, mode: mode)
+    }
+
     /// Removes a directory tree; used only for folders vaultfs makes (a point's maps, a
     /// server's fingerprints). Never follows a symbolic link: a link found in the tree is
     /// removed itself, and each folder is opened relative to the one holding it.

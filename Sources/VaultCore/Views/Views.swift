@@ -359,3 +359,31 @@ extension Repository {
             affected: try report.affected.map { try view(of: $0) })
     }
 }
+
+/// `vaultctl restore --instant --json`: the restore, where its image is, and how far it is.
+public struct InstantRestoreView: Codable, Sendable {
+    public var id: String
+    public var point: String
+    public var server: String
+    public var name: String
+    public var disk: String
+    public var target: String
+    public var size: Int64
+    public var createdTarget: Bool
+    /// The writable image in a running mount; nil until a mount of the repository serves it.
+    public var image: String?
+    public var status: InstantRestoreStatus
+
+    public init(record: InstantRestoreRecord, image: String?, status: InstantRestoreStatus) {
+        id = record.id
+        point = record.point
+        server = record.server
+        name = record.pointName
+        disk = record.disk
+        target = record.target
+        size = record.size
+        createdTarget = record.newTarget
+        self.image = image
+        self.status = status
+    }
+}

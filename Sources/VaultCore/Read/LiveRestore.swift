@@ -1,0 +1,497 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// One instant restore being served: reads and writes of its image, and the filler that
+/// copies the rest of the point into the target behind them.
+///
+/// Each chunk position of the disk is either filled (its bytes are in the target: the
+/// point's, and any write made since) or not (its bytes are the point's). A read fills what
+/// it touches first (copy on read) and then reads the target; a write to a position not
+/// filled merges the point's chunk with the write and writes the whole chunk. So once a
+/// position is filled, the point is never read for it again.
+///
+/// What is filled is kept in a bitmap file, and a bit is written there only after the
+/// target's data for it is flushed (fdatasync, then the bitmap, then fdatasync), so a crash
+/// at any moment leaves bits only where the target holds the data. A write is acknowledged
+/// only once its position's bit is on disk, or was before: killed at any moment, the daemon
+/// never serves the point where a write it acknowledged lies.
+public final class LiveRestore: Sendable {
+    public let record: InstantRestoreRecord
+    private let restores: InstantRestores
+    private let target: RestoreTarget
+    private let image: FlatImage
+    /// Separate readers keep the filler's read-ahead apart from the guest's reads.
+    private let guestReader: ImageReader
+    private let fillReader: ImageReader
+    private let lease: ReaderLease?
+    private let bitmapFd: Int32
+    /// Held exclusively while this restore is served: another mount does not serve it too,
+    /// and `vaultctl restore finish` knows when the target is let go.
+    private let servedFd: Int32
+    /// One lock for each of `stripes.count` groups of positions: a position is filled or
+    /// written by one request at a time.
+    private let stripes: [NSLock]
+    private let state: Mutex<FillState>
+    private let commitLock = NSLock()
+    /// Guest requests in progress: the filler waits while there are any.
+    private let guestBusy = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let fillerEnded = DispatchSemaphore(value: 0)
+    private let lifecycle = Mutex<(filling: Bool, stopped: Bool)>((false, false))
+    private let log: @Sendable (String) -> Void
+
+    private struct FillState {
+        /// Bits on disk, and bits of positions whose data is in the target (a superset).
+        var durable: [UInt8]
+        var filled: [UInt8]
+        /// Filled positions whose bits are not on disk yet, in the order they were filled.
+        var pending: [Int] = []
+        var filledBytes: Int64
+        var filledSinceStart: Int64 = 0
+        var startedAt = Date()
+        var failure: String?
+    }
+
+    /// Positions filled or written by the filler between two flushes of the bitmap.
+    static let commitBytes = 16 << 20
+
+    private init(
+        record: InstantRestoreRecord, restores: InstantRestores, target: RestoreTarget, image: FlatImage,
+        cache: ChunkCache, lease: ReaderLease?, bitmap: [UInt8], bitmapFd: Int32, servedFd: Int32,
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.record = record
+        self.restores = restores
+        self.target = target
+        self.image = image
+        guestReader = ImageReader(image: image, cache: cache, readAhead: 8)
+        fillReader = ImageReader(image: image, cache: cache, readAhead: 32)
+        self.lease = lease
+        self.bitmapFd = bitmapFd
+        self.servedFd = servedFd
+        stripes = (0..<64).map { _ in NSLock() }
+        var bytes: Int64 = 0
+        for position in 0..<record.positions where bitmap[position >> 3] & (1 << (position & 7)) != 0 {
+            bytes += Int64(record.length(of: position))
+        }
+        state = Mutex(FillState(durable: bitmap, filled: bitmap, filledBytes: bytes))
+        self.log = log
+    }
+
+    /// Opens restore `record` to serve it: its target (locked: nothing else writes it
+    /// meanwhile), its bitmap, and the point's image (leased). Refused while another mount
+    /// serves it.
+    public static func open(
+        _ record: InstantRestoreRecord, restores: InstantRestores, repository: Repository, cache: ChunkCache,
+        log: @escaping @Sendable (String) -> Void
+    ) throws -> LiveRestore {
+        let id = record.id
+        let servedFd = try Posix.open(restores.servedLockPath(id), O_RDONLY | O_NOFOLLOW, what: "cannot use")
+        var handed = false
+        defer { if !handed { close(servedFd) } }
+        guard flock(servedFd, LOCK_EX | LOCK_NB) == 0 else {
+            throw VaultError(.busy, "another mount serves it")
+        }
+        let bitmapPath = restores.bitmapPath(id)
+        try restores.requireTrusted(bitmapPath, isDirectory: false)
+        let bitmapFd = try Posix.open(bitmapPath, O_RDWR | O_NOFOLLOW, what: "cannot open the fill bitmap")
+        defer { if !handed { close(bitmapFd) } }
+        var bitmap = [UInt8](repeating: 0, count: record.bitmapBytes)
+        let read = try bitmap.withUnsafeMutableBytes {
+            try Posix.pread(bitmapFd, $0.baseAddress!, $0.count, 0, path: bitmapPath)
+        }
+        guard read == record.bitmapBytes, Posix.fileSize(bitmapPath) == Int64(record.bitmapBytes) else {
+            throw VaultError(.corrupt, "\(bitmapPath) is damaged: it does not hold \(record.bitmapBytes) bytes")
+        }
+        let opened = try repository.openImage(point: record.point, disk: record.disk)
+        guard opened.image.size == record.size, opened.image.chunkSize == record.chunkSize else {
+            throw VaultError(
+                .corrupt, "point \(record.point)'s disk '\(record.disk)' is not the size the restore began with")
+        }
+        let target: RestoreTarget
+        do { target = try RestoreTarget.open(record.target, create: false) } catch let error as VaultError
+            where error.code == .notFound
+        {
+            throw VaultError(
+                .diskMissing,
+                "the target \(record.target) is gone; cancel the restore ('vaultctl restore cancel \(id)') and start again"
+            )
+        }
+        let held = try target.currentSize()
+        guard target.isDevice ? held >= record.size : held == record.size else {
+            target.discard()
+            throw VaultError(
+                .invalidArgument, "the target \(record.target) holds \(held) bytes, not the disk's \(record.size)")
+        }
+        handed = true
+        return LiveRestore(
+            record: record, restores: restores, target: target, image: opened.image, cache: cache,
+            lease: opened.lease, bitmap: bitmap, bitmapFd: bitmapFd, servedFd: servedFd, log: log)
+    }
+
+    public var size: Int64 { record.size }
+
+    // MARK: Guest requests
+
+    /// Up to `count` bytes at `offset` (none past the end). Positions not filled are filled
+    /// first, so the bytes come from the target.
+    public func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        guard offset >= 0, offset < record.size, count > 0 else { return [] }
+        let count = Int(min(Int64(count), record.size - offset))
+        guestBusy.add(1, ordering: .relaxed)
+        defer { guestBusy.subtract(1, ordering: .relaxed) }
+        try forEachPosition(offset, count) { position, _, _ in
+            try withPosition(position) {
+                if !isFilled(position) { try fill(position, reader: guestReader) }
+            }
+        }
+        return try [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
+            let got = try Posix.pread(target.fd, raw.baseAddress!, count, offset, path: target.name)
+            // A device longer than the disk is read only up to the disk's end; a file ends there.
+            if got < count { (raw.baseAddress! + got).initialize(repeating: 0, count: count - got) }
+            initialized = count
+        }
+    }
+
+    /// Writes `bytes` at `offset`; returns when the target has them and every position they
+    /// touch is marked filled on disk. A write past the disk's end is refused, as a disk
+    /// refuses one.
+    public func write(at offset: Int64, _ bytes: UnsafeRawBufferPointer) throws -> Int {
+        guard bytes.count > 0 else { return 0 }
+        guard offset >= 0, offset + Int64(bytes.count) <= record.size else {
+            throw VaultError(.noSpace, "a write past the end of the \(record.size)-byte disk")
+        }
+        guestBusy.add(1, ordering: .relaxed)
+        defer { guestBusy.subtract(1, ordering: .relaxed) }
+        var mustCommit = false
+        try forEachPosition(offset, bytes.count) { position, within, length in
+            let chunkStart = Int64(position) * Int64(record.chunkSize)
+            let from = Int(chunkStart + Int64(within) - offset)
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[from..<(from + length)])
+            try withPosition(position) {
+                let (filled, durable) = bits(position)
+                if filled {
+                    try Posix.pwriteAll(target.fd, piece, chunkStart + Int64(within), path: target.name)
+                    if !durable { mustCommit = true }
+                    return
+                }
+                let chunkLength = record.length(of: position)
+                if within == 0 && length == chunkLength {
+                    try Posix.pwriteAll(target.fd, piece, chunkStart, path: target.name)
+                } else {
+                    var chunk = [UInt8](repeating: 0, count: chunkLength)
+                    try chunk.withUnsafeMutableBytes { raw in
+                        if image.refs[position] != .zero { _ = try guestReader.read(at: chunkStart, into: raw) }
+                        (raw.baseAddress! + within).copyMemory(from: piece.baseAddress!, byteCount: length)
+                        try Posix.pwriteAll(target.fd, UnsafeRawBufferPointer(raw), chunkStart, path: target.name)
+                    }
+                }
+                markFilled(position)
+                mustCommit = true
+            }
+        }
+        if mustCommit { try commit() }
+        return bytes.count
+    }
+
+    /// Makes every write so far durable (the guest's fsync).
+    public func flush() throws { try commit() }
+
+    // MARK: Fill
+
+    /// Starts the filler: it copies the positions not filled yet in disk order, and lets any
+    /// guest request go first.
+    public func startFilling(rate: Int64? = nil) {
+        let start = lifecycle.withLock { state -> Bool in
+            guard !state.filling, !state.stopped else { return false }
+            state.filling = true
+            return true
+        }
+        guard start else { return }
+        Thread.detachNewThread { [self] in
+            fillRemaining(rate: rate)
+            fillerEnded.signal()
+        }
+    }
+
+    private func fillRemaining(rate: Int64?) {
+        var sinceCommit = 0
+        var lastCommit = Date()
+        let began = Date()
+        var copied: Int64 = 0
+        do {
+            for position in 0..<record.positions {
+                if stopping.load(ordering: .relaxed) { break }
+                if isFilled(position) { continue }
+                // Guest requests first: wait while there are any, up to 20 ms at a time.
+                var waited = 0
+                while guestBusy.load(ordering: .relaxed) > 0 && waited < 100 && !stopping.load(ordering: .relaxed) {
+                    usleep(200)
+                    waited += 1
+                }
+                try withPosition(position) {
+                    if !isFilled(position) { try fill(position, reader: fillReader) }
+                }
+                sinceCommit += record.length(of: position)
+                copied += Int64(record.length(of: position))
+                // Held to `rate` on average: ahead of it, wait until the average falls back.
+                if let rate {
+                    let ahead = Double(copied) / Double(rate) - Date().timeIntervalSince(began)
+                    if ahead > 0 { usleep(UInt32(min(ahead, 1) * 1e6)) }
+                }
+                if sinceCommit >= Self.commitBytes || Date().timeIntervalSince(lastCommit) >= 1 {
+                    try commit()
+                    writeStatus()
+                    sinceCommit = 0
+                    lastCommit = Date()
+                }
+            }
+            try commit()
+        } catch {
+            state.withLock { $0.failure = "\(error)" }
+            log("restore \(record.id): the fill stopped: \(error)")
+        }
+        writeStatus()
+        if status().state == .complete {
+            log("restore \(record.id): complete; \(record.target) holds the whole disk")
+        }
+    }
+
+    /// Copies position `position` of the point into the target (its stripe is held).
+    private func fill(_ position: Int, reader: ImageReader) throws {
+        let offset = Int64(position) * Int64(record.chunkSize)
+        let length = record.length(of: position)
+        if image.refs[position] == .zero {
+            // Asked of the reader too, so its read-ahead keeps following the filler.
+            _ = try reader.pieces(at: offset, count: length)
+            try target.zero(at: offset, length: length)
+        } else {
+            var chunk = [UInt8](repeating: 0, count: length)
+            try chunk.withUnsafeMutableBytes { raw in
+                _ = try reader.read(at: offset, into: raw)
+                try Posix.pwriteAll(target.fd, UnsafeRawBufferPointer(raw), offset, path: target.name)
+            }
+        }
+        markFilled(position)
+        FaultInjection.reached("instant-filled")
+    }
+
+    /// Flushes the target, then writes the bits of positions filled since the last commit
+    /// and flushes them: a bit is never on disk before its data.
+    private func commit() throws {
+        commitLock.lock()
+        defer { commitLock.unlock() }
+        let batch = state.withLock { $0.pending }
+        guard fdatasync(target.fd) == 0 else { throw Posix.error("cannot flush", target.name) }
+        guard !batch.isEmpty else { return }
+        var bitmap = state.withLock { $0.durable }
+        for position in batch { bitmap[position >> 3] |= 1 << (position & 7) }
+        FaultInjection.reached("instant-before-bitmap")
+        let path = restores.bitmapPath(record.id)
+        try bitmap.withUnsafeBytes { try Posix.pwriteAll(bitmapFd, $0, 0, path: path) }
+        guard fdatasync(bitmapFd) == 0 else { throw Posix.error("cannot flush", path) }
+        state.withLock { state in
+            for position in batch { state.durable[position >> 3] |= 1 << (position & 7) }
+            state.pending.removeFirst(batch.count)
+        }
+        FaultInjection.reached("instant-committed")
+    }
+
+    // MARK: Status
+
+    public func status(now: Date = Date()) -> InstantRestoreStatus {
+        state.withLock { state in
+            let elapsed = now.timeIntervalSince(state.startedAt)
+            let remaining = record.size - state.filledBytes
+            let rate = elapsed >= 0.5 && remaining > 0 ? Double(state.filledSinceStart) / elapsed : nil
+            let phase: InstantRestoreStatus.State =
+                state.failure != nil ? .failed : remaining == 0 && state.pending.isEmpty ? .complete : .filling
+            return InstantRestoreStatus(
+                id: record.id, server: record.server, point: record.point, pointName: record.pointName,
+                disk: record.disk, target: record.target, state: phase, size: record.size,
+                filledBytes: state.filledBytes, percent: Double(state.filledBytes) * 100 / Double(record.size),
+                bytesPerSecond: rate, etaSeconds: rate.flatMap { $0 > 0 ? Double(remaining) / $0 : nil },
+                error: state.failure, updatedAt: now)
+        }
+    }
+
+    /// `status.json` as the mount shows it.
+    public func statusJSON() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return ((try? encoder.encode(status())).map(Array.init) ?? []) + [10]
+    }
+
+    /// Keeps the status where `vaultctl restore status` reads it.
+    private func writeStatus() {
+        do {
+            try Posix.writeFileAtomically(restores.statusPath(record.id), statusJSON(), mode: 0o600, sync: false)
+        } catch {
+            log("restore \(record.id): cannot keep its status: \(error)")
+        }
+    }
+
+    /// Stops the filler, makes what is filled durable and lets the target go.
+    public func stop() {
+        let filling = lifecycle.withLock { state -> Bool? in
+            guard !state.stopped else { return nil }
+            state.stopped = true
+            return state.filling
+        }
+        guard let filling else { return }
+        stopping.store(true, ordering: .relaxed)
+        if filling && fillerEnded.wait(timeout: .now() + 60) == .timedOut {
+            log("restore \(record.id): the filler did not stop within 60 s")
+        }
+        do { try commit() } catch { log("restore \(record.id): cannot flush: \(error)") }
+        writeStatus()
+        do { try target.finish() } catch { log("restore \(record.id): \(error)") }
+        close(bitmapFd)
+        // Last: `vaultctl restore finish` waits for this to know the target is free.
+        close(servedFd)
+        _ = lease
+    }
+
+    // MARK: Positions
+
+    /// Calls `body` for each chunk position the `count` bytes at `offset` touch, with where
+    /// the range starts in it and how many of its bytes it takes.
+    private func forEachPosition(_ offset: Int64, _ count: Int, _ body: (Int, Int, Int) throws -> Void) rethrows {
+        let chunkSize = Int64(record.chunkSize)
+        var cursor = offset
+        let end = offset + Int64(count)
+        while cursor < end {
+            let position = Int(cursor / chunkSize)
+            let chunkStart = Int64(position) * chunkSize
+            let take = Int(min(end, chunkStart + chunkSize) - cursor)
+            try body(position, Int(cursor - chunkStart), take)
+            cursor += Int64(take)
+        }
+    }
+
+    private func withPosition<T>(_ position: Int, _ body: () throws -> T) rethrows -> T {
+        let lock = stripes[position % stripes.count]
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    private func isFilled(_ position: Int) -> Bool {
+        state.withLock { $0.filled[position >> 3] & (1 << (position & 7)) != 0 }
+    }
+
+    private func bits(_ position: Int) -> (filled: Bool, durable: Bool) {
+        state.withLock {
+            (
+                $0.filled[position >> 3] & (1 << (position & 7)) != 0,
+                $0.durable[position >> 3] & (1 << (position & 7)) != 0
+            )
+        }
+    }
+
+    private func markFilled(_ position: Int) {
+        let length = Int64(record.length(of: position))
+        state.withLock { state in
+            state.filled[position >> 3] |= 1 << (position & 7)
+            state.pending.append(position)
+            state.filledBytes += length
+            state.filledSinceStart += length
+        }
+    }
+}
+
+/// The instant restores a mount serves: those of its repository that this host keeps,
+/// looked at again each second, so a restore started by `vaultctl restore --instant` shows
+/// and fills within a second, and one finished or cancelled lets its target go.
+public final class LiveRestoreSet: Sendable {
+    private let repository: Repository
+    private let restores: InstantRestores
+    private let cache: ChunkCache
+    private let fillRate: Int64?
+    private let log: @Sendable (String) -> Void
+    private let live = Mutex<[String: LiveRestore]>([:])
+    /// Problems already said, so each is said once.
+    private let said = Mutex<Set<String>>([])
+    private let refreshing = NSLock()
+    private let checked = Mutex(Date.distantPast)
+    private let stopped = Atomic<Bool>(false)
+
+    public init(
+        repository: Repository, restores: InstantRestores = .standard, cache: ChunkCache, fillRate: Int64? = nil,
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.repository = repository
+        self.restores = restores
+        self.cache = cache
+        self.fillRate = fillRate
+        self.log = log
+    }
+
+    /// Serves the restores there are now, and looks again each second until `shutdown`.
+    public func start() {
+        refresh()
+        Thread.detachNewThread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                sleep(1)
+                if !stopped.load(ordering: .relaxed) { refresh() }
+            }
+        }
+    }
+
+    /// The restores served now, looked at again when the last look is older than half a
+    /// second.
+    public func current() -> [String: LiveRestore] {
+        if checked.withLock({ Date().timeIntervalSince($0) > 0.5 }) { refresh() }
+        return live.withLock { $0 }
+    }
+
+    public func refresh() {
+        // One look at a time; a request meanwhile takes what is served already.
+        guard !stopped.load(ordering: .relaxed), refreshing.try() else { return }
+        defer { refreshing.unlock() }
+        checked.withLock { $0 = Date() }
+        let (records, problems) = restores.records(of: repository)
+        for problem in problems { sayOnce(problem) }
+        let ids = Set(records.map(\.id))
+        let ended = live.withLock { live -> [LiveRestore] in
+            let ended = live.values.filter { !ids.contains($0.record.id) }
+            for restore in ended { live[restore.record.id] = nil }
+            return ended
+        }
+        for restore in ended {
+            restore.stop()
+            log("restore \(restore.record.id) ended: \(restore.record.target) is let go")
+        }
+        for record in records where live.withLock({ $0[record.id] == nil }) {
+            do {
+                let restore = try LiveRestore.open(
+                    record, restores: restores, repository: repository, cache: cache, log: log)
+                live.withLock { $0[record.id] = restore }
+                restore.startFilling(rate: fillRate)
+                log(
+                    "serving restore \(record.id): \(record.server)/\(record.pointName) disk \(record.disk) into \(record.target)"
+                )
+            } catch {
+                sayOnce("restore \(record.id) cannot be served: \(error)")
+            }
+        }
+    }
+
+    private func sayOnce(_ problem: String) {
+        if said.withLock({ $0.insert(problem).inserted }) { log(problem) }
+    }
+
+    /// Stops every filler and lets every target go.
+    public func shutdown() {
+        stopped.store(true, ordering: .relaxed)
+        refreshing.lock()
+        defer { refreshing.unlock() }
+        let all = live.withLock { live -> [LiveRestore] in
+            defer { live = [:] }
+            return Array(live.values)
+        }
+        for restore in all { restore.stop() }
+    }
+}
