@@ -24,7 +24,11 @@ ENV = dict(os.environ, VAULT_REPO=os.path.join(RUN, "vaultfs-repo"), RESTIC_REPO
            RESTIC_PASSWORD="bench", BORG_REPO=os.path.join(RUN, "borg-repo"),
            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
            # The servers' host configuration (disks, hooks): the bench's own, never /etc/vaultfs.
-           VAULT_CONFIG_DIR=os.path.join(WORK, "etc"))
+           VAULT_CONFIG_DIR=os.path.join(WORK, "etc"),
+           # Instant restores the bench starts: its own folder, never /var/lib/vaultfs.
+           VAULT_RESTORE_DIR=os.path.join(WORK, "restores"))
+# The VM the instant rows boot (scripts/vm-kit.sh; the tests keep the same one).
+VMKIT = "/var/cache/vaultfs-tests/vmkit"
 PASSPHRASE = "bench passphrase"
 SLOT = {1: "2030-01-01T00:00Z", 2: "2030-01-01T01:00Z", 3: "2030-01-01T02:00Z"}
 POINT = {1: "20300101T000000Z", 2: "20300101T010000Z", 3: "20300101T020000Z"}
@@ -291,6 +295,117 @@ def restore_rows():
     if subprocess.run(["cmp", out, os.path.join(CORPUS, "disk-v3.img")]).returncode != 0:
         raise SystemExit("bench: the --from-point restore differs from disk-v3.img")
     os.unlink(out)
+
+
+def vm_first_read(disk, timeout=240):
+    """Boots the test VM (qemu, TCG) with `disk` as its root; returns the seconds from the
+    start of qemu to the VM's first read of the disk (its mount of it, printed on the serial
+    console as it happens)."""
+    start = time.monotonic()
+    vm = subprocess.Popen([os.path.join(TOP, "scripts", "vm-boot.sh"), VMKIT, disk], env=dict(ENV, VM_TIMEOUT=str(timeout)),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first, lines = None, []
+    for line in vm.stdout:
+        lines.append(line)
+        if first is None and "VAULTFS-VM: first-read-done" in line:
+            first = time.monotonic() - start
+    vm.wait()
+    if vm.returncode != 0 or first is None:
+        raise SystemExit("bench: the VM did not boot from " + disk + ":\n" + "".join(lines[-20:]))
+    return first
+
+
+def instant_start(point, target):
+    """`vaultctl restore --instant`: (seconds until it printed the image, its id, the image)."""
+    start = time.monotonic()
+    view = json.loads(sh(VAULTCTL, "restore", point, "--to", target, "--instant", "--json").stdout)
+    elapsed = time.monotonic() - start
+    if not view.get("image"):
+        raise SystemExit(f"bench: no mount served the instant restore of {point}")
+    return elapsed, view["id"], view["image"]
+
+
+def instant_end(id, target):
+    """Waits for restore `id` to be complete (at most 10 minutes), cancels it and removes its target."""
+    if not wait_for(lambda: json.loads(sh(VAULTCTL, "restore", "status", id, "--json").stdout)[0]["state"] == "complete", 600):
+        raise SystemExit(f"bench: instant restore {id} did not complete")
+    sh(VAULTCTL, "restore", "cancel", id)
+    os.unlink(target)
+
+
+def guest_fio(path, runtime=10):
+    """fio 4 KiB random reads and writes (half each, QD1) on `path`; returns read IOPS, write
+    IOPS, read p99 and write p99 (ms)."""
+    out = subprocess.run(["fio", "--name", "guest", "--filename", path, "--rw", "randrw", "--bs", "4k", "--ioengine", "psync",
+                          "--time_based", "--runtime", str(runtime), "--randrepeat=0", "--norandommap", "--fallocate=none",
+                          "--output-format=json"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: fio failed: {out.stderr}")
+    job = json.loads(out.stdout)["jobs"][0]
+    p99 = lambda side: job[side]["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1e6
+    return job["read"]["iops"], job["write"]["iops"], p99("read"), p99("write")
+
+
+def instant_rows(runs):
+    """vaultctl restore --instant: the time to a disk a VM boots from (2 GiB and 16 GiB
+    disks), the background fill rate against a cold read of the same image through the mount
+    (the corpus's 3 GiB disk), and a guest's 4 KiB random I/O on the image during the fill."""
+    sh(os.path.join(TOP, "scripts", "vm-kit.sh"), VMKIT)
+    fresh_repositories()
+    disks = {}
+    for size in ("2G", "16G"):
+        disks[size] = os.path.join(RUN, f"vm-{size}.img")
+        sh("truncate", "-s", size, disks[size])
+        sh("mkfs.ext4", "-q", "-F", disks[size])
+        sh(VAULTCTL, "server", "add", f"vm{size}", "--vault", "bench", "--disk", f"root={disks[size]}")
+        sh(VAULTCTL, "backup", f"vm{size}", "--name", "p")
+    use_version(3)
+    sh(VAULTCTL, "backup", "web", "--name", "p")
+    size = os.stat(DISK).st_size
+    image = os.path.join(MNT, "vaultfs", "bench", "web", "p", "root.img")
+    target = os.path.join(RUN, "instant.raw")
+    for r in range(runs):
+        log(f"== instant run {r + 1} of {runs}")
+        mount = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+        try:
+            for disk_size, disk in disks.items():
+                drop_caches()
+                command, id, restored = instant_start(f"vm{disk_size}/p", target)
+                vm = vm_first_read(restored)
+                record(f"instant: the command, {disk_size} disk", "vaultfs", command)
+                record(f"instant: command to the VM's first read, {disk_size} disk", "vaultfs", command + vm)
+                instant_end(id, target)
+                drop_caches()
+                record(f"instant: command to the VM's first read, {disk_size} disk", "local file", vm_first_read(disk))
+            record("instant: fill rate, VM idle", "mount cold read", size / timed("dd", f"if={image}", "of=/dev/null", "bs=1M") / 1e6, "MB/s")
+            drop_caches()
+            start = time.monotonic()
+            _, id, restored = instant_start("web/p", target)
+            instant_end(id, target)
+            record("instant: fill rate, VM idle", "vaultfs", size / (time.monotonic() - start) / 1e6, "MB/s")
+        finally:
+            mount.close()
+        # The guest's I/O from the start of the restore, the filler held to 100 MB/s; then the
+        # same fio on the finished target, a plain local file.
+        mount = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"), "restore_fill_rate=100M")
+        try:
+            drop_caches()
+            _, id, restored = instant_start("web/p", target)
+            # fio's reads land all over the disk, and each fills the chunk it touches first.
+            during = guest_fio(restored)
+            if not wait_for(lambda: json.loads(sh(VAULTCTL, "restore", "status", id, "--json").stdout)[0]["state"] == "complete", 600):
+                raise SystemExit("bench: the fill did not complete")
+            sh(VAULTCTL, "restore", "finish", id)
+        finally:
+            mount.close()
+        drop_caches()
+        local = guest_fio(target)
+        os.unlink(target)
+        for tool, figures in (("vaultfs", during), ("local file", local)):
+            record("instant: guest 4K random reads during the fill", tool, figures[0], "IOPS")
+            record("instant: guest 4K random writes during the fill", tool, figures[1], "IOPS")
+            record("instant: guest read p99 during the fill", tool, figures[2], "ms")
+            record("instant: guest write p99 during the fill", tool, figures[3], "ms")
 
 
 def against_rows(runs, other):
@@ -642,7 +757,7 @@ def report():
 
     rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
     lines = []
-    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: "))]:
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
@@ -655,6 +770,16 @@ def report():
     if lines and full:
         print_table("\nvaultctl restore onto the restored file, against the full restore onto a new file\n",
                     ["restore", "vaultfs s", "/ full restore"], lines)
+    lines = []
+    for name in [name for name in order if name.startswith("instant: ")]:
+        rows = rows_of(name)
+        v = rows.get("vaultfs")
+        other = next((rows[t] for t in ("local file", "mount cold read") if t in rows), None)
+        reference = next((t for t in ("local file", "mount cold read") if t in rows), "-")
+        lines.append([name.removeprefix("instant: "), units[name], v["runs"] if v else "-", show(v), reference, show(other), ratio(v, other)])
+    if lines:
+        print_table("\nInstant restore (the VM: qemu under TCG, Debian's cloud kernel, scripts/vm-kit.sh)\n",
+                    ["measurement", "unit", "runs", "vaultfs", "against", "its figure", "vaultfs / it"], lines)
     lines = []
     for name in [name for name in order if name.startswith("pair: ")]:
         plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
@@ -690,17 +815,19 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "fragments", "against", "restore"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against or restore, not {only}")
+        if only not in ("", "s3", "fragments", "against", "restore", "instant"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against, restore or instant, not {only}")
         if only == "restore":
             for r in range(RUNS):
                 restore_run(r)
+        if only in ("", "instant"):
+            instant_rows(RUNS)
         if only == "against":
             other = os.environ.get("BENCH_AGAINST", "")
             if not os.path.isfile(os.path.join(other, "vaultctl")) or not os.path.isfile(os.path.join(other, "vaultfs")):
                 raise SystemExit("bench: BENCH_ONLY=against needs BENCH_AGAINST=DIR holding another build's vaultctl and vaultfs")
             against_rows(max(RUNS, 5), other)
-        if only not in ("fragments", "against", "restore"):
+        if only not in ("fragments", "against", "restore", "instant"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":

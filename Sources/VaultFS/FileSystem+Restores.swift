@@ -88,7 +88,7 @@ extension FileSystem {
         }
     }
 
-    /// fsync and close: an instant restore's writes become durable; nothing else was written.
+    /// fsync: an instant restore's writes become durable; nothing else was written.
     func flush(handle: UInt64) -> Reply {
         guard case .restore(let restore, _)? = handles.lookup(handle) else { return .done }
         do {

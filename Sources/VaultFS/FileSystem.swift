@@ -56,8 +56,11 @@ final class FileSystem: Sendable {
         }
     }
 
-    /// Serves the instant restores there are, and those started later.
-    func startRestores() { liveRestores.start() }
+    /// Serves the instant restores there are, and those started later; a read-only mount
+    /// writes no target and serves none.
+    func startRestores() {
+        if !options.readOnly { liveRestores.start() }
+    }
 
     /// `cache_size` bounds the whole daemon, not only its frames: what the daemon holds
     /// before it reads anything (the program and its libraries, the catalog), beyond

@@ -51,7 +51,6 @@ func makeOperations() -> fuse_lowlevel_ops {
             $0.write(handle: fi!.pointee.fh, offset: Int64(off), bytes: UnsafeRawBufferPointer(start: buf, count: size))
         }
     }
-    ops.flush = { req, _, fi in respond(req, fi) { $0.flush(handle: fi!.pointee.fh) } }
     ops.fsync = { req, _, _, fi in respond(req, fi) { $0.flush(handle: fi!.pointee.fh) } }
     ops.setattr = { req, ino, attr, toSet, _ in
         let size = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attr!.pointee.st_size) : nil

@@ -437,7 +437,9 @@ struct RestoreStatus: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let restores = InstantRestores.standard
-        let records = try id.map { [try restores.record($0, of: repo)] } ?? restores.records(of: repo).records
+        let found = restores.records(of: repo)
+        for problem in found.problems { printError("warning: \(problem)") }
+        let records = try id.map { [try restores.record($0, of: repo)] } ?? found.records
         let statuses = records.map { restores.status(of: $0) }
         if json { return printJSON(statuses) }
         if statuses.isEmpty { return print("no instant restores of this repository on this host") }
@@ -491,7 +493,14 @@ struct RestoreCancel: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let restores = InstantRestores.standard
-        let record = try restores.record(id, of: repo)
+        let record: InstantRestoreRecord
+        do { record = try restores.record(id, of: repo) } catch let error as VaultError where error.code == .notFound {
+            // This host lost the restore (its state folder), but the repository still keeps
+            // the point for it: let it go.
+            guard repo.releaseRestorePin(id) else { throw error }
+            return printError(
+                "restore \(id) is not kept on this host; the point is no longer kept from deletion for it")
+        }
         let status = restores.status(of: record)
         try restores.end(record, cancel: true, repository: repo)
         printError(

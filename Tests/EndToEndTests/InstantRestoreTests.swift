@@ -234,6 +234,31 @@ final class InstantRestoreTests: XCTestCase {
         mount.unmount()
     }
 
+    func testATargetReplacedWhileNoMountRanIsNeverWritten() throws {
+        let target = scratch.file("target.raw")
+        let id = try start(target).id
+        // Another file of the same size takes the target's name before the repository is
+        // mounted (a VM image restored by hand, a rename): it must not be filled.
+        let other = scratch.file("other.raw")
+        let bytes = pseudoRandomBytes(size, seed: 21)
+        FileManager.default.createFile(atPath: other, contents: Data(bytes))
+        try FileManager.default.removeItem(atPath: target)
+        try FileManager.default.moveItem(atPath: other, toPath: target)
+        let mount = try mount()
+        mustEventually { mount.logText.contains("is no longer the file the restore began on") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mount.path(".restores/\(id)/root.img")))
+        XCTAssertEqual(try readBytes(target), bytes)
+        XCTAssertEqual(try status(id)["state"] as? String, "waiting")
+        try ctl.run("restore", "cancel", id)
+        XCTAssertEqual(try readBytes(target), bytes)
+        // A restore folder open to others is not read: a record there could name any file.
+        try FileManager.default.createDirectory(atPath: restoreDirectory, withIntermediateDirectories: true)
+        chmod(restoreDirectory, 0o755)
+        let refused = try ctl.attempt(["restore", "status"])
+        XCTAssertTrue(refused.stderr.contains("open to others"), refused.stderr)
+        mount.unmount()
+    }
+
     private func mustEventually(_ condition: () -> Bool, timeout: TimeInterval = 10) {
         let deadline = Date().addingTimeInterval(timeout)
         while !condition() && Date() < deadline { usleep(50_000) }

@@ -339,6 +339,7 @@ final class FileSystemTests: XCTestCase {
         do {
             let fs = try setup.fileSystem()
             defer { fs.shutdown() }
+            fs.liveRestores.refresh()
             XCTAssertTrue(try names(fs, InodeTable.rootInode).contains(".restores"))
             let attributes = try lookup(fs, ".restores/\(record.id)/root.img")
             XCTAssertEqual(attributes.mode, 0o600)
@@ -372,6 +373,7 @@ final class FileSystemTests: XCTestCase {
             XCTAssertEqual(fs.open(pointImage.inode, flags: O_RDWR).errno, EROFS)
         }
         let again = try setup.fileSystem()
+        again.liveRestores.refresh()
         let attributes = try lookup(again, ".restores/\(record.id)/root.img")
         guard case .opened(let handle, _, _, _) = again.open(attributes.inode, flags: O_RDONLY),
             case .data(let back) = again.read(handle: handle, offset: 70_000, size: written.count)

@@ -16,8 +16,11 @@ public struct InstantRestoreRecord: Codable, Sendable, Equatable {
     public var server: String
     public var pointName: String
     public var disk: String
-    /// The absolute path of the target.
+    /// The absolute path of the target, as the user gave it (a `/dev/disk/by-id/` name stays
+    /// one), and what it was: a device's number, or a file's device and inode.
     public var target: String
+    public var targetDevice: UInt64
+    public var targetInode: UInt64
     public var size: Int64
     public var chunkSize: Int
     /// Whether the restore made the target file.
@@ -100,8 +103,8 @@ public struct InstantRestores: Sendable {
     /// The restores of `repository` on this host, oldest first. A record that cannot be read
     /// is left out and named in `problems`.
     public func records(of repository: Repository) -> (records: [InstantRestoreRecord], problems: [String]) {
-        guard (try? requireTrusted(directory, isDirectory: true, missingIsFine: true)) != nil else {
-            return ([], ["\(directory) belongs to another user or may be written by others: its restores are not used"])
+        do { try requireTrusted(directory, isDirectory: true, missingIsFine: true) } catch {
+            return ([], ["\(error)"])
         }
         var found: [InstantRestoreRecord] = []
         var problems: [String] = []
@@ -147,7 +150,7 @@ public struct InstantRestores: Sendable {
         do { record = try decoder.decode(InstantRestoreRecord.self, from: Data(bytes)) } catch {
             throw VaultError(.corrupt, "\(path) cannot be read: \(error)")
         }
-        guard record.id == id, record.target.hasPrefix("/"), record.size > 0,
+        guard record.id == id, record.target.hasPrefix("/"), record.size > 0, record.size <= 1 << 50,
             record.chunkSize >= 64 << 10, record.chunkSize <= 4 << 20, (try? Names.validateDisk(record.disk)) != nil
         else { throw VaultError(.corrupt, "\(path) does not describe a restore") }
         return record
@@ -207,8 +210,7 @@ public struct InstantRestores: Sendable {
             bytesPerSecond: nil, etaSeconds: nil, error: nil, updatedAt: now)
     }
 
-    /// Whether a mount serves `id` now: it holds the target's lock, which `isServed` finds
-    /// through the serving lock file the mount holds shared.
+    /// Whether a mount serves `id` now: the serving mount holds its lock file exclusively.
     func isServed(_ id: String) -> Bool { lockIsHeld(servedLockPath(id)) }
 
     /// Whether the image of `id` is open in a mount.
@@ -264,6 +266,7 @@ public struct InstantRestores: Sendable {
     /// Refuses what is not a plain file (or folder), or what another user owns or its group
     /// or others may write: such a file could point a restore at any file of this host.
     func requireTrusted(_ path: String, isDirectory: Bool, missingIsFine: Bool = false) throws {
+        // Owner-only: a record names a file this host writes.
         var st = stat()
         guard lstat(path, &st) == 0 else {
             if missingIsFine && errno == ENOENT { return }
@@ -272,9 +275,11 @@ public struct InstantRestores: Sendable {
         guard st.st_mode & S_IFMT == (isDirectory ? S_IFDIR : S_IFREG) else {
             throw VaultError(.permissionDenied, "\(path) is not a \(isDirectory ? "folder" : "plain file")")
         }
-        guard st.st_uid == geteuid(), st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
+        guard st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else {
             throw VaultError(
-                .permissionDenied, "\(path) belongs to another user or may be written by others: it is not used")
+                .permissionDenied,
+                "\(path) belongs to another user or is open to others (mode \(String(st.st_mode & 0o7777, radix: 8))): restores are not read from it; make it owner-only"
+            )
         }
     }
 }
@@ -290,12 +295,20 @@ extension Repository {
         let opened = try openImage(point: point.id, disk: disk)
         let image = opened.image
         let absolute = Posix.absolutePath(path)
-        for other in restores.records(of: self).records
-        where other.target == absolute || other.target == Posix.realPath(absolute) {
-            throw VaultError(
-                .busy, "restore \(other.id) already fills \(other.target); finish or cancel it first")
-        }
         let target = try RestoreTarget.open(absolute)
+        let identity: (device: UInt64, inode: UInt64)
+        do {
+            identity = try target.identity()
+            if let other = restores.records(of: self).records.first(where: {
+                $0.targetDevice == identity.device && $0.targetInode == identity.inode
+            }) {
+                throw VaultError(
+                    .busy, "restore \(other.id) already fills \(other.target); finish or cancel it first")
+            }
+        } catch {
+            target.discard()
+            throw error
+        }
         var pinned = false
         var id = ""
         do {
@@ -304,7 +317,8 @@ extension Repository {
             let record = InstantRestoreRecord(
                 id: id, repository: config.id, location: location.hostName, point: point.id,
                 server: point.serverName, pointName: point.name, disk: disk,
-                target: Posix.realPath(absolute) ?? absolute, size: image.size, chunkSize: image.chunkSize,
+                target: absolute, targetDevice: identity.device, targetInode: identity.inode, size: image.size,
+                chunkSize: image.chunkSize,
                 newTarget: target.isNew, createdAt: Date())
             if readOnlyReason == nil {
                 try takeRestorePin(id, on: try catalog.chain(endingAt: point.id).map(\.id))

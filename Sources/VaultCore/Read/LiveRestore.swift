@@ -39,6 +39,10 @@ public final class LiveRestore: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let fillerEnded = DispatchSemaphore(value: 0)
     private let lifecycle = Mutex<(filling: Bool, stopped: Bool)>((false, false))
+    /// Guest requests in progress, and whether the restore has stopped: once it has, requests
+    /// fail, and its descriptors are closed only when none is in progress, so no request
+    /// ever reaches a descriptor number the kernel has handed out again.
+    private let gate = Mutex<(closed: Bool, inFlight: Int)>((false, 0))
     private let log: @Sendable (String) -> Void
 
     private struct FillState {
@@ -118,6 +122,14 @@ public final class LiveRestore: Sendable {
                 "the target \(record.target) is gone; cancel the restore ('vaultctl restore cancel \(id)') and start again"
             )
         }
+        let identity = try target.identity()
+        guard identity.device == record.targetDevice, identity.inode == record.targetInode else {
+            target.discard()
+            throw VaultError(
+                .diskMissing,
+                "\(record.target) is no longer the \(target.isDevice ? "device" : "file") the restore began on (it was renamed, replaced or renumbered); nothing was written to it; cancel the restore ('vaultctl restore cancel \(id)')"
+            )
+        }
         let held = try target.currentSize()
         guard target.isDevice ? held >= record.size : held == record.size else {
             target.discard()
@@ -139,8 +151,8 @@ public final class LiveRestore: Sendable {
     public func read(at offset: Int64, count: Int) throws -> [UInt8] {
         guard offset >= 0, offset < record.size, count > 0 else { return [] }
         let count = Int(min(Int64(count), record.size - offset))
-        guestBusy.add(1, ordering: .relaxed)
-        defer { guestBusy.subtract(1, ordering: .relaxed) }
+        try enter()
+        defer { leave() }
         try forEachPosition(offset, count) { position, _, _ in
             try withPosition(position) {
                 if !isFilled(position) { try fill(position, reader: guestReader) }
@@ -162,8 +174,8 @@ public final class LiveRestore: Sendable {
         guard offset >= 0, offset + Int64(bytes.count) <= record.size else {
             throw VaultError(.noSpace, "a write past the end of the \(record.size)-byte disk")
         }
-        guestBusy.add(1, ordering: .relaxed)
-        defer { guestBusy.subtract(1, ordering: .relaxed) }
+        try enter()
+        defer { leave() }
         var mustCommit = false
         try forEachPosition(offset, bytes.count) { position, within, length in
             let chunkStart = Int64(position) * Int64(record.chunkSize)
@@ -196,7 +208,25 @@ public final class LiveRestore: Sendable {
     }
 
     /// Makes every write so far durable (the guest's fsync).
-    public func flush() throws { try commit() }
+    public func flush() throws {
+        try enter()
+        defer { leave() }
+        try commit()
+    }
+
+    /// Lets a guest request in, unless the restore has stopped; the filler waits meanwhile.
+    private func enter() throws {
+        try gate.withLock { gate in
+            guard !gate.closed else { throw VaultError(.io, "restore \(record.id) has ended") }
+            gate.inFlight += 1
+        }
+        guestBusy.add(1, ordering: .relaxed)
+    }
+
+    private func leave() {
+        guestBusy.subtract(1, ordering: .relaxed)
+        gate.withLock { $0.inFlight -= 1 }
+    }
 
     // MARK: Fill
 
@@ -288,8 +318,13 @@ public final class LiveRestore: Sendable {
         var bitmap = state.withLock { $0.durable }
         for position in batch { bitmap[position >> 3] |= 1 << (position & 7) }
         FaultInjection.reached("instant-before-bitmap")
+        // Only the 4 KiB pages of the bitmap that changed (a 16 TiB disk's is 2 MiB).
         let path = restores.bitmapPath(record.id)
-        try bitmap.withUnsafeBytes { try Posix.pwriteAll(bitmapFd, $0, 0, path: path) }
+        let page = 4096
+        for first in Set(batch.map { ($0 >> 3) / page * page }).sorted() {
+            let end = min(bitmap.count, first + page)
+            try bitmap[first..<end].withUnsafeBytes { try Posix.pwriteAll(bitmapFd, $0, Int64(first), path: path) }
+        }
         guard fdatasync(bitmapFd) == 0 else { throw Posix.error("cannot flush", path) }
         state.withLock { state in
             for position in batch { state.durable[position >> 3] |= 1 << (position & 7) }
@@ -342,8 +377,18 @@ public final class LiveRestore: Sendable {
         }
         guard let filling else { return }
         stopping.store(true, ordering: .relaxed)
-        if filling && fillerEnded.wait(timeout: .now() + 60) == .timedOut {
-            log("restore \(record.id): the filler did not stop within 60 s")
+        gate.withLock { $0.closed = true }
+        // The descriptors stay open (a leak, said once) rather than close under a request or
+        // the filler still using them.
+        if filling && fillerEnded.wait(timeout: .now() + 300) == .timedOut {
+            return log("restore \(record.id): the filler did not stop within 300 s; its files stay open")
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while gate.withLock({ $0.inFlight }) > 0 {
+            guard Date() < deadline else {
+                return log("restore \(record.id): requests still run after 60 s; its files stay open")
+            }
+            usleep(1000)
         }
         do { try commit() } catch { log("restore \(record.id): cannot flush: \(error)") }
         writeStatus()
@@ -412,11 +457,14 @@ public final class LiveRestoreSet: Sendable {
     private let fillRate: Int64?
     private let log: @Sendable (String) -> Void
     private let live = Mutex<[String: LiveRestore]>([:])
-    /// Problems already said, so each is said once.
+    /// Problems already said, so each is said once, and when each restore that could not be
+    /// served may be tried again.
     private let said = Mutex<Set<String>>([])
+    private let retryAt = Mutex<[String: Date]>([:])
     private let refreshing = NSLock()
-    private let checked = Mutex(Date.distantPast)
     private let stopped = Atomic<Bool>(false)
+    /// How often the folder is looked at: a restore started shows within this.
+    static let interval: useconds_t = 250_000
 
     public init(
         repository: Repository, restores: InstantRestores = .standard, cache: ChunkCache, fillRate: Int64? = nil,
@@ -429,34 +477,33 @@ public final class LiveRestoreSet: Sendable {
         self.log = log
     }
 
-    /// Serves the restores there are now, and looks again each second until `shutdown`.
+    /// Serves the restores there are now, and looks again every quarter second until
+    /// `shutdown`, on a thread of its own: requests never wait for a restore to open or stop.
     public func start() {
         refresh()
         Thread.detachNewThread { [self] in
             while !stopped.load(ordering: .relaxed) {
-                sleep(1)
+                usleep(Self.interval)
                 if !stopped.load(ordering: .relaxed) { refresh() }
             }
         }
     }
 
-    /// The restores served now, looked at again when the last look is older than half a
-    /// second.
-    public func current() -> [String: LiveRestore] {
-        if checked.withLock({ Date().timeIntervalSince($0) > 0.5 }) { refresh() }
-        return live.withLock { $0 }
-    }
+    /// The restores served now.
+    public func current() -> [String: LiveRestore] { live.withLock { $0 } }
 
     public func refresh() {
-        // One look at a time; a request meanwhile takes what is served already.
         guard !stopped.load(ordering: .relaxed), refreshing.try() else { return }
         defer { refreshing.unlock() }
-        checked.withLock { $0 = Date() }
         let (records, problems) = restores.records(of: repository)
         for problem in problems { sayOnce(problem) }
-        let ids = Set(records.map(\.id))
+        // Only a restore whose record is gone ends: a folder that cannot be read now (no
+        // descriptors left, say) stops nothing.
         let ended = live.withLock { live -> [LiveRestore] in
-            let ended = live.values.filter { !ids.contains($0.record.id) }
+            let ended = live.values.filter {
+                var st = stat()
+                return lstat(restores.recordPath($0.record.id), &st) != 0 && errno == ENOENT
+            }
             for restore in ended { live[restore.record.id] = nil }
             return ended
         }
@@ -464,16 +511,24 @@ public final class LiveRestoreSet: Sendable {
             restore.stop()
             log("restore \(restore.record.id) ended: \(restore.record.target) is let go")
         }
-        for record in records where live.withLock({ $0[record.id] == nil }) {
+        let now = Date()
+        for record in records
+        where live.withLock({ $0[record.id] == nil }) && retryAt.withLock({ ($0[record.id] ?? now) <= now }) {
             do {
                 let restore = try LiveRestore.open(
                     record, restores: restores, repository: repository, cache: cache, log: log)
                 live.withLock { $0[record.id] = restore }
                 restore.startFilling(rate: fillRate)
+                retryAt.withLock { $0[record.id] = nil }
+                said.withLock { said in said = said.filter { !$0.hasPrefix("restore \(record.id) ") } }
                 log(
                     "serving restore \(record.id): \(record.server)/\(record.pointName) disk \(record.disk) into \(record.target)"
                 )
             } catch {
+                // Served by another mount: asked again at the next look. Anything else (a
+                // missing target, a damaged chunk map): again in 10 s, said once.
+                let busy = (error as? VaultError)?.code == .busy
+                retryAt.withLock { $0[record.id] = busy ? nil : now.addingTimeInterval(10) }
                 sayOnce("restore \(record.id) cannot be served: \(error)")
             }
         }

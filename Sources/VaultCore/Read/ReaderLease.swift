@@ -86,8 +86,12 @@ extension Repository {
         try Posix.writeFileAtomically("\(folder)/restore-\(id).pin", text, mode: modes.file)
     }
 
-    func releaseRestorePin(_ id: String) {
-        unlink("\(ReaderLease.folder(self))/restore-\(id).pin")
+    /// Lets the points of restore `id` go; returns whether it held any. A pin whose restore
+    /// this host no longer keeps (its state folder was lost) goes with `restore cancel ID`.
+    @discardableResult
+    public func releaseRestorePin(_ id: String) -> Bool {
+        guard InstantRestores.isId(id) else { return false }
+        return unlink("\(ReaderLease.folder(self))/restore-\(id).pin") == 0
     }
 
     private func takeLease(on points: [String]) throws -> ReaderLease {

@@ -125,6 +125,15 @@ public final class RestoreTarget: Sendable {
         return nil
     }
 
+    /// What the target is, beyond its name: a device's number, or a file's device and inode.
+    /// A restore that resumes later checks it, so a renamed or replaced file, or a device
+    /// that now has another disk's name, is never written by mistake.
+    func identity() throws -> (device: UInt64, inode: UInt64) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Posix.error("cannot stat", name) }
+        return isDevice ? (UInt64(st.st_rdev), 0) : (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
     /// Bytes the target holds now.
     func currentSize() throws -> Int64 {
         let end = lseek(fd, 0, SEEK_END)
