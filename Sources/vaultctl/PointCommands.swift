@@ -284,7 +284,9 @@ struct Restore: ParsableCommand {
             An instant restore (--instant) is followed with 'restore status' and ended with \
             'restore finish' (or 'restore cancel').
             """,
-        subcommands: [RestoreStart.self, RestoreStatus.self, RestoreFinish.self, RestoreCancel.self],
+        subcommands: [
+            RestoreStart.self, RestoreStatus.self, RestoreFinish.self, RestoreCancel.self, RestoreHistory.self,
+        ],
         defaultSubcommand: RestoreStart.self)
 }
 
@@ -346,9 +348,22 @@ struct RestoreStart: ParsableCommand {
         let target = try RestoreTarget.open(to)
         let printer = progress.printer()
         defer { printer.clear() }
-        let report = try repo.restore(
-            point: source.point, disk: source.disk, to: target, base: base, progress: printer.callback())
+        let restores = InstantRestores.standard
+        let report: RestoreReport
+        do {
+            report = try repo.restore(
+                point: source.point, disk: source.disk, to: target, base: base, progress: printer.callback())
+        } catch {
+            var entry = RestoreHistoryEntry(
+                kind: base == nil ? .compare : .fromPoint, outcome: .failed, point: source.point, disk: source.disk,
+                target: Posix.absolutePath(to), size: 0)
+            entry.fromPoint = base?.id
+            entry.error = "\(error)"
+            restores.record(entry)
+            throw error
+        }
         printer.clear()
+        if let problem = restores.record(RestoreHistoryEntry(report)) { printError("warning: \(problem)") }
         if json { return printJSON(RestoreView(report)) }
         FileHandle.standardError.write(
             Data(
@@ -365,6 +380,9 @@ struct RestoreStart: ParsableCommand {
     private func startInstant(_ repo: Repository, _ point: Point, _ disk: String) throws {
         let restores = InstantRestores.standard
         let record = try repo.startInstantRestore(point: point, disk: disk, to: to, restores: restores)
+        if let problem = restores.record(RestoreHistoryEntry(record, outcome: .started)) {
+            printError("warning: \(problem)")
+        }
         let image = InstantRestoreMounts.image(of: record, repository: repo, mount: mount)
         if json {
             return printJSON(InstantRestoreView(record: record, image: image, status: restores.status(of: record)))
@@ -460,6 +478,31 @@ struct RestoreStatus: ParsableCommand {
     }
 }
 
+struct RestoreHistory: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "List the restores this host ran: what each wrote, zeroed and left, and how it ended.")
+    @Flag(help: "Report as JSON.") var json = false
+
+    func run() throws {
+        let entries = try InstantRestores.standard.history()
+        if json { return printJSON(entries) }
+        if entries.isEmpty { return print("no restores on this host yet") }
+        let size = { (bytes: Int64?) in bytes.map { Units.formatSize($0) } ?? "-" }
+        printTable(
+            ["TIME", "KIND", "OUTCOME", "POINT", "DISK", "WRITTEN", "ZEROED", "LEFT", "SECONDS", "TARGET"],
+            entries.map { entry in
+                [
+                    shownTime(entry.time), entry.kind.rawValue, entry.outcome.rawValue,
+                    "\(entry.server)/\(entry.pointName)", entry.disk,
+                    size(entry.writtenBytes ?? entry.filledBytes), size(entry.zeroedBytes),
+                    size(entry.unchangedBytes), entry.seconds.map { String(format: "%.1f", $0) } ?? "-",
+                    entry.target + (entry.error.map { " (\($0))" } ?? ""),
+                ]
+            })
+    }
+}
+
 struct RestoreFinish: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finish",
@@ -476,6 +519,7 @@ struct RestoreFinish: ParsableCommand {
         let restores = InstantRestores.standard
         let record = try restores.record(id, of: repo)
         try restores.end(record, cancel: false, repository: repo)
+        restores.record(RestoreHistoryEntry(record, outcome: .finished, filledBytes: record.size))
         printError(
             "restore \(record.id) finished: \(record.target) holds \(record.server)/\(record.pointName) disk \(record.disk) with every write made through the image; point the machine at it"
         )
@@ -503,6 +547,7 @@ struct RestoreCancel: ParsableCommand {
         }
         let status = restores.status(of: record)
         try restores.end(record, cancel: true, repository: repo)
+        restores.record(RestoreHistoryEntry(record, outcome: .cancelled, filledBytes: status.filledBytes))
         printError(
             "restore \(record.id) cancelled: \(record.target) holds a partly restored disk (\(String(format: "%.1f", status.percent))% filled); remove it or restore again"
         )

@@ -133,6 +133,8 @@ final class InstantRestoreTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: image), "the image goes")
         XCTAssertEqual(try readBytes(target), expected, "the target alone holds the point and every write")
         XCTAssertEqual(try ctl.json("restore", "status").count, 0)
+        let history = try ctl.json("restore", "history").filter { $0["id"] as? String == id }
+        XCTAssertEqual(history.map { $0["outcome"] as? String }, ["started", "finished"])
         // The target is let go: a plain restore may lock and write it now.
         try ctl.run("restore", "web/one", "--to", target)
         try mustRun(["cmp", target, one])

@@ -16,7 +16,9 @@ final class RestoreTests: XCTestCase {
 
     override func setUpWithError() throws {
         scratch = Scratch("restore")
-        ctl = Vaultctl(repository: scratch.file("repo"), environment: ["VAULT_CONFIG_DIR": scratch.file("etc")])
+        ctl = Vaultctl(
+            repository: scratch.file("repo"),
+            environment: ["VAULT_CONFIG_DIR": scratch.file("etc"), "VAULT_RESTORE_DIR": scratch.file("restores")])
         disk = try Ext4Image.make(
             at: scratch.file("web.img"), size: "64M",
             files: [
@@ -89,6 +91,12 @@ final class RestoreTests: XCTestCase {
         XCTAssertEqual(bytes(report, "writtenBytes") + bytes(report, "zeroedBytes"), changed * chunk)
         XCTAssertEqual(bytes(report, "unchangedBytes"), size - changed * chunk)
         XCTAssertEqual(report["createdTarget"] as? Bool, false)
+        // The host's restore history says what it wrote and left.
+        let history = try XCTUnwrap(try ctl.json("restore", "history").last)
+        XCTAssertEqual(history["kind"] as? String, "compare")
+        XCTAssertEqual(history["outcome"] as? String, "done")
+        XCTAssertEqual(history["writtenBytes"] as? Int, bytes(report, "writtenBytes"))
+        XCTAssertEqual(history["unchangedBytes"] as? Int, bytes(report, "unchangedBytes"))
     }
 
     func testFromPointWritesWhatDiffersBetweenThePointsInBothDirections() throws {

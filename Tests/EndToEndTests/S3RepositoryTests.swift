@@ -117,6 +117,46 @@ final class S3RepositoryTests: XCTestCase {
     /// Temporary credentials (an assumed role's key, secret and session token, as on an EC2
     /// instance or after `aws sts assume-role`), from the environment and from a profile, for
     /// `vaultctl` and the mount.
+    /// `restore --instant` from a bucket: the image reads the point at once and the fill
+    /// completes into a target that holds the point and the writes made meanwhile.
+    func testAnInstantRestoreFromTheBucketFillsTheTarget() throws {
+        let restores = scratch.file("restores")
+        let ctl = host("a", environment: ["VAULT_RESTORE_DIR": restores])
+        let disk = try Ext4Image.make(
+            at: scratch.file("web.img"), size: "32M", files: ["data/a.bin": pseudoRandomBytes(8 << 20, seed: 4)])
+        try ctl.run("init", url, "--chunk-size", "64K")
+        try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
+        try ctl.run("backup", "web", "--name", "one")
+        let mounted = try MountedRepository(
+            repository: url, at: scratch.file("mnt-instant"),
+            options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))"],
+            environment: ["VAULT_RESTORE_DIR": restores])
+        let target = scratch.file("target.raw")
+        let text = try ctl.run("restore", "web/one", "--to", target, "--instant", "--json")
+        let view = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
+        let id = try XCTUnwrap(view["id"] as? String)
+        let image = try XCTUnwrap(view["image"] as? String, text)
+        var expected = try readBytes(disk.path)
+        let written = pseudoRandomBytes(5000, seed: 6)
+        try mounted.io(timeout: 60) {
+            let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: image))
+            defer { try? handle.close() }
+            try handle.seek(toOffset: 1 << 20)
+            try handle.write(contentsOf: Data(written))
+            try handle.synchronize()
+        }
+        expected.replaceSubrange((1 << 20)..<((1 << 20) + written.count), with: written)
+        try mounted.io(timeout: 60) { XCTAssertEqual(try readBytes(image), expected) }
+        let deadline = Date().addingTimeInterval(60)
+        while try ctl.json("restore", "status", id).first?["state"] as? String != "complete" {
+            guard Date() < deadline else { throw TestError.failed("not complete: \(mounted.logText)") }
+            usleep(100_000)
+        }
+        try ctl.run("restore", "finish", id)
+        XCTAssertEqual(try readBytes(target), expected)
+        mounted.unmount()
+    }
+
     func testTemporaryCredentialsOfAnAssumedRoleWorkFromTheEnvironmentAndFromAProfile() throws {
         let session = try gateway.assumeRole()
         XCTAssertNotEqual(session["AWS_ACCESS_KEY_ID"], gateway.environment["AWS_ACCESS_KEY_ID"])
