@@ -9,8 +9,11 @@ log=$(mktemp)
 # The servers that tests set up (`server add`: their disks and hooks) go to a host configuration of the
 # run's own, never to the machine's /etc/vaultfs.
 VAULT_CONFIG_DIR=$(mktemp -d)
-export VAULT_CONFIG_DIR
-trap 'rm -f "$log"; rm -rf "$VAULT_CONFIG_DIR"' EXIT
+# Instant restores and the restore history likewise: the run's own, never /var/lib/vaultfs.
+VAULT_RESTORE_DIR=$(mktemp -d)
+chmod 700 "$VAULT_RESTORE_DIR"
+export VAULT_CONFIG_DIR VAULT_RESTORE_DIR
+trap 'rm -f "$log"; rm -rf "$VAULT_CONFIG_DIR" "$VAULT_RESTORE_DIR"' EXIT
 passed=0 failed=0 skipped=0 status=0
 
 # sweep_leftovers: what a test made under /tmp/vaultfs-* and did not take down (a test process

@@ -228,6 +228,11 @@ final class InstantRestoreTests: XCTestCase {
         try mount.io {
             XCTAssertEqual(try readBytes(mount.path(".restores/\(id)/root.img")), try readBytes(self.one))
         }
+        // Without allow_other, another user reaches neither the image nor its folder.
+        let other = try TestUser()
+        let denied = try other.run(["dd", "if=\(mount.path(".restores/\(id)/root.img"))", "of=/dev/null", "count=1"])
+        XCTAssertNotEqual(denied.status, 0)
+        XCTAssertTrue(denied.stderr.contains("denied"), denied.stderr)
         try waitComplete(id)
         // Cancel leaves the target as filled; then the data may go.
         try ctl.run("restore", "cancel", id)
