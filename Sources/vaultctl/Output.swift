@@ -56,12 +56,9 @@ func printError(_ line: String) {
 /// A time as tables and lines show it: local, with its offset (`2030-01-01 17:00:00 +0100`),
 /// as borg and restic list; UTC with `--utc` (`2030-01-01 16:00:00 +0000`). JSON keeps UTC.
 func shownTime(_ date: Date) -> String {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.dateFormat = "yyyy-MM-dd HH:mm:ss Z"
-    formatter.timeZone =
-        ProcessInfo.processInfo.environment["VAULT_UTC"] == "1" ? TimeZone(identifier: "UTC")! : TimeZone.current
-    return formatter.string(from: date)
+    // Put together by hand: a DateFormatter was made for every time of every row.
+    let utc = ProcessInfo.processInfo.environment["VAULT_UTC"] == "1"
+    return Units.formatShown(date, offset: utc ? 0 : TimeZone.current.secondsFromGMT(for: date))
 }
 
 /// `text` (a time as JSON gives it, in UTC) as tables show times; as it is when it is not one.

@@ -302,8 +302,7 @@ struct RestoreStart: ParsableCommand {
             only the chunks that differ between the two points are written, and the target is \
             read only to check that claim at a few places. A mounted or busy device, a file in \
             use by a loop device or a running VM, and a device smaller than the disk are refused \
-            before anything is written. A restore cut off part way can be run again.
-
+            before anything is written. A restore cut off part way can be run again. \
             With --instant, the disk is usable at once: a mount of the repository serves a \
             writable image, MOUNT/.restores/ID/DISK.img, that reads the point where the target is \
             not filled yet and writes into the target, while the mount copies the rest behind. \

@@ -96,6 +96,15 @@ public enum Units {
             "\(pad(t.year, 4))\(pad(t.month, 2))\(pad(t.day, 2))T\(pad(t.hour, 2))\(pad(t.minute, 2))\(pad(t.second, 2))Z"
     }
 
+    /// `date` as tables show it, in the zone `offset` seconds east of UTC:
+    /// `2030-01-01 17:00:00 +0100`.
+    public static func formatShown(_ date: Date, offset: Int) -> String {
+        let t = utcFields(date.addingTimeInterval(Double(offset)))
+        let minutes = abs(offset) / 60
+        return
+            "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2)) \(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2)) \(offset < 0 ? "-" : "+")\(pad(minutes / 60, 2))\(pad(minutes % 60, 2))"
+    }
+
     private static func utcFields(_ date: Date) -> (
         year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int
     ) {
