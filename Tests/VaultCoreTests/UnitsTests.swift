@@ -16,11 +16,7 @@ final class UnitsTests: XCTestCase {
         XCTAssertEqual(Units.compactUTC(Date(timeIntervalSince1970: 1_893_513_600)), "20300101T160000Z")
         XCTAssertEqual(Units.compactUTC(Date(timeIntervalSince1970: 951_782_400)), "20000229T000000Z")
     }
-}
 
-final class MemoryLimitTests: XCTestCase {
-    /// A control group's limit below the machine's memory is what the process may use;
-    /// "max" and v1's near-Int64.max value mean none.
     func testShownTimesCarryTheirZonesOffset() {
         let date = Date(timeIntervalSince1970: 1_893_456_000) // 2030-01-01 00:00:00 UTC
         XCTAssertEqual(Units.formatShown(date, offset: 0), "2030-01-01 00:00:00 +0000")
@@ -28,7 +24,11 @@ final class MemoryLimitTests: XCTestCase {
         XCTAssertEqual(Units.formatShown(date, offset: -(3 * 3600 + 1800)), "2029-12-31 20:30:00 -0330")
         XCTAssertEqual(Units.formatShown(date, offset: 5 * 3600 + 2700), "2030-01-01 05:45:00 +0545")
     }
+}
 
+final class MemoryLimitTests: XCTestCase {
+    /// A control group's limit below the machine's memory is what the process may use;
+    /// "max" and v1's near-Int64.max value mean none.
     func testAControlGroupLimitIsReadFromV1AndV2() throws {
         let scratch = Scratch("cgroup")
         let root = scratch.file("sys")
