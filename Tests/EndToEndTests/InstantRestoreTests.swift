@@ -241,6 +241,39 @@ final class InstantRestoreTests: XCTestCase {
         mount.unmount()
     }
 
+    /// A loop device over the image: the kernel mounts the restored ext4 from it at once and
+    /// writes a file; the finished target is clean and holds the file.
+    func testALoopDeviceOverTheImageMountsAndWritesTheRestoredFilesystem() throws {
+        let mount = try mount(fillRate: "8M")
+        let target = scratch.file("target.raw")
+        let (id, reported) = try start(target)
+        let image = try XCTUnwrap(reported)
+        let loop = try mustRun(["losetup", "--find", "--show", image]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let folder = scratch.file("fs")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        do {
+            defer { _ = try? runCommand(["losetup", "-d", loop]) }
+            try mustRun(["mount", "-t", "ext4", loop, folder], timeout: 60)
+            defer { _ = try? runCommand(["umount", folder], timeout: 60) }
+            XCTAssertEqual(try String(contentsOfFile: "\(folder)/etc/marker", encoding: .utf8), "one\n")
+            XCTAssertTrue(FileManager.default.createFile(atPath: "\(folder)/from-loop", contents: Data("loop\n".utf8)))
+            try mustRun(["umount", folder], timeout: 60)
+        }
+        try waitComplete(id)
+        // The loop device holds the image open until the kernel has let it go.
+        var finish = try ctl.attempt(["restore", "finish", id])
+        let deadline = Date().addingTimeInterval(10)
+        while finish.status != 0 && Date() < deadline {
+            usleep(100_000)
+            finish = try ctl.attempt(["restore", "finish", id])
+        }
+        XCTAssertEqual(finish.status, 0, finish.stderr)
+        try Ext4Image.check(target)
+        let written = try mustRun(["debugfs", "-R", "cat /from-loop", target])
+        XCTAssertEqual(written, "loop\n")
+        mount.unmount()
+    }
+
     func testATargetReplacedWhileNoMountRanIsNeverWritten() throws {
         let target = scratch.file("target.raw")
         let id = try start(target).id
