@@ -19,17 +19,7 @@ final class InstantRestoreTests: XCTestCase {
         scratch = Scratch("instant")
         restoreDirectory = scratch.file("restores")
         ctl = Vaultctl(repository: scratch.file("repo"), environment: ["VAULT_RESTORE_DIR": restoreDirectory])
-        disk = try Ext4Image.make(
-            at: scratch.file("web.img"), size: "64M",
-            files: [
-                "data/a.bin": pseudoRandomBytes(12 << 20, seed: 1), "data/b.bin": pseudoRandomBytes(6 << 20, seed: 2),
-                "etc/marker": Array("one\n".utf8),
-            ])
-        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
-        try ctl.run("backup", "web", "--name", "one")
-        one = scratch.file("one.img")
-        try disk.snapshot(to: one)
+        (disk, one) = try backUpPointOne(ctl, scratch)
     }
 
     private func mount(_ name: String = "mnt", fillRate: String? = nil, fault: String? = nil) throws

@@ -2,6 +2,23 @@ import Foundation
 import TestSupport
 import XCTest
 
+/// A repository of 64 KiB chunks holding point web/one of a 64 MiB ext4 disk (two files of
+/// random data and `etc/marker` saying "one"); returns the disk and a copy of it as backed up.
+func backUpPointOne(_ ctl: Vaultctl, _ scratch: Scratch) throws -> (disk: Ext4Image, one: String) {
+    let disk = try Ext4Image.make(
+        at: scratch.file("web.img"), size: "64M",
+        files: [
+            "data/a.bin": pseudoRandomBytes(12 << 20, seed: 1), "data/b.bin": pseudoRandomBytes(6 << 20, seed: 2),
+            "etc/marker": Array("one\n".utf8),
+        ])
+    try ctl.run("init", ctl.repository, "--chunk-size", "64K")
+    try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
+    try ctl.run("backup", "web", "--name", "one")
+    let one = scratch.file("one.img")
+    try disk.snapshot(to: one)
+    return (disk, one)
+}
+
 /// `vaultctl restore`: a point's disk written onto a file or a block device, only where the
 /// target differs; through the real binary, onto real ext4 images and loop devices.
 final class RestoreTests: XCTestCase {
@@ -19,17 +36,7 @@ final class RestoreTests: XCTestCase {
         ctl = Vaultctl(
             repository: scratch.file("repo"),
             environment: ["VAULT_CONFIG_DIR": scratch.file("etc"), "VAULT_RESTORE_DIR": scratch.file("restores")])
-        disk = try Ext4Image.make(
-            at: scratch.file("web.img"), size: "64M",
-            files: [
-                "data/a.bin": pseudoRandomBytes(12 << 20, seed: 1), "data/b.bin": pseudoRandomBytes(6 << 20, seed: 2),
-                "etc/marker": Array("one\n".utf8),
-            ])
-        try ctl.run("init", ctl.repository, "--chunk-size", "64K")
-        try ctl.run("server", "add", "web", "--disk", "root=\(disk.path)")
-        try ctl.run("backup", "web", "--name", "one")
-        one = scratch.file("one.img")
-        try disk.snapshot(to: one)
+        (disk, one) = try backUpPointOne(ctl, scratch)
         try disk.write("data/b.bin", pseudoRandomBytes(3 << 20, seed: 3))
         try disk.write("etc/marker", Array("two\n".utf8))
         try ctl.run("backup", "web", "--name", "two")
