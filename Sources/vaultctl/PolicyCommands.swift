@@ -107,7 +107,7 @@ struct ScheduleCommand: ParsableCommand {
 
         func run() throws {
             let repo = try repository.open()
-            let scheduler = Scheduler(repository: repo)
+            let scheduler = Scheduler(repository: repo, runsEachMinute: once)
             let fixed = try now.map { _ in try parseClock(now) }
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
             let signals = onStopSignals { scheduler.stop() }

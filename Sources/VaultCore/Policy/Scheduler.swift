@@ -12,10 +12,15 @@ public final class Scheduler: Sendable {
     private let host: HostServers
     /// Servers and slots already reported as not set up, so a running scheduler says it once.
     private let reported = Mutex<Set<String>>([])
+    /// Whether each run is a process of its own (`--once` from a timer each minute): it cannot
+    /// remember what it said, so a server left to other hosts is said in a slot's first minute
+    /// only, not once a minute until the next slot.
+    private let runsEachMinute: Bool
 
-    public init(repository: Repository, host: HostServers = .standard) {
+    public init(repository: Repository, host: HostServers = .standard, runsEachMinute: Bool = false) {
         self.repository = repository
         self.host = host
+        self.runsEachMinute = runsEachMinute
     }
 
     /// Stops the scheduler: the running backup is cancelled (it ends as failed) and no other
@@ -75,7 +80,7 @@ public final class Scheduler: Sendable {
                                     message:
                                         "failed: \(try repository.notSetUp(server.name, host: host).message) (on the host that holds its disks)",
                                     failed: true))
-                        } else {
+                        } else if !runsEachMinute || now.timeIntervalSince(slot) < 60 {
                             let line =
                                 file == nil
                                 ? "skipped: not set up on this host (\(host.path(server: server.name))); left to the hosts it is set up on"
