@@ -102,6 +102,13 @@ final class CatalogLossTests: XCTestCase {
         // gc finds nothing the catalog does not know.
         try ctl.run("gc")
         XCTAssertTrue(mount.isRunning)
+        // The daemon ends with connections to the replaced catalog still open: what was
+        // written to the new catalog meanwhile is all there after it has gone.
+        try ctl.run("backup", "web", "--name", "before-exit")
+        mount.unmount()
+        let names = try ctl.json("points").compactMap { $0["name"] as? String }
+        for name in ["after-repair", "by-mkdir", "before-exit"] { XCTAssertTrue(names.contains(name), "\(names)") }
+        XCTAssertTrue(try ctl.run("verify").contains("all intact"))
     }
 
     func testOlderCatalogCopyStopsCollectionUntilRebuilt() throws {
