@@ -264,6 +264,40 @@ final class InstantRestoreTests: XCTestCase {
         mount.unmount()
     }
 
+    /// A target on a filesystem that fills up: the fill stops and says why, the image still
+    /// reads the whole point, a write that needs room fails with ENOSPC, and the mount stays.
+    func testAFullTargetStopsTheFillButNotTheImageOrTheMount() throws {
+        let small = scratch.file("small.ext4")
+        try mustRun(["truncate", "-s", "12M", small])
+        try mustRun(["mkfs.ext4", "-q", "-F", small])
+        let folder = scratch.file("small")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try mustRun(["mount", "-o", "loop", small, folder])
+        defer { _ = try? runCommand(["umount", folder], timeout: 60) }
+        let mount = try mount()
+        let (id, reported) = try start("\(folder)/target.raw")
+        let image = try XCTUnwrap(reported)
+        let deadline = Date().addingTimeInterval(30)
+        while try status(id)["state"] as? String != "failed" {
+            guard Date() < deadline else { throw TestError.failed("the fill did not fail: \(try status(id))") }
+            usleep(100_000)
+        }
+        let failed = try status(id)
+        XCTAssertTrue((failed["error"] as? String ?? "").contains("No space left"), "\(failed)")
+        XCTAssertTrue(mount.logText.contains("the fill stopped"), mount.logText)
+        try mount.io { XCTAssertEqual(try readBytes(image), try readBytes(self.one), "read from the point") }
+        let write = try runCommand(
+            ["dd", "if=/dev/urandom", "of=\(image)", "bs=64k", "count=16", "seek=900", "conv=notrunc,fsync"])
+        XCTAssertNotEqual(write.status, 0)
+        XCTAssertTrue(write.stderr.contains("No space left"), write.stderr)
+        XCTAssertTrue(mount.isRunning)
+        let shown = try ctl.attempt(["restore", "status"])
+        XCTAssertTrue(
+            shown.stdout.contains("failed") && shown.stderr.contains("No space left"), shown.stdout + shown.stderr)
+        try ctl.run("restore", "cancel", id)
+        mount.unmount()
+    }
+
     func testATargetReplacedWhileNoMountRanIsNeverWritten() throws {
         let target = scratch.file("target.raw")
         let id = try start(target).id

@@ -153,15 +153,26 @@ public final class LiveRestore: Sendable {
         let count = Int(min(Int64(count), record.size - offset))
         try enter()
         defer { leave() }
-        try forEachPosition(offset, count) { position, _, _ in
-            try withPosition(position) {
-                if !isFilled(position) { try fill(position, reader: guestReader) }
-            }
-        }
         return try [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
-            let got = try Posix.pread(target.fd, raw.baseAddress!, count, offset, path: target.name)
-            // A device longer than the disk is read only up to the disk's end; a file ends there.
-            if got < count { (raw.baseAddress! + got).initialize(repeating: 0, count: count - got) }
+            try forEachPosition(offset, count) { position, within, length in
+                let start = Int64(position) * Int64(record.chunkSize) + Int64(within)
+                let into = UnsafeMutableRawBufferPointer(
+                    start: raw.baseAddress! + Int(start - offset), count: length)
+                try withPosition(position) {
+                    if !isFilled(position) {
+                        do { try fill(position, reader: guestReader) } catch {
+                            // A target that cannot take the chunk (full, failing) does not
+                            // fail the read: the point still holds the bytes.
+                            _ = try guestReader.read(at: start, into: into)
+                            return
+                        }
+                    }
+                    let got = try Posix.pread(target.fd, into.baseAddress!, length, start, path: target.name)
+                    if got < length {
+                        (into.baseAddress! + got).initializeMemory(as: UInt8.self, repeating: 0, count: length - got)
+                    }
+                }
+            }
             initialized = count
         }
     }
