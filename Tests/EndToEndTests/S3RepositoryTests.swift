@@ -129,8 +129,9 @@ final class S3RepositoryTests: XCTestCase {
         try ctl.run("backup", "web", "--name", "one")
         let mounted = try MountedRepository(
             repository: url, at: scratch.file("mnt-instant"),
-            options: ["s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))"],
-            environment: ["VAULT_RESTORE_DIR": restores])
+            options: [
+                "s3_endpoint=\(gateway.endpoint)", "state_dir=\(scratch.file("state-a"))", "restore_fill_rate=2M",
+            ], environment: ["VAULT_RESTORE_DIR": restores])
         let target = scratch.file("target.raw")
         let text = try ctl.run("restore", "web/one", "--to", target, "--instant", "--json")
         let view = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
@@ -146,6 +147,29 @@ final class S3RepositoryTests: XCTestCase {
             try handle.synchronize()
         }
         expected.replaceSubrange((1 << 20)..<((1 << 20) + written.count), with: written)
+        // The gateway goes away mid-fill: the fill waits and says why, and goes on when it is back.
+        try gateway.pause()
+        var paused = true
+        defer { if paused { try? gateway.resume() } }
+        // vaultctl needs the store to open the repository; status.json beside the image does not.
+        let status = (image as NSString).deletingLastPathComponent + "/status.json"
+        func shown() throws -> [String: Any] {
+            try mounted.io(timeout: 30) {
+                let handle = try XCTUnwrap(FileHandle(forReadingAtPath: status))
+                defer { try? handle.close() }
+                return try XCTUnwrap(
+                    JSONSerialization.jsonObject(with: try handle.readToEnd() ?? Data()) as? [String: Any])
+            }
+        }
+        XCTAssertTrue(
+            try eventually(timeout: 60) {
+                (try shown()["error"] as? String ?? "").contains("waiting for the store")
+            })
+        XCTAssertEqual(try shown()["state"] as? String, "filling")
+        XCTAssertTrue(mounted.isRunning)
+        try gateway.resume()
+        paused = false
+        XCTAssertTrue(try eventually(timeout: 60) { try shown()["error"] == nil })
         try mounted.io(timeout: 60) { XCTAssertEqual(try readBytes(image), expected) }
         let deadline = Date().addingTimeInterval(60)
         while try ctl.json("restore", "status", id).first?["state"] as? String != "complete" {

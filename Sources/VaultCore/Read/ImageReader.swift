@@ -80,8 +80,10 @@ public final class ImageReader: Sendable {
                 do {
                     frames = try cache.frames(hash, length: length, first..<(last + 1))
                 } catch let error as VaultError {
+                    // An object store away is not damage: it stays unreachable, to be tried again.
                     throw VaultError(
-                        .corrupt, "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
+                        error.code == .unreachable ? .unreachable : .corrupt,
+                        "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
                 }
                 var taken = 0
                 for (k, frame) in frames.enumerated() {

@@ -55,6 +55,8 @@ public final class LiveRestore: Sendable {
         var filledSinceStart: Int64 = 0
         var startedAt = Date()
         var failure: String?
+        /// Why the fill waits (an object store away), while it does.
+        var waiting: String?
     }
 
     /// Positions filled or written by the filler between two flushes of the bitmap.
@@ -271,9 +273,29 @@ public final class LiveRestore: Sendable {
                     usleep(200)
                     waited += 1
                 }
-                try withPosition(position) {
-                    if !isFilled(position) { try fill(position, reader: fillReader) }
+                // An object store away holds the fill, which goes on where it was when the
+                // store answers again; anything else stops it.
+                while true {
+                    do {
+                        try withPosition(position) {
+                            if !isFilled(position) { try fill(position, reader: fillReader) }
+                        }
+                        if state.withLock({ $0.waiting != nil }) {
+                            state.withLock { $0.waiting = nil }
+                            log("restore \(record.id): the store answers again; the fill goes on")
+                        }
+                        break
+                    } catch let error as VaultError where error.code == .unreachable {
+                        if state.withLock({ $0.waiting == nil }) {
+                            log("restore \(record.id): the fill waits for the store: \(error.message)")
+                        }
+                        state.withLock { $0.waiting = error.message }
+                        writeStatus()
+                        for _ in 0..<20 where !stopping.load(ordering: .relaxed) { usleep(100_000) }
+                        if stopping.load(ordering: .relaxed) { break }
+                    }
                 }
+                if stopping.load(ordering: .relaxed) { break }
                 sinceCommit += record.length(of: position)
                 copied += Int64(record.length(of: position))
                 // Held to `rate` on average: ahead of it, wait until the average falls back.
@@ -358,9 +380,14 @@ public final class LiveRestore: Sendable {
                 disk: record.disk, target: record.target, state: phase, size: record.size,
                 filledBytes: state.filledBytes, percent: Double(state.filledBytes) * 100 / Double(record.size),
                 bytesPerSecond: rate, etaSeconds: rate.flatMap { $0 > 0 ? Double(remaining) / $0 : nil },
-                error: state.failure, updatedAt: now)
+                error: (state.failure ?? state.waiting.map { "waiting for the store: \($0)" }).map {
+                    String($0.prefix(512))
+                }, updatedAt: now)
         }
     }
+
+    /// Most bytes `statusJSON` gives (its error is cut short to fit).
+    public static let statusLimit = 4096
 
     /// `status.json` as the mount shows it.
     public func statusJSON() -> [UInt8] {
