@@ -33,7 +33,7 @@ public final class ImageReader: Sendable {
 
     /// Copies up to `destination.count` bytes at `offset`; returns how many (0 at the end).
     /// Every byte it reports is written, zeros included. A missing or damaged chunk in the
-    /// range throws `.corrupt` naming its byte range.
+    /// range throws `.corrupt` naming its byte range (`.unreachable` while its store is away).
     public func read(at offset: Int64, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
         var copied = 0
         for piece in try pieces(at: offset, count: destination.count) {
@@ -53,7 +53,8 @@ public final class ImageReader: Sendable {
 
     /// The up to `count` bytes at `offset` (none at the end) as the cache holds them, for a
     /// reply sent without copying them first: runs of zeros, and ranges of decoded frames.
-    /// A missing or damaged chunk in the range throws `.corrupt` naming its byte range.
+    /// A missing or damaged chunk in the range throws `.corrupt` naming its byte range
+    /// (`.unreachable` while its store is away).
     public func pieces(at offset: Int64, count: Int) throws -> [ImagePiece] {
         guard offset >= 0, offset < image.size, count > 0 else { return [] }
         let end = min(image.size, offset + Int64(count))
