@@ -50,11 +50,12 @@ extension FileSystem {
                 inode: inode, kind: .file, mode: mode_t(options.imageMode) | 0o200, size: restore.size,
                 blocks: (restore.size + 511) / 512, time: restore.record.createdAt)
         case .restoreStatus(let id):
-            guard liveRestores.current()[id] != nil else { return nil }
+            guard let restore = liveRestores.current()[id] else { return nil }
             // Its content changes with every look, so its size is given as sysfs gives one:
             // a page, which the content never exceeds; a reader gets the end where it ends.
             return Attributes(
-                inode: inode, kind: .file, mode: 0o444, size: Int64(LiveRestore.statusLimit), blocks: 8, time: Date())
+                inode: inode, kind: .file, mode: 0o444,
+                size: Int64(max(LiveRestore.statusLimit, restore.statusJSON().count)), blocks: 8, time: Date())
         default:
             return nil
         }

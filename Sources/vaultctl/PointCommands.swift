@@ -517,7 +517,13 @@ struct RestoreFinish: ParsableCommand {
         let repo = try repository.open()
         let restores = InstantRestores.standard
         let record = try restores.record(id, of: repo)
-        try restores.end(record, cancel: false, repository: repo)
+        do { try restores.end(record, cancel: false, repository: repo) } catch {
+            // Ended, but the mount was slow to let the target go: the history still says so.
+            if !restores.isKept(record.id) {
+                restores.record(RestoreHistoryEntry(record, outcome: .finished, filledBytes: record.size))
+            }
+            throw error
+        }
         restores.record(RestoreHistoryEntry(record, outcome: .finished, filledBytes: record.size))
         printError(
             "restore \(record.id) finished: \(record.target) holds \(record.server)/\(record.pointName) disk \(record.disk) with every write made through the image; point the machine at it"
@@ -545,7 +551,12 @@ struct RestoreCancel: ParsableCommand {
                 "restore \(id) is not kept on this host; the point is no longer kept from deletion for it")
         }
         let status = restores.status(of: record)
-        try restores.end(record, cancel: true, repository: repo)
+        do { try restores.end(record, cancel: true, repository: repo) } catch {
+            if !restores.isKept(record.id) {
+                restores.record(RestoreHistoryEntry(record, outcome: .cancelled, filledBytes: status.filledBytes))
+            }
+            throw error
+        }
         restores.record(RestoreHistoryEntry(record, outcome: .cancelled, filledBytes: status.filledBytes))
         printError(
             "restore \(record.id) cancelled: \(record.target) holds a partly restored disk (\(String(format: "%.1f", status.percent))% filled); remove it or restore again"

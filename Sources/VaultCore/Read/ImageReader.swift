@@ -83,7 +83,7 @@ public final class ImageReader: Sendable {
                 } catch let error as VaultError {
                     // An object store away is not damage: it stays unreachable, to be tried again.
                     throw VaultError(
-                        error.code == .unreachable ? .unreachable : .corrupt,
+                        error.code == .unreachable || error.code == .io ? error.code : .corrupt,
                         "bytes \(chunkStart)-\(chunkStart + Int64(length) - 1): \(error.message)")
                 }
                 var taken = 0

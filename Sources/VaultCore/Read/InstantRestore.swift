@@ -213,6 +213,9 @@ public struct InstantRestores: Sendable {
     /// Whether a mount serves `id` now: the serving mount holds its lock file exclusively.
     func isServed(_ id: String) -> Bool { lockIsHeld(servedLockPath(id)) }
 
+    /// Whether this host still keeps restore `id` (its record).
+    public func isKept(_ id: String) -> Bool { Posix.exists(recordPath(id)) }
+
     /// Whether the image of `id` is open in a mount.
     public func isImageOpen(_ id: String) -> Bool { lockIsHeld(openLockPath(id)) }
 

@@ -162,10 +162,18 @@ public final class LiveRestore: Sendable {
                     start: raw.baseAddress! + Int(start - offset), count: length)
                 try withPosition(position) {
                     if !isFilled(position) {
-                        do { try fill(position, reader: guestReader) } catch {
+                        let chunk = try load(position, reader: guestReader)
+                        do { try store(position, chunk) } catch {
                             // A target that cannot take the chunk (full, failing) does not
-                            // fail the read: the point still holds the bytes.
-                            _ = try guestReader.read(at: start, into: into)
+                            // fail the read: the bytes were read from the point already.
+                            if let chunk {
+                                chunk.withUnsafeBytes {
+                                    into.copyMemory(
+                                        from: UnsafeRawBufferPointer(rebasing: $0[within..<(within + length)]))
+                                }
+                            } else {
+                                into.initializeMemory(as: UInt8.self, repeating: 0)
+                            }
                             return
                         }
                     }
@@ -261,7 +269,7 @@ public final class LiveRestore: Sendable {
     private func fillRemaining(rate: Int64?) {
         var sinceCommit = 0
         var lastCommit = Date()
-        let began = Date()
+        var began = Date()
         var copied: Int64 = 0
         do {
             for position in 0..<record.positions {
@@ -277,12 +285,21 @@ public final class LiveRestore: Sendable {
                 // store answers again; anything else stops it.
                 while true {
                     do {
+                        // The point's chunk is fetched before the position's lock is taken:
+                        // a store that is slow to answer holds up no guest request.
+                        if !isFilled(position) {
+                            _ = try fillReader.pieces(
+                                at: Int64(position) * Int64(record.chunkSize), count: record.length(of: position))
+                        }
                         try withPosition(position) {
                             if !isFilled(position) { try fill(position, reader: fillReader) }
                         }
                         if state.withLock({ $0.waiting != nil }) {
                             state.withLock { $0.waiting = nil }
                             log("restore \(record.id): the store answers again; the fill goes on")
+                            // The rate counts from here: the time waited does not let it race.
+                            began = Date()
+                            copied = 0
                         }
                         break
                     } catch let error as VaultError where error.code == .unreachable {
@@ -323,18 +340,32 @@ public final class LiveRestore: Sendable {
 
     /// Copies position `position` of the point into the target (its stripe is held).
     private func fill(_ position: Int, reader: ImageReader) throws {
+        try store(position, try load(position, reader: reader))
+    }
+
+    /// The point's bytes at `position`: nil where they are zeros. Fails only on the point's
+    /// side (a damaged chunk, a store away).
+    private func load(_ position: Int, reader: ImageReader) throws -> [UInt8]? {
         let offset = Int64(position) * Int64(record.chunkSize)
         let length = record.length(of: position)
         if image.refs[position] == .zero {
             // Asked of the reader too, so its read-ahead keeps following the filler.
             _ = try reader.pieces(at: offset, count: length)
-            try target.zero(at: offset, length: length)
+            return nil
+        }
+        var chunk = [UInt8](repeating: 0, count: length)
+        _ = try chunk.withUnsafeMutableBytes { try reader.read(at: offset, into: $0) }
+        return chunk
+    }
+
+    /// Puts the point's bytes `chunk` (nil: zeros) at `position` of the target and marks it
+    /// filled. Fails only on the target's side (full, failing).
+    private func store(_ position: Int, _ chunk: [UInt8]?) throws {
+        let offset = Int64(position) * Int64(record.chunkSize)
+        if let chunk {
+            try chunk.withUnsafeBytes { try Posix.pwriteAll(target.fd, $0, offset, path: target.name) }
         } else {
-            var chunk = [UInt8](repeating: 0, count: length)
-            try chunk.withUnsafeMutableBytes { raw in
-                _ = try reader.read(at: offset, into: raw)
-                try Posix.pwriteAll(target.fd, UnsafeRawBufferPointer(raw), offset, path: target.name)
-            }
+            try target.zero(at: offset, length: record.length(of: position))
         }
         markFilled(position)
         FaultInjection.reached("instant-filled")
