@@ -7,8 +7,9 @@ work=$(pwd)/demo-work
 rm -rf "$work"
 mkdir -p "$work"
 export VAULT_REPO="$work/repo"
-# Instant restores (and the restore history) of the demo's own, never /var/lib/vaultfs.
-export VAULT_RESTORE_DIR="$work/restores"
+# Host configuration (the servers' disks) and instant restores of the demo's own, never the
+# machine's /etc/vaultfs or /var/lib/vaultfs.
+export VAULT_CONFIG_DIR="$work/etc" VAULT_RESTORE_DIR="$work/restores"
 vaultctl() { echo "+ vaultctl $*" >&2; "$bin/vaultctl" "$@"; }
 
 echo "== a real ext4 disk (256 MiB, holding /usr/share/doc)"
