@@ -213,9 +213,6 @@ public struct InstantRestores: Sendable {
     /// Whether a mount serves `id` now: the serving mount holds its lock file exclusively.
     func isServed(_ id: String) -> Bool { lockIsHeld(servedLockPath(id)) }
 
-    /// Whether this host still keeps restore `id` (its record).
-    public func isKept(_ id: String) -> Bool { Posix.exists(recordPath(id)) }
-
     /// Whether the image of `id` is open in a mount.
     public func isImageOpen(_ id: String) -> Bool { lockIsHeld(openLockPath(id)) }
 
@@ -228,10 +225,12 @@ public struct InstantRestores: Sendable {
 
     /// Ends restore `id`: refused while its image is open, and (unless `cancel`) until every
     /// range is in the target. The target stays; the point's protection from deletion goes.
-    /// Waits (at most `wait` seconds) until a mount that served it lets the target go.
+    /// Waits (at most `wait` seconds) until a mount that served it lets the target go. The
+    /// restore history says it ended once its record is gone; returns the bytes filled.
+    @discardableResult
     public func end(
         _ record: InstantRestoreRecord, cancel: Bool, repository: Repository, wait: TimeInterval = 15
-    ) throws {
+    ) throws -> Int64 {
         let id = record.id
         let fd = try Posix.open(openLockPath(id), O_RDONLY | O_NOFOLLOW, what: "cannot use the restore's lock")
         defer { close(fd) }
@@ -241,8 +240,8 @@ public struct InstantRestores: Sendable {
                 "the image of restore \(id) is open (a virtual machine, a loop device or a program uses it): stop it first; nothing was changed"
             )
         }
+        let durable = durablePositions(record)
         if !cancel {
-            let durable = durablePositions(record)
             guard durable.count == record.positions else {
                 let percent = String(format: "%.1f", Double(durable.bytes) * 100 / Double(record.size))
                 throw VaultError(
@@ -254,6 +253,7 @@ public struct InstantRestores: Sendable {
         // The record first: a mount then opens the image no more, and lets the target go.
         if unlink(recordPath(id)) != 0 { throw Posix.error("cannot remove", recordPath(id)) }
         repository.releaseRestorePin(id)
+        self.record(RestoreHistoryEntry(record, outcome: cancel ? .cancelled : .finished, filledBytes: durable.bytes))
         let deadline = Date().addingTimeInterval(wait)
         while isServed(id) && Date() < deadline { usleep(50_000) }
         let stillServed = isServed(id)
@@ -264,6 +264,7 @@ public struct InstantRestores: Sendable {
                 "restore \(id) ended, but the mount that served it did not let \(record.target) go within \(Int(wait)) s; unmount it before using the target"
             )
         }
+        return durable.bytes
     }
 
     /// Refuses what is not a plain file (or folder), or what another user owns or its group
