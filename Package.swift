@@ -23,6 +23,13 @@ let package = Package(
         // its headers and opened at run time (dlopen) by the first S3 store, so the binaries
         // do not load it and its dependencies on every start.
         .target(name: "CCurl"),
+        // librbd and librados (Debian librbd-dev) for rbd: disks: snapshots, diffs between
+        // them and reads, behind a few C functions. Opened at run time (dlopen) by the first
+        // rbd: disk, as libcurl is, so hosts without Ceph never load them.
+        .target(name: "CRbd"),
+        // libnbd (Debian libnbd-dev) for nbd+unix: disks, qemu's exports with their dirty
+        // bitmaps: block status and reads behind a few C functions, opened at run time too.
+        .target(name: "CNbd"),
         // libext2fs (Debian libext2fs-dev) behind a small C shim: an io_manager over a Swift
         // byte source, and the inode, directory and xattr calls whose C forms are macros.
         .target(name: "CExt2fs", linkerSettings: [.linkedLibrary("ext2fs"), .linkedLibrary("com_err")]),
@@ -32,6 +39,8 @@ let package = Package(
                 "CZstd",
                 "CSupport",
                 "CCurl",
+                "CRbd",
+                "CNbd",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),

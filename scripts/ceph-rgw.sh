@@ -14,6 +14,7 @@
 #   ceph-rgw.sh pause-gateway DIR    Stops radosgw only, until it is gone and its port is closed.
 #   ceph-rgw.sh resume-gateway DIR   Starts radosgw again on the same port and waits for S3.
 #   ceph-rgw.sh create-bucket DIR NAME   Creates a bucket (curl's SigV4; fails unless 200).
+#   ceph-rgw.sh create-rbd-pool DIR NAME   A pool for RBD images (idempotent).
 #   ceph-rgw.sh assume-role DIR      Temporary credentials for the test user (STS AssumeRole of a
 #                                    role allowed all of S3, for an hour), printed as
 #                                    AWS_ACCESS_KEY_ID=, AWS_SECRET_ACCESS_KEY= and
@@ -35,7 +36,7 @@ readonly S3_SIGV4="aws:amz:us-east-1:s3"
 die() { echo "ceph-rgw.sh: $*" >&2; exit 1; }
 
 usage() {
-  die "usage: ceph-rgw.sh start|stop|pause-gateway|resume-gateway|assume-role DIR, or create-bucket DIR NAME"
+  die "usage: ceph-rgw.sh start|stop|pause-gateway|resume-gateway|assume-role DIR, or create-bucket|create-rbd-pool DIR NAME"
 }
 
 # --- Paths and small helpers -----------------------------------------------------------------
@@ -374,6 +375,17 @@ cmd_assume_role() {
   done
 }
 
+# create-rbd-pool DIR NAME: a pool for RBD images (idempotent), served by the same monitor and
+# OSD; no ceph-mgr is needed.
+cmd_create_rbd_pool() {
+  set_dir "$1"
+  deadline=$((SECONDS + 60))
+  if ! admin 30 ceph -c "$conf" osd pool ls | grep -qx "$2"; then
+    admin 30 ceph -c "$conf" osd pool create "$2" 8 >/dev/null || die "ceph osd pool create $2 failed; see $dir/log/admin.err"
+    admin 30 rbd -c "$conf" pool init "$2" || die "rbd pool init $2 failed; see $dir/log/admin.err"
+  fi
+}
+
 main() {
   local cmd=${1:-}
   case "$cmd:$#" in
@@ -383,6 +395,7 @@ main() {
     resume-gateway:2) cmd_resume_gateway "$2" ;;
     create-bucket:3) cmd_create_bucket "$2" "$3" ;;
     assume-role:2) cmd_assume_role "$2" ;;
+    create-rbd-pool:3) cmd_create_rbd_pool "$2" "$3" ;;
     *) usage ;;
   esac
 }

@@ -3,11 +3,13 @@
 # As root it uses apt-get; otherwise it prints the command to run.
 # With --test it adds what only the tests need: a single-node Ceph with its S3 gateway
 # (ceph-mon, ceph-osd, radosgw, ceph-common; without recommends, about 60 MB), and qemu with
-# busybox-static and cpio for the virtual machine that boots from an instant restore.
+# busybox-static and cpio for the virtual machine that boots from an instant restore, and
+# python3-rbd, through which the tests write to RBD images (no rbd kernel module here), and
+# qemu-utils (qemu-io, qemu-img) for the NBD tests, which serve images with qemu-storage-daemon.
 set -euo pipefail
-packages=(libfuse3-dev fuse3 libzstd-dev libsqlite3-dev libcurl4-openssl-dev e2fsprogs libext2fs-dev pkg-config util-linux
+packages=(libfuse3-dev fuse3 libzstd-dev libsqlite3-dev libcurl4-openssl-dev librbd-dev libnbd-dev e2fsprogs libext2fs-dev pkg-config util-linux
   fdisk attr acl dpkg-dev man-db)
-test_packages=(ceph-mon ceph-osd radosgw ceph-common qemu-system-x86 busybox-static cpio)
+test_packages=(ceph-mon ceph-osd radosgw ceph-common python3-rbd qemu-system-x86 qemu-utils busybox-static cpio)
 [ "${1:-}" = --test ] || test_packages=()
 
 # missing NAME...: the packages of NAME... that are not installed.

@@ -3,6 +3,8 @@
 # vaultfs_VERSION_ARCH.deb in the top folder. Depends come from dpkg-shlibdeps over the
 # binaries, plus fuse3 for fusermount3 and libcurl4 (7.75 or later, for AWS Signature
 # Version 4), which the binaries open at run time for S3 repositories rather than link.
+# librbd1 and libnbd0 are only suggested: they too are opened at run time, by servers with
+# rbd: and nbd+unix: disks.
 # Runs lintian when it is installed.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +43,7 @@ Maintainer: vaultfs developers <vaultfs@lists.example.org>
 Installed-Size: $installed
 Depends: $depends, libcurl4 (>= 7.75.0), fuse3
 Recommends: e2fsprogs
+Suggests: librbd1, libnbd0
 Section: admin
 Priority: optional
 Homepage: https://github.com/vaultfs/vaultfs

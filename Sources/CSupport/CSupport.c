@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -28,6 +29,28 @@ pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd, in
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID);
     pid_t pid = 0;
     int rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    return rc == 0 ? pid : -rc;
+}
+
+pid_t vfs_spawn(const char *path, char *const argv[], char *const envp[]) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    posix_spawn_file_actions_init(&actions);
+    int rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    /* The command gets every signal back at its default and none blocked: a scheduler
+     * ignores SIGINT and SIGTERM, and worker threads block signals, but a hook (fsfreeze,
+     * ssh, timeout) must stay stoppable. */
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_init(&attributes);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = 0;
+    if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     return rc == 0 ? pid : -rc;

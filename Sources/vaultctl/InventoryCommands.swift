@@ -86,26 +86,45 @@ struct ServerCommand: ParsableCommand {
         @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Argument(help: "The new server's name: letters, digits, '-', '_' and '.'.") var name: String
         @Option(help: "The vault the server belongs to.") var vault: String?
-        @Option(name: .customLong("disk"), help: "A disk as NAME=PATH (block device or image file); repeat for more.")
+        @Option(
+            name: .customLong("disk"),
+            help: "A disk as NAME=PATH (block device or image file) or NAME=rbd:POOL/IMAGE (Ceph RBD); repeat for more."
+        )
         var disks: [String] = []
+        @Option(help: "The Ceph configuration file for rbd: disks (default: Ceph's, /etc/ceph/ceph.conf).")
+        var cephConf: String?
+        @Option(help: "The Ceph client id for rbd: disks, as in client.ID (default: admin).")
+        var cephId: String?
+        @Option(help: "The qemu dirty bitmap that tracks the changes of nbd+unix: disks (with --qmp).")
+        var bitmap: String?
+        @Option(help: "qemu's QMP socket, through which each point clears the dirty bitmap (with --bitmap).")
+        var qmp: String?
         @Option(help: "Shell command run before the disks are read (kept in this host's /etc/vaultfs/servers).")
         var freezeCommand: String?
         @Option(help: "Shell command run after the disks are read (kept in this host's /etc/vaultfs/servers).")
         var thawCommand: String?
 
         func run() throws {
+            guard (bitmap == nil) == (qmp == nil) else {
+                throw VaultError(
+                    .invalidArgument,
+                    "--bitmap and --qmp go together: vaultctl clears the bitmap through qemu's QMP socket")
+            }
             let parsed = try disks.map { text -> (name: String, path: String) in
                 guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
                     throw VaultError(.invalidArgument, "bad --disk '\(text)': use NAME=PATH")
                 }
                 let path = String(text[text.index(after: eq)...])
-                let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+                let absolute =
+                    path.hasPrefix("/") || path.hasPrefix(RbdSpec.prefix) || path.hasPrefix("nbd")
+                    ? path : FileManager.default.currentDirectoryPath + "/" + path
                 return (String(text[..<eq]), absolute)
             }
             try repository.open().addServer(
                 named: name, vault: vault, disks: parsed,
-                hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), now: Date())
-            for disk in parsed where !FileManager.default.fileExists(atPath: disk.path) {
+                hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), ceph: CephAccess(conf: cephConf, id: cephId),
+                bitmap: bitmap.map { DirtyBitmap(name: $0, qmp: qmp ?? "") }, now: Date())
+            for disk in parsed where disk.path.hasPrefix("/") && !FileManager.default.fileExists(atPath: disk.path) {
                 FileHandle.standardError.write(
                     Data(
                         "warning: disk '\(disk.name)' (\(disk.path)) does not exist yet; backups of \(name) fail until it does\n"
@@ -154,12 +173,15 @@ struct ServerCommand: ParsableCommand {
             } catch {
                 (here, unreadable) = (nil, "\(error)")
             }
-            // Hooks of a file that is another repository's are not this server's.
-            let hooks = here.flatMap { $0.hooks.isEmpty || $0.repository != repo.config.id ? nil : $0.hooks }
+            // Hooks and the rest of a file that is another repository's are not this server's.
+            let mine = here.flatMap { $0.repository == repo.config.id ? $0 : nil }
+            let hooks = mine.flatMap { $0.hooks.isEmpty ? nil : $0.hooks }
             if json {
                 let vault = try server.vaultId.flatMap { try repo.catalog.vault(id: $0)?.name }
                 return printJSON(
-                    ServerView(server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id), hooks: hooks))
+                    ServerView(
+                        server, vault: vault, disks: try repo.catalog.disks(ofServer: server.id), hooks: hooks,
+                        here: mine))
             }
             let disks = try repo.catalog.disks(ofServer: server.id)
             print("server: \(server.name)")
@@ -167,6 +189,12 @@ struct ServerCommand: ParsableCommand {
             for disk in disks { print("disk:   \(disk.name)=\(disk.path)") }
             if let freeze = hooks?.freeze { print("freeze: \(freeze)") }
             if let thaw = hooks?.thaw { print("thaw:   \(thaw)") }
+            if let mine, mine.ceph != CephAccess() {
+                print("ceph:   \(mine.ceph.conf ?? "/etc/ceph/ceph.conf"), client.\(mine.ceph.id ?? "admin")")
+            }
+            if let bitmap = mine?.bitmap {
+                print("bitmap: \(bitmap.name)-<point id>, kept through QMP at \(bitmap.qmp)")
+            }
             if let unreadable {
                 print("here:   cannot be read: \(unreadable)")
             } else if let here, here.repository != repo.config.id {

@@ -327,8 +327,10 @@ struct Collect: ParsableCommand {
         let printer = progress.printer()
         defer { printer.clear() }
         let grace = try self.grace.map(Units.durationArgument)
-        let result = try GarbageCollector(repository: try repository.open(), grace: grace, listAll: list)
+        let repo = try repository.open()
+        var result = try GarbageCollector(repository: repo, grace: grace, listAll: list)
             .collect(dryRun: dryRun, progress: printer.callback())
+        if result.ran { result.snapshots = repo.tidyDiskSnapshots(dryRun: dryRun) }
         printer.clear()
         if json { return printJSON(result) }
         guard result.ran else {
@@ -344,6 +346,14 @@ struct Collect: ParsableCommand {
             print(
                 "marked \(result.markedChunks) unused chunk(s): a gc after the grace period (\(Units.formatDuration(result.graceSeconds))) removes them"
             )
+        }
+        if !result.snapshots.removed.isEmpty {
+            print(
+                "\(verb) \(result.snapshots.removed.count) snapshot(s) no point needs: \(result.snapshots.removed.joined(separator: ", "))"
+            )
+        }
+        for problem in result.snapshots.problems {
+            FileHandle.standardError.write(Data("warning: snapshots: \(problem)\n".utf8))
         }
         for point in result.disagreements {
             print(

@@ -103,7 +103,25 @@ struct ScheduleCommand: ParsableCommand {
         @OptionGroup(title: "Repository options") var repository: RepositoryOptions
         @Flag(help: "Run what is due now, then exit.") var once = false
         @Option(help: "Use this time as now (YYYY-MM-DDTHH:MM, local; Z for UTC).") var now: String?
+        @Flag(
+            help:
+                "Print each run's outcomes as JSON: one object with --once, otherwise one line of JSON per run that did something."
+        )
+        var json = false
         @OptionGroup(title: "Output options") var progress: ProgressOptions
+
+        /// One run of the scheduler, as `--json` prints it.
+        struct RunView: Encodable {
+            struct OutcomeView: Encodable {
+                var server: String
+                var message: String
+                var failed: Bool
+                /// The point the outcome made, as `points --json` shows it.
+                var point: PointView?
+            }
+            var time: String
+            var outcomes: [OutcomeView]
+        }
 
         func run() throws {
             let repo = try repository.open()
@@ -119,9 +137,25 @@ struct ScheduleCommand: ParsableCommand {
                     let printer = progress.printer()
                     let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
                     printer.clear()
-                    if outcomes.isEmpty && once { print("\(shownTime(clock)) nothing is due") }
+                    if json && (once || !outcomes.isEmpty) {
+                        let view = RunView(
+                            time: Units.formatTime(clock),
+                            outcomes: try outcomes.map {
+                                RunView.OutcomeView(
+                                    server: $0.server, message: $0.message, failed: $0.failed,
+                                    point: try $0.point.map {
+                                        try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0)
+                                    })
+                            })
+                        if once {
+                            printJSON(view)
+                        } else {
+                            FileHandle.standardOutput.write(Data(JSON.encodeLine(view)))
+                        }
+                    }
+                    if outcomes.isEmpty && once && !json { print("\(shownTime(clock)) nothing is due") }
                     // Each outcome is said once: a failure on stderr, the rest on stdout.
-                    for outcome in outcomes {
+                    for outcome in outcomes where !json || outcome.failed {
                         let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
                         let line = "\(shownTime(clock)) \(outcome.server) \(what): \(outcome.message)\n"
                         if outcome.failed {

@@ -305,7 +305,7 @@ final class InstantRestoreTests: XCTestCase {
         // mounted (a VM image restored by hand, a rename): it must not be filled.
         let other = scratch.file("other.raw")
         let bytes = pseudoRandomBytes(size, seed: 21)
-        FileManager.default.createFile(atPath: other, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: other, contents: Data(bytes)))
         try FileManager.default.removeItem(atPath: target)
         try FileManager.default.moveItem(atPath: other, toPath: target)
         let mount = try mount()

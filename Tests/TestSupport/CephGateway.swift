@@ -37,15 +37,7 @@ public final class CephGateway: Sendable {
         var template = Array("/tmp/vaultfs-ceph-XXXXXX".utf8CString)
         directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         // The watchdog: stops the cluster once this process is gone, however it ended.
-        let watchdog =
-            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \"\(script)\" stop \"\(directory)\" >/dev/null 2>&1; rm -rf \"\(directory)\""
-        let guardian = Process()
-        guardian.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        guardian.arguments = ["-f", "bash", "-c", watchdog]
-        guardian.standardInput = FileHandle.nullDevice
-        guardian.standardOutput = FileHandle.nullDevice
-        guardian.standardError = FileHandle.nullDevice
-        try guardian.run()
+        try startWatchdog("\"\(script)\" stop \"\(directory)\" >/dev/null 2>&1; rm -rf \"\(directory)\"")
         let result = try runCommand([script, "start", directory], timeout: 150)
         guard result.status == 0 else {
             _ = try? runCommand([script, "stop", directory], timeout: 90)
@@ -89,6 +81,44 @@ public final class CephGateway: Sendable {
             }
         }
         return values
+    }
+
+    /// The cluster's configuration file, for `rbd -c` and `--ceph-conf`.
+    public var conf: String { "\(directory)/ceph.conf" }
+
+    /// A pool for RBD images, made on first use (idempotent).
+    public func rbdPool(_ name: String = "rbd") throws {
+        try mustRun([script, "create-rbd-pool", directory, name], timeout: 90)
+    }
+
+    /// Runs the `rbd` command on this cluster.
+    @discardableResult
+    public func rbd(_ arguments: String...) throws -> String {
+        try mustRun(["rbd", "-c", conf] + arguments, timeout: 120)
+    }
+
+    /// Writes to (`w:OFFSET:LENGTH:SEED`), discards from (`d:OFFSET:LENGTH`) or makes
+    /// (`create:SIZE`) an image through librbd (`scripts/rbd-write.py`).
+    public func rbdWrite(pool: String = "rbd", _ image: String, _ operations: [String]) throws {
+        let top = (script as NSString).deletingLastPathComponent
+        try mustRun(["/usr/bin/python3", "\(top)/rbd-write.py", conf, pool, image] + operations, timeout: 120)
+    }
+
+    /// The names of an image's snapshots.
+    public func snapshots(pool: String = "rbd", _ image: String) throws -> [String] {
+        let text = try rbd("snap", "ls", "--format", "json", "\(pool)/\(image)")
+        let list = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] ?? []
+        return list.compactMap { $0["name"] as? String }.sorted()
+    }
+
+    /// The bytes the OSD has sent in answer to reads since it started (its `op_r_out_bytes`).
+    public func osdReadBytes() throws -> Int64 {
+        let text = try mustRun(
+            ["ceph", "--admin-daemon", "\(directory)/run/ceph-osd.0.asok", "perf", "dump"], timeout: 30)
+        let dump = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        guard let osd = dump?["osd"] as? [String: Any], let bytes = (osd["op_r_out_bytes"] as? NSNumber)?.int64Value
+        else { throw TestError.failed("the OSD's perf dump has no op_r_out_bytes") }
+        return bytes
     }
 
     /// A new bucket name no other test uses.

@@ -118,3 +118,16 @@ public func allocatedBytes(_ path: String) -> Int64 {
     guard stat(path, &st) == 0 else { return -1 }
     return Int64(st.st_blocks) * 512
 }
+
+/// Runs the shell command `cleanup` once this test process is gone, however it ended (a crash,
+/// SIGKILL): from a process of its own session that waits for this one, so no daemon a test
+/// started outlives the tests.
+public func startWatchdog(_ cleanup: String) throws {
+    let guardian = Process()
+    guardian.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+    guardian.arguments = ["-f", "bash", "-c", "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(cleanup)"]
+    guardian.standardInput = FileHandle.nullDevice
+    guardian.standardOutput = FileHandle.nullDevice
+    guardian.standardError = FileHandle.nullDevice
+    try guardian.run()
+}

@@ -104,7 +104,8 @@ final class FormatTests: XCTestCase {
 
     /// Manifests are the repository's format, read by other hosts and other versions: they
     /// keep the first release's fields whatever the catalog's tables or the core's values
-    /// become, and files of the first release (catalog ids and all) read back.
+    /// become (later ones are only added, and optional: older readers skip them), and files of
+    /// the first release (catalog ids and all) read back.
     func testManifestsKeepTheFirstReleasesFields() throws {
         let fixture = try Fixture()
         try fixture.repository.setPolicy(
@@ -146,7 +147,8 @@ final class FormatTests: XCTestCase {
                     "status",
                     "chainId", "startedAt", "finishedAt", "deletion", "progressDone", "progressTotal",
                 ],
-                "disks": ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes"],
+                // bytesRead: added with changed-block sources (frozenMs and warning, too, when set).
+                "disks": ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes", "bytesRead"],
             ])
 
         // As the first release wrote them: with the writing catalog's ids, which mean nothing here.
@@ -162,6 +164,15 @@ final class FormatTests: XCTestCase {
         let web = try XCTUnwrap(try fixture.repository.manifests.server("web"))
         XCTAssertEqual(web.vault, "prod")
         XCTAssertEqual(web.disks.map(\.path), ["/dev/vdb"])
+
+        // A point of the first release, without the fields added since, reads back.
+        let pointPath = "\(root)/manifests/points/\(point.id).json"
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(readBytes(pointPath))) as? [String: Any])
+        object["disks"] = (object["disks"] as? [[String: Any]])?.map { $0.filter { $0.key != "bytesRead" } }
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: pointPath))
+        let old = try XCTUnwrap(try fixture.repository.manifests.point(point.id))
+        XCTAssertNil(old.disks.first?.bytesRead)
+        XCTAssertEqual(old.disks.first?.size, try fixture.repository.catalog.pointDisks(point.id).first?.size)
     }
 
     func testRepositoryOfNewerFormatIsRefused() throws {

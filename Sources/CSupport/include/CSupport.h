@@ -11,6 +11,11 @@ int vfs_syncfs(int fd);
  * no other inherited descriptor. Returns the pid, or -errno. */
 pid_t vfs_spawn_detached(const char *path, char *const argv[], int notify_fd, int error_fd);
 
+/* Starts `path` with `argv` and `envp`, keeping standard input, output and error and no other
+ * inherited descriptor (posix_spawn_file_actions_addclosefrom_np, a GNU call Swift does not
+ * see). Returns the pid, or -errno. */
+pid_t vfs_spawn(const char *path, char *const argv[], char *const envp[]);
+
 /* mallopt(M_ARENA_MAX): glibc gives each thread that allocates its own arena (up to 8 per
  * core), so a daemon with 16 FUSE threads holds freed memory in many arenas. Bounding them
  * keeps its resident memory near what it uses. Returns mallopt's result (1 on success). */

@@ -31,7 +31,7 @@ public final class BackupJob: Sendable {
     private let server: Server
     /// This host's hooks of the server, read when the backup was prepared.
     private let hooks: Hooks
-    private let sources: [DiskSource]
+    private let sources: [any DiskOrigin]
     /// The server's lock, and the shared backup lock that keeps garbage collection out while
     /// chunks are unmapped; `run` lets them go (the collection lock first, when the disk is
     /// full, so that the collection can give the space back).
@@ -40,7 +40,7 @@ public final class BackupJob: Sendable {
     private let logger = Logger(label: "vaultfs.backup")
 
     init(
-        point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [DiskSource],
+        point: Point, repository: Repository, server: Server, hooks: Hooks, sources: [any DiskOrigin],
         serverLock: StoreLock,
         collectionLock: FileLock, enrolment: Enrolment?
     ) {
@@ -80,7 +80,8 @@ public final class BackupJob: Sendable {
             }
         }
         do {
-            let (records, fingerprints) = try withFreezeAndThaw { try backUpDisks(meter: meter) }
+            let read = try captureAndBackUp(meter: meter)
+            let (records, fingerprints) = (read.records, read.fingerprints)
             meter.finish()
             let finished = (clock ?? started).addingTimeInterval(Date().timeIntervalSince(started))
             // The manifest says active before the catalog does, and both after every chunk
@@ -94,10 +95,12 @@ public final class BackupJob: Sendable {
             manifest.point.finishedAt = finished
             manifest.point.progressDone = manifest.point.progressTotal
             manifest.disks = records
+            manifest.point.frozenMs = read.frozenMs
+            manifest.point.warning = read.warning
             try repository.manifests.write(manifest)
             FaultInjection.reached("manifest-written")
             try repository.syncData()
-            try catalog.finishPoint(id, disks: records, at: finished)
+            try catalog.finishPoint(id, disks: records, at: finished, frozenMs: read.frozenMs, warning: read.warning)
             FaultInjection.reached("committed")
             keep(fingerprints)
         } catch {
@@ -106,6 +109,7 @@ public final class BackupJob: Sendable {
             repository.tidy("the maps of failed point \(id) are left; the next 'vaultctl gc' removes them") {
                 try repository.maps.remove(point: id)
             }
+            for source in sources { source.discard(pointId: id) }
             if (error as? VaultError)?.code == .noSpace {
                 // Give back what this backup wrote, so the catalog can record the failure and
                 // the next backup has room; points already stored are untouched.
@@ -131,34 +135,84 @@ public final class BackupJob: Sendable {
     }
 
     /// Keeps what the disks' backups read for the server's next incremental, and drops what
-    /// no backup can use any more; only ever a loss of speed when it fails.
+    /// no backup can use any more (fingerprints and snapshots); only ever a loss of speed,
+    /// or snapshots left for `vaultctl gc`, when it fails.
     private func keep(_ fingerprints: [Fingerprints]) {
         let store = repository.fingerprints
         do {
             for prints in fingerprints { try store.save(prints, server: server.id) }
-            store.prune(
-                server: server.id,
-                keeping: FingerprintStore.parentsToKeep(try repository.catalog.points(server: server.id)))
+            let points = try repository.catalog.points(server: server.id)
+            store.prune(server: server.id, keeping: FingerprintStore.parentsToKeep(points))
+            let kept = KeptPoints(try repository.catalog.allPoints(server: server.id))
+            for source in sources {
+                for problem in source.tidy(kept) {
+                    logger.warning("\(problem); 'vaultctl gc' tries again")
+                }
+            }
         } catch {
             logger.warning("cannot keep the fingerprints of \(point.name) for the next incremental: \(error)")
         }
     }
 
-    private func backUpDisks(meter: ProgressMeter) throws -> ([PointDisk], [Fingerprints]) {
+    /// What reading a point's disks gave.
+    private struct Read {
+        var records: [PointDisk]
+        var fingerprints: [Fingerprints]
+        var frozenMs: Int64?
+        var warning: String?
+    }
+
+    /// Captures every disk inside the freeze window and backs them up: after the thaw when
+    /// every disk is captured at once (snapshots), inside the window otherwise.
+    private func captureAndBackUp(meter: ProgressMeter) throws -> Read {
+        let clock = ContinuousClock()
+        let start = clock.now
+        func elapsed() -> Int64 {
+            let d = start.duration(to: clock.now).components
+            return d.seconds * 1000 + d.attoseconds / 1_000_000_000_000_000
+        }
+        let measured = !hooks.isEmpty || sources.contains { $0.capturesInstantly }
+        if sources.allSatisfy(\.capturesInstantly) {
+            let captured = try withFreezeAndThaw { try sources.map { try $0.capture(pointId: point.id) } }
+            let frozen = elapsed()
+            var read = try backUpDisks(captured, meter: meter)
+            read.frozenMs = measured ? frozen : nil
+            return read
+        }
+        var read = try withFreezeAndThaw {
+            try backUpDisks(try sources.map { try $0.capture(pointId: point.id) }, meter: meter)
+        }
+        read.frozenMs = measured ? elapsed() : nil
+        return read
+    }
+
+    private func backUpDisks(_ sources: [any CapturedDisk], meter: ProgressMeter) throws -> Read {
         let chunkSize = repository.config.chunkSize
-        let parentDisks = try point.parentId.map { Set(try repository.catalog.pointDisks($0).map(\.disk)) } ?? []
-        let positions = sources.map { $0.dataPositions(chunkSize: chunkSize) }
-        for (source, list) in zip(sources, positions) {
+        let parentDisks =
+            try point.parentId.map { id in
+                Dictionary(
+                    try repository.catalog.pointDisks(id).map { ($0.disk, $0.size) }, uniquingKeysWith: { a, _ in a })
+            } ?? [:]
+        let plans = try sources.map { source in
+            try source.readPlan(
+                chunkSize: chunkSize,
+                parent: point.parentId.flatMap { id in parentDisks[source.name].map { (id: id, size: $0) } })
+        }
+        let warnings = plans.compactMap(\.note)
+        for warning in warnings { logger.warning("\(point.serverName)/\(point.name): \(warning)") }
+        for (source, plan) in zip(sources, plans) {
             meter.addTotal(
-                list.reduce(0) { $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize))) })
+                plan.positions.reduce(0) {
+                    $0 + Int64(min(Int64(chunkSize), source.size - Int64($1) * Int64(chunkSize)))
+                })
         }
         var records: [PointDisk] = []
         var fingerprints: [Fingerprints] = []
-        for (source, list) in zip(sources, positions) {
+        for (source, plan) in zip(sources, plans) {
             meter.setLabel("\(point.serverName)/\(point.name) disk \(source.name)")
             var parent: FlatImage?
             var known: Fingerprints?
-            if let parentId = point.parentId, parentDisks.contains(source.name) {
+            if let parentId = point.parentId, parentDisks[source.name] != nil {
                 parent = try repository.flatten(point: parentId, disk: source.name)
                 known = repository.fingerprints.load(
                     server: server.id, point: parentId, disk: source.name, chunkSize: chunkSize)
@@ -166,7 +220,7 @@ public final class BackupJob: Sendable {
             let result = try DiskBackup(
                 source: source, store: repository.chunks, chunkSize: chunkSize,
                 compressionLevel: repository.config.compressionLevel, parent: parent, known: known,
-                positions: list, meter: meter,
+                plan: plan, meter: meter,
                 cancelled: { [self] in stop.load(ordering: .relaxed) || locks.withLock { $0.server }?.isLost == true }
             )
             .run(pointId: point.id)
@@ -175,7 +229,9 @@ public final class BackupJob: Sendable {
             records.append(result.record)
             fingerprints.append(result.fingerprints)
         }
-        return (records, fingerprints)
+        return Read(
+            records: records, fingerprints: fingerprints,
+            warning: warnings.isEmpty ? nil : warnings.joined(separator: "; "))
     }
 
     /// Runs the server's freeze command before `body` and its thaw command after, even when
@@ -192,24 +248,19 @@ public final class BackupJob: Sendable {
     }
 
     private func runHook(_ command: String, what: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
         var environment = ProcessInfo.processInfo.environment
         environment["VAULT_SERVER"] = server.name
         environment["VAULT_POINT"] = point.name
         environment["VAULT_POINT_ID"] = point.id
-        process.environment = environment
+        let status: Int32
         do {
-            try process.run()
+            status = try System.runShell(command, environment: environment)
         } catch {
             throw VaultError(.io, "cannot run the \(what) command of server '\(server.name)'", cause: error)
         }
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        guard status == 0 else {
             throw VaultError(
-                .io,
-                "the \(what) command of server '\(server.name)' failed with exit status \(process.terminationStatus)")
+                .io, "the \(what) command of server '\(server.name)' failed with exit status \(status)")
         }
     }
 }

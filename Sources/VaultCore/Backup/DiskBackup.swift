@@ -30,7 +30,7 @@ struct DiskBackupResult {
 /// 0.76-0.94 s, four each; the full backup unchanged (1.43-1.54 s against 1.47-1.66 s), as
 /// it waits on the cores.
 struct DiskBackup {
-    let source: DiskSource
+    let source: any CapturedDisk
     let store: ChunkStore
     let chunkSize: Int
     let compressionLevel: Int
@@ -38,8 +38,8 @@ struct DiskBackup {
     let parent: FlatImage?
     /// What the parent's backup read, when this host kept it (`FingerprintStore`).
     let known: Fingerprints?
-    /// Chunk positions holding data (from `DiskSource.dataPositions`).
-    let positions: [Int]
+    /// Which chunk positions to read, and what the others hold.
+    let plan: ReadPlan
     let meter: ProgressMeter
     let cancelled: @Sendable () -> Bool
     /// How many chunks ahead of the workers a disk read through the page cache is asked to
@@ -71,9 +71,21 @@ struct DiskBackup {
         let count = ChunkMap.positions(diskSize: source.size, chunkSize: chunkSize)
         var refs = [ChunkRef](repeating: .zero, count: count)
         var prints = [Fingerprint](repeating: .none, count: count)
+        if plan.carriesParent, let parent {
+            // What was not read is the parent's, and so are its fingerprints.
+            for position in 0..<min(count, parent.refs.count) { refs[position] = parent.refs[position] }
+            if let known {
+                for position in 0..<min(count, known.prints.count) { prints[position] = known.prints[position] }
+            }
+            for position in plan.zeroed where position < count {
+                refs[position] = .zero
+                prints[position] = .none
+            }
+        }
         let key = known?.key ?? SymmetricKey(size: .bits128)
         let next = Atomic<Int>(0)
         let newBytes = Atomic<Int>(0)
+        let bytesRead = Atomic<Int>(0)
         let failure = Mutex<VaultError?>(nil)
         let workers = max(store.objects.writers, source.readsDirect ? Self.minimumDirectWorkers : Self.minimumWorkers)
         let size = source.size
@@ -81,7 +93,7 @@ struct DiskBackup {
         let path = source.path
         let parent = self.parent
         let known = self.known
-        let positions = self.positions
+        let positions = plan.positions
         let order = ReadOrder(count: positions.count, workers: workers, chunkSize: chunkSize)
 
         refs.withUnsafeMutableBufferPointer { refs in
@@ -99,7 +111,14 @@ struct DiskBackup {
 
                     /// Backs up the chunk at `position`, whose bytes `chunk` holds.
                     func backUp(_ chunk: UnsafeRawBufferPointer, at position: Int) throws {
-                        if chunk.isAllZero { return }
+                        if chunk.isAllZero {
+                            // A chunk carried from the parent may have become zeros.
+                            if plan.carriesParent {
+                                out.set(position, .zero)
+                                printed.set(position, .none)
+                            }
+                            return
+                        }
                         let print = Fingerprint(of: chunk, key: key)
                         printed.set(position, print)
                         if let parent, let known, position < parent.refs.count, case .data = parent.refs[position],
@@ -139,6 +158,7 @@ struct DiskBackup {
                             do {
                                 let into = UnsafeMutableRawBufferPointer(rebasing: buffer[(first * chunkSize)...])
                                 let n = try source.read(into: into, offset: offset, length: length)
+                                bytesRead.add(n, ordering: .relaxed)
                                 guard n == length else {
                                     throw VaultError(
                                         .io,
@@ -176,7 +196,8 @@ struct DiskBackup {
             kind: parent == nil ? .full : .incremental, chunkSize: chunkSize, diskSize: size, entries: entries)
         let record = PointDisk(
             pointId: pointId, disk: source.name, size: size, dataBytes: image.dataBytes,
-            changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)))
+            changedBytes: changed, newBytes: Int64(newBytes.load(ordering: .relaxed)),
+            bytesRead: Int64(bytesRead.load(ordering: .relaxed)))
         return DiskBackupResult(
             map: map, record: record,
             fingerprints: Fingerprints(

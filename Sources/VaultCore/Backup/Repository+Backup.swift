@@ -57,7 +57,7 @@ extension Repository {
             throw VaultError(.busy, "server '\(server.name)' is busy: another backup of it is running")
         }
         let sources = try disks.map {
-            try DiskSource(name: $0.name, path: paths[$0.name] ?? $0.path, server: server.name)
+            try Self.diskOrigin($0.name, path: paths[$0.name] ?? $0.path, server: server.name, here: here)
         }
         if plan.kind == .incremental {
             guard let parentId = plan.parentId, let parent = try catalog.point(id: parentId),
@@ -82,6 +82,18 @@ extension Repository {
         return BackupJob(
             point: point, repository: self, server: server, hooks: hooks, sources: sources, serverLock: serverLock,
             collectionLock: gcLock, enrolment: enrolment)
+    }
+
+    /// A disk as this host names it, opened for a backup (or for tidying its snapshots): a
+    /// Ceph RBD image, a qemu NBD export, or a file or device.
+    static func diskOrigin(_ name: String, path: String, server: String, here: HostServer) throws -> any DiskOrigin {
+        if let image = try RbdSpec(source: path) {
+            return try RbdDisk(name: name, spec: image, access: here.ceph, server: server)
+        }
+        if let export = try NbdSpec(source: path) {
+            return try NbdDisk(name: name, spec: export, bitmap: here.bitmap, server: server)
+        }
+        return try DiskSource(name: name, path: path, server: server)
     }
 
     /// The server's vault; a server in no vault is put in the default vault, created with the

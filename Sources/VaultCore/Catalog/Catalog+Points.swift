@@ -38,12 +38,17 @@ extension Catalog {
     }
 
     /// Commits a finished point with its per-disk sizes in one transaction.
-    func finishPoint(_ id: String, disks: [PointDisk], at time: Date) throws {
+    func finishPoint(
+        _ id: String, disks: [PointDisk], at time: Date, frozenMs: Int64? = nil, warning: String? = nil
+    ) throws {
         try write { db in
             for disk in disks { try PointDiskRow(disk).insert(db) }
             try db.execute(
-                sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
-                arguments: [time, id])
+                sql: """
+                    UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal, frozenMs = ?,
+                      warning = ? WHERE id = ?
+                    """,
+                arguments: [time, frozenMs, warning, id])
         }
     }
 
@@ -230,8 +235,13 @@ extension Catalog {
             try PointDiskRow.filter(Column("pointId") == current.id).deleteAll(db)
             for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
             try db.execute(
-                sql: "UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal WHERE id = ?",
-                arguments: [manifest.point.finishedAt ?? Date(), current.id])
+                sql: """
+                    UPDATE point SET status = 'active', finishedAt = ?, progressDone = progressTotal, frozenMs = ?,
+                      warning = ? WHERE id = ?
+                    """,
+                arguments: [
+                    manifest.point.finishedAt ?? Date(), manifest.point.frozenMs, manifest.point.warning, current.id,
+                ])
             return true
         }
     }

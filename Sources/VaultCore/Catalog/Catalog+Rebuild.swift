@@ -93,6 +93,8 @@ extension Catalog {
                     local.finishedAt = point.finishedAt
                     local.progressDone = point.progressDone
                     local.progressTotal = point.progressTotal
+                    local.frozenMs = point.frozenMs
+                    local.warning = point.warning
                     try PointDiskRow.filter(Column("pointId") == point.id).deleteAll(db)
                     for disk in manifest.disks { try PointDiskRow(disk).insert(db) }
                     updated = true

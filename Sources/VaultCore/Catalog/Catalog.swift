@@ -211,6 +211,16 @@ public final class Catalog: Sendable {
                     ALTER TABLE server DROP COLUMN thawCommand;
                     """)
         }
+        // What a backup read and how long it froze its server (changed-block sources), and
+        // a warning for a point that succeeded another way than planned.
+        migrator.registerMigration("v4") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE point ADD COLUMN frozenMs INTEGER;
+                    ALTER TABLE point ADD COLUMN warning TEXT;
+                    ALTER TABLE pointDisk ADD COLUMN bytesRead INTEGER;
+                    """)
+        }
         return migrator
     }
 

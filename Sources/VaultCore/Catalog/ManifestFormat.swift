@@ -53,6 +53,8 @@ struct PointManifest: Sendable, Equatable {
         var deletedAt: Date?
         var progressDone: Int64
         var progressTotal: Int64
+        var frozenMs: Int64?
+        var warning: String?
     }
 
     struct TagEntry: Codable {
@@ -68,6 +70,7 @@ struct PointManifest: Sendable, Equatable {
         var dataBytes: Int64
         var changedBytes: Int64
         var newBytes: Int64
+        var bytesRead: Int64?
     }
 
     var file: File {
@@ -79,12 +82,12 @@ struct PointManifest: Sendable, Equatable {
                 schedule: p.schedule, status: p.status, error: p.error, parentId: p.parentId,
                 chainId: p.chainId, slot: p.slot, startedAt: p.startedAt, finishedAt: p.finishedAt,
                 deletion: p.deletion, deletedAt: p.deletedAt, progressDone: p.progressDone,
-                progressTotal: p.progressTotal),
+                progressTotal: p.progressTotal, frozenMs: p.frozenMs, warning: p.warning),
             tags: tags.map { TagEntry(pointId: $0.pointId, key: $0.key, value: $0.value) },
             disks: disks.map {
                 DiskEntry(
                     pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
-                    changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+                    changedBytes: $0.changedBytes, newBytes: $0.newBytes, bytesRead: $0.bytesRead)
             })
     }
 
@@ -106,7 +109,7 @@ struct PointManifest: Sendable, Equatable {
             guard disk.pointId == e.id, disk.size >= 0, disk.size <= ChunkMap.maxDiskSize,
                 disk.dataBytes >= 0, disk.dataBytes <= disk.size, disk.changedBytes >= 0,
                 disk.changedBytes <= disk.size,
-                disk.newBytes >= 0, (try? Names.validateDisk(disk.disk)) != nil
+                disk.newBytes >= 0, (disk.bytesRead ?? 0) >= 0, (try? Names.validateDisk(disk.disk)) != nil
             else { throw bad("bad disk record '\(disk.disk)'") }
         }
         for tag in file.tags where tag.pointId != e.id { throw bad("a tag of another point") }
@@ -114,18 +117,20 @@ struct PointManifest: Sendable, Equatable {
             throw bad("a time out of range")
         }
         guard e.progressDone >= 0, e.progressTotal >= 0 else { throw bad("negative progress") }
+        guard (e.warning?.utf8.count ?? 0) <= 4096 else { throw bad("a warning of more than 4096 bytes") }
         if let parent = e.parentId, UUID(uuidString: parent) == nil { throw bad("bad parent id") }
         point = Point(
             id: e.id, serverId: e.serverId, serverName: e.serverName, vaultId: e.vaultId, vaultName: e.vaultName,
             name: e.name, description: e.description, kind: e.kind, schedule: e.schedule, status: e.status,
             error: e.error, parentId: e.parentId, chainId: e.chainId, slot: e.slot, startedAt: e.startedAt,
             finishedAt: e.finishedAt, deletion: e.deletion, deletedAt: e.deletedAt,
-            progressDone: e.progressDone, progressTotal: e.progressTotal)
+            progressDone: e.progressDone, progressTotal: e.progressTotal,
+            frozenMs: e.frozenMs.map { max(0, $0) }, warning: e.warning)
         tags = file.tags.map { PointTag(pointId: $0.pointId, key: $0.key, value: $0.value) }
         disks = file.disks.map {
             PointDisk(
                 pointId: $0.pointId, disk: $0.disk, size: $0.size, dataBytes: $0.dataBytes,
-                changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+                changedBytes: $0.changedBytes, newBytes: $0.newBytes, bytesRead: $0.bytesRead)
         }
     }
 }

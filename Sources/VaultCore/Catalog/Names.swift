@@ -42,8 +42,16 @@ public enum Names {
         var seen = Set<String>()
         for disk in disks {
             try validateDisk(disk.name)
-            guard disk.path.hasPrefix("/") else {
-                throw VaultError.invalid("disk '\(disk.name)': path '\(disk.path)' must be absolute")
+            let isImage: Bool
+            do {
+                isImage = try RbdSpec(source: disk.path) != nil || NbdSpec(source: disk.path) != nil
+            } catch let error as VaultError {
+                throw VaultError.invalid("disk '\(disk.name)': \(error.message)")
+            }
+            guard disk.path.hasPrefix("/") || isImage else {
+                throw VaultError.invalid(
+                    "disk '\(disk.name)': path '\(disk.path)' must be absolute (a file or device), rbd:POOL/IMAGE or nbd+unix:///EXPORT?socket=PATH"
+                )
             }
             guard !disk.path.utf8.contains(0), disk.path.utf8.count <= 4096 else {
                 throw VaultError.invalid("disk '\(disk.name)': a path holds no NUL and at most 4096 bytes")

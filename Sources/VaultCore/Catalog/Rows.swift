@@ -118,7 +118,8 @@ struct PointRow: FetchableRecord, PersistableRecord {
             chainId: try row.column("chainId"), slot: try row.column("slot"), startedAt: try row.column("startedAt"),
             finishedAt: try row.column("finishedAt"), deletion: try row.named("deletion"),
             deletedAt: try row.column("deletedAt"), progressDone: try row.column("progressDone"),
-            progressTotal: try row.column("progressTotal"))
+            progressTotal: try row.column("progressTotal"), frozenMs: try row.column("frozenMs"),
+            warning: try row.column("warning"))
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -142,6 +143,8 @@ struct PointRow: FetchableRecord, PersistableRecord {
         container["deletedAt"] = point.deletedAt
         container["progressDone"] = point.progressDone
         container["progressTotal"] = point.progressTotal
+        container["frozenMs"] = point.frozenMs
+        container["warning"] = point.warning
     }
 
     static func find(_ id: String, _ db: Database) throws -> Point? {
@@ -183,7 +186,7 @@ struct PointDiskRow: FetchableRecord, PersistableRecord {
         disk = PointDisk(
             pointId: try row.column("pointId"), disk: try row.column("disk"), size: try row.column("size"),
             dataBytes: try row.column("dataBytes"), changedBytes: try row.column("changedBytes"),
-            newBytes: try row.column("newBytes"))
+            newBytes: try row.column("newBytes"), bytesRead: try row.column("bytesRead"))
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -193,6 +196,7 @@ struct PointDiskRow: FetchableRecord, PersistableRecord {
         container["dataBytes"] = disk.dataBytes
         container["changedBytes"] = disk.changedBytes
         container["newBytes"] = disk.newBytes
+        container["bytesRead"] = disk.bytesRead
     }
 }
 

@@ -131,6 +131,13 @@ public struct Point: Equatable, Sendable {
     public var deletedAt: Date?
     public var progressDone: Int64
     public var progressTotal: Int64
+    /// How long the server was frozen for this point, from its freeze command's start to its
+    /// thaw command's end (a snapshot's making, for snapshot sources); nil when it had no
+    /// hooks and no snapshot.
+    public var frozenMs: Int64? = nil
+    /// What went other than planned but did not fail the point (a disk read in full because
+    /// its parent's snapshot was gone).
+    public var warning: String? = nil
 }
 
 /// One tag of a point.
@@ -141,7 +148,8 @@ public struct PointTag: Equatable, Sendable {
 }
 
 /// Sizes of one disk in one point: logical size, non-zero bytes of the whole image, bytes
-/// of the positions this point recorded, and bytes newly written to the store.
+/// of the positions this point recorded, bytes newly written to the store, and bytes read
+/// from the disk (nil for points made before vaultfs counted them).
 public struct PointDisk: Equatable, Sendable {
     public var pointId: String
     public var disk: String
@@ -149,6 +157,7 @@ public struct PointDisk: Equatable, Sendable {
     public var dataBytes: Int64
     public var changedBytes: Int64
     public var newBytes: Int64
+    public var bytesRead: Int64? = nil
 }
 
 /// Which points a listing or a deletion takes, besides their server: all of them when

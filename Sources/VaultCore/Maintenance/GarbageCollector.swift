@@ -63,6 +63,18 @@ public struct GarbageCollector {
         /// of every chunk their chunks cannot be found, so such a map is kept, not removed, until
         /// a run that lists (`gc --list`, or any gc of a folder) or a repair settles it.
         public var unreadableMaps: [String] = []
+        /// The `vaultfs-` snapshots of this host's `rbd:` disks that no point needs, removed
+        /// (or, in a dry run, that would be), and why any could not be
+        /// (`Repository.tidyDiskSnapshots`, run after a collection).
+        public var snapshots = SnapshotTidying()
+    }
+
+    /// What tidying the snapshots of this host's snapshot disks did.
+    public struct SnapshotTidying: Sendable, Codable, Equatable {
+        public var removed: [String] = []
+        /// One line for each disk or snapshot that could not be looked at or removed.
+        public var problems: [String] = []
+        public init() {}
     }
 
     /// Collects now, or with `dryRun` only counts what it would remove.

@@ -32,6 +32,10 @@ public struct HostServer: Sendable, Equatable {
 
     public var disks: [Disk]
     public var hooks: Hooks
+    /// How this host reaches the Ceph cluster of its `rbd:` disks.
+    public var ceph: CephAccess
+    /// The dirty bitmap of its NBD disks, and qemu's QMP socket that clears it.
+    public var bitmap: DirtyBitmap?
     /// The id of the repository this host backs the server up into: a file names one, so a
     /// server of the same name in another repository (whoever may write that one) never
     /// gets this host's disks or hooks.
@@ -41,9 +45,14 @@ public struct HostServer: Sendable, Equatable {
     /// can copy it there; where a repository is, is this host's own.
     public var location: String?
 
-    public init(disks: [Disk], hooks: Hooks = Hooks(), repository: String? = nil, location: String? = nil) {
+    public init(
+        disks: [Disk], hooks: Hooks = Hooks(), ceph: CephAccess = CephAccess(), bitmap: DirtyBitmap? = nil,
+        repository: String? = nil, location: String? = nil
+    ) {
         self.disks = disks
         self.hooks = hooks
+        self.ceph = ceph
+        self.bitmap = bitmap
         self.repository = repository
         self.location = location
     }
@@ -122,6 +131,8 @@ public struct HostServers: Sendable {
     public func write(_ host: HostServer, server: String) throws {
         try Names.validateVaultOrServer(server, what: "server")
         try check(host.hooks)
+        try host.ceph.check()
+        try host.bitmap?.check()
         try Names.validateDisks(host.disks.map { (name: $0.name, path: $0.path) }, server: server)
         for disk in host.disks
         where disk.path.contains(where: \.isNewline) || disk.path != disk.path.trimmingCharacters(in: .whitespaces) {
@@ -156,6 +167,9 @@ public struct HostServers: Sendable {
         for disk in host.disks { text += "disk \(disk.name) = \(disk.path)\n" }
         if let freeze = host.hooks.freeze { text += "freeze = \(freeze)\n" }
         if let thaw = host.hooks.thaw { text += "thaw = \(thaw)\n" }
+        if let conf = host.ceph.conf { text += "ceph-conf = \(conf)\n" }
+        if let id = host.ceph.id { text += "ceph-id = \(id)\n" }
+        if let bitmap = host.bitmap { text += "bitmap = \(bitmap.name)\nqmp = \(bitmap.qmp)\n" }
         try Posix.writeFileAtomically(file, Array(text.utf8), mode: 0o600, sync: true)
     }
 
@@ -187,8 +201,13 @@ public struct HostServers: Sendable {
             let value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
             if key.hasPrefix("disk ") || key.hasPrefix("disk\t") {
                 let name = key.dropFirst(4).trimmingCharacters(in: .whitespaces)
-                guard (try? Names.validateDisk(name)) != nil, value.hasPrefix("/") else {
-                    throw VaultError(.invalidArgument, "\(file) line \(number + 1): expected 'disk NAME = /PATH'")
+                guard (try? Names.validateDisk(name)) != nil,
+                    value.hasPrefix("/") || (try? RbdSpec(source: value)) != nil || (try? NbdSpec(source: value)) != nil
+                else {
+                    throw VaultError(
+                        .invalidArgument,
+                        "\(file) line \(number + 1): expected 'disk NAME = /PATH', 'disk NAME = rbd:POOL/IMAGE' or 'disk NAME = nbd+unix:///EXPORT?socket=PATH'"
+                    )
                 }
                 guard !disks.contains(where: { $0.name == name }) else {
                     throw VaultError(.invalidArgument, "\(file) line \(number + 1): disk '\(name)' is given twice")
@@ -196,10 +215,11 @@ public struct HostServers: Sendable {
                 disks.append(HostServer.Disk(name: name, path: value))
                 continue
             }
-            guard ["freeze", "thaw", "repository", "location"].contains(key) else {
+            guard ["freeze", "thaw", "repository", "location", "ceph-conf", "ceph-id", "bitmap", "qmp"].contains(key)
+            else {
                 throw VaultError(
                     .invalidArgument,
-                    "\(file) line \(number + 1): unknown key '\(key)' (known: repository, location, disk NAME, freeze, thaw)"
+                    "\(file) line \(number + 1): unknown key '\(key)' (known: repository, location, disk NAME, freeze, thaw, ceph-conf, ceph-id, bitmap, qmp)"
                 )
             }
             guard values[key] == nil else {
@@ -207,8 +227,19 @@ public struct HostServers: Sendable {
             }
             values[key] = value
         }
+        let ceph = CephAccess(conf: values["ceph-conf"], id: values["ceph-id"])
+        guard (values["bitmap"] == nil) == (values["qmp"] == nil) else {
+            throw VaultError(.invalidArgument, "\(file): 'bitmap' and 'qmp' go together")
+        }
+        let bitmap = values["bitmap"].map { DirtyBitmap(name: $0, qmp: values["qmp"] ?? "") }
+        do {
+            try ceph.check()
+            try bitmap?.check()
+        } catch let error as VaultError {
+            throw VaultError(.invalidArgument, "\(file): \(error.message)")
+        }
         return HostServer(
-            disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]),
+            disks: disks, hooks: Hooks(freeze: values["freeze"], thaw: values["thaw"]), ceph: ceph, bitmap: bitmap,
             repository: values["repository"],
             location: values["location"])
     }

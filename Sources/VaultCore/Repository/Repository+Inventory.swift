@@ -25,18 +25,22 @@ extension Repository {
         }
     }
 
-    /// Adds a server. Its disks and `hooks` are kept in this host's configuration (`host`),
-    /// which backups read from; the repository records the disks, and only that hooks exist.
+    /// Adds a server. Its disks, `hooks` and how to reach the Ceph cluster of its `rbd:` disks
+    /// are kept in this host's configuration (`host`), which backups read from; the repository
+    /// records the disks, and only that hooks exist.
     @discardableResult
     public func addServer(
         named name: String, vault: String?, disks: [(name: String, path: String)],
-        hooks: Hooks = Hooks(), host: HostServers = .standard, now: Date = Date()
+        hooks: Hooks = Hooks(), ceph: CephAccess = CephAccess(), bitmap: DirtyBitmap? = nil,
+        host: HostServers = .standard, now: Date = Date()
     ) throws -> Server {
         try Names.validateVaultOrServer(name, what: "server")
         let here = HostServer(
-            disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks, repository: config.id,
-            location: location.hostName)
+            disks: disks.map { HostServer.Disk(name: $0.name, path: $0.path) }, hooks: hooks, ceph: ceph,
+            bitmap: bitmap, repository: config.id, location: location.hostName)
         try host.check(hooks)
+        try ceph.check()
+        try bitmap?.check()
         try requireWritable("add a server")
         let previous = try host.server(name)
         // The catalog first: a server refused (a name given twice, a bad disk, no such vault)
@@ -75,9 +79,11 @@ extension Repository {
         let previous = try host.server(name)
         // Hooks stay only when the file was this repository's, or an older one's that named
         // none, or named this id before files named a location too.
-        let hooks = previous.flatMap { isThisRepository($0) || isOlderFile($0) ? $0.hooks : nil } ?? Hooks()
+        let kept = previous.flatMap { isThisRepository($0) || isOlderFile($0) ? $0 : nil }
         try host.write(
-            HostServer(disks: disks, hooks: hooks, repository: config.id, location: location.hostName), server: name)
+            HostServer(
+                disks: disks, hooks: kept?.hooks ?? Hooks(), ceph: kept?.ceph ?? CephAccess(), bitmap: kept?.bitmap,
+                repository: config.id, location: location.hostName), server: name)
         warnIfTakenOver(name, from: previous, host: host)
         return disks
     }

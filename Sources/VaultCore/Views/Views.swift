@@ -45,6 +45,9 @@ public struct PointView: Codable, Sendable {
         public var storedBytes: Int64
         public var changedBytes: Int64
         public var newBytes: Int64
+        /// What the backup read from the disk: only the changed extents for a snapshot source
+        /// diffed from its parent; nil for points made before it was counted.
+        public var bytesRead: Int64?
         /// Partitions and filesystems found on the disk, where a reader looked (the mount's
         /// point.json); nil otherwise.
         public var contents: DiskContentsView?
@@ -80,6 +83,10 @@ public struct PointView: Codable, Sendable {
     public var disks: [DiskView]
     public var progress: ProgressView?
     public var deletion: String
+    /// How long the server was frozen (freeze hook to thaw hook, or the snapshot), in ms.
+    public var frozenMs: Int64?
+    /// What went other than planned in a point that did not fail.
+    public var warning: String?
     /// Set by `backup --json` when that backup put the server in a vault (it was in none).
     public var enrolledIn: EnrolmentView?
 
@@ -124,8 +131,10 @@ public struct PointView: Codable, Sendable {
         self.disks = disks.map {
             DiskView(
                 name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
-                changedBytes: $0.changedBytes, newBytes: $0.newBytes)
+                changedBytes: $0.changedBytes, newBytes: $0.newBytes, bytesRead: $0.bytesRead)
         }
+        frozenMs = point.frozenMs
+        warning = point.warning
         if point.status == .creating {
             // In Double: a catalog row may hold any two integers, and done * 100 must not trap.
             let percent =
@@ -208,6 +217,13 @@ public enum JSON {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
     }
+
+    /// One line of JSON (keys sorted), for a stream of objects: JSON Lines.
+    public static func encodeLine<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
+    }
 }
 
 /// A vault as `vault list --json` and `vault show --json` give it: its servers and policy.
@@ -238,14 +254,25 @@ public struct ServerView: Codable, Sendable {
     /// What its hooks run on this host (host configuration, not repository data).
     public var freezeCommand: String?
     public var thawCommand: String?
+    /// How this host reaches the Ceph cluster of its `rbd:` disks, when it says.
+    public var cephConf: String?
+    public var cephId: String?
+    /// The dirty bitmaps of its NBD disks, and the QMP socket vaultctl keeps them through.
+    public var bitmap: String?
+    public var qmp: String?
 
-    public init(_ server: Server, vault: String?, disks: [Disk], hooks: Hooks?) {
+    /// `here` is the server as this host backs it up into this repository, when it does.
+    public init(_ server: Server, vault: String?, disks: [Disk], hooks: Hooks?, here: HostServer? = nil) {
         self.server = server.name
         self.vault = vault
         self.disks = disks.map { DiskView(name: $0.name, path: $0.path) }
         self.hooks = server.hooks
         freezeCommand = hooks?.freeze
         thawCommand = hooks?.thaw
+        cephConf = here?.ceph.conf
+        cephId = here?.ceph.id
+        bitmap = here?.bitmap?.name
+        qmp = here?.bitmap?.qmp
     }
 }
 
