@@ -2,7 +2,8 @@
 """vaultfs against borg and restic, side by side in one run, on the benchmark corpus.
 
 Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
-paired rows) with its min and max. BENCH_ONLY=restore measures only the restores. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
+paired rows) with its min and max. BENCH_ONLY=restore measures only the restores, BENCH_ONLY=rbd only the Ceph RBD
+disk rows, BENCH_ONLY=nbd only the qemu NBD disk rows. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
 another build's vaultctl and vaultfs, e.g. the previous commit's) measures this build against
 that one instead, side by side in one run: backups, cold read, peak RSS, fio, export. Prints Markdown tables and writes the same figures to
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
@@ -471,6 +472,18 @@ def encryption_rows(runs):
         shutil.rmtree(repo, ignore_errors=True)
 
 
+def fresh_ceph(gateway, folder):
+    """A new local Ceph in GATEWAY (scripts/ceph-rgw.sh, 8 GiB of memstore), the one there
+    before stopped, and FOLDER made empty for the run's repositories."""
+    rgw = os.path.join(TOP, "scripts", "ceph-rgw.sh")
+    subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL) if os.path.isdir(gateway) else None
+    for path in (gateway, folder):
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+    subprocess.run([rgw, "start", gateway], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, CEPH_MEMSTORE_BYTES=str(8 << 30)))
+
+
 def s3_rows(runs):
     """vaultfs against restic, both on S3 through one real Ceph RADOS Gateway on loopback
     (scripts/ceph-rgw.sh, a fresh cluster per run): full v1, incremental v2 and a cold read
@@ -483,14 +496,9 @@ def s3_rows(runs):
     mnt = os.path.join(s3run, "mnt")
     for r in range(runs):
         log(f"== S3 on a local Ceph gateway, run {r + 1} of {runs}")
-        subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL) if os.path.isdir(gateway) else None
-        shutil.rmtree(gateway, ignore_errors=True)
-        shutil.rmtree(s3run, ignore_errors=True)
-        os.makedirs(gateway)
-        os.makedirs(mnt)
         try:
-            subprocess.run([rgw, "start", gateway], check=True, stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, CEPH_MEMSTORE_BYTES=str(8 << 30)))
+            fresh_ceph(gateway, s3run)
+            os.makedirs(mnt)
             for bucket in ("bench-vaultfs", "bench-restic"):
                 subprocess.run([rgw, "create-bucket", gateway, bucket], check=True)
             gw = {}
@@ -537,6 +545,156 @@ def s3_rows(runs):
             subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL)
     shutil.rmtree(gateway, ignore_errors=True)
     shutil.rmtree(s3run, ignore_errors=True)
+
+
+def changed_block_repository(base, folder, name, server, disk, *options):
+    """A new repository in FOLDER/NAME-repo (its host configuration in NAME-etc) with the bench
+    vault, an hourly policy and SERVER with DISK (and OPTIONS), freeze and thaw hooks that do
+    nothing: the environment that backs it up."""
+    env = dict(base, VAULT_REPO=os.path.join(folder, f"{name}-repo"), VAULT_CONFIG_DIR=os.path.join(folder, f"{name}-etc"))
+    run = lambda *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+    run(VAULTCTL, "init", env["VAULT_REPO"])
+    run(VAULTCTL, "vault", "create", "bench")
+    run(VAULTCTL, "policy", "set", "bench", "--start", "00:00", "--every", "1h", "--incrementals", "10", "--keep-fulls", "2",
+        "--now", SLOT[1])
+    run(VAULTCTL, "server", "add", server, "--vault", "bench", "--disk", disk, *options,
+        "--freeze-command", "true", "--thaw-command", "true")
+    return env
+
+
+def scheduled_point(env, server, v, tool, prefix):
+    """Runs slot V of a changed-block repository (timed, cold) and records the bytes its point
+    read; returns the time and the point, which must be the full (V 1) or an incremental."""
+    took = timed(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v], env=env)
+    point = json.loads(subprocess.run([VAULTCTL, "points", server, "--json"], env=env, check=True,
+                                      stdout=subprocess.PIPE, text=True).stdout)[-1]
+    if point["status"] != "Active" or point["type"] != ("Full" if v == 1 else "Incremental"):
+        raise SystemExit(f"bench: the {tool} backup of v{v} is {point['status']} {point['type']}")
+    record(f"{prefix}bytes read, v{v}", tool, point["disks"][0]["bytesRead"] / (1 << 20), "MiB")
+    return took, point
+
+
+def rbd_rows(runs):
+    """A 2 GiB Ceph RBD image, half allocated (every other 4 MiB object, pseudo-random bytes),
+    on a fresh local cluster each run (scripts/ceph-rgw.sh, memstore): a full backup against
+    `rbd export | borg create`, then about 1% changed (64 scattered 4 KiB writes, 16 writes of
+    1 MiB, one object discarded) and the incremental three ways, in turns: vaultfs diffing from
+    the parent's snapshot, vaultfs with the diff off (VAULT_RBD_DIFF=off: every allocated
+    extent read, as from a file) into a repository of its own, and borg reading `rbd export`.
+    Nothing writes the image while they run, so all read the same bytes. The freeze window is
+    each vaultfs point's frozenMs, with freeze and thaw hooks that do nothing."""
+    gateway = os.path.join(WORK, "ceph-rbd")
+    rgw = os.path.join(TOP, "scripts", "ceph-rgw.sh")
+    writer = ["/usr/bin/python3", os.path.join(TOP, "scripts", "rbd-write.py")]
+    rbdrun = os.path.join(WORK, "rbd-run")
+    mib = 1 << 20
+    full, incremental = "rbd: full backup, 2 GiB half allocated", "rbd: incremental after 1% changed"
+    for r in range(runs):
+        log(f"== RBD image on a local Ceph, run {r + 1} of {runs}")
+        try:
+            fresh_ceph(gateway, rbdrun)
+            subprocess.run([rgw, "create-rbd-pool", gateway, "rbd"], check=True)
+            conf = os.path.join(gateway, "ceph.conf")
+            base = dict(ENV, CEPH_CONF=conf, BORG_REPO=os.path.join(rbdrun, "borg-repo"))
+            run = lambda env, *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+            run(base, *writer, conf, "rbd", "img", "create:2G", *[f"w:{k * 8 * mib}:4M:{k + 1}" for k in range(256)])
+            envs = {
+                "vaultfs": changed_block_repository(base, rbdrun, "vaultfs", "db", "root=rbd:rbd/img", "--ceph-conf", conf),
+                "vaultfs diff off": dict(
+                    changed_block_repository(base, rbdrun, "diff-off", "db", "root=rbd:rbd/img", "--ceph-conf", conf),
+                    VAULT_RBD_DIFF="off"),
+            }
+            run(base, "borg", "init", "--encryption", "none")
+
+            def back_up(tool, v):
+                if tool == "borg of rbd export":
+                    return timed("sh", "-c", f"rbd -c {conf} export --no-progress rbd/img - | "
+                                 f"borg create --stdin-name disk.img ::v{v} -", env=base)
+                took, point = scheduled_point(envs[tool], "db", v, tool, "rbd: ")
+                record("rbd: freeze window", "vaultfs", point["frozenMs"], "ms")
+                return took
+
+            for tool in in_turn(r, ["vaultfs", "borg of rbd export"]):
+                record(full, tool, back_up(tool, 1))
+            back_up("vaultfs diff off", 1)
+            changes = [f"w:{(k * 7 % 256) * 8 * mib + (k % 4) * mib + 8192 * (k % 100)}:4K:{1000 + k}" for k in range(64)]
+            changes += [f"w:{(k * 5 % 256) * 8 * mib + (k % 3) * mib}:1M:{2000 + k}" for k in range(16)]
+            changes += [f"d:{255 * 8 * mib}:4M"]
+            run(base, *writer, conf, "rbd", "img", *changes)
+            tools = ["vaultfs", "vaultfs diff off", "borg of rbd export"]
+            for tool in tools[r % 3:] + tools[:r % 3]:
+                record(incremental, tool, back_up(tool, 2))
+        finally:
+            subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL)
+    shutil.rmtree(gateway, ignore_errors=True)
+    shutil.rmtree(rbdrun, ignore_errors=True)
+
+
+def nbd_rows(runs):
+    """The same for a qemu NBD export: a 2 GiB qcow2 image, half allocated (every other 4 MiB,
+    random bytes), served by qemu-storage-daemon on a unix socket with its QMP socket, as a KVM
+    host's qemu serves a VM's disk. A full against `nbdcopy EXPORT - | borg create`, then about
+    1% changed through the export with qemu-io, and the incremental three ways in turns:
+    vaultfs with qemu dirty bitmaps (`--bitmap --qmp`), vaultfs without them (every allocated
+    extent read) into a repository of its own, and borg reading the export again."""
+    nbdrun = os.path.join(WORK, "nbd-run")
+    mib = 1 << 20
+    full, incremental = "nbd: full backup, 2 GiB half allocated", "nbd: incremental after 1% changed"
+    for r in range(runs):
+        log(f"== NBD export of qemu-storage-daemon, run {r + 1} of {runs}")
+        shutil.rmtree(nbdrun, ignore_errors=True)
+        os.makedirs(nbdrun)
+        raw, image = os.path.join(nbdrun, "disk.raw"), os.path.join(nbdrun, "disk.qcow2")
+        nbd, qmp = os.path.join(nbdrun, "nbd.sock"), os.path.join(nbdrun, "qmp.sock")
+        with open(raw, "wb") as f:
+            f.truncate(2 << 30)
+            for k in range(256):
+                f.seek(k * 8 * mib)
+                f.write(os.urandom(4 * mib))
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, image], check=True)
+        os.unlink(raw)
+        daemon = subprocess.Popen(
+            ["qemu-storage-daemon", "--blockdev", f"driver=file,node-name=file0,filename={image}",
+             "--blockdev", "driver=qcow2,node-name=disk0,file=file0", "--nbd-server", f"addr.type=unix,addr.path={nbd}",
+             "--export", "type=nbd,id=root,node-name=disk0,name=root,writable=on",
+             "--chardev", f"socket,id=qmp0,path={qmp},server=on,wait=off", "--monitor", "chardev=qmp0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if not wait_for(lambda: os.path.exists(nbd) and os.path.exists(qmp), 20):
+                raise SystemExit("bench: qemu-storage-daemon did not start")
+            uri = f"nbd+unix:///root?socket={nbd}"
+            base = dict(ENV, BORG_REPO=os.path.join(nbdrun, "borg-repo"))
+            run = lambda env, *a: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+            envs = {
+                "vaultfs": changed_block_repository(base, nbdrun, "vaultfs", "vm", f"root={uri}", "--bitmap", "vaultfs",
+                                                    "--qmp", qmp),
+                "vaultfs no bitmap": changed_block_repository(base, nbdrun, "no-bitmap", "vm", f"root={uri}"),
+            }
+            run(base, "borg", "init", "--encryption", "none")
+
+            def back_up(tool, v):
+                if tool == "borg of nbdcopy":
+                    return timed("sh", "-c", f"nbdcopy '{uri}' - | borg create --stdin-name disk.img ::v{v} -", env=base)
+                return scheduled_point(envs[tool], "vm", v, tool, "nbd: ")[0]
+
+            for tool in in_turn(r, ["vaultfs", "borg of nbdcopy"]):
+                record(full, tool, back_up(tool, 1))
+            back_up("vaultfs no bitmap", 1)
+            changes = [f"write -P {k % 250 + 1} {(k * 7 % 256) * 8 * mib + (k % 4) * mib + 8192 * (k % 100)} 4k" for k in range(64)]
+            changes += [f"write -P {k + 1} {(k * 5 % 256) * 8 * mib + (k % 3) * mib} 1M" for k in range(16)]
+            changes += [f"write -z {3 * 8 * mib + 3 * mib} 1M", f"discard {255 * 8 * mib} 4M"]
+            subprocess.run(["qemu-io", "-f", "raw", uri] + [x for c in changes for x in ("-c", c)], check=True,
+                           stdout=subprocess.DEVNULL)
+            tools = ["vaultfs", "vaultfs no bitmap", "borg of nbdcopy"]
+            for tool in tools[r % 3:] + tools[:r % 3]:
+                record(incremental, tool, back_up(tool, 2))
+        finally:
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+    shutil.rmtree(nbdrun, ignore_errors=True)
 
 
 def chain_depth(runs):
@@ -757,7 +915,7 @@ def report():
 
     rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
     lines = []
-    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: "))]:
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: ", "rbd: ", "nbd: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
@@ -780,6 +938,21 @@ def report():
     if lines:
         print_table("\nInstant restore (the VM: qemu under TCG, Debian's cloud kernel, scripts/vm-kit.sh)\n",
                     ["measurement", "unit", "runs", "vaultfs", "against", "its figure", "vaultfs / it"], lines)
+    for prefix, off_tool, other, title in [
+        ("rbd: ", "vaultfs diff off", "borg of rbd export",
+         "Ceph RBD image as a disk (a local cluster, memstore; scripts/rbd-write.py writes the changes)"),
+        ("nbd: ", "vaultfs no bitmap", "borg of nbdcopy",
+         "qemu NBD export as a disk (qemu-storage-daemon, a qcow2 image; qemu-io writes the changes)"),
+    ]:
+        lines = []
+        for name in [name for name in order if name.startswith(prefix)]:
+            rows = rows_of(name)
+            v, off, b = rows.get("vaultfs"), rows.get(off_tool), rows.get(other)
+            lines.append([name.removeprefix(prefix), units[name], v["runs"] if v else "-", show(v), show(off), show(b),
+                          ratio(v, off) if off else "-", ratio(v, b) if b else "-"])
+        if lines:
+            print_table(f"\n{title}\n", ["measurement", "unit", "runs", "vaultfs", off_tool, other,
+                                          f"/ {off_tool.removeprefix('vaultfs ')}", "/ borg"], lines)
     lines = []
     for name in [name for name in order if name.startswith("pair: ")]:
         plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
@@ -815,8 +988,8 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "fragments", "against", "restore", "instant"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against, restore or instant, not {only}")
+        if only not in ("", "s3", "fragments", "against", "restore", "instant", "rbd", "nbd"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against, restore, instant, rbd or nbd, not {only}")
         if only == "restore":
             for r in range(RUNS):
                 restore_run(r)
@@ -827,7 +1000,11 @@ def main():
             if not os.path.isfile(os.path.join(other, "vaultctl")) or not os.path.isfile(os.path.join(other, "vaultfs")):
                 raise SystemExit("bench: BENCH_ONLY=against needs BENCH_AGAINST=DIR holding another build's vaultctl and vaultfs")
             against_rows(max(RUNS, 5), other)
-        if only not in ("fragments", "against", "restore", "instant"):
+        if only in ("", "rbd"):
+            rbd_rows(RUNS)
+        if only in ("", "nbd"):
+            nbd_rows(RUNS)
+        if only not in ("fragments", "against", "restore", "instant", "rbd", "nbd"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":

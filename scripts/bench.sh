@@ -10,7 +10,7 @@ work=${1:-$top/bench-work}
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (it drops the page cache and mounts)" >&2; exit 1; }
 
 need=()
-for p in restic borgbackup fio python3 e2fsprogs fuse2fs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
+for p in restic borgbackup fio python3 e2fsprogs fuse2fs libnbd-bin; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } >&2
 fi
@@ -22,6 +22,6 @@ echo "== release build" >&2
 make -C "$top" --no-print-directory release-binaries >&2
 
 mkdir -p "$work"
-# BENCH_ONLY=fragments makes its own disk and needs no corpus.
-if [ "${BENCH_ONLY:-}" != fragments ] && [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
+# BENCH_ONLY=fragments, rbd and nbd make their own disks and need no corpus.
+if [ "${BENCH_ONLY:-}" != fragments ] && [ "${BENCH_ONLY:-}" != rbd ] && [ "${BENCH_ONLY:-}" != nbd ] && [ ! -f "$work/corpus/disk-v3.img" ]; then "$top/scripts/make-corpus.sh" "$work/corpus"; fi
 exec python3 "$top/scripts/bench.py" "$work"
