@@ -70,7 +70,7 @@ struct FilesList: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let volume = try volume.open(try repository.open())
+        let volume = try volume.open(try repository.open(.point(volume.point)))
         let inode = try volume.resolve(path)
         let attributes = try volume.reader.attributes(inode)
         var rows: [(name: FileName, attributes: FileAttributes, target: FileName?)] = []
@@ -137,7 +137,7 @@ struct FilesGet: ParsableCommand {
     @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
-        let volume = try volume.open(try repository.open())
+        let volume = try volume.open(try repository.open(.point(volume.point)))
         let printer = progress.printer()
         let meter = ProgressMeter(label: path, report: printer.callback())
         defer { printer.clear() }

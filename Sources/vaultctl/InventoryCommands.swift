@@ -14,9 +14,10 @@ struct VaultCommand: ParsableCommand {
         @OptionGroup var policy: PolicyOptions
 
         func run() throws {
+            try repository.checkNew(.vault(name))
             let repo = try repository.open()
             try repo.createVault(named: name, policy: try policy.policy(now: Date()), now: Date())
-            print("created vault \(name)")
+            print("created vault \(name)" + (try repository.namedLocation().map { " in location \($0.name)" } ?? ""))
         }
     }
 
@@ -26,17 +27,27 @@ struct VaultCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let repo = try repository.open()
-            let vaults = try repo.catalog.vaults()
-            if json {
-                return printJSON(
-                    try vaults.map { VaultView($0, servers: try repo.catalog.servers(inVault: $0.id).map(\.name)) })
+            var views: [VaultView] = []
+            var policies: [String] = []
+            let listing = try repository.eachRepository { repo, location in
+                for vault in try repo.catalog.vaults() {
+                    let servers = try repo.catalog.servers(inVault: vault.id).map(\.name)
+                    views.append(VaultView(vault, servers: servers, location: location))
+                    policies.append(policyText(vault.policy))
+                }
             }
-            printTable(
-                ["VAULT", "SERVERS", "POLICY"],
-                try vaults.map { vault in
-                    [vault.name, "\(try repo.catalog.servers(inVault: vault.id).count)", policyText(vault.policy)]
-                })
+            if json {
+                printJSON(views)
+            } else {
+                printTable(
+                    (listing.locations ? ["LOCATION"] : []) + ["VAULT", "SERVERS", "POLICY"],
+                    zip(views, policies).map { view, policy in
+                        (listing.locations ? [view.location ?? "-"] : []) + [
+                            view.vault, "\(view.servers.count)", policy,
+                        ]
+                    })
+            }
+            if !listing.complete { throw ExitCode.failure }
         }
     }
 
@@ -47,7 +58,7 @@ struct VaultCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let repo = try repository.open()
+            let repo = try repository.open(.vault(name))
             let vault = try repo.catalog.vault(named: name)
             if json {
                 return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name)))
@@ -64,7 +75,7 @@ struct VaultCommand: ParsableCommand {
         @Argument(help: "The vault (it must hold no servers or points).") var name: String
 
         func run() throws {
-            try repository.open().removeVault(named: name)
+            try repository.open(.vault(name)).removeVault(named: name)
             print("removed vault \(name)")
         }
     }
@@ -120,7 +131,8 @@ struct ServerCommand: ParsableCommand {
                     ? path : FileManager.default.currentDirectoryPath + "/" + path
                 return (String(text[..<eq]), absolute)
             }
-            try repository.open().addServer(
+            try repository.checkNew(.server(name))
+            try repository.open(vault.map { .vault($0) }).addServer(
                 named: name, vault: vault, disks: parsed,
                 hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), ceph: CephAccess(conf: cephConf, id: cephId),
                 bitmap: bitmap.map { DirtyBitmap(name: $0, qmp: qmp ?? "") }, now: Date())
@@ -140,18 +152,27 @@ struct ServerCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let repo = try repository.open()
-            let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id, $0.name) })
-            let views = try repo.catalog.servers().map { server in
-                ServerView(
-                    server, vault: server.vaultId.flatMap { vaults[$0] },
-                    disks: try repo.catalog.disks(ofServer: server.id),
-                    hooks: try? repo.hostHooks(server.name))
+            var views: [ServerView] = []
+            let listing = try repository.eachRepository { repo, location in
+                let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id, $0.name) })
+                views += try repo.catalog.servers().map { server in
+                    ServerView(
+                        server, vault: server.vaultId.flatMap { vaults[$0] },
+                        disks: try repo.catalog.disks(ofServer: server.id),
+                        hooks: try? repo.hostHooks(server.name), location: location)
+                }
             }
-            if json { return printJSON(views) }
-            printTable(
-                ["SERVER", "VAULT", "DISKS"],
-                views.map { [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")] })
+            if json {
+                printJSON(views)
+            } else {
+                printTable(
+                    (listing.locations ? ["LOCATION"] : []) + ["SERVER", "VAULT", "DISKS"],
+                    views.map {
+                        (listing.locations ? [$0.location ?? "-"] : [])
+                            + [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")]
+                    })
+            }
+            if !listing.complete { throw ExitCode.failure }
         }
     }
 
@@ -162,7 +183,7 @@ struct ServerCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let repo = try repository.open()
+            let repo = try repository.open(.server(name))
             let server = try repo.catalog.server(named: name)
             let files = HostServers.standard
             // A user who may not read this host's servers (they are root's) still sees the rest.
@@ -248,7 +269,7 @@ struct ServerCommand: ParsableCommand {
 
         func run() throws {
             let files = HostServers.standard
-            let repo = try repository.open()
+            let repo = try repository.open(.server(name))
             var hooks = Hooks()
             if !none {
                 let kept = try files.hooks(server: name) ?? Hooks()
@@ -282,7 +303,7 @@ struct ServerCommand: ParsableCommand {
         }
 
         func run() throws {
-            let repo = try repository.open()
+            let repo = try repository.open(names.count == 1 ? .server(names[0]) : nil)
             for name in all ? try repo.catalog.servers().map(\.name) : names {
                 let disks = try repo.adoptServer(named: name)
                 print(
@@ -300,7 +321,7 @@ struct ServerCommand: ParsableCommand {
         @Option var vault: String
 
         func run() throws {
-            try repository.open().moveServer(named: name, toVault: vault)
+            try repository.open(.server(name)).moveServer(named: name, toVault: vault)
             print("moved server \(name) to vault \(vault)")
         }
     }
@@ -311,7 +332,7 @@ struct ServerCommand: ParsableCommand {
         @Argument(help: "The server.") var name: String
 
         func run() throws {
-            try repository.open().removeServer(named: name)
+            try repository.open(.server(name)).removeServer(named: name)
             print("removed server \(name)")
         }
     }

@@ -16,7 +16,7 @@ struct Backup: ParsableCommand {
     @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(servers.count == 1 ? .server(servers[0]) : nil)
         let jobs = try repo.prepareManualBackups(
             servers: servers, name: name, description: description,
             tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)
@@ -60,6 +60,12 @@ struct PointFilterOptions: ParsableArguments {
     var since: String?
     @Option(help: "Only points started before this time, or this long ago.") var before: String?
 
+    /// What a command with these filters names, by which it finds its location: the server,
+    /// else the vault.
+    func subject(server: String?) -> Locations.Subject? {
+        server.map { .server($0) } ?? vault.map { .vault($0) }
+    }
+
     var filter: PointFilter {
         get throws {
             let kind = try type.map { text -> PointKind in
@@ -101,7 +107,7 @@ struct Points: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(filters.subject(server: server))
         let serverId = try serverId(server, in: repo)
         let filter = try filters.filter
         let points = try repo.catalog.points(server: serverId, includeSoftDeleted: all).filter(filter.matches)
@@ -138,7 +144,7 @@ struct History: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(filters.subject(server: server ?? serverOption))
         if serverOption != nil {
             warn(
                 "history --server SERVER is now history SERVER, as points and verify take it; --server goes in the next release"
@@ -176,7 +182,7 @@ struct Delete: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(points.first.map { .point($0) } ?? filters.subject(server: server))
         let selects = server != nil || !filters.isEmpty
         var chosen: [Point] = []
         for point in try points.map({ try repo.catalog.point(matching: $0) }) where !chosen.contains(point) {
@@ -210,7 +216,7 @@ struct Undelete: ParsableCommand {
     @Flag var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(.point(point))
         let restored = try repo.undelete(point)
         if json { return printJSON(try repo.view(of: try repo.catalog.point(id: restored.id) ?? restored)) }
         print("restored \(restored.serverName)/\(restored.name) (\(restored.id))")
@@ -258,7 +264,7 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(.point(point))
         let source = try repo.exportSource(point: point, disk: disk)
         let target = try ExportTarget.open(output)
         let printer = progress.printer()
@@ -282,7 +288,7 @@ struct Verify: ParsableCommand {
     @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(server.map { .server($0) })
         let serverId = try server.map { try repo.catalog.server(named: $0).id }
         let printer = progress.printer()
         defer { printer.clear() }
@@ -383,7 +389,8 @@ struct Repair: ParsableCommand {
 
     func run() throws {
         guard rebuildCatalog else { throw VaultError(.invalidArgument, "say what to repair: --rebuild-catalog") }
-        let report = try CatalogRebuild.run(location: try repository.location(), unlock: repository.unlock)
+        let target = try repository.target()
+        let report = try CatalogRebuild.run(location: target.location, unlock: target.unlock)
         if json {
             printJSON(report)
         } else {
@@ -393,7 +400,7 @@ struct Repair: ParsableCommand {
             if let previous = report.previousCatalog { print("the previous catalog is kept as \(previous)") }
         }
         // A running mount reads the new catalog at its next look; say which ones there are.
-        let location = try repository.location()
+        let location = target.location
         for mount in MountTable.current() where mount.type == "fuse.vaultfs" && mount.source == location.name {
             FileHandle.standardError.write(
                 Data(
@@ -432,8 +439,10 @@ struct SyncCommand: ParsableCommand {
     @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
-        let sourceLocation = try repository.store.location(of: try from ?? repository.path())
-        let source = try Repository(location: sourceLocation, unlock: repository.unlock)
+        let (sourceLocation, sourceUnlock) =
+            try from.map { (try repository.store.location(of: $0), repository.unlock) }
+            ?? repository.target()
+        let source = try Repository(location: sourceLocation, unlock: sourceUnlock)
         // The target never shares the source's state folder: a mirror has the source's id.
         var environment = ProcessInfo.processInfo.environment
         environment["VAULT_STATE_DIR"] = nil

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import VaultCore
 
 /// `--start HH:MM --every Nh --incrementals K --keep-fulls N`.
@@ -54,7 +55,7 @@ struct PolicyCommand: ParsableCommand {
             guard let policy = try options.policy(now: clock) else {
                 throw VaultError(.invalidArgument, "give --start, --every, --incrementals and --keep-fulls")
             }
-            try repository.open().setPolicy(policy, vault: vault)
+            try repository.open(.vault(vault)).setPolicy(policy, vault: vault)
             print("vault \(vault): \(policyText(policy))")
         }
     }
@@ -66,7 +67,7 @@ struct PolicyCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let found = try repository.open().catalog.vault(named: vault)
+            let found = try repository.open(.vault(vault)).catalog.vault(named: vault)
             if json { return printJSON(PolicyView(found)) }
             print("vault \(vault): \(policyText(found.policy))")
             if let policy = found.policy { print("next slot: \(shownTime(policy.nextSlot(after: Date())))") }
@@ -79,7 +80,7 @@ struct PolicyCommand: ParsableCommand {
         @Argument(help: "The vault.") var vault: String
 
         func run() throws {
-            try repository.open().setPolicy(nil, vault: vault)
+            try repository.open(.vault(vault)).setPolicy(nil, vault: vault)
             print("vault \(vault): no policy")
         }
     }
@@ -114,6 +115,8 @@ struct ScheduleCommand: ParsableCommand {
         struct RunView: Encodable {
             struct OutcomeView: Encodable {
                 var server: String
+                /// The location of the server's repository, when the scheduler serves locations.
+                var location: String?
                 var message: String
                 var failed: Bool
                 /// The point the outcome made, as `points --json` shows it.
@@ -124,65 +127,79 @@ struct ScheduleCommand: ParsableCommand {
         }
 
         func run() throws {
-            let repo = try repository.open()
-            let scheduler = Scheduler(repository: repo, runsEachMinute: once)
             let fixed = try now.map { _ in try parseClock(now) }
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
-            let signals = onStopSignals { scheduler.stop() }
+            let places = try repository.scheduledTargets()
+            let schedulers = Schedulers(runsEachMinute: once)
+            let signals = onStopSignals { schedulers.stop() }
             defer { signals.forEach { $0.cancel() } }
-            var failed: [Scheduler.Outcome] = []
+            var failed: [String] = []
             repeat {
                 let clock = fixed ?? Date()
-                do {
-                    let printer = progress.printer()
-                    let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
-                    printer.clear()
-                    if json && (once || !outcomes.isEmpty) {
-                        let view = RunView(
-                            time: Units.formatTime(clock),
-                            outcomes: try outcomes.map {
-                                RunView.OutcomeView(
-                                    server: $0.server, message: $0.message, failed: $0.failed,
-                                    point: try $0.point.map {
-                                        try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0)
-                                    })
-                            })
+                var views: [RunView.OutcomeView] = []
+                for (index, place) in places.enumerated() where !schedulers.isStopped {
+                    let shownServer = { (server: String) in place.name.map { "\(server) (\($0))" } ?? server }
+                    do {
+                        let scheduler = try schedulers.scheduler(index) {
+                            try Repository(location: place.location, unlock: place.unlock)
+                        }
+                        let repo = scheduler.repository
+                        let printer = progress.printer()
+                        let outcomes = try scheduler.runDue(now: clock, progress: printer.callback())
+                        printer.clear()
+                        views += try outcomes.map {
+                            RunView.OutcomeView(
+                                server: $0.server, location: place.name, message: $0.message, failed: $0.failed,
+                                point: try $0.point.map { try repo.view(of: try repo.catalog.point(id: $0.id) ?? $0) })
+                        }
+                        // Each outcome is said once: a failure on stderr, the rest on stdout.
+                        for outcome in outcomes where !json || outcome.failed {
+                            let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
+                            let line =
+                                "\(shownTime(clock)) \(shownServer(outcome.server)) \(what): \(outcome.message)\n"
+                            if outcome.failed {
+                                FileHandle.standardError.write(Data(line.utf8))
+                            } else {
+                                print(line, terminator: "")
+                                fflush(nil)
+                            }
+                        }
                         if once {
-                            printJSON(view)
-                        } else {
-                            FileHandle.standardOutput.write(Data(JSON.encodeLine(view)))
+                            let named = Set(outcomes.filter(\.failed).map(\.server))
+                            failed += named.map(shownServer)
+                            // A slot that failed in an earlier run is still failing.
+                            for outcome in try scheduler.failedSlots(now: clock) where !named.contains(outcome.server) {
+                                FileHandle.standardError.write(
+                                    Data(
+                                        "\(shownTime(clock)) \(shownServer(outcome.server)): \(outcome.message)\n".utf8)
+                                )
+                                failed.append(shownServer(outcome.server))
+                            }
                         }
+                    } catch {
+                        // One repository alone fails the command as it always did; of several
+                        // locations, one away (a bucket, say) fails only its own backups.
+                        if once && places.count == 1 { throw error }
+                        FileHandle.standardError.write(
+                            Data(
+                                "\(shownTime(clock)) scheduler: \(place.name.map { "location \($0): " } ?? "")\(error)\n"
+                                    .utf8))
+                        if once { failed.append(place.name ?? "scheduler") }
                     }
-                    if outcomes.isEmpty && once && !json { print("\(shownTime(clock)) nothing is due") }
-                    // Each outcome is said once: a failure on stderr, the rest on stdout.
-                    for outcome in outcomes where !json || outcome.failed {
-                        let what = outcome.point.map { "\($0.kind.rawValue) \($0.name)" } ?? ""
-                        let line = "\(shownTime(clock)) \(outcome.server) \(what): \(outcome.message)\n"
-                        if outcome.failed {
-                            FileHandle.standardError.write(Data(line.utf8))
-                        } else {
-                            print(line, terminator: "")
-                            fflush(nil)
-                        }
-                    }
-                    if once {
-                        failed += outcomes.filter(\.failed)
-                        // A slot that failed in an earlier run is still failing.
-                        let named = Set(failed.map(\.server))
-                        for outcome in try scheduler.failedSlots(now: clock) where !named.contains(outcome.server) {
-                            FileHandle.standardError.write(
-                                Data("\(shownTime(clock)) \(outcome.server): \(outcome.message)\n".utf8))
-                            failed.append(outcome)
-                        }
-                    }
-                } catch  where !once {
-                    // A long-running scheduler outlives a bad moment (a busy catalog, say) and tries again.
-                    FileHandle.standardError.write(Data("\(shownTime(clock)) scheduler: \(error)\n".utf8))
                 }
+                if json && (once || !views.isEmpty) {
+                    let view = RunView(time: Units.formatTime(clock), outcomes: views)
+                    if once {
+                        printJSON(view)
+                    } else {
+                        FileHandle.standardOutput.write(Data(JSON.encodeLine(view)))
+                    }
+                }
+                if views.isEmpty && once && !json { print("\(shownTime(clock)) nothing is due") }
                 if once { break }
-                for _ in 0..<30 where !scheduler.isStopped { Thread.sleep(forTimeInterval: 1) }
-            } while !scheduler.isStopped
-            if scheduler.isStopped { print("scheduler stopped") }
+                for _ in 0..<30 where !schedulers.isStopped { Thread.sleep(forTimeInterval: 1) }
+            } while !schedulers.isStopped
+            if schedulers.isStopped { print("scheduler stopped") }
             // --once, as cron or a systemd timer runs it: exit 1 while anything due failed
             // (each said above, on stderr), so the job shows as failed while a server is not
             // being backed up, until its next slot succeeds.
@@ -191,6 +208,34 @@ struct ScheduleCommand: ParsableCommand {
                 throw ExitCode.failure
             }
         }
+    }
+}
+
+/// The schedulers of one `schedule run`, one per repository it serves, each opened when first
+/// reached (a location that could not be opened is tried again on the next run); a stop
+/// reaches every one.
+final class Schedulers: Sendable {
+    private let opened = Mutex<[Int: Scheduler]>([:])
+    private let stopped = Atomic<Bool>(false)
+    private let runsEachMinute: Bool
+
+    init(runsEachMinute: Bool) { self.runsEachMinute = runsEachMinute }
+
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    /// Stops every scheduler: the running backup is cancelled and no other starts.
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        opened.withLock { $0.values.forEach { $0.stop() } }
+    }
+
+    /// The scheduler of the `index`th repository, opened with `open` the first time.
+    func scheduler(_ index: Int, open: () throws -> Repository) throws -> Scheduler {
+        if let scheduler = opened.withLock({ $0[index] }) { return scheduler }
+        let scheduler = Scheduler(repository: try open(), runsEachMinute: runsEachMinute)
+        opened.withLock { $0[index] = scheduler }
+        if isStopped { scheduler.stop() }
+        return scheduler
     }
 }
 
@@ -207,7 +252,7 @@ struct RetentionCommand: ParsableCommand {
         @Flag var json = false
 
         func run() throws {
-            let repo = try repository.open()
+            let repo = try repository.open(vault.map { .vault($0) })
             let retention = Retention(repository: repo)
             let vaults = try vault.map { [try repo.catalog.vault(named: $0)] } ?? repo.catalog.vaults()
             var views: [RetentionView] = []

@@ -63,7 +63,7 @@ struct RestoreStart: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(.point(point))
         let source = try repo.exportSource(point: point, disk: disk)
         if instant { return try startInstant(repo, source.point, source.disk) }
         let base = try fromPoint.map { reference -> Point in

@@ -19,7 +19,7 @@ struct Vaultctl: ParsableCommand {
             Undelete.self, Purge.self, Export.self, Restore.self, Verify.self, Collect.self, Repair.self, Info.self,
             KeyCommand.self,
             FilesCommand.self,
-            SyncCommand.self,
+            SyncCommand.self, LocationCommand.self,
         ])
 
     /// Accepts the options every command shares before the subcommand too, at any level, as
@@ -63,7 +63,7 @@ struct Vaultctl: ParsableCommand {
     /// Shared options other than `-R/--repo`, and whether each takes a value.
     static let sharedOptions: [String: Bool] = [
         "--json": false, "--progress": true, "--state-dir": true, "--key-file": true, "--endpoint": true,
-        "--region": true, "--passphrase-fd": true,
+        "--region": true, "--passphrase-fd": true, "--location": true,
     ]
 
     /// How many of the leading `arguments` name subcommands or shared options: where the
@@ -136,16 +136,52 @@ struct Vaultctl: ParsableCommand {
     }
 }
 
-/// `-R/--repo PATH`, or `VAULT_REPO`.
+/// The repository a command opens: `-R/--repo PATH` or `VAULT_REPO`; else, with a locations
+/// file, `--location NAME`, the location that holds what the command names, or the default.
 struct RepositoryOptions: ParsableArguments {
-    @Option(name: [.customShort("R"), .customLong("repo")], help: "The repository (default: $VAULT_REPO).")
+    @Option(
+        name: [.customShort("R"), .customLong("repo")],
+        help: "The repository (default: $VAULT_REPO, else a location: see vaultctl location --help).")
     var repo: String?
+    @Option(
+        name: .customLong("location"),
+        help: "The named location to use instead of the one holding what the command names, or the default.")
+    var locationName: String?
 
-    func path() throws -> String {
-        guard let path = repo ?? ProcessInfo.processInfo.environment["VAULT_REPO"], !path.isEmpty else {
-            throw VaultError(.invalidArgument, "no repository given: use -R/--repo PATH or set VAULT_REPO")
+    /// The repository `-R` or `VAULT_REPO` pins, if one does.
+    private var pinned: String? {
+        let path = repo ?? ProcessInfo.processInfo.environment["VAULT_REPO"]
+        return path?.isEmpty == false ? path : nil
+    }
+
+    /// The named location this command uses, or nil when `-R`/`VAULT_REPO` pins a repository:
+    /// `--location`, else the location that holds `subject`, else the default.
+    func namedLocation(for subject: Locations.Subject? = nil) throws -> Location? {
+        if pinned != nil {
+            if locationName != nil {
+                throw VaultError(.invalidArgument, "give -R/--repo (or VAULT_REPO) or --location, not both")
+            }
+            return nil
         }
-        return path
+        guard let locations = try Locations.load() else {
+            if let locationName {
+                throw VaultError(
+                    .notFound,
+                    "no location named '\(locationName)': \(Locations.path()) does not exist (add one with 'vaultctl location add')"
+                )
+            }
+            throw VaultError(
+                .invalidArgument,
+                "no repository given: use -R/--repo PATH, set VAULT_REPO, or name one with 'vaultctl location add NAME PATH'"
+            )
+        }
+        if let locationName { return try locations.named(locationName) }
+        if let subject, let holder = try locations.holding(subject, unlock: unlock) { return holder }
+        guard let location = locations.defaultLocation else {
+            throw VaultError(
+                .invalidArgument, "\(locations.path) names no location; use -R/--repo PATH or 'vaultctl location add'")
+        }
+        return location
     }
 
     @Option(help: "The key file of an encrypted repository made with --key-file (default: $VAULT_KEY_FILE).")
@@ -158,7 +194,8 @@ struct RepositoryOptions: ParsableArguments {
             """)
     var passphraseFd: Int32?
 
-    /// How to unlock the repository if it is encrypted; the passphrase is read only then.
+    /// How to unlock the repository if it is encrypted, when no location says; the passphrase
+    /// is read only then.
     var unlock: Unlock {
         if let file = keyFile ?? ProcessInfo.processInfo.environment["VAULT_KEY_FILE"], !file.isEmpty {
             return .keyFile(file)
@@ -169,10 +206,77 @@ struct RepositoryOptions: ParsableArguments {
 
     @OptionGroup var store: StoreOptions
 
-    func location() throws -> RepositoryLocation { try store.location(of: try path()) }
+    /// Refuses `subject` as a new name when a location holds it already (names are unique
+    /// across locations). Nothing to check here when `-R` pins one repository.
+    func checkNew(_ subject: Locations.Subject) throws {
+        guard pinned == nil, let locations = try Locations.load() else { return }
+        try locations.checkNew(subject, unlock: unlock)
+    }
 
-    func open() throws -> Repository {
-        let repository = try Repository(location: try location(), unlock: unlock)
+    /// Where the repository is and how to unlock it, for a command that names `subject`.
+    func target(for subject: Locations.Subject? = nil) throws -> (location: RepositoryLocation, unlock: Unlock) {
+        if let named = try namedLocation(for: subject) {
+            let given = keyFile != nil || passphraseFd != nil
+            return (
+                try named.repositoryLocation(
+                    endpoint: store.endpoint, region: store.region, stateDirectory: store.stateDir),
+                given ? unlock : named.unlock(else: unlock)
+            )
+        }
+        return (try store.location(of: pinned ?? ""), unlock)
+    }
+
+    /// The repositories a scheduler serves: the one `-R`, `VAULT_REPO` or `--location` names,
+    /// else every location (named), else the error `open` gives.
+    func scheduledTargets() throws -> [(name: String?, location: RepositoryLocation, unlock: Unlock)] {
+        if pinned == nil, locationName == nil, let locations = try Locations.load(), !locations.entries.isEmpty {
+            let given = keyFile != nil || passphraseFd != nil
+            return try locations.entries.map {
+                (
+                    $0.name,
+                    try $0.repositoryLocation(
+                        endpoint: store.endpoint, region: store.region, stateDirectory: store.stateDir),
+                    given ? unlock : $0.unlock(else: unlock)
+                )
+            }
+        }
+        let target = try target()
+        return [(try namedLocation()?.name, target.location, target.unlock)]
+    }
+
+    /// Runs `body` on each repository a listing covers: the one `-R`, `VAULT_REPO` or
+    /// `--location` names, else every location, with its name. A location that cannot be
+    /// opened is named in a warning and passed over. Returns whether the listing covers the
+    /// locations (then each is named), and whether every one could be read: the caller lists
+    /// what it has, then exits 1 when one could not.
+    func eachRepository(_ body: (Repository, _ location: String?) throws -> Void) throws -> (
+        locations: Bool, complete: Bool
+    ) {
+        let targets = try scheduledTargets()
+        guard locationName == nil, targets.allSatisfy({ $0.name != nil }) else {
+            try body(try open(), nil)
+            return (false, true)
+        }
+        var complete = true
+        for target in targets {
+            do {
+                try body(try Repository(location: target.location, unlock: target.unlock), target.name)
+            } catch let error as VaultError {
+                warn("location \(target.name ?? target.location.name) is not listed: \(error.message)")
+                complete = false
+            }
+        }
+        return (true, complete)
+    }
+
+    func location(for subject: Locations.Subject? = nil) throws -> RepositoryLocation {
+        try target(for: subject).location
+    }
+
+    /// Opens the repository for a command that names `subject` (see `namedLocation`).
+    func open(_ subject: Locations.Subject? = nil) throws -> Repository {
+        let target = try target(for: subject)
+        let repository = try Repository(location: target.location, unlock: target.unlock)
         if !repository.config.isEncrypted && (keyFile != nil || passphraseFd != nil) {
             warn(
                 "\(keyFile != nil ? "--key-file" : "--passphrase-fd") is for encrypted repositories; \(repository.location.name) is not, so it was not used"

@@ -231,11 +231,14 @@ public struct VaultView: Codable, Sendable {
     public var vault: String
     public var servers: [String]
     public var policy: PolicyView
+    /// The location that holds it, when a listing covers several.
+    public var location: String?
 
-    public init(_ vault: Vault, servers: [String]) {
+    public init(_ vault: Vault, servers: [String], location: String? = nil) {
         self.vault = vault.name
         self.servers = servers
         policy = PolicyView(vault)
+        self.location = location
     }
 }
 
@@ -260,9 +263,14 @@ public struct ServerView: Codable, Sendable {
     /// The dirty bitmaps of its NBD disks, and the QMP socket vaultctl keeps them through.
     public var bitmap: String?
     public var qmp: String?
+    /// The location that holds it, when a listing covers several.
+    public var location: String?
 
     /// `here` is the server as this host backs it up into this repository, when it does.
-    public init(_ server: Server, vault: String?, disks: [Disk], hooks: Hooks?, here: HostServer? = nil) {
+    public init(
+        _ server: Server, vault: String?, disks: [Disk], hooks: Hooks?, here: HostServer? = nil, location: String? = nil
+    ) {
+        self.location = location
         self.server = server.name
         self.vault = vault
         self.disks = disks.map { DiskView(name: $0.name, path: $0.path) }

@@ -1,0 +1,443 @@
+import Foundation
+import Glibc
+
+/// A named repository of the locations file: where it is and how to open it.
+public struct Location: Sendable, Equatable, Codable {
+    public var name: String
+    /// A folder, or `s3://BUCKET/PREFIX`.
+    public var repository: String
+    /// The S3 endpoint, region and local state folder of an `s3://` repository.
+    public var endpoint: String?
+    public var region: String?
+    public var stateDir: String?
+    /// How an encrypted repository is unlocked: its key file, or a file whose first line is
+    /// its passphrase. Neither: the passphrase comes as for `-R` (VAULT_PASSPHRASE, a prompt).
+    public var keyFile: String?
+    public var passphraseFile: String?
+
+    public init(
+        name: String, repository: String, endpoint: String? = nil, region: String? = nil, stateDir: String? = nil,
+        keyFile: String? = nil, passphraseFile: String? = nil
+    ) {
+        self.name = name
+        self.repository = repository
+        self.endpoint = endpoint
+        self.region = region
+        self.stateDir = stateDir
+        self.keyFile = keyFile
+        self.passphraseFile = passphraseFile
+    }
+
+    /// Checks its name and fields: each non-empty, at most 4096 bytes, without control
+    /// characters; the repository a folder or `s3://`.
+    func validate() throws {
+        try Names.validateVaultOrServer(name, what: "location")
+        for (field, value) in [
+            ("repository", repository), ("endpoint", endpoint), ("region", region), ("state-dir", stateDir),
+            ("key-file", keyFile), ("passphrase-file", passphraseFile),
+        ] {
+            guard let value else { continue }
+            guard !value.isEmpty, value.utf8.count <= 4096, !value.unicodeScalars.contains(where: { $0.value < 0x20 })
+            else {
+                throw VaultError.invalid(
+                    "bad \(field) for location '\(name)': empty, longer than 4096 bytes or with control characters")
+            }
+        }
+    }
+
+    /// Where its repository is; `endpoint`, `region` and `stateDirectory` given on a command
+    /// line win over the location's own.
+    public func repositoryLocation(endpoint: String? = nil, region: String? = nil, stateDirectory: String? = nil)
+        throws -> RepositoryLocation
+    {
+        try RepositoryLocation.parse(
+            repository, endpoint: endpoint ?? self.endpoint, region: region ?? self.region,
+            stateDirectory: stateDirectory ?? stateDir)
+    }
+
+    /// How to unlock it: the location's key file or passphrase file, else `fallback`.
+    public func unlock(else fallback: Unlock) -> Unlock {
+        if let keyFile { return .keyFile(keyFile) }
+        if let passphraseFile { return .passphrase { try Passphrase.fromFile(passphraseFile) } }
+        return fallback
+    }
+
+    /// The catalog of its repository, opened only for reading: the local one when there is
+    /// one (no key and no store is needed), else the repository opened with `unlock`, which
+    /// builds it from the bucket.
+    func catalog(unlock: Unlock) throws -> Catalog {
+        let location = try repositoryLocation()
+        if case .directory(let root) = location { _ = try RepositoryConfig.load(from: root) }
+        let path = "\(location.root)/catalog.sqlite"
+        if Posix.exists(path) {
+            do {
+                return try Catalog(path: path, readOnlyReason: "it was opened only to look in")
+            } catch let error as VaultError where error.code == .unsupportedFormat {
+                // A catalog of an older vaultfs: opening the repository upgrades it.
+            }
+        }
+        return try Repository(location: location, unlock: self.unlock(else: unlock)).catalog
+    }
+
+    /// The names of the vaults it holds.
+    public func vaultNames(unlock: Unlock = .none) throws -> [String] {
+        try catalog(unlock: unlock).vaults().map(\.name)
+    }
+
+    /// Checks that its repository is one this vaultfs reads: `repository.json` is there and
+    /// valid. The key is not asked for.
+    func checkRepository() throws {
+        switch try repositoryLocation() {
+        case .directory(let root): _ = try RepositoryConfig.load(from: root)
+        case .s3(let s3, _): _ = try RepositoryConfig.load(from: try S3Store(s3))
+        }
+    }
+}
+
+/// The named locations of this host, kept in `locations.toml`: each a repository (a folder or
+/// `s3://`), one of them the default. Without the file, `-R`/`VAULT_REPO` names the one
+/// unnamed location, as before locations existed.
+public struct Locations: Sendable {
+    /// The file: `$VAULT_CONFIG`, else `locations.toml` in `$VAULT_CONFIG_DIR`, else in
+    /// `/etc/vaultfs`.
+    public let path: String
+    public private(set) var entries: [Location]
+    public private(set) var defaultName: String?
+
+    /// What a command names, by which it finds the location that holds it.
+    public enum Subject: Sendable {
+        case vault(String)
+        case server(String)
+        case point(String)
+
+        var text: String {
+            switch self {
+            case .vault(let name): return "vault '\(name)'"
+            case .server(let name): return "server '\(name)'"
+            case .point(let reference): return "point '\(reference)'"
+            }
+        }
+    }
+
+    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let file = environment["VAULT_CONFIG"], !file.isEmpty { return Posix.absolutePath(file) }
+        let base = environment["VAULT_CONFIG_DIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/etc/vaultfs"
+        return "\(base)/locations.toml"
+    }
+
+    /// The file at `path` (by default `path()`), or nil when there is none. A file that cannot
+    /// be read or parsed is refused with its line.
+    public static func load(path: String = Locations.path()) throws -> Locations? {
+        guard Posix.exists(path) else { return nil }
+        let bytes = try Posix.readFile(path, limit: 1 << 20)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw VaultError.invalid("\(path) is not UTF-8 text")
+        }
+        var locations = Locations(path: path, entries: [], defaultName: nil)
+        try locations.parse(text)
+        return locations
+    }
+
+    /// No locations yet, to be saved at `path`.
+    public static func empty(path: String = Locations.path()) -> Locations {
+        Locations(path: path, entries: [], defaultName: nil)
+    }
+
+    /// The default location: the one marked so, else the first.
+    public var defaultLocation: Location? {
+        entries.first { $0.name == defaultName } ?? entries.first
+    }
+
+    public func named(_ name: String) throws -> Location {
+        guard let location = entries.first(where: { $0.name == name }) else {
+            let known = entries.isEmpty ? "none" : entries.map(\.name).joined(separator: ", ")
+            throw VaultError.notFound("no location named '\(name)' in \(path) (there: \(known))")
+        }
+        return location
+    }
+
+    /// Adds `location`, after checking its name, that neither its name nor its repository is
+    /// here already, and that its repository is one. The first location is the default, and
+    /// so is one added with `makeDefault`.
+    public mutating func add(_ location: Location, makeDefault: Bool = false) throws {
+        try location.validate()
+        if entries.contains(where: { $0.name == location.name }) {
+            throw VaultError(.alreadyExists, "a location named '\(location.name)' is in \(path) already")
+        }
+        let place = try location.repositoryLocation()
+        if let other = try entries.first(where: { try $0.repositoryLocation().hostName == place.hostName }) {
+            throw VaultError(
+                .alreadyExists, "location '\(other.name)' is that repository already (\(other.repository))")
+        }
+        try location.checkRepository()
+        var stored = location
+        if case .directory(let root) = place { stored.repository = root }
+        entries.append(stored)
+        if makeDefault || entries.count == 1 { defaultName = location.name }
+    }
+
+    /// Makes `name` the default location.
+    public mutating func setDefault(_ name: String) throws {
+        defaultName = try named(name).name
+    }
+
+    /// Removes the location `name`, which must hold no vault (its repository stays as it is).
+    /// The default passes to the first of the others.
+    public mutating func remove(named name: String, unlock: Unlock = .none) throws {
+        let location = try named(name)
+        let vaults: [Vault]
+        do {
+            vaults = try location.catalog(unlock: unlock).vaults()
+        } catch let error as VaultError where error.code == .notARepository {
+            vaults = []
+        } catch let error as VaultError {
+            throw VaultError(
+                error.code,
+                "cannot tell whether location '\(name)' holds vaults (\(error.message)); it was not removed")
+        }
+        guard vaults.isEmpty else {
+            throw VaultError(
+                .hasDependants,
+                "location '\(name)' holds vault(s) \(vaults.map(\.name).joined(separator: ", ")); remove them first, or keep the location"
+            )
+        }
+        entries.removeAll { $0.name == name }
+        if defaultName == name { defaultName = entries.first?.name }
+    }
+
+    /// The location holding `subject`, or nil when none does. A location that cannot be
+    /// read is passed over, and named in the error when no other one holds it.
+    public func holding(_ subject: Subject, unlock: Unlock = .none) throws -> Location? {
+        var found: [Location] = []
+        var unreadable: [String] = []
+        for location in entries {
+            do {
+                let catalog = try location.catalog(unlock: unlock)
+                switch subject {
+                case .vault(let name): _ = try catalog.vault(named: name)
+                case .server(let name): _ = try catalog.server(named: name)
+                case .point(let reference): _ = try catalog.point(matching: reference)
+                }
+                found.append(location)
+            } catch let error as VaultError where error.code == .notFound {
+                continue
+            } catch let error as VaultError {
+                unreadable.append("\(location.name): \(error.message)")
+            }
+        }
+        guard found.count <= 1 else {
+            throw VaultError.invalid(
+                "\(subject.text) is in locations \(found.map(\.name).joined(separator: " and ")); pick one with --location NAME"
+            )
+        }
+        if found.isEmpty && !unreadable.isEmpty {
+            throw VaultError(
+                .unreachable,
+                "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))")
+        }
+        return found.first
+    }
+
+    /// Refuses `subject` as a new name when a location holds it already: names are unique
+    /// across locations, so a command finds what it names in one place.
+    public func checkNew(_ subject: Subject, unlock: Unlock = .none) throws {
+        let holder: Location?
+        do {
+            holder = try holding(subject, unlock: unlock)
+        } catch let error as VaultError where error.code == .unreachable {
+            return // a location away cannot be asked; a clash there shows when it is back
+        }
+        if let holder {
+            throw VaultError(.alreadyExists, "\(subject.text) exists in location \(holder.name) already")
+        }
+    }
+
+    /// Writes the file (through a temporary name, so a reader sees the old file or the new).
+    public func save() throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        if !Posix.isDirectory(folder) {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        try Posix.writeFileAtomically(path, Array(text.utf8), mode: 0o644)
+    }
+
+    // MARK: - The file
+
+    /// The optional keys of a `[[location]]` table, in the order they are written.
+    private static let optionalKeys = ["endpoint", "key-file", "passphrase-file", "region", "state-dir"]
+
+    /// The `Location` field an optional key sets.
+    private static func field(_ key: String) -> WritableKeyPath<Location, String?>? {
+        switch key {
+        case "endpoint": return \.endpoint
+        case "key-file": return \.keyFile
+        case "passphrase-file": return \.passphraseFile
+        case "region": return \.region
+        case "state-dir": return \.stateDir
+        default: return nil
+        }
+    }
+
+    /// The file's text: a comment, then a `[[location]]` table for each.
+    var text: String {
+        var lines = [
+            "# vaultfs locations: each a named repository. Written by 'vaultctl location add|remove|default';",
+            "# edits by hand are read as long as they keep this form.",
+        ]
+        for location in entries {
+            lines += ["", "[[location]]", "name = \(Self.quoted(location.name))"]
+            lines.append("repository = \(Self.quoted(location.repository))")
+            if location.name == defaultLocation?.name { lines.append("default = true") }
+            for key in Self.optionalKeys {
+                if let path = Self.field(key), let value = location[keyPath: path] {
+                    lines.append("\(key) = \(Self.quoted(value))")
+                }
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A TOML basic string.
+    static func quoted(_ value: String) -> String {
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+                out += String(format: "\\u%04X", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// Reads the subset of TOML this file uses: comments, `[[location]]` tables, and
+    /// `key = "string"` (or `'literal'`) and `default = true|false`. Anything else is refused
+    /// with its line, so a typo never silently drops a setting.
+    private mutating func parse(_ text: String) throws {
+        var current: (location: Location, line: Int, seen: Set<String>, isDefault: Bool)?
+        var defaults: [String] = []
+        func finish() throws {
+            guard let (location, line, seen, isDefault) = current else { return }
+            guard seen.contains("name"), seen.contains("repository") else {
+                throw VaultError.invalid("\(path) line \(line): a [[location]] needs a name and a repository")
+            }
+            do {
+                try location.validate()
+            } catch let error as VaultError {
+                throw VaultError.invalid("\(path) line \(line): \(error.message)")
+            }
+            guard location.repository.hasPrefix("/") || S3Location.isURL(location.repository) else {
+                throw VaultError.invalid(
+                    "\(path) line \(line): the repository of '\(location.name)' is an absolute path or s3://BUCKET/PREFIX"
+                )
+            }
+            guard !entries.contains(where: { $0.name == location.name }) else {
+                throw VaultError.invalid("\(path) line \(line): location '\(location.name)' is named twice")
+            }
+            entries.append(location)
+            if isDefault { defaults.append(location.name) }
+        }
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line == "[[location]]" {
+                try finish()
+                current = (Location(name: "", repository: ""), number, [], false)
+                continue
+            }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw VaultError.invalid("\(path) line \(number): expected [[location]] or KEY = VALUE")
+            }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let rest = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            guard current != nil else {
+                throw VaultError.invalid("\(path) line \(number): '\(key)' outside a [[location]] table")
+            }
+            guard !current!.seen.contains(key) else {
+                throw VaultError.invalid("\(path) line \(number): '\(key)' is given twice")
+            }
+            current!.seen.insert(key)
+            if key == "default" {
+                switch Self.withoutComment(rest) {
+                case "true": current!.isDefault = true
+                case "false": current!.isDefault = false
+                default: throw VaultError.invalid("\(path) line \(number): default is true or false")
+                }
+                continue
+            }
+            let value = try Self.string(rest, at: "\(path) line \(number)")
+            switch key {
+            case "name": current!.location.name = value
+            case "repository": current!.location.repository = value
+            default:
+                guard let field = Self.field(key) else {
+                    throw VaultError.invalid(
+                        "\(path) line \(number): unknown key '\(key)' (known: name, repository, default, \(Self.optionalKeys.joined(separator: ", ")))"
+                    )
+                }
+                current!.location[keyPath: field] = value
+            }
+        }
+        try finish()
+        guard defaults.count <= 1 else {
+            throw VaultError.invalid(
+                "\(path): more than one location is the default (\(defaults.joined(separator: ", ")))")
+        }
+        defaultName = defaults.first ?? entries.first?.name
+    }
+
+    /// `value` without a trailing `# comment`.
+    private static func withoutComment(_ value: String) -> String {
+        guard let hash = value.firstIndex(of: "#") else { return value }
+        return value[..<hash].trimmingCharacters(in: .whitespaces)
+    }
+
+    /// A TOML basic or literal string that makes up the whole value (a comment may follow).
+    static func string(_ value: String, at place: String) throws -> String {
+        let scalars = Array(value.unicodeScalars)
+        guard let quote = scalars.first, quote == "\"" || quote == "'" else {
+            throw VaultError.invalid("\(place): a value is a \"quoted string\"")
+        }
+        var out = String.UnicodeScalarView()
+        var i = 1
+        while i < scalars.count {
+            let c = scalars[i]
+            if c == quote {
+                let tail = String(String.UnicodeScalarView(scalars[(i + 1)...])).trimmingCharacters(in: .whitespaces)
+                guard tail.isEmpty || tail.hasPrefix("#") else {
+                    throw VaultError.invalid("\(place): something follows the string")
+                }
+                return String(out)
+            }
+            if c.value < 0x20 || c.value == 0x7f {
+                throw VaultError.invalid("\(place): a control character in a string")
+            }
+            if c == "\\" && quote == "\"" {
+                guard i + 1 < scalars.count else { break }
+                i += 1
+                switch scalars[i] {
+                case "\"": out.append("\"")
+                case "\\": out.append("\\")
+                case "t": out.append("\t")
+                case "n": out.append("\n")
+                case "u", "U":
+                    let width = scalars[i] == "u" ? 4 : 8
+                    guard i + width < scalars.count,
+                        let code = UInt32(String(String.UnicodeScalarView(scalars[(i + 1)...(i + width)])), radix: 16),
+                        let scalar = Unicode.Scalar(code)
+                    else { throw VaultError.invalid("\(place): a bad \\u escape") }
+                    out.append(scalar)
+                    i += width
+                default: throw VaultError.invalid("\(place): an unknown escape \\\(scalars[i])")
+                }
+            } else {
+                out.append(c)
+            }
+            i += 1
+        }
+        throw VaultError.invalid("\(place): a string is not closed")
+    }
+}
