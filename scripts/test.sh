@@ -64,7 +64,7 @@ if [ $# -gt 0 ]; then
 else
   run_pass "all tests"
   VAULTFS_TEST_ENCRYPTION=1 VAULT_PASSPHRASE=vaultfs-test-passphrase \
-    run_pass "encrypted repositories" --filter "ScheduleTests|MountTests|CommandLineTests|CrashTests|FilesInsideTests|LocationTests"
+    run_pass "encrypted repositories" --filter "ScheduleTests|MountTests|CommandLineTests|CrashTests|FilesInsideTests|LocationTests|CopyTests"
 fi
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"

@@ -32,7 +32,9 @@ final class FileSystem: Sendable {
     /// Kernel cache time for disk images, which never change.
     static let imageTimeout = 3600.0
 
-    init(repository: Repository, options: MountOptions) {
+    /// `copies`: the vaults this repository holds as copies, with the location each is a
+    /// copy of ("" when unknown), for point.json.
+    init(repository: Repository, options: MountOptions, copies: [String: String] = [:]) {
         self.repository = repository
         self.options = options
         let resident = System.residentBytes()
@@ -49,7 +51,7 @@ final class FileSystem: Sendable {
         let files = PointFiles(memory: cache) { point, disk in try images.open(point: point, disk: disk).reader }
         self.files = files
         trees = TreeCache(repository: repository, singleVault: options.vault, files: files, logger: logger)
-        generated = GeneratedFiles(repository: repository, files: files)
+        generated = GeneratedFiles(repository: repository, files: files, copies: copies)
         let logger = logger
         liveRestores = LiveRestoreSet(repository: repository, cache: cache, fillRate: options.restoreFillRate) {
             logger.info("\($0)")

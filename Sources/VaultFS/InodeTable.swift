@@ -3,7 +3,8 @@ import Synchronization
 /// Stable inode numbers for nodes. A node keeps its number for the life of the mount, so the
 /// kernel's cached entries stay valid across catalog refreshes. Nodes inside filesystems are
 /// numbered by arithmetic instead (top bit, volume, inode), so browsing a large tree does
-/// not grow the table and hard links share one number.
+/// not grow the table and hard links share one number. Bits 59–62 stay clear: a mount of
+/// every location puts the location there (`LocationsRoot`).
 final class InodeTable: Sendable {
     static let rootInode: UInt64 = 1
     static let insideBit: UInt64 = 1 << 63
@@ -18,7 +19,7 @@ final class InodeTable: Sendable {
     private let state = Mutex(State())
 
     func inode(for node: Node) -> UInt64 {
-        if case .inside(let volume, let inode) = node, inode < 1 << Self.inodeBits, volume < 1 << 22 {
+        if case .inside(let volume, let inode) = node, inode < 1 << Self.inodeBits, volume < 1 << 19 {
             return Self.insideBit | UInt64(volume) << Self.inodeBits | inode
         }
         return state.withLock { state in

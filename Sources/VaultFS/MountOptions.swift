@@ -36,6 +36,9 @@ public struct MountOptions: Sendable, Equatable {
     /// (`restore_fill_rate=`, e.g. 100M); unlimited by default. Guest reads and writes are
     /// never held back.
     public var restoreFillRate: Int64?
+    /// `all_locations`: every location of the locations file, each a folder at the root
+    /// (`vaultfs --all-locations`); the source is then only the mount's name.
+    public var allLocations = false
 
     public init() {}
 
@@ -96,6 +99,7 @@ public struct MountOptions: Sendable, Equatable {
                     )
                 }
                 restoreFillRate = Int64(bytes)
+            case ("all_locations", nil): allLocations = true
             case ("ro", nil): readOnly = true
             case ("rw", nil): readOnly = false
             case ("default_permissions", nil), ("nodev", nil), ("nosuid", nil), ("noexec", nil),
@@ -104,9 +108,15 @@ public struct MountOptions: Sendable, Equatable {
             default:
                 throw VaultError(
                     .invalidArgument,
-                    "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE, restore_fill_rate=SIZE)"
+                    "unknown mount option '\(option)' (known: vault=NAME, allow_other, cache_size=SIZE, image_mode=OCTAL, log=/FILE, passphrase_file=FILE, key_file=FILE, files_owner=me|original, fsname=NAME, ro, s3_endpoint=URL, s3_region=NAME, state_dir=/DIR, cache_dir=/DIR, cache_disk_size=SIZE, restore_fill_rate=SIZE, all_locations)"
                 )
             }
+        }
+        if allLocations && (cacheDirectory != nil || stateDirectory != nil || vault != nil) {
+            throw VaultError(
+                .invalidArgument,
+                "all_locations takes each location's settings from the locations file: vault=, state_dir= and cache_dir= are for a mount of one repository"
+            )
         }
         if cacheDiskSize != nil && cacheDirectory == nil {
             throw VaultError(.invalidArgument, "cache_disk_size= needs cache_dir=/DIR, the folder that holds the cache")

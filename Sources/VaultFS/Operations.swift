@@ -4,7 +4,7 @@ import Glibc
 import VaultFiles
 
 /// The low-level operations table. Every callback is a non-capturing closure that finds the
-/// `FileSystem` through the session's userdata and hands its `Reply` to `Bridge.send`.
+/// `MountOperations` through the session's userdata and hands its `Reply` to `Bridge.send`.
 /// Built in a nonisolated function: closures in top-level code would be main-actor isolated
 /// and trap when libfuse calls them from its worker threads.
 func makeOperations() -> fuse_lowlevel_ops {
@@ -69,11 +69,17 @@ func makeOperations() -> fuse_lowlevel_ops {
     return ops
 }
 
-/// Finds the request's `FileSystem`, runs the handler and sends its one reply.
+/// What the session's userdata points to: the operations the mount answers with.
+final class Served: Sendable {
+    let operations: any MountOperations
+    init(_ operations: any MountOperations) { self.operations = operations }
+}
+
+/// Finds the request's operations, runs the handler and sends its one reply.
 private func respond(
-    _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (FileSystem) -> Reply
+    _ req: fuse_req_t?, _ fi: UnsafeMutablePointer<fuse_file_info>? = nil, _ handler: (any MountOperations) -> Reply
 ) {
-    let fs = Unmanaged<FileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    let fs = Unmanaged<Served>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue().operations
     let reply = handler(fs)
     if !Bridge.send(reply, req, fi, uid: fs.uid, gid: fs.gid), case .opened(let handle, _, _, _) = reply {
         _ = fs.release(handle: handle)

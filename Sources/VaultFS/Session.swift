@@ -8,21 +8,55 @@ import VaultCore
 public enum Mount {
     /// Runs the session on this thread; `ready` is called once the mount is up.
     public static func serve(
-        repository: Repository, at mountpoint: String, options: MountOptions,
+        repository: Repository, at mountpoint: String, options: MountOptions, copies: [String: String] = [:],
         ready: () -> Void
     ) throws {
         if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
         try checkMountPoint(mountpoint)
         try refuseOverlap(mountpoint, with: folders(of: repository, options: options))
-        let fs = FileSystem(repository: repository, options: options)
+        try serve(
+            FileSystem(repository: repository, options: options, copies: copies),
+            fsname: options.fsname ?? repository.location.name,
+            at: mountpoint, options: options, ready: ready)
+    }
+
+    /// Mounts every location of `locations`, each a folder at the root showing what a mount
+    /// of it alone would (`vaultfs --all-locations`); `copies` names, for each location, the
+    /// vaults it holds as copies and the location each is a copy of. The chunk cache's
+    /// budget is shared out among them.
+    public static func serveLocations(
+        _ locations: [(name: String, repository: Repository, copies: [String: String])], at mountpoint: String,
+        options: MountOptions, ready: () -> Void
+    ) throws {
+        guard options.vault == nil else {
+            throw VaultError(
+                .invalidArgument, "vault=NAME shows one vault of one repository; mount its location alone for it")
+        }
+        try checkMountPoint(mountpoint)
+        for location in locations {
+            try refuseOverlap(mountpoint, with: folders(of: location.repository, options: options))
+        }
+        var shared = options
+        shared.cacheSize = max(16 << 20, options.cacheSize / max(1, locations.count))
+        let root = try LocationsRoot(
+            locations.map {
+                ($0.name, FileSystem(repository: $0.repository, options: shared, copies: $0.copies))
+            })
+        try serve(root, fsname: options.fsname ?? "vaultfs-locations", at: mountpoint, options: options, ready: ready)
+    }
+
+    /// Runs a session answering with `fs` until unmounted or signalled.
+    private static func serve(
+        _ fs: any MountOperations, fsname: String, at mountpoint: String, options: MountOptions, ready: () -> Void
+    ) throws {
         let argv = [
-            "vaultfs", "-o", optionString(fsname: options.fsname ?? repository.location.name, options: options),
+            "vaultfs", "-o", optionString(fsname: fsname, options: options),
         ]
         .map(duplicateCString)
         defer { argv.forEach { free($0) } }
         var pointers: [UnsafeMutablePointer<CChar>?] = argv + [nil]
         var ops = makeOperations()
-        let userdata = Unmanaged.passRetained(fs)
+        let userdata = Unmanaged.passRetained(Served(fs))
         defer { userdata.release() }
         try pointers.withUnsafeMutableBufferPointer { buffer in
             var args = fuse_args(argc: Int32(argv.count), argv: buffer.baseAddress, allocated: 0)
@@ -39,7 +73,7 @@ public enum Mount {
             }
             defer { fuse_session_unmount(session) }
             tuneReadAhead(mountpoint)
-            fs.startRestores()
+            fs.start()
             ready()
             _ = vfs_session_loop_mt(session, 16)
             fs.shutdown()

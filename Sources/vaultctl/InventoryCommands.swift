@@ -5,7 +5,7 @@ import VaultCore
 struct VaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault", abstract: "Create, list, show and remove vaults.",
-        subcommands: [Create.self, List.self, Show.self, Remove.self])
+        subcommands: [Create.self, List.self, Show.self, VaultSet.self, Remove.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a vault (optionally with its policy).")
@@ -29,11 +29,16 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             var views: [VaultView] = []
             var policies: [String] = []
+            let locations = try Locations.load()
             let listing = try repository.eachRepository { repo, location in
                 for vault in try repo.catalog.vaults() {
                     let servers = try repo.catalog.servers(inVault: vault.id).map(\.name)
-                    views.append(VaultView(vault, servers: servers, location: location))
-                    policies.append(policyText(vault.policy))
+                    let view = VaultView(vault, servers: servers, location: location, locations: locations)
+                    views.append(view)
+                    policies.append(
+                        view.isCopy == true
+                            ? "a copy (kept by its copy policy)"
+                            : policyText(vault.policy) + (view.copy.map { "; \(copyText($0))" } ?? ""))
                 }
             }
             if json {
@@ -60,11 +65,15 @@ struct VaultCommand: ParsableCommand {
         func run() throws {
             let repo = try repository.open(.vault(name))
             let vault = try repo.catalog.vault(named: name)
-            if json {
-                return printJSON(VaultView(vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name)))
-            }
+            let location = try repository.namedLocation(for: .vault(name))
+            let view = VaultView(
+                vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name), location: location?.name,
+                locations: try Locations.load())
+            if json { return printJSON(view) }
             print("vault:   \(vault.name)")
+            if let location { print("location: \(location.name)" + (view.isCopy == true ? " (a copy)" : "")) }
             print("policy:  \(policyText(vault.policy))")
+            if let copy = view.copy { print("copy:    \(copyText(copy))") }
             print("servers: \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
         }
     }

@@ -30,7 +30,7 @@ struct LocationCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Name an existing repository as a location (the first one is the default).")
+            abstract: "Name an existing repository as a location (the first one is the default), or make a mirror one.")
         @Argument(help: "The location's name: letters, digits, '-' and '_'.") var name: String
         @Argument(help: "The repository: a folder made with 'vaultctl init', or s3://BUCKET/PREFIX.") var repository:
             String
@@ -41,6 +41,11 @@ struct LocationCommand: ParsableCommand {
         @Option(help: "A file whose first line is the passphrase of an encrypted repository.") var passphraseFile:
             String?
         @Flag(help: "Make it the default location.") var `default` = false
+        @Option(
+            help:
+                "Make a new folder or s3:// prefix the mirror of this location's repository (the same id and key), to take its vaults' copies ('vault set --copy-to')."
+        )
+        var mirrorOf: String?
 
         func run() throws {
             var locations = try Locations.load() ?? Locations.empty()
@@ -49,7 +54,7 @@ struct LocationCommand: ParsableCommand {
                 Location(
                     name: name, repository: repository, endpoint: endpoint, region: region,
                     stateDir: absolute(stateDir), keyFile: absolute(keyFile), passphraseFile: absolute(passphraseFile)),
-                makeDefault: self.default)
+                makeDefault: self.default, mirrorOf: mirrorOf)
             try locations.save()
             let isDefault = locations.defaultLocation?.name == name
             print("added location \(name) (\(try locations.named(name).repository))\(isDefault ? ", the default" : "")")

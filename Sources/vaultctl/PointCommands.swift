@@ -141,9 +141,12 @@ struct History: ParsableCommand {
         name: .customLong("server"),
         help: ArgumentHelp("The same as the SERVER argument (kept for a release).", visibility: .hidden))
     var serverOption: String?
+    @Flag(help: "Show this host's copies ('vault set --copy-to') instead: each attempt, and why it failed.")
+    var copies = false
     @Flag var json = false
 
     func run() throws {
+        if copies { return try printCopyHistory(json: json) }
         let repo = try repository.open(filters.subject(server: server ?? serverOption))
         if serverOption != nil {
             warn(

@@ -121,6 +121,8 @@ struct ScheduleCommand: ParsableCommand {
                 var failed: Bool
                 /// The point the outcome made, as `points --json` shows it.
                 var point: PointView?
+                /// The copy the outcome tells of, as `history --copies --json` shows it.
+                var copy: CopyHistoryEntry?
             }
             var time: String
             var outcomes: [OutcomeView]
@@ -130,6 +132,11 @@ struct ScheduleCommand: ParsableCommand {
             let fixed = try now.map { _ in try parseClock(now) }
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
             let places = try repository.scheduledTargets()
+            // Copy policies run when the scheduler serves the locations file as a whole.
+            let locations = places.allSatisfy { $0.name != nil } ? try Locations.load() : nil
+            let copies = locations.flatMap { locations in
+                places.count == locations.entries.count ? Copies.standard(locations) : nil
+            }
             let schedulers = Schedulers(runsEachMinute: once)
             let signals = onStopSignals { schedulers.stop() }
             defer { signals.forEach { $0.cancel() } }
@@ -140,7 +147,9 @@ struct ScheduleCommand: ParsableCommand {
                 for (index, place) in places.enumerated() where !schedulers.isStopped {
                     let shownServer = { (server: String) in place.name.map { "\(server) (\($0))" } ?? server }
                     do {
-                        let scheduler = try schedulers.scheduler(index) {
+                        let scheduler = try schedulers.scheduler(
+                            index, copies: place.name.map { locations?.copiedVaults(in: $0) ?? [] } ?? []
+                        ) {
                             try Repository(location: place.location, unlock: place.unlock)
                         }
                         let repo = scheduler.repository
@@ -187,6 +196,36 @@ struct ScheduleCommand: ParsableCommand {
                         if once { failed.append(place.name ?? "scheduler") }
                     }
                 }
+                // Then each copy that is due, after the backups that give it new points.
+                for policy in copies?.locations.copies ?? [] where !schedulers.isStopped {
+                    guard let copies else { break }
+                    do {
+                        guard try copies.isDue(policy, now: clock) else { continue }
+                    } catch {
+                        FileHandle.standardError.write(
+                            Data("\(shownTime(clock)) copy of vault \(policy.vault): \(error)\n".utf8))
+                        if once { failed.append("copy of vault \(policy.vault)") }
+                        continue
+                    }
+                    let printer = progress.printer()
+                    let (entry, problem) = copies.run(
+                        policy, unlock: repository.unlock, now: clock, progress: printer.callback())
+                    printer.clear()
+                    if let problem { warn(problem) }
+                    let failure = entry.error != nil
+                    views.append(
+                        RunView.OutcomeView(
+                            server: "-", location: policy.to, message: copyLine(entry), failed: failure, point: nil,
+                            copy: entry))
+                    let line = "\(shownTime(clock)) \(copyLine(entry))\n"
+                    if failure {
+                        FileHandle.standardError.write(Data(line.utf8))
+                        if once { failed.append("copy of vault \(policy.vault)") }
+                    } else if !json {
+                        print(line, terminator: "")
+                        fflush(nil)
+                    }
+                }
                 if json && (once || !views.isEmpty) {
                     let view = RunView(time: Units.formatTime(clock), outcomes: views)
                     if once {
@@ -229,10 +268,11 @@ final class Schedulers: Sendable {
         opened.withLock { $0.values.forEach { $0.stop() } }
     }
 
-    /// The scheduler of the `index`th repository, opened with `open` the first time.
-    func scheduler(_ index: Int, open: () throws -> Repository) throws -> Scheduler {
+    /// The scheduler of the `index`th repository, opened with `open` the first time;
+    /// `copies` are the vaults it holds as copies.
+    func scheduler(_ index: Int, copies: Set<String>, open: () throws -> Repository) throws -> Scheduler {
         if let scheduler = opened.withLock({ $0[index] }) { return scheduler }
-        let scheduler = Scheduler(repository: try open(), runsEachMinute: runsEachMinute)
+        let scheduler = Scheduler(repository: try open(), runsEachMinute: runsEachMinute, copies: copies)
         opened.withLock { $0[index] = scheduler }
         if isStopped { scheduler.stop() }
         return scheduler

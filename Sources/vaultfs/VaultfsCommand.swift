@@ -9,7 +9,10 @@ import VaultFS
 enum VaultfsCommand {
     static let usage = """
         usage: vaultfs REPOSITORY MOUNTPOINT [-f] [-o OPTIONS]      (REPOSITORY: a folder or s3://BUCKET/PREFIX)
+               vaultfs --all-locations MOUNTPOINT [-f] [-o OPTIONS]  (every location of the locations file)
           -f            stay in the foreground (default: detach once mounted)
+          --all-locations  a folder per location of /etc/vaultfs/locations.toml ($VAULT_CONFIG), each
+                        showing its vaults; in fstab: vaultfs-locations MOUNTPOINT vaultfs all_locations,...
           -o OPTIONS    comma-separated: vault=NAME (show one vault at the root),
                         allow_other (let other users in), cache_size=SIZE (decoded chunk cache, default 128M),
                         image_mode=OCTAL (disk images' mode, default 0400: only the mounting user),
@@ -32,10 +35,12 @@ enum VaultfsCommand {
         var positional: [String] = []
         var foreground = false
         var optionText: [String] = []
+        var allLocations = false
         var rest = arguments.dropFirst()
         while let argument = rest.popFirst() {
             switch argument {
             case "-f": foreground = true
+            case "--all-locations": allLocations = true
             case "-o":
                 guard let value = rest.popFirst() else { return fail("-o needs a value") }
                 optionText.append(value)
@@ -54,14 +59,20 @@ enum VaultfsCommand {
                 positional.append(argument)
             }
         }
-        guard positional.count == 2 else { return fail("give a repository and a mount point\n\(usage)") }
+        // The fstab form has a source and all_locations; the command line's needs neither.
+        if allLocations {
+            optionText.append("all_locations")
+            if positional.count == 1 { positional.insert("vaultfs-locations", at: 0) }
+        }
         let options: MountOptions
         do { options = try MountOptions(parsing: optionText.joined(separator: ",")) } catch { return fail("\(error)") }
+        guard positional.count == 2 else { return fail("give a repository and a mount point\n\(usage)") }
 
         let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
         if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }
         if notifyFd != nil || options.logFile != nil {
-            let local = S3Location.isURL(positional[0]) ? nil : Posix.absolutePath(positional[0])
+            let local =
+                S3Location.isURL(positional[0]) || options.allLocations ? nil : Posix.absolutePath(positional[0])
             let destination = bootstrapDaemonLogging(logFile: options.logFile, repository: local)
             if destination == "nowhere" && notifyFd != nil {
                 Detach.notifyFailure(notifyFd!, "no log destination: give -o log=FILE")
@@ -75,17 +86,56 @@ enum VaultfsCommand {
             // fio with 4 jobs gave 13.3-14.4k IOPS against 14.9-15.3k before the cache counted
             // its loads in flight (both changes together).
             _ = vfs_limit_malloc_arenas(1)
+            if options.allLocations {
+                try serveLocations(at: positional[1], fsname: positional[0], options: options, notifyFd: notifyFd)
+                return 0
+            }
             let location = try RepositoryLocation.parse(
                 positional[0], endpoint: options.s3Endpoint, region: options.s3Region,
                 stateDirectory: options.stateDirectory)
             let repository = try Repository(location: location, unlock: options.unlock, diskCache: options.diskCache)
-            try Mount.serve(repository: repository, at: positional[1], options: options) {
+            // A location that takes copies says so in their point.json.
+            let locations = try? Locations.load()
+            let copies = locations.flatMap { locations in
+                locations.named(at: location).map { locations.copySources(in: $0.name, unlock: options.unlock) }
+            }
+            try Mount.serve(repository: repository, at: positional[1], options: options, copies: copies ?? [:]) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }
             }
             return 0
         } catch {
             if let fd = notifyFd { Detach.notifyFailure(fd, "\(error)") }
             return fail("\(error)")
+        }
+    }
+
+    /// Mounts every location of the locations file. One that cannot be opened is left out and
+    /// said in the log; none at all fails the mount.
+    static func serveLocations(at mountpoint: String, fsname: String, options: MountOptions, notifyFd: Int32?) throws {
+        guard let locations = try Locations.load(), !locations.entries.isEmpty else {
+            throw VaultError(
+                .notFound,
+                "--all-locations needs named locations, and \(Locations.path()) has none (add them with 'vaultctl location add')"
+            )
+        }
+        var served: [(name: String, repository: Repository, copies: [String: String])] = []
+        let logger = Logger(label: "vaultfs")
+        for location in locations.entries {
+            do {
+                let place = try location.repositoryLocation(endpoint: options.s3Endpoint, region: options.s3Region)
+                let repository = try Repository(location: place, unlock: location.unlock(else: options.unlock))
+                served.append(
+                    (location.name, repository, locations.copySources(in: location.name, unlock: options.unlock)))
+            } catch {
+                logger.error("location \(location.name) is not shown: \(error)")
+                FileHandle.standardError.write(Data("vaultfs: location \(location.name) is not shown: \(error)\n".utf8))
+            }
+        }
+        guard !served.isEmpty else { throw VaultError(.io, "no location of \(locations.path) could be opened") }
+        var named = options
+        named.fsname = options.fsname ?? fsname
+        try Mount.serveLocations(served, at: mountpoint, options: named) {
+            if let fd = notifyFd { Detach.notifyReady(fd) }
         }
     }
 

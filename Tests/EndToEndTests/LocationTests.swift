@@ -24,15 +24,6 @@ final class LocationTests: XCTestCase {
             try ctl.run("init", offsite, "--chunk-size", "256K")
         }
 
-        /// `vaultctl ARGUMENTS` that must fail: its one line of error.
-        func refusal(_ arguments: String...) throws -> String {
-            let result = try ctl.attempt(arguments)
-            XCTAssertNotEqual(result.status, 0, "\(arguments) succeeded: \(result.stdout)")
-            let text = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            XCTAssertFalse(text.contains("\n"), "more than one line: \(text)")
-            return text
-        }
-
         /// The vault names of the repository at `path`.
         func vaults(in path: String) throws -> [String] {
             try ctl.json("-R", path, "vault", "list").compactMap { $0["vault"] as? String }
@@ -90,12 +81,13 @@ final class LocationTests: XCTestCase {
         // Names are unique across locations; a location holding a vault stays; -R still pins.
         let before = try readBytes(setup.config)
         XCTAssertTrue(
-            try setup.refusal("vault", "create", "archive", "--location", "fast").contains("exists in location offsite")
+            try setup.ctl.refusal("vault", "create", "archive", "--location", "fast").contains(
+                "exists in location offsite")
         )
         XCTAssertTrue(
-            try setup.refusal("server", "add", "db", "--vault", "prod", "--disk", "root=\(image)")
+            try setup.ctl.refusal("server", "add", "db", "--vault", "prod", "--disk", "root=\(image)")
                 .contains("exists in location offsite"))
-        XCTAssertTrue(try setup.refusal("location", "remove", "offsite").contains("holds vault(s) archive"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "remove", "offsite").contains("holds vault(s) archive"))
         XCTAssertEqual(try readBytes(setup.config), before)
         XCTAssertFalse(try setup.vaults(in: setup.fast).contains("archive"))
         XCTAssertTrue(try ctl.run("-R", setup.fast, "vault", "list").contains("prod"))
@@ -134,28 +126,29 @@ final class LocationTests: XCTestCase {
         let ctl = setup.ctl
         // No file: commands without -R say how to name a repository; location commands say
         // there are none.
-        XCTAssertTrue(try setup.refusal("vault", "list").contains("location add"))
-        XCTAssertTrue(try setup.refusal("location", "show", "fast").contains("does not exist"))
+        XCTAssertTrue(try setup.ctl.refusal("vault", "list").contains("location add"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "show", "fast").contains("does not exist"))
         // A repository that is not one, or is not there: nothing is written.
         let empty = setup.scratch.file("empty")
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
-        XCTAssertTrue(try setup.refusal("location", "add", "fast", empty).contains("not a vaultfs repository"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "add", "fast", empty).contains("not a vaultfs repository"))
         XCTAssertTrue(
-            try setup.refusal("location", "add", "fast", setup.scratch.file("nowhere")).contains(
+            try setup.ctl.refusal("location", "add", "fast", setup.scratch.file("nowhere")).contains(
                 "not a vaultfs repository"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: setup.config))
 
         try ctl.run("location", "add", "fast", setup.fast)
         let before = try readBytes(setup.config)
-        XCTAssertTrue(try setup.refusal("location", "add", "fast", setup.offsite).contains("already"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "add", "fast", setup.offsite).contains("already"))
         XCTAssertTrue(
-            try setup.refusal("location", "add", "again", setup.fast).contains("location 'fast' is that repository"))
-        XCTAssertTrue(try setup.refusal("location", "add", "bad/name", setup.offsite).contains("bad location name"))
-        XCTAssertTrue(try setup.refusal("location", "show", "nope").contains("no location named 'nope'"))
-        XCTAssertTrue(try setup.refusal("location", "remove", "nope").contains("no location named 'nope'"))
-        XCTAssertTrue(try setup.refusal("vault", "list", "--location", "nope").contains("no location named 'nope'"))
+            try setup.ctl.refusal("location", "add", "again", setup.fast).contains("location 'fast' is that repository")
+        )
+        XCTAssertTrue(try setup.ctl.refusal("location", "add", "bad/name", setup.offsite).contains("bad location name"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "show", "nope").contains("no location named 'nope'"))
+        XCTAssertTrue(try setup.ctl.refusal("location", "remove", "nope").contains("no location named 'nope'"))
+        XCTAssertTrue(try setup.ctl.refusal("vault", "list", "--location", "nope").contains("no location named 'nope'"))
         XCTAssertTrue(
-            try setup.refusal("vault", "list", "--location", "fast", "-R", setup.fast).contains("not both"))
+            try setup.ctl.refusal("vault", "list", "--location", "fast", "-R", setup.fast).contains("not both"))
         XCTAssertEqual(try readBytes(setup.config), before)
 
         // A file edited by hand with a mistake is refused with its line, never half read.
@@ -168,7 +161,7 @@ final class LocationTests: XCTestCase {
             ("[[location]]\nname = \"a\nrepository = \"/x\"\n", "line 2: a string is not closed"),
         ] {
             XCTAssertTrue(FileManager.default.createFile(atPath: setup.config, contents: Data(text.utf8)))
-            XCTAssertTrue(try setup.refusal("location", "list").contains(expected), text)
+            XCTAssertTrue(try setup.ctl.refusal("location", "list").contains(expected), text)
             XCTAssertEqual(try String(contentsOfFile: setup.config, encoding: .utf8), text)
         }
     }

@@ -99,3 +99,15 @@ public struct Vaultctl {
         return value
     }
 }
+
+extension Vaultctl {
+    /// `vaultctl ARGUMENTS` that must fail: its one line of error. Throws when it succeeds
+    /// or says more than one line.
+    public func refusal(_ arguments: String...) throws -> String {
+        let result = try attempt(arguments)
+        guard result.status != 0 else { throw TestError.failed("\(arguments) succeeded: \(result.stdout)") }
+        let text = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.contains("\n") else { throw TestError.failed("\(arguments) said more than one line: \(text)") }
+        return text
+    }
+}

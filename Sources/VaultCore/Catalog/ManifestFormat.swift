@@ -24,6 +24,20 @@ struct PointManifest: Sendable, Equatable {
     /// Whether this says the point is stored and restorable (its chunks must be kept).
     var isLive: Bool { point.status == .active && point.deletion != .deleted }
 
+    /// This manifest with its times to the millisecond, as the catalog keeps them: two that
+    /// say the same compare equal however finely each was written.
+    var atCatalogPrecision: PointManifest {
+        func ms(_ date: Date?) -> Date? {
+            date.map { Date(timeIntervalSince1970: ($0.timeIntervalSince1970 * 1000).rounded() / 1000) }
+        }
+        var copy = self
+        copy.point.slot = ms(point.slot)
+        copy.point.startedAt = ms(point.startedAt) ?? point.startedAt
+        copy.point.finishedAt = ms(point.finishedAt)
+        copy.point.deletedAt = ms(point.deletedAt)
+        return copy
+    }
+
     /// The file as it is stored.
     struct File: Codable {
         var format = PointManifest.format

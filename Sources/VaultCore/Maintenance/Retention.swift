@@ -8,17 +8,18 @@ public struct Retention {
 
     public init(repository: Repository) { self.repository = repository }
 
-    /// Points retention would delete now, without deleting them.
-    public func plan(vault name: String) throws -> [Point] {
+    /// Points retention would delete now, without deleting them: past the vault's policy's
+    /// keep-fulls, or past `keepFulls` when given (a copy's own retention).
+    public func plan(vault name: String, keepFulls: Int? = nil) throws -> [Point] {
         let vault = try repository.catalog.vault(named: name)
-        guard let policy = vault.policy else { return [] }
+        guard let keep = keepFulls ?? vault.policy?.keepFulls else { return [] }
         let points = try repository.catalog.policyPoints(vault: vault.id)
         var doomed: [Point] = []
         for (_, serverPoints) in Dictionary(grouping: points, by: { $0.serverId }) {
             let fulls = serverPoints.filter { $0.kind == .full && $0.status == .active && $0.deletion == .none }
                 .sorted { $0.startedAt > $1.startedAt }
-            guard fulls.count > policy.keepFulls else { continue }
-            let expired = Array(fulls[policy.keepFulls...].map(\.id))
+            guard fulls.count > keep else { continue }
+            let expired = Array(fulls[keep...].map(\.id))
             // The whole chain goes, wherever its points are, so no incremental outlives its parent.
             doomed += try repository.catalog.finishedPoints(ofChains: expired)
         }
@@ -27,8 +28,8 @@ public struct Retention {
 
     /// Deletes what `plan` lists, then collects chunks no point uses any more.
     @discardableResult
-    public func apply(vault name: String, now: Date = Date()) throws -> Removal {
-        let doomed = try plan(vault: name)
+    public func apply(vault name: String, keepFulls: Int? = nil, now: Date = Date()) throws -> Removal {
+        let doomed = try plan(vault: name, keepFulls: keepFulls)
         guard !doomed.isEmpty else { return Removal() }
         try repository.deleteForGood(doomed, at: now)
         return Removal(

@@ -31,6 +31,16 @@ public enum Sync {
             throw VaultError.notFound("no vault named '\(vault)' in \(source.location.name)")
         }
         let mirror = try openMirror(of: source, at: target, unlock: unlock)
+        return try run(from: source, into: mirror, vault: vault, progress: progress)
+    }
+
+    /// Copies into `mirror` the live points of `vault` (or of every vault) that `select`
+    /// takes, with the parents each needs.
+    static func run(
+        from source: Repository, into mirror: Repository, vault: String?,
+        select: (PointManifest) -> Bool = { _ in true },
+        progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }
+    ) throws -> Report {
         try mirror.requireWritable("sync into it")
         // In a shared bucket a collection on any host must see the sync as it sees a backup:
         // a lease among the servers' (no server may be named ".sync").
@@ -61,7 +71,7 @@ public enum Sync {
             wanted.append(manifest)
         }
         for manifest in live.sorted(by: { $0.point.startedAt < $1.point.startedAt })
-        where vault == nil || manifest.point.vaultName == vault {
+        where (vault == nil || manifest.point.vaultName == vault) && select(manifest) {
             add(manifest)
         }
 
@@ -73,7 +83,12 @@ public enum Sync {
             let id = manifest.point.id
             let key = "\(ManifestStore.prefix)points/\(id).json"
             let sourceManifest = try source.objects.get(key, limit: ManifestStore.maxFileSize)
-            if let sourceManifest, try mirror.objects.get(key, limit: ManifestStore.maxFileSize) == sourceManifest {
+            // The same bytes, or the same record: a collection rewrites a manifest whose times
+            // are finer than the catalog's, which is no reason to copy the point again.
+            if let sourceManifest, let there = try mirror.objects.get(key, limit: ManifestStore.maxFileSize),
+                there == sourceManifest
+                    || (try? mirror.manifests.point(id))?.atCatalogPrecision == manifest.atCatalogPrecision
+            {
                 report.pointsPresent += 1
                 continue
             }
@@ -92,6 +107,7 @@ public enum Sync {
                 present.formUnion(keys)
                 report.chunks += copied.count
                 report.chunkBytes += copied.bytes
+                FaultInjection.reached("sync-chunks-copied")
                 let mapKey = source.maps.key(id, disk.disk)
                 guard let bytes = try source.objects.get(mapKey, limit: ChunkMap.maxFileSize) else {
                     throw VaultError(.corrupt, "chunk map \(source.objects.location)/\(mapKey) is missing")
@@ -100,6 +116,7 @@ public enum Sync {
                 report.maps += 1
             }
             try mirror.objects.flush()
+            FaultInjection.reached("sync-maps-copied")
             guard let sourceManifest else {
                 throw VaultError(.corrupt, "manifest \(source.objects.location)/\(key) is missing")
             }
@@ -111,6 +128,7 @@ public enum Sync {
             }
             try mirror.objects.put(key, sourceManifest, durable: true)
             report.points += 1
+            FaultInjection.reached("sync-manifest-copied")
         }
         // The servers and vaults of what was copied, then the target's catalog takes it all in.
         for name in Set(wanted.map(\.point.serverName)) {
@@ -136,7 +154,7 @@ public enum Sync {
     }
 
     /// Opens the mirror at `target`, or makes it there when it holds no repository.
-    private static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws
+    static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws
         -> Repository
     {
         if target == source.location || target.root == source.root {

@@ -267,24 +267,10 @@ public struct InstantRestores: Sendable {
         return durable.bytes
     }
 
-    /// Refuses what is not a plain file (or folder), or what another user owns or its group
-    /// or others may write: such a file could point a restore at any file of this host.
+    /// Refuses what is not an owner-only plain file (or folder): a record names a file this
+    /// host writes, so one another user could write could point a restore at any file.
     func requireTrusted(_ path: String, isDirectory: Bool, missingIsFine: Bool = false) throws {
-        // Owner-only: a record names a file this host writes.
-        var st = stat()
-        guard lstat(path, &st) == 0 else {
-            if missingIsFine && errno == ENOENT { return }
-            throw Posix.error("cannot use", path)
-        }
-        guard st.st_mode & S_IFMT == (isDirectory ? S_IFDIR : S_IFREG) else {
-            throw VaultError(.permissionDenied, "\(path) is not a \(isDirectory ? "folder" : "plain file")")
-        }
-        guard st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else {
-            throw VaultError(
-                .permissionDenied,
-                "\(path) belongs to another user or is open to others (mode \(String(st.st_mode & 0o7777, radix: 8))): restores are not read from it; make it owner-only"
-            )
-        }
+        try Posix.requireOwnerOnly(path, isDirectory: isDirectory, missingIsFine: missingIsFine)
     }
 }
 

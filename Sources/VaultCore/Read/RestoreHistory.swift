@@ -84,45 +84,17 @@ public struct RestoreHistoryEntry: Codable, Sendable, Equatable {
 }
 
 extension InstantRestores {
-    var historyPath: String { "\(directory)/history.jsonl" }
+    var historyLog: HistoryLog<RestoreHistoryEntry> { HistoryLog(directory: directory) }
 
-    /// Most bytes the history keeps: past it, the older half goes.
-    static let historyLimit = 1 << 20
-
-    /// Adds `entry` to this host's restore history (one JSON line, appended whole). A history
-    /// that cannot be written never fails the restore: the caller gets the reason to say.
+    /// Adds `entry` to this host's restore history. A history that cannot be written never
+    /// fails the restore: the caller gets the reason to say.
     @discardableResult
     public func record(_ entry: RestoreHistoryEntry) -> String? {
-        do {
-            if !Posix.exists(directory) { try Posix.makeDirectories(directory, mode: 0o700) }
-            try requireTrusted(directory, isDirectory: true)
-            let encoder = JSONEncoder()
-            encoder.dateEncodingStrategy = .iso8601
-            encoder.outputFormatting = .sortedKeys
-            let line = Array(try encoder.encode(entry)) + [10]
-            if Posix.fileSize(historyPath) + Int64(line.count) > Self.historyLimit {
-                let kept = (try? Posix.readFile(historyPath, limit: 2 * Self.historyLimit)) ?? []
-                let half = kept.dropFirst(kept.count / 2)
-                let tail = half.firstIndex(of: 10).map { half[($0 + 1)...] } ?? []
-                try Posix.writeFileAtomically(historyPath, Array(tail), mode: 0o600)
-            }
-            let fd = try Posix.open(historyPath, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode: 0o600)
-            defer { close(fd) }
-            try line.withUnsafeBytes { try Posix.writeAll(fd, $0, path: historyPath) }
-            return nil
-        } catch {
-            return "the restore history \(historyPath) was not written: \(error)"
-        }
+        historyLog.append(entry, what: "restore")
     }
 
     /// This host's restores, oldest first; lines that cannot be read are skipped.
     public func history() throws -> [RestoreHistoryEntry] {
-        guard Posix.exists(historyPath) else { return [] }
-        try requireTrusted(directory, isDirectory: true)
-        try requireTrusted(historyPath, isDirectory: false)
-        let bytes = try Posix.readFile(historyPath, limit: 2 * Self.historyLimit)
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return bytes.split(separator: 10).compactMap { try? decoder.decode(RestoreHistoryEntry.self, from: Data($0)) }
+        try historyLog.entries()
     }
 }

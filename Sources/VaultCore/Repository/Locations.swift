@@ -84,12 +84,61 @@ public struct Location: Sendable, Equatable, Codable {
         try catalog(unlock: unlock).vaults().map(\.name)
     }
 
+    /// The id of its repository.
+    func repositoryId() throws -> String { try config().id }
+
+    /// Its repository's description.
+    func config() throws -> RepositoryConfig {
+        switch try repositoryLocation() {
+        case .directory(let root): return try RepositoryConfig.load(from: root)
+        case .s3(let s3, _): return try RepositoryConfig.load(from: try S3Store(s3))
+        }
+    }
+
+    /// The id of its repository, or nil when nothing is there yet.
+    func repositoryIdIfAny() throws -> String? {
+        do {
+            return try repositoryId()
+        } catch let error as VaultError where error.code == .notARepository || error.code == .notFound {
+            return nil
+        }
+    }
+
     /// Checks that its repository is one this vaultfs reads: `repository.json` is there and
     /// valid. The key is not asked for.
-    func checkRepository() throws {
-        switch try repositoryLocation() {
-        case .directory(let root): _ = try RepositoryConfig.load(from: root)
-        case .s3(let s3, _): _ = try RepositoryConfig.load(from: try S3Store(s3))
+    func checkRepository() throws { _ = try config() }
+}
+
+/// A vault's copy policy: its points copied to another location every `everySeconds`, where
+/// its own retention keeps the newest `keepFulls` chains of each server.
+public struct CopyPolicy: Sendable, Equatable, Codable {
+    public var vault: String
+    /// The location the copies go to.
+    public var to: String
+    public var everySeconds: Int
+    public var keepFulls: Int
+
+    public static let keepFullsRange = 1...1000
+    /// From one minute to a year.
+    public static let everyRange = 60...(366 * 86400)
+
+    public init(vault: String, to: String, everySeconds: Int, keepFulls: Int) throws {
+        self.vault = vault
+        self.to = to
+        self.everySeconds = everySeconds
+        self.keepFulls = keepFulls
+        try validate()
+    }
+
+    func validate() throws {
+        try Names.validateVaultOrServer(vault, what: "vault")
+        try Names.validateVaultOrServer(to, what: "location")
+        guard Self.everyRange.contains(everySeconds) else {
+            throw VaultError.invalid(
+                "a copy's interval is from 1m to 366d, not \(Units.formatDuration(Double(everySeconds)))")
+        }
+        guard Self.keepFullsRange.contains(keepFulls) else {
+            throw VaultError.invalid("a copy keeps from 1 to 1000 fulls, not \(keepFulls)")
         }
     }
 }
@@ -103,6 +152,8 @@ public struct Locations: Sendable {
     public let path: String
     public private(set) var entries: [Location]
     public private(set) var defaultName: String?
+    /// The vaults copied to another location, one policy per vault.
+    public private(set) var copies: [CopyPolicy] = []
 
     /// What a command names, by which it finds the location that holds it.
     public enum Subject: Sendable {
@@ -135,6 +186,7 @@ public struct Locations: Sendable {
         }
         var locations = Locations(path: path, entries: [], defaultName: nil)
         try locations.parse(text)
+        try locations.parseCopies(text)
         return locations
     }
 
@@ -158,8 +210,10 @@ public struct Locations: Sendable {
 
     /// Adds `location`, after checking its name, that neither its name nor its repository is
     /// here already, and that its repository is one. The first location is the default, and
-    /// so is one added with `makeDefault`.
-    public mutating func add(_ location: Location, makeDefault: Bool = false) throws {
+    /// so is one added with `makeDefault`. With `mirrorOf`, the location is to take copies
+    /// of that location's vaults: its repository is made there as that one's mirror (the
+    /// same id and key) when nothing is there yet, and must be that mirror otherwise.
+    public mutating func add(_ location: Location, makeDefault: Bool = false, mirrorOf: String? = nil) throws {
         try location.validate()
         if entries.contains(where: { $0.name == location.name }) {
             throw VaultError(.alreadyExists, "a location named '\(location.name)' is in \(path) already")
@@ -168,6 +222,19 @@ public struct Locations: Sendable {
         if let other = try entries.first(where: { try $0.repositoryLocation().hostName == place.hostName }) {
             throw VaultError(
                 .alreadyExists, "location '\(other.name)' is that repository already (\(other.repository))")
+        }
+        if let mirrorOf {
+            let source = try named(mirrorOf)
+            let config = try source.config()
+            if let id = try location.repositoryIdIfAny() {
+                guard id == config.id else {
+                    throw VaultError.invalid(
+                        "\(location.repository) is another repository (id \(id)), not a mirror of \(source.name); give a new folder or s3:// prefix"
+                    )
+                }
+            } else {
+                try Repository.createMirror(of: config, at: place)
+            }
         }
         try location.checkRepository()
         var stored = location
@@ -201,6 +268,12 @@ public struct Locations: Sendable {
                 "location '\(name)' holds vault(s) \(vaults.map(\.name).joined(separator: ", ")); remove them first, or keep the location"
             )
         }
+        if let copy = copies.first(where: { $0.to == name }) {
+            throw VaultError(
+                .hasDependants,
+                "location '\(name)' takes the copies of vault \(copy.vault); remove that copy policy first ('vaultctl vault set \(copy.vault) --no-copy')"
+            )
+        }
         entries.removeAll { $0.name == name }
         if defaultName == name { defaultName = entries.first?.name }
     }
@@ -209,16 +282,25 @@ public struct Locations: Sendable {
     /// read is passed over, and named in the error when no other one holds it.
     public func holding(_ subject: Subject, unlock: Unlock = .none) throws -> Location? {
         var found: [Location] = []
+        var copiesFound: [Location] = []
         var unreadable: [String] = []
         for location in entries {
             do {
                 let catalog = try location.catalog(unlock: unlock)
+                let vault: String
                 switch subject {
-                case .vault(let name): _ = try catalog.vault(named: name)
-                case .server(let name): _ = try catalog.server(named: name)
-                case .point(let reference): _ = try catalog.point(matching: reference)
+                case .vault(let name): vault = try catalog.vault(named: name).name
+                case .server(let name):
+                    let server = try catalog.server(named: name)
+                    vault = try catalog.vaults().first { $0.id == server.vaultId }?.name ?? ""
+                case .point(let reference): vault = try catalog.point(matching: reference).vaultName
                 }
-                found.append(location)
+                // What a copy policy put in a location is found where it was made, not there.
+                if isCopy(vault: vault, in: location.name) {
+                    copiesFound.append(location)
+                } else {
+                    found.append(location)
+                }
             } catch let error as VaultError where error.code == .notFound {
                 continue
             } catch let error as VaultError {
@@ -230,12 +312,86 @@ public struct Locations: Sendable {
                 "\(subject.text) is in locations \(found.map(\.name).joined(separator: " and ")); pick one with --location NAME"
             )
         }
+        if found.isEmpty && copiesFound.count == 1 && unreadable.isEmpty { return copiesFound.first }
         if found.isEmpty && !unreadable.isEmpty {
             throw VaultError(
                 .unreachable,
                 "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))")
         }
         return found.first
+    }
+
+    /// Whether `vault` in `location` is a copy made by a copy policy.
+    public func isCopy(vault: String, in location: String) -> Bool {
+        copies.contains { $0.vault == vault && $0.to == location }
+    }
+
+    /// The copy policy of `vault`, if it has one.
+    public func copyPolicy(of vault: String) -> CopyPolicy? {
+        copies.first { $0.vault == vault }
+    }
+
+    /// The location whose repository is at `place`, if one is.
+    public func named(at place: RepositoryLocation) -> Location? {
+        entries.first { (try? $0.repositoryLocation().hostName) == place.hostName }
+    }
+
+    /// The vaults `location` holds as copies, each with the location it is a copy of ("" when
+    /// that cannot be told now: its location cannot be read).
+    public func copySources(in location: String, unlock: Unlock = .none) -> [String: String] {
+        var sources: [String: String] = [:]
+        for vault in copiedVaults(in: location) {
+            let source = try? holding(.vault(vault), unlock: unlock)
+            sources[vault] = source.flatMap { $0.name == location ? nil : $0.name } ?? ""
+        }
+        return sources
+    }
+
+    /// The vaults whose copies `location` takes.
+    public func copiedVaults(in location: String) -> Set<String> {
+        Set(copies.filter { $0.to == location }.map(\.vault))
+    }
+
+    /// Sets `policy` as its vault's copy policy (replacing one it had), after checking that
+    /// the vault is in a location of this file, that the target is another of them, and that
+    /// the target holds no repository yet or this one's mirror: a copy is kept as stored, so
+    /// only a repository with the same id and key can take it. `sourceId` is the id of the
+    /// vault's repository.
+    public mutating func setCopy(_ policy: CopyPolicy, unlock: Unlock = .none) throws {
+        try policy.validate()
+        let target = try named(policy.to)
+        guard let source = try holding(.vault(policy.vault), unlock: unlock) else {
+            throw VaultError.notFound("no vault named '\(policy.vault)' in any location of \(path)")
+        }
+        guard source.name != target.name else {
+            throw VaultError.invalid("vault \(policy.vault) is in location \(target.name): copy it to another one")
+        }
+        if let other = copies.first(where: { $0.to == target.name && $0.vault != policy.vault }),
+            let otherSource = try? holding(.vault(other.vault), unlock: unlock), otherSource.name != source.name
+        {
+            throw VaultError.invalid(
+                "location \(target.name) takes the copies of vault \(other.vault) from location \(otherSource.name); a location takes copies from one repository only"
+            )
+        }
+        let sourceId = try source.repositoryId()
+        if let targetId = try target.repositoryIdIfAny(), targetId != sourceId {
+            throw VaultError.invalid(
+                "location \(target.name) holds another repository (id \(targetId)); copies go into a new folder or s3:// prefix, which the first copy makes as the mirror of \(source.name)"
+            )
+        }
+        if isCopy(vault: policy.vault, in: source.name) {
+            throw VaultError.invalid("vault \(policy.vault) in location \(source.name) is a copy itself")
+        }
+        copies.removeAll { $0.vault == policy.vault }
+        copies.append(policy)
+    }
+
+    /// Removes the copy policy of `vault` (what was copied stays where it is).
+    public mutating func clearCopy(vault: String) throws {
+        guard copies.contains(where: { $0.vault == vault }) else {
+            throw VaultError.notFound("vault \(vault) has no copy policy in \(path)")
+        }
+        copies.removeAll { $0.vault == vault }
     }
 
     /// Refuses `subject` as a new name when a location holds it already: names are unique
@@ -294,6 +450,13 @@ public struct Locations: Sendable {
                 }
             }
         }
+        for copy in copies {
+            lines += [
+                "", "[[copy]]", "vault = \(Self.quoted(copy.vault))", "to = \(Self.quoted(copy.to))",
+                "every = \(Self.quoted(Units.formatDuration(Double(copy.everySeconds))))",
+                "keep-fulls = \(copy.keepFulls)",
+            ]
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -318,7 +481,9 @@ public struct Locations: Sendable {
     private mutating func parse(_ text: String) throws {
         var current: (location: Location, line: Int, seen: Set<String>, isDefault: Bool)?
         var defaults: [String] = []
+        var inCopy = false
         func finish() throws {
+            inCopy = false
             guard let (location, line, seen, isDefault) = current else { return }
             guard seen.contains("name"), seen.contains("repository") else {
                 throw VaultError.invalid("\(path) line \(line): a [[location]] needs a name and a repository")
@@ -348,8 +513,15 @@ public struct Locations: Sendable {
                 current = (Location(name: "", repository: ""), number, [], false)
                 continue
             }
+            if line == "[[copy]]" {
+                try finish()
+                current = nil
+                inCopy = true
+                continue
+            }
+            if inCopy { continue }
             guard let eq = line.firstIndex(of: "=") else {
-                throw VaultError.invalid("\(path) line \(number): expected [[location]] or KEY = VALUE")
+                throw VaultError.invalid("\(path) line \(number): expected [[location]], [[copy]] or KEY = VALUE")
             }
             let key = line[..<eq].trimmingCharacters(in: .whitespaces)
             let rest = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
@@ -387,6 +559,66 @@ public struct Locations: Sendable {
                 "\(path): more than one location is the default (\(defaults.joined(separator: ", ")))")
         }
         defaultName = defaults.first ?? entries.first?.name
+    }
+
+    /// Reads the `[[copy]]` tables: `vault`, `to`, `every` (a duration such as \"24h\") and
+    /// `keep-fulls` (a number), each once; the vault once in the file, the target a location
+    /// of it.
+    private mutating func parseCopies(_ text: String) throws {
+        var current: (line: Int, values: [String: String])?
+        func finish() throws {
+            guard let (line, values) = current else { return }
+            current = nil
+            let place = "\(path) line \(line)"
+            guard let vault = values["vault"], let to = values["to"], let every = values["every"],
+                let keep = values["keep-fulls"]
+            else {
+                throw VaultError.invalid("\(place): a [[copy]] needs vault, to, every and keep-fulls")
+            }
+            guard let seconds = Units.parseDuration(every), seconds < Double(Int32.max) else {
+                throw VaultError.invalid("\(place): bad every '\(every)': use a duration such as 24h or 1d")
+            }
+            guard let keepFulls = Int(keep) else { throw VaultError.invalid("\(place): keep-fulls is a number") }
+            let policy: CopyPolicy
+            do {
+                policy = try CopyPolicy(vault: vault, to: to, everySeconds: Int(seconds), keepFulls: keepFulls)
+            } catch let error as VaultError {
+                throw VaultError.invalid("\(place): \(error.message)")
+            }
+            guard entries.contains(where: { $0.name == to }) else {
+                throw VaultError.invalid(
+                    "\(place): the copy of vault \(vault) goes to '\(to)', which is no location here")
+            }
+            guard !copies.contains(where: { $0.vault == vault }) else {
+                throw VaultError.invalid("\(place): vault \(vault) has two copy policies")
+            }
+            copies.append(policy)
+        }
+        var inLocation = false
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line == "[[location]]" || line == "[[copy]]" {
+                try finish()
+                inLocation = line == "[[location]]"
+                if !inLocation { current = (number, [:]) }
+                continue
+            }
+            guard !inLocation, current != nil, let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let rest = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            guard ["vault", "to", "every", "keep-fulls"].contains(key) else {
+                throw VaultError.invalid(
+                    "\(path) line \(number): unknown key '\(key)' in a [[copy]] (known: vault, to, every, keep-fulls)")
+            }
+            guard current!.values[key] == nil else {
+                throw VaultError.invalid("\(path) line \(number): '\(key)' is given twice")
+            }
+            current!.values[key] =
+                key == "keep-fulls" ? Self.withoutComment(rest) : try Self.string(rest, at: "\(path) line \(number)")
+        }
+        try finish()
     }
 
     /// `value` without a trailing `# comment`.

@@ -89,6 +89,20 @@ public struct PointView: Codable, Sendable {
     public var warning: String?
     /// Set by `backup --json` when that backup put the server in a vault (it was in none).
     public var enrolledIn: EnrolmentView?
+    /// Set in a mount's point.json when the point is a copy a copy policy made.
+    public var copyOf: CopyOrigin?
+
+    /// What a copied point is a copy of: the same point (its id) in another location.
+    public struct CopyOrigin: Codable, Sendable, Equatable {
+        /// The location of the vault it was copied from; nil when it could not be told.
+        public var location: String?
+        public var point: String
+
+        public init(location: String?, point: String) {
+            self.location = location
+            self.point = point
+        }
+    }
 
     /// The vault a server's first backup put it in, and its policy.
     public struct EnrolmentView: Codable, Sendable {
@@ -210,11 +224,13 @@ extension Repository {
     }
 }
 
-/// JSON as vaultfs prints it: pretty, keys sorted, one trailing newline.
+/// JSON as vaultfs prints it: pretty, keys sorted, times in ISO 8601 UTC, one trailing
+/// newline.
 public enum JSON {
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
         return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
     }
 
@@ -222,6 +238,7 @@ public enum JSON {
     public static func encodeLine<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
         return ((try? encoder.encode(value)).map(Array.init) ?? Array("null".utf8)) + [10]
     }
 }
@@ -233,12 +250,23 @@ public struct VaultView: Codable, Sendable {
     public var policy: PolicyView
     /// The location that holds it, when a listing covers several.
     public var location: String?
+    /// Its copy policy, when it has one (in the location it lives in).
+    public var copy: CopyPolicy?
+    /// Whether this is the copy a copy policy keeps (in its target location).
+    public var isCopy: Bool?
 
-    public init(_ vault: Vault, servers: [String], location: String? = nil) {
+    public init(_ vault: Vault, servers: [String], location: String? = nil, locations: Locations? = nil) {
         self.vault = vault.name
         self.servers = servers
         policy = PolicyView(vault)
         self.location = location
+        if let location, let locations {
+            if locations.isCopy(vault: vault.name, in: location) {
+                isCopy = true
+            } else {
+                copy = locations.copyPolicy(of: vault.name)
+            }
+        }
     }
 }
 
