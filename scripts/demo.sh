@@ -9,7 +9,7 @@ mkdir -p "$work"
 export VAULT_REPO="$work/repo"
 # Host configuration (the servers' disks) and instant restores of the demo's own, never the
 # machine's /etc/vaultfs or /var/lib/vaultfs.
-export VAULT_CONFIG_DIR="$work/etc" VAULT_RESTORE_DIR="$work/restores"
+export VAULT_CONFIG_DIR="$work/etc" VAULT_RESTORE_DIR="$work/restores" VAULT_COPY_DIR="$work/copies"
 vaultctl() { echo "+ vaultctl $*" >&2; "$bin/vaultctl" "$@"; }
 
 echo "== a real ext4 disk (256 MiB, holding /usr/share/doc)"
@@ -48,7 +48,7 @@ ls -ls "$work"/restored-*.img
 echo "== mount the repository, show the tree, read an image through it, unmount"
 mnt="$work/mnt"
 mkdir -p "$mnt"
-trap 'fusermount3 -uz "$mnt" 2>/dev/null || true' EXIT
+trap 'fusermount3 -uz "$mnt" 2>/dev/null || true; fusermount3 -uz "$work/mnt-all" 2>/dev/null || true' EXIT
 "$bin/vaultfs" "$VAULT_REPO" "$mnt"
 find "$mnt" -maxdepth 4 | sed "s|^$mnt|mnt|" | sort
 echo "-- mnt/prod/web/latest/"
@@ -87,3 +87,24 @@ cmp "$work/instant.raw" "$work/as-at-full.img" && echo "instant.raw, finished: i
 vaultctl restore history
 fusermount3 -u "$mnt"
 echo "unmounted $mnt"
+
+echo "== a second location, and prod copied there by the scheduler"
+unset VAULT_REPO
+vaultctl location add main "$work/repo"
+vaultctl location add offsite "$work/offsite" --mirror-of main
+vaultctl vault set prod --copy-to offsite --copy-every 24h --copy-keep-fulls 2
+vaultctl schedule run --once --now 2030-01-02T00:00
+vaultctl history --copies
+vaultctl vault list
+vaultctl export web/20300101T200000Z --location offsite -o "$work/restored-from-copy.img"
+cmp "$work/restored-from-copy.img" "$work/as-at-incremental.img" && echo "incremental, from the copy: identical"
+vaultctl verify --location offsite
+
+echo "== one mount of every location"
+mkdir -p "$work/mnt-all"
+"$bin/vaultfs" --all-locations "$work/mnt-all"
+find "$work/mnt-all" -maxdepth 3 | sed "s|^$work/||" | sort
+grep -A3 '"copyOf"' "$work/mnt-all/offsite/prod/web/20300101T200000Z/point.json"
+cmp "$work/mnt-all/offsite/prod/web/20300101T200000Z/root.img" "$work/as-at-incremental.img" && echo "the copy's image read through the mount: identical"
+fusermount3 -u "$work/mnt-all"
+echo "unmounted $work/mnt-all"

@@ -72,6 +72,7 @@ scene() {
   cp --sparse=always "$images"/* "$s/img/"
   echo "correct horse battery staple" > "$s/etc/passphrase"
   export VAULT_CONFIG_DIR=$s/etc/vaultfs           # servers (disks, hooks): never the machine's /etc/vaultfs
+  export VAULT_COPY_DIR=$s/copy-history            # the host's copy history: never /var/lib/vaultfs
   export VAULT_NEW_PASSPHRASE="a longer passphrase for the new key wrap"   # key change-passphrase
   unset VAULT_REPO
   [ "$1" = new ] && return
@@ -100,7 +101,7 @@ rewrite() {
   local w='(^|[ =])'
   sed -E \
     -e 's/ \[[^]]*\]//g' \
-    -e "s#$w/srv/backups#\1@@/backups#g; s#$w/srv/offsite#\1@@/offsite#g; s#$w/mnt/backups#\1@@/mnt#g" \
+    -e "s#$w/srv/backups#\1@@/backups#g; s#$w/srv/offsite#\1@@/offsite#g; s#$w/srv/copies#\1@@/copies#g; s#$w/mnt/backups#\1@@/mnt#g" \
     -e "s#$w/mnt/restore#\1@@/restore#g; s#-C /restore#-C @@/restore-tar#g; s#$w/var/tmp/#\1@@/vartmp/#g; s#$w/tmp/#\1@@/tmp/#g" \
     -e "s#$w/dev/vda#\1@@/img/root.img#g; s#$w/dev/vdb#\1@@/vdb#g; s#$w/srv/img/data.raw#\1@@/img/data.raw#g" \
     -e "s#$w/etc/vaultfs/passphrase#\1@@/etc/passphrase#g; s#$w/root/#\1@@/home/#g" \

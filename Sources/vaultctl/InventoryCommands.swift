@@ -70,11 +70,11 @@ struct VaultCommand: ParsableCommand {
                 vault, servers: try repo.catalog.servers(inVault: vault.id).map(\.name), location: location?.name,
                 locations: try Locations.load())
             if json { return printJSON(view) }
-            print("vault:   \(vault.name)")
+            print("vault:    \(vault.name)")
             if let location { print("location: \(location.name)" + (view.isCopy == true ? " (a copy)" : "")) }
-            print("policy:  \(policyText(vault.policy))")
-            if let copy = view.copy { print("copy:    \(copyText(copy))") }
-            print("servers: \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
+            print("policy:   \(policyText(vault.policy))")
+            if let copy = view.copy { print("copy:     \(copyText(copy))") }
+            print("servers:  \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
         }
     }
 

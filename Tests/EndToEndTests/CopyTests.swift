@@ -140,6 +140,11 @@ final class CopyTests: XCTestCase {
         try ctl.run("export", "web/20300106T020000Z", "-o", out)
         XCTAssertEqual(try setup.digest(out), setup.backedUp["20300106T020000Z"])
         try ctl.run("verify", "--location", "offsite")
+        // With the source away, the line names the copy, which --location reads.
+        XCTAssertEqual(rename(setup.fast, setup.fast + ".away"), 0)
+        let sourceAway = try ctl.refusal("export", "web/20300111T020000Z", "-o", out)
+        XCTAssertEqual(rename(setup.fast + ".away", setup.fast), 0)
+        XCTAssertTrue(sourceAway.contains("a copy is in location offsite: add --location offsite"), sourceAway)
         // The copy is listed as one, never backed up there, and archive is left alone.
         let vaults = try ctl.json("vault", "list")
         let copy = try XCTUnwrap(vaults.first { $0["location"] as? String == "offsite" })

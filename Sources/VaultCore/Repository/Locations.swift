@@ -313,10 +313,13 @@ public struct Locations: Sendable {
             )
         }
         if found.isEmpty && copiesFound.count == 1 && unreadable.isEmpty { return copiesFound.first }
+        // A copy is not used in the source's place unasked: a backup or a deletion there would
+        // part the mirror from its source. The line says how to read it.
         if found.isEmpty && !unreadable.isEmpty {
+            let hint = copiesFound.first.map { "; a copy is in location \($0.name): add --location \($0.name)" } ?? ""
             throw VaultError(
                 .unreachable,
-                "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))")
+                "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))\(hint)")
         }
         return found.first
     }
