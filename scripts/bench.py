@@ -3,7 +3,7 @@
 
 Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
 paired rows) with its min and max. BENCH_ONLY=restore measures only the restores, BENCH_ONLY=rbd only the Ceph RBD
-disk rows, BENCH_ONLY=nbd only the qemu NBD disk rows. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
+disk rows, BENCH_ONLY=nbd only the qemu NBD disk rows, BENCH_ONLY=copy only the copy to a bucket. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
 another build's vaultctl and vaultfs, e.g. the previous commit's) measures this build against
 that one instead, side by side in one run: backups, cold read, peak RSS, fio, export. Prints Markdown tables and writes the same figures to
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
@@ -547,6 +547,68 @@ def s3_rows(runs):
     shutil.rmtree(s3run, ignore_errors=True)
 
 
+def copy_rows(runs):
+    """A copy of the corpus points (v1 full, v2 and v3 incrementals) from a folder repository
+    to a bucket on one real Ceph RADOS Gateway on loopback (a fresh cluster per run):
+    `vaultctl copy` of a vault with a copy policy, against `restic copy` between the same two
+    places (the bucket's repository made with --copy-chunker-params, so both copy deduplicated
+    data once). Each side's source is made once; the page cache is dropped before each copy."""
+    gateway = os.path.join(WORK, "ceph")
+    rgw = os.path.join(TOP, "scripts", "ceph-rgw.sh")
+    source = os.path.join(WORK, "copy-source")
+    target = os.path.join(WORK, "copy-run")
+    log("== copy: the source repositories (three corpus versions each)")
+    shutil.rmtree(source, ignore_errors=True)
+    os.makedirs(source)
+    plain = dict(ENV, VAULT_REPO=os.path.join(source, "vaultfs"), RESTIC_REPOSITORY=os.path.join(source, "restic"))
+    run = lambda *a, env=plain: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
+    prepare_vaultfs(run, plain["VAULT_REPO"])
+    run("restic", "init")
+    for v in (1, 2, 3):
+        use_version(v)
+        run(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])
+        run("restic", "backup", "--quiet", DISK)
+    for r in range(runs):
+        log(f"== copy to a local Ceph gateway, run {r + 1} of {runs}")
+        try:
+            fresh_ceph(gateway, target)
+            for bucket in ("copy-vaultfs", "copy-restic"):
+                subprocess.run([rgw, "create-bucket", gateway, bucket], check=True)
+            gw = {}
+            for line in open(os.path.join(gateway, "env")):
+                key, _, value = line.strip().partition("=")
+                gw[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
+            env = dict(ENV, **{k: gw[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
+                       VAULT_REPO="", VAULT_CONFIG=os.path.join(target, "locations.toml"),
+                       VAULT_COPY_DIR=os.path.join(target, "copies"),
+                       RESTIC_REPOSITORY=f"s3:{gw['VAULT_S3_ENDPOINT']}/copy-restic/repo",
+                       RESTIC_FROM_REPOSITORY=plain["RESTIC_REPOSITORY"], RESTIC_FROM_PASSWORD_FILE=os.path.join(target, "restic-password"))
+            with open(env["RESTIC_FROM_PASSWORD_FILE"], "w") as f:
+                f.write(ENV["RESTIC_PASSWORD"] + "\n")
+            run(VAULTCTL, "location", "add", "local", plain["VAULT_REPO"], env=env)
+            run(VAULTCTL, "location", "add", "bucket", "s3://copy-vaultfs/repo", "--endpoint", gw["VAULT_S3_ENDPOINT"],
+                "--state-dir", os.path.join(target, "state"), "--mirror-of", "local", env=env)
+            run(VAULTCTL, "vault", "set", "bench", "--copy-to", "bucket", "--copy-keep-fulls", "8", env=env)
+            run("restic", "init", "--copy-chunker-params", env=env)
+            name = "copy of the corpus points to a bucket"
+            for tool in in_turn(r, ["vaultfs", "restic"]):
+                if tool == "vaultfs":
+                    record(name, "vaultfs", timed(VAULTCTL, "copy", "bench", env=env))
+                else:
+                    record(name, "restic", timed("restic", "copy", "--quiet", env=env))
+            copied = json.loads(subprocess.run([VAULTCTL, "points", "web", "--location", "bucket", "--json"], env=env,
+                                               check=True, stdout=subprocess.PIPE, text=True).stdout)
+            snapshots = json.loads(subprocess.run(["restic", "snapshots", "--json"], env=env, check=True,
+                                                  stdout=subprocess.PIPE, text=True).stdout)
+            if len(copied) != 3 or len(snapshots) != 3:
+                raise SystemExit(f"bench: the copies hold {len(copied)} vaultfs points and {len(snapshots)} restic snapshots, not 3 each")
+        finally:
+            subprocess.run([rgw, "stop", gateway], stderr=subprocess.DEVNULL)
+    shutil.rmtree(gateway, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(source, ignore_errors=True)
+
+
 def changed_block_repository(base, folder, name, server, disk, *options):
     """A new repository in FOLDER/NAME-repo (its host configuration in NAME-etc) with the bench
     vault, an hourly policy and SERVER with DISK (and OPTIONS), freeze and thaw hooks that do
@@ -918,10 +980,10 @@ def report():
     for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: ", "rbd: ", "nbd: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
-        lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f)])
+        lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f) if f else ratio(v, r)])
     if lines:
         print_table(f"median of {RUNS} runs or more (min-max, and the runs column); ratios are of medians, measured side by side in one run\n",
-                    ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs)"], lines)
+                    ["measurement", "unit", "runs", "vaultfs", "borg", "restic", "fuse2fs", "vaultfs / borg (or fuse2fs, or restic)"], lines)
     full = rows_of("restore onto a new file").get("vaultfs")
     lines = [[name.removeprefix("restore: "), show(rows_of(name).get("vaultfs")), ratio(rows_of(name).get("vaultfs"), full)]
              for name in order if name.startswith("restore: ")]
@@ -988,8 +1050,8 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "fragments", "against", "restore", "instant", "rbd", "nbd"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, fragments, against, restore, instant, rbd or nbd, not {only}")
+        if only not in ("", "s3", "copy", "fragments", "against", "restore", "instant", "rbd", "nbd"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, copy, fragments, against, restore, instant, rbd or nbd, not {only}")
         if only == "restore":
             for r in range(RUNS):
                 restore_run(r)
@@ -1004,13 +1066,15 @@ def main():
             rbd_rows(RUNS)
         if only in ("", "nbd"):
             nbd_rows(RUNS)
-        if only not in ("fragments", "against", "restore", "instant", "rbd", "nbd"):
+        if only not in ("copy", "fragments", "against", "restore", "instant", "rbd", "nbd"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":
             encryption_rows(RUNS)
         if only in ("", "s3"):
             s3_rows(RUNS)
+        if only in ("", "copy"):
+            copy_rows(RUNS)
         if only == "":
             files_listing(RUNS)
             chain_depth(RUNS)

@@ -162,13 +162,18 @@ struct ServerCommand: ParsableCommand {
 
         func run() throws {
             var views: [ServerView] = []
+            let locations = try Locations.load()
             let listing = try repository.eachRepository { repo, location in
                 let vaults = Dictionary(uniqueKeysWithValues: try repo.catalog.vaults().map { ($0.id, $0.name) })
                 views += try repo.catalog.servers().map { server in
-                    ServerView(
+                    var view = ServerView(
                         server, vault: server.vaultId.flatMap { vaults[$0] },
                         disks: try repo.catalog.disks(ofServer: server.id),
                         hooks: try? repo.hostHooks(server.name), location: location)
+                    if let location, let locations, let vault = view.vault {
+                        view.isCopy = locations.isCopy(vault: vault, in: location)
+                    }
+                    return view
                 }
             }
             if json {
@@ -178,7 +183,10 @@ struct ServerCommand: ParsableCommand {
                     (listing.locations ? ["LOCATION"] : []) + ["SERVER", "VAULT", "DISKS"],
                     views.map {
                         (listing.locations ? [$0.location ?? "-"] : [])
-                            + [$0.server, $0.vault ?? "-", $0.disks.map(\.name).joined(separator: ",")]
+                            + [
+                                $0.server, ($0.vault ?? "-") + ($0.isCopy == true ? " (a copy)" : ""),
+                                $0.disks.map(\.name).joined(separator: ","),
+                            ]
                     })
             }
             if !listing.complete { throw ExitCode.failure }

@@ -149,6 +149,10 @@ final class CopyTests: XCTestCase {
         let vaults = try ctl.json("vault", "list")
         let copy = try XCTUnwrap(vaults.first { $0["location"] as? String == "offsite" })
         XCTAssertEqual(copy["isCopy"] as? Bool, true)
+        let servers = try ctl.json("server", "list")
+        XCTAssertEqual(
+            Set(servers.map { "\($0["location"] as? String ?? "")/\($0["isCopy"] as? Bool ?? false)" }),
+            ["fast/false", "offsite/true"])
         XCTAssertEqual(
             Set(vaults.map { "\($0["location"] as? String ?? "")/\($0["vault"] as? String ?? "")" }),
             ["fast/prod", "offsite/prod", "archive/old"])

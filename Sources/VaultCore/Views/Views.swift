@@ -293,6 +293,9 @@ public struct ServerView: Codable, Sendable {
     public var qmp: String?
     /// The location that holds it, when a listing covers several.
     public var location: String?
+    /// Whether it is there as a copy (its vault is copied there by a copy policy), when a
+    /// listing covers several locations.
+    public var isCopy: Bool?
 
     /// `here` is the server as this host backs it up into this repository, when it does.
     public init(
