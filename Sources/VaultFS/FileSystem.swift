@@ -10,6 +10,8 @@ import VaultFiles
 final class FileSystem: Sendable {
     let repository: Repository
     let options: MountOptions
+    /// The location this repository is the mirror of, when it is one.
+    let copyOf: String?
     let uid = getuid()
     let gid = getgid()
     let cache: ChunkCache
@@ -32,11 +34,12 @@ final class FileSystem: Sendable {
     /// Kernel cache time for disk images, which never change.
     static let imageTimeout = 3600.0
 
-    /// `copies`: the vaults this repository holds as copies, with the location each is a
-    /// copy of ("" when unknown), for point.json.
-    init(repository: Repository, options: MountOptions, copies: [String: String] = [:]) {
+    /// `copyOf`: the location this repository is the mirror of, when it is one: its points
+    /// say so in point.json, and none is made or deleted here.
+    init(repository: Repository, options: MountOptions, copyOf: String? = nil) {
         self.repository = repository
         self.options = options
+        self.copyOf = copyOf
         let resident = System.residentBytes()
         let cache = ChunkCache(
             store: repository.chunks, budget: Self.frameBudget(cacheSize: options.cacheSize, resident: resident))
@@ -51,7 +54,7 @@ final class FileSystem: Sendable {
         let files = PointFiles(memory: cache) { point, disk in try images.open(point: point, disk: disk).reader }
         self.files = files
         trees = TreeCache(repository: repository, singleVault: options.vault, files: files, logger: logger)
-        generated = GeneratedFiles(repository: repository, files: files, copies: copies)
+        generated = GeneratedFiles(repository: repository, files: files, copyOf: copyOf)
         let logger = logger
         liveRestores = LiveRestoreSet(repository: repository, cache: cache, fillRate: options.restoreFillRate) {
             logger.info("\($0)")
@@ -419,6 +422,10 @@ final class FileSystem: Sendable {
             logger.error("mkdir \(vault)/\(server)/\(name): the repository cannot be written: \(reason)")
             return .refused(.readOnly)
         }
+        if let copyOf {
+            logger.error("mkdir \(vault)/\(server)/\(name): this is the mirror of location \(copyOf); back up there")
+            return .refused(.readOnly)
+        }
         let plan = BackupPlan.manual(server: server, name: name)
         do {
             let job = try repository.prepareBackup(plan, waitForCollection: false)
@@ -456,6 +463,10 @@ final class FileSystem: Sendable {
         // Only a point's folder can go; everything else, files inside points included, stays.
         guard case .point(let id) = child else {
             return .refused(child.kind == .directory || child.kind == nil ? .readOnly : .notADirectory)
+        }
+        if let copyOf {
+            logger.error("rmdir \(name): this is the mirror of location \(copyOf); its copy policy keeps its points")
+            return .refused(.readOnly)
         }
         do {
             _ = try repository.softDelete(id)

@@ -12,13 +12,13 @@ final class GeneratedFiles: Sendable {
     /// listing, and the whole history takes a while to encode.
     private let histories = Mutex<(built: Date, files: [Node: [UInt8]])>((.distantPast, [:]))
 
-    /// Vaults held as copies, with the location each is a copy of ("" when unknown).
-    private let copies: [String: String]
+    /// The location this repository is the mirror of, when it is one: every point is a copy.
+    private let copyOf: String?
 
-    init(repository: Repository, files: PointFiles, copies: [String: String] = [:]) {
+    init(repository: Repository, files: PointFiles, copyOf: String? = nil) {
         self.repository = repository
         self.files = files
-        self.copies = copies
+        self.copyOf = copyOf
     }
 
     /// The bytes of the generated file `node` of `tree`, which was read at `built`.
@@ -40,9 +40,7 @@ final class GeneratedFiles: Sendable {
                 throw VaultError(.notFound, "no point \(id)")
             }
             var view = try repository.view(of: point)
-            if let source = copies[point.vaultName] {
-                view.copyOf = PointView.CopyOrigin(location: source.isEmpty ? nil : source, point: point.id)
-            }
+            if let copyOf { view.copyOf = PointView.CopyOrigin(location: copyOf, point: point.id) }
             if point.status == .active {
                 for index in view.disks.indices {
                     view.disks[index].contents = try? files.contents(point: id, disk: view.disks[index].name).view

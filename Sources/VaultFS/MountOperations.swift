@@ -90,7 +90,7 @@ final class LocationsRoot: MountOperations {
             return .directory(map(entries), offset: offset, maxSize: maxSize)
         case .directoryPlus(let entries, let offset, let maxSize, let attributesOf):
             // Each entry's attributes are asked of its location by the number it knows.
-            return .directoryPlus(map(entries), offset: offset, maxSize: maxSize) { [self] entry in
+            return .directoryPlus(map(entries), offset: offset, maxSize: maxSize) { entry in
                 let local = DirectoryEntry(name: entry.name, inode: entry.inode & ~Self.mask, kind: entry.kind)
                 return attributesOf(local).map { (map($0.0), $0.1) }
             }

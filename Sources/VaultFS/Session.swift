@@ -8,24 +8,24 @@ import VaultCore
 public enum Mount {
     /// Runs the session on this thread; `ready` is called once the mount is up.
     public static func serve(
-        repository: Repository, at mountpoint: String, options: MountOptions, copies: [String: String] = [:],
+        repository: Repository, at mountpoint: String, options: MountOptions, copyOf: String? = nil,
         ready: () -> Void
     ) throws {
         if let vault = options.vault { _ = try repository.catalog.vault(named: vault) }
         try checkMountPoint(mountpoint)
         try refuseOverlap(mountpoint, with: folders(of: repository, options: options))
         try serve(
-            FileSystem(repository: repository, options: options, copies: copies),
+            FileSystem(repository: repository, options: options, copyOf: copyOf),
             fsname: options.fsname ?? repository.location.name,
             at: mountpoint, options: options, ready: ready)
     }
 
     /// Mounts every location of `locations`, each a folder at the root showing what a mount
-    /// of it alone would (`vaultfs --all-locations`); `copies` names, for each location, the
-    /// vaults it holds as copies and the location each is a copy of. The chunk cache's
-    /// budget is shared out among them.
+    /// of it alone would (`vaultfs --all-locations`); `copyOf` names, for a mirror, the
+    /// location it takes copies from. The chunk cache's budget is shared out among them, at
+    /// least 16 MiB each.
     public static func serveLocations(
-        _ locations: [(name: String, repository: Repository, copies: [String: String])], at mountpoint: String,
+        _ locations: [(name: String, repository: Repository, copyOf: String?)], at mountpoint: String,
         options: MountOptions, ready: () -> Void
     ) throws {
         guard options.vault == nil else {
@@ -40,7 +40,7 @@ public enum Mount {
         shared.cacheSize = max(16 << 20, options.cacheSize / max(1, locations.count))
         let root = try LocationsRoot(
             locations.map {
-                ($0.name, FileSystem(repository: $0.repository, options: shared, copies: $0.copies))
+                ($0.name, FileSystem(repository: $0.repository, options: shared, copyOf: $0.copyOf))
             })
         try serve(root, fsname: options.fsname ?? "vaultfs-locations", at: mountpoint, options: options, ready: ready)
     }

@@ -11,8 +11,9 @@ struct VaultSet: ParsableCommand {
             The scheduler ('vaultctl schedule run') copies the vault's new points to the other \
             location every --copy-every, as they are stored (sealed when encrypted), and keeps the \
             newest --copy-keep-fulls policy chains of each server there; manual points are copied \
-            and kept. The target is a new folder or s3:// prefix, made the mirror of the vault's \
-            repository by the first copy, or that mirror already. 'vaultctl copy VAULT' copies now.
+            and kept. The target is a location made as the mirror of the vault's location \
+            ('vaultctl location add NAME PLACE --mirror-of LOCATION'): it takes copies only. A failed \
+            copy is tried again after an hour. 'vaultctl copy VAULT' copies now.
             """)
     @OptionGroup(title: "Repository options") var repository: RepositoryOptions
     @Argument(help: "The vault.") var name: String

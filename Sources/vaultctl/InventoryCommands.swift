@@ -15,7 +15,7 @@ struct VaultCommand: ParsableCommand {
 
         func run() throws {
             try repository.checkNew(.vault(name))
-            let repo = try repository.open()
+            let repo = try repository.openToWrite()
             try repo.createVault(named: name, policy: try policy.policy(now: Date()), now: Date())
             print("created vault \(name)" + (try repository.namedLocation().map { " in location \($0.name)" } ?? ""))
         }
@@ -141,7 +141,7 @@ struct ServerCommand: ParsableCommand {
                 return (String(text[..<eq]), absolute)
             }
             try repository.checkNew(.server(name))
-            try repository.open(vault.map { .vault($0) }).addServer(
+            try repository.openToWrite(vault.map { .vault($0) }).addServer(
                 named: name, vault: vault, disks: parsed,
                 hooks: Hooks(freeze: freezeCommand, thaw: thawCommand), ceph: CephAccess(conf: cephConf, id: cephId),
                 bitmap: bitmap.map { DirtyBitmap(name: $0, qmp: qmp ?? "") }, now: Date())
@@ -170,9 +170,7 @@ struct ServerCommand: ParsableCommand {
                         server, vault: server.vaultId.flatMap { vaults[$0] },
                         disks: try repo.catalog.disks(ofServer: server.id),
                         hooks: try? repo.hostHooks(server.name), location: location)
-                    if let location, let locations, let vault = view.vault {
-                        view.isCopy = locations.isCopy(vault: vault, in: location)
-                    }
+                    if let location, let locations { view.isCopy = locations.isMirror(location) }
                     return view
                 }
             }

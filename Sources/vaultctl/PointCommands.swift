@@ -16,7 +16,7 @@ struct Backup: ParsableCommand {
     @OptionGroup(title: "Output options") var progress: ProgressOptions
 
     func run() throws {
-        let repo = try repository.open(servers.count == 1 ? .server(servers[0]) : nil)
+        let repo = try repository.openToWrite(servers.count == 1 ? .server(servers[0]) : nil)
         let jobs = try repo.prepareManualBackups(
             servers: servers, name: name, description: description,
             tags: try Names.parseTags(tags), disks: disks.isEmpty ? nil : disks)

@@ -131,11 +131,18 @@ struct ScheduleCommand: ParsableCommand {
         func run() throws {
             let fixed = try now.map { _ in try parseClock(now) }
             if fixed != nil && !once { throw VaultError(.invalidArgument, "--now needs --once") }
-            let places = try repository.scheduledTargets()
+            let targets = try repository.scheduledTargets()
             // Copy policies run when the scheduler serves the locations file as a whole.
-            let locations = places.allSatisfy { $0.name != nil } ? try Locations.load() : nil
+            let locations = targets.allSatisfy { $0.name != nil } ? try Locations.load() : nil
             let copies = locations.flatMap { locations in
-                places.count == locations.entries.count ? Copies.standard(locations) : nil
+                targets.count == locations.entries.count ? Copies.standard(locations) : nil
+            }
+            // A mirror takes copies only: nothing is backed up there, and its copies are kept by
+            // their copy policy's retention, not by the policies they carry.
+            let places = targets.filter { target in !(target.name.map { locations?.isMirror($0) ?? false } ?? false) }
+            if places.isEmpty, let name = targets.first?.name {
+                throw VaultError(
+                    .invalidArgument, "location \(name) is a mirror: it takes copies only, and has nothing to schedule")
             }
             let schedulers = Schedulers(runsEachMinute: once)
             let signals = onStopSignals { schedulers.stop() }
@@ -147,9 +154,7 @@ struct ScheduleCommand: ParsableCommand {
                 for (index, place) in places.enumerated() where !schedulers.isStopped {
                     let shownServer = { (server: String) in place.name.map { "\(server) (\($0))" } ?? server }
                     do {
-                        let scheduler = try schedulers.scheduler(
-                            index, copies: place.name.map { locations?.copiedVaults(in: $0) ?? [] } ?? []
-                        ) {
+                        let scheduler = try schedulers.scheduler(index) {
                             try Repository(location: place.location, unlock: place.unlock)
                         }
                         let repo = scheduler.repository
@@ -268,11 +273,10 @@ final class Schedulers: Sendable {
         opened.withLock { $0.values.forEach { $0.stop() } }
     }
 
-    /// The scheduler of the `index`th repository, opened with `open` the first time;
-    /// `copies` are the vaults it holds as copies.
-    func scheduler(_ index: Int, copies: Set<String>, open: () throws -> Repository) throws -> Scheduler {
+    /// The scheduler of the `index`th repository, opened with `open` the first time.
+    func scheduler(_ index: Int, open: () throws -> Repository) throws -> Scheduler {
         if let scheduler = opened.withLock({ $0[index] }) { return scheduler }
-        let scheduler = Scheduler(repository: try open(), runsEachMinute: runsEachMinute, copies: copies)
+        let scheduler = Scheduler(repository: try open(), runsEachMinute: runsEachMinute)
         opened.withLock { $0[index] = scheduler }
         if isStopped { scheduler.stop() }
         return scheduler

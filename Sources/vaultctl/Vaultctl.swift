@@ -213,6 +213,15 @@ struct RepositoryOptions: ParsableArguments {
         try locations.checkNew(subject, unlock: unlock)
     }
 
+    /// Opens the repository to make or back up something in, for a command that names
+    /// `subject`: refused in a mirror location, which takes copies only.
+    func openToWrite(_ subject: Locations.Subject? = nil) throws -> Repository {
+        if let named = try namedLocation(for: subject), let locations = try Locations.load() {
+            try locations.checkTakesBackups(named.name)
+        }
+        return try open(subject)
+    }
+
     /// Where the repository is and how to unlock it, for a command that names `subject`.
     func target(for subject: Locations.Subject? = nil) throws -> (location: RepositoryLocation, unlock: Unlock) {
         if let named = try namedLocation(for: subject) {

@@ -94,12 +94,9 @@ enum VaultfsCommand {
                 positional[0], endpoint: options.s3Endpoint, region: options.s3Region,
                 stateDirectory: options.stateDirectory)
             let repository = try Repository(location: location, unlock: options.unlock, diskCache: options.diskCache)
-            // A location that takes copies says so in their point.json.
-            let locations = try? Locations.load()
-            let copies = locations.flatMap { locations in
-                locations.named(at: location).map { locations.copySources(in: $0.name, unlock: options.unlock) }
-            }
-            try Mount.serve(repository: repository, at: positional[1], options: options, copies: copies ?? [:]) {
+            // A mirror location's points say in their point.json what they are copies of.
+            let copyOf = (try? Locations.load())?.named(at: location)?.mirrorOf
+            try Mount.serve(repository: repository, at: positional[1], options: options, copyOf: copyOf) {
                 if let fd = notifyFd { Detach.notifyReady(fd) }
             }
             return 0
@@ -118,14 +115,13 @@ enum VaultfsCommand {
                 "--all-locations needs named locations, and \(Locations.path()) has none (add them with 'vaultctl location add')"
             )
         }
-        var served: [(name: String, repository: Repository, copies: [String: String])] = []
+        var served: [(name: String, repository: Repository, copyOf: String?)] = []
         let logger = Logger(label: "vaultfs")
         for location in locations.entries {
             do {
                 let place = try location.repositoryLocation(endpoint: options.s3Endpoint, region: options.s3Region)
                 let repository = try Repository(location: place, unlock: location.unlock(else: options.unlock))
-                served.append(
-                    (location.name, repository, locations.copySources(in: location.name, unlock: options.unlock)))
+                served.append((location.name, repository, location.mirrorOf))
             } catch {
                 logger.error("location \(location.name) is not shown: \(error)")
                 FileHandle.standardError.write(Data("vaultfs: location \(location.name) is not shown: \(error)\n".utf8))

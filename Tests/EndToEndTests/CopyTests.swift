@@ -135,9 +135,12 @@ final class CopyTests: XCTestCase {
         XCTAssertEqual(try setup.points("offsite").filter { $0.kind == "Full" }.count, 3)
         try setup.assertExportsAsBackedUp("fast")
         try setup.assertExportsAsBackedUp("offsite")
-        // A point only the copy holds is found there without naming the location.
+        // A point only the copy holds is read there when the command names the mirror.
         let out = setup.scratch.file("only-copy.img")
-        try ctl.run("export", "web/20300106T020000Z", "-o", out)
+        XCTAssertTrue(
+            try ctl.refusal("export", "web/20300106T020000Z", "-o", out).contains(
+                "only in location offsite, a mirror that takes copies: add --location offsite"))
+        try ctl.run("export", "web/20300106T020000Z", "--location", "offsite", "-o", out)
         XCTAssertEqual(try setup.digest(out), setup.backedUp["20300106T020000Z"])
         try ctl.run("verify", "--location", "offsite")
         // With the source away, the line names the copy, which --location reads.
@@ -179,6 +182,15 @@ final class CopyTests: XCTestCase {
             XCTAssertEqual(try setup.points("offsite").map(\.name), try setup.points("fast").map(\.name))
             try setup.assertExportsAsBackedUp("offsite")
         }
+        // A target away (a disk not mounted) fails the copy; nothing is made in its place.
+        let offsite = setup.scratch.file("offsite")
+        XCTAssertEqual(rename(offsite, offsite + ".away"), 0)
+        let away = try ctl.attempt(["copy", "prod"])
+        XCTAssertEqual(away.status, 1, away.stdout)
+        XCTAssertTrue(away.stderr.contains("location offsite cannot be opened"), away.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: offsite))
+        XCTAssertEqual(rename(offsite + ".away", offsite), 0)
+        try ctl.run("verify", "--location", "offsite")
     }
 
     func testOneMountShowsEveryLocationAndACopysPointJsonSaysWhatItIsACopyOf() throws {
@@ -271,7 +283,7 @@ final class CopyTests: XCTestCase {
                 .contains("copy it to another one"))
         XCTAssertTrue(
             try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "archive", "--copy-keep-fulls", "2")
-                .contains("holds another repository"))
+                .contains("location archive is not the mirror of fast"))
         XCTAssertTrue(
             try setup.ctl.refusal("vault", "set", "nope", "--copy-to", "archive", "--copy-keep-fulls", "2")
                 .contains("no vault named 'nope'"))
@@ -293,14 +305,32 @@ final class CopyTests: XCTestCase {
         try ctl.run("vault", "set", "prod", "--copy-to", "offsite", "--copy-keep-fulls", "2")
         let withCopy = try readBytes(setup.config)
         XCTAssertTrue(try setup.ctl.refusal("location", "remove", "offsite").contains("takes the copies of vault prod"))
-        // Another repository's vault cannot send copies to the same mirror.
+        // Another repository's vault cannot send copies to the same mirror, a mirror has no
+        // mirror, and nothing is made or backed up in a mirror.
         try ctl.run("vault", "create", "old", "--location", "archive")
         XCTAssertTrue(
             try setup.ctl.refusal("vault", "set", "old", "--copy-to", "offsite", "--copy-keep-fulls", "2")
-                .contains("takes copies from one repository only"))
+                .contains("location offsite is not the mirror of archive"))
+        XCTAssertTrue(
+            try setup.ctl.refusal("location", "add", "far", setup.scratch.file("far"), "--mirror-of", "offsite")
+                .contains("is the mirror of fast itself"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: setup.scratch.file("far")))
+        XCTAssertTrue(
+            try setup.ctl.refusal("vault", "create", "new", "--location", "offsite").contains("takes copies only"))
+        try ctl.run("backup", "web", "--name", "first")
+        try ctl.run("copy", "prod")
+        XCTAssertTrue(
+            try setup.ctl.refusal("backup", "web", "--location", "offsite").contains("takes copies only"))
+        XCTAssertTrue(
+            try setup.ctl.refusal("schedule", "run", "--once", "--location", "offsite").contains("takes copies only"))
         XCTAssertEqual(try readBytes(setup.config), withCopy)
+        // Without its policy, the mirror keeps what was copied, and the scheduler leaves it alone.
         try ctl.run("vault", "set", "prod", "--no-copy")
-        try ctl.run("location", "remove", "offsite")
+        let pointsThere = try setup.points("offsite").map(\.name)
+        try ctl.run("schedule", "run", "--once", "--now", "2030-01-20T02:00")
+        XCTAssertEqual(try setup.points("offsite").map(\.name), pointsThere)
+        XCTAssertEqual(try setup.points("fast").count, pointsThere.count + 1)
+        XCTAssertTrue(try setup.ctl.refusal("location", "remove", "offsite").contains("holds vault(s) prod"))
 
         // A [[copy]] edited by hand with a mistake is refused with its line, never half read.
         let locations = try String(contentsOfFile: setup.config, encoding: .utf8)
@@ -309,6 +339,10 @@ final class CopyTests: XCTestCase {
             ("[[copy]]\nvault = \"prod\"\nto = \"gone\"\nevery = \"1d\"\nkeep-fulls = 2\n", "which is no location"),
             ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"1d\"\nkeep-fulls = 2\nkeep = 1\n", "unknown key"),
             ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"often\"\nkeep-fulls = 2\n", "bad every"),
+            (
+                "[[location]]\nname = \"stray\"\nrepository = \"/nowhere\"\nmirror-of = \"gone\"\n",
+                "the mirror of 'gone', which is no other location here"
+            ),
         ] {
             let text = locations + "\n" + table
             XCTAssertTrue(FileManager.default.createFile(atPath: setup.config, contents: Data(text.utf8)))

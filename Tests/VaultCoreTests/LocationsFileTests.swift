@@ -19,16 +19,21 @@ final class LocationsFileTests: XCTestCase {
         var locations = Locations.empty(path: path)
         for name in ["fast", "offsite"] {
             let repository = scratch.file(name)
-            _ = try Repository.create(at: repository, chunkSize: 1 << 20, compressionLevel: 1)
+            let made = try Repository.create(at: repository, chunkSize: 1 << 20, compressionLevel: 1)
+            if name == "fast" { try made.createVault(named: "prod", policy: nil, now: Date()) }
             try locations.add(
                 Location(
                     name: name, repository: repository, region: name == "offsite" ? "eu \"west\" \\ 1" : nil,
                     keyFile: name == "offsite" ? "/etc/vaultfs/keys/a b#c" : nil),
                 makeDefault: name == "offsite")
         }
+        try locations.add(Location(name: "copies", repository: scratch.file("copies")), mirrorOf: "fast")
+        try locations.setCopy(CopyPolicy(vault: "prod", to: "copies", everySeconds: 3600, keepFulls: 3))
         try locations.save()
         let read = try XCTUnwrap(try Locations.load(path: path))
         XCTAssertEqual(read.entries, locations.entries)
+        XCTAssertEqual(read.entries[2].mirrorOf, "fast")
+        XCTAssertEqual(read.copies, locations.copies)
         XCTAssertEqual(read.defaultLocation?.name, "offsite")
         XCTAssertEqual(read.entries[1].region, "eu \"west\" \\ 1")
         XCTAssertEqual(read.entries[1].keyFile, "/etc/vaultfs/keys/a b#c")

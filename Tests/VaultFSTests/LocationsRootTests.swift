@@ -79,7 +79,7 @@ final class LocationsRootTests: XCTestCase {
         let options = try MountOptions(parsing: "")
         let root = try LocationsRoot([
             ("fast", FileSystem(repository: fast, options: options)),
-            ("offsite", FileSystem(repository: offsite, options: options, copies: ["archive": "fast"])),
+            ("offsite", FileSystem(repository: offsite, options: options, copyOf: "fast")),
         ])
         XCTAssertEqual(Set(try names(root, InodeTable.rootInode).keys), [".", "..", "fast", "offsite"])
         let a = try path(root, "fast/prod/web/one/root.img")
@@ -101,6 +101,15 @@ final class LocationsRootTests: XCTestCase {
             try JSONSerialization.jsonObject(
                 with: Data(try read(root, try path(root, "fast/prod/web/one/point.json").inode))) as? [String: Any]
         XCTAssertNil(own?["copyOf"])
+        // Nothing is made or deleted in a mirror: only a copy writes there.
+        let mirrorServer = try path(root, "offsite/archive/web")
+        guard case .refused(.readOnly) = root.mkdir(parent: mirrorServer.inode, name: "now") else {
+            return XCTFail("mkdir in a mirror")
+        }
+        guard case .refused(.readOnly) = root.rmdir(parent: mirrorServer.inode, name: "one") else {
+            return XCTFail("rmdir in a mirror")
+        }
+        XCTAssertNoThrow(try path(root, "offsite/archive/web/one/point.json"))
         // Names the root does not have, numbers no location has, and changes at the root are refused.
         guard case .refused(.notFound) = root.lookup(parent: InodeTable.rootInode, name: "nope") else {
             return XCTFail("lookup of nope")

@@ -49,15 +49,19 @@ public struct Copies: Sendable {
     /// This host's copies, oldest first.
     public func history() throws -> [CopyHistoryEntry] { try log.entries() }
 
+    /// How long after a failed copy it is tried again (its interval when that is shorter).
+    public static let retrySeconds = 3600
+
     /// Whether `policy`'s copy is due at `now`: it never ran, or its last attempt is an
-    /// interval old (less a minute, so a timer that fires at the same minute each day is not
-    /// a day late), or the clock went back past it.
+    /// interval old (an hour when it failed), less a minute so a timer that fires at the same
+    /// minute each day is not a day late, or the clock went back past it.
     public func isDue(_ policy: CopyPolicy, now: Date) throws -> Bool {
         guard let last = try history().last(where: { $0.vault == policy.vault && $0.to == policy.to }) else {
             return true
         }
         let age = now.timeIntervalSince(last.time)
-        return age < 0 || age >= Double(policy.everySeconds - 60)
+        let wait = last.outcome == .failed ? min(policy.everySeconds, Self.retrySeconds) : policy.everySeconds
+        return age < 0 || age >= Double(wait - 60)
     }
 
     /// Runs `policy`'s copy now and records it; a failure is in the entry, never thrown.
@@ -69,6 +73,12 @@ public struct Copies: Sendable {
         let started = Date()
         var entry = CopyHistoryEntry(time: now, vault: policy.vault, from: "-", to: policy.to, outcome: .failed)
         do {
+            // One copy into a target at a time on this host (the scheduler and 'vaultctl copy').
+            if !Posix.exists(log.directory) { try Posix.makeDirectories(log.directory, mode: 0o700) }
+            guard let lock = try FileLock.tryLock("\(log.directory)/\(policy.to).lock") else {
+                throw VaultError(.busy, "another copy into location \(policy.to) is running on this host")
+            }
+            defer { withExtendedLifetime(lock) {} }
             guard let from = try locations.holding(.vault(policy.vault), unlock: unlock) else {
                 throw VaultError.notFound("no vault named '\(policy.vault)' in any location of \(locations.path)")
             }
@@ -83,7 +93,9 @@ public struct Copies: Sendable {
             let target = try locations.named(policy.to).repositoryLocation()
             let mirror: Repository
             do {
-                mirror = try Sync.openMirror(of: source, at: target, unlock: sourceUnlock)
+                // Never made here: an empty folder or a missing bucket is a target away (a
+                // disk not mounted), and `location add --mirror-of` made the mirror.
+                mirror = try Sync.openMirror(of: source, at: target, unlock: sourceUnlock, create: false)
             } catch let error as VaultError {
                 throw VaultError(error.code, "location \(policy.to) cannot be opened: \(error.message)")
             }
@@ -113,11 +125,17 @@ public struct Copies: Sendable {
     static func selection(_ policy: CopyPolicy, source: Repository, mirror: Repository) throws -> (PointManifest) ->
         Bool
     {
-        let deletedThere = Set(
-            try mirror.catalog.allPointManifests().filter { $0.point.deletion == .deleted }.map(\.point.id))
         let live = try source.catalog.allPointManifests().filter {
             $0.isLive && $0.point.vaultName == policy.vault
         }
+        // Retention deletes whole chains, and so does the target's: a chain with a point
+        // deleted there and live here is not copied again, parents included.
+        let liveIds = Set(live.map(\.point.id))
+        let deletedThere = Set(
+            try mirror.catalog.allPointManifests().filter {
+                $0.point.deletion != .none && liveIds.contains($0.point.id)
+            }
+            .map(\.point.chainId))
         var fulls: [String: [Point]] = [:]
         for manifest in live where manifest.point.schedule == .policy && manifest.point.kind == .full {
             fulls[manifest.point.serverName, default: []].append(manifest.point)
@@ -128,7 +146,7 @@ public struct Copies: Sendable {
             kept.formUnion(newest.map { $0.id })
         }
         return { manifest in
-            !deletedThere.contains(manifest.point.id)
+            !deletedThere.contains(manifest.point.chainId)
                 && (manifest.point.schedule != .policy || kept.contains(manifest.point.chainId))
         }
     }

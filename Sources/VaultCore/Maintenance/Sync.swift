@@ -153,10 +153,11 @@ public enum Sync {
         return report
     }
 
-    /// Opens the mirror at `target`, or makes it there when it holds no repository.
-    static func openMirror(of source: Repository, at target: RepositoryLocation, unlock: Unlock) throws
-        -> Repository
-    {
+    /// Opens the mirror at `target`, or, with `create`, makes it there when it holds no
+    /// repository.
+    static func openMirror(
+        of source: Repository, at target: RepositoryLocation, unlock: Unlock, create: Bool = true
+    ) throws -> Repository {
         if target == source.location || target.root == source.root {
             throw VaultError.invalid("the target is the source itself")
         }
@@ -167,8 +168,14 @@ public enum Sync {
                     "\(target.name) is another repository (id \(mirror.config.id)); sync copies into a mirror of \(source.location.name) that sync makes itself: give a new folder or prefix"
                 )
             }
+            // The same store under another name (a bind mount, another endpoint's spelling).
+            guard mirror.config.storeId != source.config.storeId else {
+                throw VaultError.invalid("\(target.name) is the source itself, under another name")
+            }
             return mirror
-        } catch let error as VaultError where error.code == .notARepository || error.code == .notFound {
+        } catch let error as VaultError
+            where create && (error.code == .notARepository || error.code == .notFound)
+        {
             // Nothing there yet (for a bucket, not even the bucket): the mirror is made.
             try Repository.createMirror(of: source.config, at: target)
             return try Repository(location: target, unlock: unlock)

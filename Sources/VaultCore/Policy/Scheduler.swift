@@ -16,17 +16,11 @@ public final class Scheduler: Sendable {
     /// remember what it said, so a server left to other hosts is said in a slot's first minute
     /// only, not once a minute until the next slot.
     private let runsEachMinute: Bool
-    /// The vaults this repository holds as copies of another location's: never backed up
-    /// here, and kept by their copy's retention, not by their policy.
-    private let copies: Set<String>
 
-    public init(
-        repository: Repository, host: HostServers = .standard, runsEachMinute: Bool = false, copies: Set<String> = []
-    ) {
+    public init(repository: Repository, host: HostServers = .standard, runsEachMinute: Bool = false) {
         self.repository = repository
         self.host = host
         self.runsEachMinute = runsEachMinute
-        self.copies = copies
     }
 
     /// Stops the scheduler: the running backup is cancelled (it ends as failed) and no other
@@ -60,7 +54,7 @@ public final class Scheduler: Sendable {
     public func runDue(now: Date, progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) throws -> [Outcome]
     {
         var outcomes: [Outcome] = []
-        for vault in try repository.catalog.vaults() where !copies.contains(vault.name) {
+        for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
             for server in try repository.catalog.servers(inVault: vault.id) where !isStopped {
                 do {
@@ -129,7 +123,7 @@ public final class Scheduler: Sendable {
     /// would say the failure once and then succeed until the next slot.
     public func failedSlots(now: Date) throws -> [Outcome] {
         var outcomes: [Outcome] = []
-        for vault in try repository.catalog.vaults() where !copies.contains(vault.name) {
+        for vault in try repository.catalog.vaults() {
             guard let policy = vault.policy, let slot = policy.latestSlot(atOrBefore: now) else { continue }
             for server in try repository.catalog.servers(inVault: vault.id)
             where try repository.hostServer(server.name, host: host) != nil {

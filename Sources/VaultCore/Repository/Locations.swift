@@ -14,11 +14,15 @@ public struct Location: Sendable, Equatable, Codable {
     /// its passphrase. Neither: the passphrase comes as for `-R` (VAULT_PASSPHRASE, a prompt).
     public var keyFile: String?
     public var passphraseFile: String?
+    /// The location this one is the mirror of (`location add --mirror-of`): it takes that
+    /// location's copies only, so nothing is backed up, made or deleted there but by a copy.
+    public var mirrorOf: String?
 
     public init(
         name: String, repository: String, endpoint: String? = nil, region: String? = nil, stateDir: String? = nil,
-        keyFile: String? = nil, passphraseFile: String? = nil
+        keyFile: String? = nil, passphraseFile: String? = nil, mirrorOf: String? = nil
     ) {
+        self.mirrorOf = mirrorOf
         self.name = name
         self.repository = repository
         self.endpoint = endpoint
@@ -32,6 +36,7 @@ public struct Location: Sendable, Equatable, Codable {
     /// characters; the repository a folder or `s3://`.
     func validate() throws {
         try Names.validateVaultOrServer(name, what: "location")
+        if let mirrorOf { try Names.validateVaultOrServer(mirrorOf, what: "location") }
         for (field, value) in [
             ("repository", repository), ("endpoint", endpoint), ("region", region), ("state-dir", stateDir),
             ("key-file", keyFile), ("passphrase-file", passphraseFile),
@@ -95,10 +100,10 @@ public struct Location: Sendable, Equatable, Codable {
         }
     }
 
-    /// The id of its repository, or nil when nothing is there yet.
-    func repositoryIdIfAny() throws -> String? {
+    /// Its repository's description, or nil when nothing is there yet.
+    func configIfAny() throws -> RepositoryConfig? {
         do {
-            return try repositoryId()
+            return try config()
         } catch let error as VaultError where error.code == .notARepository || error.code == .notFound {
             return nil
         }
@@ -186,6 +191,15 @@ public struct Locations: Sendable {
         }
         var locations = Locations(path: path, entries: [], defaultName: nil)
         try locations.parse(text)
+        for location in locations.entries {
+            if let source = location.mirrorOf,
+                source == location.name || !locations.entries.contains(where: { $0.name == source })
+            {
+                throw VaultError.invalid(
+                    "\(path): location '\(location.name)' is the mirror of '\(source)', which is no other location here"
+                )
+            }
+        }
         try locations.parseCopies(text)
         return locations
     }
@@ -223,21 +237,31 @@ public struct Locations: Sendable {
             throw VaultError(
                 .alreadyExists, "location '\(other.name)' is that repository already (\(other.repository))")
         }
+        var stored = location
         if let mirrorOf {
             let source = try named(mirrorOf)
+            if let further = source.mirrorOf {
+                throw VaultError.invalid(
+                    "location \(source.name) is the mirror of \(further) itself; make the mirror of \(further)")
+            }
             let config = try source.config()
-            if let id = try location.repositoryIdIfAny() {
-                guard id == config.id else {
+            if let existing = try location.configIfAny() {
+                guard existing.id == config.id else {
                     throw VaultError.invalid(
-                        "\(location.repository) is another repository (id \(id)), not a mirror of \(source.name); give a new folder or s3:// prefix"
+                        "\(location.repository) is another repository (id \(existing.id)), not a mirror of \(source.name); give a new folder or s3:// prefix"
+                    )
+                }
+                guard existing.storeId != config.storeId else {
+                    throw VaultError.invalid(
+                        "\(location.repository) is the repository of location \(source.name) itself, under another name"
                     )
                 }
             } else {
                 try Repository.createMirror(of: config, at: place)
             }
+            stored.mirrorOf = source.name
         }
         try location.checkRepository()
-        var stored = location
         if case .directory(let root) = place { stored.repository = root }
         entries.append(stored)
         if makeDefault || entries.count == 1 { defaultName = location.name }
@@ -274,6 +298,10 @@ public struct Locations: Sendable {
                 "location '\(name)' takes the copies of vault \(copy.vault); remove that copy policy first ('vaultctl vault set \(copy.vault) --no-copy')"
             )
         }
+        if let mirror = entries.first(where: { $0.mirrorOf == name }) {
+            throw VaultError(
+                .hasDependants, "location '\(mirror.name)' is the mirror of '\(name)'; remove '\(mirror.name)' first")
+        }
         entries.removeAll { $0.name == name }
         if defaultName == name { defaultName = entries.first?.name }
     }
@@ -281,52 +309,71 @@ public struct Locations: Sendable {
     /// The location holding `subject`, or nil when none does. A location that cannot be
     /// read is passed over, and named in the error when no other one holds it.
     public func holding(_ subject: Subject, unlock: Unlock = .none) throws -> Location? {
+        let (found, copiesFound, unreadable) = search(subject, unlock: unlock)
+        guard found.count <= 1 else {
+            throw VaultError.invalid(
+                "\(subject.text) is in locations \(found.map(\.name).joined(separator: " and ")); pick one with --location NAME"
+            )
+        }
+        // A copy is not used in the source's place unasked: a backup or a deletion there would
+        // part the mirror from its source. The line says how to read it.
+        let hint = copiesFound.first.map { "; a copy is in location \($0.name): add --location \($0.name)" } ?? ""
+        if found.isEmpty && !unreadable.isEmpty {
+            throw VaultError(
+                .unreachable,
+                "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))\(hint)")
+        }
+        if found.isEmpty, let copy = copiesFound.first {
+            throw VaultError.notFound(
+                "\(subject.text) is only in location \(copy.name), a mirror that takes copies: add --location \(copy.name) to read it there"
+            )
+        }
+        return found.first
+    }
+
+    /// The locations holding `subject`: mirrors apart (their copies are found where they
+    /// were made, and read in a mirror only when a command names it, never backed up into or
+    /// deleted from unasked), and those that could not be read, with why.
+    private func search(_ subject: Subject, unlock: Unlock) -> (
+        found: [Location], copies: [Location], unreadable: [String]
+    ) {
         var found: [Location] = []
         var copiesFound: [Location] = []
         var unreadable: [String] = []
         for location in entries {
             do {
                 let catalog = try location.catalog(unlock: unlock)
-                let vault: String
                 switch subject {
-                case .vault(let name): vault = try catalog.vault(named: name).name
-                case .server(let name):
-                    let server = try catalog.server(named: name)
-                    vault = try catalog.vaults().first { $0.id == server.vaultId }?.name ?? ""
-                case .point(let reference): vault = try catalog.point(matching: reference).vaultName
+                case .vault(let name): _ = try catalog.vault(named: name)
+                case .server(let name): _ = try catalog.server(named: name)
+                case .point(let reference): _ = try catalog.point(matching: reference)
                 }
-                // What a copy policy put in a location is found where it was made, not there.
-                if isCopy(vault: vault, in: location.name) {
+                if isMirror(location.name) {
                     copiesFound.append(location)
                 } else {
                     found.append(location)
                 }
             } catch let error as VaultError where error.code == .notFound {
                 continue
-            } catch let error as VaultError {
-                unreadable.append("\(location.name): \(error.message)")
+            } catch {
+                unreadable.append("\(location.name): \((error as? VaultError)?.message ?? "\(error)")")
             }
         }
-        guard found.count <= 1 else {
-            throw VaultError.invalid(
-                "\(subject.text) is in locations \(found.map(\.name).joined(separator: " and ")); pick one with --location NAME"
-            )
-        }
-        if found.isEmpty && copiesFound.count == 1 && unreadable.isEmpty { return copiesFound.first }
-        // A copy is not used in the source's place unasked: a backup or a deletion there would
-        // part the mirror from its source. The line says how to read it.
-        if found.isEmpty && !unreadable.isEmpty {
-            let hint = copiesFound.first.map { "; a copy is in location \($0.name): add --location \($0.name)" } ?? ""
-            throw VaultError(
-                .unreachable,
-                "\(subject.text) is in no location that could be read; \(unreadable.joined(separator: "; "))\(hint)")
-        }
-        return found.first
+        return (found, copiesFound, unreadable)
     }
 
-    /// Whether `vault` in `location` is a copy made by a copy policy.
-    public func isCopy(vault: String, in location: String) -> Bool {
-        copies.contains { $0.vault == vault && $0.to == location }
+    /// Whether `location` is a mirror: every vault there is a copy of its source's.
+    public func isMirror(_ location: String) -> Bool {
+        entries.first { $0.name == location }?.mirrorOf != nil
+    }
+
+    /// Refuses to make or back up anything in `location` when it is a mirror: it holds
+    /// copies, and only a copy writes there.
+    public func checkTakesBackups(_ location: String) throws {
+        if let source = entries.first(where: { $0.name == location })?.mirrorOf {
+            throw VaultError.invalid(
+                "location \(location) is the mirror of \(source): it takes copies only (back up in \(source))")
+        }
     }
 
     /// The copy policy of `vault`, if it has one.
@@ -337,22 +384,6 @@ public struct Locations: Sendable {
     /// The location whose repository is at `place`, if one is.
     public func named(at place: RepositoryLocation) -> Location? {
         entries.first { (try? $0.repositoryLocation().hostName) == place.hostName }
-    }
-
-    /// The vaults `location` holds as copies, each with the location it is a copy of ("" when
-    /// that cannot be told now: its location cannot be read).
-    public func copySources(in location: String, unlock: Unlock = .none) -> [String: String] {
-        var sources: [String: String] = [:]
-        for vault in copiedVaults(in: location) {
-            let source = try? holding(.vault(vault), unlock: unlock)
-            sources[vault] = source.flatMap { $0.name == location ? nil : $0.name } ?? ""
-        }
-        return sources
-    }
-
-    /// The vaults whose copies `location` takes.
-    public func copiedVaults(in location: String) -> Set<String> {
-        Set(copies.filter { $0.to == location }.map(\.vault))
     }
 
     /// Sets `policy` as its vault's copy policy (replacing one it had), after checking that
@@ -369,21 +400,10 @@ public struct Locations: Sendable {
         guard source.name != target.name else {
             throw VaultError.invalid("vault \(policy.vault) is in location \(target.name): copy it to another one")
         }
-        if let other = copies.first(where: { $0.to == target.name && $0.vault != policy.vault }),
-            let otherSource = try? holding(.vault(other.vault), unlock: unlock), otherSource.name != source.name
-        {
+        guard target.mirrorOf == source.name else {
             throw VaultError.invalid(
-                "location \(target.name) takes the copies of vault \(other.vault) from location \(otherSource.name); a location takes copies from one repository only"
+                "location \(target.name) is not the mirror of \(source.name): copies go into a location made with 'vaultctl location add NAME PLACE --mirror-of \(source.name)'"
             )
-        }
-        let sourceId = try source.repositoryId()
-        if let targetId = try target.repositoryIdIfAny(), targetId != sourceId {
-            throw VaultError.invalid(
-                "location \(target.name) holds another repository (id \(targetId)); copies go into a new folder or s3:// prefix, which the first copy makes as the mirror of \(source.name)"
-            )
-        }
-        if isCopy(vault: policy.vault, in: source.name) {
-            throw VaultError.invalid("vault \(policy.vault) in location \(source.name) is a copy itself")
         }
         copies.removeAll { $0.vault == policy.vault }
         copies.append(policy)
@@ -400,13 +420,9 @@ public struct Locations: Sendable {
     /// Refuses `subject` as a new name when a location holds it already: names are unique
     /// across locations, so a command finds what it names in one place.
     public func checkNew(_ subject: Subject, unlock: Unlock = .none) throws {
-        let holder: Location?
-        do {
-            holder = try holding(subject, unlock: unlock)
-        } catch let error as VaultError where error.code == .unreachable {
-            return // a location away cannot be asked; a clash there shows when it is back
-        }
-        if let holder {
+        // A location away cannot be asked; a clash there shows when it is back.
+        let (found, copies, _) = search(subject, unlock: unlock)
+        if let holder = found.first ?? copies.first {
             throw VaultError(.alreadyExists, "\(subject.text) exists in location \(holder.name) already")
         }
     }
@@ -423,13 +439,14 @@ public struct Locations: Sendable {
     // MARK: - The file
 
     /// The optional keys of a `[[location]]` table, in the order they are written.
-    private static let optionalKeys = ["endpoint", "key-file", "passphrase-file", "region", "state-dir"]
+    private static let optionalKeys = ["endpoint", "key-file", "mirror-of", "passphrase-file", "region", "state-dir"]
 
     /// The `Location` field an optional key sets.
     private static func field(_ key: String) -> WritableKeyPath<Location, String?>? {
         switch key {
         case "endpoint": return \.endpoint
         case "key-file": return \.keyFile
+        case "mirror-of": return \.mirrorOf
         case "passphrase-file": return \.passphraseFile
         case "region": return \.region
         case "state-dir": return \.stateDir

@@ -252,7 +252,7 @@ public struct VaultView: Codable, Sendable {
     public var location: String?
     /// Its copy policy, when it has one (in the location it lives in).
     public var copy: CopyPolicy?
-    /// Whether this is the copy a copy policy keeps (in its target location).
+    /// Whether this is a copy (in a mirror location), when a listing covers several locations.
     public var isCopy: Bool?
 
     public init(_ vault: Vault, servers: [String], location: String? = nil, locations: Locations? = nil) {
@@ -261,11 +261,8 @@ public struct VaultView: Codable, Sendable {
         policy = PolicyView(vault)
         self.location = location
         if let location, let locations {
-            if locations.isCopy(vault: vault.name, in: location) {
-                isCopy = true
-            } else {
-                copy = locations.copyPolicy(of: vault.name)
-            }
+            isCopy = locations.isMirror(location)
+            if isCopy == false { copy = locations.copyPolicy(of: vault.name) }
         }
     }
 }
