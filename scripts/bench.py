@@ -560,6 +560,7 @@ def copy_rows(runs):
     log("== copy: the source repositories (three corpus versions each)")
     shutil.rmtree(source, ignore_errors=True)
     os.makedirs(source)
+    os.makedirs(RUN, exist_ok=True)
     plain = dict(ENV, VAULT_REPO=os.path.join(source, "vaultfs"), RESTIC_REPOSITORY=os.path.join(source, "restic"))
     run = lambda *a, env=plain: subprocess.run(list(a), env=env, check=True, stdout=subprocess.DEVNULL)
     prepare_vaultfs(run, plain["VAULT_REPO"])
