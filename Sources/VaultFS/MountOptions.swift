@@ -112,10 +112,12 @@ public struct MountOptions: Sendable, Equatable {
                 )
             }
         }
-        if allLocations && (cacheDirectory != nil || stateDirectory != nil || vault != nil) {
+        if allLocations
+            && (cacheDirectory != nil || stateDirectory != nil || vault != nil || s3Endpoint != nil || s3Region != nil)
+        {
             throw VaultError(
                 .invalidArgument,
-                "all_locations takes each location's settings from the locations file: vault=, state_dir= and cache_dir= are for a mount of one repository"
+                "all_locations takes each location's settings from the locations file: vault=, state_dir=, cache_dir=, s3_endpoint= and s3_region= are for a mount of one repository"
             )
         }
         if cacheDiskSize != nil && cacheDirectory == nil {

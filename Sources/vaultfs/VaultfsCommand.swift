@@ -119,7 +119,7 @@ enum VaultfsCommand {
         let logger = Logger(label: "vaultfs")
         for location in locations.entries {
             do {
-                let place = try location.repositoryLocation(endpoint: options.s3Endpoint, region: options.s3Region)
+                let place = try location.repositoryLocation()
                 let repository = try Repository(location: place, unlock: location.unlock(else: options.unlock))
                 served.append((location.name, repository, location.mirrorOf))
             } catch {

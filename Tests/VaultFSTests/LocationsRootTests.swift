@@ -122,4 +122,13 @@ final class LocationsRootTests: XCTestCase {
             try LocationsRoot(
                 (0...LocationsRoot.most).map { ("l\($0)", FileSystem(repository: fast, options: options)) }))
     }
+
+    func testAllLocationsRefusesTheOptionsOfOneRepository() throws {
+        XCTAssertTrue(try MountOptions(parsing: "all_locations,allow_other,cache_size=64M").allLocations)
+        for option in ["vault=prod", "state_dir=/tmp/s", "cache_dir=/tmp/c", "s3_endpoint=http://h:1", "s3_region=eu"] {
+            XCTAssertThrowsError(try MountOptions(parsing: "all_locations,\(option)"), option) { error in
+                XCTAssertTrue("\(error)".contains("all_locations takes each location's settings"), "\(error)")
+            }
+        }
+    }
 }
