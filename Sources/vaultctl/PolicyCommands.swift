@@ -145,6 +145,7 @@ struct ScheduleCommand: ParsableCommand {
                     .invalidArgument, "location \(name) is a mirror: it takes copies only, and has nothing to schedule")
             }
             let schedulers = Schedulers(runsEachMinute: once)
+            let backgroundCopies = Mutex<Set<String>>([])
             let signals = onStopSignals { schedulers.stop() }
             defer { signals.forEach { $0.cancel() } }
             var failed: [String] = []
@@ -205,30 +206,35 @@ struct ScheduleCommand: ParsableCommand {
                 for policy in copies?.locations.copies ?? [] where !schedulers.isStopped {
                     guard let copies else { break }
                     do {
-                        guard try copies.isDue(policy, now: clock) else { continue }
+                        guard try copies.isDue(policy, now: clock), !copies.isRunning(policy) else { continue }
                     } catch {
                         FileHandle.standardError.write(
                             Data("\(shownTime(clock)) copy of vault \(policy.vault): \(error)\n".utf8))
                         if once { failed.append("copy of vault \(policy.vault)") }
                         continue
                     }
-                    let printer = progress.printer()
-                    let (entry, problem) = copies.run(
-                        policy, unlock: repository.unlock, now: clock, progress: printer.callback())
-                    printer.clear()
-                    if let problem { warn(problem) }
-                    let failure = entry.error != nil
-                    views.append(
-                        RunView.OutcomeView(
-                            server: "-", location: policy.to, message: copyLine(entry), failed: failure, point: nil,
-                            copy: entry))
-                    let line = "\(shownTime(clock)) \(copyLine(entry))\n"
-                    if failure {
-                        FileHandle.standardError.write(Data(line.utf8))
-                        if once { failed.append("copy of vault \(policy.vault)") }
-                    } else if !json {
-                        print(line, terminator: "")
-                        fflush(nil)
+                    if once {
+                        let printer = progress.printer()
+                        let outcome = Self.copy(
+                            policy, with: copies, unlock: repository.unlock, at: clock, json: json,
+                            progress: printer.callback())
+                        printer.clear()
+                        views.append(outcome)
+                        if outcome.failed { failed.append("copy of vault \(policy.vault)") }
+                        continue
+                    }
+                    // A copy can take hours (the first one to a bucket), and the backups go on
+                    // meanwhile. One stopped with the scheduler is cut off, which leaves a
+                    // target that verifies, and the next copy completes it.
+                    guard backgroundCopies.withLock({ $0.insert(policy.vault).inserted }) else { continue }
+                    let (unlock, json) = (repository.unlock, json)
+                    Thread.detachNewThread {
+                        let outcome = Self.copy(policy, with: copies, unlock: unlock, at: clock, json: json)
+                        if json {
+                            let view = RunView(time: Units.formatTime(clock), outcomes: [outcome])
+                            FileHandle.standardOutput.write(Data(JSON.encodeLine(view)))
+                        }
+                        backgroundCopies.withLock { _ = $0.remove(policy.vault) }
                     }
                 }
                 if json && (once || !views.isEmpty) {
@@ -251,6 +257,26 @@ struct ScheduleCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("\(failed.count) due job(s) failed\n".utf8))
                 throw ExitCode.failure
             }
+        }
+
+        /// Runs `policy`'s copy and says how it went: a line on stdout (stderr when it
+        /// failed; none on stdout with `json`), and the outcome for `--json`.
+        static func copy(
+            _ policy: CopyPolicy, with copies: Copies, unlock: Unlock, at clock: Date, json: Bool,
+            progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }
+        ) -> RunView.OutcomeView {
+            let (entry, problem) = copies.run(policy, unlock: unlock, now: clock, progress: progress)
+            if let problem { warn(problem) }
+            let line = "\(shownTime(clock)) \(copyLine(entry))\n"
+            if entry.error != nil {
+                FileHandle.standardError.write(Data(line.utf8))
+            } else if !json {
+                print(line, terminator: "")
+                fflush(nil)
+            }
+            return RunView.OutcomeView(
+                server: "-", location: policy.to, message: copyLine(entry), failed: entry.error != nil, point: nil,
+                copy: entry)
         }
     }
 }

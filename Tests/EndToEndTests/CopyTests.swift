@@ -193,6 +193,45 @@ final class CopyTests: XCTestCase {
         try ctl.run("verify", "--location", "offsite")
     }
 
+    func testTheLongRunningSchedulerCopiesBesideItsBackupsAndOneCopyIntoATargetRunsAtATime() throws {
+        let setup = try Setup()
+        let ctl = setup.ctl
+        try ctl.run("location", "add", "offsite", setup.scratch.file("offsite"), "--mirror-of", "fast")
+        try ctl.run("vault", "set", "prod", "--copy-to", "offsite", "--copy-keep-fulls", "2")
+        try ctl.run("backup", "web", "--name", "first")
+        // Another copy into offsite holds the host's lock: the scheduler passes the copy over
+        // and 'copy' refuses, neither recording a failure the running copy would contradict.
+        let lock = setup.scratch.file("copies/offsite.lock")
+        try FileManager.default.createDirectory(
+            atPath: setup.scratch.file("copies"), withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
+        let held = open(lock, O_RDWR | O_CREAT, 0o600)
+        XCTAssertGreaterThanOrEqual(held, 0)
+        XCTAssertEqual(flock(held, LOCK_EX), 0)
+        let skipped = try ctl.attempt(["schedule", "run", "--once", "--now", "2030-01-02T00:00"])
+        XCTAssertEqual(skipped.status, 0, skipped.stderr)
+        XCTAssertFalse(skipped.stdout.contains("copied vault"), skipped.stdout)
+        XCTAssertTrue(try ctl.refusal("copy", "prod").contains("another copy into location offsite is running"))
+        XCTAssertEqual(try ctl.json("history", "--copies").count, 0)
+        close(held)
+
+        // The long-running scheduler makes the due backup, copies in the background, and
+        // stops on SIGTERM.
+        let out = setup.scratch.file("scheduler.out")
+        XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: nil))
+        let scheduler = try ctl.start(["schedule", "run"], output: out)
+        defer { if scheduler.isRunning { kill(scheduler.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(try eventually(timeout: 60) { try ctl.json("history", "--copies").count == 1 })
+        kill(scheduler.processIdentifier, SIGTERM)
+        XCTAssertTrue(eventually(timeout: 20) { !scheduler.isRunning })
+        XCTAssertEqual(scheduler.terminationStatus, 0)
+        let entry = try XCTUnwrap(try ctl.json("history", "--copies").first)
+        XCTAssertEqual(entry["outcome"] as? String, "done", "\(entry)")
+        XCTAssertEqual(try setup.points("offsite").map(\.name), try setup.points("fast").map(\.name))
+        XCTAssertGreaterThanOrEqual(try setup.points("fast").count, 2)
+        try ctl.run("verify", "--location", "offsite")
+    }
+
     func testOneMountShowsEveryLocationAndACopysPointJsonSaysWhatItIsACopyOf() throws {
         let setup = try Setup()
         let ctl = setup.ctl

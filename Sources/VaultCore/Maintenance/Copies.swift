@@ -64,21 +64,45 @@ public struct Copies: Sendable {
         return age < 0 || age >= Double(wait - 60)
     }
 
+    /// The lock one copy into `target` holds on this host; nil when another copy holds it.
+    private func lock(_ target: String) throws -> FileLock? {
+        if !Posix.exists(log.directory) { try Posix.makeDirectories(log.directory, mode: 0o700) }
+        return try FileLock.tryLock("\(log.directory)/\(target).lock")
+    }
+
+    /// Whether a copy into `policy`'s target is running on this host now.
+    public func isRunning(_ policy: CopyPolicy) -> Bool {
+        do {
+            return try lock(policy.to) == nil
+        } catch {
+            return false // the copy itself will say why its lock cannot be taken
+        }
+    }
+
     /// Runs `policy`'s copy now and records it; a failure is in the entry, never thrown.
-    /// `historyProblem` says why the history could not be written, when it could not.
+    /// `historyProblem` says why the history could not be written, when it could not. Another
+    /// copy into the same target running on this host fails this one, which is not recorded:
+    /// the history tells of that one.
     public func run(
         _ policy: CopyPolicy, unlock: Unlock = .none, now: Date = Date(),
         progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }
     ) -> (entry: CopyHistoryEntry, historyProblem: String?) {
         let started = Date()
         var entry = CopyHistoryEntry(time: now, vault: policy.vault, from: "-", to: policy.to, outcome: .failed)
+        // One copy into a target at a time on this host (the scheduler and 'vaultctl copy').
+        let held: FileLock
         do {
-            // One copy into a target at a time on this host (the scheduler and 'vaultctl copy').
-            if !Posix.exists(log.directory) { try Posix.makeDirectories(log.directory, mode: 0o700) }
-            guard let lock = try FileLock.tryLock("\(log.directory)/\(policy.to).lock") else {
-                throw VaultError(.busy, "another copy into location \(policy.to) is running on this host")
+            guard let lock = try lock(policy.to) else {
+                entry.error = "another copy into location \(policy.to) is running on this host"
+                return (entry, nil)
             }
-            defer { withExtendedLifetime(lock) {} }
+            held = lock
+        } catch {
+            entry.error = "\(error)"
+            return (entry, log.append(entry, what: "copy"))
+        }
+        defer { withExtendedLifetime(held) {} }
+        do {
             guard let from = try locations.holding(.vault(policy.vault), unlock: unlock) else {
                 throw VaultError.notFound("no vault named '\(policy.vault)' in any location of \(locations.path)")
             }
