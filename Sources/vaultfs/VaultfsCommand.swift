@@ -67,6 +67,13 @@ enum VaultfsCommand {
         let options: MountOptions
         do { options = try MountOptions(parsing: optionText.joined(separator: ",")) } catch { return fail("\(error)") }
         guard positional.count == 2 else { return fail("give a repository and a mount point\n\(usage)") }
+        // With all_locations the source only names the mount (fstab, /proc/mounts): a
+        // repository there would be read as if it were mounted, and it is not.
+        if options.allLocations && (positional[0].contains("/") || S3Location.isURL(positional[0])) {
+            return fail(
+                "all_locations mounts every location of the locations file, and its source names the mount (vaultfs-locations), not a repository: \(positional[0]) is mounted without all_locations"
+            )
+        }
 
         let notifyFd = ProcessInfo.processInfo.environment["VAULTFS_NOTIFY_FD"].flatMap { Int32($0) }
         if !foreground && notifyFd == nil { return Detach.spawnAndWait(arguments) }

@@ -295,6 +295,10 @@ final class CopyTests: XCTestCase {
             timeout: 60)
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("all_locations takes each location's settings"), refused.stderr)
+        let repositoryGiven = try runCommand(
+            [productPath("vaultfs"), "--all-locations", setup.fast, mountpoint], environment: variables, timeout: 60)
+        XCTAssertEqual(repositoryGiven.status, 1)
+        XCTAssertTrue(repositoryGiven.stderr.contains("its source names the mount"), repositoryGiven.stderr)
     }
 
     func testEachCopyConfigurationErrorIsOneLineAndChangesNothing() throws {
