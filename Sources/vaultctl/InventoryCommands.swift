@@ -72,7 +72,11 @@ struct VaultCommand: ParsableCommand {
             if json { return printJSON(view) }
             print("vault:    \(vault.name)")
             if let location { print("location: \(location.name)" + (view.isCopy == true ? " (a copy)" : "")) }
-            print("policy:   \(policyText(vault.policy))")
+            if view.isCopy == true, let source = location?.mirrorOf {
+                print("policy:   a copy of vault \(vault.name) in location \(source), kept by its copy policy")
+            } else {
+                print("policy:   \(policyText(vault.policy))")
+            }
             if let copy = view.copy { print("copy:     \(copyText(copy))") }
             print("servers:  \(try repo.catalog.servers(inVault: vault.id).map(\.name).joined(separator: ", "))")
         }

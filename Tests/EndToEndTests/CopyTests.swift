@@ -380,6 +380,7 @@ final class CopyTests: XCTestCase {
         for (table, expected) in [
             ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"1d\"\n", "needs vault, to, every and keep-fulls"),
             ("[[copy]]\nvault = \"prod\"\nto = \"gone\"\nevery = \"1d\"\nkeep-fulls = 2\n", "which is no location"),
+            ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"1d\"\nkeep-fulls = 2\n", "which is no mirror"),
             ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"1d\"\nkeep-fulls = 2\nkeep = 1\n", "unknown key"),
             ("[[copy]]\nvault = \"prod\"\nto = \"archive\"\nevery = \"often\"\nkeep-fulls = 2\n", "bad every"),
             (

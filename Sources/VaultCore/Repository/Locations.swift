@@ -605,9 +605,14 @@ public struct Locations: Sendable {
             } catch let error as VaultError {
                 throw VaultError.invalid("\(place): \(error.message)")
             }
-            guard entries.contains(where: { $0.name == to }) else {
+            guard let target = entries.first(where: { $0.name == to }) else {
                 throw VaultError.invalid(
                     "\(place): the copy of vault \(vault) goes to '\(to)', which is no location here")
+            }
+            guard target.mirrorOf != nil else {
+                throw VaultError.invalid(
+                    "\(place): the copy of vault \(vault) goes to '\(to)', which is no mirror (mirror-of): copies go only into a mirror location"
+                )
             }
             guard !copies.contains(where: { $0.vault == vault }) else {
                 throw VaultError.invalid("\(place): vault \(vault) has two copy policies")
