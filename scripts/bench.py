@@ -484,6 +484,15 @@ def fresh_ceph(gateway, folder):
                    env=dict(os.environ, CEPH_MEMSTORE_BYTES=str(8 << 30)))
 
 
+def gateway_env(gateway):
+    """The variables scripts/ceph-rgw.sh wrote for the gateway in GATEWAY (endpoint, keys, region)."""
+    found = {}
+    for line in open(os.path.join(gateway, "env")):
+        key, _, value = line.strip().partition("=")
+        found[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return found
+
+
 def s3_rows(runs):
     """vaultfs against restic, both on S3 through one real Ceph RADOS Gateway on loopback
     (scripts/ceph-rgw.sh, a fresh cluster per run): full v1, incremental v2 and a cold read
@@ -501,10 +510,7 @@ def s3_rows(runs):
             os.makedirs(mnt)
             for bucket in ("bench-vaultfs", "bench-restic"):
                 subprocess.run([rgw, "create-bucket", gateway, bucket], check=True)
-            gw = {}
-            for line in open(os.path.join(gateway, "env")):
-                key, _, value = line.strip().partition("=")
-                gw[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
+            gw = gateway_env(gateway)
             env = dict(ENV, **{k: gw[k] for k in ("VAULT_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
                        VAULT_REPO="s3://bench-vaultfs/repo", VAULT_STATE_DIR=os.path.join(s3run, "vaultfs-state"),
                        RESTIC_REPOSITORY=f"s3:{gw['VAULT_S3_ENDPOINT']}/bench-restic/repo")
@@ -575,10 +581,7 @@ def copy_rows(runs):
             fresh_ceph(gateway, target)
             for bucket in ("copy-vaultfs", "copy-restic"):
                 subprocess.run([rgw, "create-bucket", gateway, bucket], check=True)
-            gw = {}
-            for line in open(os.path.join(gateway, "env")):
-                key, _, value = line.strip().partition("=")
-                gw[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
+            gw = gateway_env(gateway)
             env = dict(ENV, **{k: gw[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
                        VAULT_REPO="", VAULT_CONFIG=os.path.join(target, "locations.toml"),
                        VAULT_COPY_DIR=os.path.join(target, "copies"),

@@ -318,29 +318,21 @@ final class CopyTests: XCTestCase {
             try setup.ctl.refusal("location", "add", "other", setup.archive + "/..", "--mirror-of", "fast")
                 .contains("not empty"))
         let before = try readBytes(setup.config)
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "nope", "--copy-keep-fulls", "2")
-                .contains("no location named 'nope'"))
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "fast", "--copy-keep-fulls", "2")
-                .contains("copy it to another one"))
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "archive", "--copy-keep-fulls", "2")
-                .contains("location archive is not the mirror of fast"))
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "nope", "--copy-to", "archive", "--copy-keep-fulls", "2")
-                .contains("no vault named 'nope'"))
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "archive").contains("--copy-keep-fulls"))
-        XCTAssertTrue(
-            try setup.ctl.refusal("vault", "set", "prod", "--copy-to", "archive", "--copy-keep-fulls", "0")
-                .contains("from 1 to 1000"))
-        XCTAssertTrue(
-            try setup.ctl.refusal(
-                "vault", "set", "prod", "--copy-to", "archive", "--copy-every", "soon", "--copy-keep-fulls", "2"
-            ).contains("bad --copy-every"))
-        XCTAssertTrue(try setup.ctl.refusal("vault", "set", "prod", "--no-copy").contains("has no copy policy"))
-        XCTAssertTrue(try setup.ctl.refusal("copy", "prod").contains("has no copy policy"))
+        let keep = ["--copy-keep-fulls", "2"]
+        for (arguments, expected) in [
+            (["vault", "set", "prod", "--copy-to", "nope"] + keep, "no location named 'nope'"),
+            (["vault", "set", "prod", "--copy-to", "fast"] + keep, "copy it to another one"),
+            (["vault", "set", "prod", "--copy-to", "archive"] + keep, "location archive is not the mirror of fast"),
+            (["vault", "set", "nope", "--copy-to", "archive"] + keep, "no vault named 'nope'"),
+            (["vault", "set", "prod", "--copy-to", "archive"], "--copy-keep-fulls"),
+            (["vault", "set", "prod", "--copy-to", "archive", "--copy-keep-fulls", "0"], "from 1 to 1000"),
+            (["vault", "set", "prod", "--copy-to", "archive", "--copy-every", "soon"] + keep, "bad --copy-every"),
+            (["vault", "set", "prod", "--no-copy"], "has no copy policy"),
+            (["copy", "prod"], "has no copy policy"),
+        ] {
+            let said = try setup.ctl.refusal(arguments)
+            XCTAssertTrue(said.contains(expected), "\(arguments): \(said)")
+        }
         XCTAssertEqual(try readBytes(setup.config), before)
 
         // A location that takes copies stays until its policy goes.

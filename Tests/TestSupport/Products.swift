@@ -103,7 +103,10 @@ public struct Vaultctl {
 extension Vaultctl {
     /// `vaultctl ARGUMENTS` that must fail: its one line of error. Throws when it succeeds
     /// or says more than one line.
-    public func refusal(_ arguments: String...) throws -> String {
+    public func refusal(_ arguments: String...) throws -> String { try refusal(arguments) }
+
+    /// `refusal` with the arguments in an array.
+    public func refusal(_ arguments: [String]) throws -> String {
         let result = try attempt(arguments)
         guard result.status != 0 else { throw TestError.failed("\(arguments) succeeded: \(result.stdout)") }
         let text = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
