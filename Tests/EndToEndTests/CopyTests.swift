@@ -350,6 +350,21 @@ final class CopyTests: XCTestCase {
             try setup.ctl.refusal("location", "add", "far", setup.scratch.file("far"), "--mirror-of", "offsite")
                 .contains("is the mirror of fast itself"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: setup.scratch.file("far")))
+        // fast's own store under another name is not its mirror: a symbolic link is seen
+        // through, and a bind mount is told by the store's id.
+        let alias = setup.scratch.file("fast-alias")
+        XCTAssertEqual(symlink(setup.fast, alias), 0)
+        XCTAssertTrue(
+            try setup.ctl.refusal("location", "add", "alias", alias, "--mirror-of", "fast")
+                .contains("is that repository already"))
+        let bound = setup.scratch.file("fast-bound")
+        try FileManager.default.createDirectory(atPath: bound, withIntermediateDirectories: true)
+        try mustRun(["mount", "--bind", setup.fast, bound], timeout: 30)
+        defer { _ = try? runCommand(["umount", bound], timeout: 30) }
+        XCTAssertTrue(
+            try setup.ctl.refusal("location", "add", "bound", bound, "--mirror-of", "fast")
+                .contains("is the repository of location fast itself, under another name"))
+        try mustRun(["umount", bound], timeout: 30)
         XCTAssertTrue(
             try setup.ctl.refusal("vault", "create", "new", "--location", "offsite").contains("takes copies only"))
         try ctl.run("backup", "web", "--name", "first")

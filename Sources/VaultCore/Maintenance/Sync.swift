@@ -168,8 +168,9 @@ public enum Sync {
                     "\(target.name) is another repository (id \(mirror.config.id)); sync copies into a mirror of \(source.location.name) that sync makes itself: give a new folder or prefix"
                 )
             }
-            // The same store under another name (a bind mount, another endpoint's spelling).
-            guard mirror.config.storeId != source.config.storeId else {
+            // The same store under another name (a bind mount, another endpoint's spelling);
+            // stores made before store ids existed have none and cannot be told apart so.
+            guard mirror.config.storeId == nil || mirror.config.storeId != source.config.storeId else {
                 throw VaultError.invalid("\(target.name) is the source itself, under another name")
             }
             return mirror

@@ -217,7 +217,7 @@ public struct Locations: Sendable {
                         "\(location.repository) is another repository (id \(existing.id)), not a mirror of \(source.name); give a new folder or s3:// prefix"
                     )
                 }
-                guard existing.storeId != config.storeId else {
+                guard existing.storeId == nil || existing.storeId != config.storeId else {
                     throw VaultError.invalid(
                         "\(location.repository) is the repository of location \(source.name) itself, under another name"
                     )
