@@ -3,7 +3,7 @@
 
 Every figure is the median of BENCH_RUNS runs (default 3) or more (at least 5 for the cheap
 paired rows) with its min and max. BENCH_ONLY=restore measures only the restores, BENCH_ONLY=rbd only the Ceph RBD
-disk rows, BENCH_ONLY=nbd only the qemu NBD disk rows, BENCH_ONLY=copy only the copy to a bucket. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
+disk rows, BENCH_ONLY=nbd only the qemu NBD disk rows, BENCH_ONLY=copy only the copy to a bucket, BENCH_ONLY=web only the web console. BENCH_ONLY=against with BENCH_AGAINST=DIR (a folder holding
 another build's vaultctl and vaultfs, e.g. the previous commit's) measures this build against
 that one instead, side by side in one run: backups, cold read, peak RSS, fio, export. Prints Markdown tables and writes the same figures to
 WORK/results.json. Run through scripts/bench.sh, which installs the tools, builds vaultfs as
@@ -920,10 +920,9 @@ def fragmented_file(runs):
     shutil.rmtree(out, ignore_errors=True)
 
 
-def many_points(runs):
-    """`ls -l` of a server with 10,000 points (manifests cloned from one real point, then the
-    catalog rebuilt from them by vaultctl: the bench never writes the catalog itself)."""
-    log("== ls -l of 10,000 points")
+def many_points_repository():
+    """A repository whose server has 10,000 points (manifests cloned from one real point, then
+    the catalog rebuilt from them by vaultctl: the bench never writes the catalog itself)."""
     repo = os.path.join(WORK, "many-repo")
     shutil.rmtree(repo, ignore_errors=True)
     env = dict(ENV, VAULT_REPO=repo, VAULT_CONFIG_DIR=repo + "-etc")
@@ -948,6 +947,13 @@ def many_points(runs):
         with open(os.path.join(folder, new + ".json"), "w") as f:
             json.dump(clone, f)
     run(VAULTCTL, "repair", "--rebuild-catalog")
+    return repo
+
+
+def many_points(runs):
+    """`ls -l` of a server with 10,000 points."""
+    log("== ls -l of 10,000 points")
+    repo = many_points_repository()
     for r in range(runs):
         m = VaultfsMount(repo, os.path.join(WORK, "many-mnt"))
         start = time.monotonic()
@@ -956,6 +962,91 @@ def many_points(runs):
         if out.stdout.count("\n") < 10000:
             raise SystemExit("bench: ls -l listed fewer than 10,000 points")
         m.close()
+
+
+class Console:
+    """`vaultctl serve` over a repository, on a port of its choosing; its token and peak RSS."""
+
+    def __init__(self, repo, folder):
+        os.makedirs(folder, exist_ok=True)
+        self.token_file = os.path.join(folder, "token")
+        self.process = subprocess.Popen(
+            [VAULTCTL, "serve", "-R", repo, "--listen", "127.0.0.1:0", "--token-file", self.token_file],
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if "http://" not in line:
+            raise SystemExit(f"bench: vaultctl serve did not start: {line}")
+        self.url = line.split(" at ")[1].strip().rstrip("/")
+        self.token = open(self.token_file).read().strip()
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+
+    def close(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wrk_latency(url, token, seconds=10):
+    """p50 and p99 (ms) and requests/s of `wrk` at 16 connections on 2 threads."""
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    def ms(text):
+        value = float(text.rstrip("usm"))
+        return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+    latency = {l.split()[0]: ms(l.split()[1]) for l in out.splitlines() if l.strip().startswith(("50%", "99%"))}
+    rate = next(float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec"))
+    errors = [l for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+    if errors:
+        raise SystemExit(f"bench: wrk on {url}: {errors}")
+    return latency["50%"], latency["99%"], rate
+
+
+def web_rows(runs):
+    """BENCH_ONLY=web: the console under load (10,000 points: the API's first page and the points
+    page, wrk at 16 connections), and an image download over HTTP against the cold read through
+    the mount, in turn."""
+    log("== web console: 10,000 points under wrk")
+    repo = many_points_repository()
+    for r in range(runs):
+        console = Console(repo, os.path.join(WORK, "web"))
+        try:
+            for label, path in [("GET /api/v1/points", "/api/v1/points"), ("points page", "/points")]:
+                p50, p99, rate = wrk_latency(console.url + path, console.token)
+                record(f"web: {label}, 10,000 points, p50", "vaultfs", p50, "ms")
+                record(f"web: {label}, 10,000 points, p99", "vaultfs", p99, "ms")
+                record(f"web: {label}, 10,000 points, rate", "vaultfs", rate, "req/s")
+            record("web: serve peak RSS after the load", "vaultfs", console.peak_rss_kib() / 1024, "MiB")
+        finally:
+            console.close()
+    log("== web console: image download against the mount's cold read")
+    fresh_repositories()
+    for v in (1, 2):
+        use_version(v)
+        sh(VAULTCTL, "schedule", "run", "--once", "--now", SLOT[v])
+    point = next(p["id"] for p in json.loads(sh(VAULTCTL, "points", "--json").stdout) if p["name"] == POINT[2])
+    size = os.path.getsize(os.path.join(CORPUS, "disk-v2.img"))
+    for r in range(runs):
+        for side in in_turn(r, ["http", "mount"]):
+            if side == "http":
+                console = Console(ENV["VAULT_REPO"], os.path.join(WORK, "web"))
+                try:
+                    elapsed = timed("curl", "-s", "-f", "-o", "/dev/null", "-H", f"Authorization: Bearer {console.token}",
+                                    f"{console.url}/api/v1/points/{point}/disks/root/image")
+                    record("web: image download, cold", "vaultfs", size / elapsed / 1e6, "MB/s")
+                    record("web: serve peak RSS after the download", "vaultfs", console.peak_rss_kib() / 1024, "MiB")
+                finally:
+                    console.close()
+            else:
+                m = VaultfsMount(ENV["VAULT_REPO"], os.path.join(MNT, "vaultfs"))
+                image = os.path.join(m.path, "bench", "web", POINT[2], "root.img")
+                elapsed = timed("dd", f"if={image}", "of=/dev/null", "bs=1M")
+                record("web: image download, cold", "mount cold read", size / elapsed / 1e6, "MB/s")
+                m.close()
 
 
 def report():
@@ -981,7 +1072,7 @@ def report():
 
     rows_of = lambda name: {r["tool"]: r for r in table if r["measurement"] == name}
     lines = []
-    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: ", "rbd: ", "nbd: "))]:
+    for name in [name for name in order if not name.startswith(("S3: ", "pair: ", "against: ", "restore: ", "instant: ", "rbd: ", "nbd: ", "web: "))]:
         rows = rows_of(name)
         v, b, r, f = rows.get("vaultfs"), rows.get("borg"), rows.get("restic"), rows.get("fuse2fs")
         lines.append([name, units[name], v["runs"] if v else "-", show(v), show(b), show(r), show(f), ratio(v, b) if b else ratio(v, f) if f else ratio(v, r)])
@@ -1020,6 +1111,14 @@ def report():
             print_table(f"\n{title}\n", ["measurement", "unit", "runs", "vaultfs", off_tool, other,
                                           f"/ {off_tool.removeprefix('vaultfs ')}", "/ borg"], lines)
     lines = []
+    for name in [name for name in order if name.startswith("web: ")]:
+        rows = rows_of(name)
+        v, m = rows.get("vaultfs"), rows.get("mount cold read")
+        lines.append([name.removeprefix("web: "), units[name], v["runs"] if v else "-", show(v), show(m), ratio(v, m) if m else "-"])
+    if lines:
+        print_table("\nWeb console (vaultctl serve on 127.0.0.1; wrk -t2 -c16 for 10 s; curl for the download)\n",
+                    ["measurement", "unit", "runs", "vaultfs serve", "mount cold read", "serve / mount"], lines)
+    lines = []
     for name in [name for name in order if name.startswith("pair: ")]:
         plain, crypt = samples.get((name, "vaultfs"), []), samples.get((name, "vaultfs encrypted"), [])
         rows = rows_of(name)
@@ -1054,8 +1153,8 @@ def main():
         raise SystemExit("bench: run as root (it drops the page cache and mounts)")
     try:
         only = os.environ.get("BENCH_ONLY", "")
-        if only not in ("", "s3", "copy", "fragments", "against", "restore", "instant", "rbd", "nbd"):
-            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, copy, fragments, against, restore, instant, rbd or nbd, not {only}")
+        if only not in ("", "s3", "copy", "fragments", "against", "restore", "instant", "rbd", "nbd", "web"):
+            raise SystemExit(f"bench: BENCH_ONLY is '' (everything), s3, copy, fragments, against, restore, instant, rbd, nbd or web, not {only}")
         if only == "restore":
             for r in range(RUNS):
                 restore_run(r)
@@ -1070,7 +1169,7 @@ def main():
             rbd_rows(RUNS)
         if only in ("", "nbd"):
             nbd_rows(RUNS)
-        if only not in ("copy", "fragments", "against", "restore", "instant", "rbd", "nbd"):
+        if only not in ("copy", "fragments", "against", "restore", "instant", "rbd", "nbd", "web"):
             for r in range(RUNS):
                 one_run(r)
         if only == "":
@@ -1085,6 +1184,8 @@ def main():
             many_points(RUNS)
         if only in ("", "fragments"):
             fragmented_file(RUNS)
+        if only in ("", "web"):
+            web_rows(RUNS)
     finally:
         for path in [os.path.join(MNT, t) for t in ("fuse2fs", "vaultfs", "restic", "borg", "pair")] + [os.path.join(WORK, "chain-mnt"), os.path.join(WORK, "many-mnt")]:
             unmount(path)

@@ -10,7 +10,7 @@ work=${1:-$top/bench-work}
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (it drops the page cache and mounts)" >&2; exit 1; }
 
 need=()
-for p in restic borgbackup fio python3 e2fsprogs fuse2fs libnbd-bin; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
+for p in restic borgbackup fio python3 e2fsprogs fuse2fs libnbd-bin wrk curl; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } >&2
 fi

@@ -27,6 +27,7 @@ files() {
     echo "644 $top/mount-helpers/vaultfs@.service $unitdir/vaultfs@.service"
     echo "644 $top/mount-helpers/vaultctl-scheduler.service $unitdir/vaultctl-scheduler.service"
     echo "644 $top/mount-helpers/vaultctl-scheduler.timer $unitdir/vaultctl-scheduler.timer"
+    echo "644 $top/mount-helpers/vaultctl-web.service $unitdir/vaultctl-web.service"
     for page in "$top"/man/*.8 "$MANPAGES"/*.8; do
         [ -e "$page" ] && echo "644 $page $mandir/$(basename "$page").gz"
     done

@@ -73,6 +73,7 @@ scene() {
   echo "correct horse battery staple" > "$s/etc/passphrase"
   export VAULT_CONFIG_DIR=$s/etc/vaultfs           # servers (disks, hooks): never the machine's /etc/vaultfs
   export VAULT_COPY_DIR=$s/copy-history            # the host's copy history: never /var/lib/vaultfs
+  export VAULT_WEB_TOKEN_FILE=$s/state/web/token    # the console's token: never /var/lib/vaultfs
   export VAULT_NEW_PASSPHRASE="a longer passphrase for the new key wrap"   # key change-passphrase
   unset VAULT_REPO
   [ "$1" = new ] && return
@@ -105,6 +106,7 @@ rewrite() {
     -e "s#$w/mnt/restore#\1@@/restore#g; s#-C /restore#-C @@/restore-tar#g; s#$w/var/tmp/#\1@@/vartmp/#g; s#$w/tmp/#\1@@/tmp/#g" \
     -e "s#$w/dev/vda#\1@@/img/root.img#g; s#$w/dev/vdb#\1@@/vdb#g; s#$w/srv/img/data.raw#\1@@/img/data.raw#g" \
     -e "s#$w/etc/vaultfs/passphrase#\1@@/etc/passphrase#g; s#$w/root/#\1@@/home/#g" \
+    -e "s#$w/var/lib/vaultfs/web/token#\1@@/state/web/token#g" \
     -e "s#$w~/backups#\1@@/backups#g; s#$w~/mnt#\1@@/mnt2#g; s#$w~/#\1@@/home/#g" \
     -e "s#3f2a9c01#${id:-no-point}#g" \
     -e "s#@@#$s#g"
@@ -114,7 +116,11 @@ rewrite() {
 prelude() {
   cat <<'EOF'
 set -eo pipefail
+# Whatever a block started in the background (`vaultctl serve &`) ends with it, failed or not.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 vaultctl() {
+  # `vaultctl serve &`: the server itself in the background, so `kill $!` stops it.
+  [ "${1:-}" = serve ] && exec "$(type -P vaultctl)" "$@"
   if [ "${1:-}" = schedule ] && [ "${2:-}" = run ] && [[ " $* " != *" --once "* ]]; then
     local code=0
     timeout 5 "$(type -P vaultctl)" "$@" || code=$?

@@ -59,9 +59,16 @@ public final class Volume: Sendable {
     }
 
     /// Follows a path of names from the root (`/etc/hostname`); symlinks are not followed.
+    /// A path never leaves the filesystem: a `..` part, or a NUL, is refused, whoever gave it.
     public func resolve(_ path: String) throws -> UInt64 {
+        guard !path.utf8.contains(0) else { throw VaultError(.invalidArgument, "a path inside a point holds no NUL") }
         var inode = rootInode
-        for part in path.split(separator: "/") where part != "." {
+        let parts = path.split(separator: "/")
+        if parts.contains("..") {
+            throw VaultError(
+                .invalidArgument, "\(path): a path inside a point has no '..' part; name the folder from /")
+        }
+        for part in parts where part != "." {
             guard try reader.attributes(inode).kind == .directory else {
                 throw VaultError(.invalidArgument, "\(path): \(part) lies below something that is not a folder")
             }

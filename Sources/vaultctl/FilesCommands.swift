@@ -25,42 +25,6 @@ struct VolumeOptions: ParsableArguments {
     }
 }
 
-/// One listed file, for `files ls --json`. A name or target that is not UTF-8 shows with
-/// U+FFFD in `name` (`target`), and exactly, base64-encoded, in `nameBytes` (`targetBytes`).
-struct FileView: Encodable {
-    var name: String
-    var nameBytes: String?
-    var kind: String
-    var mode: String
-    var uid: UInt32
-    var gid: UInt32
-    var size: Int64
-    var links: UInt32
-    var inode: UInt64
-    var modified: String
-    var target: String?
-    var targetBytes: String?
-    /// Set on an entry whose name no file may have (holding `/` or NUL, a second `.` or
-    /// `..`): the mount never shows it and `files get` leaves it out.
-    var unusable: Bool?
-
-    init(name: FileName, _ a: FileAttributes, target: FileName?, unusable: Bool = false) {
-        self.name = name.description
-        nameBytes = name.string == nil ? Data(name.bytes).base64EncodedString() : nil
-        self.target = target?.description
-        targetBytes = target.flatMap { $0.string == nil ? Data($0.bytes).base64EncodedString() : nil }
-        self.unusable = unusable ? true : nil
-        kind = a.kind.rawValue
-        mode = String(a.permissions, radix: 8)
-        uid = a.uid
-        gid = a.gid
-        size = a.size
-        links = a.links
-        inode = a.inode
-        modified = Units.formatTime(Date(timeIntervalSince1970: Double(a.modified.seconds)))
-    }
-}
-
 struct FilesList: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ls", abstract: "List a folder (or show one file) inside a point, with original owners and modes.")

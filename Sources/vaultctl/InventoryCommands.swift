@@ -94,12 +94,6 @@ struct VaultCommand: ParsableCommand {
     }
 }
 
-func policyText(_ policy: Policy?) -> String {
-    guard let policy else { return "none (manual backups only)" }
-    return
-        "start \(policy.startText), every \(policy.everyHours)h, \(policy.incrementals) incrementals between fulls, keep \(policy.keepFulls) fulls"
-}
-
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server", abstract: "Add, list, show, move and remove servers.",

@@ -74,15 +74,10 @@ struct PointFilterOptions: ParsableArguments {
                 }
                 return kind
             }
-            return PointFilter(vault: vault, kind: kind, since: try since.map(moment), before: try before.map(moment))
+            return PointFilter(
+                vault: vault, kind: kind, since: try since.map { try Units.parseMoment($0) },
+                before: try before.map { try Units.parseMoment($0) })
         }
-    }
-
-    /// A time given, or a duration before now.
-    private func moment(_ text: String) throws -> Date {
-        if let date = Units.parseTime(text) { return date }
-        if let age = Units.parseDuration(text), !text.allSatisfy(\.isNumber) { return Date() - age }
-        throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DD[THH:MM][Z] or a duration such as 7d")
     }
 
     var isEmpty: Bool { vault == nil && type == nil && since == nil && before == nil }

@@ -19,7 +19,7 @@ struct Vaultctl: ParsableCommand {
             Undelete.self, Purge.self, Export.self, Restore.self, Verify.self, Collect.self, Repair.self, Info.self,
             KeyCommand.self,
             FilesCommand.self,
-            SyncCommand.self, CopyCommand.self, LocationCommand.self,
+            SyncCommand.self, CopyCommand.self, LocationCommand.self, Serve.self,
         ])
 
     /// Accepts the options every command shares before the subcommand too, at any level, as

@@ -29,7 +29,9 @@ final class PackageTests: XCTestCase {
             "/usr/local/bin/vaultctl", "/usr/local/bin/vaultfs", "/usr/local/bin/vaultfs-attach", "/sbin/mount.vaultfs",
             "/usr/local/lib/systemd/system/vaultfs@.service",
             "/usr/local/lib/systemd/system/vaultctl-scheduler.service",
-            "/usr/local/lib/systemd/system/vaultctl-scheduler.timer", "/usr/local/share/man/man8/vaultctl.8.gz",
+            "/usr/local/lib/systemd/system/vaultctl-scheduler.timer",
+            "/usr/local/lib/systemd/system/vaultctl-web.service", "/usr/local/share/man/man8/vaultctl.8.gz",
+            "/usr/local/share/man/man8/vaultctl.serve.8.gz",
             "/usr/local/share/man/man8/vaultctl.files.get.8.gz", "/usr/local/share/man/man8/vaultfs.8.gz",
             "/usr/local/share/man/man8/mount.vaultfs.8.gz", "/usr/local/share/man/man8/vaultfs-attach.8.gz",
             "/usr/local/share/bash-completion/completions/vaultctl",
@@ -58,6 +60,9 @@ final class PackageTests: XCTestCase {
             try String(
                 contentsOfFile: "\(destdir)/usr/local/lib/systemd/system/vaultctl-scheduler.service", encoding: .utf8
             ).contains("ExecStart=/usr/local/bin/vaultctl schedule run --once\n"))
+        XCTAssertTrue(
+            try String(contentsOfFile: "\(destdir)/usr/local/lib/systemd/system/vaultctl-web.service", encoding: .utf8)
+                .contains("ExecStart=/usr/local/bin/vaultctl serve $SERVE_OPTIONS\n"))
         // Each completion loads in its shell (zsh and fish where installed).
         let bash = "\(destdir)/usr/local/share/bash-completion/completions/vaultctl"
         XCTAssertTrue(try mustRun(["bash", "-c", "source \"$0\" && complete -p vaultctl", bash]).contains("vaultctl"))

@@ -34,7 +34,7 @@ public enum RepositoryLocation: Sendable, Equatable {
 
     /// This user's state folder: `/var/lib/vaultfs` for root, else `$XDG_STATE_HOME/vaultfs`
     /// (or `~/.local/state/vaultfs`).
-    static func stateBase(environment: [String: String]) -> String {
+    public static func stateBase(environment: [String: String]) -> String {
         if getuid() == 0 { return "/var/lib/vaultfs" }
         if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return "\(state)/vaultfs" }
         return "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/vaultfs"

@@ -59,6 +59,14 @@ public enum Units {
         return value
     }
 
+    /// A time given (`parseTime`), or a duration before `now` (`7d`, `12h`); refused with a
+    /// line naming it otherwise.
+    public static func parseMoment(_ text: String, now: Date = Date()) throws -> Date {
+        if let date = parseTime(text) { return date }
+        if let age = parseDuration(text), !text.allSatisfy(\.isNumber), age < 1e10 { return now - age }
+        throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DD[THH:MM][Z] or a duration such as 7d")
+    }
+
     /// Parses `2026-11-25T16:00`, `2026-11-25 16:00:30`, with an optional `Z` for UTC;
     /// without it the time is local.
     public static func parseTime(_ text: String) -> Date? {

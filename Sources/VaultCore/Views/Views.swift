@@ -178,6 +178,13 @@ public struct PointView: Codable, Sendable {
     }
 }
 
+/// A policy in one line, as `vault list` and the console show it.
+public func policyText(_ policy: Policy?) -> String {
+    guard let policy else { return "none (manual backups only)" }
+    return
+        "start \(policy.startText), every \(policy.everyHours)h, \(policy.incrementals) incrementals between fulls, keep \(policy.keepFulls) fulls"
+}
+
 /// A vault's policy as `policy.json` and `policy show --json` print it.
 public struct PolicyView: Codable, Sendable {
     public var vault: String

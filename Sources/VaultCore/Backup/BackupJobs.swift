@@ -1,14 +1,18 @@
 import Foundation
 import Synchronization
-import VaultCore
 
-/// Backups started by `mkdir` in the mount, each on a thread of its own until it ends or
-/// the mount does.
-final class BackupJobs: Sendable {
+/// Backups started now by a long-running process (`mkdir` in the mount, "Backup now" in the
+/// console), each on a thread of its own until it ends or the process stops.
+public final class BackupJobs: Sendable {
     private let running = Mutex<[String: BackupJob]>([:])
 
+    public init() {}
+
+    /// The ids of the points being made here.
+    public var points: [String] { running.withLock { Array($0.keys) } }
+
     /// Runs `job` in the background; `ended` gets its point once it has ended.
-    func start(_ job: BackupJob, ended: @escaping @Sendable (Point) -> Void) {
+    public func start(_ job: BackupJob, ended: @escaping @Sendable (Point) -> Void = { _ in }) {
         let id = job.point.id
         running.withLock { $0[id] = job }
         Thread.detachNewThread { [self] in
@@ -20,7 +24,7 @@ final class BackupJobs: Sendable {
 
     /// Cancels every job and waits up to `timeout` for them to end: they end as failed,
     /// never half-shown.
-    func stopAll(timeout: TimeInterval = 30) {
+    public func stopAll(timeout: TimeInterval = 30) {
         for job in running.withLock({ Array($0.values) }) { job.cancel() }
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline, running.withLock({ !$0.isEmpty }) { Thread.sleep(forTimeInterval: 0.05) }

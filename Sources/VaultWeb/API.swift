@@ -1,0 +1,404 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import VaultCore
+import VaultFiles
+
+/// The JSON API under /api/v1, described in docs/openapi.json: the same objects as the
+/// commands' `--json`.
+extension Console {
+    func router() -> Router<WebContext> {
+        let router = Router(context: WebContext.self)
+        router.add(middleware: Guard(console: self))
+        addAPI(to: router)
+        addPages(to: router)
+        return router
+    }
+
+    private func addAPI(to router: Router<WebContext>) {
+        let api = router.group("/api/v1")
+        api.get("vaults") { request, _ in
+            try Query.refuseFields(request)
+            return json(try await self.blocking { try self.vaultViews() })
+        }
+        api.get("vaults/:vault") { request, context in
+            try Query.refuseFields(request)
+            let name = try context.parameters.require("vault")
+            return json(try await self.blocking { try self.vaultView(name) })
+        }
+        api.get("servers") { request, _ in
+            try Query.refuseFields(request)
+            return json(try await self.blocking { try self.serverViews() })
+        }
+        api.get("servers/:server") { request, context in
+            try Query.refuseFields(request)
+            let name = try context.parameters.require("server")
+            return json(try await self.blocking { try self.serverView(name) })
+        }
+        api.get("points") { request, _ in
+            let query = try PointQuery(fields: try Query.fields(request))
+            return json(try await self.blocking { try self.repository.page(query) })
+        }
+        api.get("history") { request, _ in
+            let query = try PointQuery(fields: try Query.fields(request))
+            return json(try await self.blocking { try self.repository.page(query, history: true) })
+        }
+        api.get("points/:point") { request, context in
+            try Query.refuseFields(request)
+            let reference = try context.parameters.require("point")
+            return json(try await self.blocking { try self.repository.view(of: try self.point(reference)) })
+        }
+        api.get("points/:point/chain") { request, context in
+            try Query.refuseFields(request)
+            let reference = try context.parameters.require("point")
+            return json(
+                try await self.blocking {
+                    try self.repository.views(of: try self.repository.chain(of: try self.point(reference)))
+                })
+        }
+        api.get("points/:point/volumes") { request, context in
+            try Query.refuseFields(request)
+            let reference = try context.parameters.require("point")
+            return json(try await self.blocking { try self.volumes(of: reference) })
+        }
+        api.get("points/:point/files/:volume") { request, context in
+            let path = try Query.path(request)
+            let reference = try context.parameters.require("point")
+            let volume = try context.parameters.require("volume")
+            return json(try await self.blocking { try self.listing(point: reference, volume: volume, path: path) })
+        }
+        api.get("points/:point/files/:volume/content") { request, context in
+            let path = try Query.path(request)
+            return try await self.fileDownload(
+                point: try context.parameters.require("point"), volume: try context.parameters.require("volume"),
+                path: path, range: request.headers[.range])
+        }
+        api.get("points/:point/disks/:disk/image") { request, context in
+            try Query.refuseFields(request)
+            return try await self.imageDownload(
+                point: try context.parameters.require("point"), disk: try context.parameters.require("disk"),
+                range: request.headers[.range])
+        }
+        api.get("jobs") { request, _ in
+            try Query.refuseFields(request)
+            return json(try await self.blocking { try self.runningJobs() })
+        }
+        api.get("jobs/events") { request, _ in
+            try Query.refuseFields(request)
+            return self.jobEvents()
+        }
+        api.post("servers/:server/backup") { request, context in
+            let server = try context.parameters.require("server")
+            let body = try await Self.decode(BackupRequest.self, request, context)
+            return json(try await self.blocking { try self.backupNow(server: server, body) }, status: .accepted)
+        }
+        api.post("points/:point/delete") { request, context in
+            let reference = try context.parameters.require("point")
+            try await Self.refuseBody(request, context)
+            return json(try await self.blocking { try self.delete(reference) })
+        }
+        api.post("points/:point/undelete") { request, context in
+            let reference = try context.parameters.require("point")
+            try await Self.refuseBody(request, context)
+            return json(try await self.blocking { try self.undelete(reference) })
+        }
+        api.post("purge") { request, context in
+            let body = try await Self.decode(PurgeRequest.self, request, context)
+            return json(try await self.blocking { try self.purge(body) })
+        }
+        api.post("vaults/:vault/retention") { request, context in
+            let vault = try context.parameters.require("vault")
+            let body = try await Self.decode(RetentionRequest.self, request, context)
+            return json(try await self.blocking { try self.applyRetention(vault: vault, dryRun: body.dryRun ?? false) })
+        }
+        api.post("verify") { request, context in
+            let body = try await Self.decode(VerifyRequest.self, request, context)
+            return json(try await self.blocking { try self.verify(server: body.server) })
+        }
+    }
+
+    /// A JSON body as `T`; an empty body is `{}`. Anything else is refused with a line.
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: WebContext) async throws -> T {
+        var request = request
+        let buffer = try await request.collectBody(upTo: context.maxUploadSize)
+        let bytes = buffer.readableBytes == 0 ? Array("{}".utf8) : Array(buffer: buffer)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch let error as VaultError {
+            throw error
+        } catch let error as DecodingError {
+            throw WebError(.badRequest, "the request body is not what this call takes: \(Self.describe(error))")
+        } catch {
+            throw WebError(.badRequest, "the request body is not JSON")
+        }
+    }
+
+    /// Calls that take no body refuse one, so a client's mistaken fields are not ignored.
+    static func refuseBody(_ request: Request, _ context: WebContext) async throws {
+        try Query.refuseFields(request)
+        var request = request
+        let buffer = try await request.collectBody(upTo: context.maxUploadSize)
+        let text = String(buffer: buffer).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.isEmpty || text == "{}" else { throw WebError(.badRequest, "this call takes no request body") }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        case .keyNotFound(let key, _): return "\(key.stringValue) is missing"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+// MARK: - What the calls do
+
+struct BackupRequest: Decodable {
+    var name: String?
+    var description: String?
+    var tags: [String: String]?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, description, tags }
+
+    init(name: String?, description: String?, tags: [String: String]?) {
+        self.name = name
+        self.description = description
+        self.tags = tags
+    }
+
+    init(from decoder: any Decoder) throws {
+        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        description = try container.decodeIfPresent(String.self, forKey: .description)
+        tags = try container.decodeIfPresent([String: String].self, forKey: .tags)
+    }
+}
+
+struct PurgeRequest: Decodable {
+    var olderThan: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case olderThan }
+
+    init(from decoder: any Decoder) throws {
+        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
+        olderThan = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .olderThan)
+    }
+}
+
+struct RetentionRequest: Decodable {
+    var dryRun: Bool?
+    enum CodingKeys: String, CodingKey, CaseIterable { case dryRun }
+
+    init(from decoder: any Decoder) throws {
+        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
+        dryRun = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Bool.self, forKey: .dryRun)
+    }
+}
+
+struct VerifyRequest: Decodable {
+    var server: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case server }
+
+    init(from decoder: any Decoder) throws {
+        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
+        server = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .server)
+    }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// A body field the call does not know is refused: a misspelt `dryRun` must not delete.
+private func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
+    let container = try decoder.container(keyedBy: AnyKey.self)
+    for key in container.allKeys where !known.contains(key.stringValue) {
+        throw VaultError(
+            .invalidArgument, "unknown field '\(key.stringValue)': this call takes \(known.joined(separator: ", "))")
+    }
+}
+
+/// The listing of a folder inside a point (or the one file a path names).
+struct FileListing: Encodable {
+    var point: String
+    var volume: String
+    var path: String
+    var kind: String
+    var entries: [FileView]
+}
+
+/// A point's filesystems, disk by disk.
+struct VolumesView: Encodable {
+    var disk: String
+    var contents: DiskContentsView
+}
+
+extension Console {
+    func vaultViews() throws -> [VaultView] {
+        try repository.catalog.vaults().map { vault in
+            VaultView(vault, servers: try repository.catalog.servers(inVault: vault.id).map(\.name))
+        }
+    }
+
+    func vaultView(_ name: String) throws -> VaultView {
+        try Names.validateVaultOrServer(name, what: "vault")
+        let vault = try repository.catalog.vault(named: name)
+        return VaultView(vault, servers: try repository.catalog.servers(inVault: vault.id).map(\.name))
+    }
+
+    func serverViews() throws -> [ServerView] {
+        let vaults = Dictionary(uniqueKeysWithValues: try repository.catalog.vaults().map { ($0.id, $0.name) })
+        return try repository.catalog.servers().map { server in
+            ServerView(
+                server, vault: server.vaultId.flatMap { vaults[$0] },
+                disks: try repository.catalog.disks(ofServer: server.id), hooks: try? repository.hostHooks(server.name))
+        }
+    }
+
+    func serverView(_ name: String) throws -> ServerView {
+        try Names.validateVaultOrServer(name, what: "server")
+        let server = try repository.catalog.server(named: name)
+        return ServerView(
+            server, vault: try server.vaultId.flatMap { try repository.catalog.vault(id: $0)?.name },
+            disks: try repository.catalog.disks(ofServer: server.id), hooks: try? repository.hostHooks(server.name))
+    }
+
+    /// The point a path names: its id, or an id prefix of 4 or more characters.
+    func point(_ reference: String) throws -> Point {
+        guard reference.count >= 4, reference.count <= 64, reference.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+            throw VaultError(
+                .invalidArgument, "bad point '\(reference)': give its id, or 4 or more of its first characters")
+        }
+        return try repository.catalog.point(matching: reference)
+    }
+
+    func runningJobs() throws -> [PointView] {
+        try repository.views(of: try repository.catalog.points().filter { $0.status == .creating })
+    }
+
+    func backupNow(server: String, _ body: BackupRequest) throws -> PointView {
+        try Names.validateVaultOrServer(server, what: "server")
+        let tags = try Names.parseTags((body.tags ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let jobs = try repository.prepareManualBackups(
+            servers: [server], name: body.name.flatMap { $0.isEmpty ? nil : $0 }, description: body.description ?? "",
+            tags: tags, disks: nil)
+        for job in jobs { self.jobs.start(job) }
+        guard let job = jobs.first else { throw VaultError(.invalidArgument, "nothing to back up") }
+        return try repository.view(of: job.point)
+    }
+
+    func delete(_ reference: String) throws -> PointView {
+        let point = try point(reference)
+        let deleted = try repository.softDelete(points: [point])
+        try releaseDeletedPoints()
+        return try repository.view(of: try repository.catalog.point(id: deleted.first?.id ?? point.id) ?? point)
+    }
+
+    func undelete(_ reference: String) throws -> PointView {
+        let point = try point(reference)
+        let restored = try repository.undelete(point.id)
+        return try repository.view(of: try repository.catalog.point(id: restored.id) ?? restored)
+    }
+
+    func purge(_ body: PurgeRequest) throws -> PurgeView {
+        let age = try body.olderThan.map(Units.durationArgument) ?? 0
+        try releaseDeletedPoints()
+        let removal = try repository.purge(olderThan: age)
+        let views = try removal.points.map { try repository.view(of: try repository.catalog.point(id: $0.id) ?? $0) }
+        return PurgeView(purged: views, garbageCollectionProblem: removal.collectionProblem)
+    }
+
+    func applyRetention(vault name: String, dryRun: Bool) throws -> RetentionView {
+        try Names.validateVaultOrServer(name, what: "vault")
+        let vault = try repository.catalog.vault(named: name)
+        let retention = Retention(repository: repository)
+        let removal =
+            dryRun ? Removal(points: try retention.plan(vault: vault.name)) : try retention.apply(vault: vault.name)
+        return RetentionView(
+            vault: vault.name, dryRun: dryRun, points: try repository.views(of: removal.points),
+            garbageCollectionProblem: removal.collectionProblem)
+    }
+
+    func verify(server: String?) throws -> VerifyView {
+        let id = try server.map { name in
+            try Names.validateVaultOrServer(name, what: "server")
+            return try repository.catalog.server(named: name).id
+        }
+        return try repository.view(of: try Verifier(repository: repository).verify(server: id))
+    }
+
+    /// A point whose disks may be read: active and not soft-deleted (the mount shows no
+    /// soft-deleted point either; undelete it first).
+    func readablePoint(_ reference: String) throws -> (point: Point, disks: [String]) {
+        let point = try point(reference)
+        guard point.deletion == .none else {
+            throw VaultError(
+                .invalidArgument, "point \(point.name) is soft-deleted; undelete it to read its disks or files")
+        }
+        return try repository.readablePoint(point.id)
+    }
+
+    func volumes(of reference: String) throws -> [VolumesView] {
+        let (record, disks) = try readablePoint(reference)
+        return try disks.map { VolumesView(disk: $0, contents: try files.contents(point: record.id, disk: $0).view) }
+    }
+
+    /// The volume named `name` (as under `files/` in the mount) of a readable point.
+    func volume(point reference: String, name: String) throws -> (point: Point, volume: Volume) {
+        let (record, disks) = try readablePoint(reference)
+        for disk in disks {
+            let contents = try files.contents(point: record.id, disk: disk)
+            if let volume = contents.volumes[name] { return (record, volume) }
+            if let view = contents.view.volumes.first(where: { $0.name == name }) {
+                throw VaultError(.unsupportedFormat, "\(name): \(view.reason ?? "not readable")")
+            }
+        }
+        throw VaultError(.notFound, "point \(record.name) has no filesystem named '\(name)'")
+    }
+
+    func listing(point reference: String, volume name: String, path: String) throws -> FileListing {
+        let (point, volume) = try volume(point: reference, name: name)
+        let inode = try volume.resolve(path)
+        let attributes = try volume.reader.attributes(inode)
+        func target(_ a: FileAttributes) throws -> FileName? {
+            a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil
+        }
+        var entries: [FileView] = []
+        if attributes.kind == .directory {
+            for entry in try volume.listing(inode).entries {
+                let a = try volume.reader.attributes(entry.inode)
+                entries.append(FileView(name: entry.name, a, target: try target(a)))
+            }
+        } else {
+            let name = FileName(path.split(separator: "/").last.map(String.init) ?? path)
+            entries.append(FileView(name: name, attributes, target: try target(attributes)))
+        }
+        return FileListing(point: point.id, volume: name, path: path, kind: attributes.kind.rawValue, entries: entries)
+    }
+}
+
+extension Query {
+    /// Calls that take no query refuse one.
+    static func refuseFields(_ request: Request) throws {
+        let fields = try fields(request)
+        if let name = fields.keys.sorted().first { throw WebError(.badRequest, "unknown query field '\(name)'") }
+    }
+
+    /// The `path` field of a files call (default /): a path inside the filesystem.
+    static func path(_ request: Request) throws -> String {
+        let fields = try fields(request)
+        if let name = fields.keys.sorted().first(where: { $0 != "path" }) {
+            throw WebError(.badRequest, "unknown query field '\(name)': files calls take path")
+        }
+        let path = fields["path"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        guard path.hasPrefix("/"), path.utf8.count <= 4096 else {
+            throw WebError(.badRequest, "bad path '\(path.prefix(200))': give it from / (up to 4096 bytes)")
+        }
+        return path
+    }
+}

@@ -1,0 +1,351 @@
+import Foundation
+import Hummingbird
+import Mustache
+import VaultCore
+import VaultFiles
+
+/// The console's pages, rendered on the server from the templates in Templates.swift. Every
+/// page works without JavaScript; the script adds live progress and confirmations.
+struct Pages: Sendable {
+    let library: MustacheLibrary
+
+    init() throws {
+        var library = MustacheLibrary()
+        for (name, text) in Templates.all { try library.register(text, named: name) }
+        self.library = library
+    }
+
+    /// `template` filled from `values`, inside the layout.
+    func render(
+        _ template: String, title: String, values: [String: Any], csrf: String, loggedIn: Bool, repository: String
+    ) -> String {
+        let body = library.render(values, withTemplate: template) ?? ""
+        let sections = [
+            "vaults": "Vaults", "servers": "Servers", "points": "Points", "history": "History", "jobs": "Jobs",
+        ]
+        let nav: [[String: Any]] = ["vaults", "servers", "points", "history", "jobs"].map {
+            ["href": "/\($0)", "label": sections[$0] ?? $0, "current": $0 == template]
+        }
+        let page: [String: Any] = [
+            "title": title, "body": body, "nav": nav, "csrf": csrf, "loggedIn": loggedIn, "repository": repository,
+        ]
+        return library.render(page, withTemplate: "layout") ?? ""
+    }
+
+    func errorPage(status: HTTPResponse.Status, message: String) -> String {
+        let body =
+            library.render(
+                ["status": "\(status.code) \(status.reasonPhrase)", "message": message], withTemplate: "error")
+            ?? ""
+        return library.render(["title": "\(status.code)", "body": body, "nav": [] as [Any]], withTemplate: "layout")
+            ?? ""
+    }
+}
+
+extension Console {
+    /// A page: `values` made and the template rendered on the worker threads (they read the
+    /// catalog), the title from the values.
+    func page(
+        _ template: String, _ context: WebContext,
+        values: @escaping @Sendable () throws -> (title: String, values: [String: Any])
+    ) async throws -> Response {
+        let csrf = context.session?.csrf ?? ""
+        let loggedIn = context.session != nil
+        let text = try await blocking {
+            var (title, values) = try values()
+            values["csrf"] = csrf
+            return self.pages.render(
+                template, title: title, values: values, csrf: csrf, loggedIn: loggedIn,
+                repository: self.repository.location.name)
+        }
+        return html(text)
+    }
+
+    func addPages(to router: Router<WebContext>) {
+        router.get("/") { _, _ in Guard.redirect(to: "/points") }
+        router.get("/static/console.css") { _, _ in Self.asset(Templates.css, type: "text/css; charset=utf-8") }
+        router.get("/static/console.js") { _, _ in Self.asset(Templates.script, type: "text/javascript; charset=utf-8")
+        }
+        router.get("/login") { request, context in
+            let next = Self.localTarget(try Query.fields(request)["next"])
+            return html(
+                self.pages.render(
+                    "login", title: "Log in", values: ["next": next], csrf: "", loggedIn: false,
+                    repository: self.repository.location.name))
+        }
+        router.post("/login") { request, context in try await self.login(request, context) }
+        router.post("/logout") { _, context in
+            if let session = context.session { self.access.endSession(session.id) }
+            var response = Guard.redirect(to: "/login")
+            response.headers[.setCookie] = self.cookie(value: "", maxAge: 0)
+            return response
+        }
+        router.get("/vaults") { request, context in
+            try Query.refuseFields(request)
+            return try await self.page("vaults", context) {
+                let rows = try self.vaultRows()
+                return ("Vaults", ["vaults": rows, "empty": rows.isEmpty])
+            }
+        }
+        router.get("/servers") { request, context in
+            try Query.refuseFields(request)
+            return try await self.page("servers", context) {
+                let rows = try self.serverRows()
+                return ("Servers", ["servers": rows, "empty": rows.isEmpty])
+            }
+        }
+        router.get("/points") { request, context in
+            try await self.listPage("points", title: "Points", request, context, history: false)
+        }
+        router.get("/history") { request, context in
+            try await self.listPage("history", title: "History", request, context, history: true)
+        }
+        router.get("/jobs") { _, context in
+            try await self.page("jobs", context) {
+                let jobs = try self.runningJobs()
+                return ("Jobs", ["jobs": jobs.map(Self.pointRow), "empty": jobs.isEmpty])
+            }
+        }
+        router.get("/points/:point") { request, context in
+            try Query.refuseFields(request)
+            let reference = try context.parameters.require("point")
+            return try await self.page("point", context) {
+                let values = try self.pointValues(reference)
+                return ("Point \(values["name"] ?? "")", values)
+            }
+        }
+        router.get("/points/:point/files/:volume") { request, context in
+            let path = try Query.path(request)
+            let reference = try context.parameters.require("point")
+            let volume = try context.parameters.require("volume")
+            return try await self.page("files", context) {
+                ("Files of \(volume)", try self.fileValues(reference, volume: volume, path: path))
+            }
+        }
+        router.get("/servers/:server/backup") { _, context in
+            let server = try context.parameters.require("server")
+            return try await self.page("backup", context) {
+                _ = try self.serverView(server)
+                return ("Back up \(server)", ["server": server])
+            }
+        }
+        router.post("/servers/:server/backup") { request, context in
+            let server = try context.parameters.require("server")
+            let form = try await Self.form(request, context)
+            let tags = try (form["tags"] ?? "").split(whereSeparator: \.isNewline).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }.filter { !$0.isEmpty }.reduce(into: [String: String]()) { tags, line in
+                let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw VaultError(.invalidArgument, "bad tag '\(line)': use KEY=VALUE") }
+                tags[parts[0]] = parts[1]
+            }
+            let body = BackupRequest(name: form["name"], description: form["description"], tags: tags)
+            let view = try await self.blocking { try self.backupNow(server: server, body) }
+            return Guard.redirect(to: "/jobs?started=" + Query.encode(view.id))
+        }
+        router.get("/points/:point/delete") { _, context in
+            let reference = try context.parameters.require("point")
+            return try await self.page("delete", context) {
+                let view = try self.repository.view(of: try self.point(reference))
+                return ("Delete \(view.name)", Self.pointRow(view))
+            }
+        }
+        router.post("/points/:point/delete") { request, context in
+            let reference = try context.parameters.require("point")
+            _ = try await Self.form(request, context)
+            let view = try await self.blocking { try self.delete(reference) }
+            return Guard.redirect(to: "/points/\(view.id)")
+        }
+        router.post("/points/:point/undelete") { request, context in
+            let reference = try context.parameters.require("point")
+            _ = try await Self.form(request, context)
+            let view = try await self.blocking { try self.undelete(reference) }
+            return Guard.redirect(to: "/points/\(view.id)")
+        }
+    }
+
+    static func asset(_ text: String, type: String) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: type, .cacheControl: "max-age=3600"],
+            body: .init(byteBuffer: .init(string: text)))
+    }
+
+    /// A form's fields (the Guard has read the body once already when it checked the CSRF
+    /// token: it is collected, so this reads it again).
+    static func form(_ request: Request, _ context: WebContext) async throws -> [String: String] {
+        var request = request
+        let body = try await request.collectBody(upTo: context.maxUploadSize)
+        return try Query.parse(String(buffer: body))
+    }
+
+    /// Where a login goes on to: a path of this console only, never another site.
+    static func localTarget(_ next: String?) -> String {
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"),
+            !next.contains(where: { $0.isNewline || $0 == "\0" })
+        else { return "/points" }
+        return next
+    }
+
+    func cookie(value: String, maxAge: Int) -> String {
+        "\(Access.cookieName)=\(value); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(maxAge)"
+            + (options.usesTLS ? "; Secure" : "")
+    }
+
+    private func login(_ request: Request, _ context: WebContext) async throws -> Response {
+        if let wait = access.loginWait(client: context.client) {
+            throw WebError(
+                .tooManyRequests, "too many failed logins from here: try again in \(wait) s", retryAfter: wait)
+        }
+        let form = try await Self.form(request, context)
+        let next = Self.localTarget(form["next"])
+        guard let token = form["token"], access.isToken(token.trimmingCharacters(in: .whitespaces)) else {
+            access.recordFailure(client: context.client)
+            let page = pages.render(
+                "login", title: "Log in", values: ["next": next, "failed": true], csrf: "", loggedIn: false,
+                repository: repository.location.name)
+            return html(page, status: .unauthorized)
+        }
+        let session = access.startSession()
+        var response = Guard.redirect(to: next)
+        response.headers[.setCookie] = cookie(value: session.id, maxAge: Int(Access.sessionLifetime))
+        return response
+    }
+
+    private func listPage(
+        _ template: String, title: String, _ request: Request, _ context: WebContext, history: Bool
+    ) async throws -> Response {
+        let fields = try Query.fields(request)
+        let query = try PointQuery(fields: fields)
+        return try await page(template, context) {
+            let page = try self.repository.page(query, history: history)
+            func link(offset: Int) -> String {
+                var shown = fields
+                shown["offset"] = offset == 0 ? nil : "\(offset)"
+                let text = shown.sorted { $0.key < $1.key }.map { "\($0.key)=\(Query.encode($0.value))" }
+                    .joined(separator: "&")
+                return "/\(template)" + (text.isEmpty ? "" : "?" + text)
+            }
+            let last = min(page.total, page.offset + page.points.count)
+            var values: [String: Any] = [
+                "points": page.points.map(Self.pointRow), "empty": page.points.isEmpty, "total": page.total,
+                "first": page.points.isEmpty ? 0 : page.offset + 1, "last": last,
+                "filters": PointQuery.names.subtracting(["offset", "limit"]).reduce(into: [String: String]()) {
+                    $0[$1] = fields[$1] ?? ""
+                }, "deletedChecked": query.includeDeleted,
+                "choices": [
+                    ("type", "Type", ["full", "incremental"]), ("schedule", "Schedule", ["policy", "manual"]),
+                    ("status", "Status", ["Active", "Error", "Creating"]),
+                ].map { name, label, choices -> [String: Any] in
+                    let current = (fields[name] ?? "").lowercased()
+                    return [
+                        "name": name, "label": label,
+                        "options": [["value": "", "text": "any", "selected": current.isEmpty]]
+                            + choices.map { ["value": $0, "text": $0, "selected": $0.lowercased() == current] },
+                    ]
+                },
+            ]
+            if page.offset > 0 { values["previous"] = link(offset: max(0, page.offset - page.limit)) }
+            if last < page.total { values["next"] = link(offset: page.offset + page.limit) }
+            return (title, values)
+        }
+    }
+
+    static func pointRow(_ view: PointView) -> [String: Any] {
+        var row: [String: Any] = [
+            "id": view.id, "short": String(view.id.prefix(8)), "name": view.name, "server": view.server,
+            "vault": view.vault, "type": view.type, "schedule": view.scheduleType, "status": view.status,
+            "statusClass": view.status.lowercased(), "time": view.time, "finished": view.finishedAt ?? "-",
+            "disk": Units.formatSize(view.diskBytes), "added": Units.formatSize(view.addedBytes),
+            "deletion": view.deletion, "deleted": !view.deletion.isEmpty, "reason": view.error ?? "",
+            "description": view.description, "active": view.status == "Active",
+        ]
+        if let progress = view.progress {
+            row["percent"] = progress.percent
+            row["done"] = Units.formatSize(progress.doneBytes)
+            row["total"] = Units.formatSize(progress.totalBytes)
+        }
+        return row
+    }
+
+    func vaultRows() throws -> [[String: Any]] {
+        try repository.catalog.vaults().map { vault in
+            let servers = try repository.catalog.servers(inVault: vault.id).map(\.name)
+            return [
+                "name": vault.name, "servers": servers.map { ["name": $0] }, "policy": policyText(vault.policy),
+                "next": vault.policy.map { Units.formatTime($0.nextSlot(after: Date())) } ?? "-",
+            ]
+        }
+    }
+
+    func serverRows() throws -> [[String: Any]] {
+        let latest = Dictionary(
+            try repository.catalog.allPoints().map { ($0.serverName, $0) }, uniquingKeysWith: { _, newer in newer })
+        return try serverViews().map { view in
+            var row: [String: Any] = [
+                "name": view.server, "vault": view.vault ?? "-",
+                "disks": view.disks.map(\.name).joined(separator: ", "),
+            ]
+            if let point = latest[view.server] { row["last"] = Self.pointRow(try repository.view(of: point)) }
+            return row
+        }
+    }
+
+    func pointValues(_ reference: String) throws -> [String: Any] {
+        let point = try point(reference)
+        let view = try repository.view(of: point)
+        var values = Self.pointRow(view)
+        values["tags"] = view.tags.sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] }
+        values["disks"] = view.disks.map {
+            [
+                "name": $0.name, "size": Units.formatSize($0.size), "stored": Units.formatSize($0.storedBytes),
+                "changed": Units.formatSize($0.changedBytes),
+                "readable": view.status == "Active" && view.deletion.isEmpty,
+                "image": "/api/v1/points/\(view.id)/disks/\(Query.encode($0.name))/image",
+            ] as [String: Any]
+        }
+        values["chain"] = try repository.views(of: try repository.chain(of: point)).map(Self.pointRow)
+        if point.status == .active && point.deletion == .none {
+            values["hasVolumes"] = true
+            values["volumes"] = try volumes(of: point.id).flatMap { disk in
+                disk.contents.volumes.map { volume -> [String: Any] in
+                    [
+                        "name": volume.name, "disk": disk.disk, "filesystem": volume.filesystem ?? "-",
+                        "size": Units.formatSize(volume.size), "shown": volume.shown, "reason": volume.reason ?? "",
+                        "href": "/points/\(view.id)/files/\(Query.encode(volume.name))?path=/",
+                    ]
+                }
+            }
+        }
+        return values
+    }
+
+    func fileValues(_ reference: String, volume: String, path: String) throws -> [String: Any] {
+        let listing = try listing(point: reference, volume: volume, path: path)
+        let base = "/points/\(listing.point)/files/\(Query.encode(volume))"
+        let content = "/api/v1/points/\(listing.point)/files/\(Query.encode(volume))/content"
+        let parts = path.split(separator: "/").map(String.init)
+        var crumbs: [[String: Any]] = [["name": volume, "href": "\(base)?path=/"]]
+        for i in parts.indices {
+            crumbs.append([
+                "name": parts[i], "href": "\(base)?path=" + Query.encode("/" + parts[...i].joined(separator: "/")),
+            ])
+        }
+        let folder = parts.isEmpty ? "" : "/" + parts.joined(separator: "/")
+        let entries = listing.entries.map { entry -> [String: Any] in
+            let full = folder + "/" + entry.name
+            var row: [String: Any] = [
+                "name": entry.name, "kind": entry.kind, "mode": entry.mode, "size": Units.formatSize(entry.size),
+                "modified": entry.modified, "isFolder": entry.kind == "directory", "isFile": entry.kind == "file",
+                "browse": "\(base)?path=" + Query.encode(full), "download": "\(content)?path=" + Query.encode(full),
+            ]
+            // Absent, not empty: a section of an empty string still shows in mustache.
+            if let target = entry.target { row["target"] = target }
+            return row
+        }
+        return [
+            "point": listing.point, "short": String(listing.point.prefix(8)), "volume": volume, "path": path,
+            "crumbs": crumbs, "entries": entries, "isFolder": listing.kind == "directory",
+            "tar": "\(content)?path=" + Query.encode(path), "empty": entries.isEmpty,
+        ]
+    }
+}
