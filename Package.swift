@@ -118,6 +118,11 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "VaultWebTests",
+            dependencies: ["VaultWeb", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["VaultCore", "VaultFiles", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]

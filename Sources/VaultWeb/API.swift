@@ -9,21 +9,22 @@ import VaultFiles
 extension Console {
     func router() -> Router<WebContext> {
         let router = Router(context: WebContext.self)
-        router.add(middleware: Guard(console: self))
-        addAPI(to: router)
-        addPages(to: router)
+        let routes = RouteTable()
+        router.add(middleware: Guard(console: self, routes: routes))
+        addAPI(to: router, routes: routes)
+        addPages(to: router, routes: routes)
         return router
     }
 
-    private func addAPI(to router: Router<WebContext>) {
-        let api = router.group("/api/v1")
+    private func addAPI(to router: Router<WebContext>, routes: RouteTable) {
+        let api = Routes(group: router.group("/api/v1"), prefix: "/api/v1", table: routes)
         api.get("vaults") { request, _ in
             try Query.refuseFields(request)
             return json(try await self.blocking { try self.vaultViews() })
         }
         api.get("vaults/:vault") { request, context in
             try Query.refuseFields(request)
-            let name = try context.parameters.require("vault")
+            let name = try Self.parameter(context, "vault")
             return json(try await self.blocking { try self.vaultView(name) })
         }
         api.get("servers") { request, _ in
@@ -32,7 +33,7 @@ extension Console {
         }
         api.get("servers/:server") { request, context in
             try Query.refuseFields(request)
-            let name = try context.parameters.require("server")
+            let name = try Self.parameter(context, "server")
             return json(try await self.blocking { try self.serverView(name) })
         }
         api.get("points") { request, _ in
@@ -45,12 +46,12 @@ extension Console {
         }
         api.get("points/:point") { request, context in
             try Query.refuseFields(request)
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             return json(try await self.blocking { try self.repository.view(of: try self.point(reference)) })
         }
         api.get("points/:point/chain") { request, context in
             try Query.refuseFields(request)
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             return json(
                 try await self.blocking {
                     try self.repository.views(of: try self.repository.chain(of: try self.point(reference)))
@@ -58,25 +59,25 @@ extension Console {
         }
         api.get("points/:point/volumes") { request, context in
             try Query.refuseFields(request)
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             return json(try await self.blocking { try self.volumes(of: reference) })
         }
         api.get("points/:point/files/:volume") { request, context in
             let path = try Query.path(request)
-            let reference = try context.parameters.require("point")
-            let volume = try context.parameters.require("volume")
+            let reference = try Self.parameter(context, "point")
+            let volume = try Self.parameter(context, "volume")
             return json(try await self.blocking { try self.listing(point: reference, volume: volume, path: path) })
         }
         api.get("points/:point/files/:volume/content") { request, context in
             let path = try Query.path(request)
             return try await self.fileDownload(
-                point: try context.parameters.require("point"), volume: try context.parameters.require("volume"),
+                point: try Self.parameter(context, "point"), volume: try Self.parameter(context, "volume"),
                 path: path, range: request.headers[.range])
         }
         api.get("points/:point/disks/:disk/image") { request, context in
             try Query.refuseFields(request)
             return try await self.imageDownload(
-                point: try context.parameters.require("point"), disk: try context.parameters.require("disk"),
+                point: try Self.parameter(context, "point"), disk: try Self.parameter(context, "disk"),
                 range: request.headers[.range])
         }
         api.get("jobs") { request, _ in
@@ -88,17 +89,17 @@ extension Console {
             return self.jobEvents()
         }
         api.post("servers/:server/backup") { request, context in
-            let server = try context.parameters.require("server")
+            let server = try Self.parameter(context, "server")
             let body = try await Self.decode(BackupRequest.self, request, context)
             return json(try await self.blocking { try self.backupNow(server: server, body) }, status: .accepted)
         }
         api.post("points/:point/delete") { request, context in
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             try await Self.refuseBody(request, context)
             return json(try await self.blocking { try self.delete(reference) })
         }
         api.post("points/:point/undelete") { request, context in
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             try await Self.refuseBody(request, context)
             return json(try await self.blocking { try self.undelete(reference) })
         }
@@ -107,7 +108,7 @@ extension Console {
             return json(try await self.blocking { try self.purge(body) })
         }
         api.post("vaults/:vault/retention") { request, context in
-            let vault = try context.parameters.require("vault")
+            let vault = try Self.parameter(context, "vault")
             let body = try await Self.decode(RetentionRequest.self, request, context)
             return json(try await self.blocking { try self.applyRetention(vault: vault, dryRun: body.dryRun ?? false) })
         }
@@ -133,13 +134,20 @@ extension Console {
         }
     }
 
-    /// Calls that take no body refuse one, so a client's mistaken fields are not ignored.
+    /// Calls that take no body refuse one (an empty JSON object aside), so a client's
+    /// mistaken fields are not ignored.
     static func refuseBody(_ request: Request, _ context: WebContext) async throws {
         try Query.refuseFields(request)
-        var request = request
-        let buffer = try await request.collectBody(upTo: context.maxUploadSize)
-        let text = String(buffer: buffer).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard text.isEmpty || text == "{}" else { throw WebError(.badRequest, "this call takes no request body") }
+        _ = try await decode(NoFields.self, request, context)
+    }
+
+    /// A path parameter, percent-decoded (`v%31` is `v1`); bytes that are not UTF-8 are refused.
+    static func parameter(_ context: WebContext, _ name: String) throws -> String {
+        let raw = try context.parameters.require(name)
+        guard let value = Query.decode(Substring(raw), plusIsSpace: false) else {
+            throw WebError(.badRequest, "the \(name) in the path is not valid percent-encoded UTF-8")
+        }
+        return value
     }
 
     private static func describe(_ error: DecodingError) -> String {
@@ -174,6 +182,16 @@ struct BackupRequest: Decodable {
         name = try container.decodeIfPresent(String.self, forKey: .name)
         description = try container.decodeIfPresent(String.self, forKey: .description)
         tags = try container.decodeIfPresent([String: String].self, forKey: .tags)
+    }
+}
+
+/// The body of a call that takes none: nothing, or `{}`.
+struct NoFields: Decodable {
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        if let key = container.allKeys.first {
+            throw VaultError(.invalidArgument, "unknown field '\(key.stringValue)': this call takes no request body")
+        }
     }
 }
 
@@ -294,6 +312,9 @@ extension Console {
 
     func delete(_ reference: String) throws -> PointView {
         let point = try point(reference)
+        guard point.deletion == .none else {
+            throw WebError(.conflict, "point \(point.name) is deleted already; undelete it first")
+        }
         let deleted = try repository.softDelete(points: [point])
         try releaseDeletedPoints()
         return try repository.view(of: try repository.catalog.point(id: deleted.first?.id ?? point.id) ?? point)
@@ -301,6 +322,12 @@ extension Console {
 
     func undelete(_ reference: String) throws -> PointView {
         let point = try point(reference)
+        guard point.deletion == .soft else {
+            throw WebError(
+                .conflict,
+                point.deletion == .none
+                    ? "point \(point.name) is not deleted" : "point \(point.name) is purged: it cannot come back")
+        }
         let restored = try repository.undelete(point.id)
         return try repository.view(of: try repository.catalog.point(id: restored.id) ?? restored)
     }
@@ -337,8 +364,7 @@ extension Console {
     func readablePoint(_ reference: String) throws -> (point: Point, disks: [String]) {
         let point = try point(reference)
         guard point.deletion == .none else {
-            throw VaultError(
-                .invalidArgument, "point \(point.name) is soft-deleted; undelete it to read its disks or files")
+            throw WebError(.conflict, "point \(point.name) is soft-deleted; undelete it to read its disks or files")
         }
         return try repository.readablePoint(point.id)
     }
@@ -355,7 +381,7 @@ extension Console {
             let contents = try files.contents(point: record.id, disk: disk)
             if let volume = contents.volumes[name] { return (record, volume) }
             if let view = contents.view.volumes.first(where: { $0.name == name }) {
-                throw VaultError(.unsupportedFormat, "\(name): \(view.reason ?? "not readable")")
+                throw VaultError(.notFound, "\(name) shows no files: \(view.reason ?? "not readable")")
             }
         }
         throw VaultError(.notFound, "point \(record.name) has no filesystem named '\(name)'")

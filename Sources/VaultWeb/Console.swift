@@ -44,9 +44,10 @@ public struct ConsoleOptions: Sendable {
             switch self {
             case .unix: return true
             case .tcp(let host, _):
+                let parts = host.split(separator: ".", omittingEmptySubsequences: false)
                 return host == "localhost" || host == "::1"
-                    || host.hasPrefix("127.")
-                        && host.split(separator: ".").count == 4
+                    || parts.count == 4 && parts[0] == "127"
+                        && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCIIDigit) }
             }
         }
 

@@ -27,19 +27,16 @@ struct ByteRange: Equatable {
         case (let first?, let last):
             if let last, last < first { return nil }
             guard first < size else { throw RangeError.unsatisfiable }
-            return ByteRange(start: first, end: min(size, (last ?? size - 1) + 1))
+            // Clamped before adding: a last byte of Int64.max must not overflow.
+            return ByteRange(start: first, end: min(last ?? size - 1, size - 1) + 1)
         case (nil, let suffix?):
-            guard suffix > 0 else { throw RangeError.unsatisfiable }
+            guard suffix > 0, size > 0 else { throw RangeError.unsatisfiable }
             return ByteRange(start: max(0, size - suffix), end: size)
         case (nil, nil): return nil
         }
     }
 
     enum RangeError: Error { case unsatisfiable }
-}
-
-extension Character {
-    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
 extension Console {
@@ -133,8 +130,8 @@ extension Console {
                     .contentDisposition: Self.attachment(base + ".tar"),
                 ], body: body)
         default:
-            throw VaultError(
-                .invalidArgument, "\(path) is a \(attributes.kind.rawValue); only files and folders can be downloaded")
+            throw WebError(
+                .conflict, "\(path) is a \(attributes.kind.rawValue); only files and folders can be downloaded")
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 import VaultCore
 
 /// The outermost layer of every request: lets in the token's holder only, checks the CSRF
@@ -11,6 +12,7 @@ import VaultCore
 struct Guard: RouterMiddleware {
     typealias Context = WebContext
     let console: Console
+    let routes: RouteTable
 
     /// No script, style or frame from anywhere but the console; no inline script.
     static let contentSecurityPolicy =
@@ -22,6 +24,27 @@ struct Guard: RouterMiddleware {
         var response: Response
         do {
             response = try await admit(request, context: context, next: next)
+            if request.method == .head {
+                // HEAD is GET without the body: the same status and headers, the length too.
+                response.body = ResponseBody(contentLength: response.body.contentLength) { writer in
+                    try await writer.finish(nil)
+                }
+            }
+        } catch let error as HTTPError where error.status == .notFound {
+            // No route: a path that has routes for other methods answers 405 and names them.
+            let allowed = routes.methods(for: request.uri.path)
+            let api = request.uri.path.hasPrefix("/api/")
+            if allowed.isEmpty {
+                response = Self.response(for: error, api: api, pages: console.pages)
+            } else {
+                response = Self.response(
+                    for: WebError(
+                        .methodNotAllowed,
+                        "\(request.method) is not a method of \(request.uri.path): use \(allowed.joined(separator: ", "))"
+                    ),
+                    api: api, pages: console.pages)
+                response.headers[.allow] = allowed.joined(separator: ", ")
+            }
         } catch {
             response = Self.response(for: error, api: request.uri.path.hasPrefix("/api/"), pages: console.pages)
         }
@@ -110,9 +133,9 @@ struct Guard: RouterMiddleware {
         if let error = error as? VaultError {
             let status: HTTPResponse.Status
             switch error.code {
-            case .invalidArgument, .hasDependants, .unsupportedFormat: status = .badRequest
+            case .invalidArgument, .unsupportedFormat: status = .badRequest
             case .notFound, .diskMissing, .noAttribute: status = .notFound
-            case .alreadyExists, .busy, .notEmpty, .readOnly: status = .conflict
+            case .alreadyExists, .busy, .notEmpty, .readOnly, .hasDependants: status = .conflict
             case .permissionDenied: status = .forbidden
             case .unreachable: status = .serviceUnavailable
             case .noSpace: status = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
@@ -126,6 +149,29 @@ struct Guard: RouterMiddleware {
             return (error.status, "http", error.status == .notFound ? "no such page or API route" : reason)
         }
         return (.internalServerError, "internal", "\(error)")
+    }
+}
+
+/// The routes and their methods, as registered: what a 405 names.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(pattern: [Substring], method: String)]>([])
+
+    func add(_ method: HTTPRequest.Method, _ path: String) {
+        let pattern = path.split(separator: "/")
+        routes.withLock { $0.append((pattern, method.rawValue)) }
+    }
+
+    /// The methods of the routes whose pattern `path` matches (`:name` matches any segment).
+    func methods(for path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        var found = routes.withLock { routes in
+            routes.filter { route in
+                route.pattern.count == segments.count
+                    && zip(route.pattern, segments).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
+            }.map(\.method)
+        }
+        if found.contains("GET") { found.append("HEAD") }
+        return Array(Set(found)).sorted()
     }
 }
 
@@ -148,6 +194,8 @@ struct WebError: Error {
         case .tooManyRequests: return "tooManyRequests"
         case .notFound: return "notFound"
         case .rangeNotSatisfiable: return "rangeNotSatisfiable"
+        case .conflict: return "conflict"
+        case .methodNotAllowed: return "methodNotAllowed"
         default: return "invalidArgument"
         }
     }
@@ -192,7 +240,9 @@ enum Query {
         var fields: [String: String] = [:]
         for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = decode(parts[0]), let value = decode(parts.count == 2 ? parts[1] : "") else {
+            guard let name = decode(parts[0], plusIsSpace: true),
+                let value = decode(parts.count == 2 ? parts[1] : "", plusIsSpace: true)
+            else {
                 throw WebError(.badRequest, "the query or form is not valid percent-encoded UTF-8")
             }
             guard fields[name] == nil else { throw WebError(.badRequest, "'\(name)' is given twice") }
@@ -206,12 +256,13 @@ enum Query {
         try parse(request.uri.query ?? "")
     }
 
-    static func decode(_ text: Substring) -> String? {
+    /// Percent-decoded `text`; `+` is a space in a query or form, itself in a path.
+    static func decode(_ text: Substring, plusIsSpace: Bool) -> String? {
         var bytes: [UInt8] = []
         var utf8 = Array(text.utf8)[...]
         while let byte = utf8.popFirst() {
             switch byte {
-            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "+") where plusIsSpace: bytes.append(UInt8(ascii: " "))
             case UInt8(ascii: "%"):
                 guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
                 else { return nil }
@@ -236,5 +287,31 @@ enum Query {
             }
         }
         return out
+    }
+}
+
+/// Registers routes in a group and in the route table together.
+struct Routes {
+    let group: RouterGroup<WebContext>
+    let prefix: String
+    let table: RouteTable
+
+    @discardableResult
+    func get(
+        _ path: String, use handler: @escaping @Sendable (Request, WebContext) async throws -> Response
+    ) -> Routes {
+        table.add(.get, prefix + "/" + path.drop { $0 == "/" })
+        group.get(RouterPath(path), use: handler)
+        group.head(RouterPath(path), use: handler)
+        return self
+    }
+
+    @discardableResult
+    func post(
+        _ path: String, use handler: @escaping @Sendable (Request, WebContext) async throws -> Response
+    ) -> Routes {
+        table.add(.post, prefix + "/" + path.drop { $0 == "/" })
+        group.post(RouterPath(path), use: handler)
+        return self
     }
 }

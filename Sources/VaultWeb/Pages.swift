@@ -61,7 +61,8 @@ extension Console {
         return html(text)
     }
 
-    func addPages(to router: Router<WebContext>) {
+    func addPages(to router: Router<WebContext>, routes table: RouteTable) {
+        let router = Routes(group: router.group(""), prefix: "", table: table)
         router.get("/") { _, _ in Guard.redirect(to: "/points") }
         router.get("/static/console.css") { _, _ in Self.asset(Templates.css, type: "text/css; charset=utf-8") }
         router.get("/static/console.js") { _, _ in Self.asset(Templates.script, type: "text/javascript; charset=utf-8")
@@ -108,7 +109,7 @@ extension Console {
         }
         router.get("/points/:point") { request, context in
             try Query.refuseFields(request)
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             return try await self.page("point", context) {
                 let values = try self.pointValues(reference)
                 return ("Point \(values["name"] ?? "")", values)
@@ -116,21 +117,21 @@ extension Console {
         }
         router.get("/points/:point/files/:volume") { request, context in
             let path = try Query.path(request)
-            let reference = try context.parameters.require("point")
-            let volume = try context.parameters.require("volume")
+            let reference = try Self.parameter(context, "point")
+            let volume = try Self.parameter(context, "volume")
             return try await self.page("files", context) {
                 ("Files of \(volume)", try self.fileValues(reference, volume: volume, path: path))
             }
         }
         router.get("/servers/:server/backup") { _, context in
-            let server = try context.parameters.require("server")
+            let server = try Self.parameter(context, "server")
             return try await self.page("backup", context) {
                 _ = try self.serverView(server)
                 return ("Back up \(server)", ["server": server])
             }
         }
         router.post("/servers/:server/backup") { request, context in
-            let server = try context.parameters.require("server")
+            let server = try Self.parameter(context, "server")
             let form = try await Self.form(request, context)
             let tags = try (form["tags"] ?? "").split(whereSeparator: \.isNewline).map {
                 $0.trimmingCharacters(in: .whitespaces)
@@ -144,20 +145,20 @@ extension Console {
             return Guard.redirect(to: "/jobs?started=" + Query.encode(view.id))
         }
         router.get("/points/:point/delete") { _, context in
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             return try await self.page("delete", context) {
                 let view = try self.repository.view(of: try self.point(reference))
                 return ("Delete \(view.name)", Self.pointRow(view))
             }
         }
         router.post("/points/:point/delete") { request, context in
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             _ = try await Self.form(request, context)
             let view = try await self.blocking { try self.delete(reference) }
             return Guard.redirect(to: "/points/\(view.id)")
         }
         router.post("/points/:point/undelete") { request, context in
-            let reference = try context.parameters.require("point")
+            let reference = try Self.parameter(context, "point")
             _ = try await Self.form(request, context)
             let view = try await self.blocking { try self.undelete(reference) }
             return Guard.redirect(to: "/points/\(view.id)")

@@ -26,6 +26,60 @@ final class UnitsTests: XCTestCase {
     }
 }
 
+/// Durations and the filters of a point listing, as a command or the console's query gives
+/// them: every odd spelling refused with one line naming it.
+final class InputTextTests: XCTestCase {
+    func testDurationsAreDigitsWithAnOptionalFractionAndAUnit() {
+        for (text, seconds) in [
+            ("0", 0.0), ("45s", 45), ("30m", 1800), ("1.5h", 5400), ("7d", 604_800), ("2w", 1_209_600),
+        ] {
+            XCTAssertEqual(Units.parseDuration(text), seconds, text)
+        }
+        for text in [
+            "", "h", "-1d", "-0", "inf", "infd", "nan", "1e3d", "0x10h", "1e400", ".5h", "5.h", "1,5h", "٣d",
+            "99999999999999d", "1 d",
+        ] {
+            XCTAssertNil(Units.parseDuration(text), text)
+        }
+        let now = Date(timeIntervalSince1970: 1_900_000_000)
+        XCTAssertEqual(try Units.parseMoment("2d", now: now), now - 172_800)
+        XCTAssertThrowsError(try Units.parseMoment("5", now: now), "a bare number is neither a time nor an age")
+    }
+
+    func testAPointQueryTakesKnownFiltersOnceAndRefusesTheRest() throws {
+        let now = Date(timeIntervalSince1970: 1_900_000_000)
+        let query = try PointQuery(
+            fields: [
+                "server": "web", "vault": "prod", "type": "Full", "schedule": "manual", "status": "error",
+                "tag": "env=prod", "since": "7d", "deleted": "true", "offset": "100", "limit": "50", "before": "",
+            ], now: now)
+        XCTAssertEqual(query.server, "web")
+        XCTAssertEqual(query.filter.vault, "prod")
+        XCTAssertEqual(query.filter.kind, .full)
+        XCTAssertEqual(query.schedule, .manual)
+        XCTAssertEqual(query.status, .failed)
+        XCTAssertEqual(query.tag, PointQuery.Tag(key: "env", value: "prod"))
+        XCTAssertEqual(query.filter.since, now - 604_800)
+        XCTAssertNil(query.filter.before, "an empty value is no filter")
+        XCTAssertTrue(query.includeDeleted)
+        XCTAssertEqual(query.offset, 100)
+        XCTAssertEqual(query.limit, 50)
+        XCTAssertEqual(try PointQuery(fields: ["tag": "env"]).tag, PointQuery.Tag(key: "env", value: nil))
+        XCTAssertEqual(try PointQuery(fields: [:]).limit, PointQuery.defaultLimit)
+        for (name, value) in [
+            ("type", "weekly"), ("schedule", "cron"), ("status", "lost"), ("tag", "=x"), ("since", "yesterday"),
+            ("before", "1e3d"), ("deleted", "yes"), ("offset", "-1"), ("offset", "1.5"), ("limit", "0"),
+            ("limit", "1001"), ("limit", "99999999999"), ("server", "../web"), ("vault", "a/b"), ("colour", "red"),
+        ] {
+            XCTAssertThrowsError(try PointQuery(fields: [name: value]), "\(name)=\(value)") { error in
+                let message = (error as? VaultError)?.message ?? ""
+                XCTAssertEqual((error as? VaultError)?.code, .invalidArgument, "\(name)=\(value)")
+                XCTAssertFalse(message.isEmpty || message.contains("\n"), message)
+            }
+        }
+    }
+}
+
 final class MemoryLimitTests: XCTestCase {
     /// A control group's limit below the machine's memory is what the process may use;
     /// "max" and v1's near-Int64.max value mean none.

@@ -47,16 +47,19 @@ public enum Units {
         return "\(whole)s"
     }
 
-    /// Parses `7d`, `12h`, `30m`, `45s` or plain seconds.
+    /// Parses `7d`, `12h`, `30m`, `45s`, `1.5h` or plain seconds: digits with an optional
+    /// fraction, under about 300 years (no sign, exponent, hex, `inf` or `nan`).
     public static func parseDuration(_ text: String) -> TimeInterval? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
         guard let last = text.last else { return nil }
-        if let unit = units[last] {
-            guard let value = Double(text.dropLast()), value >= 0 else { return nil }
-            return value * unit
-        }
-        guard let value = Double(text), value >= 0 else { return nil }
-        return value
+        let unit = units[last]
+        let number = unit == nil ? Substring(text) : text.dropLast()
+        let parts = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !number.isEmpty, number.count <= 12, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
+            let value = Double(number)
+        else { return nil }
+        let seconds = value * (unit ?? 1)
+        return seconds < 1e10 ? seconds : nil
     }
 
     /// A time given (`parseTime`), or a duration before `now` (`7d`, `12h`); refused with a
@@ -129,4 +132,9 @@ public enum Units {
         let text = String(value)
         return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
+}
+
+extension Character {
+    /// 0 to 9 only (`isNumber` takes other scripts' digits and fractions too).
+    public var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
