@@ -105,16 +105,19 @@ extension Console {
         }
         api.post("purge") { request, context in
             let body = try await Self.decode(PurgeRequest.self, request, context)
-            return json(try await self.blocking { try self.purge(body) })
+            return json(try await self.maintain("a purge") { try self.purge(body) })
         }
         api.post("vaults/:vault/retention") { request, context in
             let vault = try Self.parameter(context, "vault")
             let body = try await Self.decode(RetentionRequest.self, request, context)
-            return json(try await self.blocking { try self.applyRetention(vault: vault, dryRun: body.dryRun ?? false) })
+            return json(
+                try await self.maintain("retention") {
+                    try self.applyRetention(vault: vault, dryRun: body.dryRun ?? false)
+                })
         }
         api.post("verify") { request, context in
             let body = try await Self.decode(VerifyRequest.self, request, context)
-            return json(try await self.blocking { try self.verify(server: body.server) })
+            return json(try await self.maintain("a verify") { try self.verify(server: body.server) })
         }
     }
 
@@ -257,6 +260,25 @@ struct VolumesView: Encodable {
 }
 
 extension Console {
+    /// Runs a long maintenance call (`what`, as a refusal names it) on a thread of its own,
+    /// one at a time: a second while one runs is refused (409), and the workers that serve
+    /// pages and downloads are never all taken by hours of verify.
+    func maintain<T: Sendable>(_ what: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let running = maintenance.withLock { current -> String? in
+            if let current { return current }
+            current = what
+            return nil
+        }
+        if let running { throw WebError(.conflict, "\(running) is running in this console; try again when it ends") }
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let result = Result { try body() }
+                self.maintenance.withLock { $0 = nil }
+                continuation.resume(with: result)
+            }
+        }
+    }
+
     func vaultViews() throws -> [VaultView] {
         try repository.catalog.vaults().map { vault in
             VaultView(vault, servers: try repository.catalog.servers(inVault: vault.id).map(\.name))
@@ -342,6 +364,7 @@ extension Console {
 
     func applyRetention(vault name: String, dryRun: Bool) throws -> RetentionView {
         try Names.validateVaultOrServer(name, what: "vault")
+        try releaseDeletedPoints()
         let vault = try repository.catalog.vault(named: name)
         let retention = Retention(repository: repository)
         let removal =

@@ -76,11 +76,16 @@ final class Access: Sendable {
 
     func recordFailure(client: String, now: Date = Date()) {
         failures.withLock { failures in
-            // Bounded: a flood from many addresses cannot grow the table without end.
-            if failures.count > 10_000 {
+            // Bounded: a flood from many addresses cannot grow the table without end (nor the
+            // failures of one address: only the last few count).
+            if failures.count >= 10_000 {
                 failures = failures.filter { now.timeIntervalSince($0.value.last ?? now) < Self.failureWindow }
+                if failures.count >= 10_000 { failures.removeAll() }
             }
             failures[client, default: []].append(now)
+            if let count = failures[client]?.count, count > Self.allowedFailures * 2 {
+                failures[client]?.removeFirst(count - Self.allowedFailures * 2)
+            }
         }
     }
 
@@ -123,8 +128,15 @@ public enum TokenFile {
         guard errno == EEXIST else {
             throw VaultError(.io, "cannot make the console's token file \(path): \(Posix.message(errno))")
         }
+        // Checked and read through one descriptor, never followed through a link.
+        let reading = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard reading >= 0 else {
+            throw VaultError(
+                .permissionDenied, "cannot open the console's token file \(path): \(Posix.message(errno))")
+        }
+        defer { close(reading) }
         var status = stat()
-        guard lstat(path, &status) == 0 else {
+        guard fstat(reading, &status) == 0 else {
             throw VaultError(.io, "cannot read \(path): \(Posix.message(errno))")
         }
         guard status.st_mode & S_IFMT == S_IFREG else {
@@ -140,7 +152,18 @@ public enum TokenFile {
                 "the console's token file \(path) may be read by others (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 \(path)"
             )
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+        // A folder others may write lets them swap the file: refused too.
+        var parent = stat()
+        if stat(folder.isEmpty ? "." : folder, &parent) == 0, parent.st_mode & 0o022 != 0,
+            parent.st_mode & S_ISVTX == 0
+        {
+            throw VaultError(
+                .permissionDenied,
+                "the folder of the console's token file, \(folder), may be written by others: chmod go-w \(folder)")
+        }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = bytes.withUnsafeMutableBytes { read(reading, $0.baseAddress, $0.count) }
+        guard count > 0, let text = String(validating: bytes[..<count], as: UTF8.self),
             let token = text.split(whereSeparator: \.isNewline).first.map(String.init), token.count >= 16
         else {
             throw VaultError(

@@ -1,11 +1,13 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 import VaultCore
 import VaultFiles
 
@@ -96,6 +98,12 @@ public final class Console: Sendable {
     let pages: Pages
     /// The filesystems inside points, kept open between requests (each leases its point).
     let files: PointFiles
+    /// What every read of the console goes through: downloads of images and files alike, so
+    /// parallel downloads share one budget.
+    let cache: ChunkCache
+    /// Verify, purge and retention: one at a time, each on a thread of its own, so they never
+    /// hold the workers that serve pages and downloads.
+    let maintenance = Mutex<String?>(nil)
     /// Catalog and store work runs here, never on the event loops that serve connections.
     let pool: NIOThreadPool
 
@@ -104,8 +112,20 @@ public final class Console: Sendable {
         self.options = options
         access = Access(token: token)
         pages = try Pages()
-        files = PointFiles.reading(repository, cache: ChunkCache(store: repository.chunks, budget: 128 << 20))
+        cache = ChunkCache(store: repository.chunks, budget: 128 << 20)
+        files = PointFiles.reading(repository, cache: cache)
         pool = NIOThreadPool(numberOfThreads: 6)
+    }
+
+    /// Whether SIGTERM or SIGINT came. The server waits for every response in flight before
+    /// it stops, so the event stream and downloads look at this between pieces and end: it
+    /// stops within seconds, not when the last client goes. (The requests run below the
+    /// server's service, whose graceful shutdown they see.)
+    static var stopping: Bool { Task.isShuttingDownGracefully }
+
+    /// Throws once the console is stopping: what a long response checks between pieces.
+    func checkRunning() throws {
+        if Self.stopping { throw VaultError(.cancelled, "the console is stopping") }
     }
 
     /// Closes what is kept open of points that are no longer readable.
@@ -131,7 +151,10 @@ public final class Console: Sendable {
                     NIOSSLCertificateSource.certificate($0)
                 }
                 let key = try NIOSSLPrivateKey(file: options.tlsKey ?? "", format: .pem)
-                return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                var configuration = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: chain, privateKey: .privateKey(key))
+                configuration.minimumTLSVersion = .tlsv12
+                return configuration
             } catch {
                 throw VaultError(.invalidArgument, "cannot load the TLS certificate or key: \(error)")
             }
@@ -158,16 +181,27 @@ public final class Console: Sendable {
         }
         let listen = options.listen
         let scheme = tls == nil ? "http" : "https"
-        let app = Application(
+        // A connection idle for a minute between requests is closed, and at most 256 are open
+        // at once: idle sockets cannot use up the descriptors the backups need.
+        let http = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(60)))
+        // A unix socket is made owner-only (umask), so no other user can connect even before
+        // the chmod below; the umask is put back once it listens.
+        let umaskBefore = Mutex<mode_t?>(nil)
+        if case .unix = listen { umaskBefore.withLock { $0 = umask(0o177) } }
+        var app = Application(
             router: console.router(),
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
-            configuration: .init(address: address, serverName: "vaultfs"),
+            server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
+            configuration: .init(
+                address: address, serverName: "vaultfs", availableConnectionsDelegate: MaximumAvailableConnections(256)),
             onServerRunning: { channel in
+                if let mask = umaskBefore.withLock({ $0 }) { umask(mask) }
                 var lines: [String] = []
                 switch listen {
                 case .unix(let path):
                     // Owner-only, as the token file: another user of the host cannot even connect.
-                    chmod(path, 0o600)
+                    if chmod(path, 0o600) != 0 {
+                        lines.append("warning: cannot make \(path) owner-only: \(Posix.message(errno))")
+                    }
                     lines.append("serving \(repository.location.name) on unix:\(path)")
                 case .tcp(let host, _):
                     let port = channel.localAddress?.port ?? 0

@@ -47,7 +47,7 @@ extension Console {
             let point = try self.readablePoint(reference).point
             let source = try self.repository.exportSource(point: point.id, disk: disk)
             let (image, lease) = try self.repository.openImage(point: source.point.id, disk: source.disk)
-            let reader = ImageReader(image: image, cache: ChunkCache(store: self.repository.chunks, budget: 64 << 20))
+            let reader = ImageReader(image: image, cache: self.cache)
             return (reader, Leased(lease), "\(source.point.serverName)-\(source.point.name)-\(source.disk).img")
         }
         let size = reader.size
@@ -112,15 +112,26 @@ extension Console {
                                 pending.removeAll(keepingCapacity: true)
                             }
                         }
-                        _ = try FileRestore.archive(volume, folder: inode, as: top, to: tar)
+                        let failures = try FileRestore.archive(volume, folder: inode, as: top, to: tar)
                         if !pending.isEmpty { try stream.send(pending) }
-                        stream.finish(nil)
+                        // The status is sent already: a tar that misses a file ends without
+                        // its last chunk, so the client sees a failed download, never a whole one.
+                        stream.finish(
+                            failures.isEmpty
+                                ? nil
+                                : VaultError(
+                                    .corrupt,
+                                    "\(failures.count) file(s) could not be read: \(failures.prefix(3).joined(separator: "; "))"
+                                ))
                     } catch {
                         stream.finish(error)
                     }
                 }
                 defer { stream.cancel() }
-                while let piece = try await stream.next() { try await writer.write(ByteBuffer(bytes: piece)) }
+                while let piece = try await stream.next() {
+                    try self.checkRunning()
+                    try await writer.write(ByteBuffer(bytes: piece))
+                }
                 try await writer.finish(nil)
             }
             return Response(
@@ -165,6 +176,7 @@ extension Console {
         let body = ResponseBody(contentLength: Int(length)) { writer in
             var offset = span.start
             while offset < span.end {
+                try self.checkRunning()
                 let count = Int(min(Int64(1 << 20), span.end - offset))
                 try await writer.write(ByteBuffer(bytes: try await read(offset, count)))
                 offset += Int64(count)
@@ -189,7 +201,7 @@ extension Console {
             let deadline = Date().addingTimeInterval(3600)
             var last: [UInt8] = []
             var quiet = 0
-            while Date() < deadline {
+            while Date() < deadline && !Self.stopping {
                 let jobs = try await self.blocking { try self.runningJobs() }
                 let line = JSON.encodeLine(jobs).dropLast()
                 // A keep-alive comment every 15 s when nothing changed, so proxies keep it open.

@@ -10,8 +10,12 @@ struct Pages: Sendable {
     let library: MustacheLibrary
 
     init() throws {
+        MustacheContentTypes.register(ScalarHTML(), named: ScalarHTML.name)
         var library = MustacheLibrary()
-        for (name, text) in Templates.all { try library.register(text, named: name) }
+        // Every template, partials too, escapes with ScalarHTML from its first tag.
+        for (name, text) in Templates.all {
+            try library.register("{{% CONTENT_TYPE: \(ScalarHTML.name) }}" + text, named: name)
+        }
         self.library = library
     }
 
@@ -27,7 +31,9 @@ struct Pages: Sendable {
             ["href": "/\($0)", "label": sections[$0] ?? $0, "current": $0 == template]
         }
         let page: [String: Any] = [
-            "title": title, "body": body, "nav": nav, "csrf": csrf, "loggedIn": loggedIn, "repository": repository,
+            // Where the backups are is said to those logged in only.
+            "title": title, "body": body, "nav": nav, "csrf": csrf, "loggedIn": loggedIn,
+            "repository": loggedIn ? repository : "",
         ]
         return library.render(page, withTemplate: "layout") ?? ""
     }
@@ -180,9 +186,12 @@ extension Console {
     }
 
     /// Where a login goes on to: a path of this console only, never another site.
+    /// A path of this console: `/` then letters, digits and `/_.~%?=&-` only (a tab, a
+    /// backslash or a second `/` at the start could make a browser go elsewhere).
     static func localTarget(_ next: String?) -> String {
-        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\"),
-            !next.contains(where: { $0.isNewline || $0 == "\0" })
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.~%?=&-".unicodeScalars)
+        guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), next.utf8.count <= 2048,
+            next.unicodeScalars.allSatisfy(allowed.contains)
         else { return "/points" }
         return next
     }
@@ -193,13 +202,16 @@ extension Console {
     }
 
     private func login(_ request: Request, _ context: WebContext) async throws -> Response {
-        if let wait = access.loginWait(client: context.client) {
+        let form = try await Self.form(request, context)
+        let next = Self.localTarget(form["next"])
+        let right = form["token"].map { access.isToken($0.trimmingCharacters(in: .whitespaces)) } ?? false
+        // The limit holds back guessing, not the token's holder: others on the same address
+        // (every local user is 127.0.0.1) cannot lock the operator out.
+        if !right, let wait = access.loginWait(client: context.client) {
             throw WebError(
                 .tooManyRequests, "too many failed logins from here: try again in \(wait) s", retryAfter: wait)
         }
-        let form = try await Self.form(request, context)
-        let next = Self.localTarget(form["next"])
-        guard let token = form["token"], access.isToken(token.trimmingCharacters(in: .whitespaces)) else {
+        guard right else {
             access.recordFailure(client: context.client)
             let page = pages.render(
                 "login", title: "Log in", values: ["next": next, "failed": true], csrf: "", loggedIn: false,
@@ -348,5 +360,29 @@ extension Console {
             "crumbs": crumbs, "entries": entries, "isFolder": listing.kind == "directory",
             "tar": "\(content)?path=" + Query.encode(path), "empty": entries.isEmpty,
         ]
+    }
+}
+
+/// HTML escaping one Unicode scalar at a time. swift-mustache's own escapes whole characters
+/// (grapheme clusters), and a `"` or `<` joined with a combining mark, or after U+0600, is one
+/// character that is not `"` or `<`: a guest's file name or a point's description could then
+/// open a tag or leave an attribute. Here every `<`, `>`, `&`, `"` and `'` scalar is replaced,
+/// whatever it is joined with.
+struct ScalarHTML: MustacheContentType {
+    static let name = "SCALAR-HTML"
+
+    func escapeText(_ text: String) -> String {
+        var escaped = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "<": escaped.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": escaped.append(contentsOf: "&gt;".unicodeScalars)
+            case "&": escaped.append(contentsOf: "&amp;".unicodeScalars)
+            case "\"": escaped.append(contentsOf: "&quot;".unicodeScalars)
+            case "'": escaped.append(contentsOf: "&#39;".unicodeScalars)
+            default: escaped.append(scalar)
+            }
+        }
+        return String(escaped)
     }
 }

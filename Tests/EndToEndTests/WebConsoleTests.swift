@@ -139,18 +139,27 @@ final class WebConsoleTests: XCTestCase {
             form: ["token": server.token, "next": "//evil.example/x"])
         XCTAssertEqual(away.headers["location"], "/points")
 
-        // Five wrong tokens a minute, then the sixth try is told to wait, even with the right one.
+        // Five wrong tokens a minute, then the next guesses are told to wait.
         for _ in 0..<5 {
             let reply = try server.request(
                 "POST", "/login", as: .cookies(setup.scratch.file("jar4")), form: ["token": "wrong"])
             XCTAssertEqual(reply.status, 401)
         }
-        let limited = try server.request(
-            "POST", "/login", as: .cookies(setup.scratch.file("jar4")), form: ["token": server.token])
-        XCTAssertEqual(limited.status, 429, limited.text)
-        XCTAssertNotNil(limited.headers["retry-after"])
-        // The token itself still works for the API: the limit is on guessing, not on use.
+        for guess in ["wrong", "", String(server.token.dropLast())] {
+            let limited = try server.request(
+                "POST", "/login", as: .cookies(setup.scratch.file("jar4")), form: ["token": guess])
+            XCTAssertEqual(limited.status, 429, limited.text)
+            XCTAssertNotNil(limited.headers["retry-after"])
+        }
+        // The limit holds back guessing, not the token's holder (every local user shares
+        // 127.0.0.1): the token still logs in, and still works for the API.
+        let holder = try server.request(
+            "POST", "/login", as: .cookies(setup.scratch.file("jar5")), form: ["token": server.token])
+        XCTAssertEqual(holder.status, 303)
         XCTAssertEqual(try server.request("GET", "/api/v1/vaults").status, 200)
+        // The login page says nothing of where the backups are.
+        let form = try server.request("GET", "/login", as: ConsoleServer.Credential.none)
+        XCTAssertFalse(form.text.contains(setup.ctl.repository), form.text)
     }
 
     func testPathsInsideAPointNeverLeaveIt() throws {
@@ -407,6 +416,42 @@ final class WebConsoleTests: XCTestCase {
                 "http://127.0.0.1:\(tls.port)/",
             ])
         XCTAssertNotEqual(plain.stdout, "200", "plain HTTP is not served on the TLS port")
+    }
+
+    func testStoppingEndsTheEventStreamAndDownloadsAtOnce() throws {
+        let setup = try Setup()
+        let server = setup.server
+        // An event stream (an hour long) and a slow image download are open when SIGTERM comes.
+        let stream = Process()
+        stream.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        stream.arguments = [
+            "-s", "-N", "--max-time", "60", "-H", "Authorization: Bearer \(server.token)",
+            server.url + "/api/v1/jobs/events",
+        ]
+        stream.standardOutput = FileHandle.nullDevice
+        let download = Process()
+        download.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        download.arguments = [
+            "-s", "--limit-rate", "1M", "--max-time", "60", "-o", "/dev/null", "-H",
+            "Authorization: Bearer \(server.token)", server.url + "/api/v1/points/\(setup.point)/disks/root/image",
+        ]
+        try stream.run()
+        try download.run()
+        defer {
+            for process in [stream, download] where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        usleep(1_500_000)
+        let start = Date()
+        server.process.terminate()
+        let deadline = Date().addingTimeInterval(20)
+        while server.process.isRunning && Date() < deadline { usleep(50_000) }
+        XCTAssertFalse(server.process.isRunning, "the console stops within 20 s with clients connected")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+        while (stream.isRunning || download.isRunning) && Date() < deadline { usleep(50_000) }
+        XCTAssertFalse(download.isRunning)
+        if !download.isRunning {
+            XCTAssertNotEqual(download.terminationStatus, 0, "a download cut short is a failed download")
+        }
     }
 
     func testAUnixSocketIsOwnerOnlyAndNotTakenFromAnotherServer() throws {

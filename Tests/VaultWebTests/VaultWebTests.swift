@@ -83,6 +83,38 @@ final class VaultWebTests: XCTestCase {
         XCTAssertNil(access.loginWait(client: "10.0.0.1", now: now + Access.failureWindow + 1), "a minute later")
     }
 
+    func testEveryPageEscapesEachScalarOfWhatItShows() throws {
+        let pages = try Pages()
+        // Joined with a combining mark, or after U+0600, `"` and `<` are one Character with
+        // it: escaping whole characters would let these through.
+        let hostile = [
+            "/\"\u{301}>\u{301}\u{600}<meta http-equiv=refresh content=0;url=//evil>",
+            "\u{600}<form method=post action=/points/x/delete>", "a'\u{301} onmouseover='x", "<script>x</script>",
+        ]
+        for text in hostile {
+            let page = pages.render(
+                "login", title: text, values: ["next": text, "failed": true], csrf: "", loggedIn: false,
+                repository: text)
+            let files =
+                pages.library.render(
+                    [
+                        "entries": [
+                            ["name": text, "isFolder": false, "isFile": true, "download": "/d", "target": text]
+                        ],
+                        "crumbs": [["name": text, "href": "/x"]], "point": "p", "volume": text,
+                    ], withTemplate: "files") ?? ""
+            for output in [page, files] {
+                XCTAssertFalse(output.contains("<meta http-equiv"), output)
+                XCTAssertFalse(output.contains("<form method=post action=/points/x"), output)
+                XCTAssertFalse(output.contains("<script>"), output)
+                XCTAssertFalse(
+                    output.unicodeScalars.split(separator: "\u{600}").dropFirst().contains { $0.first == "<" })
+            }
+            XCTAssertFalse(page.contains("/\"\u{301}>"), "the quote is escaped whatever follows it")
+        }
+        XCTAssertEqual(ScalarHTML().escapeText("\"\u{301}<&'"), "&quot;\u{301}&lt;&amp;&#39;")
+    }
+
     func testA405NamesTheMethodsOfAPathAndLoginsGoOnlyToThisConsole() {
         let table = RouteTable()
         table.add(.get, "/api/v1/points/:point")
@@ -91,7 +123,8 @@ final class VaultWebTests: XCTestCase {
         XCTAssertEqual(table.methods(for: "/api/v1/points/abcd"), ["GET", "HEAD"])
         XCTAssertEqual(table.methods(for: "/api/v1/points/abcd/delete"), ["POST"])
         XCTAssertEqual(table.methods(for: "/api/v1/nothing"), [])
-        for next in ["//evil.example/x", "https://evil.example", "/\\evil", "points", "/a\nb", nil] {
+        for next in ["//evil.example/x", "https://evil.example", "/\\evil", "points", "/a\nb", "/\t/evil.example", nil]
+        {
             XCTAssertEqual(Console.localTarget(next), "/points", next ?? "none")
         }
         XCTAssertEqual(Console.localTarget("/history?server=web"), "/history?server=web")
