@@ -119,10 +119,12 @@ cat "$work/serve.log"
 url=$(grep -o 'http://[^ ]*' "$work/serve.log" | head -1)
 auth="Authorization: Bearer $(cat "$VAULT_WEB_TOKEN_FILE")"
 echo "+ curl -H 'Authorization: Bearer TOKEN' ${url}api/v1/points?server=web&type=full"
-curl -s -H "$auth" "${url}api/v1/points?server=web&type=full" | grep -E '"(name|status|total)"'
-echo "+ curl ${url}api/v1/points/ID/disks/root/image (no token)"
+curl -s -H "$auth" "${url}api/v1/points?server=web&type=full" | grep -E '^      "(name|status)"|^  "total"'
+echo "+ curl ${url}api/v1/points   (no token)"
 curl -s -o /dev/null -w "%{http_code} without the token\n" "${url}api/v1/points"
-id=$(curl -s -H "$auth" "${url}api/v1/points?server=web" | grep -o '"id" : "[^"]*"' | tail -1 | cut -d'"' -f4)
+# The id of the 16:00 full (keys come sorted: a point's id before its name).
+id=$(curl -s -H "$auth" "${url}api/v1/points?server=web" \
+  | awk -F'"' '/^      "id"/ { id = $4 } /^      "name" : "20300101T160000Z"/ { print id }')
 curl -s -H "$auth" -o "$work/downloaded.img" "${url}api/v1/points/$id/disks/root/image"
 cmp "$work/downloaded.img" "$work/as-at-full.img" && echo "full point downloaded over HTTP: identical"
 curl -s -H "$auth" -r 1024-2047 "${url}api/v1/points/$id/disks/root/image" | cmp - <(dd if="$work/as-at-full.img" bs=1024 skip=1 count=1 status=none) && echo "a Range of it: identical"
