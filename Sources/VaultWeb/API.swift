@@ -115,6 +115,7 @@ extension Console {
                     try self.applyRetention(vault: vault, dryRun: body.dryRun ?? false)
                 })
         }
+        addRestores(to: api)
         api.post("verify") { request, context in
             let body = try await Self.decode(VerifyRequest.self, request, context)
             return json(try await self.maintain("a verify") { try self.verify(server: body.server) })
@@ -228,7 +229,7 @@ struct VerifyRequest: Decodable {
     }
 }
 
-private struct AnyKey: CodingKey {
+struct AnyKey: CodingKey {
     var stringValue: String
     var intValue: Int? { nil }
     init(stringValue: String) { self.stringValue = stringValue }
@@ -236,7 +237,7 @@ private struct AnyKey: CodingKey {
 }
 
 /// A body field the call does not know is refused: a misspelt `dryRun` must not delete.
-private func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
+func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
     let container = try decoder.container(keyedBy: AnyKey.self)
     for key in container.allKeys where !known.contains(key.stringValue) {
         throw VaultError(

@@ -110,7 +110,42 @@ extension Console {
         router.get("/jobs") { _, context in
             try await self.page("jobs", context) {
                 let jobs = try self.runningJobs()
-                return ("Jobs", ["jobs": jobs.map(Self.pointRow), "empty": jobs.isEmpty])
+                let restores = self.restoreStatuses().map(Self.restoreRow)
+                return (
+                    "Jobs",
+                    [
+                        "jobs": jobs.map(Self.pointRow), "empty": jobs.isEmpty, "restores": restores,
+                        "hasRestores": !restores.isEmpty,
+                    ]
+                )
+            }
+        }
+        router.get("/points/:point/restore") { request, context in
+            let reference = try Self.parameter(context, "point")
+            let disk = try Query.fields(request)["disk"]
+            return try await self.page("restore", context) {
+                let point = try self.readablePoint(reference).point
+                let source = try self.repository.exportSource(point: point.id, disk: disk)
+                let target = try self.hostTarget(server: source.point.serverName, disk: source.disk)
+                var values = Self.pointRow(try self.repository.view(of: source.point))
+                values["disk"] = source.disk
+                values["target"] = target
+                return ("Restore \(source.point.name)", values)
+            }
+        }
+        router.post("/points/:point/restore") { request, context in
+            let reference = try Self.parameter(context, "point")
+            let form = try await Self.form(request, context)
+            let body = RestoreRequest(disk: form["disk"], instant: form["instant"] == "true", fromPoint: nil)
+            _ = try await self.restore(point: reference, body)
+            return Guard.redirect(to: "/jobs")
+        }
+        for (action, cancel) in [("finish", false), ("cancel", true)] {
+            router.post("/restores/:restore/\(action)") { request, context in
+                let id = try Self.parameter(context, "restore")
+                _ = try await Self.form(request, context)
+                _ = try await self.blocking { try self.endRestore(id, cancel: cancel) }
+                return Guard.redirect(to: "/jobs")
             }
         }
         router.get("/points/:point") { request, context in
@@ -263,6 +298,18 @@ extension Console {
         }
     }
 
+    static func restoreRow(_ status: InstantRestoreStatus) -> [String: Any] {
+        var row: [String: Any] = [
+            "id": status.id, "short": String(status.id.prefix(8)), "point": status.point, "name": status.pointName,
+            "server": status.server, "disk": status.disk, "target": status.target, "state": status.state.rawValue,
+            "percent": Int(status.percent), "filled": Units.formatSize(status.filledBytes),
+            "size": Units.formatSize(status.size), "complete": status.state == .complete,
+        ]
+        if let eta = status.etaSeconds { row["eta"] = Units.formatDuration(eta) }
+        if let error = status.error { row["error"] = error }
+        return row
+    }
+
     static func pointRow(_ view: PointView) -> [String: Any] {
         var row: [String: Any] = [
             "id": view.id, "short": String(view.id.prefix(8)), "name": view.name, "server": view.server,
@@ -308,13 +355,21 @@ extension Console {
         let view = try repository.view(of: point)
         var values = Self.pointRow(view)
         values["tags"] = view.tags.sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] }
-        values["disks"] = view.disks.map {
-            [
-                "name": $0.name, "size": Units.formatSize($0.size), "stored": Units.formatSize($0.storedBytes),
-                "changed": Units.formatSize($0.changedBytes),
+        values["disks"] = view.disks.map { disk -> [String: Any] in
+            var row: [String: Any] = [
+                "name": disk.name, "size": Units.formatSize(disk.size), "stored": Units.formatSize(disk.storedBytes),
+                "changed": Units.formatSize(disk.changedBytes),
                 "readable": view.status == "Active" && view.deletion.isEmpty,
-                "image": "/api/v1/points/\(view.id)/disks/\(Query.encode($0.name))/image",
-            ] as [String: Any]
+                "image": "/api/v1/points/\(view.id)/disks/\(Query.encode(disk.name))/image",
+            ]
+            // Offered where this host backs the disk up from a path: the one place it restores to.
+            if view.status == "Active", view.deletion.isEmpty,
+                let target = try? hostTarget(server: view.server, disk: disk.name)
+            {
+                row["target"] = target
+                row["restore"] = "/points/\(view.id)/restore?disk=\(Query.encode(disk.name))"
+            }
+            return row
         }
         values["chain"] = try repository.views(of: try repository.chain(of: point)).map(Self.pointRow)
         if point.status == .active && point.deletion == .none {

@@ -5,7 +5,7 @@ enum Templates {
     static let all: [(String, String)] = [
         ("layout", layout), ("error", error), ("login", login), ("vaults", vaults), ("servers", servers),
         ("points", points), ("history", history), ("jobs", jobs), ("point", point), ("files", files),
-        ("backup", backup), ("delete", delete), ("filters", filters), ("pager", pager),
+        ("backup", backup), ("delete", delete), ("filters", filters), ("pager", pager), ("restore", restore),
     ]
 
     static let layout = """
@@ -159,6 +159,19 @@ enum Templates {
         </tbody>
         </table>
         <div id="finished"></div>
+        {{#hasRestores}}
+        <h2>Instant restores</h2>
+        <table id="restores">
+        <thead><tr><th>Restore</th><th>Point</th><th>Disk</th><th>Target</th><th>Filled</th><th>State</th><th></th></tr></thead>
+        <tbody>
+        {{#restores}}<tr data-restore="{{id}}"><td><code>{{short}}</code></td><td><a href="/points/{{point}}">{{server}}/{{name}}</a></td><td>{{disk}}</td><td><code>{{target}}</code></td>
+        <td><progress max="100" value="{{percent}}">{{percent}}%</progress> {{percent}}% of {{size}}{{#eta}}, {{eta}} left{{/eta}}</td><td>{{state}}{{#error}}: {{error}}{{/error}}</td>
+        <td>{{#complete}}<form method="post" action="/restores/{{id}}/finish" data-confirm="Finish: the target alone holds the disk, and the image goes. Stop what uses the image first."><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="finish">Finish</button></form>{{/complete}}
+        <form method="post" action="/restores/{{id}}/cancel" data-confirm="Cancel: the image goes, and the target stays as filled so far."><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="danger">Cancel</button></form></td></tr>
+        {{/restores}}
+        </tbody>
+        </table>
+        {{/hasRestores}}
         """
 
     static let point = """
@@ -182,7 +195,7 @@ enum Templates {
         <table id="disks">
         <thead><tr><th>Disk</th><th>Size</th><th>Stored</th><th>Changed</th><th></th></tr></thead>
         <tbody>
-        {{#disks}}<tr><td>{{name}}</td><td>{{size}}</td><td>{{stored}}</td><td>{{changed}}</td><td>{{#readable}}<a href="{{image}}" download>Download image</a>{{/readable}}</td></tr>
+        {{#disks}}<tr><td>{{name}}</td><td>{{size}}</td><td>{{stored}}</td><td>{{changed}}</td><td>{{#readable}}<a href="{{image}}" download>Download image</a>{{/readable}}{{#restore}} · <a href="{{restore}}">Restore onto {{target}}…</a>{{/restore}}</td></tr>
         {{/disks}}
         </tbody>
         </table>
@@ -244,6 +257,21 @@ enum Templates {
         <form method="post" action="/points/{{id}}/delete">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <button type="submit" class="danger" id="confirm">Delete</button>
+        <a href="/points/{{id}}">Cancel</a>
+        </form>
+        """
+
+    static let restore = """
+        <h1>Restore {{server}}/{{name}} disk {{disk}}?</h1>
+        <p>Point <code>{{id}}</code>, {{type}}, {{time}}, onto <code>{{target}}</code>: the path this host backs
+        the disk up from. What the target holds now is replaced. A mounted or busy device, or a file
+        a running VM or a loop device uses, is refused before anything is written.</p>
+        <form method="post" action="/points/{{id}}/restore" class="stacked">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <input type="hidden" name="disk" value="{{disk}}">
+        <label><input type="checkbox" name="instant" value="true" checked> Instant: usable at once through a
+        writable image in the running mount, filled behind (needs a vaultfs mount of this repository)</label>
+        <button type="submit" class="danger" id="confirm-restore">Restore onto {{target}}</button>
         <a href="/points/{{id}}">Cancel</a>
         </form>
         """

@@ -17,6 +17,9 @@ final class WebConsoleTests: XCTestCase {
         let server: ConsoleServer
         let point: String
 
+        /// Instant restores of this test's own, never the machine's /var/lib/vaultfs.
+        var restores: String { scratch.file("restores") }
+
         init(freeze: String? = nil, arguments: [String] = []) throws {
             tree = try SourceTree.make(at: scratch.file("src"))
             try tree.ext4(at: scratch.file("root.img"), size: "64M")
@@ -30,7 +33,9 @@ final class WebConsoleTests: XCTestCase {
             point = (try ctl.json("points", "--json").first?["id"] as? String) ?? ""
             server = try ConsoleServer(
                 repository: ctl.repository, tokenFile: scratch.file("state/web/token"), arguments: arguments,
-                environment: Vaultctl.encryptsByDefault ? ["VAULT_PASSPHRASE": "vaultfs-test-passphrase"] : [:])
+                environment: ["VAULT_RESTORE_DIR": scratch.file("restores")].merging(
+                    Vaultctl.encryptsByDefault ? ["VAULT_PASSPHRASE": "vaultfs-test-passphrase"] : [:]
+                ) { a, _ in a })
         }
 
         func source(_ relative: String) -> String { "\(tree.path)/\(relative)" }
@@ -52,7 +57,10 @@ final class WebConsoleTests: XCTestCase {
         defer { setup.server.stop() }
         let paths = try XCTUnwrap(Self.openAPI()["paths"] as? [String: [String: Any]])
         XCTAssertGreaterThanOrEqual(paths.count, 15, "the document lists the API's routes")
-        let values = ["point": setup.point, "vault": "prod", "server": "web", "disk": "root", "volume": "root"]
+        let values = [
+            "point": setup.point, "vault": "prod", "server": "web", "disk": "root", "volume": "root",
+            "restore": "abcd1234",
+        ]
         var checked = 0
         for (template, operations) in paths.sorted(by: { $0.key < $1.key }) {
             var path = "/api/v1" + template
@@ -416,6 +424,73 @@ final class WebConsoleTests: XCTestCase {
                 "http://127.0.0.1:\(tls.port)/",
             ])
         XCTAssertNotEqual(plain.stdout, "200", "plain HTTP is not served on the TLS port")
+    }
+
+    func testRestoresGoOntoTheDisksThisHostBacksUpDiffOnlyAndInstant() throws {
+        let setup = try Setup()
+        defer { setup.server.stop() }
+        let server = setup.server
+        let disk = setup.scratch.file("root.img")
+        let original = try readBytes(disk)
+        // The server's disk changes after the point (a damaged or upgraded server).
+        try mustRun([
+            "dd", "if=/dev/urandom", "of=\(disk)", "bs=64K", "count=16", "seek=40", "conv=notrunc", "status=none",
+        ])
+        XCTAssertNotEqual(try readBytes(disk), original)
+        let restored = try server.request("POST", "/api/v1/points/\(setup.point)/restore", body: #"{"disk": "root"}"#)
+        XCTAssertEqual(restored.status, 200, restored.text)
+        let report = try XCTUnwrap(restored.json() as? [String: Any])
+        XCTAssertEqual(report["target"] as? String, disk, "the path this host backs the disk up from")
+        // The changed megabyte was zeros at the point: it is zeroed, and the rest left as it was.
+        let changed = (report["writtenBytes"] as? Int ?? 0) + (report["zeroedBytes"] as? Int ?? 0)
+        XCTAssertGreaterThanOrEqual(changed, 1 << 20)
+        XCTAssertLessThan(changed, 8 << 20, "only what differs is written: \(report)")
+        XCTAssertTrue(try readBytes(disk) == original, "the disk holds the point again")
+
+        // Instant: through a running mount of the repository, then finished through the API.
+        try mustRun([
+            "dd", "if=/dev/urandom", "of=\(disk)", "bs=64K", "count=16", "seek=100", "conv=notrunc", "status=none",
+        ])
+        let mount = try MountedRepository(
+            repository: setup.ctl.repository, at: setup.scratch.file("mnt"),
+            environment: ["VAULT_RESTORE_DIR": setup.restores])
+        defer { mount.unmount() }
+        let started = try server.request(
+            "POST", "/api/v1/points/\(setup.point)/restore", body: #"{"disk": "root", "instant": true}"#)
+        XCTAssertEqual(started.status, 202, started.text)
+        let view = try XCTUnwrap(started.json() as? [String: Any])
+        let id = try XCTUnwrap(view["id"] as? String)
+        XCTAssertEqual(view["image"] as? String, "\(mount.mountpoint)/.restores/\(id)/root.img")
+        let deadline = Date().addingTimeInterval(60)
+        var state = ""
+        repeat {
+            usleep(200_000)
+            let list = try XCTUnwrap(try server.request("GET", "/api/v1/restores").json() as? [[String: Any]])
+            state = list.first { $0["id"] as? String == id }?["state"] as? String ?? ""
+        } while state != "complete" && Date() < deadline
+        XCTAssertEqual(state, "complete")
+        let jar = try server.logIn(jar: setup.scratch.file("jar")).jar
+        let jobs = try server.request("GET", "/jobs", as: .cookies(jar))
+        XCTAssertTrue(jobs.text.contains("data-restore=\"\(id)\""), "the jobs page lists the restore")
+        // The point's page offers the restore onto this host's disk, after a confirmation page.
+        let page = try server.request("GET", "/points/\(setup.point)", as: .cookies(jar))
+        XCTAssertTrue(page.text.contains("Restore onto \(disk)"), page.text)
+        let confirm = try server.request("GET", "/points/\(setup.point)/restore?disk=root", as: .cookies(jar))
+        XCTAssertEqual(confirm.status, 200)
+        XCTAssertTrue(confirm.text.contains("id=\"confirm-restore\""), confirm.text)
+        let finished = try server.request("POST", "/api/v1/restores/\(id)/finish")
+        XCTAssertEqual(finished.status, 200, finished.text)
+        XCTAssertEqual((try finished.json() as? [String: Any])?["outcome"] as? String, "finished")
+        XCTAssertTrue(try readBytes(disk) == original, "the instant restore filled the disk with the point")
+        XCTAssertEqual(try server.request("POST", "/api/v1/restores/\(id)/finish").status, 404, "ended already")
+
+        // Nowhere else: a server this host does not back up is refused, and nothing is written.
+        try FileManager.default.removeItem(atPath: "\(testConfigDirectory)/servers/web.conf")
+        let refused = try server.request("POST", "/api/v1/points/\(setup.point)/restore", body: "{}")
+        XCTAssertEqual(refused.status, 409, refused.text)
+        XCTAssertEqual(
+            try server.request("POST", "/api/v1/points/\(setup.point)/restore", body: #"{"to": "/etc/passwd"}"#).status,
+            400, "a target cannot be named")
     }
 
     func testStoppingEndsTheEventStreamAndDownloadsAtOnce() throws {

@@ -120,6 +120,46 @@ extension Catalog {
         }
     }
 
+    /// One page of the points `selection` takes, newest first, and how many it takes in all:
+    /// two queries, whatever the number of points (a listing of 10,000 read them all at each
+    /// page before).
+    public func pointPage(_ selection: PointSelection, offset: Int, limit: Int) throws -> (total: Int, points: [Point])
+    {
+        try read { db in
+            var request = PointRow.all()
+            if !selection.history {
+                request = request.filter(Column("deletion") != Deletion.deleted.rawValue)
+                if !selection.includeSoftDeleted {
+                    request = request.filter(Column("deletion") == Deletion.none.rawValue)
+                }
+            }
+            if let server = selection.server { request = request.filter(Column("serverId") == server) }
+            let filter = selection.filter
+            if let vault = filter.vault { request = request.filter(Column("vaultName") == vault) }
+            if let kind = filter.kind { request = request.filter(Column("kind") == kind.rawValue) }
+            if let since = filter.since { request = request.filter(Column("startedAt") >= since) }
+            if let before = filter.before { request = request.filter(Column("startedAt") < before) }
+            if let schedule = selection.schedule { request = request.filter(Column("schedule") == schedule.rawValue) }
+            if let status = selection.status {
+                request = request.filter(
+                    Column("status") == status.rawValue && Column("deletion") != Deletion.deleted.rawValue)
+            }
+            if let key = selection.tagKey {
+                var sql = "EXISTS (SELECT 1 FROM pointTag WHERE pointTag.pointId = point.id AND pointTag.key = ?"
+                var arguments: StatementArguments = [key]
+                if let value = selection.tagValue {
+                    sql += " AND pointTag.value = ?"
+                    arguments += [value]
+                }
+                request = request.filter(sql: sql + ")", arguments: arguments)
+            }
+            let total = try request.fetchCount(db)
+            let points = try request.order(Column("startedAt").desc, Column("id").desc)
+                .limit(limit, offset: offset).points(db)
+            return (total, points)
+        }
+    }
+
     /// Every point ever attempted, for history.
     public func allPoints(server: Int64? = nil) throws -> [Point] {
         try read { db in

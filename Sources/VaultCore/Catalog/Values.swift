@@ -162,6 +162,24 @@ public struct PointDisk: Equatable, Sendable {
 
 /// Which points a listing or a deletion takes, besides their server: all of them when
 /// nothing is set.
+/// Which points a paged listing takes (the console's points and history): a filter, and the
+/// rest a listing selects by, all answered by the catalog in one query.
+public struct PointSelection: Sendable, Equatable {
+    public var server: Int64?
+    public var filter = PointFilter()
+    public var schedule: ScheduleType?
+    /// Only points of this status that are not deleted for good.
+    public var status: PointStatus?
+    /// Only points with this tag (of any value when `tagValue` is nil).
+    public var tagKey: String?
+    public var tagValue: String?
+    /// Every attempt, deleted ones too (history); else what `points` lists.
+    public var history = false
+    public var includeSoftDeleted = false
+
+    public init() {}
+}
+
 public struct PointFilter: Sendable, Equatable {
     public var vault: String?
     public var kind: PointKind?

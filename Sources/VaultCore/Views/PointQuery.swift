@@ -127,20 +127,18 @@ extension Repository {
     /// Only the page's points are turned into views, so a page of 10,000 points costs the
     /// rows and a hundred views.
     public func page(_ query: PointQuery, history: Bool = false) throws -> PointPage {
-        let server = try query.server.map { try catalog.server(named: $0).id }
+        var selection = PointSelection()
+        selection.server = try query.server.map { try catalog.server(named: $0).id }
         if let vault = query.filter.vault { _ = try catalog.vault(named: vault) }
-        let all =
-            history
-            ? try catalog.allPoints(server: server)
-            : try catalog.points(server: server, includeSoftDeleted: query.includeDeleted)
-        let tags = query.tag == nil ? nil : try catalog.tagsByPoint(server: server, ids: nil)
-        let matching = all.reversed().filter { point in
-            query.matches(point, tags: tags.map { $0[point.id] ?? [] })
-        }
-        let start = min(query.offset, matching.count)
-        let shown = Array(matching[start..<min(matching.count, start + query.limit)])
-        return PointPage(
-            total: matching.count, offset: query.offset, limit: query.limit, points: try views(of: shown))
+        selection.filter = query.filter
+        selection.schedule = query.schedule
+        selection.status = query.status
+        selection.tagKey = query.tag?.key
+        selection.tagValue = query.tag?.value
+        selection.history = history
+        selection.includeSoftDeleted = query.includeDeleted
+        let (total, points) = try catalog.pointPage(selection, offset: query.offset, limit: query.limit)
+        return PointPage(total: total, offset: query.offset, limit: query.limit, points: try views(of: points))
     }
 
     /// A point and the points it is rebuilt from, itself first, back to its full.
