@@ -27,7 +27,8 @@ port=$1
 token_file=$2
 case $port in '' | *[!0-9]*) echo "$0: bad port '$port'" >&2; exit 2 ;; esac
 [ -r "$token_file" ] || { echo "$0: cannot read the token file $token_file" >&2; exit 2; }
-command -v schemathesis >/dev/null 2>&1 || {
+# Through python3 -m, so a pip install without a shim on the PATH (pyenv) still runs.
+python3 -m schemathesis.cli --version >/dev/null 2>&1 || {
     echo "$0: schemathesis is not installed: python3 -m pip install schemathesis==4.32.5" >&2
     exit 2
 }
@@ -111,7 +112,7 @@ cd "$work"
 # The operations run one at a time (-w 1): the server does real work (backups, verify,
 # image downloads) and this must not swamp a small machine.
 # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is split on purpose.
-timeout 600 schemathesis --config-file "$work/schemathesis.toml" run "$spec" \
+timeout 600 python3 -m schemathesis.cli --config-file "$work/schemathesis.toml" run "$spec" \
     --url "$base" \
     --header "Authorization: Bearer $token" \
     --checks all \

@@ -74,6 +74,7 @@ public final class Catalog: Sendable {
             do {
                 let pool = try DatabasePool(path: path, configuration: configuration)
                 try Self.migrator.migrate(pool)
+                Self.addListingIndexes(pool)
                 return (pool, nil, (path, false))
             } catch let error as DatabaseError
                 where [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM]
@@ -152,6 +153,27 @@ public final class Catalog: Sendable {
         var allowed = CharacterSet.urlPathAllowed
         allowed.remove(charactersIn: "?#%")
         return path.addingPercentEncoding(withAllowedCharacters: allowed) ?? path
+    }
+
+    /// Indexes that let a page of points (the console's listings) be read in time order
+    /// without sorting them all, and counted from the index. Not a migration: a catalog
+    /// without them reads the same, only slower, so one on read-only media is still taken,
+    /// and an older vaultctl opens one with them. Made once, when missing and the catalog
+    /// can be written; a failure to make them is no failure of the catalog.
+    static func addListingIndexes(_ pool: DatabasePool) {
+        let indexes = [
+            ("pointByTime", "point(startedAt, id)"), ("pointByDeletionTime", "point(deletion, startedAt, id)"),
+        ]
+        guard
+            let present = try? pool.read({ db in
+                try String.fetchSet(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index'")
+            })
+        else { return }
+        let missing = indexes.filter { !present.contains($0.0) }
+        guard !missing.isEmpty else { return }
+        try? pool.write { db in
+            for (name, columns) in missing { try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(name) ON \(columns)") }
+        }
     }
 
     static var migrator: DatabaseMigrator {
