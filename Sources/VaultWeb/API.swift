@@ -123,11 +123,19 @@ extension Console {
     }
 
     /// A JSON body as `T`; an empty body is `{}`. Anything else is refused with a line.
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: WebContext) async throws -> T {
+    static func decode<T: RequestFields>(_ type: T.Type, _ request: Request, _ context: WebContext) async throws -> T {
         var request = request
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)
         let bytes = buffer.readableBytes == 0 ? Array("{}".utf8) : Array(buffer: buffer)
         do {
+            let keys = try JSONDecoder().decode([String: AnyField].self, from: Data(bytes)).keys
+            if let unknown = keys.sorted().first(where: { !T.fields.contains($0) }) {
+                throw VaultError(
+                    .invalidArgument,
+                    T.fields.isEmpty
+                        ? "unknown field '\(unknown)': this call takes no request body"
+                        : "unknown field '\(unknown)': this call takes \(T.fields.joined(separator: ", "))")
+            }
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch let error as VaultError {
             throw error
@@ -167,82 +175,42 @@ extension Console {
 
 // MARK: - What the calls do
 
-struct BackupRequest: Decodable {
+/// A JSON request body: the fields a call takes. A field it does not take is refused before
+/// the body is decoded: a misspelt `dryRun` must not delete.
+protocol RequestFields: Decodable {
+    static var fields: [String] { get }
+}
+
+struct BackupRequest: RequestFields {
     var name: String?
     var description: String?
     var tags: [String: String]?
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, description, tags }
-
-    init(name: String?, description: String?, tags: [String: String]?) {
-        self.name = name
-        self.description = description
-        self.tags = tags
-    }
-
-    init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        name = try container.decodeIfPresent(String.self, forKey: .name)
-        description = try container.decodeIfPresent(String.self, forKey: .description)
-        tags = try container.decodeIfPresent([String: String].self, forKey: .tags)
-    }
+    static let fields = ["name", "description", "tags"]
 }
 
 /// The body of a call that takes none: nothing, or `{}`.
-struct NoFields: Decodable {
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: AnyKey.self)
-        if let key = container.allKeys.first {
-            throw VaultError(.invalidArgument, "unknown field '\(key.stringValue)': this call takes no request body")
-        }
-    }
+struct NoFields: RequestFields {
+    static let fields: [String] = []
 }
 
-struct PurgeRequest: Decodable {
+struct PurgeRequest: RequestFields {
     var olderThan: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case olderThan }
-
-    init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
-        olderThan = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .olderThan)
-    }
+    static let fields = ["olderThan"]
 }
 
-struct RetentionRequest: Decodable {
+struct RetentionRequest: RequestFields {
     var dryRun: Bool?
-    enum CodingKeys: String, CodingKey, CaseIterable { case dryRun }
-
-    init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
-        dryRun = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Bool.self, forKey: .dryRun)
-    }
+    static let fields = ["dryRun"]
 }
 
-struct VerifyRequest: Decodable {
+struct VerifyRequest: RequestFields {
     var server: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case server }
-
-    init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
-        server = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .server)
-    }
+    static let fields = ["server"]
 }
 
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-/// A body field the call does not know is refused: a misspelt `dryRun` must not delete.
-func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
-    let container = try decoder.container(keyedBy: AnyKey.self)
-    for key in container.allKeys where !known.contains(key.stringValue) {
-        throw VaultError(
-            .invalidArgument, "unknown field '\(key.stringValue)': this call takes \(known.joined(separator: ", "))")
-    }
+/// Any JSON value, decoded only to learn a body's field names.
+struct AnyField: Decodable {
+    init(from decoder: any Decoder) throws {}
 }
 
 /// The listing of a folder inside a point (or the one file a path names).

@@ -5,25 +5,11 @@ import VaultCore
 /// Restores from the console: onto the disks this host backs the point's server up from, and
 /// nowhere else (`vaultctl restore --to` restores anywhere; a token must not write wherever it
 /// names). Diff-only, or instant through a running mount of the repository, as the commands.
-struct RestoreRequest: Decodable {
+struct RestoreRequest: RequestFields {
     var disk: String?
     var instant: Bool?
     var fromPoint: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case disk, instant, fromPoint }
-
-    init(disk: String?, instant: Bool?, fromPoint: String?) {
-        self.disk = disk
-        self.instant = instant
-        self.fromPoint = fromPoint
-    }
-
-    init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue))
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        disk = try container.decodeIfPresent(String.self, forKey: .disk)
-        instant = try container.decodeIfPresent(Bool.self, forKey: .instant)
-        fromPoint = try container.decodeIfPresent(String.self, forKey: .fromPoint)
-    }
+    static let fields = ["disk", "instant", "fromPoint"]
 }
 
 /// How an instant restore ended through the console.

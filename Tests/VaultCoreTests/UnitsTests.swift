@@ -35,6 +35,8 @@ final class InputTextTests: XCTestCase {
         ] {
             XCTAssertEqual(Units.parseDuration(text), seconds, text)
         }
+        // As long as the API's document lets a client write (9 digits of weeks).
+        XCTAssertEqual(Units.parseDuration("999999999.999w"), 999_999_999.999 * 604_800)
         for text in [
             "", "h", "-1d", "-0", "inf", "infd", "nan", "1e3d", "0x10h", "1e400", ".5h", "5.h", "1,5h", "٣d",
             "99999999999999d", "1 d",

@@ -161,9 +161,7 @@ public final class Catalog: Sendable {
     /// and an older vaultctl opens one with them. Made once, when missing and the catalog
     /// can be written; a failure to make them is no failure of the catalog.
     static func addListingIndexes(_ pool: DatabasePool) {
-        let indexes = [
-            ("pointByTime", "point(startedAt, id)"), ("pointByDeletionTime", "point(deletion, startedAt, id)"),
-        ]
+        let indexes = [("pointByDeletionTime", "point(deletion, startedAt, id)")]
         guard
             let present = try? pool.read({ db in
                 try String.fetchSet(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index'")

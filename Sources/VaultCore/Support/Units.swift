@@ -48,25 +48,25 @@ public enum Units {
     }
 
     /// Parses `7d`, `12h`, `30m`, `45s`, `1.5h` or plain seconds: digits with an optional
-    /// fraction, under about 300 years (no sign, exponent, hex, `inf` or `nan`).
+    /// fraction (no sign, exponent, hex, `inf` or `nan`), at most 12 digits, under 10^15 s.
     public static func parseDuration(_ text: String) -> TimeInterval? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
         guard let last = text.last else { return nil }
         let unit = units[last]
         let number = unit == nil ? Substring(text) : text.dropLast()
         let parts = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard !number.isEmpty, number.count <= 12, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
+        guard !number.isEmpty, number.count <= 13, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
             let value = Double(number)
         else { return nil }
         let seconds = value * (unit ?? 1)
-        return seconds < 1e10 ? seconds : nil
+        return seconds < 1e15 ? seconds : nil
     }
 
     /// A time given (`parseTime`), or a duration before `now` (`7d`, `12h`); refused with a
     /// line naming it otherwise.
     public static func parseMoment(_ text: String, now: Date = Date()) throws -> Date {
         if let date = parseTime(text) { return date }
-        if let age = parseDuration(text), !text.allSatisfy(\.isNumber), age < 1e10 { return now - age }
+        if let age = parseDuration(text), !text.allSatisfy(\.isNumber) { return now - age }
         throw VaultError(.invalidArgument, "bad time '\(text)': use YYYY-MM-DD[THH:MM][Z] or a duration such as 7d")
     }
 
