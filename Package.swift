@@ -120,7 +120,10 @@ let package = Package(
         ),
         .testTarget(
             name: "VaultWebTests",
-            dependencies: ["VaultWeb", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: [
+                "VaultWeb", "VaultCore", .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

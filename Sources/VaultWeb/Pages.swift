@@ -275,7 +275,8 @@ extension Console {
             }
             let last = min(page.total, page.offset + page.points.count)
             var values: [String: Any] = [
-                "points": page.points.map(Self.pointRow), "empty": page.points.isEmpty, "total": page.total,
+                "rows": PointRows.html(page.points, history: history), "empty": page.points.isEmpty,
+                "total": page.total,
                 "first": page.points.isEmpty ? 0 : page.offset + 1, "last": last,
                 "filters": PointQuery.names.subtracting(["offset", "limit"]).reduce(into: [String: String]()) {
                     $0[$1] = fields[$1] ?? ""
@@ -422,22 +423,68 @@ extension Console {
 /// (grapheme clusters), and a `"` or `<` joined with a combining mark, or after U+0600, is one
 /// character that is not `"` or `<`: a guest's file name or a point's description could then
 /// open a tag or leave an attribute. Here every `<`, `>`, `&`, `"` and `'` scalar is replaced,
-/// whatever it is joined with.
+/// whatever it is joined with. It works on UTF-8 bytes: the five are ASCII, and no byte of
+/// another scalar's UTF-8 is below 0x80, so each of their bytes is one whole scalar.
 struct ScalarHTML: MustacheContentType {
     static let name = "SCALAR-HTML"
 
-    func escapeText(_ text: String) -> String {
-        var escaped = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "<": escaped.append(contentsOf: "&lt;".unicodeScalars)
-            case ">": escaped.append(contentsOf: "&gt;".unicodeScalars)
-            case "&": escaped.append(contentsOf: "&amp;".unicodeScalars)
-            case "\"": escaped.append(contentsOf: "&quot;".unicodeScalars)
-            case "'": escaped.append(contentsOf: "&#39;".unicodeScalars)
-            default: escaped.append(scalar)
+    func escapeText(_ text: String) -> String { Self.escape(text) }
+
+    static func escape(_ text: String) -> String {
+        let special: (UInt8) -> Bool = {
+            $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "\"")
+                || $0 == UInt8(ascii: "'")
+        }
+        guard text.utf8.contains(where: special) else { return text }
+        var escaped: [UInt8] = []
+        escaped.reserveCapacity(text.utf8.count + 16)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "<"): escaped += "&lt;".utf8
+            case UInt8(ascii: ">"): escaped += "&gt;".utf8
+            case UInt8(ascii: "&"): escaped += "&amp;".utf8
+            case UInt8(ascii: "\""): escaped += "&quot;".utf8
+            case UInt8(ascii: "'"): escaped += "&#39;".utf8
+            default: escaped.append(byte)
             }
         }
-        return String(escaped)
+        return String(decoding: escaped, as: UTF8.self)
+    }
+}
+
+/// The rows of the points and history tables, written here and not by their templates: a page
+/// of 100 rows took about 5 ms in swift-mustache, which casts every value it looks up, and that
+/// was most of a page's time. Every value is escaped by ScalarHTML, as the templates escape.
+enum PointRows {
+    static func html(_ views: [PointView], history: Bool) -> String {
+        var out = ""
+        out.reserveCapacity(views.count * 640)
+        for view in views {
+            let id = ScalarHTML.escape(view.id)
+            let short = ScalarHTML.escape(String(view.id.prefix(8)))
+            let server = ScalarHTML.escape(view.server)
+            let name = ScalarHTML.escape(view.name)
+            let type = ScalarHTML.escape(view.type)
+            let schedule = ScalarHTML.escape(view.scheduleType)
+            let status = ScalarHTML.escape(view.status)
+            let statusClass = ScalarHTML.escape(view.status.lowercased())
+            let deletion = ScalarHTML.escape(view.deletion)
+            let time = ScalarHTML.escape(view.time)
+            out += "<tr><td><a href=\"/points/\(id)\"><code>\(short)</code></a></td><td>\(server)</td>"
+            if history {
+                let finished = ScalarHTML.escape(view.finishedAt ?? "-")
+                let reason = ScalarHTML.escape(view.error ?? "")
+                out += "<td>\(name)</td>\n<td><span class=\"status \(statusClass)\">\(status)</span></td>"
+                out += "<td>\(type)</td><td>\(schedule)</td><td>\(time)</td><td>\(finished)</td>\n"
+                out += "<td>\(deletion)</td><td>\(reason)</td></tr>\n"
+            } else {
+                let disk = ScalarHTML.escape(Units.formatSize(view.diskBytes))
+                let added = ScalarHTML.escape(Units.formatSize(view.addedBytes))
+                out += "<td><a href=\"/points/\(id)\">\(name)</a></td><td>\(type)</td><td>\(schedule)</td>\n"
+                out += "<td><span class=\"status \(statusClass)\">\(status)</span> \(deletion)</td>"
+                out += "<td>\(disk)</td><td>\(added)</td><td>\(time)</td></tr>\n"
+            }
+        }
+        return out
     }
 }

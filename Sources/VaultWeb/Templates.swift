@@ -118,9 +118,8 @@ enum Templates {
         <table id="points">
         <thead><tr><th>ID</th><th>Server</th><th>Name</th><th>Type</th><th>Schedule</th><th>Status</th><th>Disk</th><th>Added</th><th>Time</th></tr></thead>
         <tbody>
-        {{#points}}<tr><td><a href="/points/{{id}}"><code>{{short}}</code></a></td><td>{{server}}</td><td><a href="/points/{{id}}">{{name}}</a></td><td>{{type}}</td><td>{{schedule}}</td>
-        <td><span class="status {{statusClass}}">{{status}}</span> {{deletion}}</td><td>{{disk}}</td><td>{{added}}</td><td>{{time}}</td></tr>
-        {{/points}}
+        {{! Rows written and escaped by PointRows.html: }}
+        {{{rows}}}
         </tbody>
         </table>
         {{/empty}}
@@ -137,10 +136,8 @@ enum Templates {
         <table id="history">
         <thead><tr><th>ID</th><th>Server</th><th>Name</th><th>Status</th><th>Type</th><th>Schedule</th><th>Start</th><th>End</th><th>Deletion</th><th>Reason</th></tr></thead>
         <tbody>
-        {{#points}}<tr><td><a href="/points/{{id}}"><code>{{short}}</code></a></td><td>{{server}}</td><td>{{name}}</td>
-        <td><span class="status {{statusClass}}">{{status}}</span></td><td>{{type}}</td><td>{{schedule}}</td><td>{{time}}</td><td>{{finished}}</td>
-        <td>{{deletion}}</td><td>{{reason}}</td></tr>
-        {{/points}}
+        {{! Rows written and escaped by PointRows.html: }}
+        {{{rows}}}
         </tbody>
         </table>
         {{/empty}}

@@ -17,6 +17,34 @@ final class UnitsTests: XCTestCase {
         XCTAssertEqual(Units.compactUTC(Date(timeIntervalSince1970: 951_782_400)), "20000229T000000Z")
     }
 
+    /// Sizes in tenths of their unit, as printf's "%.1f" spelled them: ties (exact in binary)
+    /// round to even.
+    func testSizesAreRoundedAsPrintfRoundsThem() {
+        var values: [Int64] = [0, 1, 1023, 1024, 1075, 1076, 1126, 1127, 1_048_575, Int64.max, Int64.max >> 3]
+        for unit in 1...4 {
+            let base = Int64(1) << (10 * unit)
+            for twentieths in [1, 3, 5, 21, 23, 25, 20 * 1023 + 19, 20 * 1024 + 1] {
+                let tie = base * Int64(twentieths) / 20
+                values += [tie - 1, tie, tie + 1]
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20000 { values.append(Int64.random(in: 0...(1 << 52), using: &generator)) }
+        for bytes in values {
+            let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+            var value = Double(bytes)
+            var unit = 0
+            while value >= 1024 && unit < units.count - 1 {
+                value /= 1024
+                unit += 1
+            }
+            let printf = unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+            if bytes < 1 << 53 { XCTAssertEqual(Units.formatSize(bytes), printf, "\(bytes)") }
+        }
+        XCTAssertEqual(Units.formatSize(Int64.max), "8388608.0 TiB")
+        XCTAssertEqual(Units.formatSize(-5), "-5 B")
+    }
+
     func testShownTimesCarryTheirZonesOffset() {
         let date = Date(timeIntervalSince1970: 1_893_456_000) // 2030-01-01 00:00:00 UTC
         XCTAssertEqual(Units.formatShown(date, offset: 0), "2030-01-01 00:00:00 +0000")

@@ -1,5 +1,7 @@
 import Foundation
 import HTTPTypes
+import Mustache
+import VaultCore
 import XCTest
 
 @testable import VaultWeb
@@ -113,6 +115,49 @@ final class VaultWebTests: XCTestCase {
             XCTAssertFalse(page.contains("/\"\u{301}>"), "the quote is escaped whatever follows it")
         }
         XCTAssertEqual(ScalarHTML().escapeText("\"\u{301}<&'"), "&quot;\u{301}&lt;&amp;&#39;")
+    }
+
+    /// The points and history rows are written in Swift (PointRows): byte for byte what the
+    /// template they replace renders, hostile text included.
+    func testPointRowsAreWhatTheirTemplateRendered() throws {
+        let reference = [
+            false: """
+            {{#points}}<tr><td><a href="/points/{{id}}"><code>{{short}}</code></a></td><td>{{server}}</td><td><a href="/points/{{id}}">{{name}}</a></td><td>{{type}}</td><td>{{schedule}}</td>
+            <td><span class="status {{statusClass}}">{{status}}</span> {{deletion}}</td><td>{{disk}}</td><td>{{added}}</td><td>{{time}}</td></tr>
+            {{/points}}
+            """,
+            true: """
+            {{#points}}<tr><td><a href="/points/{{id}}"><code>{{short}}</code></a></td><td>{{server}}</td><td>{{name}}</td>
+            <td><span class="status {{statusClass}}">{{status}}</span></td><td>{{type}}</td><td>{{schedule}}</td><td>{{time}}</td><td>{{finished}}</td>
+            <td>{{deletion}}</td><td>{{reason}}</td></tr>
+            {{/points}}
+            """,
+        ]
+        _ = try Pages() // registers ScalarHTML
+        var library = MustacheLibrary()
+        for (history, text) in reference {
+            try library.register("{{% CONTENT_TYPE: \(ScalarHTML.name) }}" + text, named: "\(history)")
+        }
+        let hostile = ["<b>\"x\"</b> & 'y'", "\"\u{301}<\u{600}<", "", "日本 \u{1F600}"]
+        var views: [PointView] = []
+        for (n, text) in hostile.enumerated() {
+            var object: [String: Any] = [
+                "id": "\(n)ABCDEF0-1234" + text, "name": text + "n", "server": text + "s", "vault": "v", "type": "Full",
+                "scheduleType": "Policy" + text, "status": (n == 1 ? "Error" : "Active") + text, "estimatedSize": 0,
+                "diskBytes": 1 << (10 * n) + 51 * n, "addedBytes": Int64(n) * 1_234_567_890_123, "location": "l",
+                "time": text + "t", "description": text, "tags": [String: String](), "disks": [Any](),
+                "deletion": n == 1 ? "Soft deleted" : text,
+            ]
+            if n != 2 { object["error"] = text + "e" }
+            if n != 3 { object["finishedAt"] = text + "f" }
+            let json = try JSONSerialization.data(withJSONObject: object)
+            views.append(try JSONDecoder().decode(PointView.self, from: json))
+        }
+        for history in [false, true] {
+            let expected = library.render(["points": views.map(Console.pointRow)], withTemplate: "\(history)") ?? ""
+            XCTAssertEqual(PointRows.html(views, history: history) + "\n", expected + "\n", "history: \(history)")
+            XCTAssertFalse(PointRows.html(views, history: history).contains("<b>"))
+        }
     }
 
     func testA405NamesTheMethodsOfAPathAndLoginsGoOnlyToThisConsole() {

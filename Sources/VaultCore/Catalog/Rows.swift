@@ -102,24 +102,28 @@ struct DiskRow: FetchableRecord, TableRecord {
 
 /// A row of `point`. Read by column, not through `Decodable`: the mount reads every point of
 /// the catalog when it changes, and GRDB's decoder took most of that time with 10,000 points.
+/// Read by position too (RowReader), in the order `columns` selects them.
 struct PointRow: FetchableRecord, PersistableRecord {
     static let databaseTableName = "point"
+    static let columns = [
+        "id", "serverId", "serverName", "vaultId", "vaultName", "name", "description", "kind", "schedule", "status",
+        "error", "parentId", "chainId", "slot", "startedAt", "finishedAt", "deletion", "deletedAt", "progressDone",
+        "progressTotal", "frozenMs", "warning",
+    ]
+    static var databaseSelection: [any SQLSelectable] { columns.map { Column($0) } }
     let point: Point
 
     init(_ point: Point) { self.point = point }
 
     init(row: Row) throws {
+        var read = RowReader(row, columns: Self.columns)
         point = Point(
-            id: try row.column("id"), serverId: try row.column("serverId"), serverName: try row.column("serverName"),
-            vaultId: try row.column("vaultId"), vaultName: try row.column("vaultName"), name: try row.column("name"),
-            description: try row.column("description"), kind: try row.named("kind"),
-            schedule: try row.named("schedule"),
-            status: try row.named("status"), error: try row.column("error"), parentId: try row.column("parentId"),
-            chainId: try row.column("chainId"), slot: try row.column("slot"), startedAt: try row.column("startedAt"),
-            finishedAt: try row.column("finishedAt"), deletion: try row.named("deletion"),
-            deletedAt: try row.column("deletedAt"), progressDone: try row.column("progressDone"),
-            progressTotal: try row.column("progressTotal"), frozenMs: try row.column("frozenMs"),
-            warning: try row.column("warning"))
+            id: try read.next(), serverId: try read.next(), serverName: try read.next(), vaultId: try read.next(),
+            vaultName: try read.next(), name: try read.next(), description: try read.next(), kind: try read.named(),
+            schedule: try read.named(), status: try read.named(), error: try read.next(), parentId: try read.next(),
+            chainId: try read.next(), slot: try read.next(), startedAt: try read.next(), finishedAt: try read.next(),
+            deletion: try read.named(), deletedAt: try read.next(), progressDone: try read.next(),
+            progressTotal: try read.next(), frozenMs: try read.next(), warning: try read.next())
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -164,8 +168,12 @@ struct PointTagRow: FetchableRecord, PersistableRecord {
 
     init(_ tag: PointTag) { self.tag = tag }
 
+    static let columns = ["pointId", "key", "value"]
+    static var databaseSelection: [any SQLSelectable] { columns.map { Column($0) } }
+
     init(row: Row) throws {
-        tag = PointTag(pointId: try row.column("pointId"), key: try row.column("key"), value: try row.column("value"))
+        var read = RowReader(row, columns: Self.columns)
+        tag = PointTag(pointId: try read.next(), key: try read.next(), value: try read.next())
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -182,11 +190,14 @@ struct PointDiskRow: FetchableRecord, PersistableRecord {
 
     init(_ disk: PointDisk) { self.disk = disk }
 
+    static let columns = ["pointId", "disk", "size", "dataBytes", "changedBytes", "newBytes", "bytesRead"]
+    static var databaseSelection: [any SQLSelectable] { columns.map { Column($0) } }
+
     init(row: Row) throws {
+        var read = RowReader(row, columns: Self.columns)
         disk = PointDisk(
-            pointId: try row.column("pointId"), disk: try row.column("disk"), size: try row.column("size"),
-            dataBytes: try row.column("dataBytes"), changedBytes: try row.column("changedBytes"),
-            newBytes: try row.column("newBytes"), bytesRead: try row.column("bytesRead"))
+            pointId: try read.next(), disk: try read.next(), size: try read.next(), dataBytes: try read.next(),
+            changedBytes: try read.next(), newBytes: try read.next(), bytesRead: try read.next())
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -200,27 +211,59 @@ struct PointDiskRow: FetchableRecord, PersistableRecord {
     }
 }
 
+/// A row read by position, in the order its record's `databaseSelection` names the columns:
+/// through SQLite's own column functions, without GRDB's lookup of each column by name, which
+/// was most of the time of a page of 100 points. A value a column cannot hold is refused as
+/// `Row.column` refuses it.
+struct RowReader {
+    private let row: Row
+    private let columns: [String]
+    private var index = 0
+
+    init(_ row: Row, columns: [String]) {
+        self.row = row
+        self.columns = columns
+    }
+
+    mutating func next<T: DatabaseValueConvertible & StatementColumnConvertible>() throws -> T {
+        defer { index += 1 }
+        let name = columns.indices.contains(index) ? columns[index] : "\(index)"
+        guard index < row.count else { throw Row.damaged(name, "it is missing") }
+        do { return try row.decode(T.self, atIndex: index) } catch { throw Row.damaged(name, "\(error)") }
+    }
+
+    mutating func named<T: RawRepresentable>() throws -> T where T.RawValue == String {
+        let name = columns.indices.contains(index) ? columns[index] : "\(index)"
+        let text: String = try next()
+        guard let value = T(rawValue: text) else { throw Row.unknownName(name, text) }
+        return value
+    }
+}
+
 extension Row {
+    static func damaged(_ name: String, _ reason: String) -> VaultError {
+        VaultError(
+            .needsRepair,
+            "the catalog's \(name) column holds a value it cannot read (\(reason)); rebuild it with 'vaultctl repair --rebuild-catalog'"
+        )
+    }
+
+    static func unknownName(_ name: String, _ text: String) -> VaultError {
+        VaultError(
+            .needsRepair,
+            "the catalog has a point whose \(name) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'")
+    }
+
     /// A column's value. A value the column cannot hold (a damaged catalog) is refused with
     /// the command that rebuilds the catalog, never a crash.
     func column<T: DatabaseValueConvertible>(_ name: String) throws -> T {
-        do { return try decode(T.self, forColumn: name) } catch {
-            throw VaultError(
-                .needsRepair,
-                "the catalog's \(name) column holds a value it cannot read (\(error)); rebuild it with 'vaultctl repair --rebuild-catalog'"
-            )
-        }
+        do { return try decode(T.self, forColumn: name) } catch { throw Self.damaged(name, "\(error)") }
     }
 
     /// A column holding one of an enumeration's names.
     func named<T: RawRepresentable>(_ name: String) throws -> T where T.RawValue == String {
         let text: String = try column(name)
-        guard let value = T(rawValue: text) else {
-            throw VaultError(
-                .needsRepair,
-                "the catalog has a point whose \(name) is '\(text)'; rebuild it with 'vaultctl repair --rebuild-catalog'"
-            )
-        }
+        guard let value = T(rawValue: text) else { throw Self.unknownName(name, text) }
         return value
     }
 }

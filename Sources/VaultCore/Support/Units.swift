@@ -20,13 +20,19 @@ public enum Units {
     /// Prints a byte count for people: `1.5 GiB`, `512 KiB`, `0 B`.
     public static func formatSize(_ bytes: Int64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
         var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+        while unit < units.count - 1 && bytes >> (10 * unit) >= 1024 { unit += 1 }
+        guard unit > 0 else { return "\(bytes) B" }
+        // In tenths, rounded half to even as printf's "%.1f" rounds: bytes / 1024^unit is
+        // exact in binary, so a tie is a true tie. Worked in integers, 10x10x without overflow.
+        let shift = Int64(10 * unit)
+        let whole = bytes >> shift
+        let part = (bytes & ((1 << shift) - 1)) * 10
+        var tenths = whole * 10 + part >> shift
+        let rest = part & ((1 << shift) - 1)
+        let half = Int64(1) << (shift - 1)
+        if rest > half || (rest == half && tenths % 2 == 1) { tenths += 1 }
+        return "\(tenths / 10).\(tenths % 10) \(units[unit])"
     }
 
     /// A duration given on a command line; `.invalidArgument` when it is not one.
