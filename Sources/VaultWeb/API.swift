@@ -287,7 +287,7 @@ extension Console {
     }
 
     func runningJobs() throws -> [PointView] {
-        try repository.views(of: try repository.catalog.points().filter { $0.status == .creating })
+        try repository.views(of: try repository.catalog.pointsBeingMade())
     }
 
     func backupNow(server: String, _ body: BackupRequest) throws -> PointView {

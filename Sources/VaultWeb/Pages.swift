@@ -339,8 +339,7 @@ extension Console {
     }
 
     func serverRows() throws -> [[String: Any]] {
-        let latest = Dictionary(
-            try repository.catalog.allPoints().map { ($0.serverName, $0) }, uniquingKeysWith: { _, newer in newer })
+        let latest = try repository.catalog.latestPointByServer()
         return try serverViews().map { view in
             var row: [String: Any] = [
                 "name": view.server, "vault": view.vault ?? "-",

@@ -23,4 +23,26 @@ final class HarnessTests: XCTestCase {
         // leaked would add at least 160.
         XCTAssertLessThan(try openDescriptors() - before, 8)
     }
+
+    /// A command that runs past its bound is killed with everything it started: a browser test
+    /// killed on its bound once left chromedriver and chromium running.
+    func testACommandPastItsBoundIsKilledWithWhatItStarted() throws {
+        let scratch = Scratch("harness")
+        let pidFile = scratch.file("grandchild")
+        let result = try runCommand(
+            ["sh", "-c", "sh -c 'sleep 300 & echo $! > \(pidFile); wait' & wait"], timeout: 2)
+        XCTAssertTrue(result.timedOut)
+        let grandchild = try XCTUnwrap(
+            pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // Gone, or dead and waiting for init to reap it.
+        func running() -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(grandchild)/stat", encoding: .utf8),
+                let name = stat.lastIndex(of: ")")
+            else { return false }
+            return stat[stat.index(after: name)...].split(separator: " ").first != "Z"
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while running() && Date() < deadline { usleep(50_000) }
+        XCTAssertFalse(running(), "the sleep under the command is gone")
+    }
 }

@@ -35,6 +35,26 @@ public enum TestError: Error, CustomStringConvertible {
 /// Runs a program to completion, killing it after `timeout` seconds. Output goes through
 /// files, so a chatty program cannot block on a full pipe.
 @discardableResult
+/// `root` and every process under it, from /proc.
+public func processTree(_ root: pid_t) -> [pid_t] {
+    var children: [pid_t: [pid_t]] = [:]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            let name = stat.lastIndex(of: ")")
+        else { continue }
+        // After the name: the state, then the parent's pid.
+        let fields = stat[stat.index(after: name)...].split(separator: " ")
+        if fields.count > 1, let parent = pid_t(fields[1]) { children[parent, default: []].append(pid) }
+    }
+    var tree = [root]
+    var next = 0
+    while next < tree.count {
+        tree += children[tree[next]] ?? []
+        next += 1
+    }
+    return tree
+}
+
 public func runCommand(
     _ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120,
     stdinPath: String? = nil
@@ -69,7 +89,13 @@ public func runCommand(
     var timedOut = false
     if done.wait(timeout: .now() + timeout) == .timedOut {
         timedOut = true
-        kill(process.processIdentifier, SIGKILL)
+        // The command and everything it started (a browser under its driver): stopped first,
+        // so that none can start another or be handed to init unseen, then killed.
+        var tree: Set<pid_t> = []
+        for _ in 0..<3 {
+            for pid in processTree(process.processIdentifier) where tree.insert(pid).inserted { kill(pid, SIGSTOP) }
+        }
+        for pid in tree { kill(pid, SIGKILL) }
         _ = done.wait(timeout: .now() + 10)
     }
     return CommandResult(

@@ -53,5 +53,32 @@ final class PointPageTests: XCTestCase {
         }
         // Newest first: the last backup leads the page.
         XCTAssertEqual(try repository.page(PointQuery()).points.first?.name, "e")
+
+        // Each server's latest attempt, in one query, against the last of every point.
+        try repository.addServer(named: "db", vault: "prod", disks: [("root", fixture.disk.path)], now: Date())
+        var plan = BackupPlan.manual(server: "db", name: "only")
+        plan.tags = []
+        _ = try repository.prepareBackup(plan).run()
+        let latest = try repository.catalog.latestPointByServer()
+        let expected = Dictionary(
+            try repository.catalog.allPoints().map { ($0.serverName, $0.id) }, uniquingKeysWith: { _, newer in newer })
+        XCTAssertEqual(latest.mapValues(\.id), expected)
+        XCTAssertEqual(latest["web"]?.name, "e")
+        XCTAssertEqual(latest["db"]?.name, "only")
+    }
+}
+
+extension PointQuery {
+    /// The reference the catalog's paging is checked against: whether `point` (with its tags,
+    /// when a tag is asked for) is one this query shows, in Swift.
+    fileprivate func matches(_ point: Point, tags: [PointTag]?) -> Bool {
+        guard filter.matches(point) else { return false }
+        if let schedule, point.schedule != schedule { return false }
+        if let status, point.status != status || point.deletion == .deleted { return false }
+        if let tag {
+            guard let tags, tags.contains(where: { $0.key == tag.key && (tag.value == nil || $0.value == tag.value) })
+            else { return false }
+        }
+        return true
     }
 }

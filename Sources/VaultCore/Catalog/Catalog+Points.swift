@@ -70,9 +70,28 @@ extension Catalog {
         }
     }
 
-    /// Points whose backup has not ended, as far as the catalog knows.
-    func pointsBeingMade() throws -> [Point] {
-        try read { try PointRow.filter(Column("status") == PointStatus.creating.rawValue).points($0) }
+    /// Points whose backup has not ended, as far as the catalog knows, oldest first.
+    public func pointsBeingMade() throws -> [Point] {
+        try read {
+            try PointRow.filter(Column("status") == PointStatus.creating.rawValue)
+                .order(Column("startedAt"), Column("id")).points($0)
+        }
+    }
+
+    /// Each server's latest attempt (the last started, whatever became of it), by server name:
+    /// one query, where the servers page read every point before.
+    public func latestPointByServer() throws -> [String: Point] {
+        try read { db in
+            let columns = PointRow.columns.joined(separator: ", ")
+            let rows = try PointRow.fetchAll(
+                db,
+                sql: """
+                    SELECT \(columns) FROM (
+                      SELECT \(columns), ROW_NUMBER() OVER (PARTITION BY serverName ORDER BY startedAt DESC, id DESC) AS n
+                      FROM point) WHERE n = 1
+                    """)
+            return Dictionary(rows.map { ($0.point.serverName, $0.point) }, uniquingKeysWith: { first, _ in first })
+        }
     }
 
     public func point(id: String) throws -> Point? {

@@ -98,19 +98,6 @@ public struct PointQuery: Sendable, Equatable {
         }
         return value
     }
-
-    /// Whether `point` (with its tags, when a tag is asked for) is one this query shows;
-    /// the page is taken after.
-    func matches(_ point: Point, tags: [PointTag]?) -> Bool {
-        guard filter.matches(point) else { return false }
-        if let schedule, point.schedule != schedule { return false }
-        if let status, point.status != status || point.deletion == .deleted { return false }
-        if let tag {
-            guard let tags, tags.contains(where: { $0.key == tag.key && (tag.value == nil || $0.value == tag.value) })
-            else { return false }
-        }
-        return true
-    }
 }
 
 /// One page of a listing of points: the views on it, and how many match in all.
