@@ -86,6 +86,7 @@ final class JSONTextTests: XCTestCase {
             try container.encodeNil(forKey: .gone)
             var again = encoder.container(keyedBy: Key.self)
             try again.encode(1, forKey: .there)
+            try again.encode("the last one", forKey: .there)
         }
     }
     private struct Nested: Encodable {

@@ -144,44 +144,47 @@ extension Catalog {
     /// page before).
     public func pointPage(_ selection: PointSelection, offset: Int, limit: Int) throws -> (total: Int, points: [Point])
     {
-        try read { db in
-            var request = PointRow.all()
-            if !selection.history {
-                request = request.filter(Column("deletion") != Deletion.deleted.rawValue)
-                if !selection.includeSoftDeleted {
-                    request = request.filter(Column("deletion") == Deletion.none.rawValue)
-                }
-            }
-            if let server = selection.server { request = request.filter(Column("serverId") == server) }
-            let filter = selection.filter
-            if let vault = filter.vault { request = request.filter(Column("vaultName") == vault) }
-            if let kind = filter.kind { request = request.filter(Column("kind") == kind.rawValue) }
-            if let since = filter.since { request = request.filter(Column("startedAt") >= since) }
-            if let before = filter.before { request = request.filter(Column("startedAt") < before) }
-            if let schedule = selection.schedule { request = request.filter(Column("schedule") == schedule.rawValue) }
-            if let status = selection.status {
-                request = request.filter(
-                    Column("status") == status.rawValue && Column("deletion") != Deletion.deleted.rawValue)
-            }
-            if let key = selection.tagKey {
-                var sql = "EXISTS (SELECT 1 FROM pointTag WHERE pointTag.pointId = point.id AND pointTag.key = ?"
-                var arguments: StatementArguments = [key]
-                if let value = selection.tagValue {
-                    sql += " AND pointTag.value = ?"
-                    arguments += [value]
-                }
-                request = request.filter(sql: sql + ")", arguments: arguments)
-            }
-            let total = try request.fetchCount(db)
+        // In SQL of its own, each statement prepared once (GRDB's query builder wrote and
+        // prepared the three statements again at every page: a tenth of a page's time).
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        func condition(_ sql: String, _ values: [(any DatabaseValueConvertible)?] = []) {
+            conditions.append(sql)
+            arguments += StatementArguments(values)
+        }
+        if !selection.history {
+            condition("deletion != ?", [Deletion.deleted.rawValue])
+            if !selection.includeSoftDeleted { condition("deletion = ?", [Deletion.none.rawValue]) }
+        }
+        if let server = selection.server { condition("serverId = ?", [server]) }
+        let filter = selection.filter
+        if let vault = filter.vault { condition("vaultName = ?", [vault]) }
+        if let kind = filter.kind { condition("kind = ?", [kind.rawValue]) }
+        if let since = filter.since { condition("startedAt >= ?", [since]) }
+        if let before = filter.before { condition("startedAt < ?", [before]) }
+        if let schedule = selection.schedule { condition("schedule = ?", [schedule.rawValue]) }
+        if let status = selection.status {
+            condition("status = ? AND deletion != ?", [status.rawValue, Deletion.deleted.rawValue])
+        }
+        if let key = selection.tagKey {
+            let value = selection.tagValue
+            condition(
+                "EXISTS (SELECT 1 FROM pointTag WHERE pointTag.pointId = point.id AND pointTag.key = ?"
+                    + (value == nil ? ")" : " AND pointTag.value = ?)"), value.map { [key, $0] } ?? [key])
+        }
+        let clause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try read { db in
+            let total =
+                try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM point" + clause), arguments: arguments)
+                ?? 0
             // The page's ids first (sorting 10,000 ids and times is a third of sorting their
             // rows), then their rows.
             let ids = try String.fetchAll(
-                db,
-                request.select(Column("id")).order(Column("startedAt").desc, Column("id").desc)
-                    .limit(limit, offset: offset))
+                db.cachedStatement(
+                    sql: "SELECT id FROM point\(clause) ORDER BY startedAt DESC, id DESC LIMIT ? OFFSET ?"),
+                arguments: arguments + [limit, offset])
             let rows = Dictionary(
-                try PointRow.filter(ids.contains(Column("id"))).points(db).map { ($0.id, $0) },
-                uniquingKeysWith: { first, _ in first })
+                try PointRow.rows(ids: ids, db).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             return (total, ids.compactMap { rows[$0] })
         }
     }
@@ -211,7 +214,9 @@ extension Catalog {
             let column = Row.orderColumn
             let rows: [Row]
             if let ids {
-                rows = try Row.filter(ids.contains(Column("pointId"))).order(Column(column)).fetchAll(db)
+                rows = try Row.fetchAll(
+                    db, sql: Row.select(whereIn: "pointId", ids.count) + " ORDER BY \(column)",
+                    arguments: StatementArguments(ids))
             } else if let server {
                 rows = try Row.fetchAll(
                     db,

@@ -103,7 +103,7 @@ struct DiskRow: FetchableRecord, TableRecord {
 /// A row of `point`. Read by column, not through `Decodable`: the mount reads every point of
 /// the catalog when it changes, and GRDB's decoder took most of that time with 10,000 points.
 /// Read by position too (RowReader), in the order `columns` selects them.
-struct PointRow: FetchableRecord, PersistableRecord {
+struct PointRow: PositionalRow, PersistableRecord {
     static let databaseTableName = "point"
     static let columns = [
         "id", "serverId", "serverName", "vaultId", "vaultName", "name", "description", "kind", "schedule", "status",
@@ -156,13 +156,37 @@ struct PointRow: FetchableRecord, PersistableRecord {
     }
 }
 
+extension PointRow {
+    /// The points `ids` names, in no order.
+    static func rows(ids: [String], _ db: Database) throws -> [Point] {
+        guard !ids.isEmpty else { return [] }
+        return try fetchAll(db, sql: select(whereIn: "id", ids.count), arguments: StatementArguments(ids)).map(\.point)
+    }
+}
+
+/// A row read by position (RowReader): its columns, in the order it reads them, are its
+/// `databaseSelection`.
+protocol PositionalRow: FetchableRecord, TableRecord {
+    static var columns: [String] { get }
+}
+
+extension PositionalRow {
+    /// `SELECT` of this record's columns where `column` is one of `count` arguments. In SQL of
+    /// its own: GRDB's query builder took longer to write it than SQLite to run it. Not kept
+    /// prepared, as each count is a statement of its own.
+    static func select(whereIn column: String, _ count: Int) -> String {
+        let marks = Array(repeating: "?", count: count).joined(separator: ", ")
+        return "SELECT \(columns.joined(separator: ", ")) FROM \(databaseTableName) WHERE \(column) IN (\(marks))"
+    }
+}
+
 extension QueryInterfaceRequest<PointRow> {
     /// The points this request selects.
     func points(_ db: Database) throws -> [Point] { try fetchAll(db).map(\.point) }
 }
 
 /// A row of `pointTag`.
-struct PointTagRow: FetchableRecord, PersistableRecord {
+struct PointTagRow: PositionalRow, PersistableRecord {
     static let databaseTableName = "pointTag"
     let tag: PointTag
 
@@ -184,7 +208,7 @@ struct PointTagRow: FetchableRecord, PersistableRecord {
 }
 
 /// A row of `pointDisk`.
-struct PointDiskRow: FetchableRecord, PersistableRecord {
+struct PointDiskRow: PositionalRow, PersistableRecord {
     static let databaseTableName = "pointDisk"
     let disk: PointDisk
 
@@ -269,7 +293,7 @@ extension Row {
 }
 
 /// A row of a table of point details (tags, disks), kept by point id.
-protocol PointDetailRow: FetchableRecord, TableRecord {
+protocol PointDetailRow: PositionalRow {
     var pointId: String { get }
     /// The column the details of one point are ordered by.
     static var orderColumn: String { get }

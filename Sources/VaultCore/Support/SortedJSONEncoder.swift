@@ -134,20 +134,36 @@ struct SortedJSONEncoder {
         out.append(UInt8(ascii: "0") + UInt8(number % 10))
     }
 
-    /// The indices of `keys` in the order of their UTF-8 bytes.
+    /// The indices of `keys` in the order of their UTF-8 bytes. A key given twice (only a
+    /// custom `encode(to:)` can) keeps its last value, as in JSONEncoder.
     private static func sortedOrder(_ keys: [String]) -> [Int] {
+        // Keys of ASCII only (every CodingKeys' are), whose byte order is String's own.
+        if keys.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) {
+            let order = keys.indices.sorted { a, b in keys[a] < keys[b] || (keys[a] == keys[b] && a < b) }
+            return order.indices.compactMap { n in
+                n + 1 < order.count && keys[order[n]] == keys[order[n + 1]] ? nil : order[n]
+            }
+        }
         var keys = keys
         for i in keys.indices { keys[i].makeContiguousUTF8() }
-        func precedes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
-            let length = min(x.count, y.count)
-            let common = length == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, length)
-            return common < 0 || (common == 0 && x.count < y.count)
-        }
-        return keys.indices.sorted { a, b in
+        func compare(_ a: Int, _ b: Int) -> Int {
             let compared = keys[a].utf8.withContiguousStorageIfAvailable { x in
-                keys[b].utf8.withContiguousStorageIfAvailable { y in precedes(x, y) }
+                keys[b].utf8.withContiguousStorageIfAvailable { y -> Int in
+                    let length = min(x.count, y.count)
+                    let common = length == 0 ? 0 : Int(memcmp(x.baseAddress!, y.baseAddress!, length))
+                    return common != 0 ? common : x.count - y.count
+                }
             }
-            return (compared ?? nil) ?? keys[a].utf8.lexicographicallyPrecedes(keys[b].utf8)
+            if let compared = compared ?? nil { return compared }
+            if keys[a].utf8.elementsEqual(keys[b].utf8) { return 0 }
+            return keys[a].utf8.lexicographicallyPrecedes(keys[b].utf8) ? -1 : 1
+        }
+        let order = keys.indices.sorted { a, b in
+            let compared = compare(a, b)
+            return compared < 0 || (compared == 0 && a < b)
+        }
+        return order.indices.compactMap { n in
+            n + 1 < order.count && compare(order[n], order[n + 1]) == 0 ? nil : order[n]
         }
     }
 
