@@ -63,10 +63,13 @@ extension Console {
             return json(try await self.blocking { try self.volumes(of: reference) })
         }
         api.get("points/:point/files/:volume") { request, context in
-            let path = try Query.path(request)
+            let (path, offset, limit) = try Query.listingPage(request)
             let reference = try Self.parameter(context, "point")
             let volume = try Self.parameter(context, "volume")
-            return json(try await self.blocking { try self.listing(point: reference, volume: volume, path: path) })
+            return json(
+                try await self.blocking {
+                    try self.listing(point: reference, volume: volume, path: path, offset: offset, limit: limit)
+                })
         }
         api.get("points/:point/files/:volume/content") { request, context in
             let path = try Query.path(request)
@@ -215,10 +218,18 @@ struct AnyField: Decodable {
 
 /// The listing of a folder inside a point (or the one file a path names).
 struct FileListing: Encodable {
+    static let defaultLimit = 1000
+    static let maximumLimit = 10000
+
     var point: String
     var volume: String
     var path: String
     var kind: String
+    /// The folder's entries in all (1 for a path that is not a folder), and which of them
+    /// `entries` holds.
+    var total: Int
+    var offset: Int
+    var limit: Int
     var entries: [FileView]
 }
 
@@ -379,7 +390,12 @@ extension Console {
         throw VaultError(.notFound, "point \(record.name) has no filesystem named '\(name)'")
     }
 
-    func listing(point reference: String, volume name: String, path: String) throws -> FileListing {
+    /// A folder's entries from `offset`, at most `limit` of them (only theirs are read), or the
+    /// one entry a path names when it is not a folder.
+    func listing(
+        point reference: String, volume name: String, path: String, offset: Int = 0,
+        limit: Int = FileListing.defaultLimit
+    ) throws -> FileListing {
         let (point, volume) = try volume(point: reference, name: name)
         let inode = try volume.resolve(path)
         let attributes = try volume.reader.attributes(inode)
@@ -387,16 +403,21 @@ extension Console {
             a.kind == .symlink ? try volume.reader.linkTarget(a.inode) : nil
         }
         var entries: [FileView] = []
+        var total = 1
         if attributes.kind == .directory {
-            for entry in try volume.listing(inode).entries {
+            let all = try volume.listing(inode).entries
+            total = all.count
+            for entry in all.dropFirst(offset).prefix(limit) {
                 let a = try volume.reader.attributes(entry.inode)
                 entries.append(FileView(name: entry.name, a, target: try target(a)))
             }
-        } else {
+        } else if offset == 0 {
             let name = FileName(path.split(separator: "/").last.map(String.init) ?? path)
             entries.append(FileView(name: name, attributes, target: try target(attributes)))
         }
-        return FileListing(point: point.id, volume: name, path: path, kind: attributes.kind.rawValue, entries: entries)
+        return FileListing(
+            point: point.id, volume: name, path: path, kind: attributes.kind.rawValue, total: total, offset: offset,
+            limit: limit, entries: entries)
     }
 }
 
@@ -407,11 +428,40 @@ extension Query {
         if let name = fields.keys.sorted().first { throw WebError(.badRequest, "unknown query field '\(name)'") }
     }
 
-    /// The `path` field of a files call (default /): a path inside the filesystem.
+    /// The `path` field of a file's download (default /): a path inside the filesystem.
     static func path(_ request: Request) throws -> String {
+        try path(fields(request), allowed: ["path"])
+    }
+
+    /// The fields of a listing: `path`, and which of its entries: `offset` (default 0) and
+    /// `limit` (default 1,000, at most 10,000). A folder of a million entries is read page by
+    /// page, never answered whole.
+    static func listingPage(_ request: Request) throws -> (path: String, offset: Int, limit: Int) {
         let fields = try fields(request)
-        if let name = fields.keys.sorted().first(where: { $0 != "path" }) {
-            throw WebError(.badRequest, "unknown query field '\(name)': files calls take path")
+        func number(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+            guard let text = fields[name] else { return value }
+            guard text.utf8.count <= 10, text.utf8.allSatisfy({ (48...57).contains($0) }), let number = Int(text),
+                range.contains(number)
+            else {
+                throw WebError(
+                    .badRequest,
+                    "bad \(name) '\(text.prefix(20))': use a whole number from \(range.lowerBound) to \(range.upperBound)"
+                )
+            }
+            return number
+        }
+        return (
+            try path(fields, allowed: ["path", "offset", "limit"]),
+            try number("offset", default: 0, in: 0...Int(Int32.max)),
+            try number("limit", default: FileListing.defaultLimit, in: 1...FileListing.maximumLimit)
+        )
+    }
+
+    private static func path(_ fields: [String: String], allowed: Set<String>) throws -> String {
+        if let name = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw WebError(
+                .badRequest,
+                "unknown query field '\(name)': this call takes \(allowed.sorted().joined(separator: ", "))")
         }
         let path = fields["path"].flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         guard path.hasPrefix("/"), path.utf8.count <= 4096 else {

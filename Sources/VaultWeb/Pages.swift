@@ -157,11 +157,14 @@ extension Console {
             }
         }
         router.get("/points/:point/files/:volume") { request, context in
-            let path = try Query.path(request)
+            let (path, offset, limit) = try Query.listingPage(request)
             let reference = try Self.parameter(context, "point")
             let volume = try Self.parameter(context, "volume")
             return try await self.page("files", context) {
-                ("Files of \(volume)", try self.fileValues(reference, volume: volume, path: path))
+                (
+                    "Files of \(volume)",
+                    try self.fileValues(reference, volume: volume, path: path, offset: offset, limit: limit)
+                )
             }
         }
         router.get("/servers/:server/backup") { _, context in
@@ -387,8 +390,9 @@ extension Console {
         return values
     }
 
-    func fileValues(_ reference: String, volume: String, path: String) throws -> [String: Any] {
-        let listing = try listing(point: reference, volume: volume, path: path)
+    func fileValues(_ reference: String, volume: String, path: String, offset: Int, limit: Int) throws -> [String: Any]
+    {
+        let listing = try listing(point: reference, volume: volume, path: path, offset: offset, limit: limit)
         let base = "/points/\(listing.point)/files/\(Query.encode(volume))"
         let content = "/api/v1/points/\(listing.point)/files/\(Query.encode(volume))/content"
         let parts = path.split(separator: "/").map(String.init)
@@ -410,11 +414,25 @@ extension Console {
             if let target = entry.target { row["target"] = target }
             return row
         }
-        return [
+        var values: [String: Any] = [
             "point": listing.point, "short": String(listing.point.prefix(8)), "volume": volume, "path": path,
             "crumbs": crumbs, "entries": entries, "isFolder": listing.kind == "directory",
-            "tar": "\(content)?path=" + Query.encode(path), "empty": entries.isEmpty,
+            "tar": "\(content)?path=" + Query.encode(path), "empty": listing.total == 0,
         ]
+        // A folder of more entries than a page: which are shown, and links to the others.
+        if listing.total > limit || offset > 0 {
+            func link(_ offset: Int) -> String {
+                "\(base)?path=" + Query.encode(path) + (offset > 0 ? "&offset=\(offset)" : "")
+                    + (limit == FileListing.defaultLimit ? "" : "&limit=\(limit)")
+            }
+            values["paged"] = true
+            values["first"] = min(offset + 1, listing.total)
+            values["last"] = min(offset + entries.count, listing.total)
+            values["total"] = listing.total
+            if offset > 0 { values["previous"] = link(max(0, offset - limit)) }
+            if offset + entries.count < listing.total { values["next"] = link(offset + limit) }
+        }
+        return values
     }
 }
 

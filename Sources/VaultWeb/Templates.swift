@@ -220,6 +220,9 @@ enum Templates {
         {{#crumbs}}<a href="{{href}}">{{name}}</a> / {{/crumbs}}</p>
         {{#isFolder}}<p><a class="button" id="tar" href="{{tar}}" download>Download this folder as tar</a></p>{{/isFolder}}
         {{#empty}}<p>This folder is empty.</p>{{/empty}}
+        {{#paged}}<p class="pager">{{first}}–{{last}} of {{total}}
+        {{#previous}}<a href="{{previous}}" rel="prev">Previous</a>{{/previous}}
+        {{#next}}<a href="{{next}}" rel="next">Next</a>{{/next}}</p>{{/paged}}
         {{^empty}}
         <table id="files">
         <thead><tr><th>Name</th><th>Kind</th><th>Mode</th><th>Size</th><th>Modified</th><th></th></tr></thead>

@@ -322,6 +322,28 @@ final class WebConsoleTests: XCTestCase {
         for name in ["hostname", "nginx/nginx.conf", "shadow"] {
             XCTAssertEqual(try readBytes("\(unpacked)/etc/\(name)"), try readBytes(setup.source("etc/\(name)")), name)
         }
+        // A folder's listing, a page at a time: the pages together are the whole listing.
+        let listing = "/api/v1/points/\(id)/files/root?path=/etc"
+        let whole = try XCTUnwrap(try server.request("GET", listing).json() as? [String: Any])
+        let names = try XCTUnwrap(whole["entries"] as? [[String: Any]]).compactMap { $0["name"] as? String }
+        XCTAssertEqual(whole["total"] as? Int, names.count)
+        XCTAssertGreaterThan(names.count, 2)
+        var paged: [String] = []
+        for offset in 0...names.count {
+            let page = try XCTUnwrap(
+                try server.request("GET", listing + "&limit=1&offset=\(offset)").json() as? [String: Any])
+            XCTAssertEqual(page["total"] as? Int, names.count)
+            paged += try XCTUnwrap(page["entries"] as? [[String: Any]]).compactMap { $0["name"] as? String }
+        }
+        XCTAssertEqual(paged, names, "one entry a page, then none past the end")
+        for bad in ["limit=0", "limit=10001", "offset=-1", "limit=1e3", "offset=99999999999"] {
+            XCTAssertEqual(try server.request("GET", listing + "&" + bad).status, 400, bad)
+        }
+        let html = String(
+            decoding: try server.request("GET", "/points/\(id)/files/root?path=/etc&limit=1&offset=1").body,
+            as: UTF8.self)
+        XCTAssertTrue(html.contains("2–2 of \(names.count)"), html)
+        XCTAssertTrue(html.contains("rel=\"prev\"") && html.contains("rel=\"next\""), html)
         // The disk image, whole and in ranges, is the disk as it was backed up.
         let disk = try readBytes(setup.scratch.file("root.img"))
         let image = try server.request("GET", "/api/v1/points/\(id)/disks/root/image")
