@@ -70,8 +70,9 @@ struct Tree: Sendable {
     /// `singleVault` shows that vault's content at the root (`-o vault=NAME`).
     init(_ inventory: Inventory, singleVault: String?, now: Date = Date()) {
         self.inventory = inventory
-        points = Dictionary(uniqueKeysWithValues: inventory.points.map { ($0.id, $0) })
-        vaults = Dictionary(uniqueKeysWithValues: inventory.vaults.map { ($0.name, $0) })
+        // Whatever a catalog holds, never a trap: the first of a name given twice is kept.
+        points = Dictionary(inventory.points.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        vaults = Dictionary(inventory.vaults.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let shown = inventory.vaults.filter { singleVault == nil || $0.name == singleVault }
         for vault in shown {
             let vaultNode: Node = singleVault == nil ? .vault(vault.name) : .root

@@ -298,7 +298,7 @@ extension Console {
     }
 
     func runningJobs() throws -> [PointView] {
-        try repository.views(of: try repository.catalog.pointsBeingMade())
+        try repository.views(of: try repository.catalog.pointsBeingMade().filter { $0.deletion == .none })
     }
 
     func backupNow(server: String, _ body: BackupRequest) throws -> PointView {

@@ -28,21 +28,29 @@ final class HarnessTests: XCTestCase {
     /// killed on its bound once left chromedriver and chromium running.
     func testACommandPastItsBoundIsKilledWithWhatItStarted() throws {
         let scratch = Scratch("harness")
-        let pidFile = scratch.file("grandchild")
+        let grandchild = scratch.file("grandchild")
+        let orphan = scratch.file("orphan")
+        // A sleep under a child, and one left to init by a double fork.
         let result = try runCommand(
-            ["sh", "-c", "sh -c 'sleep 300 & echo $! > \(pidFile); wait' & wait"], timeout: 2)
+            [
+                "sh", "-c",
+                "sh -c 'sleep 300 & echo $! > \(grandchild); wait' & (sleep 300 & echo $! > \(orphan)) ; wait",
+            ], timeout: 2)
         XCTAssertTrue(result.timedOut)
-        let grandchild = try XCTUnwrap(
-            pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-        // Gone, or dead and waiting for init to reap it.
-        func running() -> Bool {
-            guard let stat = try? String(contentsOfFile: "/proc/\(grandchild)/stat", encoding: .utf8),
-                let name = stat.lastIndex(of: ")")
-            else { return false }
-            return stat[stat.index(after: name)...].split(separator: " ").first != "Z"
+        for file in [grandchild, orphan] {
+            let pid = try XCTUnwrap(
+                pid_t(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+            )
+            // Gone, or dead and waiting for init to reap it.
+            func running() -> Bool {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                    let name = stat.lastIndex(of: ")")
+                else { return false }
+                return stat[stat.index(after: name)...].split(separator: " ").first != "Z"
+            }
+            let deadline = Date().addingTimeInterval(10)
+            while running() && Date() < deadline { usleep(50_000) }
+            XCTAssertFalse(running(), "the sleep \(file) is gone")
         }
-        let deadline = Date().addingTimeInterval(10)
-        while running() && Date() < deadline { usleep(50_000) }
-        XCTAssertFalse(running(), "the sleep under the command is gone")
     }
 }

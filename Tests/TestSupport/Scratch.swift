@@ -32,29 +32,37 @@ public enum TestError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs a program to completion, killing it after `timeout` seconds. Output goes through
-/// files, so a chatty program cannot block on a full pipe.
-@discardableResult
-/// `root` and every process under it, from /proc.
+/// `root`, every process under it, and every process in a process group one of them leads,
+/// from /proc. Foundation starts a command in a group of its own, so what it left to init
+/// (a double fork) is still found by its group.
 public func processTree(_ root: pid_t) -> [pid_t] {
     var children: [pid_t: [pid_t]] = [:]
+    var groups: [pid_t: [pid_t]] = [:]
     for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
         guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
             let name = stat.lastIndex(of: ")")
         else { continue }
-        // After the name: the state, then the parent's pid.
+        // After the name: the state, the parent's pid, the process group.
         let fields = stat[stat.index(after: name)...].split(separator: " ")
-        if fields.count > 1, let parent = pid_t(fields[1]) { children[parent, default: []].append(pid) }
+        guard fields.count > 2, let parent = pid_t(fields[1]), let group = pid_t(fields[2]) else { continue }
+        children[parent, default: []].append(pid)
+        groups[group, default: []].append(pid)
     }
     var tree = [root]
+    var seen: Set<pid_t> = [root]
     var next = 0
     while next < tree.count {
-        tree += children[tree[next]] ?? []
+        for pid in (children[tree[next]] ?? []) + (groups[tree[next]] ?? []) where seen.insert(pid).inserted {
+            tree.append(pid)
+        }
         next += 1
     }
     return tree
 }
 
+/// Runs a program to completion, killing it after `timeout` seconds. Output goes through
+/// files, so a chatty program cannot block on a full pipe.
+@discardableResult
 public func runCommand(
     _ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120,
     stdinPath: String? = nil

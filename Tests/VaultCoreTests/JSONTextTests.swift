@@ -55,6 +55,15 @@ final class JSONTextTests: XCTestCase {
         volume.reason = "not shown: \t tab"
         view.disks[0].contents = DiskContentsView(partitionTable: "gpt", volumes: [volume])
         try assertSame([view, view], "a point with every part set")
+
+        // Two tags the catalog tells apart by their bytes but Swift takes for one key.
+        let twice = PointView(
+            full, disks: [],
+            tags: [
+                PointTag(pointId: full.id, key: "caf\u{E9}", value: "composed"),
+                PointTag(pointId: full.id, key: "cafe\u{301}", value: "decomposed"),
+            ], location: "here")
+        XCTAssertEqual(twice.tags, ["caf\u{E9}": "composed"])
     }
 
     private struct Shapes: Codable {
@@ -109,6 +118,8 @@ final class JSONTextTests: XCTestCase {
     func testEveryShapeCodableGivesIsFoundationsBytes() throws {
         try assertSame(Shapes(), "shapes")
         try assertSame([Quiet()], "a value that encodes nothing")
+        XCTAssertThrowsError(try JSONEncoder().encode(Quiet()), "Foundation refuses it at the top")
+        XCTAssertEqual(JSON.encode(Quiet()), Array("null\n".utf8), "and so does JSON.encode")
         try assertSame(ExplicitNull(), "an explicit null and a container asked for twice")
         try assertSame(Nested(), "nested containers and a super encoder")
         try assertSame("a bare string", "a fragment")

@@ -88,9 +88,10 @@ extension Catalog {
                 sql: """
                     SELECT \(columns) FROM (
                       SELECT \(columns), ROW_NUMBER() OVER (PARTITION BY serverName ORDER BY startedAt DESC, id DESC) AS n
-                      FROM point) WHERE n = 1
+                      FROM point) WHERE n = 1 ORDER BY startedAt, id
                     """)
-            return Dictionary(rows.map { ($0.point.serverName, $0.point) }, uniquingKeysWith: { first, _ in first })
+            // Two names SQLite tells apart may be one String (é and e + U+0301): the later wins.
+            return Dictionary(rows.map { ($0.point.serverName, $0.point) }, uniquingKeysWith: { _, later in later })
         }
     }
 
@@ -221,7 +222,7 @@ extension Catalog {
                 rows = try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT \(table).* FROM \(table) JOIN point ON point.id = \(table).pointId
+                        SELECT \(Row.selection) FROM \(table) JOIN point ON point.id = \(table).pointId
                         WHERE point.serverId = ? ORDER BY \(table).\(column)
                         """, arguments: [server])
             } else {

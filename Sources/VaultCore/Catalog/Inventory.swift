@@ -25,7 +25,7 @@ extension Catalog {
             let disks = try PointDiskRow.fetchAll(
                 db,
                 sql: """
-                    SELECT pointDisk.* FROM pointDisk JOIN point ON point.id = pointDisk.pointId
+                    SELECT \(PointDiskRow.selection) FROM pointDisk JOIN point ON point.id = pointDisk.pointId
                     WHERE point.deletion = '' ORDER BY pointDisk.disk
                     """
             ).map(\.disk)

@@ -171,12 +171,16 @@ protocol PositionalRow: FetchableRecord, TableRecord {
 }
 
 extension PositionalRow {
+    /// Its columns, each named with its table, in the order it reads them: what a `SELECT`
+    /// of it gives, never `table.*` (a table's own order may be another).
+    static var selection: String { columns.map { "\(databaseTableName).\($0)" }.joined(separator: ", ") }
+
     /// `SELECT` of this record's columns where `column` is one of `count` arguments. In SQL of
     /// its own: GRDB's query builder took longer to write it than SQLite to run it. Not kept
     /// prepared, as each count is a statement of its own.
     static func select(whereIn column: String, _ count: Int) -> String {
         let marks = Array(repeating: "?", count: count).joined(separator: ", ")
-        return "SELECT \(columns.joined(separator: ", ")) FROM \(databaseTableName) WHERE \(column) IN (\(marks))"
+        return "SELECT \(selection) FROM \(databaseTableName) WHERE \(column) IN (\(marks))"
     }
 }
 

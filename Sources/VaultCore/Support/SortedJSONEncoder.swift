@@ -10,7 +10,11 @@ struct SortedJSONEncoder {
     var pretty: Bool
 
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let item = try Self.item(value, path: [])
+        // A value that encodes nothing is an error at the top, as in JSONEncoder.
+        guard let item = try Self.encoded(value, path: []) else {
+            throw EncodingError.invalidValue(
+                value, EncodingError.Context(codingPath: [], debugDescription: "the value encoded nothing"))
+        }
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         write(item, depth: 0, into: &out)
@@ -45,6 +49,11 @@ struct SortedJSONEncoder {
     }
 
     static func item<T: Encodable>(_ value: T, path: [any CodingKey]) throws -> Item {
+        // A value that encoded nothing is an empty object, as in JSONEncoder.
+        try encoded(value, path: path) ?? .container(Container(isObject: true))
+    }
+
+    private static func encoded<T: Encodable>(_ value: T, path: [any CodingKey]) throws -> Item? {
         if T.self == String.self, let text = value as? String { return .string(text) }
         if T.self == Int.self, let number = value as? Int { return .int(Int64(number)) }
         if T.self == Int64.self, let number = value as? Int64 { return .int(number) }
@@ -56,8 +65,7 @@ struct SortedJSONEncoder {
         }
         let encoder = TreeEncoder(path: path)
         try value.encode(to: encoder)
-        // A value that encoded nothing is an empty object, as in JSONEncoder.
-        return encoder.item ?? .container(Container(isObject: true))
+        return encoder.item
     }
 
     /// One value as JSONEncoder spells it (a fragment: JSONEncoder writes bare numbers and

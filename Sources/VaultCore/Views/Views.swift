@@ -141,7 +141,9 @@ public struct PointView: Codable, Sendable {
         finishedAt = point.finishedAt.map(Units.formatTime)
         parent = point.parentId
         description = point.description
-        self.tags = Dictionary(uniqueKeysWithValues: tags.map { ($0.key, $0.value) })
+        // Keys the catalog tells apart by bytes may be one String (é, and e with U+0301, from
+        // a manifest someone else wrote): the first is kept, never a trap.
+        self.tags = Dictionary(tags.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
         self.disks = disks.map {
             DiskView(
                 name: $0.disk, size: $0.size, storedBytes: $0.dataBytes,
