@@ -52,30 +52,30 @@ public enum FileRestore {
         var firstNames: [UInt64: FileName] = [:]
         var visiting: Set<UInt64> = []
         var archived: Set<UInt64> = []
+        // The path of the entry being written: one buffer, a name added on the way down and
+        // taken off on the way up. A path kept per level held every level's whole path at once,
+        // which grows with the square of the depth: 4,096 folders of 255-byte names is 2 GiB.
+        var path = top.bytes
+        var here: FileName { FileName(path) }
 
-        func add(_ inode: UInt64, path: FileName, depth: Int) throws {
-            let attributes: FileAttributes
-            do { attributes = try volume.reader.attributes(inode) } catch {
-                failures.append("\(path.quoted): \(message(error))")
-                return
-            }
-            if attributes.kind == .socket { return }
+        /// Writes the entry of `inode` (and a file's bytes); false when it is left out.
+        func write(_ inode: UInt64, _ attributes: FileAttributes) throws -> Bool {
             var entry = TarWriter.Entry(
-                path: path, attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: [])
+                path: here, attributes: attributes, linkTarget: nil, hardLinkTo: nil, xattrs: [])
             do {
                 for name in try volume.reader.attributeNames(inode) {
                     entry.xattrs.append((name, try volume.reader.attribute(inode, named: name)))
                 }
             } catch {
-                failures.append("\(path.quoted): extended attributes: \(message(error))")
+                failures.append("\(here.quoted): extended attributes: \(message(error))")
             }
             if attributes.kind == .file, attributes.links > 1 {
-                if let first = firstNames[inode] { entry.hardLinkTo = first } else { firstNames[inode] = path }
+                if let first = firstNames[inode] { entry.hardLinkTo = first } else { firstNames[inode] = here }
             }
             if attributes.kind == .symlink {
                 do { entry.linkTarget = try volume.reader.linkTarget(inode) } catch {
-                    failures.append("\(path.quoted): \(message(error))")
-                    return
+                    failures.append("\(here.quoted): \(message(error))")
+                    return false
                 }
             }
             try tar.begin(entry)
@@ -89,7 +89,7 @@ public enum FileRestore {
                     }
                 } catch {
                     failures.append(
-                        "\(path.quoted): \(message(error)); its bytes from \(written) on are zeros in the archive")
+                        "\(here.quoted): \(message(error)); its bytes from \(written) on are zeros in the archive")
                 }
                 let zeros = [UInt8](repeating: 0, count: blockSize)
                 while written < attributes.size {
@@ -99,26 +99,40 @@ public enum FileRestore {
                 }
                 try tar.endData(size: attributes.size)
             }
-            guard attributes.kind == .directory else { return }
+            return true
+        }
+
+        func add(_ inode: UInt64, depth: Int) throws {
+            let attributes: FileAttributes
+            do { attributes = try volume.reader.attributes(inode) } catch {
+                failures.append("\(here.quoted): \(message(error))")
+                return
+            }
+            if attributes.kind == .socket { return }
+            guard try write(inode, attributes), attributes.kind == .directory else { return }
             guard depth < maxDepth, visiting.insert(inode).inserted, archived.insert(inode).inserted else {
-                failures.append("\(path.quoted): the folder appears twice (damaged filesystem); not followed again")
+                failures.append("\(here.quoted): the folder appears twice (damaged filesystem); not followed again")
                 return
             }
             defer { visiting.remove(inode) }
             do {
                 let listing = try volume.listing(inode)
                 if !listing.unusable.isEmpty {
-                    failures.append("\(path.quoted): \(listing.unusable.count) \(unusableEntries) left out")
+                    failures.append("\(here.quoted): \(listing.unusable.count) \(unusableEntries) left out")
                 }
                 for child in listing.entries {
-                    try add(child.inode, path: FileName(path.bytes + [0x2F] + child.name.bytes), depth: depth + 1)
+                    let length = path.count
+                    path.append(0x2F)
+                    path += child.name.bytes
+                    defer { path.removeSubrange(length...) }
+                    try add(child.inode, depth: depth + 1)
                 }
             } catch let error as VaultError where error.code == .corrupt || error.code == .notFound {
-                failures.append("\(path.quoted): \(error.message)")
+                failures.append("\(here.quoted): \(error.message)")
             }
         }
 
-        try add(inode, path: top, depth: 0)
+        try add(inode, depth: 0)
         try tar.finish()
         return failures
     }

@@ -277,6 +277,50 @@ final class FilesInsideTests: XCTestCase {
         XCTAssertTrue(listing.allSatisfy { ($0["uid"] as! NSNumber).uint32Value == setup.user.uid })
     }
 
+    /// A guest's tree of 1,000 folders, each named with 255 bytes: `files get` writes it as tar
+    /// (each entry named with its whole path, up to 255 KB) in memory that grows with the
+    /// depth, not its square. Keeping every level's path once held 128 MB here.
+    func testADeepTreeOfLongNamesIsArchivedInMemoryOfItsDepth() throws {
+        let scratch = Scratch("deep")
+        _ = try Ext4Image.make(
+            at: scratch.file("root.img"), size: "64M", files: ["etc/hostname": Array("web\n".utf8)])
+        let name = String(repeating: "d", count: 250) + "-long"
+        let depth = 1000
+        let script =
+            String(repeating: "mkdir \(name)\ncd \(name)\n", count: depth) + "write \(scratch.file("last")) last\n"
+        try Data(("cd /\nmkdir deep\ncd deep\n" + script).utf8).write(
+            to: URL(fileURLWithPath: scratch.file("tree.cmd")))
+        try Data("bottom of the tree\n".utf8).write(to: URL(fileURLWithPath: scratch.file("last")))
+        try mustRun(["debugfs", "-w", "-f", scratch.file("tree.cmd"), scratch.file("root.img")], timeout: 300)
+        let ctl = Vaultctl(repository: scratch.file("repo"))
+        try ctl.run("init", ctl.repository)
+        _ = try mustRun(
+            [productPath("vaultctl"), "server", "add", "web", "--disk", "root=\(scratch.file("root.img"))"],
+            environment: ["VAULT_REPO": ctl.repository])
+        try ctl.run("backup", "web", "--name", "one")
+        // Peak memory of the command, from its rusage, beside the same command for one file.
+        func peakKiB(_ path: String, to output: String) throws -> Int {
+            let text = try mustRun(
+                [
+                    "python3", "-c",
+                    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+                        + "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+                    productPath("vaultctl"), "files", "get", "web/one", "--disk", "root", path, "-o", output,
+                ], environment: ["VAULT_REPO": ctl.repository], timeout: 300)
+            let fields = text.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            XCTAssertEqual(fields.first, "0", "files get \(path) exits 0")
+            return Int(fields.last ?? "") ?? 0
+        }
+        let tar = scratch.file("deep.tar")
+        let one = try peakKiB("/etc/hostname", to: scratch.file("hostname"))
+        let deep = try peakKiB("/deep", to: tar)
+        XCTAssertLessThan(deep - one, 48 << 10, "the deep tree took \(deep) KiB, one file \(one) KiB")
+        // The tree is all there, down to the last file.
+        let names = try mustRun(["tar", "-tf", tar], timeout: 120).split(separator: "\n")
+        XCTAssertEqual(names.count, depth + 2, "deep, its folders and the last file")
+        XCTAssertTrue(names.last?.hasSuffix("/" + name + "/last") ?? false)
+    }
+
     func testDamagedFolderGivesEIOWhileTheRestReads() throws {
         let scratch = Scratch("damaged")
         let source = scratch.file("src")
