@@ -404,6 +404,7 @@ extension Console {
         }
         var entries: [FileView] = []
         var total = 1
+        var offset = offset
         if attributes.kind == .directory {
             let all = try volume.listing(inode).entries
             total = all.count
@@ -411,7 +412,9 @@ extension Console {
                 let a = try volume.reader.attributes(entry.inode)
                 entries.append(FileView(name: entry.name, a, target: try target(a)))
             }
-        } else if offset == 0 {
+        } else {
+            // A path that is not a folder lists itself, whatever the page asked for.
+            offset = 0
             let name = FileName(path.split(separator: "/").last.map(String.init) ?? path)
             entries.append(FileView(name: name, attributes, target: try target(attributes)))
         }

@@ -419,17 +419,21 @@ extension Console {
             "crumbs": crumbs, "entries": entries, "isFolder": listing.kind == "directory",
             "tar": "\(content)?path=" + Query.encode(path), "empty": listing.total == 0,
         ]
-        // A folder of more entries than a page: which are shown, and links to the others.
-        if listing.total > limit || offset > 0 {
+        // A folder of more entries than a page: which are shown, and links to the others. Past
+        // the end, Previous goes to the last page.
+        let offset = listing.offset
+        if listing.kind == "directory", listing.total > 0, listing.total > limit || offset > 0 {
             func link(_ offset: Int) -> String {
                 "\(base)?path=" + Query.encode(path) + (offset > 0 ? "&offset=\(offset)" : "")
                     + (limit == FileListing.defaultLimit ? "" : "&limit=\(limit)")
             }
             values["paged"] = true
-            values["first"] = min(offset + 1, listing.total)
-            values["last"] = min(offset + entries.count, listing.total)
-            values["total"] = listing.total
-            if offset > 0 { values["previous"] = link(max(0, offset - limit)) }
+            values["shown"] =
+                entries.isEmpty
+                ? "none of \(listing.total)" : "\(offset + 1)–\(offset + entries.count) of \(listing.total)"
+            if offset > 0 {
+                values["previous"] = link(min(max(0, offset - limit), (listing.total - 1) / limit * limit))
+            }
             if offset + entries.count < listing.total { values["next"] = link(offset + limit) }
         }
         return values

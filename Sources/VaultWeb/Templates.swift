@@ -220,7 +220,7 @@ enum Templates {
         {{#crumbs}}<a href="{{href}}">{{name}}</a> / {{/crumbs}}</p>
         {{#isFolder}}<p><a class="button" id="tar" href="{{tar}}" download>Download this folder as tar</a></p>{{/isFolder}}
         {{#empty}}<p>This folder is empty.</p>{{/empty}}
-        {{#paged}}<p class="pager">{{first}}–{{last}} of {{total}}
+        {{#paged}}<p class="pager">{{shown}}
         {{#previous}}<a href="{{previous}}" rel="prev">Previous</a>{{/previous}}
         {{#next}}<a href="{{next}}" rel="next">Next</a>{{/next}}</p>{{/paged}}
         {{^empty}}

@@ -279,7 +279,7 @@ final class FilesInsideTests: XCTestCase {
 
     /// A guest's tree of 1,000 folders, each named with 255 bytes: `files get` writes it as tar
     /// (each entry named with its whole path, up to 255 KB) in memory that grows with the
-    /// depth, not its square. Keeping every level's path once held 128 MB here.
+    /// depth, not its square. Keeping every level's path once took 187 MB more than one file.
     func testADeepTreeOfLongNamesIsArchivedInMemoryOfItsDepth() throws {
         let scratch = Scratch("deep")
         _ = try Ext4Image.make(

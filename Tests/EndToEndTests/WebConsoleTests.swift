@@ -344,6 +344,18 @@ final class WebConsoleTests: XCTestCase {
             as: UTF8.self)
         XCTAssertTrue(html.contains("2–2 of \(names.count)"), html)
         XCTAssertTrue(html.contains("rel=\"prev\"") && html.contains("rel=\"next\""), html)
+        // Past the end: none shown, and Previous goes to the last page.
+        let pastEnd = String(
+            decoding: try server.request("GET", "/points/\(id)/files/root?path=/etc&limit=1&offset=5000").body,
+            as: UTF8.self)
+        XCTAssertTrue(pastEnd.contains("none of \(names.count)"), pastEnd)
+        XCTAssertTrue(pastEnd.contains("offset=\(names.count - 1)&amp;limit=1\" rel=\"prev\""), pastEnd)
+        // A file lists itself, whatever the page.
+        let file = try XCTUnwrap(
+            try server.request("GET", "/api/v1/points/\(id)/files/root?path=/etc/hostname&offset=3").json()
+                as? [String: Any])
+        XCTAssertEqual((file["entries"] as? [Any])?.count, 1)
+        XCTAssertEqual(file["offset"] as? Int, 0)
         // The disk image, whole and in ranges, is the disk as it was backed up.
         let disk = try readBytes(setup.scratch.file("root.img"))
         let image = try server.request("GET", "/api/v1/points/\(id)/disks/root/image")
