@@ -396,10 +396,17 @@ final class FileSystem: Sendable {
     }
 
     func statfs() -> Reply {
+        let space = space()
+        return .statfs(blocks: space?.blocks ?? 0, free: 0, files: space?.files ?? 0)
+    }
+
+    /// The size of the filesystem the repository is on, in 4 KiB blocks, its files, and which
+    /// filesystem it is (its id); nil when it cannot be told (an object store).
+    func space() -> (filesystem: UInt, blocks: UInt64, files: UInt64)? {
         var sv = Glibc.statvfs()
-        guard statvfs(repository.root, &sv) == 0 else { return .statfs(blocks: 0, free: 0, files: 0) }
+        guard statvfs(repository.root, &sv) == 0 else { return nil }
         let scale = UInt64(sv.f_frsize) / 4096
-        return .statfs(blocks: UInt64(sv.f_blocks) * max(scale, 1), free: 0, files: UInt64(sv.f_files))
+        return (sv.f_fsid, UInt64(sv.f_blocks) * max(scale, 1), UInt64(sv.f_files))
     }
 
     // MARK: Backup now and delete

@@ -181,7 +181,18 @@ final class LocationsRoot: MountOperations {
 
     func release(handle: UInt64) -> Reply { routed(handle) { $0.release(handle: $1) } ?? .done }
 
-    func statfs() -> Reply { locations.first?.statfs() ?? .statfs(blocks: 0, free: 0, files: 0) }
+    /// The locations' filesystems together, each counted once (several locations may be
+    /// folders of one disk).
+    func statfs() -> Reply {
+        var counted = Set<UInt>()
+        var blocks: UInt64 = 0
+        var files: UInt64 = 0
+        for space in locations.compactMap({ $0.space() }) where counted.insert(space.filesystem).inserted {
+            blocks += space.blocks
+            files += space.files
+        }
+        return .statfs(blocks: blocks, free: 0, files: files)
+    }
 
     func mkdir(parent: UInt64, name: String) -> Reply {
         routed(parent) { $0.mkdir(parent: $1, name: name) } ?? .refused(.notPermitted)

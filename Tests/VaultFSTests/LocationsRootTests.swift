@@ -73,6 +73,27 @@ final class LocationsRootTests: XCTestCase {
         }
     }
 
+    /// `df` of a mount of every location counts each location's filesystem once: two folders
+    /// of one disk once, a location on another disk besides.
+    func testStatfsCountsEachLocationsFilesystemOnce() throws {
+        let options = try MountOptions(parsing: "")
+        let fast = FileSystem(repository: try repository("fast", vault: "prod", seed: 1), options: options)
+        let near = FileSystem(repository: try repository("near", vault: "prod", seed: 2), options: options)
+        let small = scratch.file("small")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try mustRun(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", small])
+        defer { _ = try? runCommand(["umount", "-l", small], timeout: 10) }
+        let away = FileSystem(repository: try repository("small/away", vault: "prod", seed: 3), options: options)
+        func blocks(_ ops: any MountOperations) -> UInt64 {
+            guard case .statfs(let blocks, _, _) = ops.statfs() else { return 0 }
+            return blocks
+        }
+        XCTAssertEqual(blocks(away), 16 << 8, "16 MiB in 4 KiB blocks")
+        XCTAssertEqual(blocks(try LocationsRoot([("fast", fast), ("near", near)])), blocks(fast))
+        XCTAssertEqual(
+            blocks(try LocationsRoot([("fast", fast), ("near", near), ("away", away)])), blocks(fast) + blocks(away))
+    }
+
     func testEachLocationIsAFolderAnsweringAsItsOwnMountWithNumbersThatNeverMeet() throws {
         let fast = try repository("fast", vault: "prod", seed: 1)
         let offsite = try repository("offsite", vault: "archive", seed: 2)
