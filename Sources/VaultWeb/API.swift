@@ -441,22 +441,11 @@ extension Query {
     /// page, never answered whole.
     static func listingPage(_ request: Request) throws -> (path: String, offset: Int, limit: Int) {
         let fields = try fields(request)
-        func number(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
-            guard let text = fields[name] else { return value }
-            guard text.utf8.count <= 10, text.utf8.allSatisfy({ (48...57).contains($0) }), let number = Int(text),
-                range.contains(number)
-            else {
-                throw WebError(
-                    .badRequest,
-                    "bad \(name) '\(text.prefix(20))': use a whole number from \(range.lowerBound) to \(range.upperBound)"
-                )
-            }
-            return number
-        }
         return (
             try path(fields, allowed: ["path", "offset", "limit"]),
-            try number("offset", default: 0, in: 0...Int(Int32.max)),
-            try number("limit", default: FileListing.defaultLimit, in: 1...FileListing.maximumLimit)
+            try fields["offset"].map { try Units.wholeNumber($0, name: "offset", in: 0...Int(Int32.max)) } ?? 0,
+            try fields["limit"].map { try Units.wholeNumber($0, name: "limit", in: 1...FileListing.maximumLimit) }
+                ?? FileListing.defaultLimit
         )
     }
 

@@ -98,7 +98,8 @@ final class InputTextTests: XCTestCase {
         XCTAssertEqual(try PointQuery(fields: [:]).limit, PointQuery.defaultLimit)
         for (name, value) in [
             ("type", "weekly"), ("schedule", "cron"), ("status", "lost"), ("tag", "=x"), ("since", "yesterday"),
-            ("before", "1e3d"), ("deleted", "yes"), ("offset", "-1"), ("offset", "1.5"), ("limit", "0"),
+            ("before", "1e3d"), ("deleted", "yes"), ("offset", "-1"), ("offset", "1.5"), ("offset", "+5"),
+            ("offset", "\u{0661}"), ("limit", "0"),
             ("limit", "1001"), ("limit", "99999999999"), ("server", "../web"), ("vault", "a/b"), ("colour", "red"),
         ] {
             XCTAssertThrowsError(try PointQuery(fields: [name: value]), "\(name)=\(value)") { error in

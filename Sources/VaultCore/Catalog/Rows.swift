@@ -287,13 +287,6 @@ extension Row {
     func column<T: DatabaseValueConvertible>(_ name: String) throws -> T {
         do { return try decode(T.self, forColumn: name) } catch { throw Self.damaged(name, "\(error)") }
     }
-
-    /// A column holding one of an enumeration's names.
-    func named<T: RawRepresentable>(_ name: String) throws -> T where T.RawValue == String {
-        let text: String = try column(name)
-        guard let value = T(rawValue: text) else { throw Self.unknownName(name, text) }
-        return value
-    }
 }
 
 /// A row of a table of point details (tags, disks), kept by point id.

@@ -55,6 +55,18 @@ public enum Units {
 
     /// Parses `7d`, `12h`, `30m`, `45s`, `1.5h` or plain seconds: digits with an optional
     /// fraction (no sign, exponent, hex, `inf` or `nan`), at most 12 digits, under 10^15 s.
+    /// A count given as text (a page's `offset` or `limit`): digits only, within `range`;
+    /// `.invalidArgument` naming the field otherwise.
+    public static func wholeNumber(_ text: String, name: String, in range: ClosedRange<Int>) throws -> Int {
+        guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }),
+            let value = Int(text), range.contains(value)
+        else {
+            throw VaultError.invalid(
+                "bad \(name) '\(text.prefix(20))': use a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
     public static func parseDuration(_ text: String) -> TimeInterval? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
         guard let last = text.last else { return nil }

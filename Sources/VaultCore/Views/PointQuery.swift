@@ -75,9 +75,9 @@ public struct PointQuery: Sendable, Equatable {
                 }
                 return value
             } ?? false
-        offset = try given("offset").map { try Self.number($0, name: "offset", in: 0...Int(Int32.max)) } ?? 0
+        offset = try given("offset").map { try Units.wholeNumber($0, name: "offset", in: 0...Int(Int32.max)) } ?? 0
         limit =
-            try given("limit").map { try Self.number($0, name: "limit", in: 1...Self.maximumLimit) }
+            try given("limit").map { try Units.wholeNumber($0, name: "limit", in: 1...Self.maximumLimit) }
             ?? Self.defaultLimit
     }
 
@@ -91,13 +91,6 @@ public struct PointQuery: Sendable, Equatable {
         }
     }
 
-    private static func number(_ text: String, name: String, in range: ClosedRange<Int>) throws -> Int {
-        guard text.count <= 10, text.allSatisfy(\.isASCII), let value = Int(text), range.contains(value) else {
-            throw VaultError.invalid(
-                "bad \(name) '\(text)': use a whole number from \(range.lowerBound) to \(range.upperBound)")
-        }
-        return value
-    }
 }
 
 /// One page of a listing of points: the views on it, and how many match in all.
